@@ -1,0 +1,34 @@
+/* pid: the pi coordinator daemon. Thin dispatcher over the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"run", pid_cmd_run, "run -m MODEL [-p PROMPT] [-n N] [sampling flags]   generate once in the foreground"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: pid COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %s\n", commands[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "pid: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,25 @@
+/* Reference dense forward pass for the LLaMA family, plain C with fp32
+ * accumulation: the oracle for every later test. One sequence, one token at
+ * a time, KV cache held in the state. */
+#ifndef PI_FORWARD_H
+#define PI_FORWARD_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "pi_error.h"
+
+typedef struct forward_state forward_state;
+
+/* Allocates the KV cache for n_ctx positions (0 = the model's n_ctx) and
+ * every scratch buffer; nothing is allocated per token afterwards. The model
+ * must outlive the state. */
+forward_state *forward_new(const pi_model *m, uint32_t n_ctx, pi_error *err);
+void forward_free(forward_state **s);
+
+/* Runs token at position pos (0 <= pos < n_ctx; positions before pos must
+ * have been run) and returns n_vocab logits owned by the state, valid until
+ * the next call; NULL if pos is out of range or the token is out of range. */
+const float *forward_token(forward_state *s, int32_t token, uint32_t pos);
+
+#endif

@@ -1,0 +1,67 @@
+/* A LLaMA-family model described from a GGUF file: hyperparameters and 2-D
+ * views of every weight, pointing into the file's mapping (nothing copied).
+ * Tensor names and keys follow llama.cpp (docs/formats.md). */
+#ifndef PI_MODEL_H
+#define PI_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "pi_error.h"
+#include "quant.h"
+
+/* FFN activation: out = down( act(gate(x)) * up(x) ), except RELU_BOTH,
+ * Bamboo's relu(gate(x)) * relu(up(x)). Stored in GGUF as pi.ffn_activation. */
+typedef enum pi_act {
+    PI_ACT_SILU = 0,
+    PI_ACT_RELU = 1,
+    PI_ACT_RELU_BOTH = 2,
+} pi_act;
+
+/* A matrix of rows x cols; row r starts at data + r * row_bytes. A missing
+ * tensor has data == NULL. */
+typedef struct pi_tensor {
+    pi_type type;
+    uint64_t cols;      /* GGUF ne[0] */
+    uint64_t rows;      /* GGUF ne[1] (1 for vectors) */
+    size_t row_bytes;
+    const void *data;
+} pi_tensor;
+
+static inline const void *pi_tensor_row(const pi_tensor *t, uint64_t r)
+{
+    return (const char *)t->data + r * t->row_bytes;
+}
+
+typedef struct pi_layer {
+    pi_tensor attn_norm;            /* dim */
+    pi_tensor wq, wk, wv, wo;       /* rows = outputs */
+    pi_tensor ffn_norm;             /* dim */
+    pi_tensor ffn_gate, ffn_up;     /* n_ff x dim */
+    pi_tensor ffn_down;             /* dim x n_ff */
+} pi_layer;
+
+typedef struct pi_model {
+    gguf_file *file;                /* owned */
+    char arch[32];
+    uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, n_ff, n_ctx;
+    float norm_eps, rope_theta;
+    pi_act act;
+    pi_tensor tok_embd;             /* n_vocab x dim */
+    pi_tensor output_norm;          /* dim */
+    pi_tensor output;               /* n_vocab x dim; same data as tok_embd when tied */
+    int tied_output;
+    pi_layer *layers;               /* n_layers, owned */
+} pi_model;
+
+/* Opens and validates (every tensor present with the shape the
+ * hyperparameters imply). Caller owns the result: model_close. */
+pi_model *model_open(const char *path, pi_error *err);
+/* Same over an already-open file, taking ownership of it (also on failure). */
+pi_model *model_from_gguf(gguf_file *f, pi_error *err);
+void model_close(pi_model **m);
+
+const char *pi_act_name(pi_act a);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The test suite: set up, build with ASan+UBSan (and the CUDA parts when nvcc
+# is present, warnings as errors), run ctest, then run every libFuzzer target
+# for PI_FUZZ_SECONDS (default 60) each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
+
+scripts/setup.sh
+
+echo "== build (address,undefined sanitizers) =="
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=Debug -DPI_SANITIZE=address,undefined -DPI_CUDA=AUTO >build-test.log 2>&1 \
+  || { cat build-test.log; exit 1; }
+grep "pi: CUDA" build-test.log || true
+cmake --build build-test -j"$jobs"
+
+echo "== ctest =="
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd build-test && ctest --output-on-failure -j"$jobs")
+
+if [ "${PI_FUZZ_SECONDS:-60}" -gt 0 ]; then
+  echo "== fuzz (${PI_FUZZ_SECONDS:-60} s per target) =="
+  CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPI_FUZZ=ON -DPI_SANITIZE=address,undefined -DPI_CUDA=OFF >build-fuzz.log 2>&1 \
+    || { cat build-fuzz.log; exit 1; }
+  cmake --build build-fuzz -j"$jobs" --target $(cd tests/fuzz && ls fuzz_*.c | sed 's/\.c$//')
+  for src in tests/fuzz/fuzz_*.c; do
+    t=$(basename "$src" .c)
+    corpus=$(mktemp -d)
+    [ -d "tests/fuzz/regress/$t" ] && cp "tests/fuzz/regress/$t"/* "$corpus"/ 2>/dev/null || true
+    echo "-- $t"
+    (cd "$corpus" && "$root/build-fuzz/bin/$t" -max_total_time="${PI_FUZZ_SECONDS:-60}" -rss_limit_mb=4096 -print_final_stats=0 "$corpus" 2>&1 | tail -n 3) \
+      || { echo "fuzz: $t found a crash (see above); add the input to tests/fuzz/regress/$t"; exit 1; }
+    rm -rf "$corpus"
+  done
+fi
+echo "all tests passed"
