@@ -1,0 +1,65 @@
+/* The GPU worker's compute backend: holds what the plan puts on the GPU
+ * (embeddings, norms, attention, lm_head, KV cache, the hot neurons [0, n_hot)
+ * of every FFN layer) and runs the GPU's part of each layer for a batch of
+ * entries. Two implementations: host (plain C over model/ops.h, for machines
+ * without a GPU and for CI) and cuda (cuBLAS + kernels, backend_cuda.cu).
+ * The worker loop (worker.c) drives both the same way, per step:
+ *   embed; for each layer: attn (writes xn to the shared segment), publish,
+ *   ffn_hot, wait for the CPU partials, finish; then logits. */
+#ifndef PI_GPU_BACKEND_H
+#define PI_GPU_BACKEND_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "pi_error.h"
+
+typedef struct gpu_entry {
+    uint32_t slot;          /* KV cache slot (one per active sequence) */
+    uint32_t pos;           /* position in that sequence */
+    int32_t token;
+    uint32_t want_logits;
+} gpu_entry;
+
+typedef struct gpu_backend_config {
+    uint32_t n_hot;         /* hot neurons per layer: [0, n_hot) */
+    uint32_t max_seqs;      /* KV cache slots */
+    uint32_t n_ctx;         /* positions per slot */
+    uint32_t max_batch;     /* entries per step */
+    int device;             /* CUDA device ordinal */
+} gpu_backend_config;
+
+typedef struct gpu_backend gpu_backend;
+
+typedef struct gpu_backend_ops {
+    const char *name;       /* "host" or "cuda" */
+    /* Copies the GPU part of m into backend memory (m must outlive it). */
+    gpu_backend *(*create)(const pi_model *m, const gpu_backend_config *cfg, pi_error *err);
+    void (*destroy)(gpu_backend **b);
+    /* Bytes of device memory held (host backend: bytes it would hold). */
+    uint64_t (*device_bytes)(const gpu_backend *b);
+    /* Starts a step: the residual stream of each entry = its token's embedding. */
+    int (*embed)(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err);
+    /* Attention of layer l for every entry (KV written at each entry's slot/pos,
+     * entries of one slot in position order), residual add, then
+     * xn = rmsnorm(h, ffn_norm) written to xn_out (n x dim floats, host memory). */
+    int (*attn)(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n, float *xn_out, pi_error *err);
+    /* Partial FFN output of the hot neurons of layer l for the xn just computed. */
+    int (*ffn_hot)(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err);
+    /* h += hot + partials[0] + ... + partials[n_partials-1] (each n x dim, host
+     * memory), added in that order so results do not depend on timing. */
+    int (*finish)(gpu_backend *b, uint32_t l, uint32_t n, const float *const *partials,
+                  uint32_t n_partials, pi_error *err);
+    /* Final norm + lm_head for the entries with want_logits, rows written to
+     * out in entry order (n_vocab floats each). */
+    int (*logits)(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err);
+} gpu_backend_ops;
+
+extern const gpu_backend_ops gpu_backend_host;
+#ifdef PI_HAVE_CUDA
+extern const gpu_backend_ops gpu_backend_cuda;
+/* Number of usable CUDA devices (0 when none or no driver). */
+int pi_cuda_device_count(void);
+#endif
+
+#endif

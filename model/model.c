@@ -1,0 +1,241 @@
+/* LLaMA-family model description from GGUF: hyperparameters with llama.cpp's
+ * keys and defaults, and a 2-D view of every tensor, each checked against the
+ * shape the hyperparameters imply before anything computes with it. */
+#include "model.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *pi_act_name(pi_act a)
+{
+    switch (a) {
+    case PI_ACT_SILU: return "silu";
+    case PI_ACT_RELU: return "relu";
+    case PI_ACT_RELU_BOTH: return "relu_both";
+    }
+    return "?";
+}
+
+/* Required u32 hyperparameter "<arch>.<name>", must be > 0. */
+static int get_req(const pi_model *m, const char *name, uint32_t *out, pi_error *err)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", m->arch, name);
+    if (gguf_get_u32(m->file, key, out, err) < 0)
+        return pi_error_set(err, "model %s: required key %s is missing or not a 32-bit unsigned integer",
+                            gguf_path(m->file), key);
+    if (*out == 0)
+        return pi_error_set(err, "model %s: key %s is 0", gguf_path(m->file), key);
+    return 0;
+}
+
+/* Optional hyperparameter: *out keeps its default when the key is absent. */
+static int get_opt_u32(const pi_model *m, const char *name, uint32_t *out, pi_error *err)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", m->arch, name);
+    if (!gguf_find_kv(m->file, key))
+        return 0;
+    return get_req(m, name, out, err);
+}
+
+static int get_opt_f32(const pi_model *m, const char *name, float *out, pi_error *err)
+{
+    char key[96];
+    snprintf(key, sizeof key, "%s.%s", m->arch, name);
+    if (!gguf_find_kv(m->file, key))
+        return 0;
+    if (gguf_get_f32(m->file, key, out, err) < 0)
+        return pi_error_set(err, "model %s: key %s is not a number", gguf_path(m->file), key);
+    if (!(*out > 0.0f))
+        return pi_error_set(err, "model %s: key %s must be > 0", gguf_path(m->file), key);
+    return 0;
+}
+
+static int read_hparams(pi_model *m, pi_error *err)
+{
+    const char *path = gguf_path(m->file);
+    if (gguf_get_cstr(m->file, "general.architecture", m->arch, sizeof m->arch, err) < 0)
+        return pi_error_set(err, "model %s: key general.architecture is missing (not a model file?)", path);
+    if (strcmp(m->arch, "llama") != 0)
+        return pi_error_set(err, "model %s: general.architecture is '%s'; pi supports 'llama'", path, m->arch);
+    if (get_req(m, "context_length", &m->n_ctx, err) < 0 ||
+        get_req(m, "embedding_length", &m->dim, err) < 0 ||
+        get_req(m, "block_count", &m->n_layers, err) < 0 ||
+        get_req(m, "feed_forward_length", &m->n_ff, err) < 0 ||
+        get_req(m, "attention.head_count", &m->n_heads, err) < 0)
+        return -1;
+    m->n_kv_heads = m->n_heads;
+    m->norm_eps = 1e-5f;
+    m->rope_theta = 10000.0f;
+    if (get_opt_u32(m, "attention.head_count_kv", &m->n_kv_heads, err) < 0 ||
+        get_opt_f32(m, "attention.layer_norm_rms_epsilon", &m->norm_eps, err) < 0 ||
+        get_opt_f32(m, "rope.freq_base", &m->rope_theta, err) < 0)
+        return -1;
+    if (m->dim % m->n_heads != 0 || m->n_heads % m->n_kv_heads != 0)
+        return pi_error_set(err, "model %s: embedding_length %u, head_count %u, head_count_kv %u: "
+                            "dim must divide into heads and heads into kv heads",
+                            path, m->dim, m->n_heads, m->n_kv_heads);
+    m->head_dim = m->dim / m->n_heads;
+    if (m->head_dim % 2 != 0)
+        return pi_error_set(err, "model %s: head size %u is odd; rope needs pairs", path, m->head_dim);
+
+    m->act = PI_ACT_SILU;
+    if (gguf_find_kv(m->file, "pi.ffn_activation")) {
+        char act[32];
+        if (gguf_get_cstr(m->file, "pi.ffn_activation", act, sizeof act, err) < 0)
+            return pi_error_set(err, "model %s: key pi.ffn_activation is not a short string", path);
+        if (!strcmp(act, "silu")) m->act = PI_ACT_SILU;
+        else if (!strcmp(act, "relu")) m->act = PI_ACT_RELU;
+        else if (!strcmp(act, "relu_both")) m->act = PI_ACT_RELU_BOTH;
+        else
+            return pi_error_set(err, "model %s: pi.ffn_activation '%s' is not silu, relu or relu_both", path, act);
+    }
+    return 0;
+}
+
+/* Binds *t to tensor name, which must have exactly the shape [cols] (rows 0)
+ * or [cols, rows]; norms (want_f32) must be F32. */
+static int bind(pi_model *m, pi_tensor *t, const char *name, uint64_t cols, uint64_t rows,
+                int want_f32, pi_error *err)
+{
+    const char *path = gguf_path(m->file);
+    const gguf_tensor *g = gguf_find_tensor(m->file, name);
+    if (!g)
+        return pi_error_set(err, "model %s: tensor %s is missing", path, name);
+    uint64_t want_rows = rows ? rows : 1;
+    if (g->ne[0] != cols || g->ne[1] != want_rows || g->ne[2] != 1 || g->ne[3] != 1) {
+        char have[96], want[64];
+        int n = snprintf(have, sizeof have, "[%" PRIu64, g->ne[0]);
+        for (uint32_t d = 1; d < g->n_dims && d < GGUF_MAX_DIMS; d++)
+            n += snprintf(have + n, sizeof have - (size_t)n, ",%" PRIu64, g->ne[d]);
+        snprintf(have + n, sizeof have - (size_t)n, "]");
+        if (rows)
+            snprintf(want, sizeof want, "[%" PRIu64 ",%" PRIu64 "]", cols, rows);
+        else
+            snprintf(want, sizeof want, "[%" PRIu64 "]", cols);
+        return pi_error_set(err, "model %s: tensor %s has shape %s, expected %s", path, name, have, want);
+    }
+    if (!pi_type_supported((int)g->type)) {
+        const char *tn = pi_type_ggml_name((int)g->type);
+        return pi_error_set(err, "model %s: tensor %s has type %s (%d), which pi does not support; "
+                            "convert it to f32, f16, bf16, q8_0 or q4_0", path, name, tn ? tn : "unknown", (int)g->type);
+    }
+    if (want_f32 && g->type != PI_TYPE_F32)
+        return pi_error_set(err, "model %s: norm tensor %s has type %s; norms must be f32",
+                            path, name, pi_type_name((int)g->type));
+    size_t rb;
+    if (pi_row_bytes(g->type, cols, &rb) < 0)
+        return pi_error_set(err, "model %s: tensor %s: %" PRIu64 " columns do not fit %s blocks",
+                            path, name, cols, pi_type_name((int)g->type));
+    t->type = g->type;
+    t->cols = cols;
+    t->rows = want_rows;
+    t->row_bytes = rb;
+    t->data = g->data;
+    return 0;
+}
+
+static int bind_layer(pi_model *m, uint32_t il, pi_error *err)
+{
+    pi_layer *l = &m->layers[il];
+    uint64_t dim = m->dim, q = (uint64_t)m->n_heads * m->head_dim,
+             kv = (uint64_t)m->n_kv_heads * m->head_dim, ff = m->n_ff;
+    const struct {
+        pi_tensor *t;
+        const char *name;
+        uint64_t cols, rows;
+        int norm;
+    } spec[] = {
+        {&l->attn_norm, "attn_norm", dim, 0, 1},
+        {&l->wq, "attn_q", dim, q, 0},
+        {&l->wk, "attn_k", dim, kv, 0},
+        {&l->wv, "attn_v", dim, kv, 0},
+        {&l->wo, "attn_output", q, dim, 0},
+        {&l->ffn_norm, "ffn_norm", dim, 0, 1},
+        {&l->ffn_gate, "ffn_gate", dim, ff, 0},
+        {&l->ffn_up, "ffn_up", dim, ff, 0},
+        {&l->ffn_down, "ffn_down", ff, dim, 0},
+    };
+    for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%u.%s.weight", il, spec[i].name);
+        if (bind(m, spec[i].t, name, spec[i].cols, spec[i].rows, spec[i].norm, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int bind_all(pi_model *m, pi_error *err)
+{
+    const char *path = gguf_path(m->file);
+    const gguf_tensor *te = gguf_find_tensor(m->file, "token_embd.weight");
+    if (!te)
+        return pi_error_set(err, "model %s: tensor token_embd.weight is missing", path);
+    if (te->ne[1] == 0 || te->ne[1] > INT32_MAX)
+        return pi_error_set(err, "model %s: tensor token_embd.weight has %" PRIu64 " rows (vocabulary size)",
+                            path, te->ne[1]);
+    m->n_vocab = (uint32_t)te->ne[1];
+    uint32_t vocab = m->n_vocab;
+    if (get_opt_u32(m, "vocab_size", &vocab, err) < 0)
+        return -1;
+    if (vocab != m->n_vocab)
+        return pi_error_set(err, "model %s: key %s.vocab_size is %u but token_embd.weight has %u rows",
+                            path, m->arch, vocab, m->n_vocab);
+    if (bind(m, &m->tok_embd, "token_embd.weight", m->dim, m->n_vocab, 0, err) < 0 ||
+        bind(m, &m->output_norm, "output_norm.weight", m->dim, 0, 1, err) < 0)
+        return -1;
+    m->tied_output = gguf_find_tensor(m->file, "output.weight") == NULL;
+    if (m->tied_output)
+        m->output = m->tok_embd;
+    else if (bind(m, &m->output, "output.weight", m->dim, m->n_vocab, 0, err) < 0)
+        return -1;
+    m->layers = calloc(m->n_layers, sizeof *m->layers);
+    if (!m->layers)
+        return pi_error_set(err, "model %s: out of memory for %u layers", path, m->n_layers);
+    for (uint32_t il = 0; il < m->n_layers; il++)
+        if (bind_layer(m, il, err) < 0)
+            return -1;
+    return 0;
+}
+
+pi_model *model_from_gguf(gguf_file *f, pi_error *err)
+{
+    if (!f) {
+        pi_error_set(err, "model: no file");
+        return NULL;
+    }
+    pi_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        pi_error_set(err, "model %s: out of memory", gguf_path(f));
+        gguf_close(&f);
+        return NULL;
+    }
+    m->file = f;
+    if (read_hparams(m, err) < 0 || bind_all(m, err) < 0) {
+        model_close(&m);
+        return NULL;
+    }
+    return m;
+}
+
+pi_model *model_open(const char *path, pi_error *err)
+{
+    gguf_file *f = gguf_open(path, err);
+    if (!f)
+        return NULL;
+    return model_from_gguf(f, err);
+}
+
+void model_close(pi_model **mp)
+{
+    if (!mp || !*mp)
+        return;
+    pi_model *m = *mp;
+    gguf_close(&m->file);
+    free(m->layers);
+    free(m);
+    *mp = NULL;
+}

@@ -1,0 +1,49 @@
+/* The plain math of a LLaMA-family layer, llama2.c-style: small functions
+ * over float vectors and pi_tensor rows, fp32 accumulation, no allocation.
+ * The reference forward pass and the workers share these definitions. */
+#ifndef PI_OPS_H
+#define PI_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+/* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]; out may alias x. */
+void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps);
+
+/* out[r - r0] = dot(row r of w, x) for r in [r0, r1); x has w->cols elements. */
+void ops_matvec(float *out, const pi_tensor *w, const float *x, uint64_t r0, uint64_t r1);
+
+/* Element (r, c) of any supported type (dequantizes the block holding it). */
+float ops_tensor_get(const pi_tensor *t, uint64_t r, uint64_t c);
+
+/* Rotary embedding at position pos over n = heads * head_dim values: pairs
+ * (2i, 2i+1) inside each head turn by pos * theta^(-2i / head_dim). */
+void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta);
+
+/* In place, numerically stable (max subtracted). */
+void ops_softmax(float *x, size_t n);
+
+/* One attention head over positions [0, n_pos): key t is k + t * kv_stride,
+ * value t is v + t * kv_stride (head_dim floats each). att is scratch of n_pos.
+ * out = sum_t softmax(q.k_t / sqrt(head_dim))_t * v_t. */
+void ops_attention_head(float *out, const float *q, const float *k, const float *v,
+                        size_t kv_stride, uint32_t head_dim, uint32_t n_pos, float *att);
+
+/* The activation of one neuron from its gate and up dot products:
+ * SILU silu(g)*u, RELU relu(g)*u, RELU_BOTH relu(g)*relu(u). */
+float ops_ffn_act(pi_act act, float gate, float up);
+
+/* Partial FFN over neurons [n0, n1) of a layer: h[j - n0] = act(gate_j.x, up_j.x),
+ * then out[i] += sum_j down[i][j] * h[j - n0]. Partials of disjoint ranges
+ * add up to the whole FFN (ops_ffn_range(0, n_ff) on a zeroed out).
+ * h is scratch of n1 - n0 floats; out has dim floats. */
+void ops_ffn_range(const pi_layer *l, pi_act act, const float *x, uint32_t n0, uint32_t n1,
+                   float *h, float *out);
+
+/* Same for an arbitrary list of neurons idx[0..n): out += h_j * down[:, j]. */
+void ops_ffn_list(const pi_layer *l, pi_act act, const float *x, const uint32_t *idx, size_t n,
+                  float *out);
+
+#endif
