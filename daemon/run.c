@@ -1,12 +1,223 @@
-/* placeholder: replaced by the real command */
+/* `pid run`: generate once in the foreground, in-process: open the model,
+ * encode BOS + prompt, feed it, then sample and stream each token's text to
+ * stdout as soon as it is chosen. Statistics go to stderr. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "commands.h"
+#include "forward.h"
+#include "gen_params.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: pid run -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+                 "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n\n"
+                 "  -m, --model MODEL     GGUF model file\n"
+                 "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
+                 "%s",
+            gen_params_usage());
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Everything one run holds, so one cleanup path frees it all. */
+typedef struct run_ctx {
+    pi_model *model;
+    tokenizer *tok;
+    forward_state *fwd;
+    sampler *smp;
+    int32_t *prompt;
+    int32_t *history;
+    float *logits;
+} run_ctx;
+
+static void run_ctx_free(run_ctx *r)
+{
+    free(r->logits);
+    free(r->history);
+    free(r->prompt);
+    sampler_free(&r->smp);
+    forward_free(&r->fwd);
+    tokenizer_free(&r->tok);
+    model_close(&r->model);
+}
+
+/* Writes the text of tok (after prev) to stdout now; 0 or -1 if stdout failed. */
+static int emit(const tokenizer *t, int32_t prev, int32_t tok)
+{
+    char buf[1024];
+    int n = tokenizer_decode_piece(t, prev, tok, buf, sizeof buf);
+    if (n < 0)
+        return 0; /* an id the tokenizer does not know: print nothing */
+    if ((size_t)n > sizeof buf)
+        n = (int)sizeof buf;
+    if (n > 0 && fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+        return -1;
+    return fflush(stdout) == 0 ? 0 : -1;
+}
 
 int pid_cmd_run(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "pid run: not built yet\n");
-    return 1;
+    const char *model_path = NULL, *prompt = "";
+    gen_params g;
+    gen_params_default(&g);
+    pi_error err = {{0}};
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
+        if (is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pid run: %s needs a value\n", a);
+                usage(stderr);
+                return 2;
+            }
+            *(is_model ? &model_path : &prompt) = argv[++i];
+            continue;
+        }
+        int r = gen_params_parse_flag(&g, argc, argv, &i, &err);
+        if (r < 0) {
+            fprintf(stderr, "pid run: %s\n", err.msg);
+            usage(stderr);
+            return 2;
+        }
+        if (r == 0) {
+            fprintf(stderr, "pid run: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        fprintf(stderr, "pid run: no model given (-m MODEL)\n");
+        usage(stderr);
+        return 2;
+    }
+
+    run_ctx r = {0};
+    int rc = 1;
+    r.model = model_open(model_path, &err);
+    if (!r.model) {
+        fprintf(stderr, "pid run: %s\n", err.msg);
+        goto out;
+    }
+    r.tok = tokenizer_from_gguf(r.model->file, &err);
+    if (!r.tok) {
+        fprintf(stderr, "pid run: tokenizer of %s: %s\n", model_path, err.msg);
+        goto out;
+    }
+    uint32_t n_vocab = r.model->n_vocab;
+    if (tokenizer_n_vocab(r.tok) != n_vocab) {
+        fprintf(stderr, "pid run: %s: tokenizer has %u tokens but the model's output has %u; "
+                        "the file is inconsistent, re-import it\n",
+                model_path, tokenizer_n_vocab(r.tok), n_vocab);
+        goto out;
+    }
+    size_t n_prompt = 0;
+    if (tokenizer_encode(r.tok, prompt, strlen(prompt), 1, &r.prompt, &n_prompt, &err) < 0) {
+        fprintf(stderr, "pid run: encoding the prompt: %s\n", err.msg);
+        goto out;
+    }
+    uint32_t n_ctx_model = r.model->n_ctx;
+    if (n_prompt == 0) {
+        fprintf(stderr, "pid run: the prompt encoded to no tokens and the model has no BOS token\n");
+        goto out;
+    }
+    if (n_prompt > n_ctx_model) {
+        fprintf(stderr, "pid run: the prompt is %zu tokens but %s has a context of %u; shorten the prompt\n",
+                n_prompt, model_path, n_ctx_model);
+        goto out;
+    }
+    /* The KV cache only needs the positions this run can reach (the last
+     * generated token is never fed back). */
+    size_t want = n_prompt + (g.n_predict > 0 ? (size_t)g.n_predict - 1 : 0);
+    uint32_t n_ctx = want < n_ctx_model ? (uint32_t)want : n_ctx_model;
+    r.fwd = forward_new(r.model, n_ctx, &err);
+    if (!r.fwd) {
+        fprintf(stderr, "pid run: %s: %s\n", model_path, err.msg);
+        goto out;
+    }
+    sampler_params sp;
+    sampler_params_from_gen(&sp, &g);
+    r.smp = sampler_new(&sp, n_vocab, &err);
+    if (!r.smp) {
+        fprintf(stderr, "pid run: %s\n", err.msg);
+        goto out;
+    }
+    r.history = malloc((n_prompt + (size_t)g.n_predict) * sizeof *r.history);
+    r.logits = malloc((size_t)n_vocab * sizeof *r.logits);
+    if (!r.history || !r.logits) {
+        fprintf(stderr, "pid run: out of memory\n");
+        goto out;
+    }
+    memcpy(r.history, r.prompt, n_prompt * sizeof *r.prompt);
+    size_t n_hist = n_prompt;
+
+    /* The prompt, echoed as the model sees it (BOS prints nothing). */
+    const float *lg = NULL;
+    for (size_t i = 0; i < n_prompt; i++) {
+        lg = forward_token(r.fwd, r.prompt[i], (uint32_t)i);
+        if (!lg) {
+            fprintf(stderr, "pid run: prompt token %zu (id %d) could not be run\n", i, r.prompt[i]);
+            goto out;
+        }
+        if (emit(r.tok, i ? r.prompt[i - 1] : -1, r.prompt[i]) < 0)
+            goto stdout_failed;
+    }
+    double t1 = now_s();
+
+    int32_t eos = tokenizer_eos(r.tok);
+    size_t n_gen = 0;
+    int hit_ctx = 0;
+    while (n_gen < (size_t)g.n_predict) {
+        memcpy(r.logits, lg, (size_t)n_vocab * sizeof *r.logits);
+        int32_t next = sampler_sample(r.smp, r.logits, r.history, n_hist);
+        if (next == eos)
+            break;
+        if (emit(r.tok, r.history[n_hist - 1], next) < 0)
+            goto stdout_failed;
+        r.history[n_hist++] = next;
+        n_gen++;
+        if (n_gen == (size_t)g.n_predict)
+            break;
+        if (n_hist - 1 >= n_ctx) {
+            hit_ctx = 1;
+            break;
+        }
+        lg = forward_token(r.fwd, next, (uint32_t)(n_hist - 1));
+        if (!lg) {
+            fprintf(stderr, "pid run: token id %d at position %zu could not be run\n", next, n_hist - 1);
+            goto out;
+        }
+    }
+    double t2 = now_s();
+    if (fputc('\n', stdout) == EOF || fflush(stdout) != 0)
+        goto stdout_failed;
+    if (hit_ctx)
+        fprintf(stderr, "pid run: stopped at the context length (%u tokens)\n", n_ctx);
+    double gen_s = t2 - t1;
+    fprintf(stderr, "pid run: prompt %zu tokens, generated %zu tokens in %.3f s (%.1f tok/s), seed %llu\n",
+            n_prompt, n_gen, gen_s, gen_s > 0 ? (double)n_gen / gen_s : 0.0,
+            (unsigned long long)sampler_seed(r.smp));
+    rc = 0;
+    goto out;
+
+stdout_failed:
+    fprintf(stderr, "pid run: writing to stdout failed\n");
+out:
+    run_ctx_free(&r);
+    return rc;
 }

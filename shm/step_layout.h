@@ -1,0 +1,94 @@
+/* step_layout: where everything lives in the "step" segment that pid, the
+ * GPU worker and the CPU workers share for decode steps. pid computes the
+ * layout from the model's shape, creates the segment and writes the header;
+ * each worker maps it and checks the header against its own model before
+ * trusting any offset. The table and the protocol are in docs/shm.md. */
+#ifndef PI_SHM_STEP_LAYOUT_H
+#define PI_SHM_STEP_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pi_error.h"
+#include "seqcount.h"
+
+#define STEP_MAGIC "PISTEP01" /* 8 bytes, no terminator in the header */
+#define STEP_VERSION 1u
+#define STEP_BUF_ALIGN 4096u  /* data buffers: page-aligned (mbind, host-register) */
+
+typedef struct step_params {
+    uint32_t n_layers, dim, n_ff, n_vocab, max_batch, n_cpu_workers;
+} step_params;
+
+/* At offset 0 of the segment. Plain integers only: it is read by processes
+ * that map the segment at different addresses. */
+typedef struct step_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_bytes; /* sizeof(step_header) of the writer */
+    step_params params;
+    uint32_t reserved;
+    uint64_t total_bytes;
+    uint64_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
+    uint64_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
+} step_header;
+
+/* One sequence of the batch in this step. */
+typedef struct step_seq {
+    uint32_t slot;  /* KV-cache slot of the sequence */
+    int32_t token;  /* input token id */
+    uint32_t pos;   /* its position */
+    uint32_t reserved;
+} step_seq;
+
+/* Written by pid before it starts a step; read by the workers. */
+typedef struct step_cmd {
+    uint64_t step_id;
+    uint32_t n_seq;        /* <= max_batch */
+    uint32_t reserved;
+    step_seq seq[];        /* max_batch entries */
+} step_cmd;
+
+/* A process's view of the layout: byte offsets from the segment base. */
+typedef struct step_layout {
+    step_params p;
+    size_t total_bytes;
+    size_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
+    size_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
+} step_layout;
+
+/* Computes the layout; -1 with a message if a parameter is 0 (n_cpu_workers
+ * may be 0), n_ff exceeds INT32_MAX or a size overflows. */
+int step_layout_compute(const step_params *p, step_layout *out, pi_error *err);
+
+/* pid: writes the header into a fresh (zeroed) segment of at least
+ * l->total_bytes, before any worker maps it. */
+void step_header_write(void *base, const step_layout *l);
+
+/* Worker: checks the header of a mapped segment of mapped_bytes against the
+ * worker's own model shape and fills *out. -1 with a message naming the
+ * first mismatch (not a step segment, other version, other model shape). */
+int step_header_check(const void *base, size_t mapped_bytes, const step_params *expect,
+                      step_layout *out, pi_error *err);
+
+step_header *step_header_at(void *base);
+step_cmd *step_command(void *base, const step_layout *l);
+float *step_x(void *base, const step_layout *l);               /* max_batch x dim */
+seq_counter *step_layer_seq(void *base, const step_layout *l); /* GPU worker writes */
+seq_counter *step_abort_seq(void *base, const step_layout *l); /* pid writes */
+int32_t *step_active_counts(void *base, const step_layout *l); /* max_batch counts */
+int32_t *step_active_idx(void *base, const step_layout *l, uint32_t seq); /* n_ff each */
+float *step_logits(void *base, const step_layout *l);          /* max_batch x n_vocab */
+/* Per CPU worker; NULL if worker >= n_cpu_workers. */
+float *step_partial(void *base, const step_layout *l, uint32_t worker); /* max_batch x dim */
+seq_counter *step_done_seq(void *base, const step_layout *l, uint32_t worker);
+
+/* The value the layer and done counters take when layer `layer` (0-based) of
+ * step step_no is complete: ticks grow by one per layer across steps and may
+ * wrap, which the wrap-safe comparison of seq_wait_geq tolerates. */
+static inline uint32_t step_tick(uint64_t step_no, uint32_t n_layers, uint32_t layer)
+{
+    return (uint32_t)(step_no * n_layers + layer + 1);
+}
+
+#endif
