@@ -5,5 +5,14 @@
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_workers(int argc, char **argv);
+int cmd_restart_worker(int argc, char **argv);
+int cmd_shutdown(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+/* `pictl tokenize` without -m: tokenizes through pid's Tokenize RPC
+ * ([--endpoint E] [--no-bos] [--file F | TEXT]; ids on one line). */
+int client_remote_tokenize(int argc, char **argv);
 
 #endif

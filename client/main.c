@@ -10,6 +10,12 @@ static const struct {
     const char *help;
 } commands[] = {
     {"tokenize", cmd_tokenize, "tokenize -m MODEL [--no-bos] [--file F | TEXT]   print token ids"},
+    {"generate", cmd_generate, "generate [--endpoint E] [sampling flags] [--no-stream] [--json] [--no-bos] PROMPT"},
+    {"status", cmd_status, "status [--endpoint E]                            pid, model, placement, queue, workers"},
+    {"workers", cmd_workers, "workers [--endpoint E]                           the workers table"},
+    {"restart-worker", cmd_restart_worker, "restart-worker [--endpoint E] gpu|cpu:N         restart one worker"},
+    {"shutdown", cmd_shutdown, "shutdown [--endpoint E]                          stop pid and its workers"},
+    {"detokenize", cmd_detokenize, "detokenize [--endpoint E] IDS...                 token ids to text, through pid"},
     {"model", cmd_model, "model import-llama2c|inspect ...                  offline model tools"},
 };
 

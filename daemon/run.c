@@ -39,10 +39,13 @@ typedef struct run_ctx {
     int32_t *prompt;
     int32_t *history;
     float *logits;
+    char *piece;        /* one decoded token's bytes */
+    size_t piece_cap;
 } run_ctx;
 
 static void run_ctx_free(run_ctx *r)
 {
+    free(r->piece);
     free(r->logits);
     free(r->history);
     free(r->prompt);
@@ -53,15 +56,14 @@ static void run_ctx_free(run_ctx *r)
 }
 
 /* Writes the text of tok (after prev) to stdout now; 0 or -1 if stdout failed. */
-static int emit(const tokenizer *t, int32_t prev, int32_t tok)
+static int emit(run_ctx *r, int32_t prev, int32_t tok)
 {
-    char buf[1024];
-    int n = tokenizer_decode_piece(t, prev, tok, buf, sizeof buf);
+    int n = tokenizer_decode_piece(r->tok, prev, tok, r->piece, r->piece_cap);
     if (n < 0)
         return 0; /* an id the tokenizer does not know: print nothing */
-    if ((size_t)n > sizeof buf)
-        n = (int)sizeof buf;
-    if (n > 0 && fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+    if ((size_t)n > r->piece_cap)
+        n = (int)r->piece_cap; /* cannot happen: piece_cap >= the longest piece */
+    if (n > 0 && fwrite(r->piece, 1, (size_t)n, stdout) != (size_t)n)
         return -1;
     return fflush(stdout) == 0 ? 0 : -1;
 }
@@ -159,7 +161,9 @@ int pid_cmd_run(int argc, char **argv)
     }
     r.history = malloc((n_prompt + (size_t)g.n_predict) * sizeof *r.history);
     r.logits = malloc((size_t)n_vocab * sizeof *r.logits);
-    if (!r.history || !r.logits) {
+    r.piece_cap = tokenizer_max_piece_len(r.tok) + 8;
+    r.piece = malloc(r.piece_cap);
+    if (!r.history || !r.logits || !r.piece) {
         fprintf(stderr, "pid run: out of memory\n");
         goto out;
     }
@@ -174,7 +178,7 @@ int pid_cmd_run(int argc, char **argv)
             fprintf(stderr, "pid run: prompt token %zu (id %d) could not be run\n", i, r.prompt[i]);
             goto out;
         }
-        if (emit(r.tok, i ? r.prompt[i - 1] : -1, r.prompt[i]) < 0)
+        if (emit(&r, i ? r.prompt[i - 1] : -1, r.prompt[i]) < 0)
             goto stdout_failed;
     }
     double t1 = now_s();
@@ -187,7 +191,7 @@ int pid_cmd_run(int argc, char **argv)
         int32_t next = sampler_sample(r.smp, r.logits, r.history, n_hist);
         if (next == eos)
             break;
-        if (emit(r.tok, r.history[n_hist - 1], next) < 0)
+        if (emit(&r, r.history[n_hist - 1], next) < 0)
             goto stdout_failed;
         r.history[n_hist++] = next;
         n_gen++;

@@ -203,6 +203,20 @@ static void sift_down(cand *h, size_t n, size_t i)
     }
 }
 
+/* Sorts h[0..n) best first in place: heapify, then move the root (the
+ * worst) to the end repeatedly. */
+static void heap_sort(cand *h, size_t n)
+{
+    for (size_t j = n / 2; j-- > 0;)
+        sift_down(h, n, j);
+    for (size_t end = n; end-- > 1;) {
+        cand t = h[0];
+        h[0] = h[end];
+        h[end] = t;
+        sift_down(h, end, 0);
+    }
+}
+
 /* Leaves the best k of the logits in s->cands[0..k), sorted best first:
  * a size-k heap over the vocabulary, then heapsort (O(V log k), no
  * allocation; qsort may allocate). */
@@ -222,14 +236,32 @@ static void top_k_sorted(sampler *s, const float *logits, size_t k)
             sift_down(h, k, 0);
         }
     }
-    if (n < k) /* cannot happen (k <= n_vocab), kept for safety */
-        k = n;
-    for (size_t end = k; end-- > 1;) {
-        cand t = h[0];
-        h[0] = h[end];
-        h[end] = t;
-        sift_down(h, end, 0);
+    heap_sort(h, n);
+}
+
+/* With top-k off and min-p on, only tokens with exp((l - max) / T) >= min_p
+ * can survive, so only those are sorted; *sum_all gets the softmax
+ * denominator over the whole vocabulary so top-p sees the same numbers as
+ * a full sort would. Returns the number kept (>= 1); cands hold logits. */
+static size_t min_p_prefilter(sampler *s, const float *logits, double *sum_all)
+{
+    float max = -INFINITY;
+    for (uint32_t i = 0; i < s->n_vocab; i++)
+        if (logits[i] > max)
+            max = logits[i];
+    double sum = 0;
+    size_t n = 0;
+    for (uint32_t i = 0; i < s->n_vocab; i++) {
+        if (!(logits[i] > -INFINITY)) /* NaN and -inf have probability 0 */
+            continue;
+        float e = expf((logits[i] - max) / s->p.temperature);
+        sum += e;
+        if (e >= s->p.min_p)
+            s->cands[n++] = (cand){(int32_t)i, logits[i]};
     }
+    heap_sort(s->cands, n);
+    *sum_all = sum;
+    return n;
 }
 
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history)
@@ -241,18 +273,26 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t
     size_t k = s->n_vocab;
     if (s->p.top_k > 0 && (size_t)s->p.top_k < k)
         k = (size_t)s->p.top_k;
-    top_k_sorted(s, logits, k);
+    double sum = 0, sum_all = -1;
+    if (k == s->n_vocab && s->p.min_p > 0) {
+        k = min_p_prefilter(s, logits, &sum_all);
+        if (k == 0) /* every logit is NaN or -inf; take the first id */
+            return 0;
+    } else {
+        top_k_sorted(s, logits, k);
+    }
     cand *c = s->cands;
     float max = c[0].logit;
     if (max == -INFINITY) /* nothing is possible; take the first id */
         return c[0].id;
 
     /* Softmax with temperature, unnormalised: c[0] gets exactly 1. */
-    double sum = 0;
     for (size_t i = 0; i < k; i++) {
         c[i].logit = expf((c[i].logit - max) / s->p.temperature);
         sum += c[i].logit;
     }
+    if (sum_all >= 0)
+        sum = sum_all;
     size_t n = k;
     if (s->p.top_p < 1.0f) {
         double cum = 0, target = (double)s->p.top_p * sum;

@@ -117,7 +117,8 @@ int gen_params_parse_flag(gen_params *g, int argc, char **argv, int *i, pi_error
         double d = 0;
         uint64_t u = 0;
         if (parse_value(f, value, &d, &u) < 0)
-            return pi_error_set(err, "%s: bad value '%s': expected %s", f->name, value, f->range);
+            return pi_error_set(err, "%s: bad value '%s': expected %s",
+                                inline_value ? f->name : arg, value, f->range);
         store(g, k, d, u);
         if (!inline_value)
             *i += 1;

@@ -386,9 +386,11 @@ static int parse_tensor_info(gguf_file *f, rd *r, size_t i)
     }
     t->type = (pi_type)v;
     size_t row, size = 0;
-    if (pi_row_bytes(t->type, t->ne[0], &row) != 0)
+    if (t->ne[0] % pi_type_block_elems(t->type) != 0)
         return pi_error_set(r->err, "gguf %s: tensor %s has %" PRIu64 " elements per row, not a multiple of %s's block of %zu",
                             r->name, nm, t->ne[0], pi_type_name(t->type), pi_type_block_elems(t->type));
+    if (pi_row_bytes(t->type, t->ne[0], &row) != 0)
+        return pi_error_set(r->err, "gguf %s: tensor %s's size in bytes overflows", r->name, nm);
     uint64_t rows = nel / t->ne[0];
     if (rows > SIZE_MAX / row)
         return pi_error_set(r->err, "gguf %s: tensor %s's size in bytes overflows", r->name, nm);

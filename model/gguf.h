@@ -119,6 +119,9 @@ int gguf_writer_add_str(gguf_writer *w, const char *key, const char *v);
 int gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_type elem_type, const void *data, uint64_t n);
 /* Array of n strings with explicit lengths (strings may hold any bytes), copied. */
 int gguf_writer_add_arr_str(gguf_writer *w, const char *key, const char *const *strs, const size_t *lens, uint64_t n);
+/* Copies a key read from a GGUF file (any value type, arrays included):
+ * carries metadata over from one file to another. */
+int gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv);
 /* Tensor whose bytes are referenced, not copied: data must live until gguf_writer_write. */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, pi_type type, uint32_t n_dims, const uint64_t *ne, const void *data);
 /* Tensor whose bytes are produced at write time (models larger than RAM). */

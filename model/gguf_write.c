@@ -228,6 +228,79 @@ int gguf_writer_add_arr_str(gguf_writer *w, const char *key, const char *const *
     return 0;
 }
 
+int gguf_writer_add_kv(gguf_writer *w, const gguf_kv *kv)
+{
+    if (!kv || kv->key.len == 0 || memchr(kv->key.ptr, '\0', (size_t)kv->key.len))
+        return fail(w, "gguf writer: a copied key has an empty name or holds a NUL byte");
+    char *key = strndup(kv->key.ptr, (size_t)kv->key.len);
+    if (!key)
+        return fail(w, "gguf writer: out of memory copying a key");
+    int rc = -1;
+    size_t es = elem_size(kv->type);
+    switch (kv->type) {
+    case GGUF_TYPE_STRING: {
+        wkv *k = new_kv(w, key, GGUF_TYPE_STRING);
+        if (!k)
+            break;
+        k->str_len = (size_t)kv->v.str.len;
+        k->str = malloc(k->str_len ? k->str_len : 1);
+        if (!k->str) {
+            fail(w, "gguf writer: out of memory copying key '%s'", key);
+            break;
+        }
+        if (k->str_len)
+            memcpy(k->str, kv->v.str.ptr, k->str_len);
+        rc = 0;
+        break;
+    }
+    case GGUF_TYPE_ARRAY:
+        if (kv->v.arr.type == GGUF_TYPE_STRING) {
+            uint64_t n = kv->v.arr.n;
+            const char **p = calloc(n ? (size_t)n : 1, sizeof *p);
+            size_t *l = calloc(n ? (size_t)n : 1, sizeof *l);
+            if (p && l) {
+                for (uint64_t i = 0; i < n; i++) {
+                    p[i] = kv->v.arr.strs[i].ptr;
+                    l[i] = (size_t)kv->v.arr.strs[i].len;
+                }
+                rc = gguf_writer_add_arr_str(w, key, p, l, n);
+            } else {
+                fail(w, "gguf writer: out of memory copying key '%s'", key);
+            }
+            free(p);
+            free(l);
+        } else {
+            rc = gguf_writer_add_arr(w, key, kv->v.arr.type, kv->v.arr.data, kv->v.arr.n);
+        }
+        break;
+    case GGUF_TYPE_FLOAT32:
+        rc = gguf_writer_add_f32(w, key, (float)kv->v.f64);
+        break;
+    case GGUF_TYPE_FLOAT64: {
+        uint64_t b;
+        memcpy(&b, &kv->v.f64, 8);
+        rc = add_scalar(w, key, kv->type, b);
+        break;
+    }
+    case GGUF_TYPE_BOOL:
+        rc = add_scalar(w, key, kv->type, kv->v.b ? 1 : 0);
+        break;
+    case GGUF_TYPE_INT8: case GGUF_TYPE_INT16: case GGUF_TYPE_INT32: case GGUF_TYPE_INT64:
+        /* Truncating the sign-extended value keeps the original bytes. */
+        rc = add_scalar(w, key, kv->type, es == 8 ? (uint64_t)kv->v.i64
+                                              : (uint64_t)kv->v.i64 & ((1ull << (8 * es)) - 1));
+        break;
+    case GGUF_TYPE_UINT8: case GGUF_TYPE_UINT16: case GGUF_TYPE_UINT32: case GGUF_TYPE_UINT64:
+        rc = add_scalar(w, key, kv->type, kv->v.u64);
+        break;
+    default:
+        fail(w, "gguf writer: key '%s' has an unknown type", key);
+        break;
+    }
+    free(key);
+    return rc;
+}
+
 static int add_tensor(gguf_writer *w, const char *name, pi_type type, uint32_t n_dims, const uint64_t *ne,
                       const void *data, gguf_fill_fn fill, void *ctx)
 {

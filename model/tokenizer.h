@@ -22,7 +22,9 @@ int32_t tokenizer_bos(const tokenizer *t);
 int32_t tokenizer_eos(const tokenizer *t);
 
 /* Encodes len bytes of text (any bytes; invalid UTF-8 falls back to byte
- * tokens). *ids is malloc'd, caller frees. */
+ * tokens). add_bos prepends BOS when the vocabulary asks for it
+ * (tokenizer.ggml.add_bos_token, default true). Control tokens written in
+ * the text stay text. *ids is malloc'd, caller frees. */
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_bos,
                      int32_t **ids, size_t *n_ids, pi_error *err);
 
@@ -30,8 +32,13 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
  * none): "▁" becomes a space, except right after BOS where a leading space is
  * dropped (llama2.c's rule); <0xXX> byte tokens become the raw byte; control
  * tokens decode to nothing. Writes at most cap bytes to buf and returns the
- * length, or -1 when tok is out of range. */
+ * piece's full length (like snprintf: more than cap means it was cut; a buf
+ * of tokenizer_max_piece_len bytes always suffices), or -1 when tok is out
+ * of range. */
 int tokenizer_decode_piece(const tokenizer *t, int32_t prev, int32_t tok, char *buf, size_t cap);
+
+/* The longest vocabulary entry in bytes (decoded pieces are never longer). */
+size_t tokenizer_max_piece_len(const tokenizer *t);
 
 /* The vocabulary entry of tok as stored (for `pictl tokenize --pieces`), or NULL. */
 const char *tokenizer_piece(const tokenizer *t, int32_t tok);

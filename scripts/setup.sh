@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config git xz-utils
-      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libnuma-dev
+      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libnuma-dev
       clang libclang-rt-dev
       python3 python3-zmq python3-protobuf python3-numpy)
 

@@ -38,7 +38,8 @@ typedef struct step_seq {
     uint32_t slot;  /* KV-cache slot of the sequence */
     int32_t token;  /* input token id */
     uint32_t pos;   /* its position */
-    uint32_t reserved;
+    uint32_t want_logits; /* 1: the GPU worker writes its logits (rows of the
+                             want_logits entries, in entry order) */
 } step_seq;
 
 /* Written by pid before it starts a step; read by the workers. */
@@ -77,7 +78,8 @@ float *step_x(void *base, const step_layout *l);               /* max_batch x di
 seq_counter *step_layer_seq(void *base, const step_layout *l); /* GPU worker writes */
 seq_counter *step_abort_seq(void *base, const step_layout *l); /* pid writes */
 int32_t *step_active_counts(void *base, const step_layout *l); /* max_batch counts */
-int32_t *step_active_idx(void *base, const step_layout *l, uint32_t seq); /* n_ff each */
+/* n_ff indices of sequence seq; NULL if seq >= max_batch. */
+int32_t *step_active_idx(void *base, const step_layout *l, uint32_t seq);
 float *step_logits(void *base, const step_layout *l);          /* max_batch x n_vocab */
 /* Per CPU worker; NULL if worker >= n_cpu_workers. */
 float *step_partial(void *base, const step_layout *l, uint32_t worker); /* max_batch x dim */

@@ -1,0 +1,128 @@
+/* `pictl status` and `pictl workers`: ask pid for its StatusReply and print
+ * it as a summary plus a workers table, or the table alone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "commands.h"
+#include "rpc.h"
+
+#define STATUS_TIMEOUT_MS 10000
+
+/* Copies the reply out of the response the call frees. */
+static int on_status(const Pi__Response *r, void *user, pi_error *err)
+{
+    Pi__StatusReply **out = user;
+    if (r->kind_case != PI__RESPONSE__KIND_STATUS)
+        return pi_error_set(err, "pid answered status with an unexpected message (case %d)",
+                            (int)r->kind_case);
+    size_t n = pi__status_reply__get_packed_size(r->status);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return pi_error_set(err, "out of memory copying pid's status reply");
+    pi__status_reply__pack(r->status, buf);
+    *out = pi__status_reply__unpack(NULL, n, buf);
+    free(buf);
+    if (!*out)
+        return pi_error_set(err, "cannot copy pid's status reply");
+    return 0;
+}
+
+static void human_bytes(char *buf, size_t cap, uint64_t b)
+{
+    if (b >= (1ull << 30))
+        snprintf(buf, cap, "%.1fG", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, cap, "%.1fM", (double)b / (1ull << 20));
+    else if (b >= (1ull << 10))
+        snprintf(buf, cap, "%.1fK", (double)b / (1ull << 10));
+    else
+        snprintf(buf, cap, "%lluB", (unsigned long long)b);
+}
+
+static void print_workers(const Pi__StatusReply *s)
+{
+    printf("%-8s %8s %-10s %8s %8s %8s %-7s %4s  %s\n", "NAME", "PID", "STATE", "RESTARTS",
+           "RSS", "DEVICE", "BACKEND", "NUMA", "DETAIL");
+    for (size_t i = 0; i < s->n_workers; i++) {
+        const Pi__WorkerInfo *w = s->workers[i];
+        char rss[32], dev[32];
+        human_bytes(rss, sizeof rss, w->rss_bytes);
+        human_bytes(dev, sizeof dev, w->device_bytes);
+        printf("%-8s %8u %-10s %8u %8s %8s %-7s %4d  %s\n", w->name, w->pid, w->state,
+               w->restarts, rss, dev, w->backend, w->numa_node, w->detail);
+    }
+}
+
+static void print_status(const Pi__StatusReply *s)
+{
+    uint64_t up = s->uptime_ms / 1000;
+    char vram[32];
+    human_bytes(vram, sizeof vram, s->vram_budget_bytes);
+    printf("pid %u at %s, up %lluh%02llum%02llus\n", s->pid, s->endpoint,
+           (unsigned long long)(up / 3600), (unsigned long long)(up / 60 % 60),
+           (unsigned long long)(up % 60));
+    printf("model:      %s\n", s->model);
+    printf("placement:  %s\n", s->placement);
+    printf("vram budget %s\n", vram);
+    printf("requests:   %u active, %u queued\n", s->active, s->queue_length);
+    printf("workers:\n");
+    print_workers(s);
+}
+
+/* Shared by both commands: flags are only --endpoint. */
+static int run(int argc, char **argv, const char *name, int table_only)
+{
+    const char *endpoint = NULL;
+    pi_error err = {{0}};
+    for (int i = 1; i < argc; i++) {
+        int r = rpc_parse_endpoint_flag(argc, argv, &i, &endpoint, &err);
+        if (r < 0) {
+            fprintf(stderr, "pictl %s: %s\n", name, err.msg);
+            return 2;
+        }
+        if (r == 0) {
+            if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                printf("usage: pictl %s [--endpoint E]\n", name);
+                return 0;
+            }
+            fprintf(stderr, "pictl %s: unknown argument '%s'\nusage: pictl %s [--endpoint E]\n",
+                    name, argv[i], name);
+            return 2;
+        }
+    }
+    rpc_client *c = rpc_connect_default(endpoint, &err);
+    if (!c) {
+        fprintf(stderr, "pictl %s: %s\n", name, err.msg);
+        return 1;
+    }
+    Pi__StatusRequest sr = PI__STATUS_REQUEST__INIT;
+    Pi__Request req = PI__REQUEST__INIT;
+    req.kind_case = PI__REQUEST__KIND_STATUS;
+    req.status = &sr;
+    Pi__StatusReply *s = NULL;
+    int rc = rpc_call(c, &req, on_status, &s, STATUS_TIMEOUT_MS, NULL, &err);
+    rpc_close(&c);
+    if (rc < 0) {
+        fprintf(stderr, "pictl %s: %s\n", name, err.msg);
+        if (s)
+            pi__status_reply__free_unpacked(s, NULL);
+        return 1;
+    }
+    if (table_only)
+        print_workers(s);
+    else
+        print_status(s);
+    pi__status_reply__free_unpacked(s, NULL);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    return run(argc, argv, "status", 0);
+}
+
+int cmd_workers(int argc, char **argv)
+{
+    return run(argc, argv, "workers", 1);
+}

@@ -1,0 +1,26 @@
+/* Plain cold-FFN kernel (see ffn_cold.h): per entry, per neuron, two row
+ * dots and one axpy of the neuron's down^T row, fp32 accumulation. Neurons
+ * whose activation is exactly 0 (ReLU) add nothing and are skipped. */
+#include "ffn_cold.h"
+
+#include <string.h>
+
+#include "ops.h"
+
+void ffn_cold(const cpu_shard *s, uint32_t l, const float *x, uint32_t n, float *out)
+{
+    const cpu_shard_layer *d = &s->layers[l];
+    size_t dim = s->dim;
+    memset(out, 0, (size_t)n * dim * sizeof *out);
+    for (uint32_t e = 0; e < n; e++) {
+        const float *xe = x + (size_t)e * dim;
+        float *oe = out + (size_t)e * dim;
+        for (uint32_t j = s->begin; j < s->end; j++) {
+            float g = pi_dot_row(d->gate_type, cpu_shard_gate(s, l, j), xe, dim);
+            float u = pi_dot_row(d->up_type, cpu_shard_up(s, l, j), xe, dim);
+            float a = ops_ffn_act(s->act, g, u);
+            if (a != 0.0f)
+                pi_axpy_row(d->down_t_type, a, cpu_shard_down_t(s, l, j), oe, dim);
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/* pid's settings: etc/pid.conf ("key = value" lines, '#' comments), then
+ * command-line flags on top. Every key is documented in etc/pid.conf. */
+#ifndef PI_DAEMON_CONFIG_H
+#define PI_DAEMON_CONFIG_H
+
+#include <stdint.h>
+
+#include "gen_params.h"
+#include "pi_error.h"
+
+#define PID_PATH_MAX 1024
+
+typedef struct pid_config {
+    char model[PID_PATH_MAX];
+    char listen[PID_PATH_MAX];      /* "" = the default endpoint */
+    int cpu_workers;                /* -1 = one per NUMA node */
+    double vram_budget_gib;         /* < 0 = automatic (backend's rule) */
+    char gpu_backend[16];           /* "auto", "cuda" or "host" */
+    uint32_t max_seqs, max_batch;
+    uint32_t n_ctx;                 /* 0 = the model's */
+    char log_file[PID_PATH_MAX];    /* "" = <rundir>/pid.log when daemonized */
+    char pid_file[PID_PATH_MAX];    /* "" = <rundir>/pid.pid */
+    gen_params sampling;            /* defaults for requests that leave them out */
+    int foreground;
+} pid_config;
+
+void pid_config_default(pid_config *c);
+
+/* Sets one key from its text value; -1 with a message naming the key and its
+ * accepted values. */
+int pid_config_set(pid_config *c, const char *key, const char *value, pi_error *err);
+
+/* Reads a config file over c. Errors name "file:line". A missing file is an
+ * error only when required. */
+int pid_config_load(pid_config *c, const char *path, int required, pi_error *err);
+
+/* Parses `pid start` flags over c (argv[0] is the subcommand). *config_path
+ * receives --config's value first (so callers can load the file, then parse
+ * again for the overrides). Returns 0, 1 for --help, or -1 with err. */
+int pid_config_parse_args(pid_config *c, int argc, char **argv, pi_error *err);
+
+/* Finds "--config PATH" in argv, or NULL. */
+const char *pid_config_find_path(int argc, char **argv);
+
+#endif

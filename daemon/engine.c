@@ -1,0 +1,591 @@
+/* pid's poll loop: workers, steps, recovery (engine.h, docs/architecture.md). */
+#include "engine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <numa.h>
+#include <zmq.h>
+
+#include "model.h"
+#include "segment.h"
+#include "step_layout.h"
+#include "wire.h"
+
+#define WORKER_LOST_MS 30000.0 /* requests wait this long for a worker that will not come back */
+#define QUIT_WAIT_MS 3000.0
+
+struct engine {
+    char model_path[1024];
+    char backend[16];
+    pi_model *model;
+    tokenizer *tok;
+    pi_plan plan;
+    uint32_t n_ctx, max_batch;
+    shm_segment *seg;
+    void *base;
+    step_layout lay;
+    void *zctx, *ctl;
+    char ctl_ep[300];
+    int sfd;
+    sigset_t old_mask;
+    supervisor sup;
+    scheduler *sched;
+    sched_entry *entries;
+    /* the step in flight */
+    uint64_t step_no;
+    int in_flight, aborted;
+    uint32_t abort_epoch;
+    char fail_why[600];
+    /* lifecycle */
+    int starting, start_failed, stopping, quitting;
+    double stop_deadline, quit_deadline, not_ready_since;
+    double t_start;
+    char start_err[700];
+    void *io_sock;
+    engine_io_fn io_fn;
+    void *io_ud;
+};
+
+static int numa_nodes_or_one(void)
+{
+    int n = numa_available() >= 0 ? numa_num_configured_nodes() : 1;
+    return n > 0 ? n : 1;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static const char *pick_backend(const char *want)
+{
+    if (strcmp(want, "auto"))
+        return want;
+#ifdef PI_HAVE_CUDA
+    if (access("/dev/nvidiactl", F_OK) == 0)
+        return "cuda";
+#endif
+    return "host";
+}
+
+engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
+{
+    engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        pi_error_set(err, "out of memory");
+        return NULL;
+    }
+    e->sfd = -1;
+    e->t_start = now_ms();
+    snprintf(e->model_path, sizeof e->model_path, "%s", o->model_path);
+    snprintf(e->backend, sizeof e->backend, "%s", pick_backend(o->gpu_backend));
+
+    /* Signals are read from a signalfd in the loop: block them before
+     * ZeroMQ starts its threads so they inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, &e->old_mask) < 0) {
+        pi_error_set(err, "sigprocmask: %s", strerror(errno));
+        free(e);
+        return NULL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    e->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (e->sfd < 0) {
+        pi_error_set(err, "signalfd: %s", strerror(errno));
+        goto fail;
+    }
+
+    e->model = model_open(o->model_path, err);
+    if (!e->model)
+        goto fail;
+    e->tok = tokenizer_from_gguf(e->model->file, err);
+    if (!e->tok) {
+        pi_error_wrap(err, "tokenizer of %s", o->model_path);
+        goto fail;
+    }
+    if (tokenizer_n_vocab(e->tok) != e->model->n_vocab) {
+        pi_error_set(err, "%s: tokenizer has %u tokens but the model's output has %u; re-import it",
+                     o->model_path, tokenizer_n_vocab(e->tok), e->model->n_vocab);
+        goto fail;
+    }
+    e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
+    e->max_batch = o->max_batch;
+    uint32_t n_cpu = o->cpu_workers >= 0 ? (uint32_t)o->cpu_workers
+                                         : (uint32_t)(numa_nodes_or_one());
+    plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = e->n_ctx, .n_cpu_workers = n_cpu,
+                      .budget_bytes = o->vram_budget_gib > 0
+                                          ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30))
+                                          : 0};
+    if (plan_make(e->model, &pp, &e->plan, err) < 0) {
+        pi_error_wrap(err, "placement for %s", o->model_path);
+        goto fail;
+    }
+
+    step_params sp = {.n_layers = e->model->n_layers, .dim = e->model->dim, .n_ff = e->model->n_ff,
+                      .n_vocab = e->model->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = n_cpu};
+    if (step_layout_compute(&sp, &e->lay, err) < 0)
+        goto fail;
+    char seg_name[64];
+    snprintf(seg_name, sizeof seg_name, "/pi-step-%d", (int)getpid());
+    e->seg = shm_segment_create_flags(seg_name, e->lay.total_bytes, SHM_SEG_NO_HUGE, err);
+    if (!e->seg)
+        goto fail;
+    e->base = shm_segment_base(e->seg);
+    step_header_write(e->base, &e->lay);
+
+    e->zctx = zmq_ctx_new();
+    e->ctl = e->zctx ? zmq_socket(e->zctx, ZMQ_ROUTER) : NULL;
+    if (!e->ctl) {
+        pi_error_set(err, "zmq: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int zero = 0;
+    if (wire_socket_defaults(e->ctl, err) < 0 ||
+        zmq_setsockopt(e->ctl, ZMQ_RCVTIMEO, &zero, sizeof zero) < 0)
+        goto fail;
+    snprintf(e->ctl_ep, sizeof e->ctl_ep, "ipc://%s/ctl-%d.sock", o->rundir, (int)getpid());
+    unlink(e->ctl_ep + 6);
+    if (zmq_bind(e->ctl, e->ctl_ep) < 0) {
+        pi_error_set(err, "control socket %s: %s", e->ctl_ep, zmq_strerror(zmq_errno()));
+        e->ctl_ep[0] = 0;
+        goto fail;
+    }
+
+    char bin_dir[1024];
+    if (supervisor_bin_dir(bin_dir, sizeof bin_dir, err) < 0)
+        goto fail;
+    sup_config sc = {.bin_dir = bin_dir, .model = e->model_path, .ctl = e->ctl_ep,
+                     .shm_name = shm_segment_name(e->seg), .backend = e->backend,
+                     .n_hot = e->plan.n_hot, .max_seqs = o->max_seqs, .max_batch = o->max_batch,
+                     .n_ctx = e->n_ctx, .n_cpu = n_cpu};
+    if (supervisor_init(&e->sup, &sc, err) < 0)
+        goto fail;
+    e->sched = scheduler_new(e->tok, e->model->n_vocab, o->max_seqs, o->max_batch, e->n_ctx, sink, err);
+    e->entries = calloc(o->max_batch, sizeof *e->entries);
+    if (!e->sched || !e->entries) {
+        if (e->sched)
+            pi_error_set(err, "out of memory");
+        goto fail;
+    }
+    return e;
+fail:
+    engine_free(&e);
+    return NULL;
+}
+
+static void send_ctl(engine *e, sup_worker *w, Pi__Control *c)
+{
+    pi_error err;
+    if (w->pid > 0 && wire_send(e->ctl, w->name, strlen(w->name), WIRE_CTL_HEADER, &c->base, &err) < 0)
+        fprintf(stderr, "pid: sending to worker %s: %s\n", w->name, err.msg);
+}
+
+static void send_quit(engine *e)
+{
+    Pi__Quit q = PI__QUIT__INIT;
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_QUIT;
+    c.quit = &q;
+    for (uint32_t i = 0; i < e->sup.n; i++)
+        send_ctl(e, &e->sup.w[i], &c);
+}
+
+static void reap_children(engine *e);
+
+void engine_free(engine **ep)
+{
+    engine *e = *ep;
+    if (!e)
+        return;
+    if (e->ctl && supervisor_running(&e->sup)) {
+        send_quit(e);
+        double until = now_ms() + QUIT_WAIT_MS;
+        e->stopping = e->quitting = 1;
+        while (supervisor_running(&e->sup) && now_ms() < until) {
+            reap_children(e);
+            usleep(10000);
+        }
+        supervisor_kill_all(&e->sup);
+        for (uint32_t i = 0; i < e->sup.n; i++)
+            if (e->sup.w[i].pid > 0) {
+                waitpid(e->sup.w[i].pid, NULL, 0);
+                e->sup.w[i].pid = 0;
+            }
+    }
+    if (e->ctl)
+        zmq_close(e->ctl);
+    if (e->zctx)
+        zmq_ctx_term(e->zctx);
+    if (e->ctl_ep[0])
+        unlink(e->ctl_ep + 6);
+    scheduler_free(&e->sched);
+    free(e->entries);
+    shm_segment_destroy(&e->seg);
+    tokenizer_free(&e->tok);
+    model_close(&e->model);
+    if (e->sfd >= 0) {
+        close(e->sfd);
+        sigprocmask(SIG_SETMASK, &e->old_mask, NULL);
+    }
+    free(e);
+    *ep = NULL;
+}
+
+void engine_add_socket(engine *e, void *sock, engine_io_fn fn, void *ud)
+{
+    e->io_sock = sock;
+    e->io_fn = fn;
+    e->io_ud = ud;
+}
+
+int engine_submit(engine *e, const sched_request *r, pi_error *err)
+{
+    if (e->stopping) {
+        pi_error_set(err, "pid is shutting down; request %llu refused", (unsigned long long)r->id);
+        return SCHED_E_UNAVAILABLE;
+    }
+    return scheduler_submit(e->sched, r, err);
+}
+
+/* Peers blocked in a wait on the dead worker give up (seq_wait_geq -2). */
+static void bump_abort(engine *e)
+{
+    e->abort_epoch++;
+    seq_publish(step_abort_seq(e->base, &e->lay), e->abort_epoch);
+}
+
+static void step_failed(engine *e, const char *why)
+{
+    e->in_flight = 0;
+    e->aborted = 0;
+    scheduler_step_failed(e->sched, why);
+}
+
+static void on_worker_exit(engine *e, pid_t pid, int status)
+{
+    double now = now_ms();
+    sup_worker *w = supervisor_reap(&e->sup, pid, status, now, e->quitting);
+    if (!w)
+        return;
+    if (e->quitting)
+        return;
+    fprintf(stderr, "pid: worker %s (pid %d) %s\n", w->name, (int)pid, w->last_error);
+    if (e->starting && !w->ever_ready) {
+        snprintf(e->start_err, sizeof e->start_err, "worker %s failed to start: %s", w->name,
+                 w->last_error);
+        e->start_failed = 1;
+        return;
+    }
+    bump_abort(e);
+    if (w->is_gpu) {
+        /* Its KV cache is gone: every sequence replays its history. The
+         * step in flight is abandoned (no StepDone will come). */
+        if (e->in_flight) {
+            snprintf(e->fail_why, sizeof e->fail_why, "worker gpu %s", w->last_error);
+            step_failed(e, e->fail_why);
+        }
+        scheduler_reset_kv(e->sched);
+    } else if (e->in_flight) {
+        /* The GPU worker's wait is aborted and answers StepDone{ok=false}. */
+        e->aborted = 1;
+        snprintf(e->fail_why, sizeof e->fail_why, "worker %s %s", w->name, w->last_error);
+    }
+}
+
+static void reap_children(engine *e)
+{
+    int st;
+    pid_t p;
+    while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+        on_worker_exit(e, p, st);
+}
+
+static void on_signals(engine *e)
+{
+    struct signalfd_siginfo si;
+    while (read(e->sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            fprintf(stderr, "pid: %s: stopping\n", strsignal((int)si.ssi_signo));
+            engine_stop(e, 10.0);
+        }
+    }
+    reap_children(e); /* SIGCHLDs coalesce: always reap them all */
+}
+
+static void on_control(engine *e, const wire_msg *m)
+{
+    sup_worker *w = supervisor_find(&e->sup, m->routing_id, m->routing_id_len);
+    if (!w || w->pid <= 0)
+        return; /* a stranger, or a dead worker's last words */
+    double now = now_ms();
+    supervisor_seen(w, now);
+    const Pi__Control *c = m->control;
+    switch (c->kind_case) {
+    case PI__CONTROL__KIND_HELLO:
+        break;
+    case PI__CONTROL__KIND_READY: {
+        const Pi__Ready *r = c->ready;
+        supervisor_ready(w, now);
+        w->rss_bytes = r->rss_bytes;
+        w->device_bytes = r->device_bytes;
+        if (r->backend && *r->backend)
+            snprintf(w->backend, sizeof w->backend, "%s", r->backend);
+        if (!w->is_gpu)
+            w->numa_node = r->numa_node;
+        snprintf(w->detail, sizeof w->detail, "%s", r->detail ? r->detail : "");
+        fprintf(stderr, "pid: worker %s ready (pid %d%s%s)\n", w->name, (int)w->pid,
+                w->detail[0] ? ", " : "", w->detail);
+        break;
+    }
+    case PI__CONTROL__KIND_HEARTBEAT:
+        w->rss_bytes = c->heartbeat->rss_bytes;
+        w->device_bytes = c->heartbeat->device_bytes;
+        break;
+    case PI__CONTROL__KIND_ERROR:
+        snprintf(w->last_error, sizeof w->last_error, "%s",
+                 c->error->message ? c->error->message : "error");
+        fprintf(stderr, "pid: worker %s: %s\n", w->name, w->last_error);
+        break;
+    case PI__CONTROL__KIND_STEP_DONE: {
+        const Pi__StepDone *d = c->step_done;
+        if (!w->is_gpu || !e->in_flight || d->step_no != e->step_no)
+            break; /* stale: a step already given up */
+        if (d->ok && !e->aborted) {
+            e->in_flight = 0;
+            scheduler_complete(e->sched, step_logits(e->base, &e->lay), e->model->n_vocab);
+        } else {
+            if (!e->aborted)
+                snprintf(e->fail_why, sizeof e->fail_why, "gpu worker: %s",
+                         d->error && *d->error ? d->error : "step failed");
+            step_failed(e, e->fail_why);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void drain_control(engine *e)
+{
+    for (int i = 0; i < 256; i++) {
+        wire_msg m;
+        pi_error err;
+        int r = wire_recv(e->ctl, 1, WIRE_CONTROL, &m, &err);
+        if (r == WIRE_OK)
+            on_control(e, &m);
+        else if (r == WIRE_BAD || r == WIRE_VERSION)
+            fprintf(stderr, "pid: bad control message: %s\n", err.msg);
+        wire_msg_clear(&m);
+        if (r == WIRE_AGAIN || r == WIRE_ERR)
+            break;
+    }
+}
+
+static void start_step(engine *e)
+{
+    uint32_t n = scheduler_build(e->sched, e->entries);
+    if (!n)
+        return;
+    step_cmd *cmd = step_command(e->base, &e->lay);
+    e->step_no++;
+    cmd->step_id = e->step_no;
+    cmd->n_seq = n;
+    for (uint32_t i = 0; i < n; i++)
+        cmd->seq[i] = (step_seq){.slot = e->entries[i].slot, .token = e->entries[i].token,
+                                 .pos = e->entries[i].pos, .want_logits = e->entries[i].want_logits};
+    Pi__Step st = PI__STEP__INIT;
+    st.step_no = e->step_no;
+    st.n_entries = n;
+    st.abort_epoch = e->abort_epoch;
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_STEP;
+    c.step = &st;
+    e->in_flight = 1;
+    e->aborted = 0;
+    /* The GPU worker last: CPU workers are then already waiting. */
+    for (uint32_t i = 1; i < e->sup.n; i++)
+        send_ctl(e, &e->sup.w[i], &c);
+    send_ctl(e, &e->sup.w[0], &c);
+}
+
+/* Requests cannot wait forever for a worker that keeps failing to start. */
+static void check_lost_workers(engine *e, double now)
+{
+    if (supervisor_all_ready(&e->sup)) {
+        e->not_ready_since = 0;
+        return;
+    }
+    if (!e->not_ready_since)
+        e->not_ready_since = now;
+    if (now - e->not_ready_since < WORKER_LOST_MS ||
+        scheduler_active(e->sched) + scheduler_queued(e->sched) == 0)
+        return;
+    char msg[700] = "workers unavailable";
+    for (uint32_t i = 0; i < e->sup.n; i++)
+        if (e->sup.w[i].state != SUP_READY) {
+            snprintf(msg, sizeof msg, "worker %s is not running: %s", e->sup.w[i].name,
+                     e->sup.w[i].last_error[0] ? e->sup.w[i].last_error : "still starting");
+            break;
+        }
+    scheduler_fail_all(e->sched, SCHED_E_UNAVAILABLE, msg);
+    e->in_flight = 0;
+    e->not_ready_since = now;
+}
+
+void engine_stop(engine *e, double grace_s)
+{
+    if (e->stopping)
+        return;
+    e->stopping = 1;
+    e->stop_deadline = now_ms() + grace_s * 1e3;
+}
+
+int engine_stopping(const engine *e) { return e->stopping; }
+
+/* One pass of the loop: wait up to timeout_ms, handle what arrived. */
+static int loop_once(engine *e, long timeout_ms, pi_error *err)
+{
+    zmq_pollitem_t items[3] = {
+        {.socket = e->ctl, .events = ZMQ_POLLIN},
+        {.fd = e->sfd, .events = ZMQ_POLLIN},
+        {.socket = e->io_sock, .events = ZMQ_POLLIN},
+    };
+    int n_items = e->io_sock ? 3 : 2;
+    double due = supervisor_next_due(&e->sup, now_ms());
+    if (due >= 0 && due < (double)timeout_ms)
+        timeout_ms = (long)due + 1;
+    int r = zmq_poll(items, n_items, timeout_ms);
+    if (r < 0 && zmq_errno() != EINTR)
+        return pi_error_set(err, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+    if (r > 0) {
+        if (items[1].revents & ZMQ_POLLIN)
+            on_signals(e);
+        if (items[0].revents & ZMQ_POLLIN)
+            drain_control(e);
+        if (n_items > 2 && (items[2].revents & ZMQ_POLLIN))
+            e->io_fn(e->io_ud);
+    }
+    reap_children(e);
+    double now = now_ms();
+    supervisor_tick(&e->sup, now, e->in_flight);
+    if (!e->starting && !e->quitting) {
+        check_lost_workers(e, now);
+        if (!e->in_flight && supervisor_all_ready(&e->sup))
+            start_step(e);
+    }
+    return 0;
+}
+
+int engine_start(engine *e, double timeout_s, pi_error *err)
+{
+    double now = now_ms(), until = now + timeout_s * 1e3;
+    e->starting = 1;
+    for (uint32_t i = 0; i < e->sup.n; i++)
+        if (supervisor_spawn(&e->sup, &e->sup.w[i], now, err) < 0) {
+            e->starting = 0;
+            return -1;
+        }
+    while (!supervisor_all_ready(&e->sup)) {
+        if (loop_once(e, 50, err) < 0)
+            break;
+        if (e->start_failed) {
+            pi_error_set(err, "%s (its messages are in pid's log)", e->start_err);
+            break;
+        }
+        if (e->stopping) {
+            pi_error_set(err, "stopped by a signal while starting the workers");
+            break;
+        }
+        if (now_ms() > until) {
+            for (uint32_t i = 0; i < e->sup.n; i++)
+                if (e->sup.w[i].state != SUP_READY) {
+                    pi_error_set(err, "worker %s did not become ready within %.0f s%s%s",
+                                 e->sup.w[i].name, timeout_s,
+                                 e->sup.w[i].last_error[0] ? ": " : "", e->sup.w[i].last_error);
+                    break;
+                }
+            break;
+        }
+    }
+    e->starting = 0;
+    return supervisor_all_ready(&e->sup) ? 0 : -1;
+}
+
+int engine_run(engine *e, int until_idle, pi_error *err)
+{
+    for (;;) {
+        double now = now_ms();
+        if (until_idle && !e->in_flight && !scheduler_active(e->sched) && !scheduler_queued(e->sched))
+            return 0;
+        if (e->stopping && !e->quitting) {
+            int idle = !e->in_flight && !scheduler_active(e->sched) && !scheduler_queued(e->sched);
+            if (idle || now >= e->stop_deadline) {
+                if (!idle)
+                    scheduler_fail_all(e->sched, SCHED_E_UNAVAILABLE,
+                                       "pid is shutting down: the request did not finish in time");
+                e->in_flight = 0;
+                e->quitting = 1;
+                e->quit_deadline = now + QUIT_WAIT_MS;
+                send_quit(e);
+            }
+        }
+        if (e->quitting) {
+            if (!supervisor_running(&e->sup))
+                return 0;
+            if (now >= e->quit_deadline) {
+                supervisor_kill_all(&e->sup);
+                e->quit_deadline = now + 1e9;
+            }
+        }
+        if (loop_once(e, e->quitting ? 20 : 200, err) < 0)
+            return -1;
+    }
+}
+
+int engine_restart_worker(engine *e, const char *name, uint32_t *new_pid, pi_error *err)
+{
+    sup_worker *w = supervisor_find(&e->sup, name, strlen(name));
+    if (!w)
+        return pi_error_set(err, "no worker named '%s' (names: gpu, cpu:0..cpu:%u)", name,
+                            e->sup.n - 2);
+    if (e->stopping)
+        return pi_error_set(err, "pid is shutting down");
+    if (w->pid > 0) {
+        pid_t p = w->pid;
+        int st = 0;
+        kill(p, SIGKILL);
+        while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+            ;
+        on_worker_exit(e, p, st);
+    }
+    snprintf(w->last_error, sizeof w->last_error, "restarted on request");
+    w->restart_at_ms = 0;
+    supervisor_tick(&e->sup, now_ms(), e->in_flight);
+    if (w->pid <= 0)
+        return pi_error_set(err, "worker %s: could not be started again: %s", name, w->last_error);
+    *new_pid = (uint32_t)w->pid;
+    return 0;
+}
+
+const tokenizer *engine_tokenizer(const engine *e) { return e->tok; }
+const pi_plan *engine_plan(const engine *e) { return &e->plan; }
+supervisor *engine_supervisor(engine *e) { return &e->sup; }
+const char *engine_model_path(const engine *e) { return e->model_path; }
+uint32_t engine_queue_length(const engine *e) { return scheduler_queued(e->sched); }
+uint32_t engine_active(const engine *e) { return scheduler_active(e->sched); }
+uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(now_ms() - e->t_start); }
+uint32_t engine_max_tokens_limit(const engine *e) { return e->n_ctx; }

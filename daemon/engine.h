@@ -1,0 +1,78 @@
+/* engine: the heart of pid. Owns the model, tokenizer, placement plan, the
+ * step segment, the control ROUTER socket, the supervisor and the scheduler,
+ * and runs them in one single-threaded poll loop (ZeroMQ sockets + a
+ * signalfd for SIGCHLD/SIGTERM/SIGINT). Per step it sends two kinds of
+ * messages (Step to every worker, StepDone back), never per layer.
+ * Used by `pid start` (with an RPC server attached through
+ * engine_add_socket) and usable in-process (engine_submit +
+ * engine_run(until_idle)). */
+#ifndef PI_DAEMON_ENGINE_H
+#define PI_DAEMON_ENGINE_H
+
+#include <stdint.h>
+
+#include "pi_error.h"
+#include "plan.h"
+#include "scheduler.h"
+#include "supervisor.h"
+#include "tokenizer.h"
+
+typedef struct engine_opts {
+    const char *model_path;
+    const char *gpu_backend;    /* "auto", "cuda" or "host" */
+    int cpu_workers;            /* -1 = one per NUMA node */
+    double vram_budget_gib;     /* < 0 = automatic */
+    uint32_t max_seqs, max_batch;
+    uint32_t n_ctx;             /* 0 = the model's */
+    const char *rundir;         /* folder for the control socket */
+} engine_opts;
+
+typedef struct engine engine;
+
+/* Called when sock (a ZeroMQ socket) is readable. */
+typedef void (*engine_io_fn)(void *ud);
+
+/* Opens and validates the model, makes the plan, creates the step segment
+ * and binds the control socket. Blocks SIGCHLD/SIGTERM/SIGINT in the calling
+ * thread (call before starting other threads). Results of requests go to
+ * sink. Caller owns the result: engine_free. Starts no worker yet. */
+engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err);
+
+/* Quits (or kills) the workers still running, unlinks the control socket
+ * and the step segment. NULLs *e. */
+void engine_free(engine **e);
+
+/* Spawns every worker and runs the loop until all sent Ready. -1 with a
+ * message naming the worker and why when one fails before it gets there. */
+int engine_start(engine *e, double timeout_s, pi_error *err);
+
+/* Polls sock alongside the engine's own. At most one. */
+void engine_add_socket(engine *e, void *sock, engine_io_fn fn, void *ud);
+
+/* Queues a generation (SCHED_OK or an error code with err): refused with
+ * SCHED_E_UNAVAILABLE once stopping. */
+int engine_submit(engine *e, const sched_request *r, pi_error *err);
+
+/* Runs the loop: until the engine stopped (engine_stop, SIGTERM/SIGINT)
+ * and its workers quit, or, with until_idle, until no request is left. */
+int engine_run(engine *e, int until_idle, pi_error *err);
+
+/* Begins a graceful stop: new requests are refused, running ones get up to
+ * grace_s to finish, then fail with UNAVAILABLE; then the workers Quit. */
+void engine_stop(engine *e, double grace_s);
+int engine_stopping(const engine *e);
+
+/* Kills worker `name` and starts it again at once: its new pid, or -1. */
+int engine_restart_worker(engine *e, const char *name, uint32_t *new_pid, pi_error *err);
+
+/* Read-only views for Status. */
+const tokenizer *engine_tokenizer(const engine *e);
+const pi_plan *engine_plan(const engine *e);
+supervisor *engine_supervisor(engine *e);
+const char *engine_model_path(const engine *e);
+uint32_t engine_queue_length(const engine *e);
+uint32_t engine_active(const engine *e);
+uint64_t engine_uptime_ms(const engine *e);
+uint32_t engine_max_tokens_limit(const engine *e); /* n_ctx */
+
+#endif

@@ -1,0 +1,105 @@
+/* scheduler: pid's request queue and batch builder. Requests wait FIFO; up
+ * to max_seqs are active, each in its own KV slot with its token history
+ * (prompt + generated), the length already in the KV cache, and its own
+ * sampler. A step takes one decode entry from each decoding sequence
+ * (round-robin when they exceed max_batch) and fills the rest with prefill of
+ * the oldest prefilling sequences. Sequence state only advances when a step
+ * completes, so a failed step is simply built again, and a lost KV cache is
+ * rebuilt by replaying the history (docs/architecture.md). Knows nothing of
+ * sockets or workers: results go out through a sink. */
+#ifndef PI_DAEMON_SCHEDULER_H
+#define PI_DAEMON_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pi_error.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+/* Error codes: the values of pi.proto's Error.Code. */
+enum sched_err {
+    SCHED_OK = 0,
+    SCHED_E_BAD_REQUEST = 1,
+    SCHED_E_UNAVAILABLE = 3,
+    SCHED_E_WORKER_FAILED = 4,
+    SCHED_E_TOO_LONG = 5,
+    SCHED_E_INTERNAL = 6,
+};
+
+#define SCHED_TAG_MAX 256  /* opaque caller bytes per request (e.g. a routing id) */
+#define SCHED_MAX_TRIES 3  /* a step failing this many times in a row fails its requests */
+
+typedef struct sched_entry {
+    uint32_t slot;
+    int32_t token;
+    uint32_t pos;
+    uint32_t want_logits;
+} sched_entry;
+
+typedef struct sched_request {
+    const void *tag;            /* copied; handed back to the sink */
+    size_t tag_len;             /* <= SCHED_TAG_MAX */
+    uint64_t id;
+    const char *prompt;
+    size_t prompt_len;
+    int no_bos;
+    uint32_t max_tokens;        /* > 0 */
+    sampler_params sampling;
+} sched_request;
+
+typedef struct sched_stats {
+    uint32_t prompt_tokens, generated_tokens;
+    double ttft_ms, tokens_per_second;
+    const char *stop_reason;    /* "length" or "eos" */
+    uint64_t seed;
+    uint32_t retried_steps;
+} sched_stats;
+
+typedef struct sched_sink {
+    void *ud;
+    void (*chunk)(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                  const char *text, size_t text_len);
+    void (*done)(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st);
+    void (*fail)(void *ud, const void *tag, size_t tag_len, uint64_t id, int code,
+                 const char *msg);
+} sched_sink;
+
+typedef struct scheduler scheduler;
+
+/* tok must outlive the scheduler; n_ctx = KV positions per slot. Caller
+ * owns the result: scheduler_free (fails nothing; call scheduler_fail_all
+ * first to answer waiting clients). */
+scheduler *scheduler_new(const tokenizer *tok, uint32_t n_vocab, uint32_t max_seqs,
+                         uint32_t max_batch, uint32_t n_ctx, const sched_sink *sink,
+                         pi_error *err);
+void scheduler_free(scheduler **s);
+
+/* Queues a request: SCHED_OK, or an error code with err filled (bad
+ * sampling values, prompt + max_tokens beyond n_ctx); nothing is queued then. */
+int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err);
+
+/* Builds the next step into out (max_batch entries): the entry count, 0 when
+ * there is nothing to run. Replaces any step built before and not completed. */
+uint32_t scheduler_build(scheduler *s, sched_entry *out);
+
+/* The step built last completed: logits holds one row of n_vocab floats per
+ * want_logits entry, in entry order, rows row_stride floats apart. Samples,
+ * streams, finishes requests. */
+void scheduler_complete(scheduler *s, const float *logits, size_t row_stride);
+
+/* The step built last failed. Returns 1 if it should be run again, 0 when it
+ * failed SCHED_MAX_TRIES times in a row and its requests were failed. */
+int scheduler_step_failed(scheduler *s, const char *why);
+
+/* The KV cache is gone (GPU worker restarted): every active sequence replays
+ * its history from position 0. */
+void scheduler_reset_kv(scheduler *s);
+
+/* Fails every active and queued request with code and msg. */
+void scheduler_fail_all(scheduler *s, int code, const char *msg);
+
+uint32_t scheduler_active(const scheduler *s);
+uint32_t scheduler_queued(const scheduler *s);
+
+#endif

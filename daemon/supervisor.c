@@ -1,0 +1,324 @@
+/* Worker processes: spawn, reap, restart with backoff, hang detection. */
+#include "supervisor.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <numa.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BACKOFF_FIRST_MS 100u
+#define BACKOFF_MAX_MS 5000u
+
+const char *sup_state_name(sup_state st)
+{
+    switch (st) {
+    case SUP_STARTING: return "starting";
+    case SUP_READY: return "ready";
+    case SUP_DEAD: return "dead";
+    case SUP_RESTARTING: return "restarting";
+    }
+    return "?";
+}
+
+int supervisor_bin_dir(char *buf, size_t cap, pi_error *err)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, cap - 1);
+    if (n <= 0 || (size_t)n >= cap - 1)
+        return pi_error_set(err, "cannot read /proc/self/exe: %s", strerror(errno));
+    buf[n] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return pi_error_set(err, "/proc/self/exe is not a path: %s", buf);
+    *slash = 0;
+    return 0;
+}
+
+/* Appends a formatted argument to w's argv, inside argbuf. */
+static int arg(sup_worker *w, size_t *used, size_t *argc, const char *fmt, const char *s, unsigned u)
+{
+    if (*argc + 1 >= sizeof w->argv / sizeof w->argv[0])
+        return -1;
+    char *dst = w->argbuf + *used;
+    size_t room = sizeof w->argbuf - *used;
+    int n = s ? snprintf(dst, room, fmt, s) : snprintf(dst, room, fmt, u);
+    if (n < 0 || (size_t)n >= room)
+        return -1;
+    w->argv[(*argc)++] = dst;
+    w->argv[*argc] = NULL;
+    *used += (size_t)n + 1;
+    return 0;
+}
+
+/* Formats the set CPUs of mask as "0-3,8". */
+static void cpu_list(const int *cpus, int n, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j + 1 < n && cpus[j + 1] == cpus[j] + 1)
+            j++;
+        int w = j > i ? snprintf(out + len, cap - len, "%s%d-%d", len ? "," : "", cpus[i], cpus[j])
+                      : snprintf(out + len, cap - len, "%s%d", len ? "," : "", cpus[i]);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+        i = j + 1;
+    }
+}
+
+/* Pins cpu worker `rank` of `of` on node to its share of the node's allowed CPUs. */
+static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
+{
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (sched_getaffinity(0, sizeof allowed, &allowed) < 0)
+        for (int c = 0; c < CPU_SETSIZE; c++)
+            CPU_SET(c, &allowed);
+    int cpus[CPU_SETSIZE], n = 0;
+    struct bitmask *bm = numa_available() >= 0 ? numa_allocate_cpumask() : NULL;
+    if (bm && numa_node_to_cpus(node, bm) < 0) {
+        numa_free_cpumask(bm);
+        bm = NULL;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+    for (int c = 0; c < CPU_SETSIZE && c < ncpu; c++)
+        if (CPU_ISSET(c, &allowed) && (!bm || numa_bitmask_isbitset(bm, (unsigned)c)))
+            cpus[n++] = c;
+    if (bm)
+        numa_free_cpumask(bm);
+    /* Contiguous chunks; a worker with no CPU of its own shares the node's. */
+    int lo = (int)((uint64_t)n * rank / of), hi = (int)((uint64_t)n * (rank + 1) / of);
+    if (hi <= lo) {
+        lo = 0;
+        hi = n;
+    }
+    cpu_list(cpus + lo, hi - lo, w->cpus, sizeof w->cpus);
+    if (!w->cpus[0])
+        snprintf(w->cpus, sizeof w->cpus, "0");
+}
+
+static int build_argv(sup_worker *w, const sup_config *c)
+{
+    size_t used = 0, argc = 0;
+    int bad = 0;
+    if (w->is_gpu) {
+        bad |= arg(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir, 0);
+        bad |= arg(w, &used, &argc, "--backend", NULL, 0) | arg(w, &used, &argc, "%s", c->backend, 0);
+        bad |= arg(w, &used, &argc, "--max-seqs", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->max_seqs);
+        bad |= arg(w, &used, &argc, "--max-batch", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->max_batch);
+        bad |= arg(w, &used, &argc, "--n-ctx", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_ctx);
+        bad |= arg(w, &used, &argc, "--cpu-workers", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_cpu);
+    } else {
+        bad |= arg(w, &used, &argc, "%s/pi-cpu-worker", c->bin_dir, 0);
+        bad |= arg(w, &used, &argc, "--index", NULL, 0) | arg(w, &used, &argc, "%u", NULL, w->index);
+        bad |= arg(w, &used, &argc, "--of", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_cpu);
+        bad |= arg(w, &used, &argc, "--numa-node", NULL, 0) |
+               arg(w, &used, &argc, "%u", NULL, (unsigned)w->numa_node);
+        bad |= arg(w, &used, &argc, "--cpus", NULL, 0) | arg(w, &used, &argc, "%s", w->cpus, 0);
+    }
+    bad |= arg(w, &used, &argc, "--model", NULL, 0) | arg(w, &used, &argc, "%s", c->model, 0);
+    bad |= arg(w, &used, &argc, "--ctl", NULL, 0) | arg(w, &used, &argc, "%s", c->ctl, 0);
+    bad |= arg(w, &used, &argc, "--shm", NULL, 0) | arg(w, &used, &argc, "%s", c->shm_name, 0);
+    bad |= arg(w, &used, &argc, "--hot", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_hot);
+    return bad ? -1 : 0;
+}
+
+int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (c->n_cpu + 1 > SUP_MAX_WORKERS)
+        return pi_error_set(err, "%u CPU workers: at most %d", c->n_cpu, SUP_MAX_WORKERS - 1);
+    int nodes = numa_available() >= 0 ? numa_num_configured_nodes() : 1;
+    if (nodes < 1)
+        nodes = 1;
+    s->n = c->n_cpu + 1;
+    for (uint32_t i = 0; i < s->n; i++) {
+        sup_worker *w = &s->w[i];
+        w->is_gpu = i == 0;
+        w->index = i ? i - 1 : 0;
+        w->state = SUP_DEAD;
+        w->backoff_ms = BACKOFF_FIRST_MS;
+        if (w->is_gpu) {
+            snprintf(w->name, sizeof w->name, "gpu");
+            snprintf(w->backend, sizeof w->backend, "%s", c->backend);
+            w->numa_node = -1;
+        } else {
+            snprintf(w->name, sizeof w->name, "cpu:%u", w->index);
+            snprintf(w->backend, sizeof w->backend, "cpu");
+            w->numa_node = (int)(w->index % (uint32_t)nodes);
+            uint32_t rank = w->index / (uint32_t)nodes;
+            uint32_t of = (c->n_cpu - (uint32_t)w->numa_node + (uint32_t)nodes - 1) / (uint32_t)nodes;
+            assign_cpus(w, w->numa_node, rank, of ? of : 1);
+        }
+        if (build_argv(w, c) < 0)
+            return pi_error_set(err, "worker %s: command line too long (model path or endpoint)", w->name);
+    }
+    return 0;
+}
+
+int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
+{
+    (void)s;
+    pid_t parent = getpid();
+    pid_t p = fork();
+    if (p < 0)
+        return pi_error_set(err, "worker %s: fork: %s", w->name, strerror(errno));
+    if (p == 0) {
+        /* Only async-signal-safe calls here: pid has ZeroMQ threads. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execv(w->argv[0], w->argv);
+        static const char msg[] = "pi worker: exec failed (is the worker binary next to pid?)\n";
+        ssize_t r = write(2, msg, sizeof msg - 1);
+        (void)r;
+        _exit(127);
+    }
+    w->pid = p;
+    w->state = SUP_STARTING;
+    w->last_seen_ms = now;
+    w->rss_bytes = w->device_bytes = 0;
+    return 0;
+}
+
+sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, int stopping)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        sup_worker *w = &s->w[i];
+        if (w->pid != pid)
+            continue;
+        char how[128];
+        if (WIFEXITED(status))
+            snprintf(how, sizeof how, "exited with status %d%s", WEXITSTATUS(status),
+                     WEXITSTATUS(status) == 127 ? " (could not exec the worker binary)" : "");
+        else if (WIFSIGNALED(status))
+            snprintf(how, sizeof how, "killed by signal %d (%s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status)));
+        else
+            snprintf(how, sizeof how, "stopped");
+        size_t len = strlen(w->last_error);
+        if (len && len + 3 < sizeof w->last_error && !strstr(w->last_error, "; ")) {
+            snprintf(w->last_error + len, sizeof w->last_error - len, "; %s", how);
+        } else if (!len) {
+            snprintf(w->last_error, sizeof w->last_error, "%s", how);
+        }
+        w->pid = 0;
+        w->rss_bytes = 0;
+        if (stopping) {
+            w->state = SUP_DEAD;
+        } else {
+            w->state = SUP_RESTARTING;
+            w->restart_at_ms = now + w->backoff_ms;
+            w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
+        }
+        return w;
+    }
+    return NULL;
+}
+
+void supervisor_tick(supervisor *s, double now, int busy)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        sup_worker *w = &s->w[i];
+        if (w->state == SUP_RESTARTING && now >= w->restart_at_ms) {
+            pi_error e;
+            w->restarts++;
+            w->last_error[0] = 0;
+            if (supervisor_spawn(s, w, now, &e) < 0) {
+                snprintf(w->last_error, sizeof w->last_error, "%s", e.msg);
+                w->restart_at_ms = now + w->backoff_ms;
+            }
+        } else if (w->state == SUP_READY && w->pid > 0 &&
+                   now - w->last_seen_ms > (busy ? SUP_BUSY_HANG_MS : SUP_HANG_MS)) {
+            snprintf(w->last_error, sizeof w->last_error, "no heartbeat for %.0f ms: killed as hung",
+                     now - w->last_seen_ms);
+            kill(w->pid, SIGKILL);
+            w->last_seen_ms = now; /* one kill; SIGCHLD does the rest */
+        }
+    }
+}
+
+double supervisor_next_due(const supervisor *s, double now)
+{
+    double best = -1;
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->w[i].state == SUP_RESTARTING) {
+            double d = s->w[i].restart_at_ms - now;
+            if (d < 0)
+                d = 0;
+            if (best < 0 || d < best)
+                best = d;
+        }
+    return best;
+}
+
+void supervisor_seen(sup_worker *w, double now) { w->last_seen_ms = now; }
+
+void supervisor_ready(sup_worker *w, double now)
+{
+    w->state = SUP_READY;
+    w->ever_ready = 1;
+    w->backoff_ms = BACKOFF_FIRST_MS;
+    w->last_seen_ms = now;
+    w->last_error[0] = 0;
+}
+
+sup_worker *supervisor_find(supervisor *s, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (strlen(s->w[i].name) == len && !memcmp(s->w[i].name, name, len))
+            return &s->w[i];
+    return NULL;
+}
+
+int supervisor_all_ready(const supervisor *s)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->w[i].state != SUP_READY)
+            return 0;
+    return 1;
+}
+
+void supervisor_kill(sup_worker *w)
+{
+    if (w->pid > 0)
+        kill(w->pid, SIGKILL);
+}
+
+void supervisor_kill_all(supervisor *s)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        supervisor_kill(&s->w[i]);
+}
+
+uint32_t supervisor_running(const supervisor *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->n; i++)
+        n += s->w[i].pid > 0;
+    return n;
+}
+
+uint64_t supervisor_rss(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long long size = 0, rss = 0;
+    int ok = fscanf(f, "%llu %llu", &size, &rss) == 2;
+    fclose(f);
+    return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}

@@ -1,0 +1,92 @@
+/* supervisor: the worker processes of one pid. Spawns them (fork + exec from
+ * the folder of pid's own binary, flags of docs/architecture.md), tracks
+ * their state, restarts the dead with backoff (100 ms doubling to 5 s, reset
+ * once a worker is ready) and kills the hung (5 s without a message while
+ * idle). Reaping is the caller's: it reads SIGCHLD and calls
+ * supervisor_reap. Time is passed in (milliseconds, monotonic). */
+#ifndef PI_DAEMON_SUPERVISOR_H
+#define PI_DAEMON_SUPERVISOR_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pi_error.h"
+
+#define SUP_MAX_WORKERS 65
+#define SUP_HANG_MS 5000.0
+#define SUP_BUSY_HANG_MS 60000.0  /* silence allowed while a step runs */
+
+typedef enum sup_state { SUP_STARTING, SUP_READY, SUP_DEAD, SUP_RESTARTING } sup_state;
+
+typedef struct sup_worker {
+    char name[16];          /* "gpu", "cpu:I" (the ZeroMQ routing id) */
+    int is_gpu;
+    uint32_t index;
+    pid_t pid;              /* 0 when not running */
+    sup_state state;
+    uint32_t restarts;
+    int ever_ready;
+    uint64_t rss_bytes, device_bytes;
+    char backend[16];
+    int numa_node;
+    char cpus[256];         /* CPU list it is pinned to (cpu workers) */
+    char detail[256];       /* from Ready */
+    char last_error[512];   /* its Error message or how it exited */
+    double last_seen_ms;
+    double restart_at_ms;
+    uint32_t backoff_ms;
+    char *argv[32];         /* built once, before any fork */
+    char argbuf[4096];
+} sup_worker;
+
+typedef struct sup_config {
+    const char *bin_dir;    /* folder of pi-gpu-worker / pi-cpu-worker */
+    const char *model, *ctl, *shm_name, *backend;
+    uint32_t n_hot, max_seqs, max_batch, n_ctx, n_cpu;
+} sup_config;
+
+typedef struct supervisor {
+    uint32_t n;             /* workers[0] is "gpu", then "cpu:0".."cpu:N-1" */
+    sup_worker w[SUP_MAX_WORKERS];
+} supervisor;
+
+/* Fills s (does not start anything): CPU workers spread over the NUMA nodes
+ * round-robin, each node's allowed CPUs split among its workers. */
+int supervisor_init(supervisor *s, const sup_config *c, pi_error *err);
+
+/* The folder of the running binary (/proc/self/exe). */
+int supervisor_bin_dir(char *buf, size_t cap, pi_error *err);
+
+/* Starts worker w now. -1 with err when fork fails. */
+int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err);
+
+/* Called for every child reaped (waitpid): marks its worker dead and
+ * schedules a restart (unless stopping). Returns the worker, or NULL if pid
+ * was not one of ours. */
+sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, int stopping);
+
+/* Restarts those whose backoff has passed; SIGKILLs the silent ones
+ * (busy: a step is in flight, so the longer limit applies). */
+void supervisor_tick(supervisor *s, double now, int busy);
+
+/* Milliseconds until the next restart is due (or -1 for none). */
+double supervisor_next_due(const supervisor *s, double now);
+
+/* A message arrived from w: it is alive. */
+void supervisor_seen(sup_worker *w, double now);
+/* w sent Ready. */
+void supervisor_ready(sup_worker *w, double now);
+
+sup_worker *supervisor_find(supervisor *s, const char *name, size_t len);
+int supervisor_all_ready(const supervisor *s);
+/* Kills w (SIGKILL) so that it is restarted. */
+void supervisor_kill(sup_worker *w);
+/* SIGKILLs every running worker (shutdown after Quit timed out). */
+void supervisor_kill_all(supervisor *s);
+/* Live workers remaining. */
+uint32_t supervisor_running(const supervisor *s);
+/* RSS from /proc/PID/statm, 0 if unknown. */
+uint64_t supervisor_rss(pid_t pid);
+const char *sup_state_name(sup_state st);
+
+#endif

@@ -1,0 +1,337 @@
+/* The host backend: the GPU worker's part of every layer in plain C over
+ * model/ops.h, for machines without a GPU and as the multi-process oracle.
+ * It copies what the plan puts on the GPU into its own allocations, so
+ * device_bytes counts real memory: embeddings, norms, attention, lm_head, the
+ * KV cache, and per layer the hot gate/up rows [0, K) plus the hot down
+ * columns stored as K rows of dim (plan.h's down^T layout). Activation
+ * scratch is sized at create and not counted (it is not in the plan either).
+ * Every entry is computed on its own, row by row, so results do not depend
+ * on how entries are batched. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "ops.h"
+#include "plan.h"
+
+struct gpu_backend {
+    const pi_model *m;
+    gpu_backend_config cfg;
+    uint32_t dim, kv_dim, q_dim, hd, n_hot;
+    uint64_t bytes;                 /* weights + KV + hot FFN held */
+    void **allocs;                  /* every counted allocation, for destroy */
+    size_t n_allocs, cap_allocs;
+    pi_tensor tok_embd, output, output_norm;
+    pi_layer *layers;               /* copies; ffn_gate/ffn_up hold rows [0, K); ffn_down unused */
+    void **down_t;                  /* per layer: K rows of dim, type down_t_type[l] */
+    pi_type *down_t_type;
+    size_t *down_t_row_bytes;
+    float *k_cache, *v_cache;       /* [slot][layer][pos][kv_dim] */
+    /* scratch */
+    float *h;                       /* max_batch x dim: residual streams */
+    float *xn;                      /* max_batch x dim: ffn input of the current layer */
+    float *hot;                     /* max_batch x dim: hot partial */
+    float *xb, *xb2, *q, *att;      /* one entry: dim, dim, q_dim, n_heads x n_ctx */
+};
+
+static void *take(gpu_backend *b, size_t bytes, pi_error *err)
+{
+    if (bytes == 0)
+        return NULL;
+    if (b->n_allocs == b->cap_allocs) {
+        size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;
+        void **a = realloc(b->allocs, cap * sizeof *a);
+        if (!a) {
+            pi_error_set(err, "host backend: out of memory");
+            return NULL;
+        }
+        b->allocs = a;
+        b->cap_allocs = cap;
+    }
+    void *p = calloc(1, bytes);
+    if (!p) {
+        pi_error_set(err, "host backend: out of memory for %zu bytes (lower --hot, --max-seqs or --n-ctx)",
+                     bytes);
+        return NULL;
+    }
+    b->allocs[b->n_allocs++] = p;
+    b->bytes += bytes;
+    return p;
+}
+
+/* dst = rows [0, rows) of src in a counted allocation. */
+static int copy_rows(gpu_backend *b, pi_tensor *dst, const pi_tensor *src, uint64_t rows, pi_error *err)
+{
+    *dst = *src;
+    dst->rows = rows;
+    dst->data = NULL;
+    size_t bytes = (size_t)(rows * src->row_bytes);
+    if (bytes == 0)
+        return 0;
+    void *p = take(b, bytes, err);
+    if (!p)
+        return -1;
+    memcpy(p, src->data, bytes);
+    dst->data = p;
+    return 0;
+}
+
+static float *scratch(size_t a, size_t c, pi_error *err)
+{
+    size_t n;
+    if (pi_mul_size(a, c, &n) < 0 || n > SIZE_MAX / sizeof(float)) {
+        pi_error_set(err, "host backend: scratch of %zu x %zu floats overflows", a, c);
+        return NULL;
+    }
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p)
+        pi_error_set(err, "host backend: out of memory for scratch (lower --max-batch or --n-ctx)");
+    return p;
+}
+
+static void host_destroy(gpu_backend **bp)
+{
+    if (!bp || !*bp)
+        return;
+    gpu_backend *b = *bp;
+    for (size_t i = 0; i < b->n_allocs; i++)
+        free(b->allocs[i]);
+    free(b->allocs);
+    free(b->layers);
+    free(b->down_t);
+    free(b->down_t_type);
+    free(b->down_t_row_bytes);
+    free(b->h);
+    free(b->xn);
+    free(b->hot);
+    free(b->xb);
+    free(b->xb2);
+    free(b->q);
+    free(b->att);
+    free(b);
+    *bp = NULL;
+}
+
+static int load_layer(gpu_backend *b, uint32_t il, pi_error *err)
+{
+    const pi_layer *s = &b->m->layers[il];
+    pi_layer *d = &b->layers[il];
+    uint32_t k = b->n_hot;
+    if (copy_rows(b, &d->attn_norm, &s->attn_norm, s->attn_norm.rows, err) < 0 ||
+        copy_rows(b, &d->wq, &s->wq, s->wq.rows, err) < 0 ||
+        copy_rows(b, &d->wk, &s->wk, s->wk.rows, err) < 0 ||
+        copy_rows(b, &d->wv, &s->wv, s->wv.rows, err) < 0 ||
+        copy_rows(b, &d->wo, &s->wo, s->wo.rows, err) < 0 ||
+        copy_rows(b, &d->ffn_norm, &s->ffn_norm, s->ffn_norm.rows, err) < 0 ||
+        copy_rows(b, &d->ffn_gate, &s->ffn_gate, k, err) < 0 ||
+        copy_rows(b, &d->ffn_up, &s->ffn_up, k, err) < 0)
+        return -1;
+    b->down_t_type[il] = plan_down_t_type(s->ffn_down.type);
+    if (pi_row_bytes(b->down_t_type[il], b->dim, &b->down_t_row_bytes[il]) < 0)
+        return pi_error_set(err, "host backend: layer %u: bad down row size", il);
+    if (k > 0) {
+        void *p = take(b, (size_t)k * b->down_t_row_bytes[il], err);
+        if (!p)
+            return -1;
+        plan_write_down_t(b->m, il, 0, k, p, b->down_t_row_bytes[il]);
+        b->down_t[il] = p;
+    }
+    return 0;
+}
+
+static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg, pi_error *err)
+{
+    if (cfg->n_hot > m->n_ff || cfg->max_seqs == 0 || cfg->n_ctx == 0 || cfg->max_batch == 0) {
+        pi_error_set(err, "host backend: bad config (hot %u of %u neurons, max_seqs %u, n_ctx %u, "
+                     "max_batch %u): hot must be <= n_ff and the others >= 1",
+                     cfg->n_hot, m->n_ff, cfg->max_seqs, cfg->n_ctx, cfg->max_batch);
+        return NULL;
+    }
+    gpu_backend *b = calloc(1, sizeof *b);
+    if (!b) {
+        pi_error_set(err, "host backend: out of memory");
+        return NULL;
+    }
+    b->m = m;
+    b->cfg = *cfg;
+    b->dim = m->dim;
+    b->hd = m->head_dim;
+    b->q_dim = m->n_heads * m->head_dim;
+    b->kv_dim = m->n_kv_heads * m->head_dim;
+    b->n_hot = cfg->n_hot;
+    uint32_t L = m->n_layers;
+    b->layers = calloc(L, sizeof *b->layers);
+    b->down_t = calloc(L, sizeof *b->down_t);
+    b->down_t_type = calloc(L, sizeof *b->down_t_type);
+    b->down_t_row_bytes = calloc(L, sizeof *b->down_t_row_bytes);
+    if (!b->layers || !b->down_t || !b->down_t_type || !b->down_t_row_bytes) {
+        pi_error_set(err, "host backend: out of memory");
+        goto fail;
+    }
+    if (copy_rows(b, &b->tok_embd, &m->tok_embd, m->tok_embd.rows, err) < 0 ||
+        copy_rows(b, &b->output_norm, &m->output_norm, m->output_norm.rows, err) < 0)
+        goto fail;
+    if (m->tied_output)
+        b->output = b->tok_embd;
+    else if (copy_rows(b, &b->output, &m->output, m->output.rows, err) < 0)
+        goto fail;
+    for (uint32_t il = 0; il < L; il++)
+        if (load_layer(b, il, err) < 0)
+            goto fail;
+    size_t cache_floats = (size_t)cfg->max_seqs * L * cfg->n_ctx * b->kv_dim;
+    if (cache_floats / b->kv_dim / cfg->n_ctx / L != cfg->max_seqs ||
+        cache_floats > SIZE_MAX / sizeof(float)) {
+        pi_error_set(err, "host backend: KV cache size overflows");
+        goto fail;
+    }
+    if (!(b->k_cache = take(b, cache_floats * sizeof(float), err)) ||
+        !(b->v_cache = take(b, cache_floats * sizeof(float), err)))
+        goto fail;
+    if (!(b->h = scratch(cfg->max_batch, b->dim, err)) || !(b->xn = scratch(cfg->max_batch, b->dim, err)) ||
+        !(b->hot = scratch(cfg->max_batch, b->dim, err)) || !(b->xb = scratch(b->dim, 1, err)) ||
+        !(b->xb2 = scratch(b->dim, 1, err)) || !(b->q = scratch(b->q_dim, 1, err)) ||
+        !(b->att = scratch(m->n_heads, cfg->n_ctx, err)))
+        goto fail;
+    return b;
+fail:
+    host_destroy(&b);
+    return NULL;
+}
+
+static uint64_t host_device_bytes(const gpu_backend *b)
+{
+    return b->bytes;
+}
+
+static int check_n(const gpu_backend *b, uint32_t n, pi_error *err)
+{
+    if (n > b->cfg.max_batch)
+        return pi_error_set(err, "host backend: %u entries in a step; max_batch is %u", n, b->cfg.max_batch);
+    return 0;
+}
+
+static int host_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].token < 0 || (uint32_t)e[i].token >= b->m->n_vocab)
+            return pi_error_set(err, "host backend: entry %u: token %d is outside the vocabulary of %u",
+                                i, e[i].token, b->m->n_vocab);
+        if (e[i].slot >= b->cfg.max_seqs || e[i].pos >= b->cfg.n_ctx)
+            return pi_error_set(err, "host backend: entry %u: slot %u / pos %u outside max_seqs %u / n_ctx %u",
+                                i, e[i].slot, e[i].pos, b->cfg.max_seqs, b->cfg.n_ctx);
+        pi_dequantize_row(b->tok_embd.type, pi_tensor_row(&b->tok_embd, (uint64_t)e[i].token),
+                          b->h + (size_t)i * b->dim, b->dim);
+    }
+    return 0;
+}
+
+static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n, float *xn_out, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    if (l >= b->m->n_layers)
+        return pi_error_set(err, "host backend: layer %u of %u", l, b->m->n_layers);
+    const pi_model *m = b->m;
+    const pi_layer *y = &b->layers[l];
+    uint32_t dim = b->dim, hd = b->hd, kv_dim = b->kv_dim, group = m->n_heads / m->n_kv_heads;
+    for (uint32_t i = 0; i < n; i++) {
+        if (e[i].slot >= b->cfg.max_seqs || e[i].pos >= b->cfg.n_ctx)
+            return pi_error_set(err, "host backend: entry %u: slot %u / pos %u outside max_seqs %u / n_ctx %u",
+                                i, e[i].slot, e[i].pos, b->cfg.max_seqs, b->cfg.n_ctx);
+        float *x = b->h + (size_t)i * dim;
+        uint32_t pos = e[i].pos;
+        size_t layer_off = ((size_t)e[i].slot * m->n_layers + l) * b->cfg.n_ctx * kv_dim;
+        float *kc = b->k_cache + layer_off, *vc = b->v_cache + layer_off;
+        float *k = kc + (size_t)pos * kv_dim, *v = vc + (size_t)pos * kv_dim;
+        ops_rmsnorm(b->xb, x, y->attn_norm.data, dim, m->norm_eps);
+        ops_matvec(b->q, &y->wq, b->xb, 0, y->wq.rows);
+        ops_matvec(k, &y->wk, b->xb, 0, kv_dim);
+        ops_matvec(v, &y->wv, b->xb, 0, kv_dim);
+        ops_rope(b->q, b->q_dim, hd, pos, m->rope_theta);
+        ops_rope(k, kv_dim, hd, pos, m->rope_theta);
+        for (uint32_t h = 0; h < m->n_heads; h++) {
+            uint32_t kvh = h / group;
+            ops_attention_head(b->xb + (size_t)h * hd, b->q + (size_t)h * hd, kc + (size_t)kvh * hd,
+                               vc + (size_t)kvh * hd, kv_dim, hd, pos + 1, b->att + (size_t)h * b->cfg.n_ctx);
+        }
+        ops_matvec(b->xb2, &y->wo, b->xb, 0, dim);
+        for (uint32_t j = 0; j < dim; j++)
+            x[j] += b->xb2[j];
+        float *xn = b->xn + (size_t)i * dim;
+        ops_rmsnorm(xn, x, y->ffn_norm.data, dim, m->norm_eps);
+        memcpy(xn_out + (size_t)i * dim, xn, dim * sizeof *xn);
+    }
+    return 0;
+}
+
+static int host_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    if (l >= b->m->n_layers)
+        return pi_error_set(err, "host backend: layer %u of %u", l, b->m->n_layers);
+    const pi_layer *y = &b->layers[l];
+    uint32_t dim = b->dim;
+    const char *dt = b->down_t[l];
+    size_t dt_rb = b->down_t_row_bytes[l];
+    pi_type dt_type = b->down_t_type[l];
+    for (uint32_t i = 0; i < n; i++) {
+        const float *x = b->xn + (size_t)i * dim;
+        float *out = b->hot + (size_t)i * dim;
+        memset(out, 0, dim * sizeof *out);
+        for (uint32_t j = 0; j < b->n_hot; j++) {
+            float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, j), x, dim);
+            float u = pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, j), x, dim);
+            float a = ops_ffn_act(b->m->act, g, u);
+            if (a != 0.0f)
+                pi_axpy_row(dt_type, a, dt + (size_t)j * dt_rb, out, dim);
+        }
+    }
+    return 0;
+}
+
+static int host_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *const *partials,
+                       uint32_t n_partials, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    (void)l;
+    size_t total = (size_t)n * b->dim;
+    for (size_t i = 0; i < total; i++) {
+        float t = b->hot[i];
+        for (uint32_t p = 0; p < n_partials; p++)
+            t += partials[p][i];
+        b->h[i] += t;
+    }
+    return 0;
+}
+
+static int host_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    const pi_model *m = b->m;
+    size_t row = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!e[i].want_logits)
+            continue;
+        ops_rmsnorm(b->xb, b->h + (size_t)i * b->dim, b->output_norm.data, b->dim, m->norm_eps);
+        ops_matvec(out + row * m->n_vocab, &b->output, b->xb, 0, m->n_vocab);
+        row++;
+    }
+    return 0;
+}
+
+const gpu_backend_ops gpu_backend_host = {
+    .name = "host",
+    .create = host_create,
+    .destroy = host_destroy,
+    .device_bytes = host_device_bytes,
+    .embed = host_embed,
+    .attn = host_attn,
+    .ffn_hot = host_ffn_hot,
+    .finish = host_finish,
+    .logits = host_logits,
+};

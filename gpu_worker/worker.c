@@ -1,0 +1,308 @@
+/* The GPU worker loop (worker.h). Per Step, layer l at tick t:
+ *   attn → xn into the segment's x buffer → layer counter = t → hot FFN →
+ *   wait done[w] >= t for every CPU worker (giving up when the abort counter
+ *   passes the Step's epoch) → finish with partial[0..N-1] in that order.
+ * After the last layer the logits of the want_logits entries go into the
+ * segment and StepDone answers pid. Every buffer is sized at load: a step
+ * allocates nothing but the protobuf reply. */
+#include "worker.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "backend.h"
+#include "model.h"
+#include "plan.h"
+#include "segment.h"
+#include "seqcount.h"
+#include "step_layout.h"
+#include "wire.h"
+
+#define HEARTBEAT_MS 500
+
+typedef struct gworker {
+    const gpu_worker_opts *o;
+    void *zctx, *sock;
+    pi_model *m;
+    const gpu_backend_ops *ops;
+    gpu_backend *b;
+    uint32_t n_hot;
+    shm_segment *seg;
+    void *base;
+    step_layout lay;
+    gpu_entry *entries;         /* max_batch */
+    const float **partials;     /* n_cpu_workers, into the segment */
+    char detail[256];
+    double last_sent_ms;
+} gworker;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%llu %llu", &size, &rss);
+    fclose(f);
+    return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static int send_ctl(gworker *g, Pi__Control *c, pi_error *err)
+{
+    if (wire_send(g->sock, NULL, 0, WIRE_CTL_HEADER, &c->base, err) < 0)
+        return pi_error_wrap(err, "gpu worker: sending to pid at %s", g->o->ctl);
+    g->last_sent_ms = now_ms();
+    return 0;
+}
+
+static int connect_ctl(gworker *g, pi_error *err)
+{
+    if (!(g->zctx = zmq_ctx_new()) || !(g->sock = zmq_socket(g->zctx, ZMQ_DEALER)))
+        return pi_error_set(err, "gpu worker: cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+    if (zmq_setsockopt(g->sock, ZMQ_ROUTING_ID, "gpu", 3) != 0 || wire_socket_defaults(g->sock, err) < 0)
+        return pi_error_set(err, "gpu worker: socket options: %s", zmq_strerror(zmq_errno()));
+    if (zmq_connect(g->sock, g->o->ctl) != 0)
+        return pi_error_set(err, "gpu worker: cannot connect to pid's control endpoint %s: %s", g->o->ctl,
+                            zmq_strerror(zmq_errno()));
+    Pi__Hello h = PI__HELLO__INIT;
+    h.name = "gpu";
+    h.pid = (uint32_t)getpid();
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_HELLO;
+    c.hello = &h;
+    return send_ctl(g, &c, err);
+}
+
+static const gpu_backend_ops *pick_backend(const char *name, pi_error *err)
+{
+    if (!strcmp(name, "host"))
+        return &gpu_backend_host;
+    if (!strcmp(name, "cuda")) {
+#ifdef PI_HAVE_CUDA
+        if (pi_cuda_device_count() <= 0) {
+            pi_error_set(err, "gpu worker: --backend cuda but no CUDA device is usable (no GPU, or no driver); "
+                         "use --backend host");
+            return NULL;
+        }
+        return &gpu_backend_cuda;
+#else
+        pi_error_set(err, "gpu worker: --backend cuda but this build has no CUDA backend (rebuild with "
+                     "-DPI_CUDA=ON where the CUDA toolkit is installed); use --backend host");
+        return NULL;
+#endif
+    }
+    pi_error_set(err, "gpu worker: unknown backend '%s': use host or cuda", name);
+    return NULL;
+}
+
+static int load(gworker *g, pi_error *err)
+{
+    const gpu_worker_opts *o = g->o;
+    if (!(g->ops = pick_backend(o->backend, err)))
+        return -1;
+    if (!(g->m = model_open(o->model_path, err)))
+        return -1;
+    plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers};
+    pi_plan plan;
+    int rc = o->n_hot < 0 ? plan_make(g->m, &pp, &plan, err)
+             : o->n_hot > UINT32_MAX ? pi_error_set(err, "--hot %" PRId64 " is too large", o->n_hot)
+                                     : plan_make_fixed(g->m, &pp, (uint32_t)o->n_hot, &plan, err);
+    if (rc < 0)
+        return pi_error_wrap(err, "gpu worker");
+    g->n_hot = plan.n_hot;
+    gpu_backend_config cfg = {.n_hot = plan.n_hot, .max_seqs = o->max_seqs, .n_ctx = plan.n_ctx,
+                              .max_batch = o->max_batch, .device = o->device};
+    if (!(g->b = g->ops->create(g->m, &cfg, err)))
+        return -1;
+    snprintf(g->detail, sizeof g->detail, "hot neurons [0, %u) of %u per layer; %u seqs x %u ctx", plan.n_hot,
+             plan.n_ff, plan.max_seqs, plan.n_ctx);
+
+    /* The step segment: refuse one made for another shape. */
+    if (!(g->seg = shm_segment_open(o->shm_name, err)))
+        return pi_error_wrap(err, "gpu worker");
+    g->base = shm_segment_base(g->seg);
+    step_params sp = {.n_layers = g->m->n_layers, .dim = g->m->dim, .n_ff = g->m->n_ff,
+                      .n_vocab = g->m->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = o->n_cpu_workers};
+    if (step_header_check(g->base, shm_segment_size(g->seg), &sp, &g->lay, err) < 0)
+        return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
+    g->entries = calloc(o->max_batch, sizeof *g->entries);
+    g->partials = calloc(o->n_cpu_workers ? o->n_cpu_workers : 1, sizeof *g->partials);
+    if (!g->entries || !g->partials)
+        return pi_error_set(err, "gpu worker: out of memory");
+    for (uint32_t w = 0; w < o->n_cpu_workers; w++)
+        g->partials[w] = step_partial(g->base, &g->lay, w);
+    return 0;
+}
+
+static int send_ready(gworker *g, pi_error *err)
+{
+    Pi__Ready r = PI__READY__INIT;
+    r.rss_bytes = rss_bytes();
+    r.device_bytes = g->ops->device_bytes(g->b);
+    r.backend = (char *)g->ops->name;
+    r.numa_node = -1;
+    r.detail = g->detail;
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_READY;
+    c.ready = &r;
+    return send_ctl(g, &c, err);
+}
+
+static int send_heartbeat(gworker *g, pi_error *err)
+{
+    Pi__Heartbeat h = PI__HEARTBEAT__INIT;
+    h.rss_bytes = rss_bytes();
+    h.device_bytes = g->ops->device_bytes(g->b);
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_HEARTBEAT;
+    c.heartbeat = &h;
+    return send_ctl(g, &c, err);
+}
+
+/* Runs one step; 0, or -1 with err (the step failed or was aborted). */
+static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
+{
+    const step_cmd *cmd = step_command(g->base, &g->lay);
+    uint32_t n = cmd->n_seq, L = g->m->n_layers;
+    if (cmd->step_id != st->step_no)
+        return pi_error_set(err, "step %" PRIu64 ": the segment holds step %" PRIu64 "'s entries", st->step_no,
+                            cmd->step_id);
+    if (n != st->n_entries || n > g->o->max_batch)
+        return pi_error_set(err, "step %" PRIu64 ": %u entries in the segment, %u in the message, max_batch %u",
+                            st->step_no, n, st->n_entries, g->o->max_batch);
+    for (uint32_t i = 0; i < n; i++)
+        g->entries[i] = (gpu_entry){.slot = cmd->seq[i].slot, .pos = cmd->seq[i].pos,
+                                    .token = cmd->seq[i].token, .want_logits = cmd->seq[i].want_logits};
+    seq_wait_opts wo = seq_wait_opts_default();
+    wo.abort = step_abort_seq(g->base, &g->lay);
+    wo.abort_past = st->abort_epoch;
+    seq_counter *layer_seq = step_layer_seq(g->base, &g->lay);
+    float *x = step_x(g->base, &g->lay);
+    if (g->ops->embed(g->b, g->entries, n, err) < 0)
+        return -1;
+    for (uint32_t l = 0; l < L; l++) {
+        uint32_t t = step_tick(st->step_no, L, l);
+        if (g->ops->attn(g->b, l, g->entries, n, x, err) < 0)
+            return -1;
+        seq_publish(layer_seq, t);
+        if (g->ops->ffn_hot(g->b, l, n, err) < 0)
+            return -1;
+        for (uint32_t w = 0; w < g->o->n_cpu_workers; w++) {
+            int r = seq_wait_geq(step_done_seq(g->base, &g->lay, w), t, &wo);
+            if (r == -2)
+                return pi_error_set(err, "step %" PRIu64 " aborted at layer %u waiting for cpu:%u (a worker died)",
+                                    st->step_no, l, w);
+            if (r != 0)
+                return pi_error_set(err, "step %" PRIu64 ": wait for cpu:%u failed", st->step_no, w);
+        }
+        if (g->ops->finish(g->b, l, n, g->partials, g->o->n_cpu_workers, err) < 0)
+            return -1;
+    }
+    return g->ops->logits(g->b, g->entries, n, step_logits(g->base, &g->lay), err);
+}
+
+static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
+{
+    pi_error step_err = {{0}};
+    Pi__StepDone d = PI__STEP_DONE__INIT;
+    d.step_no = st->step_no;
+    d.ok = run_step(g, st, &step_err) == 0;
+    if (!d.ok)
+        d.error = step_err.msg;
+    Pi__Control c = PI__CONTROL__INIT;
+    c.kind_case = PI__CONTROL__KIND_STEP_DONE;
+    c.step_done = &d;
+    return send_ctl(g, &c, err);
+}
+
+/* Serves until Quit: 0; -1 on a socket failure. */
+static int serve(gworker *g, pi_error *err)
+{
+    for (;;) {
+        double idle = now_ms() - g->last_sent_ms;
+        if (idle >= HEARTBEAT_MS) {
+            if (send_heartbeat(g, err) < 0)
+                return -1;
+            idle = 0;
+        }
+        zmq_pollitem_t it = {.socket = g->sock, .events = ZMQ_POLLIN};
+        int pr = zmq_poll(&it, 1, (long)(HEARTBEAT_MS - idle) + 1);
+        if (pr < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return pi_error_set(err, "gpu worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
+        }
+        if (pr == 0)
+            continue;
+        wire_msg msg;
+        int r = wire_recv(g->sock, 0, WIRE_CONTROL, &msg, err);
+        if (r == WIRE_ERR) {
+            wire_msg_clear(&msg);
+            return -1;
+        }
+        int quit = 0, rc = 0;
+        if (r == WIRE_OK) {
+            const Pi__Control *c = msg.control;
+            if (c->kind_case == PI__CONTROL__KIND_STEP)
+                rc = answer_step(g, c->step, err);
+            else if (c->kind_case == PI__CONTROL__KIND_QUIT)
+                quit = 1;
+        }
+        /* WIRE_BAD / WIRE_VERSION / anything else: pid never sends those; ignore */
+        wire_msg_clear(&msg);
+        if (rc < 0)
+            return -1;
+        if (quit)
+            return 0;
+    }
+}
+
+static void cleanup(gworker *g)
+{
+    free(g->entries);
+    free(g->partials);
+    shm_segment_destroy(&g->seg);
+    if (g->b)
+        g->ops->destroy(&g->b);
+    model_close(&g->m);
+    if (g->sock)
+        zmq_close(g->sock);
+    if (g->zctx)
+        zmq_ctx_term(g->zctx);
+}
+
+int gpu_worker_run(const gpu_worker_opts *o, pi_error *err)
+{
+    gworker g = {.o = o};
+    int rc = -1;
+    if (connect_ctl(&g, err) < 0)
+        goto out;
+    if (load(&g, err) < 0 || send_ready(&g, err) < 0) {
+        /* Tell pid why before exiting; the load error is what matters. */
+        Pi__Error e = PI__ERROR__INIT;
+        e.code = PI__ERROR__CODE__INTERNAL;
+        e.message = err->msg;
+        Pi__Control c = PI__CONTROL__INIT;
+        c.kind_case = PI__CONTROL__KIND_ERROR;
+        c.error = &e;
+        pi_error ignored;
+        (void)send_ctl(&g, &c, &ignored);
+        goto out;
+    }
+    rc = serve(&g, err);
+out:
+    cleanup(&g);
+    return rc;
+}

@@ -1,0 +1,30 @@
+/* The GPU worker's life (docs/architecture.md, "Processes and endpoints"):
+ * connect a DEALER with routing id "gpu" to pid's control endpoint, Hello,
+ * load the GPU part of the model into the backend, map and check the step
+ * segment, Ready, then serve Step messages until Quit. Heartbeat every
+ * 500 ms when idle. */
+#ifndef PI_GPU_WORKER_H
+#define PI_GPU_WORKER_H
+
+#include <stdint.h>
+
+#include "pi_error.h"
+
+typedef struct gpu_worker_opts {
+    const char *model_path;
+    const char *ctl;            /* pid's control endpoint */
+    const char *shm_name;       /* the step segment */
+    const char *backend;        /* "host" or "cuda" */
+    int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
+    uint32_t max_seqs, max_batch;
+    uint32_t n_ctx;             /* 0 = the model's */
+    uint32_t n_cpu_workers;
+    int device;                 /* CUDA device ordinal */
+} gpu_worker_opts;
+
+/* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a
+ * Control{error} with the same message when the socket was up). A failing
+ * step is not fatal: it answers StepDone{ok=false, error}. */
+int gpu_worker_run(const gpu_worker_opts *o, pi_error *err);
+
+#endif

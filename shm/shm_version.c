@@ -1,3 +1,0 @@
-/* placeholder so the library has a source */
-const char *pi_shm_version(void);
-const char *pi_shm_version(void) { return "0.1.0"; }
