@@ -1,8 +1,104 @@
-/* pi-cpu-worker: placeholder until the multi-process runtime lands. */
+/* pi-cpu-worker: parses the flags pid passes (docs/architecture.md), pins
+ * itself to --cpus, and runs the worker loop. Exit codes: 0 after Quit, 1 on
+ * a fatal error (printed and sent to pid), 2 on bad flags. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
 
-int main(void)
+#include "worker.h"
+
+static void usage(FILE *f)
 {
-    fprintf(stderr, "pi-cpu-worker: the multi-process runtime is not built yet\n");
-    return 1;
+    fprintf(f, "usage: pi-cpu-worker --model PATH --ctl ENDPOINT --shm NAME --index I --of N\n"
+               "       [--hot K] [--numa-node NODE] [--cpus LIST]\n"
+               "Started by pid; computes cold-neuron shard I of N of every FFN layer.\n");
+}
+
+static int parse_u64(const char *flag, const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "pi-cpu-worker: %s '%s': expected a whole number up to %" PRIu64 "\n", flag, s, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);   /* pid gone = nothing left to serve */
+    cpu_worker_opts o = {.n_hot = -1, .numa_node = -1};
+    const char *cpus = NULL;
+    int have_index = 0, have_of = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "pi-cpu-worker: %s needs a value (or is unknown)\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        uint64_t u = 0;
+        int bad = 0;
+        if (!strcmp(a, "--model"))
+            o.model_path = v;
+        else if (!strcmp(a, "--ctl"))
+            o.ctl = v;
+        else if (!strcmp(a, "--shm"))
+            o.shm_name = v;
+        else if (!strcmp(a, "--cpus"))
+            cpus = v;
+        else if (!strcmp(a, "--index"))
+            bad = parse_u64(a, v, 255, &u), o.index = (uint32_t)u, have_index = 1;
+        else if (!strcmp(a, "--of"))
+            bad = parse_u64(a, v, 256, &u), o.of = (uint32_t)u, have_of = 1;
+        else if (!strcmp(a, "--hot"))
+            bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
+        else if (!strcmp(a, "--numa-node")) {
+            if (!strcmp(v, "-1"))
+                o.numa_node = -1;
+            else
+                bad = parse_u64(a, v, 1023, &u), o.numa_node = (int)u;
+        } else {
+            fprintf(stderr, "pi-cpu-worker: unknown flag %s\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad)
+            return 2;
+    }
+    if (!o.model_path || !o.ctl || !o.shm_name || !have_index || !have_of) {
+        fprintf(stderr, "pi-cpu-worker: --model, --ctl, --shm, --index and --of are required\n");
+        usage(stderr);
+        return 2;
+    }
+    pi_error err = {{0}};
+    if (cpus) {
+        cpu_set_t set;
+        if (cpu_list_parse(cpus, &set, &err) < 0) {
+            fprintf(stderr, "pi-cpu-worker: --cpus: %s\n", err.msg);
+            return 2;
+        }
+        if (sched_setaffinity(0, sizeof set, &set) != 0) {
+            fprintf(stderr, "pi-cpu-worker: cannot pin to CPUs %s: %s (are they online and allowed?)\n", cpus,
+                    strerror(errno));
+            return 1;
+        }
+    }
+    if (cpu_worker_run(&o, &err) < 0) {
+        fprintf(stderr, "pi-cpu-worker: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }

@@ -4,5 +4,8 @@
 #define PI_DAEMON_COMMANDS_H
 
 int pid_cmd_run(int argc, char **argv);
+int pid_cmd_start(int argc, char **argv);
+int pid_cmd_stop(int argc, char **argv);
+int pid_cmd_status(int argc, char **argv);
 
 #endif

@@ -34,9 +34,9 @@ int pid_config_set(pid_config *c, const char *key, const char *value, pi_error *
  * error only when required. */
 int pid_config_load(pid_config *c, const char *path, int required, pi_error *err);
 
-/* Parses `pid start` flags over c (argv[0] is the subcommand). *config_path
- * receives --config's value first (so callers can load the file, then parse
- * again for the overrides). Returns 0, 1 for --help, or -1 with err. */
+/* Parses `pid start` flags over c (argv[0] is the subcommand); --config is
+ * skipped (load it first: pid_config_find_path). Returns 0, 1 for --help,
+ * or -1 with err. */
 int pid_config_parse_args(pid_config *c, int argc, char **argv, pi_error *err);
 
 /* Finds "--config PATH" in argv, or NULL. */

@@ -10,6 +10,9 @@ static const struct {
     const char *help;
 } commands[] = {
     {"run", pid_cmd_run, "run -m MODEL [-p PROMPT] [-n N] [sampling flags]   generate once in the foreground"},
+    {"start", pid_cmd_start, "start [--config F] [-m MODEL] [--listen E] ...    start the daemon (see start --help)"},
+    {"stop", pid_cmd_stop, "stop [--listen E]                                 stop a running daemon"},
+    {"status", pid_cmd_status, "status [--listen E]                               show the daemon's status"},
 };
 
 static void usage(FILE *out)

@@ -122,8 +122,8 @@ int pid_cmd_run(int argc, char **argv)
         goto out;
     }
     uint32_t n_vocab = r.model->n_vocab;
-    if (tokenizer_n_vocab(r.tok) != n_vocab) {
-        fprintf(stderr, "pid run: %s: tokenizer has %u tokens but the model's output has %u; "
+    if (tokenizer_n_vocab(r.tok) > n_vocab) {
+        fprintf(stderr, "pid run: %s: tokenizer has %u tokens but the model's output only %u; "
                         "the file is inconsistent, re-import it\n",
                 model_path, tokenizer_n_vocab(r.tok), n_vocab);
         goto out;
@@ -159,7 +159,11 @@ int pid_cmd_run(int argc, char **argv)
         fprintf(stderr, "pid run: %s\n", err.msg);
         goto out;
     }
-    r.history = malloc((n_prompt + (size_t)g.n_predict) * sizeof *r.history);
+    /* Generation stops once position n_ctx would be needed: at most n_ctx + 1 tokens. */
+    size_t n_hist_max = n_prompt + (size_t)g.n_predict;
+    if (n_hist_max > (size_t)n_ctx + 1)
+        n_hist_max = (size_t)n_ctx + 1;
+    r.history = malloc(n_hist_max * sizeof *r.history);
     r.logits = malloc((size_t)n_vocab * sizeof *r.logits);
     r.piece_cap = tokenizer_max_piece_len(r.tok) + 8;
     r.piece = malloc(r.piece_cap);

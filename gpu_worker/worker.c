@@ -277,8 +277,11 @@ static void cleanup(gworker *g)
     if (g->b)
         g->ops->destroy(&g->b);
     model_close(&g->m);
-    if (g->sock)
+    if (g->sock) {
+        int linger = 1000;   /* let a last Error reach pid */
+        zmq_setsockopt(g->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(g->sock);
+    }
     if (g->zctx)
         zmq_ctx_term(g->zctx);
 }

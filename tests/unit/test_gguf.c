@@ -342,6 +342,29 @@ static void test_round_trip(void)
         CHECK(strstr(e2.msg, "cut.gguf") != NULL, "prefix %zu: message %s", cut, e2.msg);
         free(p);
     }
+    /* Every single-byte corruption either opens or fails with a message;
+     * an open file's tensors still lie inside the buffer. */
+    for (size_t pos = 0; pos < n1; pos++) {
+        static const uint8_t vals[] = {0x00, 0x01, 0x7f, 0x80, 0xff};
+        for (size_t v = 0; v < sizeof vals; v++) {
+            uint8_t *p = malloc(n1);
+            memcpy(p, b1, n1);
+            p[pos] = vals[v];
+            pi_error e2 = {{0}};
+            gguf_file *g = gguf_open_memory(p, n1, "flip.gguf", &e2);
+            if (g) {
+                for (size_t i = 0; i < gguf_n_tensors(g); i++) {
+                    const gguf_tensor *t = gguf_tensor_at(g, i);
+                    const uint8_t *d = t->data;
+                    CHECK(d >= p && t->size <= n1 && d + t->size <= p + n1, "tensor outside the buffer");
+                }
+                gguf_close(&g);
+            } else {
+                CHECK(strstr(e2.msg, "flip.gguf") != NULL, "flip at %zu: message %s", pos, e2.msg);
+            }
+            free(p);
+        }
+    }
     /* The same from memory opens too. */
     gguf_file *g = gguf_open_memory(b1, n1, "mem.gguf", &err);
     CHECK(g != NULL, "open memory: %s", err.msg);

@@ -1,0 +1,297 @@
+/* The CPU worker loop (worker.h). Per Step, layer l at tick t: wait for the
+ * layer counter >= t (giving up when the abort counter passes the Step's
+ * epoch), compute this shard's partial FFN output for every entry from the
+ * segment's x into this worker's partial buffer, publish done = t. The model
+ * file is closed once the shard is copied out: the worker keeps only its
+ * rows. A step allocates nothing. */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ffn_cold.h"
+#include "model.h"
+#include "plan.h"
+#include "segment.h"
+#include "seqcount.h"
+#include "shard.h"
+#include "step_layout.h"
+#include "wire.h"
+
+#define HEARTBEAT_MS 500
+
+typedef struct cworker {
+    const cpu_worker_opts *o;
+    char name[32];
+    void *zctx, *sock;
+    cpu_shard *shard;
+    uint32_t n_layers;
+    shm_segment *seg;
+    void *base;
+    step_layout lay;
+    char detail[256];
+    double last_sent_ms;
+} cworker;
+
+int cpu_list_parse(const char *s, cpu_set_t *set, pi_error *err)
+{
+    CPU_ZERO(set);
+    const char *p = s;
+    int any = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        unsigned long a = strtoul(p, &end, 10), b;
+        if (errno || end == p || *p == '-' || *p == '+')
+            return pi_error_set(err, "CPU list '%s': expected numbers and ranges like 0-3,8", s);
+        b = a;
+        p = end;
+        if (*p == '-') {
+            const char *q = p + 1;
+            b = strtoul(q, &end, 10);
+            if (errno || end == q || *q == '-' || *q == '+' || b < a)
+                return pi_error_set(err, "CPU list '%s': bad range near '%s'", s, p);
+            p = end;
+        }
+        if (b >= CPU_SETSIZE)
+            return pi_error_set(err, "CPU list '%s': CPU %lu is beyond %d", s, b, CPU_SETSIZE - 1);
+        for (unsigned long c = a; c <= b; c++)
+            CPU_SET(c, set);
+        any = 1;
+        if (*p == ',')
+            p++;
+        else if (*p)
+            return pi_error_set(err, "CPU list '%s': unexpected '%c'", s, *p);
+    }
+    if (!any)
+        return pi_error_set(err, "CPU list '%s' is empty", s);
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static uint64_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, rss = 0;
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%llu %llu", &size, &rss);
+    fclose(f);
+    return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static int send_ctl(cworker *c, Pi__Control *m, pi_error *err)
+{
+    if (wire_send(c->sock, NULL, 0, WIRE_CTL_HEADER, &m->base, err) < 0)
+        return pi_error_wrap(err, "%s: sending to pid at %s", c->name, c->o->ctl);
+    c->last_sent_ms = now_ms();
+    return 0;
+}
+
+static int connect_ctl(cworker *c, pi_error *err)
+{
+    if (!(c->zctx = zmq_ctx_new()) || !(c->sock = zmq_socket(c->zctx, ZMQ_DEALER)))
+        return pi_error_set(err, "%s: cannot create a ZeroMQ socket: %s", c->name, zmq_strerror(zmq_errno()));
+    if (zmq_setsockopt(c->sock, ZMQ_ROUTING_ID, c->name, strlen(c->name)) != 0 ||
+        wire_socket_defaults(c->sock, err) < 0)
+        return pi_error_set(err, "%s: socket options: %s", c->name, zmq_strerror(zmq_errno()));
+    if (zmq_connect(c->sock, c->o->ctl) != 0)
+        return pi_error_set(err, "%s: cannot connect to pid's control endpoint %s: %s", c->name, c->o->ctl,
+                            zmq_strerror(zmq_errno()));
+    Pi__Hello h = PI__HELLO__INIT;
+    h.name = c->name;
+    h.pid = (uint32_t)getpid();
+    Pi__Control m = PI__CONTROL__INIT;
+    m.kind_case = PI__CONTROL__KIND_HELLO;
+    m.hello = &h;
+    return send_ctl(c, &m, err);
+}
+
+static int load(cworker *c, pi_error *err)
+{
+    const cpu_worker_opts *o = c->o;
+    if (o->of == 0 || o->index >= o->of)
+        return pi_error_set(err, "%s: --index %u --of %u: the index must be below the count", c->name, o->index,
+                            o->of);
+    pi_model *m = model_open(o->model_path, err);
+    if (!m)
+        return -1;
+    /* The default K is the plan's; max_seqs does not change it. */
+    plan_params pp = {.max_seqs = 1, .n_cpu_workers = o->of};
+    pi_plan plan;
+    int rc = o->n_hot < 0 ? plan_make(m, &pp, &plan, err)
+             : o->n_hot > UINT32_MAX ? pi_error_set(err, "--hot %" PRId64 " is too large", o->n_hot)
+                                     : plan_make_fixed(m, &pp, (uint32_t)o->n_hot, &plan, err);
+    if (rc < 0) {
+        model_close(&m);
+        return pi_error_wrap(err, "%s", c->name);
+    }
+    plan_shard r = plan.shards[o->index];
+    c->shard = cpu_shard_new(m, r.begin, r.end, o->numa_node, err);
+    step_params sp = {.n_layers = m->n_layers, .dim = m->dim, .n_ff = m->n_ff, .n_vocab = m->n_vocab,
+                      .n_cpu_workers = o->of};
+    c->n_layers = m->n_layers;
+    model_close(&m);
+    if (!c->shard)
+        return pi_error_wrap(err, "%s", c->name);
+    snprintf(c->detail, sizeof c->detail, "neurons [%u, %u) of %u per layer, %.1f MiB%s", r.begin, r.end,
+             plan.n_ff, (double)c->shard->bytes / (1 << 20),
+             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)");
+
+    /* The step segment. max_batch is pid's choice: take it from the header,
+     * then let the check compare everything else with this model. */
+    if (!(c->seg = shm_segment_open(o->shm_name, err)))
+        return pi_error_wrap(err, "%s", c->name);
+    c->base = shm_segment_base(c->seg);
+    if (shm_segment_size(c->seg) >= sizeof(step_header))
+        sp.max_batch = step_header_at(c->base)->params.max_batch;
+    if (step_header_check(c->base, shm_segment_size(c->seg), &sp, &c->lay, err) < 0)
+        return pi_error_wrap(err, "%s: segment %s", c->name, o->shm_name);
+    return 0;
+}
+
+static int send_ready(cworker *c, pi_error *err)
+{
+    Pi__Ready r = PI__READY__INIT;
+    r.rss_bytes = rss_bytes();
+    r.backend = "cpu";
+    r.numa_node = c->shard->numa_node;
+    r.detail = c->detail;
+    Pi__Control m = PI__CONTROL__INIT;
+    m.kind_case = PI__CONTROL__KIND_READY;
+    m.ready = &r;
+    return send_ctl(c, &m, err);
+}
+
+static int send_heartbeat(cworker *c, pi_error *err)
+{
+    Pi__Heartbeat h = PI__HEARTBEAT__INIT;
+    h.rss_bytes = rss_bytes();
+    Pi__Control m = PI__CONTROL__INIT;
+    m.kind_case = PI__CONTROL__KIND_HEARTBEAT;
+    m.heartbeat = &h;
+    return send_ctl(c, &m, err);
+}
+
+/* One step: 0 when done or aborted (pid re-synchronises by message); -1 with
+ * err when the segment is inconsistent, which is fatal (pid restarts us and
+ * the GPU worker's wait is aborted). */
+static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
+{
+    const step_cmd *cmd = step_command(c->base, &c->lay);
+    uint32_t n = cmd->n_seq, L = c->n_layers;
+    if (cmd->step_id != st->step_no || n != st->n_entries || n > c->lay.p.max_batch)
+        return pi_error_set(err, "%s: step %" PRIu64 ": the segment holds step %" PRIu64 " with %u entries "
+                            "(message: %u, max_batch %u)", c->name, st->step_no, cmd->step_id, n,
+                            st->n_entries, c->lay.p.max_batch);
+    seq_wait_opts wo = seq_wait_opts_default();
+    wo.abort = step_abort_seq(c->base, &c->lay);
+    wo.abort_past = st->abort_epoch;
+    seq_counter *layer_seq = step_layer_seq(c->base, &c->lay);
+    seq_counter *done = step_done_seq(c->base, &c->lay, c->o->index);
+    const float *x = step_x(c->base, &c->lay);
+    float *partial = step_partial(c->base, &c->lay, c->o->index);
+    for (uint32_t l = 0; l < L; l++) {
+        uint32_t t = step_tick(st->step_no, L, l);
+        int r = seq_wait_geq(layer_seq, t, &wo);
+        if (r == -2)
+            return 0;   /* aborted: a peer died; pid sends the next Step */
+        if (r != 0)
+            return pi_error_set(err, "%s: step %" PRIu64 ": waiting for layer %u failed", c->name, st->step_no, l);
+        ffn_cold(c->shard, l, x, n, partial);
+        seq_publish(done, t);
+    }
+    return 0;
+}
+
+/* Serves until Quit: 0; -1 on a socket failure or a bad step. */
+static int serve(cworker *c, pi_error *err)
+{
+    for (;;) {
+        double idle = now_ms() - c->last_sent_ms;
+        if (idle >= HEARTBEAT_MS) {
+            if (send_heartbeat(c, err) < 0)
+                return -1;
+            idle = 0;
+        }
+        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+        int pr = zmq_poll(&it, 1, (long)(HEARTBEAT_MS - idle) + 1);
+        if (pr < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return pi_error_set(err, "%s: zmq_poll: %s", c->name, zmq_strerror(zmq_errno()));
+        }
+        if (pr == 0)
+            continue;
+        wire_msg msg;
+        int r = wire_recv(c->sock, 0, WIRE_CONTROL, &msg, err);
+        if (r == WIRE_ERR) {
+            wire_msg_clear(&msg);
+            return -1;
+        }
+        int quit = 0, rc = 0;
+        if (r == WIRE_OK) {
+            const Pi__Control *m = msg.control;
+            if (m->kind_case == PI__CONTROL__KIND_STEP)
+                rc = run_step(c, m->step, err);
+            else if (m->kind_case == PI__CONTROL__KIND_QUIT)
+                quit = 1;
+        }
+        wire_msg_clear(&msg);
+        if (rc < 0)
+            return -1;
+        if (quit)
+            return 0;
+    }
+}
+
+static void send_error(cworker *c, const char *msg)
+{
+    Pi__Error e = PI__ERROR__INIT;
+    e.code = PI__ERROR__CODE__INTERNAL;
+    e.message = (char *)msg;
+    Pi__Control m = PI__CONTROL__INIT;
+    m.kind_case = PI__CONTROL__KIND_ERROR;
+    m.error = &e;
+    pi_error ignored;
+    (void)send_ctl(c, &m, &ignored);
+}
+
+int cpu_worker_run(const cpu_worker_opts *o, pi_error *err)
+{
+    cworker c = {.o = o};
+    snprintf(c.name, sizeof c.name, "cpu:%u", o->index);
+    int rc = -1;
+    if (connect_ctl(&c, err) < 0)
+        goto out;
+    if (load(&c, err) < 0 || send_ready(&c, err) < 0) {
+        send_error(&c, err->msg);
+        goto out;
+    }
+    rc = serve(&c, err);
+    if (rc < 0)
+        send_error(&c, err->msg);
+out:
+    cpu_shard_free(&c.shard);
+    shm_segment_destroy(&c.seg);
+    if (c.sock) {
+        int linger = 1000;   /* let a last Error reach pid */
+        zmq_setsockopt(c.sock, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close(c.sock);
+    }
+    if (c.zctx)
+        zmq_ctx_term(c.zctx);
+    return rc;
+}

@@ -1,0 +1,393 @@
+/* The RPC ROUTER socket of pid (rpc_server.h). */
+#include "rpc_server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "endpoint.h"
+#include "wire.h"
+
+_Static_assert((int)SCHED_E_BAD_REQUEST == (int)PI__ERROR__CODE__BAD_REQUEST &&
+                   (int)SCHED_E_UNAVAILABLE == (int)PI__ERROR__CODE__UNAVAILABLE &&
+                   (int)SCHED_E_WORKER_FAILED == (int)PI__ERROR__CODE__WORKER_FAILED &&
+                   (int)SCHED_E_TOO_LONG == (int)PI__ERROR__CODE__TOO_LONG &&
+                   (int)SCHED_E_INTERNAL == (int)PI__ERROR__CODE__INTERNAL,
+               "scheduler error codes are pi.proto's");
+
+#define MSGS_PER_WAKE 64 /* then let the engine run a step */
+
+struct rpc_server {
+    gen_params defaults;
+    engine *eng;
+    void *zctx, *sock;
+    char endpoint[ENDPOINT_MAX];
+    int bound_ipc;
+};
+
+rpc_server *rpc_server_new(const gen_params *defaults, pi_error *err)
+{
+    rpc_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        pi_error_set(err, "out of memory");
+        return NULL;
+    }
+    s->defaults = *defaults;
+    return s;
+}
+
+void rpc_server_free(rpc_server **sp)
+{
+    rpc_server *s = *sp;
+    if (!s)
+        return;
+    if (s->sock)
+        zmq_close(s->sock);
+    if (s->zctx)
+        zmq_ctx_term(s->zctx);
+    if (s->bound_ipc) {
+        const char *p = endpoint_ipc_path(s->endpoint);
+        if (p)
+            unlink(p);
+    }
+    free(s);
+    *sp = NULL;
+}
+
+static void send_resp(rpc_server *s, const void *tag, size_t tag_len, Pi__Response *r)
+{
+    pi_error err;
+    if (wire_send(s->sock, tag, tag_len, WIRE_RPC_HEADER, &r->base, &err) < 0)
+        fprintf(stderr, "pid: reply to request %llu: %s\n", (unsigned long long)r->id, err.msg);
+}
+
+static void send_err(rpc_server *s, const void *tag, size_t tag_len, uint64_t id, int code,
+                     const char *msg)
+{
+    pi_error err;
+    if (tag_len && wire_send_error(s->sock, tag, tag_len, WIRE_REQUEST, id, (Pi__Error__Code)code,
+                                   msg, &err) < 0)
+        fprintf(stderr, "pid: error reply to request %llu: %s\n", (unsigned long long)id, err.msg);
+}
+
+static void sink_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                       const char *text, size_t text_len)
+{
+    Pi__GenerateChunk c = PI__GENERATE_CHUNK__INIT;
+    c.n_tokens = 1;
+    c.tokens = &token;
+    c.text.data = (uint8_t *)text;
+    c.text.len = text_len;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = id;
+    r.kind_case = PI__RESPONSE__KIND_CHUNK;
+    r.chunk = &c;
+    send_resp(ud, tag, tag_len, &r);
+}
+
+static void sink_done(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st)
+{
+    Pi__GenerateDone d = PI__GENERATE_DONE__INIT;
+    d.prompt_tokens = st->prompt_tokens;
+    d.generated_tokens = st->generated_tokens;
+    d.time_to_first_token_ms = st->ttft_ms;
+    d.tokens_per_second = st->tokens_per_second;
+    d.stop_reason = (char *)st->stop_reason;
+    d.seed = st->seed;
+    d.retried_steps = st->retried_steps;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = id;
+    r.kind_case = PI__RESPONSE__KIND_DONE;
+    r.done = &d;
+    send_resp(ud, tag, tag_len, &r);
+}
+
+static void sink_fail(void *ud, const void *tag, size_t tag_len, uint64_t id, int code,
+                      const char *msg)
+{
+    send_err(ud, tag, tag_len, id, code, msg);
+}
+
+sched_sink rpc_server_sink(rpc_server *s)
+{
+    return (sched_sink){.ud = s, .chunk = sink_chunk, .done = sink_done, .fail = sink_fail};
+}
+
+static void on_generate(rpc_server *s, const wire_msg *m)
+{
+    const Pi__GenerateRequest *g = m->request->generate;
+    sched_request r = {.tag = m->routing_id, .tag_len = m->routing_id_len, .id = m->id,
+                       .prompt = g->prompt, .prompt_len = g->prompt ? strlen(g->prompt) : 0,
+                       .no_bos = g->no_bos,
+                       .max_tokens = g->max_tokens ? g->max_tokens : (uint32_t)s->defaults.n_predict};
+    sampler_params_from_gen(&r.sampling, &s->defaults);
+    const Pi__SamplingParams *p = g->sampling;
+    if (p) {
+        /* proto3 zeros: 0 means "off" for top_p and repeat_penalty too. */
+        r.sampling.temperature = p->temperature;
+        r.sampling.top_k = p->top_k > INT32_MAX ? INT32_MAX : (int32_t)p->top_k;
+        r.sampling.top_p = p->top_p > 0 ? p->top_p : 1.0f;
+        r.sampling.min_p = p->min_p;
+        r.sampling.repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f;
+        r.sampling.repeat_last_n = p->repeat_last_n > INT32_MAX ? INT32_MAX : (int32_t)p->repeat_last_n;
+        r.sampling.seed = p->seed;
+        r.sampling.has_seed = p->seed_set;
+    }
+    if (r.max_tokens == 0) {
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST,
+                 "max_tokens is 0 and pid's default n_predict is 0");
+        return;
+    }
+    pi_error err;
+    int code = engine_submit(s->eng, &r, &err);
+    if (code != SCHED_OK)
+        send_err(s, m->routing_id, m->routing_id_len, m->id, code, err.msg);
+}
+
+static void on_tokenize(rpc_server *s, const wire_msg *m)
+{
+    const Pi__TokenizeRequest *t = m->request->tokenize;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    pi_error err;
+    const char *text = t->text ? t->text : "";
+    if (tokenizer_encode(engine_tokenizer(s->eng), text, strlen(text), !t->no_bos, &ids, &n, &err) < 0) {
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, err.msg);
+        return;
+    }
+    Pi__TokenizeReply tr = PI__TOKENIZE_REPLY__INIT;
+    tr.n_tokens = n;
+    tr.tokens = ids;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_TOKENIZE;
+    r.tokenize = &tr;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+    free(ids);
+}
+
+static void on_detokenize(rpc_server *s, const wire_msg *m)
+{
+    const Pi__DetokenizeRequest *d = m->request->detokenize;
+    const tokenizer *tok = engine_tokenizer(s->eng);
+    size_t cap = 256, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_INTERNAL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < d->n_tokens; i++) {
+        char piece[512];
+        int n = tokenizer_decode_piece(tok, i ? d->tokens[i - 1] : -1, d->tokens[i], piece, sizeof piece);
+        if (n < 0) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "token %zu: id %d is not in the vocabulary (0..%u)", i,
+                     d->tokens[i], tokenizer_n_vocab(tok) - 1);
+            send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, msg);
+            free(buf);
+            return;
+        }
+        if ((size_t)n > sizeof piece)
+            n = (int)sizeof piece;
+        if (len + (size_t)n > cap) {
+            while (len + (size_t)n > cap)
+                cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb || cap > WIRE_MAX_BODY / 2) {
+                free(nb ? nb : buf);
+                send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST,
+                         "the decoded text is too large");
+                return;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, piece, (size_t)n);
+        len += (size_t)n;
+    }
+    Pi__DetokenizeReply dr = PI__DETOKENIZE_REPLY__INIT;
+    dr.text.data = (uint8_t *)buf;
+    dr.text.len = len;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_DETOKENIZE;
+    r.detokenize = &dr;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+    free(buf);
+}
+
+static void on_status(rpc_server *s, const wire_msg *m)
+{
+    supervisor *sup = engine_supervisor(s->eng);
+    const pi_plan *plan = engine_plan(s->eng);
+    Pi__WorkerInfo infos[SUP_MAX_WORKERS], *ptrs[SUP_MAX_WORKERS];
+    char details[SUP_MAX_WORKERS][800];
+    for (uint32_t i = 0; i < sup->n; i++) {
+        sup_worker *w = &sup->w[i];
+        Pi__WorkerInfo *wi = &infos[i];
+        pi__worker_info__init(wi);
+        wi->name = w->name;
+        wi->pid = (uint32_t)(w->pid > 0 ? w->pid : 0);
+        wi->state = (char *)sup_state_name(w->state);
+        wi->restarts = w->restarts;
+        wi->rss_bytes = w->pid > 0 ? supervisor_rss(w->pid) : 0;
+        if (!wi->rss_bytes)
+            wi->rss_bytes = w->rss_bytes;
+        wi->device_bytes = w->device_bytes;
+        wi->backend = w->backend;
+        wi->numa_node = w->numa_node;
+        if (w->is_gpu)
+            snprintf(details[i], sizeof details[i], "hot neurons [0, %u) of %u%s%s%s", plan->n_hot,
+                     plan->n_ff, w->detail[0] ? "; " : "", w->detail,
+                     w->last_error[0] ? "; last error: " : "");
+        else
+            snprintf(details[i], sizeof details[i], "neurons [%u, %u), cpus %s%s%s%s",
+                     plan->shards[w->index].begin, plan->shards[w->index].end, w->cpus,
+                     w->detail[0] ? "; " : "", w->detail, w->last_error[0] ? "; last error: " : "");
+        if (w->last_error[0]) {
+            size_t l = strlen(details[i]);
+            snprintf(details[i] + l, sizeof details[i] - l, "%s", w->last_error);
+        }
+        wi->detail = details[i];
+        ptrs[i] = wi;
+    }
+    Pi__StatusReply st = PI__STATUS_REPLY__INIT;
+    st.model = (char *)engine_model_path(s->eng);
+    st.placement = (char *)plan->summary;
+    st.n_workers = sup->n;
+    st.workers = ptrs;
+    st.queue_length = engine_queue_length(s->eng);
+    st.active = engine_active(s->eng);
+    st.vram_budget_bytes = plan->budget_bytes;
+    st.uptime_ms = engine_uptime_ms(s->eng);
+    st.pid = (uint32_t)getpid();
+    st.endpoint = s->endpoint;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_STATUS;
+    r.status = &st;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+}
+
+static void on_restart(rpc_server *s, const wire_msg *m)
+{
+    const char *name = m->request->restart_worker->name;
+    uint32_t new_pid = 0;
+    pi_error err;
+    if (engine_restart_worker(s->eng, name ? name : "", &new_pid, &err) < 0) {
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, err.msg);
+        return;
+    }
+    Pi__RestartWorkerReply rr = PI__RESTART_WORKER_REPLY__INIT;
+    rr.new_pid = new_pid;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_RESTART_WORKER;
+    r.restart_worker = &rr;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+}
+
+static void on_shutdown(rpc_server *s, const wire_msg *m)
+{
+    Pi__ShutdownReply sr = PI__SHUTDOWN_REPLY__INIT;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_SHUTDOWN;
+    r.shutdown = &sr;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+    fprintf(stderr, "pid: shutdown requested\n");
+    engine_stop(s->eng, 10.0);
+}
+
+static void dispatch(rpc_server *s, const wire_msg *m)
+{
+    switch (m->request->kind_case) {
+    case PI__REQUEST__KIND_GENERATE: on_generate(s, m); break;
+    case PI__REQUEST__KIND_TOKENIZE: on_tokenize(s, m); break;
+    case PI__REQUEST__KIND_DETOKENIZE: on_detokenize(s, m); break;
+    case PI__REQUEST__KIND_STATUS: on_status(s, m); break;
+    case PI__REQUEST__KIND_RESTART_WORKER: on_restart(s, m); break;
+    case PI__REQUEST__KIND_SHUTDOWN: on_shutdown(s, m); break;
+    default:
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, "unknown request kind");
+        break;
+    }
+}
+
+static void on_readable(void *ud)
+{
+    rpc_server *s = ud;
+    for (int i = 0; i < MSGS_PER_WAKE; i++) {
+        wire_msg m;
+        pi_error err;
+        int r = wire_recv(s->sock, 1, WIRE_REQUEST, &m, &err);
+        if (r == WIRE_OK) {
+            dispatch(s, &m);
+        } else if (r == WIRE_BAD) {
+            send_err(s, m.routing_id, m.routing_id_len, m.id, PI__ERROR__CODE__BAD_REQUEST, err.msg);
+        } else if (r == WIRE_VERSION) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "unsupported protocol header '%.*s': pid speaks %s", 40,
+                     m.header, WIRE_RPC_HEADER);
+            send_err(s, m.routing_id, m.routing_id_len, m.id, PI__ERROR__CODE__VERSION, msg);
+        }
+        wire_msg_clear(&m);
+        if (r == WIRE_AGAIN || r == WIRE_ERR)
+            break;
+    }
+}
+
+int rpc_endpoint_in_use(const char *endpoint)
+{
+    const char *path = endpoint_ipc_path(endpoint);
+    if (!path)
+        return 0;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path)
+        return 0;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int r = connect(fd, (struct sockaddr *)&a, sizeof a);
+    close(fd);
+    return r == 0;
+}
+
+int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *err)
+{
+    snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
+    s->eng = e;
+    if (rpc_endpoint_in_use(endpoint))
+        return pi_error_set(err, "another pid is already listening at %s; stop it with "
+                                 "`pid stop --listen %s` or choose another --listen", endpoint, endpoint);
+    if (endpoint_prepare_dir(endpoint, err) < 0)
+        return -1;
+    s->zctx = zmq_ctx_new();
+    s->sock = s->zctx ? zmq_socket(s->zctx, ZMQ_ROUTER) : NULL;
+    if (!s->sock)
+        return pi_error_set(err, "zmq: %s", zmq_strerror(zmq_errno()));
+    int zero = 0;
+    if (wire_socket_defaults(s->sock, err) < 0 ||
+        zmq_setsockopt(s->sock, ZMQ_RCVTIMEO, &zero, sizeof zero) < 0)
+        return -1;
+    const char *path = endpoint_ipc_path(endpoint);
+    if (path)
+        unlink(path); /* stale: nobody answered there */
+    if (zmq_bind(s->sock, endpoint) < 0) {
+        int en = zmq_errno();
+        if (en == EADDRINUSE)
+            return pi_error_set(err, "another pid (or another program) is already listening at %s; "
+                                     "choose another --listen", endpoint);
+        return pi_error_set(err, "cannot listen at %s: %s", endpoint, zmq_strerror(en));
+    }
+    s->bound_ipc = path != NULL;
+    if (endpoint_secure_socket(endpoint, err) < 0)
+        return -1;
+    engine_add_socket(e, s->sock, on_readable, s);
+    return 0;
+}
