@@ -1,0 +1,73 @@
+/* The plain definition of the sparse FFN math (ffn_sparse.h): row dots for
+ * gate and up, the activation of ops.h, an axpy of the down^T row, all in
+ * fp32 through model/quant.h's reference row kernels. Every optimised
+ * variant is tested against ffn_sparse_ref. */
+#include "ffn_sparse.h"
+
+#include <string.h>
+
+#include "ops.h"
+
+static const void *row_at(const void *base, size_t stride, uint32_t j)
+{
+    return (const char *)base + (size_t)j * stride;
+}
+
+void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                      const float *x, const uint32_t *active, size_t n_active, float *out)
+{
+    size_t dim = l->dim;
+    for (size_t i = 0; i < n_active; i++) {
+        uint32_t j = active[i];
+        float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, dim);
+        float u = k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim);
+        float h = ops_ffn_act(act, g, u);
+        if (h == 0.0f)
+            continue;   /* the sparsity the whole design exploits */
+        k->axpy(l->down_t_type, h, row_at(l->down_t, l->down_t_stride, j), out, dim);
+    }
+}
+
+void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
+                    const uint32_t *active, size_t n_active, float *out)
+{
+    memset(out, 0, (size_t)l->dim * sizeof *out);
+    ffn_sparse_accum(ffn_kernels_plain(), l, act, x, active, n_active, out);
+}
+
+static const ffn_kernels plain = {
+    .name = "plain",
+    .dot = pi_dot_row,
+    .axpy = pi_axpy_row,
+};
+
+const ffn_kernels *ffn_kernels_plain(void)
+{
+    return &plain;
+}
+
+static int check_rows(const char *what, pi_type type, const void *base, uint32_t dim,
+                      pi_error *err)
+{
+    if (!pi_type_supported((int)type))
+        return pi_error_set(err, "ffn_sparse layer: %s rows have unsupported type %d "
+                            "(use f32, f16, bf16, q8_0 or q4_0)", what, (int)type);
+    if (dim % pi_type_block_elems(type) != 0)
+        return pi_error_set(err, "ffn_sparse layer: dim %u is not a multiple of the %s "
+                            "block (%zu) of the %s rows", dim, pi_type_name((int)type),
+                            pi_type_block_elems(type), what);
+    if (!base)
+        return pi_error_set(err, "ffn_sparse layer: %s rows pointer is NULL", what);
+    return 0;
+}
+
+int ffn_sparse_layer_check(const ffn_sparse_layer *l, pi_error *err)
+{
+    if (l->dim == 0)
+        return pi_error_set(err, "ffn_sparse layer: dim is 0");
+    if (check_rows("gate", l->gate_type, l->gate, l->dim, err) ||
+        check_rows("up", l->up_type, l->up, l->dim, err) ||
+        check_rows("down_t", l->down_t_type, l->down_t, l->dim, err))
+        return -1;
+    return 0;
+}

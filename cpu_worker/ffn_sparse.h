@@ -1,0 +1,68 @@
+/* Sparse FFN kernels of a CPU worker (issue "activation sparsity"): for the
+ * ACTIVE neurons j of a shard only,
+ *     h_j = act(gate_j . x, up_j . x)      out += h_j * downT_j
+ * One plain definition of the math (ffn_sparse.c, built on model/quant.h's
+ * row kernels) and optimised row kernels beside it (ffn_sparse_avx2.c,
+ * ffn_sparse_avx512.c), picked once at start-up (ffn_dispatch.c). A worker
+ * runs a layer through its thread pool: ffn_sparse_run in ffn_pool.h. */
+#ifndef PI_CPU_FFN_SPARSE_H
+#define PI_CPU_FFN_SPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "pi_error.h"
+
+/* The rows of one layer's shard. Neuron j (0 <= j < n_neurons, local to the
+ * shard) has its gate row at gate + j * gate_stride bytes, its up row at
+ * up + j * up_stride and its down column, stored as a row, at
+ * down_t + j * down_t_stride; each row holds dim elements of its type. The
+ * layout of cpu_shard (one record per neuron) is gate = data, up = data +
+ * gate_bytes, down_t = up + up_bytes, every stride = record_bytes. */
+typedef struct ffn_sparse_layer {
+    uint32_t dim, n_neurons;
+    pi_type gate_type, up_type, down_t_type;
+    const void *gate, *up, *down_t;
+    size_t gate_stride, up_stride, down_t_stride;
+} ffn_sparse_layer;
+
+/* One variant's row kernels. dot returns sum_i row[i] * x[i]; axpy does
+ * y[i] += a * row[i]; n is a multiple of the type's block. Types a variant
+ * has no fast path for go to the plain pi_dot_row / pi_axpy_row. */
+typedef struct ffn_kernels {
+    const char *name;                   /* "plain", "avx2", "avx512" */
+    float (*dot)(pi_type type, const void *row, const float *x, size_t n);
+    void (*axpy)(pi_type type, float a, const void *row, float *y, size_t n);
+} ffn_kernels;
+
+/* The plain definition: out (dim floats) = sum over k < n_active of
+ * h_j * downT_j with j = active[k], summed in list order; neurons with
+ * h_j == 0 (ReLU) add nothing and are skipped. Indices must be < n_neurons. */
+void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
+                    const uint32_t *active, size_t n_active, float *out);
+
+/* The same math through kernels k, ADDING into out (not overwriting): the
+ * body each pool thread runs over its share of the active list. */
+void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                      const float *x, const uint32_t *active, size_t n_active, float *out);
+
+/* Checks l's types (pi_type_supported), dim (a multiple of every row's
+ * block) and pointers: 0, or -1 with err naming the field. */
+int ffn_sparse_layer_check(const ffn_sparse_layer *l, pi_error *err);
+
+/* The variants. avx2 and avx512 return NULL where the build's compiler does
+ * not target x86-64; they do NOT check the CPU (ffn_kernels_by_name does). */
+const ffn_kernels *ffn_kernels_plain(void);
+const ffn_kernels *ffn_kernels_avx2(void);
+const ffn_kernels *ffn_kernels_avx512(void);
+
+/* ffn_dispatch.c. The variant named "plain", "avx2" or "avx512", or NULL
+ * with err when the name is unknown or this CPU lacks its instructions. */
+const ffn_kernels *ffn_kernels_by_name(const char *name, pi_error *err);
+/* The best variant this CPU runs, unless the environment variable
+ * PI_CPU_KERNEL=plain|avx2|avx512 forces one (NULL with err when the forced
+ * one is unknown or unsupported here). Call once at start-up. */
+const ffn_kernels *ffn_kernels_select(pi_error *err);
+
+#endif

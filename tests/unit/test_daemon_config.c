@@ -1,0 +1,65 @@
+/* pid.conf parsing: values land in their settings, flags override the file, and bad keys or values name file:line. */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "config.h"
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f, "open %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+int main(void)
+{
+    char path[1024];
+    test_tmp("test_daemon_config.conf", path, sizeof path);
+    pi_error err = {{0}};
+    pid_config c;
+
+    write_file(path, "# a comment\n\nmodel = /m/x.gguf  # trailing\nlisten=ipc:///tmp/p.sock\n"
+                     "cpu_workers = 3\nvram_budget = 1.5\ngpu_backend = host\nmax_seqs = 4\n"
+                     "max_batch = 16\nn_ctx = 256\ntemp = 0\ntop_k = 7\nn_predict = 12\nseed = 42\n");
+    pid_config_default(&c);
+    CHECK(pid_config_load(&c, path, 1, &err) == 0, "%s", err.msg);
+    CHECK(!strcmp(c.model, "/m/x.gguf"), "model '%s'", c.model);
+    CHECK(!strcmp(c.listen, "ipc:///tmp/p.sock"), "listen");
+    CHECK(c.cpu_workers == 3 && c.vram_budget_gib == 1.5 && !strcmp(c.gpu_backend, "host"), "workers");
+    CHECK(c.max_seqs == 4 && c.max_batch == 16 && c.n_ctx == 256, "sizes");
+    CHECK(c.sampling.temperature == 0 && c.sampling.top_k == 7 && c.sampling.n_predict == 12, "sampling");
+    CHECK(c.sampling.has_seed && c.sampling.seed == 42, "seed");
+
+    char *argv[] = {"start", "--config", path, "--cpu-workers", "2", "-m", "/other.gguf",
+                    "--temp", "0.5", "--foreground", "--max-seqs=9"};
+    CHECK(pid_config_parse_args(&c, 11, argv, &err) == 0, "%s", err.msg);
+    CHECK(c.cpu_workers == 2 && !strcmp(c.model, "/other.gguf") && c.foreground && c.max_seqs == 9,
+          "flags override");
+    CHECK(c.sampling.temperature == 0.5f, "sampling flag");
+    CHECK(!strcmp(pid_config_find_path(11, argv), path), "find --config");
+
+    write_file(path, "model = a\nbogus_key = 1\n");
+    pid_config_default(&c);
+    CHECK(pid_config_load(&c, path, 1, &err) < 0, "unknown key accepted");
+    char want[1100];
+    snprintf(want, sizeof want, "%s:2", path);
+    CHECK(strstr(err.msg, want) && strstr(err.msg, "bogus_key"), "message: %s", err.msg);
+
+    write_file(path, "max_seqs = lots\n");
+    CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, ":1") && strstr(err.msg, "max_seqs"),
+          "bad value: %s", err.msg);
+    write_file(path, "just words\n");
+    CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, "key = value"), "%s", err.msg);
+    write_file(path, "gpu_backend = opencl\n");
+    CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, "cuda"), "%s", err.msg);
+    CHECK(pid_config_load(&c, "/nonexistent/pid.conf", 1, &err) < 0, "missing required file");
+    CHECK(pid_config_load(&c, "/nonexistent/pid.conf", 0, &err) == 0, "missing optional file");
+
+    char *bad[] = {"start", "--wat"};
+    CHECK(pid_config_parse_args(&c, 2, bad, &err) < 0 && strstr(err.msg, "--wat"), "%s", err.msg);
+    remove(path);
+    printf("config: ok\n");
+    return 0;
+}

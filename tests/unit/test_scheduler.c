@@ -1,0 +1,215 @@
+/* The scheduler's batched, interleaved greedy outputs equal sequential runs, also across failed steps (retried) and a lost KV cache (replayed); a step failing 3 times fails its requests. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "forward.h"
+#include "llama2c.h"
+#include "model.h"
+#include "scheduler.h"
+#include "tokenizer.h"
+
+#define N_REQ 7
+#define MAX_TOK 30
+#define MAX_SEQS 3
+#define MAX_BATCH 5
+
+typedef struct out_buf {
+    char text[N_REQ][4096];
+    size_t len[N_REQ];
+    int done[N_REQ], failed[N_REQ], fail_code[N_REQ];
+    uint32_t generated[N_REQ];
+} out_buf;
+
+static void on_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                     const char *text, size_t len)
+{
+    (void)tag; (void)tag_len; (void)token;
+    out_buf *o = ud;
+    CHECK(id < N_REQ && o->len[id] + len < sizeof o->text[id], "chunk for %llu", (unsigned long long)id);
+    memcpy(o->text[id] + o->len[id], text, len);
+    o->len[id] += len;
+}
+
+static void on_done(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st)
+{
+    (void)tag; (void)tag_len;
+    out_buf *o = ud;
+    CHECK(!o->done[id] && !o->failed[id], "request %llu finished twice", (unsigned long long)id);
+    o->done[id] = 1;
+    o->generated[id] = st->generated_tokens;
+}
+
+static void on_fail(void *ud, const void *tag, size_t tag_len, uint64_t id, int code, const char *msg)
+{
+    (void)tag; (void)tag_len; (void)msg;
+    out_buf *o = ud;
+    o->failed[id] = 1;
+    o->fail_code[id] = code;
+}
+
+static const char *prompts[N_REQ] = {"Once upon a time", "", "Lily", "The dog ran", "One day, a big",
+                                     "She said", "Tom and"};
+
+/* The oracle: one request alone, token by token. */
+static void sequential(const pi_model *m, const tokenizer *t, const char *prompt, char *out, size_t *len)
+{
+    pi_error err;
+    forward_state *f = forward_new(m, 0, &err);
+    CHECK(f, "%s", err.msg);
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK(tokenizer_encode(t, prompt, strlen(prompt), 1, &ids, &n, &err) == 0, "%s", err.msg);
+    int32_t hist[600];
+    memcpy(hist, ids, n * sizeof *ids);
+    const float *lg = NULL;
+    for (size_t i = 0; i < n; i++)
+        lg = forward_token(f, ids[i], (uint32_t)i);
+    *len = 0;
+    for (int g = 0; g < MAX_TOK; g++) {
+        int32_t best = 0;
+        for (uint32_t v = 1; v < m->n_vocab; v++)
+            if (lg[v] > lg[best])
+                best = (int32_t)v;
+        if (best == tokenizer_eos(t))
+            break;
+        int k = tokenizer_decode_piece(t, hist[n - 1], best, out + *len, 512);
+        *len += (size_t)(k > 0 ? k : 0);
+        hist[n++] = best;
+        if (g + 1 < MAX_TOK)
+            lg = forward_token(f, best, (uint32_t)n - 1);
+    }
+    free(ids);
+    forward_free(&f);
+}
+
+/* Runs every request through the scheduler; each slot has its own reference
+ * forward state standing in for the workers' KV cache. fail_at: step numbers
+ * that fail (count times each); lose_kv_at: a step after which the KV cache
+ * is dropped. */
+static int run_batched(const pi_model *m, const tokenizer *t, out_buf *o, int fail_at, int fail_count,
+                       int lose_kv_at)
+{
+    pi_error err;
+    sched_sink sink = {.ud = o, .chunk = on_chunk, .done = on_done, .fail = on_fail};
+    scheduler *s = scheduler_new(t, m->n_vocab, MAX_SEQS, MAX_BATCH, 256, &sink, &err);
+    CHECK(s, "%s", err.msg);
+    for (int i = 0; i < N_REQ; i++) {
+        sched_request r = {.tag = "x", .tag_len = 1, .id = (uint64_t)i, .prompt = prompts[i],
+                           .prompt_len = strlen(prompts[i]), .max_tokens = MAX_TOK,
+                           .sampling = {.temperature = 0, .top_p = 1, .repeat_penalty = 1}};
+        CHECK(scheduler_submit(s, &r, &err) == SCHED_OK, "%s", err.msg);
+    }
+    CHECK(scheduler_queued(s) == N_REQ, "all queued");
+    forward_state *slots[MAX_SEQS];
+    for (int i = 0; i < MAX_SEQS; i++) {
+        slots[i] = forward_new(m, 256, &err);
+        CHECK(slots[i], "%s", err.msg);
+    }
+    sched_entry e[MAX_BATCH];
+    float *logits = malloc((size_t)MAX_BATCH * m->n_vocab * sizeof *logits);
+    int steps = 0, failures_left = fail_count, max_seen_batch = 0;
+    uint32_t n;
+    while ((n = scheduler_build(s, e)) > 0) {
+        CHECK(steps < 5000, "runaway");
+        steps++;
+        if ((int)n > max_seen_batch)
+            max_seen_batch = (int)n;
+        uint32_t rows = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            CHECK(i == 0 || e[i].slot != e[i - 1].slot || e[i].pos == e[i - 1].pos + 1,
+                  "entries of one slot in position order");
+            const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
+            CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
+            if (e[i].want_logits)
+                memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
+        }
+        if (steps == fail_at && failures_left > 0) {
+            failures_left--;
+            steps--; /* the same step number comes again */
+            scheduler_step_failed(s, "test failure");
+            continue;
+        }
+        scheduler_complete(s, logits, m->n_vocab);
+        if (steps == lose_kv_at) {
+            for (int i = 0; i < MAX_SEQS; i++) {
+                forward_free(&slots[i]);
+                slots[i] = forward_new(m, 256, &err);
+                CHECK(slots[i], "%s", err.msg);
+            }
+            scheduler_reset_kv(s);
+        }
+    }
+    CHECK(scheduler_active(s) == 0 && scheduler_queued(s) == 0, "drained");
+    CHECK(max_seen_batch == MAX_BATCH, "batches fill up (saw %d)", max_seen_batch);
+    for (int i = 0; i < MAX_SEQS; i++)
+        forward_free(&slots[i]);
+    free(logits);
+    scheduler_free(&s);
+    return steps;
+}
+
+int main(void)
+{
+    char ck[1024], tk[1024], path[1024];
+    test_shared("models/stories260K.bin", ck, sizeof ck);
+    test_shared("models/tok512.bin", tk, sizeof tk);
+    test_tmp("test_scheduler.gguf", path, sizeof path);
+    pi_error err;
+    CHECK(llama2c_import(ck, tk, path, PI_TYPE_F32, PI_ACT_SILU, NULL, &err) == 0, "%s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    tokenizer *t = tokenizer_from_gguf(m->file, &err);
+    CHECK(t, "%s", err.msg);
+
+    static char want[N_REQ][4096];
+    size_t want_len[N_REQ];
+    for (int i = 0; i < N_REQ; i++)
+        sequential(m, t, prompts[i], want[i], &want_len[i]);
+
+    static out_buf o;
+    /* plain, two failures of step 7 (retried), lost KV cache after step 20 */
+    int cases[3][3] = {{0, 0, 0}, {7, 2, 0}, {0, 0, 20}};
+    for (int c = 0; c < 3; c++) {
+        memset(&o, 0, sizeof o);
+        run_batched(m, t, &o, cases[c][0], cases[c][1], cases[c][2]);
+        for (int i = 0; i < N_REQ; i++) {
+            CHECK(o.done[i] && !o.failed[i], "case %d request %d finished", c, i);
+            CHECK(o.len[i] == want_len[i] && !memcmp(o.text[i], want[i], want_len[i]),
+                  "case %d request %d: batched output differs:\n got: %.*s\nwant: %.*s", c, i,
+                  (int)o.len[i], o.text[i], (int)want_len[i], want[i]);
+        }
+    }
+    /* three failures in a row: the requests of that step fail, the rest finish */
+    memset(&o, 0, sizeof o);
+    run_batched(m, t, &o, 3, 3, 0);
+    int n_failed = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK(o.done[i] != o.failed[i], "request %d answered exactly once", i);
+        if (o.failed[i]) {
+            CHECK(o.fail_code[i] == SCHED_E_WORKER_FAILED, "code %d", o.fail_code[i]);
+            n_failed++;
+        } else {
+            CHECK(o.len[i] == want_len[i] && !memcmp(o.text[i], want[i], want_len[i]), "request %d", i);
+        }
+    }
+    CHECK(n_failed > 0 && n_failed <= MAX_SEQS, "%d requests failed", n_failed);
+
+    /* too long for the context */
+    sched_sink sink = {.ud = &o, .chunk = on_chunk, .done = on_done, .fail = on_fail};
+    scheduler *s = scheduler_new(t, m->n_vocab, 1, 4, 16, &sink, &err);
+    CHECK(s, "%s", err.msg);
+    sched_request r = {.tag = "x", .tag_len = 1, .id = 0, .prompt = "Once", .prompt_len = 4,
+                       .max_tokens = 40, .sampling = {.top_p = 1, .repeat_penalty = 1}};
+    CHECK(scheduler_submit(s, &r, &err) == SCHED_E_TOO_LONG, "too long accepted");
+    CHECK(strstr(err.msg, "context"), "message: %s", err.msg);
+    scheduler_free(&s);
+
+    tokenizer_free(&t);
+    model_close(&m);
+    remove(path);
+    printf("scheduler: batched outputs equal sequential ones (plain, retried, replayed)\n");
+    return 0;
+}
