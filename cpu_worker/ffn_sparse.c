@@ -46,17 +46,17 @@ const ffn_kernels *ffn_kernels_plain(void)
     return &plain;
 }
 
-static int check_rows(const char *what, pi_type type, const void *base, uint32_t dim,
-                      pi_error *err)
+static int check_rows(const char *what, pi_type type, const void *base,
+                      const ffn_sparse_layer *l, pi_error *err)
 {
     if (!pi_type_supported((int)type))
         return pi_error_set(err, "ffn_sparse layer: %s rows have unsupported type %d "
                             "(use f32, f16, bf16, q8_0 or q4_0)", what, (int)type);
-    if (dim % pi_type_block_elems(type) != 0)
+    if (l->dim % pi_type_block_elems(type) != 0)
         return pi_error_set(err, "ffn_sparse layer: dim %u is not a multiple of the %s "
-                            "block (%zu) of the %s rows", dim, pi_type_name((int)type),
+                            "block (%zu) of the %s rows", l->dim, pi_type_name((int)type),
                             pi_type_block_elems(type), what);
-    if (!base)
+    if (!base && l->n_neurons > 0)
         return pi_error_set(err, "ffn_sparse layer: %s rows pointer is NULL", what);
     return 0;
 }
@@ -65,9 +65,9 @@ int ffn_sparse_layer_check(const ffn_sparse_layer *l, pi_error *err)
 {
     if (l->dim == 0)
         return pi_error_set(err, "ffn_sparse layer: dim is 0");
-    if (check_rows("gate", l->gate_type, l->gate, l->dim, err) ||
-        check_rows("up", l->up_type, l->up, l->dim, err) ||
-        check_rows("down_t", l->down_t_type, l->down_t, l->dim, err))
+    if (check_rows("gate", l->gate_type, l->gate, l, err) ||
+        check_rows("up", l->up_type, l->up, l, err) ||
+        check_rows("down_t", l->down_t_type, l->down_t, l, err))
         return -1;
     return 0;
 }

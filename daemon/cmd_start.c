@@ -295,7 +295,7 @@ int pid_cmd_start(int argc, char **argv)
         return 1;
     }
     if (d == 0)
-        _exit(serve(&c, endpoint, rundir, fd) ? 1 : 0);
+        exit(serve(&c, endpoint, rundir, fd) ? 1 : 0); /* exit: LSan checks the daemon too */
 
     /* The starter: wait for the daemon's word, then for its Status. */
     struct pollfd p = {.fd = fd, .events = POLLIN};

