@@ -149,29 +149,34 @@ static Pi__Response *call_status(const char *endpoint, int timeout_ms, pi_error 
     return r;
 }
 
-static void print_log_tail(const char *path, int lines)
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n > 0 ? n : 0;
+}
+
+/* Prints what the daemon logged since offset `from` (its last 16 KiB). */
+static void print_log_since(const char *path, long from)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "pid: (no log at %s)\n", path);
         return;
     }
-    static char buf[64 * 1024];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    long from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+    long size = file_size(path);
+    if (size - from > 16384)
+        from = size - 16384;
+    static char buf[16385];
     fseek(f, from, SEEK_SET);
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
-    char *p = buf + n;
-    int seen = 0;
-    while (p > buf && seen <= lines)
-        if (*--p == '\n' && p + 1 < buf + n)
-            seen++;
-    if (seen > lines)
-        p++;
-    fprintf(stderr, "pid: the end of its log (%s):\n%s", path, p);
+    fprintf(stderr, "pid: its log (%s) says:\n%s", path, buf);
     if (n && buf[n - 1] != '\n')
         fputc('\n', stderr);
 }
@@ -289,6 +294,7 @@ int pid_cmd_start(int argc, char **argv)
 
     pi_error err = {{0}};
     int fd = -1;
+    long log_from = file_size(c.log_file);
     int d = daemonize(c.log_file, &fd, &err);
     if (d < 0) {
         fprintf(stderr, "pid start: %s\n", err.msg);
@@ -306,13 +312,13 @@ int pid_cmd_start(int argc, char **argv)
     close(fd);
     if (status != '1') {
         fprintf(stderr, "pid start: pid failed to start%s\n", pr == 0 ? " (timed out)" : "");
-        print_log_tail(c.log_file, 20);
+        print_log_since(c.log_file, log_from);
         return 1;
     }
     Pi__Response *resp = call_status(endpoint, 5000, &err);
     if (!resp) {
         fprintf(stderr, "pid start: pid started but does not answer: %s\n", err.msg);
-        print_log_tail(c.log_file, 20);
+        print_log_since(c.log_file, log_from);
         return 1;
     }
     printf("pid started (process %u), listening at %s; log %s\n", resp->status->pid, endpoint,
