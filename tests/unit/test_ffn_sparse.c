@@ -1,0 +1,330 @@
+/* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..4 threads, computes the plain definition's result. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "ffn_pool.h"
+#include "ffn_sparse.h"
+#include "ops.h"
+
+/* Tolerances, as max |out - ref| / max |ref| over the output vector.
+ * Every variant computes the same products as the plain one (x stays fp32,
+ * F16 widens exactly, a quantized weight q * d is exact in fp32) and differs
+ * only in the ORDER of its fp32 sums: vector lanes and several accumulators
+ * in the dots, threads' partial buffers added at the end. Reordering a sum
+ * of n terms moves it by about eps * sqrt(n) * (its terms' size), eps = 6e-8;
+ * with up to ~5000 terms per dot and ~200 per output that is ~5e-6 relative
+ * at worst-typical, inside 1e-5 for F32/F16. Quantized rows hold few distinct
+ * values, so sums cancel more (a small g or u then carries a larger relative
+ * error into h), and the dots' terms are less uniform: we allow 1e-4, still
+ * ~100x below the error a real bug gives (one neuron lost or doubled, a
+ * wrong scale or nibble: checked to fail below in check_metric_fails). */
+#define TOL_FLOAT 1e-5
+#define TOL_QUANT 1e-4
+
+static const char *const variants[] = {"plain", "avx2", "avx512"};
+static const pi_act acts[] = {PI_ACT_SILU, PI_ACT_RELU, PI_ACT_RELU_BOTH};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 32);
+}
+
+static float rndf(void)   /* uniform in [-1, 1) */
+{
+    return (float)rnd() / 2147483648.0f - 1.0f;
+}
+
+/* A shard in cpu_shard's layout: per neuron one record gate | up | down^T. */
+typedef struct shard {
+    ffn_sparse_layer l;
+    char *mem;
+    float *down_f32;      /* F32 only: down as dim x n (the model's layout) */
+    float *gate_f32, *up_f32;
+} shard;
+
+static void shard_make(shard *s, pi_type type, uint32_t dim, uint32_t n)
+{
+    size_t rb;
+    CHECK(pi_row_bytes(type, dim, &rb) == 0, "dim %u for %s", dim, pi_type_name(type));
+    size_t rec = 3 * rb + 4;   /* odd padding: strides are not a multiple of the row */
+    memset(s, 0, sizeof *s);
+    s->mem = calloc(n ? n : 1, rec);
+    float *row = malloc(dim * sizeof *row);
+    s->gate_f32 = malloc((size_t)n * dim * sizeof(float) + 4);
+    s->up_f32 = malloc((size_t)n * dim * sizeof(float) + 4);
+    s->down_f32 = malloc((size_t)n * dim * sizeof(float) + 4);
+    CHECK(s->mem && row && s->gate_f32 && s->up_f32 && s->down_f32, "out of memory");
+    for (uint32_t j = 0; j < n; j++) {
+        for (int part = 0; part < 3; part++) {
+            for (uint32_t i = 0; i < dim; i++)
+                row[i] = rndf() * (part == 2 ? 0.5f : 1.0f);
+            pi_quantize_row(type, row, s->mem + (size_t)j * rec + (size_t)part * rb, dim);
+            float *f = part == 0 ? s->gate_f32 : part == 1 ? s->up_f32 : NULL;
+            for (uint32_t i = 0; i < dim; i++) {
+                if (f)
+                    f[(size_t)j * dim + i] = row[i];
+                else
+                    s->down_f32[(size_t)i * n + j] = row[i];
+            }
+        }
+    }
+    free(row);
+    s->l = (ffn_sparse_layer){
+        .dim = dim, .n_neurons = n,
+        .gate_type = type, .up_type = type, .down_t_type = type,
+        .gate = s->mem, .up = s->mem + rb, .down_t = s->mem + 2 * rb,
+        .gate_stride = rec, .up_stride = rec, .down_t_stride = rec,
+    };
+}
+
+static void shard_free(shard *s)
+{
+    free(s->mem);
+    free(s->gate_f32);
+    free(s->up_f32);
+    free(s->down_f32);
+}
+
+static double rel_err(const float *a, const float *ref, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]);
+        num = d > num ? d : num;
+        den = fabs((double)ref[i]) > den ? fabs((double)ref[i]) : den;
+    }
+    if (den == 0.0)
+        return num == 0.0 ? 0.0 : INFINITY;
+    return num / den;
+}
+
+/* Active lists: empty, one neuron, all, and a random ~30% in random order. */
+static size_t make_list(int kind, uint32_t n, uint32_t *idx)
+{
+    if (kind == 0 || n == 0)
+        return 0;
+    if (kind == 1) {
+        idx[0] = rnd() % n;
+        return 1;
+    }
+    if (kind == 2) {
+        for (uint32_t j = 0; j < n; j++)
+            idx[j] = j;
+        return n;
+    }
+    size_t k = 0;
+    for (uint32_t j = 0; j < n; j++)
+        if (rnd() % 10 < 3)
+            idx[k++] = j;
+    for (size_t i = k; i > 1; i--) {   /* predictors need not sort */
+        size_t r = rnd() % i;
+        uint32_t t = idx[i - 1];
+        idx[i - 1] = idx[r];
+        idx[r] = t;
+    }
+    return k;
+}
+
+static int cases, skipped_notes;
+
+/* One shard, every variant and activation and list kind, plus the pool. */
+static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernels **ks, size_t nk)
+{
+    double tol = (type == PI_TYPE_Q8_0 || type == PI_TYPE_Q4_0) ? TOL_QUANT : TOL_FLOAT;
+    shard s;
+    shard_make(&s, type, dim, n);
+    float *x = malloc(dim * sizeof *x), *ref = malloc(dim * sizeof *ref);
+    float *got = malloc(dim * sizeof *got), *one = malloc(dim * sizeof *one);
+    uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    CHECK(x && ref && got && one && idx, "out of memory");
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = rndf();
+    pi_error err;
+    for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
+        for (int kind = 0; kind < 4; kind++) {
+            size_t na = make_list(kind, n, idx);
+            ffn_sparse_ref(&s.l, acts[a], x, idx, na, ref);
+            for (size_t v = 0; v < nk; v++) {
+                memset(got, 0, dim * sizeof *got);
+                ffn_sparse_accum(ks[v], &s.l, acts[a], x, idx, na, got);
+                double e = rel_err(got, ref, dim);
+                CHECK(e <= tol, "%s %s dim %u act %s list %d (%zu active): rel err %.3g > %.0e",
+                      ks[v]->name, pi_type_name(type), dim, pi_act_name(acts[a]), kind, na, e, tol);
+                /* The pool: 1 thread is the variant itself; 2..4 split the list. */
+                for (uint32_t t = 1; t <= 4; t++) {
+                    ffn_pool *p = ffn_pool_new(t, dim + 5, ks[v], &err);
+                    CHECK(p, "%s", err.msg);
+                    CHECK(ffn_sparse_run(p, &s.l, acts[a], x, idx, na, got, &err) == 0, "%s", err.msg);
+                    if (t == 1) {
+                        memcpy(one, got, dim * sizeof *one);
+                    } else {
+                        e = rel_err(got, one, dim);
+                        CHECK(e <= tol, "pool %s %u threads %s dim %u act %s list %d: rel err %.3g",
+                              ks[v]->name, t, pi_type_name(type), dim, pi_act_name(acts[a]), kind, e);
+                    }
+                    CHECK(rel_err(got, ref, dim) <= tol, "pool %s %u threads vs plain", ks[v]->name, t);
+                    /* Deterministic: a second call gives the same bits. */
+                    float *again = malloc(dim * sizeof *again);
+                    CHECK(again, "out of memory");
+                    CHECK(ffn_sparse_run(p, &s.l, acts[a], x, idx, na, again, &err) == 0, "%s", err.msg);
+                    CHECK(memcmp(again, got, dim * sizeof *got) == 0,
+                          "pool %s %u threads: two calls differ", ks[v]->name, t);
+                    free(again);
+                    ffn_pool_free(&p);
+                    CHECK(p == NULL, "ffn_pool_free nulls the pointer");
+                }
+                cases++;
+            }
+        }
+    }
+    free(x);
+    free(ref);
+    free(got);
+    free(one);
+    free(idx);
+    shard_free(&s);
+}
+
+/* The plain definition agrees with the model's reference (ops_ffn_list over
+ * untransposed F32 weights), so "equals plain" means "computes the FFN". */
+static void check_plain_is_the_ffn(void)
+{
+    uint32_t dim = 96, n = 40;
+    shard s;
+    shard_make(&s, PI_TYPE_F32, dim, n);
+    pi_layer l;
+    memset(&l, 0, sizeof l);
+    l.ffn_gate = (pi_tensor){PI_TYPE_F32, dim, n, dim * 4, s.gate_f32};
+    l.ffn_up = (pi_tensor){PI_TYPE_F32, dim, n, dim * 4, s.up_f32};
+    l.ffn_down = (pi_tensor){PI_TYPE_F32, n, dim, n * 4, s.down_f32};
+    float x[96], ref[96], want[96];
+    uint32_t idx[40];
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = rndf();
+    for (size_t a = 0; a < 3; a++) {
+        size_t na = make_list(3, n, idx);
+        ffn_sparse_ref(&s.l, acts[a], x, idx, na, ref);
+        memset(want, 0, sizeof want);
+        ops_ffn_list(&l, acts[a], x, idx, na, want);
+        CHECK(rel_err(ref, want, dim) <= TOL_FLOAT, "plain vs ops_ffn_list, act %s: %.3g",
+              pi_act_name(acts[a]), rel_err(ref, want, dim));
+    }
+    shard_free(&s);
+}
+
+/* The metric catches a real bug: losing the strongest active neuron is far
+ * above the tolerance (so the checks above can fail). */
+static void check_metric_fails(void)
+{
+    uint32_t dim = 256, n = 64;
+    shard s;
+    shard_make(&s, PI_TYPE_Q4_0, dim, n);
+    float x[256], full[256], less[256];
+    uint32_t idx[64], rest[64];
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = rndf();
+    size_t na = make_list(2, n, idx);
+    ffn_sparse_ref(&s.l, PI_ACT_SILU, x, idx, na, full);
+    double worst = 0.0;
+    for (size_t drop = 0; drop < na; drop++) {
+        size_t k = 0;
+        for (size_t i = 0; i < na; i++)
+            if (i != drop)
+                rest[k++] = idx[i];
+        ffn_sparse_ref(&s.l, PI_ACT_SILU, x, rest, k, less);
+        double e = rel_err(less, full, dim);
+        worst = e > worst ? e : worst;
+    }
+    CHECK(worst > 100 * TOL_QUANT, "losing the strongest neuron: only %.3g", worst);
+    shard_free(&s);
+}
+
+static void check_errors(const ffn_kernels *k)
+{
+    pi_error err;
+    shard s;
+    shard_make(&s, PI_TYPE_F16, 64, 8);
+    ffn_pool *p = ffn_pool_new(2, 32, k, &err);
+    CHECK(p, "%s", err.msg);
+    float x[64] = {0}, out[64];
+    uint32_t idx[2] = {1, 8};
+    CHECK(ffn_sparse_run(p, &s.l, PI_ACT_RELU, x, idx, 1, out, &err) == -1, "dim over max_dim");
+    CHECK(strstr(err.msg, "max_dim"), "message names max_dim: %s", err.msg);
+    ffn_pool_free(&p);
+    p = ffn_pool_new(3, 64, k, &err);
+    CHECK(p, "%s", err.msg);
+    out[0] = 42.0f;
+    CHECK(ffn_sparse_run(p, &s.l, PI_ACT_RELU, x, idx, 2, out, &err) == -1, "index 8 of 8 neurons");
+    CHECK(strstr(err.msg, "active[1]") && out[0] == 42.0f, "names the index, out untouched: %s", err.msg);
+    ffn_sparse_layer bad = s.l;
+    bad.up_type = PI_TYPE_Q8_0;   /* 64 is a multiple of 32: fine */
+    bad.gate_type = (pi_type)3;   /* q4_1: unsupported */
+    CHECK(ffn_sparse_run(p, &bad, PI_ACT_RELU, x, idx, 1, out, &err) == -1, "unsupported type");
+    CHECK(strstr(err.msg, "gate"), "names the gate rows: %s", err.msg);
+    ffn_pool_free(&p);
+    CHECK(ffn_pool_new(0, 64, k, &err) == NULL, "0 threads refused");
+    shard_free(&s);
+}
+
+static void check_dispatch(void)
+{
+    pi_error err;
+    CHECK(ffn_kernels_by_name("sse9", &err) == NULL && strstr(err.msg, "sse9"), "unknown name");
+    CHECK(setenv("PI_CPU_KERNEL", "plain", 1) == 0, "setenv");
+    const ffn_kernels *k = ffn_kernels_select(&err);
+    CHECK(k && strcmp(k->name, "plain") == 0, "PI_CPU_KERNEL=plain forces plain");
+    CHECK(setenv("PI_CPU_KERNEL", "bogus", 1) == 0, "setenv");
+    CHECK(ffn_kernels_select(&err) == NULL && strstr(err.msg, "PI_CPU_KERNEL=bogus"),
+          "a bad PI_CPU_KERNEL is an error: %s", err.msg);
+    CHECK(unsetenv("PI_CPU_KERNEL") == 0, "unsetenv");
+    k = ffn_kernels_select(&err);
+    CHECK(k, "%s", err.msg);
+    printf("best variant on this CPU: %s\n", k->name);
+}
+
+int main(void)
+{
+    const ffn_kernels *ks[3];
+    size_t nk = 0;
+    for (size_t v = 0; v < 3; v++) {
+        pi_error err;
+        const ffn_kernels *k = ffn_kernels_by_name(variants[v], &err);
+        if (!k) {
+            printf("note: skipping variant %s: %s\n", variants[v], err.msg);
+            skipped_notes++;
+            continue;
+        }
+        ks[nk++] = k;
+    }
+    CHECK(nk >= 1 && strcmp(ks[0]->name, "plain") == 0, "plain always runs");
+
+    check_dispatch();
+    check_plain_is_the_ffn();
+    check_metric_fails();
+    check_errors(ks[nk - 1]);
+
+    /* F32/F16: dims that are not multiples of 64 (or even 8) hit the tails. */
+    static const uint32_t float_dims[] = {1, 7, 40, 100, 333, 1000, 1024, 5120};
+    static const uint32_t quant_dims[] = {32, 96, 160, 1024, 5120};
+    for (size_t i = 0; i < sizeof float_dims / sizeof float_dims[0]; i++) {
+        uint32_t n = float_dims[i] >= 1024 ? 24 : 48;
+        check_shard(PI_TYPE_F32, float_dims[i], n, ks, nk);
+        check_shard(PI_TYPE_F16, float_dims[i], n, ks, nk);
+    }
+    for (size_t i = 0; i < sizeof quant_dims / sizeof quant_dims[0]; i++) {
+        uint32_t n = quant_dims[i] >= 1024 ? 24 : 48;
+        check_shard(PI_TYPE_Q8_0, quant_dims[i], n, ks, nk);
+        check_shard(PI_TYPE_Q4_0, quant_dims[i], n, ks, nk);
+    }
+    check_shard(PI_TYPE_F16, 64, 0, ks, nk);   /* an empty shard */
+    printf("ok: %d cases over %zu variants (%d skipped)\n", cases, nk, skipped_notes);
+    return 0;
+}
