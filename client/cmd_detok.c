@@ -12,51 +12,52 @@
 
 #define TOKENIZE_TIMEOUT_MS 60000
 
-/* Reads all of path (at most WIRE_MAX_BODY bytes) as a NUL-terminated string. */
+/* Reads all of path (NULL = stdin; at most WIRE_MAX_BODY bytes) as a
+ * NUL-terminated string. */
 static char *read_text(const char *path, pi_error *err)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f = path ? fopen(path, "rb") : stdin;
     if (!f) {
         pi_error_set(err, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    const char *name = path ? path : "stdin";
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap > WIRE_MAX_BODY) {
-                pi_error_set(err, "%s is larger than the %u-byte message limit", path,
+    char *buf = NULL;
+    for (;;) {
+        if (!buf || n + 1 >= cap) {
+            size_t want = buf ? cap * 2 : cap;
+            if (want > 2 * (size_t)WIRE_MAX_BODY) {
+                pi_error_set(err, "%s is larger than the %u-byte message limit", name,
                              WIRE_MAX_BODY);
-                free(buf);
-                buf = NULL;
-                break;
+                goto fail;
             }
-            char *b = realloc(buf, cap * 2);
+            char *b = realloc(buf, want);
             if (!b) {
-                free(buf);
-                buf = NULL;
-                break;
+                pi_error_set(err, "out of memory reading %s", name);
+                goto fail;
             }
             buf = b;
-            cap *= 2;
+            cap = want;
         }
         size_t got = fread(buf + n, 1, cap - n - 1, f);
         n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                pi_error_set(err, "reading %s failed", path);
-                free(buf);
-                buf = NULL;
-            } else {
-                buf[n] = '\0';
-            }
+        if (got == 0)
             break;
-        }
     }
-    if (!buf && !err->msg[0])
-        pi_error_set(err, "out of memory reading %s", path);
-    fclose(f);
+    if (ferror(f)) {
+        pi_error_set(err, "reading %s failed", name);
+        goto fail;
+    }
+    buf[n] = '\0';
+    if (f != stdin)
+        fclose(f);
     return buf;
+fail:
+    free(buf);
+    if (f != stdin)
+        fclose(f);
+    return NULL;
 }
 
 static int on_tokens(const Pi__Response *r, void *user, pi_error *err)
@@ -103,7 +104,8 @@ static int call(const char *name, const char *endpoint, Pi__Request *req, rpc_ha
 
 int client_remote_tokenize(int argc, char **argv)
 {
-    const char *usage = "pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]";
+    const char *usage = "pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]   "
+                        "(stdin when neither is given)";
     const char *endpoint = NULL, *file = NULL, *text = NULL;
     int no_bos = 0;
     pi_error err = {{0}};
@@ -130,13 +132,12 @@ int client_remote_tokenize(int argc, char **argv)
             text = a;
         }
     }
-    if (!!file == !!text) {
-        fprintf(stderr, "pictl tokenize: give TEXT or --file F (one of them)\nusage: %s\n",
-                usage);
+    if (file && text) {
+        fprintf(stderr, "pictl tokenize: give TEXT or --file F, not both\nusage: %s\n", usage);
         return 2;
     }
     char *owned = NULL;
-    if (file) {
+    if (!text) {
         owned = read_text(file, &err);
         if (!owned) {
             fprintf(stderr, "pictl tokenize: %s\n", err.msg);

@@ -62,10 +62,10 @@ static void print_status(const Pi__StatusReply *s)
     printf("pid %u at %s, up %lluh%02llum%02llus\n", s->pid, s->endpoint,
            (unsigned long long)(up / 3600), (unsigned long long)(up / 60 % 60),
            (unsigned long long)(up % 60));
-    printf("model:      %s\n", s->model);
-    printf("placement:  %s\n", s->placement);
-    printf("vram budget %s\n", vram);
-    printf("requests:   %u active, %u queued\n", s->active, s->queue_length);
+    printf("model:       %s\n", s->model);
+    printf("placement:   %s\n", s->placement);
+    printf("vram budget: %s\n", s->vram_budget_bytes ? vram : "none (host backend)");
+    printf("requests:    %u active, %u queued\n", s->active, s->queue_length);
     printf("workers:\n");
     print_workers(s);
 }

@@ -12,7 +12,8 @@ int cmd_restart_worker(int argc, char **argv);
 int cmd_shutdown(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 /* `pictl tokenize` without -m: tokenizes through pid's Tokenize RPC
- * ([--endpoint E] [--no-bos] [--file F | TEXT]; ids on one line). */
+ * ([--endpoint E] [--no-bos] [--file F | TEXT], else stdin; ids on one line,
+ * separated by spaces). */
 int client_remote_tokenize(int argc, char **argv);
 
 #endif

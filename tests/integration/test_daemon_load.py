@@ -216,7 +216,10 @@ def run(daemon):
     dt = load(N_PER_CLIENT)
     print("ok: %d clients x %d requests equal the sequential runs (%.1f s)" % (N_CLIENTS, N_PER_CLIENT, dt))
 
+    rss_load = rss_of(daemon)
     fuzz(rng)
+    rss_fuzz = rss_of(daemon)
+    print("   RSS after load %.1f MiB, after fuzzing %.1f MiB" % (rss_load / 2**20, rss_fuzz / 2**20))
     if status()[8][0] != daemon:
         fail("status names another pid")
     s = dealer()
