@@ -15,6 +15,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pictl tokenize -m MODEL.gguf [--no-bos] [--pieces] [--file F | TEXT]\n"
+            "       pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]   (through a running pid)\n"
             "  Prints the token ids of TEXT, of file F, or of stdin when neither is given,\n"
             "  on one line separated by spaces. The text is taken byte for byte.\n"
             "  --no-bos   do not prepend the BOS token\n"
@@ -74,8 +75,26 @@ static void print_piece(const char *p)
     }
 }
 
+/* 1 when the arguments name a model: tokenize locally, else through pid. */
+static int names_model(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            return 0;
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model"))
+            return 1;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+            return 1;
+        if (!strcmp(argv[i], "--file") || !strcmp(argv[i], "--endpoint"))
+            i++; /* skip the value */
+    }
+    return 0;
+}
+
 int cmd_tokenize(int argc, char **argv)
 {
+    if (!names_model(argc, argv))
+        return client_remote_tokenize(argc, argv);
     const char *model = NULL, *file = NULL, *text = NULL;
     int add_bos = 1, pieces = 0;
     for (int i = 1; i < argc; i++) {

@@ -9,7 +9,7 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
-    {"tokenize", cmd_tokenize, "tokenize -m MODEL [--no-bos] [--file F | TEXT]   print token ids"},
+    {"tokenize", cmd_tokenize, "tokenize [-m MODEL] [--no-bos] [--pieces] [--file F | TEXT]   print token ids (locally, or through pid)"},
     {"generate", cmd_generate, "generate [--endpoint E] [sampling flags] [--no-stream] [--json] [--no-bos] PROMPT"},
     {"status", cmd_status, "status [--endpoint E]                            pid, model, placement, queue, workers"},
     {"workers", cmd_workers, "workers [--endpoint E]                           the workers table"},

@@ -2,7 +2,9 @@
  * lanes wide; a row's ragged end is read and written with masked loads and
  * stores (BW+VL for the 16-bit ones), which never touch memory past the row.
  * As in the AVX2 file: target attributes on the functions only, x kept in
- * fp32, quantized weights widened exactly to q * d, BF16 to the plain ones. */
+ * fp32 (never quantized), BF16 rows to the plain kernels. A quantized block
+ * is widened to its exact int8 values and its fp16 scale applied once per
+ * block: results differ from the plain ones only by fp32 rounding order. */
 #include "ffn_sparse.h"
 
 #if defined(__x86_64__)
@@ -70,10 +72,10 @@ AVX512 static float dot_f16(const uint8_t *w, const float *x, size_t n)
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* 16 int8 lanes as floats times the block scale d: exact in fp32. */
-AVX512 static __m512 q8x16(__m128i q, __m512 d)
+/* 16 int8 lanes as floats. */
+AVX512 static __m512 qf(__m128i q)
 {
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
 }
 
 /* A Q8_0 or Q4_0 block as signed int8 elements 0..15 (lo), 16..31 (hi). */
@@ -92,28 +94,33 @@ AVX512 static __m512 block_q(pi_type type, const uint8_t *b, __m128i *lo, __m128
     return d;
 }
 
+/* Per block: s = sum q_i x_i over its 32 lanes, then acc += d * s, so the
+ * scale costs one multiply per block instead of one per vector. */
 AVX512 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n)
 {
     size_t bb = pi_type_block_bytes(type), nb = n / QK, blk = 0;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; blk + 2 <= nb; blk += 2) {   /* two blocks: four independent sums */
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (; blk + 2 <= nb; blk += 2) {   /* two blocks: two independent sums */
         __m128i lo, hi, lo2, hi2;
         __m512 d = block_q(type, w + blk * bb, &lo, &hi);
         __m512 d2 = block_q(type, w + (blk + 1) * bb, &lo2, &hi2);
         const float *xb = x + blk * QK;
-        a0 = _mm512_fmadd_ps(q8x16(lo, d), _mm512_loadu_ps(xb), a0);
-        a1 = _mm512_fmadd_ps(q8x16(hi, d), _mm512_loadu_ps(xb + 16), a1);
-        a2 = _mm512_fmadd_ps(q8x16(lo2, d2), _mm512_loadu_ps(xb + 32), a2);
-        a3 = _mm512_fmadd_ps(q8x16(hi2, d2), _mm512_loadu_ps(xb + 48), a3);
+        __m512 s = _mm512_mul_ps(qf(lo), _mm512_loadu_ps(xb));
+        __m512 s2 = _mm512_mul_ps(qf(lo2), _mm512_loadu_ps(xb + 32));
+        s = _mm512_fmadd_ps(qf(hi), _mm512_loadu_ps(xb + 16), s);
+        s2 = _mm512_fmadd_ps(qf(hi2), _mm512_loadu_ps(xb + 48), s2);
+        a0 = _mm512_fmadd_ps(s, d, a0);
+        a1 = _mm512_fmadd_ps(s2, d2, a1);
     }
     if (blk < nb) {
         __m128i lo, hi;
         __m512 d = block_q(type, w + blk * bb, &lo, &hi);
         const float *xb = x + blk * QK;
-        a0 = _mm512_fmadd_ps(q8x16(lo, d), _mm512_loadu_ps(xb), a0);
-        a1 = _mm512_fmadd_ps(q8x16(hi, d), _mm512_loadu_ps(xb + 16), a1);
+        __m512 s = _mm512_mul_ps(qf(lo), _mm512_loadu_ps(xb));
+        s = _mm512_fmadd_ps(qf(hi), _mm512_loadu_ps(xb + 16), s);
+        a0 = _mm512_fmadd_ps(s, d, a0);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
 AVX512 static float avx512_dot(pi_type type, const void *row, const float *x, size_t n)
@@ -153,16 +160,16 @@ AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n)
     }
 }
 
+/* y += (a * d) * q: one scalar multiply per block. */
 AVX512 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n)
 {
     size_t bb = pi_type_block_bytes(type);
-    __m512 va = _mm512_set1_ps(a);
     for (size_t blk = 0; blk < n / QK; blk++) {
         __m128i lo, hi;
-        __m512 d = block_q(type, w + blk * bb, &lo, &hi);
+        __m512 ad = _mm512_mul_ps(block_q(type, w + blk * bb, &lo, &hi), _mm512_set1_ps(a));
         float *yb = y + blk * QK;
-        _mm512_storeu_ps(yb, _mm512_fmadd_ps(q8x16(lo, d), va, _mm512_loadu_ps(yb)));
-        _mm512_storeu_ps(yb + 16, _mm512_fmadd_ps(q8x16(hi, d), va, _mm512_loadu_ps(yb + 16)));
+        _mm512_storeu_ps(yb, _mm512_fmadd_ps(qf(lo), ad, _mm512_loadu_ps(yb)));
+        _mm512_storeu_ps(yb + 16, _mm512_fmadd_ps(qf(hi), ad, _mm512_loadu_ps(yb + 16)));
     }
 }
 

@@ -180,8 +180,10 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         if (getppid() != parent)
             _exit(127);
         execv(w->argv[0], w->argv);
-        static const char msg[] = "pi worker: exec failed (is the worker binary next to pid?)\n";
-        ssize_t r = write(2, msg, sizeof msg - 1);
+        static const char m1[] = "pid: cannot exec ", m2[] = " (the worker binaries belong next to pid)\n";
+        ssize_t r = write(2, m1, sizeof m1 - 1);
+        r = write(2, w->argv[0], strlen(w->argv[0]));
+        r = write(2, m2, sizeof m2 - 1);
         (void)r;
         _exit(127);
     }

@@ -106,7 +106,7 @@ static int rd_uint(rd *r, size_t n, uint64_t *out, const char *what)
 /* A string: u64 length then bytes, the bytes inside the file. */
 static int rd_str(rd *r, gguf_str *s, const char *what)
 {
-    uint64_t len;
+    uint64_t len = 0;
     if (rd_uint(r, 8, &len, what) != 0)
         return -1;
     if (len > rd_left(r))
@@ -123,7 +123,7 @@ static int rd_scalar(rd *r, gguf_type t, gguf_kv *kv, const char *what)
 {
     if (t == GGUF_TYPE_STRING)
         return rd_str(r, &kv->v.str, what);
-    uint64_t u;
+    uint64_t u = 0;
     size_t n = type_size(t);
     if (rd_uint(r, n, &u, what) != 0)
         return -1;
@@ -158,7 +158,7 @@ static int rd_scalar(rd *r, gguf_type t, gguf_kv *kv, const char *what)
 
 static int rd_array(rd *r, gguf_kv *kv, const char *what)
 {
-    uint64_t et, n;
+    uint64_t et = 0, n = 0;
     if (rd_uint(r, 4, &et, what) != 0 || rd_uint(r, 8, &n, what) != 0)
         return -1;
     if (!type_known((uint32_t)et) || et > UINT32_MAX)
@@ -300,7 +300,7 @@ static int parse_kvs(gguf_file *f, rd *r)
             return pi_error_set(r->err, "gguf %s: key #%zu has a name of length %" PRIu64 " (must be 1..%d)",
                                 r->name, i, kv->key.len, GGUF_MAX_KEY_LEN);
         snprintf(what, sizeof what, "key '%s'", show(kv->key, kb, sizeof kb));
-        uint64_t t;
+        uint64_t t = 0;
         if (rd_uint(r, 4, &t, what) != 0)
             return -1;
         if (!type_known((uint32_t)t))
@@ -353,7 +353,7 @@ static int parse_tensor_info(gguf_file *f, rd *r, size_t i)
         return pi_error_set(r->err, "gguf %s: tensor #%zu has an empty name", r->name, i);
     const char *nm = show(t->name, nb, sizeof nb);
     snprintf(what, sizeof what, "tensor %s", nm);
-    uint64_t v;
+    uint64_t v = 0;
     if (rd_uint(r, 4, &v, what) != 0)
         return -1;
     if (v < 1 || v > GGUF_MAX_DIMS)
@@ -451,7 +451,7 @@ static int parse(gguf_file *f, pi_error *err)
                             f->path);
     }
     r.pos = 4;
-    uint64_t version, nt, nkv;
+    uint64_t version = 0, nt = 0, nkv = 0;
     if (rd_uint(&r, 4, &version, "the version") != 0)
         return -1;
     if (version == 1)
@@ -644,7 +644,7 @@ static int get_uint(const gguf_file *f, const char *key, uint64_t max, uint64_t 
     const gguf_kv *kv = need(f, key, err);
     if (!kv)
         return -1;
-    uint64_t v;
+    uint64_t v = 0;
     if (is_unsigned(kv->type)) {
         v = kv->v.u64;
     } else if (is_signed(kv->type) && kv->v.i64 >= 0) {
@@ -665,7 +665,7 @@ static int get_uint(const gguf_file *f, const char *key, uint64_t max, uint64_t 
 
 int gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out, pi_error *err)
 {
-    uint64_t v;
+    uint64_t v = 0;
     if (get_uint(f, key, UINT32_MAX, &v, err) != 0)
         return -1;
     *out = (uint32_t)v;
@@ -720,7 +720,7 @@ int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, pi_error *e
 
 int gguf_get_cstr(const gguf_file *f, const char *key, char *buf, size_t cap, pi_error *err)
 {
-    gguf_str s;
+    gguf_str s = {0, NULL};
     if (gguf_get_str(f, key, &s, err) != 0)
         return -1;
     if (cap == 0 || s.len > cap - 1)
@@ -745,7 +745,7 @@ static bool arr_elem(const gguf_kv *kv, uint64_t i, uint64_t *raw, size_t *n)
 
 double gguf_arr_f64(const gguf_kv *kv, uint64_t i)
 {
-    uint64_t raw;
+    uint64_t raw = 0;
     size_t n;
     if (!arr_elem(kv, i, &raw, &n))
         return 0.0;
@@ -770,7 +770,7 @@ double gguf_arr_f64(const gguf_kv *kv, uint64_t i)
 
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i)
 {
-    uint64_t raw;
+    uint64_t raw = 0;
     size_t n;
     if (!arr_elem(kv, i, &raw, &n))
         return 0;

@@ -501,7 +501,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, const char *magic, pi_er
 {
     if (!magic || (strcmp(magic, "GGUF") != 0 && strcmp(magic, "PWRI") != 0))
         return pi_error_set(err, "gguf %s: magic must be \"GGUF\" or \"PWRI\"", path);
-    size_t align;
+    size_t align = 32;
     if (check(w, path, &align, err) != 0)
         return -1;
     size_t plen = strlen(path);

@@ -157,15 +157,23 @@ def main():
     if r.returncode != 0:
         fail("pid start: " + r.stdout + r.stderr)
     daemon = int(open(os.path.join(D, "pid.pid")).read())
+    ok = False
     try:
         run(daemon)
+        r = subprocess.run([BIN + "/pid", "stop", "--listen", EP], timeout=60, capture_output=True)
+        if r.returncode != 0:
+            fail("pid stop: %s" % r.stderr)
+        log = open(os.path.join(D, "pid.log"), errors="replace").read()
+        if "LeakSanitizer" in log or "runtime error" in log or "AddressSanitizer" in log:
+            fail("sanitizer report in pid.log")
+        ok = True
+        print("PASS")
     finally:
-        subprocess.run([BIN + "/pid", "stop", "--listen", EP], timeout=60, capture_output=True)
         try:
             os.kill(daemon, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        if not os.environ.get("KEEP_TMP"):
+        if ok and not os.environ.get("KEEP_TMP"):
             shutil.rmtree(D, ignore_errors=True)
 
 def run(daemon):
@@ -211,7 +219,9 @@ def run(daemon):
                      % (idx, prompts[idx], text, want[prompts[idx]]))
         return time.time() - t0
 
-    load(1)  # warm-up: every slot, sampler and socket path used once
+    # Warm-up: every slot, sampler, socket and message path used once.
+    load(1)
+    fuzz(rng, 1000)
     rss0 = rss_of(daemon)
     dt = load(N_PER_CLIENT)
     print("ok: %d clients x %d requests equal the sequential runs (%.1f s)" % (N_CLIENTS, N_PER_CLIENT, dt))
@@ -234,9 +244,8 @@ def run(daemon):
           % (rss0 / 2**20, rss1 / 2**20, grow / 2**20))
     if grow >= 5 * 2**20:
         fail("pid's RSS grew by %.1f MiB" % (grow / 2**20))
-    print("PASS")
 
-def fuzz(rng):
+def fuzz(rng, n_frames=N_FUZZ):
     valid = generate_request(1, "Once upon", 5)
     socks = [dealer() for _ in range(16)]
 
@@ -263,7 +272,7 @@ def fuzz(rng):
         lambda: [HDR, generate_request(5, "x", 10**6)],             # too long
         lambda: [HDR, rand_bytes(rng.choice([1000, 100000]))],      # big junk
     ]
-    for i in range(N_FUZZ):
+    for i in range(n_frames):
         frames = kinds[rng.randrange(len(kinds))]()
         socks[i % len(socks)].send_multipart(frames)
         if i % 500 == 499:  # drain replies now and then; make sure pid keeps up
@@ -284,7 +293,7 @@ def fuzz(rng):
         if e.get(1, [0])[0] != want_code:
             fail("error code %r for %r, want %d" % (e.get(1), frames[0], want_code))
     s.close()
-    print("ok: %d random/malformed frames; VERSION and BAD_REQUEST answered" % N_FUZZ)
+    print("ok: %d random/malformed frames; VERSION and BAD_REQUEST answered" % n_frames)
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,11 @@
 /* Tolerances, as max_i |out_i - ref_i| / (size of the terms, term_scale),
  * not / |ref_i|: cancellation in out_i, or in a gate/up dot, can make the
  * result itself arbitrarily small (dim 1 and single neurons show it).
- * Every variant computes the same products as the plain one (x stays fp32,
- * F16 widens exactly, a quantized weight q * d is exact in fp32) and differs
- * only in the ORDER of its fp32 sums (vector lanes, several accumulators,
- * threads' partial buffers added at the end) and in FMA's single rounding.
+ * Every variant reads the same exact values as the plain one (x stays fp32,
+ * F16 and int8 quants widen exactly) and differs only in the order and
+ * grouping of its fp32 arithmetic: vector lanes, several accumulators, a
+ * block's scale applied to its sum (AVX-512) rather than to each weight,
+ * threads' partial buffers added at the end, FMA's single rounding.
  * Reordering moves a sum by at most ~n * eps times its terms' size and
  * typically ~sqrt(n) * eps (eps = 6e-8, n <= 5120 here): observed errors
  * are ~1e-7, and 1e-5 leaves a wide margin for F32/F16. For Q8_0/Q4_0 we

@@ -1,0 +1,253 @@
+/* pi-bench-ffn-sparse: GB/s of weights touched by the sparse FFN kernels
+ * (ffn_sparse.h) for each variant and type, at 1..N threads of ffn_pool, on
+ * a shard shaped like a 13B layer's: dim 5120, 6912 neurons, 11% active.
+ * Every listed neuron reads its gate, up and down^T rows (SiLU keeps every
+ * h_j non-zero, as when the predictor is right), so bytes = active x 3 rows.
+ * Each call takes the next of 32 random active lists: the shard (60-425 MB)
+ * is far larger than the caches, as the cold rows of a real model are.
+ * Prints a markdown table (scripts/bench_ffn_sparse.sh, docs/benchmarks.md). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ffn_pool.h"
+#include "ffn_sparse.h"
+
+#define N_LISTS 32
+
+typedef struct opts {
+    uint32_t dim, n_ff, max_threads;
+    double active, seconds;
+    const char *types, *variants;
+} opts;
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 32);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int usage(const char *argv0)
+{
+    fprintf(stderr,
+            "usage: %s [--dim N] [--n-ff N] [--active FRACTION] [--threads MAX]\n"
+            "          [--seconds S] [--types f32,f16,q8_0,q4_0] [--variants plain,avx2,avx512]\n",
+            argv0);
+    return 2;
+}
+
+static int parse(int argc, char **argv, opts *o)
+{
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    *o = (opts){5120, 6912, nproc > 0 ? (uint32_t)nproc : 1, 0.11, 0.5,
+                "f32,f16,q8_0,q4_0", "plain,avx2,avx512"};
+    for (int i = 1; i < argc; i += 2) {   /* every flag takes a value */
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return -1;
+        if (strcmp(a, "--dim") == 0)
+            o->dim = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--n-ff") == 0)
+            o->n_ff = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--active") == 0)
+            o->active = strtod(v, NULL);
+        else if (strcmp(a, "--threads") == 0)
+            o->max_threads = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(a, "--seconds") == 0)
+            o->seconds = strtod(v, NULL);
+        else if (strcmp(a, "--types") == 0)
+            o->types = v;
+        else if (strcmp(a, "--variants") == 0)
+            o->variants = v;
+        else
+            return -1;
+    }
+    if (o->dim == 0 || o->dim % 32 || o->n_ff == 0 || o->active <= 0 || o->active > 1 ||
+        o->max_threads == 0 || o->seconds <= 0) {
+        fprintf(stderr, "bench: dim must be a positive multiple of 32, n-ff > 0, "
+                "0 < active <= 1, threads > 0, seconds > 0\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* Is name in the comma-separated list? */
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* The shard in cpu_shard's layout: one record gate | up | down^T per neuron. */
+static char *make_shard(pi_type type, const opts *o, ffn_sparse_layer *l)
+{
+    size_t rb;
+    if (pi_row_bytes(type, o->dim, &rb) != 0)
+        return NULL;
+    size_t rec = 3 * rb;
+    char *mem = malloc((size_t)o->n_ff * rec);
+    float *row = malloc(o->dim * sizeof *row);
+    if (!mem || !row) {
+        free(mem);
+        free(row);
+        return NULL;
+    }
+    for (uint32_t j = 0; j < o->n_ff; j++) {
+        for (int part = 0; part < 3; part++) {
+            for (uint32_t i = 0; i < o->dim; i++)
+                row[i] = ((float)rnd() / 4294967296.0f - 0.5f) * 0.1f;
+            pi_quantize_row(type, row, mem + (size_t)j * rec + (size_t)part * rb, o->dim);
+        }
+    }
+    free(row);
+    *l = (ffn_sparse_layer){
+        .dim = o->dim, .n_neurons = o->n_ff,
+        .gate_type = type, .up_type = type, .down_t_type = type,
+        .gate = mem, .up = mem + rb, .down_t = mem + 2 * rb,
+        .gate_stride = rec, .up_stride = rec, .down_t_stride = rec,
+    };
+    return mem;
+}
+
+/* N_LISTS random active lists of n_act distinct neurons each, sorted (as a
+ * predictor's threshold scan yields them). */
+static void make_lists(uint32_t n_ff, uint32_t n_act, uint32_t *lists)
+{
+    for (int k = 0; k < N_LISTS; k++) {
+        uint32_t *idx = lists + (size_t)k * n_act, got = 0;
+        for (uint32_t j = 0; j < n_ff && got < n_act; j++)   /* selection sampling */
+            if ((uint64_t)rnd() * (n_ff - j) < (uint64_t)(n_act - got) << 32)
+                idx[got++] = j;
+    }
+}
+
+/* GB/s and microseconds per call of kernels k at t threads. */
+static int measure(const ffn_kernels *k, uint32_t t, const ffn_sparse_layer *l, const opts *o,
+                   const float *x, const uint32_t *lists, uint32_t n_act, size_t bytes_per_call,
+                   float *out, double *gbs, double *us)
+{
+    pi_error err;
+    ffn_pool *p = ffn_pool_new(t, o->dim, k, &err);
+    if (!p) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        return -1;
+    }
+    int calls = 0;
+    for (int w = 0; w < 2; w++)   /* warm the threads and the page tables */
+        if (ffn_sparse_run(p, l, PI_ACT_SILU, x, lists, n_act, out, &err) != 0)
+            goto fail;
+    double t0 = now(), t1;
+    do {
+        const uint32_t *idx = lists + (size_t)(calls % N_LISTS) * n_act;
+        if (ffn_sparse_run(p, l, PI_ACT_SILU, x, idx, n_act, out, &err) != 0)
+            goto fail;
+        calls++;
+        t1 = now();
+    } while (t1 - t0 < o->seconds || calls < 3);
+    *us = (t1 - t0) / calls * 1e6;
+    *gbs = (double)bytes_per_call * calls / (t1 - t0) / 1e9;
+    ffn_pool_free(&p);
+    return 0;
+fail:
+    fprintf(stderr, "bench: %s\n", err.msg);
+    ffn_pool_free(&p);
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (parse(argc, argv, &o) != 0)
+        return usage(argv[0]);
+    static const pi_type types[] = {PI_TYPE_F32, PI_TYPE_F16, PI_TYPE_Q8_0, PI_TYPE_Q4_0};
+    static const char *const variants[] = {"plain", "avx2", "avx512"};
+    uint32_t threads[16], n_threads = 0;
+    for (uint32_t t = 1; t < o.max_threads && n_threads < 15; t *= 2)
+        threads[n_threads++] = t;
+    threads[n_threads++] = o.max_threads;
+
+    uint32_t n_act = (uint32_t)(o.active * o.n_ff + 0.5);
+    n_act = n_act ? n_act : 1;
+    uint32_t *lists = malloc((size_t)N_LISTS * n_act * sizeof *lists);
+    float *x = malloc(o.dim * sizeof *x), *out = malloc(o.dim * sizeof *out);
+    if (!lists || !x || !out) {
+        fprintf(stderr, "bench: out of memory\n");
+        return 1;
+    }
+    make_lists(o.n_ff, n_act, lists);
+    for (uint32_t i = 0; i < o.dim; i++)
+        x[i] = (float)rnd() / 4294967296.0f - 0.5f;
+    pi_error err;
+    const ffn_kernels *best = ffn_kernels_select(&err);
+    printf("dim %u, %u neurons, %u active (%.0f%%), SiLU; GB/s of weight rows read "
+           "(us per call); best variant here: %s\n\n", o.dim, o.n_ff, n_act, 100.0 * o.active,
+           best ? best->name : "?");
+    printf("| type | variant |");
+    for (uint32_t i = 0; i < n_threads; i++)
+        printf(" %u thr |", threads[i]);
+    printf("\n|---|---|");
+    for (uint32_t i = 0; i < n_threads; i++)
+        printf("---|");
+    printf("\n");
+    fflush(stdout);
+
+    int rc = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] && rc == 0; ti++) {
+        if (!listed(o.types, pi_type_name(types[ti])))
+            continue;
+        ffn_sparse_layer l;
+        char *mem = make_shard(types[ti], &o, &l);
+        if (!mem) {
+            fprintf(stderr, "bench: cannot build the %s shard (out of memory?)\n",
+                    pi_type_name(types[ti]));
+            rc = 1;
+            break;
+        }
+        size_t bytes = (size_t)n_act * l.gate_stride;   /* a record is the 3 rows */
+        for (size_t v = 0; v < 3 && rc == 0; v++) {
+            if (!listed(o.variants, variants[v]))
+                continue;
+            const ffn_kernels *k = ffn_kernels_by_name(variants[v], &err);
+            if (!k) {
+                printf("| %s | %s | skipped: %s |\n", pi_type_name(types[ti]), variants[v], err.msg);
+                continue;
+            }
+            printf("| %s | %s |", pi_type_name(types[ti]), k->name);
+            for (uint32_t i = 0; i < n_threads; i++) {
+                double gbs, us;
+                if (measure(k, threads[i], &l, &o, x, lists, n_act, bytes, out, &gbs, &us) != 0) {
+                    rc = 1;
+                    break;
+                }
+                printf(" %.1f (%.0f) |", gbs, us);
+                fflush(stdout);
+            }
+            printf("\n");
+        }
+        free(mem);
+    }
+    free(lists);
+    free(x);
+    free(out);
+    return rc;
+}
