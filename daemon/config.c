@@ -81,7 +81,7 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
             c->cpu_workers = -1;
             return 0;
         }
-        uint32_t n;
+        uint32_t n = 0;
         if (parse_u32(key, v, 0, 256, &n, err) < 0)
             return pi_error_wrap(err, "(or 'auto' for one per NUMA node)");
         c->cpu_workers = (int)n;

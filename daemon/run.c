@@ -1,6 +1,8 @@
-/* `pid run`: generate once in the foreground, in-process: open the model,
- * encode BOS + prompt, feed it, then sample and stream each token's text to
- * stdout as soon as it is chosen. Statistics go to stderr. */
+/* `pid run`: generate once in the foreground. By default through the same
+ * worker processes as `pid start` (run_workers.c); with --reference on the
+ * in-process dense reference forward (the oracle): open the model, encode
+ * BOS + prompt, feed it, then sample and stream each token's text to stdout
+ * as soon as it is chosen. Statistics go to stderr. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,15 +12,22 @@
 #include "forward.h"
 #include "gen_params.h"
 #include "model.h"
+#include "run_workers.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: pid run -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
-                 "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n\n"
+                 "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
+                 "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
+                 "               [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
+                 "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
+                 "  --gpu-backend B       the GPU worker's backend (default auto: cuda when usable)\n"
+                 "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
+                 "  --reference           compute in-process with the dense reference forward\n"
                  "%s",
             gen_params_usage());
 }
@@ -70,7 +79,9 @@ static int emit(run_ctx *r, int32_t prev, int32_t tok)
 
 int pid_cmd_run(int argc, char **argv)
 {
-    const char *model_path = NULL, *prompt = "";
+    const char *model_path = NULL, *prompt = "", *backend = "auto";
+    int reference = 0, cpu_workers = -1;
+    double budget = -1.0;
     gen_params g;
     gen_params_default(&g);
     pi_error err = {{0}};
@@ -80,6 +91,40 @@ int pid_cmd_run(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--reference")) {
+            reference = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") || !strcmp(a, "--vram-budget")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pid run: %s needs a value\n", a);
+                usage(stderr);
+                return 2;
+            }
+            const char *v = argv[++i];
+            char *end = NULL;
+            if (!strcmp(a, "--gpu-backend")) {
+                if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "host")) {
+                    fprintf(stderr, "pid run: --gpu-backend '%s' is not one of auto, cuda, host\n", v);
+                    return 2;
+                }
+                backend = v;
+            } else if (!strcmp(a, "--cpu-workers")) {
+                long n = strtol(v, &end, 10);
+                if (!*v || *end || n < 0 || n > 256) {
+                    fprintf(stderr, "pid run: --cpu-workers '%s' is not a number in 0..256\n", v);
+                    return 2;
+                }
+                cpu_workers = (int)n;
+            } else {
+                budget = strtod(v, &end);
+                if (!*v || *end || !(budget >= 0)) {
+                    fprintf(stderr, "pid run: --vram-budget '%s' is not a size in GiB (e.g. 12.6)\n", v);
+                    return 2;
+                }
+            }
+            continue;
         }
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
@@ -107,6 +152,13 @@ int pid_cmd_run(int argc, char **argv)
         fprintf(stderr, "pid run: no model given (-m MODEL)\n");
         usage(stderr);
         return 2;
+    }
+
+    if (!reference) {
+        run_workers_opts wo = {.model_path = model_path, .prompt = prompt, .gen = g,
+                               .gpu_backend = backend, .cpu_workers = cpu_workers,
+                               .vram_budget_gib = budget};
+        return run_on_workers(&wo);
     }
 
     run_ctx r = {0};

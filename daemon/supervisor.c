@@ -6,6 +6,7 @@
 #include <numa.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +42,20 @@ int supervisor_bin_dir(char *buf, size_t cap, pi_error *err)
 }
 
 /* Appends a formatted argument to w's argv, inside argbuf. */
-static int arg(sup_worker *w, size_t *used, size_t *argc, const char *fmt, const char *s, unsigned u)
+static int argf(sup_worker *w, size_t *used, size_t *argc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Appends one formatted argument to the worker's argv (kept in argbuf). */
+static int argf(sup_worker *w, size_t *used, size_t *argc, const char *fmt, ...)
 {
     if (*argc + 1 >= sizeof w->argv / sizeof w->argv[0])
         return -1;
     char *dst = w->argbuf + *used;
     size_t room = sizeof w->argbuf - *used;
-    int n = s ? snprintf(dst, room, fmt, s) : snprintf(dst, room, fmt, u);
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dst, room, fmt, ap);
+    va_end(ap);
     if (n < 0 || (size_t)n >= room)
         return -1;
     w->argv[(*argc)++] = dst;
@@ -110,24 +118,24 @@ static int build_argv(sup_worker *w, const sup_config *c)
     size_t used = 0, argc = 0;
     int bad = 0;
     if (w->is_gpu) {
-        bad |= arg(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir, 0);
-        bad |= arg(w, &used, &argc, "--backend", NULL, 0) | arg(w, &used, &argc, "%s", c->backend, 0);
-        bad |= arg(w, &used, &argc, "--max-seqs", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->max_seqs);
-        bad |= arg(w, &used, &argc, "--max-batch", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->max_batch);
-        bad |= arg(w, &used, &argc, "--n-ctx", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_ctx);
-        bad |= arg(w, &used, &argc, "--cpu-workers", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_cpu);
+        bad |= argf(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir);
+        bad |= argf(w, &used, &argc, "--backend") | argf(w, &used, &argc, "%s", c->backend);
+        bad |= argf(w, &used, &argc, "--max-seqs") | argf(w, &used, &argc, "%u", c->max_seqs);
+        bad |= argf(w, &used, &argc, "--max-batch") | argf(w, &used, &argc, "%u", c->max_batch);
+        bad |= argf(w, &used, &argc, "--n-ctx") | argf(w, &used, &argc, "%u", c->n_ctx);
+        bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
     } else {
-        bad |= arg(w, &used, &argc, "%s/pi-cpu-worker", c->bin_dir, 0);
-        bad |= arg(w, &used, &argc, "--index", NULL, 0) | arg(w, &used, &argc, "%u", NULL, w->index);
-        bad |= arg(w, &used, &argc, "--of", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_cpu);
-        bad |= arg(w, &used, &argc, "--numa-node", NULL, 0) |
-               arg(w, &used, &argc, "%u", NULL, (unsigned)w->numa_node);
-        bad |= arg(w, &used, &argc, "--cpus", NULL, 0) | arg(w, &used, &argc, "%s", w->cpus, 0);
+        bad |= argf(w, &used, &argc, "%s/pi-cpu-worker", c->bin_dir);
+        bad |= argf(w, &used, &argc, "--index") | argf(w, &used, &argc, "%u", w->index);
+        bad |= argf(w, &used, &argc, "--of") | argf(w, &used, &argc, "%u", c->n_cpu);
+        bad |= argf(w, &used, &argc, "--numa-node") |
+               argf(w, &used, &argc, "%d", (int)w->numa_node);
+        bad |= argf(w, &used, &argc, "--cpus") | argf(w, &used, &argc, "%s", w->cpus);
     }
-    bad |= arg(w, &used, &argc, "--model", NULL, 0) | arg(w, &used, &argc, "%s", c->model, 0);
-    bad |= arg(w, &used, &argc, "--ctl", NULL, 0) | arg(w, &used, &argc, "%s", c->ctl, 0);
-    bad |= arg(w, &used, &argc, "--shm", NULL, 0) | arg(w, &used, &argc, "%s", c->shm_name, 0);
-    bad |= arg(w, &used, &argc, "--hot", NULL, 0) | arg(w, &used, &argc, "%u", NULL, c->n_hot);
+    bad |= argf(w, &used, &argc, "--model") | argf(w, &used, &argc, "%s", c->model);
+    bad |= argf(w, &used, &argc, "--ctl") | argf(w, &used, &argc, "%s", c->ctl);
+    bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "%s", c->shm_name);
+    bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
     return bad ? -1 : 0;
 }
 

@@ -93,13 +93,13 @@ static const gpu_backend_ops *pick_backend(const char *name, pi_error *err)
 #ifdef PI_HAVE_CUDA
         if (pi_cuda_device_count() <= 0) {
             pi_error_set(err, "gpu worker: --backend cuda but no CUDA device is usable (no GPU, or no driver); "
-                         "use --backend host");
+                         "use --gpu-backend host");
             return NULL;
         }
         return &gpu_backend_cuda;
 #else
         pi_error_set(err, "gpu worker: --backend cuda but this build has no CUDA backend (rebuild with "
-                     "-DPI_CUDA=ON where the CUDA toolkit is installed); use --backend host");
+                     "-DPI_CUDA=ON where the CUDA toolkit is installed); use --gpu-backend host");
         return NULL;
 #endif
     }

@@ -1,4 +1,11 @@
 /* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..4 threads, computes the plain definition's result. */
+/* Under ThreadSanitizer (the pool's hand-off must stay race-free; it is, as
+ * of this writing, with no reports):
+ *   cmake -S . -B build-sparse-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
+ *   cmake --build build-sparse-tsan -j2 --target test_ffn_sparse
+ *   (cd build-sparse-tsan && ctest -R ffn_sparse --output-on-failure)
+ * TSan exits non-zero (66) after any report, so ctest fails on a race.
+ * PI_CPU_KERNEL does not matter here: every variant the CPU runs is tested. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

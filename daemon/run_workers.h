@@ -1,0 +1,21 @@
+/* `pid run` on the worker processes: the same engine as `pid start`
+ * (GPU worker + CPU workers, step segment, ZeroMQ control), without the RPC
+ * server: one request, streamed to stdout, then the workers quit. */
+#ifndef PI_DAEMON_RUN_WORKERS_H
+#define PI_DAEMON_RUN_WORKERS_H
+
+#include "gen_params.h"
+
+typedef struct run_workers_opts {
+    const char *model_path;
+    const char *prompt;
+    gen_params gen;
+    const char *gpu_backend;    /* "auto", "cuda", "host" */
+    int cpu_workers;            /* -1 = one per NUMA node */
+    double vram_budget_gib;     /* < 0 = automatic */
+} run_workers_opts;
+
+/* The process exit code: 0, or 1 with the reason on stderr. */
+int run_on_workers(const run_workers_opts *o);
+
+#endif
