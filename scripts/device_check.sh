@@ -12,7 +12,13 @@ for f in .deps/offline-debs/*.deb; do dpkg -x "$f" $P; done
 lib=$P/usr/lib/x86_64-linux-gnu
 [ -e $lib/libnuma.so ] || ln -sf /usr/lib/x86_64-linux-gnu/libnuma.so.1 $lib/libnuma.so
 export PATH=$P/usr/bin:/usr/local/cuda/bin:$PATH LD_LIBRARY_PATH=$lib:${LD_LIBRARY_PATH:-}
-export PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$P
+# libzmq.pc names private dependencies that are not installed there; stubs
+# satisfy pkg-config (we link dynamically, so they are never used).
+stubs=$P/stub-pc; mkdir -p $stubs
+for n in krb5-gssapi libsodium openpgm-5.3 norm libbsd; do
+  printf 'Name: %s\nDescription: stub\nVersion: 99\n' $n >$stubs/$n.pc
+done
+export PKG_CONFIG_PATH=$lib/pkgconfig:$stubs PKG_CONFIG_SYSROOT_DIR=$P
 shared=$(pwd)/.deps/shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
@@ -43,7 +49,7 @@ done
 
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
-$bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.002 --listen $ep >"$out/pid-start.txt" 2>&1
+$bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.0062 --listen $ep >"$out/pid-start.txt" 2>&1
 $bin/pictl workers --endpoint $ep 2>&1 | tee "$out/workers.txt"
 $bin/pictl generate --endpoint $ep --temp 0 -n 200 "" >/tmp/d.txt 2>/tmp/d.err
 printf '%s\n' "$(cat /tmp/d.txt)" >/tmp/d.norm
