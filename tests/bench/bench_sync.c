@@ -263,7 +263,7 @@ static double run_zmq(bench *b)
     return med;
 }
 
-static int run_gpu(bench *b, double *us)
+static int run_gpu(bench *b, int zero_copy, double *us)
 {
     pi_error err = {{0}};
     if (new_segment(b, &err) != 0) {
@@ -284,7 +284,7 @@ static int run_gpu(bench *b, double *us)
         a.off_partial[w] = (size_t)((char *)step_partial(base, &b->lay, w) - (char *)base);
     }
     char msg[256] = "";
-    int rc = bench_gpu_run(&a, us, msg, sizeof msg);
+    int rc = bench_gpu_run(&a, zero_copy, us, msg, sizeof msg);
     stop_workers(b, pids);
     shm_segment_destroy(&b->seg);
     if (rc != 0)
@@ -329,12 +329,17 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (gpu) {
 #ifdef PI_HAVE_CUDA
-        double us = 0;
-        int rc = run_gpu(&b, &us);
-        if (rc == 0)
-            printf("| GPU stream: xn D2H + write tick + wait %u done + partials H2D | %.2f |\n", b.workers, us);
-        else
-            printf("| GPU stream handshake | %s |\n", rc > 0 ? "no device" : "failed");
+        for (int zc = 0; zc < 2; zc++) {
+            double us = 0;
+            int rc = run_gpu(&b, zc, &us);
+            if (rc == 0 && !zc)
+                printf("| GPU stream: xn D2H copy + write tick + wait %u done + partials H2D copies | %.2f |\n", b.workers, us);
+            else if (rc == 0)
+                printf("| GPU stream, zero-copy: kernel stores xn + write tick + wait %u done + kernel sums mapped partials | %.2f |\n", b.workers, us);
+            else
+                printf("| GPU stream handshake | %s |\n", rc > 0 ? "no device" : "failed");
+            fflush(stdout);
+        }
 #else
         printf("| GPU stream handshake | not built (no CUDA) |\n");
 #endif

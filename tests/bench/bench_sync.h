@@ -15,7 +15,8 @@ typedef struct bench_gpu_args {
     uint32_t dim, layers, steps, warmup, n_workers, first_tick;
 } bench_gpu_args;
 
-/* 0 ok, 1 no device (skip), -1 error (message in err). */
-int bench_gpu_run(const bench_gpu_args *a, double *us_per_layer, char *err, size_t err_cap);
+/* 0 ok, 1 no device (skip), -1 error (message in err). zero_copy: kernels
+ * write xn to / read partials from the mapped segment instead of copies. */
+int bench_gpu_run(const bench_gpu_args *a, int zero_copy, double *us_per_layer, char *err, size_t err_cap);
 
 #endif

@@ -14,6 +14,25 @@ extern "C" {
 #include "bench_sync.h"
 }
 
+// Zero-copy variant: the kernel writes xn straight into the mapped segment
+// and another reads every worker's partial from it, so no copy-engine
+// transfer sits between the counters.
+__global__ void k_store(float *dst, const float *src, uint32_t n)
+{
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        dst[i] = src[i];
+}
+
+__global__ void k_sum_partials(float *acc, const char *base, const size_t *off, uint32_t n_workers, uint32_t n)
+{
+    for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float s = acc[i];
+        for (uint32_t w = 0; w < n_workers; w++)
+            s += ((const float *)(base + off[w]))[i];
+        acc[i] = s;
+    }
+}
+
 typedef CUresult (*write_fn)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 typedef CUresult (*wait_fn)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 
@@ -33,7 +52,7 @@ static double now_s(void)
         }                                                                                 \
     } while (0)
 
-extern "C" int bench_gpu_run(const bench_gpu_args *a, double *us_per_layer, char *err, size_t err_cap)
+extern "C" int bench_gpu_run(const bench_gpu_args *a, int zero_copy, double *us_per_layer, char *err, size_t err_cap)
 {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -59,6 +78,9 @@ extern "C" int bench_gpu_run(const bench_gpu_args *a, double *us_per_layer, char
     CK(cudaMalloc((void **)&dx, xbytes));
     CK(cudaMalloc((void **)&dp, xbytes * (a->n_workers ? a->n_workers : 1)));
     CK(cudaMemset(dx, 0, xbytes));
+    size_t *doff = NULL;
+    CK(cudaMalloc((void **)&doff, sizeof a->off_partial));
+    CK(cudaMemcpy(doff, a->off_partial, sizeof a->off_partial, cudaMemcpyHostToDevice));
 
     uint32_t tick = a->first_tick;
     double t0 = 0;
@@ -69,7 +91,12 @@ extern "C" int bench_gpu_run(const bench_gpu_args *a, double *us_per_layer, char
         }
         for (uint32_t l = 0; l < a->layers; l++) {
             tick++;
-            CK(cudaMemcpyAsync((char *)a->base + a->off_x, dx, xbytes, cudaMemcpyDeviceToHost, s));
+            if (zero_copy) {
+                k_store<<<8, 256, 0, s>>>((float *)(dbase + a->off_x), dx, a->dim);
+                CK(cudaGetLastError());
+            } else {
+                CK(cudaMemcpyAsync((char *)a->base + a->off_x, dx, xbytes, cudaMemcpyDeviceToHost, s));
+            }
             if (wr(s, (CUdeviceptr)(dbase + a->off_layer), tick, CU_STREAM_WRITE_VALUE_DEFAULT) != CUDA_SUCCESS) {
                 snprintf(err, err_cap, "cuStreamWriteValue32 failed");
                 return -1;
@@ -79,14 +106,20 @@ extern "C" int bench_gpu_run(const bench_gpu_args *a, double *us_per_layer, char
                     snprintf(err, err_cap, "cuStreamWaitValue32 failed");
                     return -1;
                 }
-                CK(cudaMemcpyAsync(dp + (size_t)w * a->dim, (char *)a->base + a->off_partial[w], xbytes,
-                                   cudaMemcpyHostToDevice, s));
+                if (!zero_copy)
+                    CK(cudaMemcpyAsync(dp + (size_t)w * a->dim, (char *)a->base + a->off_partial[w], xbytes,
+                                       cudaMemcpyHostToDevice, s));
+            }
+            if (zero_copy) {
+                k_sum_partials<<<8, 256, 0, s>>>(dx, dbase, doff, a->n_workers, a->dim);
+                CK(cudaGetLastError());
             }
         }
     }
     CK(cudaStreamSynchronize(s));
     double t = now_s() - t0;
     *us_per_layer = t * 1e6 / ((double)a->steps * a->layers);
+    cudaFree(doff);
     cudaFree(dx);
     cudaFree(dp);
     cudaStreamDestroy(s);
