@@ -17,7 +17,7 @@ static void usage(FILE *out)
                  "                      [--seed S] [--no-stream] [--json] [--no-bos] PROMPT\n\n"
                  "  --endpoint E          pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
                  "  --no-stream           print the text once, at the end\n"
-                 "  --json                print one JSON object: text, tokens and statistics\n"
+                 "  --json                print one JSON object: generated text, tokens and statistics\n"
                  "  --no-bos              do not put BOS before the prompt\n"
                  "%s",
             gen_params_usage());
@@ -239,6 +239,12 @@ int cmd_generate(int argc, char **argv)
     gen_out g;
     memset(&g, 0, sizeof g);
     g.stream = !no_stream && !json;
+    /* Text output continues the prompt, so show the prompt first (as
+     * `pid run` does); --json carries only the generated text. */
+    if (!json) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
     /* No overall timeout: a long prompt may take a while; a pid that goes
      * away ends the call through the connection monitor. */
     int rc = rpc_call(c, &req, on_response, &g, -1, NULL, &err);
