@@ -152,7 +152,7 @@ static int load(cworker *c, pi_error *err)
 
     /* The step segment. max_batch is pid's choice: take it from the header,
      * then let the check compare everything else with this model. */
-    if (!(c->seg = shm_segment_open(o->shm_name, err)))
+    if (!(c->seg = shm_segment_attach(o->shm_name, err)))
         return pi_error_wrap(err, "%s", c->name);
     c->base = shm_segment_base(c->seg);
     if (shm_segment_size(c->seg) >= sizeof(step_header))

@@ -140,7 +140,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         goto fail;
     char seg_name[64];
     snprintf(seg_name, sizeof seg_name, "/pi-step-%d", (int)getpid());
-    e->seg = shm_segment_create_flags(seg_name, e->lay.total_bytes, SHM_SEG_NO_HUGE, err);
+    /* Huge pages when the kernel has them; workers inherit the fd. */
+    e->seg = shm_segment_create(seg_name, e->lay.total_bytes, err);
     if (!e->seg)
         goto fail;
     e->base = shm_segment_base(e->seg);
@@ -168,7 +169,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     if (supervisor_bin_dir(bin_dir, sizeof bin_dir, err) < 0)
         goto fail;
     sup_config sc = {.bin_dir = bin_dir, .model = e->model_path, .ctl = e->ctl_ep,
-                     .shm_name = shm_segment_name(e->seg), .backend = e->backend,
+                     .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
+                     .backend = e->backend,
                      .n_hot = e->plan.n_hot, .max_seqs = o->max_seqs, .max_batch = o->max_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu};
     if (supervisor_init(&e->sup, &sc, err) < 0)

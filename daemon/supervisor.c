@@ -2,6 +2,7 @@
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <numa.h>
 #include <sched.h>
@@ -42,6 +43,8 @@ int supervisor_bin_dir(char *buf, size_t cap, pi_error *err)
 }
 
 /* Appends a formatted argument to w's argv, inside argbuf. */
+#define SUP_SHM_FD 3
+
 static int argf(sup_worker *w, size_t *used, size_t *argc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -134,7 +137,10 @@ static int build_argv(sup_worker *w, const sup_config *c)
     }
     bad |= argf(w, &used, &argc, "--model") | argf(w, &used, &argc, "%s", c->model);
     bad |= argf(w, &used, &argc, "--ctl") | argf(w, &used, &argc, "%s", c->ctl);
-    bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "%s", c->shm_name);
+    if (c->shm_fd > 0)
+        bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "fd:%d", SUP_SHM_FD);
+    else
+        bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "%s", c->shm_name);
     bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
     return bad ? -1 : 0;
 }
@@ -148,6 +154,7 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
     if (nodes < 1)
         nodes = 1;
     s->n = c->n_cpu + 1;
+    s->shm_fd = c->shm_fd;
     for (uint32_t i = 0; i < s->n; i++) {
         sup_worker *w = &s->w[i];
         w->is_gpu = i == 0;
@@ -174,7 +181,6 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
 
 int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
 {
-    (void)s;
     pid_t parent = getpid();
     pid_t p = fork();
     if (p < 0)
@@ -187,6 +193,14 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
+        /* The step segment (a huge-page memfd has no name) stays open
+         * across exec as fd SUP_SHM_FD; every other fd is close-on-exec. */
+        if (s->shm_fd > 0) {
+            if (s->shm_fd != SUP_SHM_FD && dup2(s->shm_fd, SUP_SHM_FD) < 0)
+                _exit(126);
+            if (fcntl(SUP_SHM_FD, F_SETFD, 0) < 0)
+                _exit(126);
+        }
         execv(w->argv[0], w->argv);
         static const char m1[] = "pid: cannot exec ", m2[] = " (the worker binaries belong next to pid)\n";
         ssize_t r = write(2, m1, sizeof m1 - 1);

@@ -42,11 +42,13 @@ typedef struct sup_worker {
 typedef struct sup_config {
     const char *bin_dir;    /* folder of pi-gpu-worker / pi-cpu-worker */
     const char *model, *ctl, *shm_name, *backend;
+    int shm_fd;             /* > 0: handed to workers as fd 3 ("--shm fd:3"); else by name */
     uint32_t n_hot, max_seqs, max_batch, n_ctx, n_cpu;
 } sup_config;
 
 typedef struct supervisor {
     uint32_t n;             /* workers[0] is "gpu", then "cpu:0".."cpu:N-1" */
+    int shm_fd;             /* from sup_config */
     sup_worker w[SUP_MAX_WORKERS];
 } supervisor;
 

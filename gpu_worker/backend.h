@@ -9,6 +9,7 @@
 #ifndef PI_GPU_BACKEND_H
 #define PI_GPU_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
@@ -53,6 +54,10 @@ typedef struct gpu_backend_ops {
     /* Final norm + lm_head for the entries with want_logits, rows written to
      * out in entry order (n_vocab floats each). */
     int (*logits)(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err);
+    /* Optional (NULL when not needed): the shared step segment, so the
+     * device copies to and from it directly (cudaHostRegister). Called once,
+     * before the first step; the memory stays mapped until destroy. */
+    int (*map_host)(gpu_backend *b, void *base, size_t size, pi_error *err);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;

@@ -42,8 +42,7 @@ struct gpu_backend {
     // Per-step scratch, sized for max_batch entries.
     gpu_entry *d_entries, *h_entries;   // h_entries is pinned host memory
     float *x, *xb, *q, *k, *v, *att, *tmp, *hot, *g, *u, *logits;
-    float *h_partials;                  // pinned staging for CPU partials
-    float *h_xn;                        // pinned staging for xn
+    void *host_base;                    // the registered step segment, or NULL
     uint32_t *d_rows, *h_rows;          // rows that want logits
 };
 
@@ -311,8 +310,8 @@ static void free_all(gpu_backend *b)
     cudaFree(b->d_rows);
     cudaFreeHost(b->h_entries);
     cudaFreeHost(b->h_rows);
-    cudaFreeHost(b->h_partials);
-    cudaFreeHost(b->h_xn);
+    if (b->host_base)
+        cudaHostUnregister(b->host_base);
     if (b->blas)
         cublasDestroy(b->blas);
     if (b->stream)
@@ -377,8 +376,6 @@ static int create_inner(gpu_backend *b, pi_error *err)
     b->device_bytes += nb * (sizeof(gpu_entry) + sizeof(uint32_t));
     CU(cudaMallocHost((void **)&b->h_entries, nb * sizeof(gpu_entry)));
     CU(cudaMallocHost((void **)&b->h_rows, nb * sizeof(uint32_t)));
-    CU(cudaMallocHost((void **)&b->h_partials, nb * m->dim * sizeof(float)));
-    CU(cudaMallocHost((void **)&b->h_xn, nb * m->dim * sizeof(float)));
     return 0;
 }
 
@@ -470,10 +467,10 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
     LAUNCHED();
     k_rmsnorm<<<n, 256, 0, b->stream>>>(b->xb, b->x, L->ffn_norm, dim, m->norm_eps);
     LAUNCHED();
-    // xn leaves through pinned staging: the segment itself is not registered yet.
-    CU(cudaMemcpyAsync(b->h_xn, b->xb, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
+    // Straight into the shared segment (registered by map_host, so the copy
+    // engine writes it directly); the CPU workers read it once we publish.
+    CU(cudaMemcpyAsync(xn_out, b->xb, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
     CU(cudaStreamSynchronize(b->stream));
-    memcpy(xn_out, b->h_xn, (size_t)n * dim * sizeof(float));
     return 0;
 }
 
@@ -506,11 +503,10 @@ static int cuda_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *cons
     unsigned grid = blocks_for(len, 256);
     // tmp = hot + p0 + p1 + ...; then x += tmp: the host backend's order.
     CU(cudaMemcpyAsync(b->tmp, b->hot, len * sizeof(float), cudaMemcpyDeviceToDevice, b->stream));
+    // Each partial comes straight from the segment; the stream orders the
+    // reuse of b->q between one copy's add and the next copy.
     for (uint32_t i = 0; i < n_partials; i++) {
-        // The staging buffer is reused: wait for the previous upload's add.
-        CU(cudaStreamSynchronize(b->stream));
-        memcpy(b->h_partials, partials[i], len * sizeof(float));
-        CU(cudaMemcpyAsync(b->q, b->h_partials, len * sizeof(float), cudaMemcpyHostToDevice, b->stream));
+        CU(cudaMemcpyAsync(b->q, partials[i], len * sizeof(float), cudaMemcpyHostToDevice, b->stream));
         k_add<<<grid, 256, 0, b->stream>>>(b->tmp, b->q, len);
         LAUNCHED();
     }
@@ -542,7 +538,16 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
     return 0;
 }
 
+static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
+{
+    if (b->host_base)
+        return pi_error_set(err, "cuda backend: a segment is already registered");
+    CU(cudaHostRegister(base, size, cudaHostRegisterPortable));
+    b->host_base = base;
+    return 0;
+}
+
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
-    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits,
+    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_map_host,
 };

@@ -130,12 +130,14 @@ static int load(gworker *g, pi_error *err)
              plan.n_ff, plan.max_seqs, plan.n_ctx);
 
     /* The step segment: refuse one made for another shape. */
-    if (!(g->seg = shm_segment_open(o->shm_name, err)))
+    if (!(g->seg = shm_segment_attach(o->shm_name, err)))
         return pi_error_wrap(err, "gpu worker");
     g->base = shm_segment_base(g->seg);
     step_params sp = {.n_layers = g->m->n_layers, .dim = g->m->dim, .n_ff = g->m->n_ff,
                       .n_vocab = g->m->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = o->n_cpu_workers};
     if (step_header_check(g->base, shm_segment_size(g->seg), &sp, &g->lay, err) < 0)
+        return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
+    if (g->ops->map_host && g->ops->map_host(g->b, g->base, shm_segment_size(g->seg), err) < 0)
         return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
     g->entries = calloc(o->max_batch, sizeof *g->entries);
     g->partials = calloc(o->n_cpu_workers ? o->n_cpu_workers : 1, sizeof *g->partials);

@@ -266,3 +266,17 @@ int shm_segment_fd(const shm_segment *seg) { return seg->fd; }
 const char *shm_segment_name(const shm_segment *seg) { return seg->name; }
 bool shm_segment_is_huge(const shm_segment *seg) { return seg->huge; }
 bool shm_segment_is_named(const shm_segment *seg) { return seg->named; }
+
+shm_segment *shm_segment_attach(const char *spec, pi_error *err)
+{
+    if (!strncmp(spec, "fd:", 3)) {
+        char *end = NULL;
+        long fd = strtol(spec + 3, &end, 10);
+        if (spec[3] == '\0' || *end || fd < 0 || fd > 65535) {
+            pi_error_set(err, "segment '%s': expected fd:N with N a file descriptor number", spec);
+            return NULL;
+        }
+        return shm_segment_from_fd((int)fd, 0, err);
+    }
+    return shm_segment_open(spec, err);
+}

@@ -38,6 +38,10 @@ shm_segment *shm_segment_open(const char *name, pi_error *err);
  * min_size (0: any size). The segment dup()s fd: the caller keeps its own. */
 shm_segment *shm_segment_from_fd(int fd, size_t min_size, pi_error *err);
 
+/* Maps a segment named by spec: "fd:N" (an inherited descriptor, as pid
+ * hands the step segment to its workers) or a segment name. */
+shm_segment *shm_segment_attach(const char *spec, pi_error *err);
+
 /* Unmaps, closes, and unlinks the name if this process created it. NULLs
  * *seg; a NULL *seg is a no-op. Other processes' mappings stay valid. */
 void shm_segment_destroy(shm_segment **seg);
