@@ -5,6 +5,7 @@
  * file is closed once the shard is copied out: the worker keeps only its
  * rows. A step allocates nothing. */
 #include "worker.h"
+#include "pi_proc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -74,29 +75,11 @@ int cpu_list_parse(const char *s, cpu_set_t *set, pi_error *err)
     return 0;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static uint64_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, rss = 0;
-    if (!f)
-        return 0;
-    int n = fscanf(f, "%llu %llu", &size, &rss);
-    fclose(f);
-    return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
 static int send_ctl(cworker *c, Pi__Control *m, pi_error *err)
 {
     if (wire_send(c->sock, NULL, 0, WIRE_CTL_HEADER, &m->base, err) < 0)
         return pi_error_wrap(err, "%s: sending to pid at %s", c->name, c->o->ctl);
-    c->last_sent_ms = now_ms();
+    c->last_sent_ms = pi_now_ms();
     return 0;
 }
 
@@ -165,7 +148,7 @@ static int load(cworker *c, pi_error *err)
 static int send_ready(cworker *c, pi_error *err)
 {
     Pi__Ready r = PI__READY__INIT;
-    r.rss_bytes = rss_bytes();
+    r.rss_bytes = pi_rss_bytes(0);
     r.backend = "cpu";
     r.numa_node = c->shard->numa_node;
     r.detail = c->detail;
@@ -178,7 +161,7 @@ static int send_ready(cworker *c, pi_error *err)
 static int send_heartbeat(cworker *c, pi_error *err)
 {
     Pi__Heartbeat h = PI__HEARTBEAT__INIT;
-    h.rss_bytes = rss_bytes();
+    h.rss_bytes = pi_rss_bytes(0);
     Pi__Control m = PI__CONTROL__INIT;
     m.kind_case = PI__CONTROL__KIND_HEARTBEAT;
     m.heartbeat = &h;
@@ -220,7 +203,7 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
 static int serve(cworker *c, pi_error *err)
 {
     for (;;) {
-        double idle = now_ms() - c->last_sent_ms;
+        double idle = pi_now_ms() - c->last_sent_ms;
         if (idle >= HEARTBEAT_MS) {
             if (send_heartbeat(c, err) < 0)
                 return -1;

@@ -1,5 +1,6 @@
 /* pid's poll loop: workers, steps, recovery (engine.h, docs/architecture.md). */
 #include "engine.h"
+#include "pi_proc.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -59,13 +60,6 @@ static int numa_nodes_or_one(void)
     return n > 0 ? n : 1;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 static const char *pick_backend(const char *want)
 {
     if (strcmp(want, "auto"))
@@ -85,7 +79,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         return NULL;
     }
     e->sfd = -1;
-    e->t_start = now_ms();
+    e->t_start = pi_now_ms();
     snprintf(e->model_path, sizeof e->model_path, "%s", o->model_path);
     snprintf(e->backend, sizeof e->backend, "%s", pick_backend(o->gpu_backend));
 
@@ -214,9 +208,9 @@ void engine_free(engine **ep)
         return;
     if (e->ctl && supervisor_running(&e->sup)) {
         send_quit(e);
-        double until = now_ms() + QUIT_WAIT_MS;
+        double until = pi_now_ms() + QUIT_WAIT_MS;
         e->stopping = e->quitting = 1;
-        while (supervisor_running(&e->sup) && now_ms() < until) {
+        while (supervisor_running(&e->sup) && pi_now_ms() < until) {
             reap_children(e);
             usleep(10000);
         }
@@ -278,7 +272,7 @@ static void step_failed(engine *e, const char *why)
 
 static void on_worker_exit(engine *e, pid_t pid, int status)
 {
-    double now = now_ms();
+    double now = pi_now_ms();
     sup_worker *w = supervisor_reap(&e->sup, pid, status, now, e->quitting);
     if (!w)
         return;
@@ -332,7 +326,7 @@ static void on_control(engine *e, const wire_msg *m)
     sup_worker *w = supervisor_find(&e->sup, m->routing_id, m->routing_id_len);
     if (!w || w->pid <= 0)
         return; /* a stranger, or a dead worker's last words */
-    double now = now_ms();
+    double now = pi_now_ms();
     supervisor_seen(w, now);
     const Pi__Control *c = m->control;
     switch (c->kind_case) {
@@ -453,7 +447,7 @@ void engine_stop(engine *e, double grace_s)
     if (e->stopping)
         return;
     e->stopping = 1;
-    e->stop_deadline = now_ms() + grace_s * 1e3;
+    e->stop_deadline = pi_now_ms() + grace_s * 1e3;
 }
 
 int engine_stopping(const engine *e) { return e->stopping; }
@@ -467,7 +461,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
         {.socket = e->io_sock, .events = ZMQ_POLLIN},
     };
     int n_items = e->io_sock ? 3 : 2;
-    double due = supervisor_next_due(&e->sup, now_ms());
+    double due = supervisor_next_due(&e->sup, pi_now_ms());
     if (due >= 0 && due < (double)timeout_ms)
         timeout_ms = (long)due + 1;
     int r = zmq_poll(items, n_items, timeout_ms);
@@ -482,7 +476,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
             e->io_fn(e->io_ud);
     }
     reap_children(e);
-    double now = now_ms();
+    double now = pi_now_ms();
     supervisor_tick(&e->sup, now, e->in_flight);
     if (!e->starting && !e->quitting) {
         check_lost_workers(e, now);
@@ -494,7 +488,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
 
 int engine_start(engine *e, double timeout_s, pi_error *err)
 {
-    double now = now_ms(), until = now + timeout_s * 1e3;
+    double now = pi_now_ms(), until = now + timeout_s * 1e3;
     e->starting = 1;
     for (uint32_t i = 0; i < e->sup.n; i++)
         if (supervisor_spawn(&e->sup, &e->sup.w[i], now, err) < 0) {
@@ -512,7 +506,7 @@ int engine_start(engine *e, double timeout_s, pi_error *err)
             pi_error_set(err, "stopped by a signal while starting the workers");
             break;
         }
-        if (now_ms() > until) {
+        if (pi_now_ms() > until) {
             for (uint32_t i = 0; i < e->sup.n; i++)
                 if (e->sup.w[i].state != SUP_READY) {
                     pi_error_set(err, "worker %s did not become ready within %.0f s%s%s",
@@ -530,7 +524,7 @@ int engine_start(engine *e, double timeout_s, pi_error *err)
 int engine_run(engine *e, int until_idle, pi_error *err)
 {
     for (;;) {
-        double now = now_ms();
+        double now = pi_now_ms();
         if (until_idle && !e->in_flight && !scheduler_active(e->sched) && !scheduler_queued(e->sched))
             return 0;
         if (e->stopping && !e->quitting) {
@@ -576,7 +570,7 @@ int engine_restart_worker(engine *e, const char *name, uint32_t *new_pid, pi_err
     }
     snprintf(w->last_error, sizeof w->last_error, "restarted on request");
     w->restart_at_ms = 0;
-    supervisor_tick(&e->sup, now_ms(), e->in_flight);
+    supervisor_tick(&e->sup, pi_now_ms(), e->in_flight);
     if (w->pid <= 0)
         return pi_error_set(err, "worker %s: could not be started again: %s", name, w->last_error);
     *new_pid = (uint32_t)w->pid;
@@ -589,5 +583,5 @@ supervisor *engine_supervisor(engine *e) { return &e->sup; }
 const char *engine_model_path(const engine *e) { return e->model_path; }
 uint32_t engine_queue_length(const engine *e) { return scheduler_queued(e->sched); }
 uint32_t engine_active(const engine *e) { return scheduler_active(e->sched); }
-uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(now_ms() - e->t_start); }
+uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(pi_now_ms() - e->t_start); }
 uint32_t engine_max_tokens_limit(const engine *e) { return e->n_ctx; }

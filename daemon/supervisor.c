@@ -1,5 +1,6 @@
 /* Worker processes: spawn, reap, restart with backoff, hang detection. */
 #include "supervisor.h"
+#include "pi_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -336,13 +337,5 @@ uint32_t supervisor_running(const supervisor *s)
 
 uint64_t supervisor_rss(pid_t pid)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    unsigned long long size = 0, rss = 0;
-    int ok = fscanf(f, "%llu %llu", &size, &rss) == 2;
-    fclose(f);
-    return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+    return pi_rss_bytes((int)pid);
 }

@@ -6,6 +6,7 @@
  * segment and StepDone answers pid. Every buffer is sized at load: a step
  * allocates nothing but the protobuf reply. */
 #include "worker.h"
+#include "pi_proc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -41,29 +42,11 @@ typedef struct gworker {
     double last_sent_ms;
 } gworker;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static uint64_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, rss = 0;
-    if (!f)
-        return 0;
-    int n = fscanf(f, "%llu %llu", &size, &rss);
-    fclose(f);
-    return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
 static int send_ctl(gworker *g, Pi__Control *c, pi_error *err)
 {
     if (wire_send(g->sock, NULL, 0, WIRE_CTL_HEADER, &c->base, err) < 0)
         return pi_error_wrap(err, "gpu worker: sending to pid at %s", g->o->ctl);
-    g->last_sent_ms = now_ms();
+    g->last_sent_ms = pi_now_ms();
     return 0;
 }
 
@@ -151,7 +134,7 @@ static int load(gworker *g, pi_error *err)
 static int send_ready(gworker *g, pi_error *err)
 {
     Pi__Ready r = PI__READY__INIT;
-    r.rss_bytes = rss_bytes();
+    r.rss_bytes = pi_rss_bytes(0);
     r.device_bytes = g->ops->device_bytes(g->b);
     r.backend = (char *)g->ops->name;
     r.numa_node = -1;
@@ -165,7 +148,7 @@ static int send_ready(gworker *g, pi_error *err)
 static int send_heartbeat(gworker *g, pi_error *err)
 {
     Pi__Heartbeat h = PI__HEARTBEAT__INIT;
-    h.rss_bytes = rss_bytes();
+    h.rss_bytes = pi_rss_bytes(0);
     h.device_bytes = g->ops->device_bytes(g->b);
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_HEARTBEAT;
@@ -233,7 +216,7 @@ static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
 static int serve(gworker *g, pi_error *err)
 {
     for (;;) {
-        double idle = now_ms() - g->last_sent_ms;
+        double idle = pi_now_ms() - g->last_sent_ms;
         if (idle >= HEARTBEAT_MS) {
             if (send_heartbeat(g, err) < 0)
                 return -1;

@@ -1,0 +1,28 @@
+#include "pi_proc.h"
+
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+double pi_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* cannot fail with a valid clock id */
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+uint64_t pi_rss_bytes(int pid)
+{
+    char path[64];
+    if (pid > 0)
+        snprintf(path, sizeof path, "/proc/%d/statm", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/statm");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    unsigned long long size = 0, rss = 0;
+    int ok = fscanf(f, "%llu %llu", &size, &rss) == 2;
+    fclose(f);
+    return ok ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}

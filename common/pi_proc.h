@@ -1,0 +1,15 @@
+/* Small process facts every pi process needs: a monotonic clock and the
+ * resident memory of a process (for Status and heartbeats). */
+#ifndef PI_PROC_H
+#define PI_PROC_H
+
+#include <stdint.h>
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+double pi_now_ms(void);
+
+/* Resident set size in bytes of process pid (0 = this process), from
+ * /proc/PID/statm; 0 if it cannot be read (the process is gone). */
+uint64_t pi_rss_bytes(int pid);
+
+#endif
