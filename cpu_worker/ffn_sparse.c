@@ -20,6 +20,10 @@ void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act ac
     for (size_t i = 0; i < n_active; i++) {
         uint32_t j = active[i];
         float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, dim);
+        /* ReLU of a gate <= 0 makes h exactly 0 whatever up is: the up and
+         * down rows need not be read (the "exact" FFN mode rests on this). */
+        if (act != PI_ACT_SILU && !(g > 0.0f))
+            continue;
         float u = k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim);
         float h = ops_ffn_act(act, g, u);
         if (h == 0.0f)

@@ -9,12 +9,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "ffn_mode.h"
 #include "worker.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-cpu-worker --model PATH --ctl ENDPOINT --shm NAME --index I --of N\n"
-               "       [--hot K] [--numa-node NODE] [--cpus LIST]\n"
+               "       [--hot K] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
                "Started by pid; computes cold-neuron shard I of N of every FFN layer.\n");
 }
 
@@ -65,7 +66,12 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, 256, &u), o.of = (uint32_t)u, have_of = 1;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
-        else if (!strcmp(a, "--numa-node")) {
+        else if (!strcmp(a, "--ffn")) {
+            if (pi_ffn_mode_parse(v, &o.ffn) < 0) {
+                fprintf(stderr, "pi-cpu-worker: --ffn '%s': expected dense, exact or predicted\n", v);
+                bad = -1;
+            }
+        } else if (!strcmp(a, "--numa-node")) {
             if (!strcmp(v, "-1"))
                 o.numa_node = -1;
             else

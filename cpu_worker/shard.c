@@ -6,6 +6,7 @@
  * neurons and cannot be cut into columns (the shard then holds 4 bytes per
  * down element instead of ~1). */
 #include "shard.h"
+#include "ffn_sparse.h"
 
 #include <numa.h>
 #include <stdlib.h>
@@ -110,4 +111,18 @@ void cpu_shard_free(cpu_shard **sp)
     free(s->layers);
     free(s);
     *sp = NULL;
+}
+
+void cpu_shard_sparse_layer(const cpu_shard *s, uint32_t l, ffn_sparse_layer *f)
+{
+    const cpu_shard_layer *L = &s->layers[l];
+    f->dim = s->dim;
+    f->n_neurons = s->end - s->begin;
+    f->gate_type = L->gate_type;
+    f->up_type = L->up_type;
+    f->down_t_type = L->down_t_type;
+    f->gate = L->data;
+    f->up = L->data + L->gate_bytes;
+    f->down_t = L->data + L->gate_bytes + L->up_bytes;
+    f->gate_stride = f->up_stride = f->down_t_stride = L->record_bytes;
 }

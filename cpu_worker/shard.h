@@ -51,4 +51,9 @@ static inline const void *cpu_shard_down_t(const cpu_shard *s, uint32_t l, uint3
     return (const char *)cpu_shard_up(s, l, j) + s->layers[l].up_bytes;
 }
 
+/* Layer l of the shard as the sparse kernels' rows (ffn_sparse.h), with
+ * shard-local neuron indices 0..end-begin-1. */
+struct ffn_sparse_layer;
+void cpu_shard_sparse_layer(const cpu_shard *s, uint32_t l, struct ffn_sparse_layer *out);
+
 #endif

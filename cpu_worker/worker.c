@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "ffn_cold.h"
+#include "ffn_pool.h"
 #include "model.h"
 #include "plan.h"
 #include "segment.h"
@@ -33,6 +34,9 @@ typedef struct cworker {
     void *zctx, *sock;
     cpu_shard *shard;
     uint32_t n_layers;
+    ffn_pool *pool;             /* exact/predicted: the fast kernels' threads */
+    ffn_sparse_layer *sparse;   /* per layer: the shard as ffn_sparse rows */
+    uint32_t *all;              /* 0..n-1: the exact mode's candidate list */
     shm_segment *seg;
     void *base;
     step_layout lay;
@@ -102,6 +106,31 @@ static int connect_ctl(cworker *c, pi_error *err)
     return send_ctl(c, &m, err);
 }
 
+/* The fast path: the shard's layers as ffn_sparse rows, a pool with one
+ * thread per CPU this worker may run on, the best kernels this CPU has. */
+static int make_pool(cworker *c, pi_error *err)
+{
+    const cpu_shard *sh = c->shard;
+    uint32_t n = sh->end - sh->begin;
+    cpu_set_t set;
+    uint32_t threads = 1;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        threads = (uint32_t)CPU_COUNT(&set);
+    const ffn_kernels *k = ffn_kernels_select(err);
+    if (!k)
+        return pi_error_wrap(err, "%s", c->name);
+    c->sparse = calloc(sh->n_layers, sizeof *c->sparse);
+    c->all = malloc((n ? n : 1) * sizeof *c->all);
+    if (!c->sparse || !c->all)
+        return pi_error_set(err, "%s: out of memory", c->name);
+    for (uint32_t j = 0; j < n; j++)
+        c->all[j] = j;
+    for (uint32_t l = 0; l < sh->n_layers; l++)
+        cpu_shard_sparse_layer(sh, l, &c->sparse[l]);
+    c->pool = ffn_pool_new(threads, sh->dim, k, err);
+    return c->pool ? 0 : pi_error_wrap(err, "%s", c->name);
+}
+
 static int load(cworker *c, pi_error *err)
 {
     const cpu_worker_opts *o = c->o;
@@ -129,9 +158,12 @@ static int load(cworker *c, pi_error *err)
     model_close(&m);
     if (!c->shard)
         return pi_error_wrap(err, "%s", c->name);
-    snprintf(c->detail, sizeof c->detail, "neurons [%u, %u) of %u per layer, %.1f MiB%s", r.begin, r.end,
-             plan.n_ff, (double)c->shard->bytes / (1 << 20),
-             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)");
+    if (o->ffn != PI_FFN_DENSE && make_pool(c, err) < 0)
+        return -1;
+    snprintf(c->detail, sizeof c->detail, "neurons [%u, %u) of %u per layer, %.1f MiB%s; ffn %s%s%s", r.begin,
+             r.end, plan.n_ff, (double)c->shard->bytes / (1 << 20),
+             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
+             c->pool ? ", kernels " : "", c->pool ? ffn_pool_kernels(c->pool)->name : "");
 
     /* The step segment. max_batch is pid's choice: take it from the header,
      * then let the check compare everything else with this model. */
@@ -193,7 +225,15 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
             return 0;   /* aborted: a peer died; pid sends the next Step */
         if (r != 0)
             return pi_error_set(err, "%s: step %" PRIu64 ": waiting for layer %u failed", c->name, st->step_no, l);
-        ffn_cold(c->shard, l, x, n, partial);
+        if (!c->pool) {
+            ffn_cold(c->shard, l, x, n, partial);
+        } else {
+            uint32_t dim = c->shard->dim, cnt = c->shard->end - c->shard->begin;
+            for (uint32_t e = 0; e < n; e++)
+                if (ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, x + (size_t)e * dim, c->all, cnt,
+                                   partial + (size_t)e * dim, err) < 0)
+                    return pi_error_wrap(err, "%s: layer %u", c->name, l);
+        }
         seq_publish(done, t);
     }
     return 0;
@@ -267,6 +307,9 @@ int cpu_worker_run(const cpu_worker_opts *o, pi_error *err)
     if (rc < 0)
         send_error(&c, err->msg);
 out:
+    ffn_pool_free(&c.pool);
+    free(c.sparse);
+    free(c.all);
     cpu_shard_free(&c.shard);
     shm_segment_destroy(&c.seg);
     if (c.sock) {

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdint.h>
 
+#include "ffn_mode.h"
 #include "pi_error.h"
 
 typedef struct cpu_worker_opts {
@@ -17,6 +18,8 @@ typedef struct cpu_worker_opts {
     uint32_t index, of;         /* shard index of of */
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
     int numa_node;              /* -1: no NUMA placement */
+    pi_ffn_mode ffn;            /* dense: plain kernel over every neuron; exact: fast
+                                   kernels, neurons with a ReLU gate <= 0 skipped */
 } cpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a

@@ -1,6 +1,7 @@
 /* pid.conf parsing and `pid start` flags. One table maps keys to setters so
  * the file and the flags accept the same names and ranges. */
 #include "config.h"
+#include "ffn_mode.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,6 +15,7 @@ void pid_config_default(pid_config *c)
     c->cpu_workers = -1;
     c->vram_budget_gib = -1.0;
     snprintf(c->gpu_backend, sizeof c->gpu_backend, "auto");
+    snprintf(c->ffn, sizeof c->ffn, "auto");
     c->max_seqs = 8;
     c->max_batch = 32;
     c->n_ctx = 0;
@@ -71,6 +73,12 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         return set_str(c->log_file, sizeof c->log_file, key, v, err);
     if (!strcmp(key, "pid_file"))
         return set_str(c->pid_file, sizeof c->pid_file, key, v, err);
+    if (!strcmp(key, "ffn")) {
+        pi_ffn_mode m;
+        if (strcmp(v, "auto") && pi_ffn_mode_parse(v, &m) < 0)
+            return pi_error_set(err, "ffn: '%s' is not one of auto, dense, exact, predicted", v);
+        return set_str(c->ffn, sizeof c->ffn, key, v, err);
+    }
     if (!strcmp(key, "gpu_backend")) {
         if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "host"))
             return pi_error_set(err, "gpu_backend: '%s' is not one of auto, cuda, host", v);
@@ -182,6 +190,7 @@ static const struct {
     {"--cpu-workers", NULL, "cpu_workers"},
     {"--vram-budget", NULL, "vram_budget"},
     {"--gpu-backend", NULL, "gpu_backend"},
+    {"--ffn", NULL, "ffn"},
     {"--max-seqs", NULL, "max_seqs"},
     {"--max-batch", NULL, "max_batch"},
     {"--n-ctx", NULL, "n_ctx"},

@@ -16,6 +16,7 @@ typedef struct pid_config {
     int cpu_workers;                /* -1 = one per NUMA node */
     double vram_budget_gib;         /* < 0 = automatic (backend's rule) */
     char gpu_backend[16];           /* "auto", "cuda" or "host" */
+    char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
     uint32_t max_seqs, max_batch;
     uint32_t n_ctx;                 /* 0 = the model's */
     char log_file[PID_PATH_MAX];    /* "" = <rundir>/pid.log when daemonized */

@@ -1,5 +1,6 @@
 /* pid's poll loop: workers, steps, recovery (engine.h, docs/architecture.md). */
 #include "engine.h"
+#include "ffn_mode.h"
 #include "pi_proc.h"
 
 #include <errno.h>
@@ -117,6 +118,18 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     }
     e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
     e->max_batch = o->max_batch;
+    /* auto: exact for ReLU-family models (their zeros are free to skip),
+     * dense for SiLU ones. Predicted needs the predictor work to land. */
+    pi_ffn_mode ffn = e->model->act == PI_ACT_SILU ? PI_FFN_DENSE : PI_FFN_EXACT;
+    if (o->ffn && strcmp(o->ffn, "auto") && pi_ffn_mode_parse(o->ffn, &ffn) < 0) {
+        pi_error_set(err, "--ffn '%s': expected auto, dense, exact or predicted", o->ffn);
+        goto fail;
+    }
+    if (ffn == PI_FFN_PREDICTED) {
+        pi_error_set(err, "--ffn predicted: pi cannot run activation predictors yet; use --ffn exact "
+                     "(ReLU models) or dense");
+        goto fail;
+    }
     uint32_t n_cpu = o->cpu_workers >= 0 ? (uint32_t)o->cpu_workers
                                          : (uint32_t)(numa_nodes_or_one());
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = e->n_ctx, .n_cpu_workers = n_cpu,
@@ -166,7 +179,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
                      .n_hot = e->plan.n_hot, .max_seqs = o->max_seqs, .max_batch = o->max_batch,
-                     .n_ctx = e->n_ctx, .n_cpu = n_cpu};
+                     .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn)};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
     e->sched = scheduler_new(e->tok, e->model->n_vocab, o->max_seqs, o->max_batch, e->n_ctx, sink, err);

@@ -20,6 +20,7 @@
 typedef struct engine_opts {
     const char *model_path;
     const char *gpu_backend;    /* "auto", "cuda" or "host" */
+    const char *ffn;            /* "auto" (NULL too), "dense", "exact", "predicted" */
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
     uint32_t max_seqs, max_batch;

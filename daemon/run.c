@@ -21,12 +21,15 @@ static void usage(FILE *out)
     fprintf(out, "usage: pid run -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
+                 "               [--ffn auto|dense|exact|predicted]\n"
                  "               [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
                  "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
                  "  --gpu-backend B       the GPU worker's backend (default auto: cuda when usable)\n"
                  "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
+                 "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
+                 "                        is <= 0 (same result); auto: exact for ReLU models\n"
                  "  --reference           compute in-process with the dense reference forward\n"
                  "%s",
             gen_params_usage());
@@ -79,7 +82,7 @@ static int emit(run_ctx *r, int32_t prev, int32_t tok)
 
 int pid_cmd_run(int argc, char **argv)
 {
-    const char *model_path = NULL, *prompt = "", *backend = "auto";
+    const char *model_path = NULL, *prompt = "", *backend = "auto", *ffn = "auto";
     int reference = 0, cpu_workers = -1;
     double budget = -1.0;
     gen_params g;
@@ -96,7 +99,8 @@ int pid_cmd_run(int argc, char **argv)
             reference = 1;
             continue;
         }
-        if (!strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") || !strcmp(a, "--vram-budget")) {
+        if (!strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") || !strcmp(a, "--vram-budget") ||
+            !strcmp(a, "--ffn")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "pid run: %s needs a value\n", a);
                 usage(stderr);
@@ -104,7 +108,9 @@ int pid_cmd_run(int argc, char **argv)
             }
             const char *v = argv[++i];
             char *end = NULL;
-            if (!strcmp(a, "--gpu-backend")) {
+            if (!strcmp(a, "--ffn")) {
+                ffn = v;
+            } else if (!strcmp(a, "--gpu-backend")) {
                 if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "host")) {
                     fprintf(stderr, "pid run: --gpu-backend '%s' is not one of auto, cuda, host\n", v);
                     return 2;
@@ -157,7 +163,7 @@ int pid_cmd_run(int argc, char **argv)
     if (!reference) {
         run_workers_opts wo = {.model_path = model_path, .prompt = prompt, .gen = g,
                                .gpu_backend = backend, .cpu_workers = cpu_workers,
-                               .vram_budget_gib = budget};
+                               .vram_budget_gib = budget, .ffn = ffn};
         return run_on_workers(&wo);
     }
 

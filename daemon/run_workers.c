@@ -78,7 +78,7 @@ int run_on_workers(const run_workers_opts *o)
     }
     run_sink rs = {0};
     sched_sink sink = {.ud = &rs, .chunk = on_chunk, .done = on_done, .fail = on_fail};
-    engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend,
+    engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
                       .max_seqs = 1, .max_batch = 64, .n_ctx = 0, .rundir = rundir};
     int rc = 1;

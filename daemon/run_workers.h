@@ -13,6 +13,7 @@ typedef struct run_workers_opts {
     const char *gpu_backend;    /* "auto", "cuda", "host" */
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
+    const char *ffn;            /* "auto", "dense", "exact", "predicted" */
 } run_workers_opts;
 
 /* The process exit code: 0, or 1 with the reason on stderr. */

@@ -143,6 +143,8 @@ static int build_argv(sup_worker *w, const sup_config *c)
     else
         bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "%s", c->shm_name);
     bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
+    if (c->ffn)
+        bad |= argf(w, &used, &argc, "--ffn") | argf(w, &used, &argc, "%s", c->ffn);
     return bad ? -1 : 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ffn_mode.h"
 #include "model.h"
 #include "pi_error.h"
 
@@ -28,6 +29,8 @@ typedef struct gpu_backend_config {
     uint32_t n_ctx;         /* positions per slot */
     uint32_t max_batch;     /* entries per step */
     int device;             /* CUDA device ordinal */
+    pi_ffn_mode ffn;        /* exact: hot neurons with a ReLU gate <= 0 skip up/down
+                               (cuda computes them densely: the same result) */
 } gpu_backend_config;
 
 typedef struct gpu_backend gpu_backend;

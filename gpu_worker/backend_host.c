@@ -283,6 +283,8 @@ static int host_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
         memset(out, 0, dim * sizeof *out);
         for (uint32_t j = 0; j < b->n_hot; j++) {
             float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, j), x, dim);
+            if (b->cfg.ffn == PI_FFN_EXACT && b->m->act != PI_ACT_SILU && !(g > 0.0f))
+                continue; /* relu(g) = 0: up and down cannot matter */
             float u = pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, j), x, dim);
             float a = ops_ffn_act(b->m->act, g, u);
             if (a != 0.0f)

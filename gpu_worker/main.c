@@ -15,6 +15,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
+               "       [--ffn dense|exact|predicted]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
 }
 
@@ -61,7 +62,12 @@ int main(int argc, char **argv)
             o.backend = v;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
-        else if (!strcmp(a, "--max-seqs"))
+        else if (!strcmp(a, "--ffn")) {
+            if (pi_ffn_mode_parse(v, &o.ffn) < 0) {
+                fprintf(stderr, "pi-gpu-worker: --ffn '%s': expected dense, exact or predicted\n", v);
+                bad = -1;
+            }
+        } else if (!strcmp(a, "--max-seqs"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.max_seqs = (uint32_t)u;
         else if (!strcmp(a, "--max-batch"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.max_batch = (uint32_t)u;

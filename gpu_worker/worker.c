@@ -106,11 +106,11 @@ static int load(gworker *g, pi_error *err)
         return pi_error_wrap(err, "gpu worker");
     g->n_hot = plan.n_hot;
     gpu_backend_config cfg = {.n_hot = plan.n_hot, .max_seqs = o->max_seqs, .n_ctx = plan.n_ctx,
-                              .max_batch = o->max_batch, .device = o->device};
+                              .max_batch = o->max_batch, .device = o->device, .ffn = o->ffn};
     if (!(g->b = g->ops->create(g->m, &cfg, err)))
         return -1;
-    snprintf(g->detail, sizeof g->detail, "hot neurons [0, %u) of %u per layer; %u seqs x %u ctx", plan.n_hot,
-             plan.n_ff, plan.max_seqs, plan.n_ctx);
+    snprintf(g->detail, sizeof g->detail, "hot neurons [0, %u) of %u per layer; %u seqs x %u ctx; ffn %s",
+             plan.n_hot, plan.n_ff, plan.max_seqs, plan.n_ctx, pi_ffn_mode_name(o->ffn));
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "ffn_mode.h"
 #include "pi_error.h"
 
 typedef struct gpu_worker_opts {
@@ -20,6 +21,7 @@ typedef struct gpu_worker_opts {
     uint32_t n_ctx;             /* 0 = the model's */
     uint32_t n_cpu_workers;
     int device;                 /* CUDA device ordinal */
+    pi_ffn_mode ffn;
 } gpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a
