@@ -65,6 +65,12 @@ static void print_status(const Pi__StatusReply *s)
     printf("model:       %s\n", s->model);
     printf("placement:   %s\n", s->placement);
     printf("vram budget: %s\n", s->vram_budget_bytes ? vram : "none (host backend)");
+    printf("ffn:         %s\n", s->ffn && *s->ffn ? s->ffn : "?");
+    uint64_t fired = s->pred_true_pos + s->pred_false_neg, said = s->pred_true_pos + s->pred_false_pos;
+    if (fired + said > 0)
+        printf("predictor:   recall %.4f, precision %.4f over %llu firing neurons (measured)\n",
+               fired ? (double)s->pred_true_pos / (double)fired : 1.0,
+               said ? (double)s->pred_true_pos / (double)said : 1.0, (unsigned long long)fired);
     printf("requests:    %u active, %u queued\n", s->active, s->queue_length);
     printf("workers:\n");
     print_workers(s);

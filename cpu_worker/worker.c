@@ -37,6 +37,7 @@ typedef struct cworker {
     ffn_pool *pool;             /* exact/predicted: the fast kernels' threads */
     ffn_sparse_layer *sparse;   /* per layer: the shard as ffn_sparse rows */
     uint32_t *all;              /* 0..n-1: the exact mode's candidate list */
+    uint32_t *local;            /* predicted: one entry's active neurons in this shard */
     shm_segment *seg;
     void *base;
     step_layout lay;
@@ -125,6 +126,9 @@ static int make_pool(cworker *c, pi_error *err)
         return pi_error_set(err, "%s: out of memory", c->name);
     for (uint32_t j = 0; j < n; j++)
         c->all[j] = j;
+    c->local = malloc((n ? n : 1) * sizeof *c->local);
+    if (!c->local)
+        return pi_error_set(err, "%s: out of memory", c->name);
     for (uint32_t l = 0; l < sh->n_layers; l++)
         cpu_shard_sparse_layer(sh, l, &c->sparse[l]);
     c->pool = ffn_pool_new(threads, sh->dim, k, err);
@@ -200,6 +204,23 @@ static int send_heartbeat(cworker *c, pi_error *err)
     return send_ctl(c, &m, err);
 }
 
+/* --ffn predicted: entry e's active neurons (the GPU worker's list, ascending)
+ * that fall in this shard, as shard-local indices in c->local. */
+static uint32_t shard_active(cworker *c, uint32_t e)
+{
+    const int32_t *idx = step_active_idx(c->base, &c->lay, e);
+    int32_t cnt = step_active_counts(c->base, &c->lay)[e];
+    uint32_t b = c->shard->begin, end = c->shard->end, n = 0;
+    for (int32_t k = 0; k < cnt && k < (int32_t)c->lay.p.n_ff; k++) {
+        int32_t j = idx[k];
+        if (j >= (int32_t)end)
+            break;
+        if (j >= (int32_t)b)
+            c->local[n++] = (uint32_t)j - b;
+    }
+    return n;
+}
+
 /* One step: 0 when done or aborted (pid re-synchronises by message); -1 with
  * err when the segment is inconsistent, which is fatal (pid restarts us and
  * the GPU worker's wait is aborted). */
@@ -229,10 +250,17 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
             ffn_cold(c->shard, l, x, n, partial);
         } else {
             uint32_t dim = c->shard->dim, cnt = c->shard->end - c->shard->begin;
-            for (uint32_t e = 0; e < n; e++)
-                if (ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, x + (size_t)e * dim, c->all, cnt,
+            for (uint32_t e = 0; e < n; e++) {
+                const uint32_t *list = c->all;
+                uint32_t len = cnt;
+                if (c->o->ffn == PI_FFN_PREDICTED) {
+                    len = shard_active(c, e);
+                    list = c->local;
+                }
+                if (ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, x + (size_t)e * dim, list, len,
                                    partial + (size_t)e * dim, err) < 0)
                     return pi_error_wrap(err, "%s: layer %u", c->name, l);
+            }
         }
         seq_publish(done, t);
     }
@@ -310,6 +338,7 @@ out:
     ffn_pool_free(&c.pool);
     free(c.sparse);
     free(c.all);
+    free(c.local);
     cpu_shard_free(&c.shard);
     shm_segment_destroy(&c.seg);
     if (c.sock) {

@@ -197,6 +197,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
         goto out;
     sched_sink sink = rpc_server_sink(rpc);
     engine_opts o = {.model_path = c->model, .gpu_backend = c->gpu_backend, .ffn = c->ffn,
+                     .measure_recall = c->measure_recall,
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,
                      .rundir = rundir};

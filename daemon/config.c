@@ -73,6 +73,12 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         return set_str(c->log_file, sizeof c->log_file, key, v, err);
     if (!strcmp(key, "pid_file"))
         return set_str(c->pid_file, sizeof c->pid_file, key, v, err);
+    if (!strcmp(key, "measure_recall")) {
+        if (strcmp(v, "true") && strcmp(v, "false"))
+            return pi_error_set(err, "measure_recall: '%s' is not true or false", v);
+        c->measure_recall = !strcmp(v, "true");
+        return 0;
+    }
     if (!strcmp(key, "ffn")) {
         pi_ffn_mode m;
         if (strcmp(v, "auto") && pi_ffn_mode_parse(v, &m) < 0)
@@ -207,6 +213,10 @@ int pid_config_parse_args(pid_config *c, int argc, char **argv, pi_error *err)
             return 1;
         if (!strcmp(a, "--foreground")) {
             c->foreground = 1;
+            continue;
+        }
+        if (!strcmp(a, "--measure-recall")) {
+            c->measure_recall = 1;
             continue;
         }
         int matched = 0;

@@ -17,6 +17,7 @@ typedef struct pid_config {
     double vram_budget_gib;         /* < 0 = automatic (backend's rule) */
     char gpu_backend[16];           /* "auto", "cuda" or "host" */
     char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
+    int measure_recall;             /* predicted: measure the predictor (a dense gate pass) */
     uint32_t max_seqs, max_batch;
     uint32_t n_ctx;                 /* 0 = the model's */
     char log_file[PID_PATH_MAX];    /* "" = <rundir>/pid.log when daemonized */

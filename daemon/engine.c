@@ -42,6 +42,8 @@ struct engine {
     sched_entry *entries;
     /* the step in flight */
     uint64_t step_no;
+    pi_ffn_mode ffn;
+    uint64_t pred_tp, pred_fn, pred_fp;   /* predictor measurement, summed over steps */
     int in_flight, aborted;
     uint32_t abort_epoch;
     char fail_why[600];
@@ -118,18 +120,20 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     }
     e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
     e->max_batch = o->max_batch;
-    /* auto: exact for ReLU-family models (their zeros are free to skip),
-     * dense for SiLU ones. Predicted needs the predictor work to land. */
-    pi_ffn_mode ffn = e->model->act == PI_ACT_SILU ? PI_FFN_DENSE : PI_FFN_EXACT;
+    /* auto: predicted when the model has a predictor, else exact for
+     * ReLU-family models (their zeros are free to skip), else dense. */
+    pi_ffn_mode ffn = e->model->has_predictor ? PI_FFN_PREDICTED
+                      : e->model->act == PI_ACT_SILU ? PI_FFN_DENSE : PI_FFN_EXACT;
     if (o->ffn && strcmp(o->ffn, "auto") && pi_ffn_mode_parse(o->ffn, &ffn) < 0) {
         pi_error_set(err, "--ffn '%s': expected auto, dense, exact or predicted", o->ffn);
         goto fail;
     }
-    if (ffn == PI_FFN_PREDICTED) {
-        pi_error_set(err, "--ffn predicted: pi cannot run activation predictors yet; use --ffn exact "
-                     "(ReLU models) or dense");
+    if (ffn == PI_FFN_PREDICTED && !e->model->has_predictor) {
+        pi_error_set(err, "--ffn predicted: %s has no activation predictor (blk.N.fc1/fc2 tensors); "
+                     "use a PowerInfer GGUF or --ffn exact (ReLU models) / dense", o->model_path);
         goto fail;
     }
+    e->ffn = ffn;
     uint32_t n_cpu = o->cpu_workers >= 0 ? (uint32_t)o->cpu_workers
                                          : (uint32_t)(numa_nodes_or_one());
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = e->n_ctx, .n_cpu_workers = n_cpu,
@@ -179,7 +183,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
                      .n_hot = e->plan.n_hot, .max_seqs = o->max_seqs, .max_batch = o->max_batch,
-                     .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn)};
+                     .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
+                     .measure_recall = o->measure_recall};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
     e->sched = scheduler_new(e->tok, e->model->n_vocab, o->max_seqs, o->max_batch, e->n_ctx, sink, err);
@@ -374,6 +379,9 @@ static void on_control(engine *e, const wire_msg *m)
             break; /* stale: a step already given up */
         if (d->ok && !e->aborted) {
             e->in_flight = 0;
+            e->pred_tp += d->pred_true_pos;
+            e->pred_fn += d->pred_false_neg;
+            e->pred_fp += d->pred_false_pos;
             scheduler_complete(e->sched, step_logits(e->base, &e->lay), e->model->n_vocab);
         } else {
             if (!e->aborted)
@@ -598,3 +606,15 @@ uint32_t engine_queue_length(const engine *e) { return scheduler_queued(e->sched
 uint32_t engine_active(const engine *e) { return scheduler_active(e->sched); }
 uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(pi_now_ms() - e->t_start); }
 uint32_t engine_max_tokens_limit(const engine *e) { return e->n_ctx; }
+
+pi_ffn_mode engine_ffn(const engine *e)
+{
+    return e->ffn;
+}
+
+void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_t *fp)
+{
+    *tp = e->pred_tp;
+    *fn = e->pred_fn;
+    *fp = e->pred_fp;
+}

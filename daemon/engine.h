@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "pi_error.h"
+#include "ffn_mode.h"
 #include "plan.h"
 #include "scheduler.h"
 #include "supervisor.h"
@@ -21,6 +22,8 @@ typedef struct engine_opts {
     const char *model_path;
     const char *gpu_backend;    /* "auto", "cuda" or "host" */
     const char *ffn;            /* "auto" (NULL too), "dense", "exact", "predicted" */
+    int measure_recall;         /* predicted: the GPU worker also computes the true active
+                                   sets and reports recall/precision (costs a dense gate pass) */
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
     uint32_t max_seqs, max_batch;
@@ -75,5 +78,8 @@ uint32_t engine_queue_length(const engine *e);
 uint32_t engine_active(const engine *e);
 uint64_t engine_uptime_ms(const engine *e);
 uint32_t engine_max_tokens_limit(const engine *e); /* n_ctx */
+pi_ffn_mode engine_ffn(const engine *e);
+/* Predictor decisions measured since start (all 0 unless measure_recall). */
+void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_t *fp);
 
 #endif

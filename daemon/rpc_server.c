@@ -266,6 +266,8 @@ static void on_status(rpc_server *s, const wire_msg *m)
     st.uptime_ms = engine_uptime_ms(s->eng);
     st.pid = (uint32_t)getpid();
     st.endpoint = s->endpoint;
+    st.ffn = (char *)pi_ffn_mode_name(engine_ffn(s->eng));
+    engine_predictor_stats(s->eng, &st.pred_true_pos, &st.pred_false_neg, &st.pred_false_pos);
     Pi__Response r = PI__RESPONSE__INIT;
     r.id = m->id;
     r.kind_case = PI__RESPONSE__KIND_STATUS;

@@ -21,7 +21,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: pid run -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
-                 "               [--ffn auto|dense|exact|predicted]\n"
+                 "               [--ffn auto|dense|exact|predicted] [--measure-recall]\n"
                  "               [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
@@ -29,7 +29,10 @@ static void usage(FILE *out)
                  "  --gpu-backend B       the GPU worker's backend (default auto: cuda when usable)\n"
                  "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
-                 "                        is <= 0 (same result); auto: exact for ReLU models\n"
+                 "                        is <= 0 (same result); predicted: only the neurons the\n"
+                 "                        model's predictor names; auto: predicted if the model has\n"
+                 "                        a predictor, else exact for ReLU models, else dense\n"
+                 "  --measure-recall      with predicted: report the predictor's recall and precision\n"
                  "  --reference           compute in-process with the dense reference forward\n"
                  "%s",
             gen_params_usage());
@@ -83,7 +86,7 @@ static int emit(run_ctx *r, int32_t prev, int32_t tok)
 int pid_cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = "", *backend = "auto", *ffn = "auto";
-    int reference = 0, cpu_workers = -1;
+    int reference = 0, cpu_workers = -1, measure_recall = 0;
     double budget = -1.0;
     gen_params g;
     gen_params_default(&g);
@@ -97,6 +100,10 @@ int pid_cmd_run(int argc, char **argv)
         }
         if (!strcmp(a, "--reference")) {
             reference = 1;
+            continue;
+        }
+        if (!strcmp(a, "--measure-recall")) {
+            measure_recall = 1;
             continue;
         }
         if (!strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") || !strcmp(a, "--vram-budget") ||
@@ -163,7 +170,7 @@ int pid_cmd_run(int argc, char **argv)
     if (!reference) {
         run_workers_opts wo = {.model_path = model_path, .prompt = prompt, .gen = g,
                                .gpu_backend = backend, .cpu_workers = cpu_workers,
-                               .vram_budget_gib = budget, .ffn = ffn};
+                               .vram_budget_gib = budget, .ffn = ffn, .measure_recall = measure_recall};
         return run_on_workers(&wo);
     }
 

@@ -79,6 +79,7 @@ int run_on_workers(const run_workers_opts *o)
     run_sink rs = {0};
     sched_sink sink = {.ud = &rs, .chunk = on_chunk, .done = on_done, .fail = on_fail};
     engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
+                      .measure_recall = o->measure_recall,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
                       .max_seqs = 1, .max_batch = 64, .n_ctx = 0, .rundir = rundir};
     int rc = 1;
@@ -109,6 +110,13 @@ int run_on_workers(const run_workers_opts *o)
     fprintf(stderr, "pid run: prompt %u tokens, generated %u tokens in %.3f s (%.1f tok/s), seed %llu%s\n",
             rs.st.prompt_tokens, rs.st.generated_tokens, tps > 0 ? rs.st.generated_tokens / tps : 0.0, tps,
             (unsigned long long)rs.st.seed, rs.st.retried_steps ? " (steps retried after a worker restart)" : "");
+    uint64_t tp, fn, fp;
+    engine_predictor_stats(e, &tp, &fn, &fp);
+    if (tp + fn + fp > 0)
+        fprintf(stderr, "pid run: predictor recall %.4f, precision %.4f (%llu neurons fired, %llu of them "
+                        "predicted; %llu predicted in vain)\n",
+                tp + fn ? (double)tp / (double)(tp + fn) : 1.0, tp + fp ? (double)tp / (double)(tp + fp) : 1.0,
+                (unsigned long long)(tp + fn), (unsigned long long)tp, (unsigned long long)fp);
     rc = 0;
     goto out;
 fail:

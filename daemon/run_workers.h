@@ -14,6 +14,7 @@ typedef struct run_workers_opts {
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
     const char *ffn;            /* "auto", "dense", "exact", "predicted" */
+    int measure_recall;         /* predicted: report the predictor's recall and precision */
 } run_workers_opts;
 
 /* The process exit code: 0, or 1 with the reason on stderr. */

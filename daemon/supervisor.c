@@ -128,6 +128,8 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "--max-batch") | argf(w, &used, &argc, "%u", c->max_batch);
         bad |= argf(w, &used, &argc, "--n-ctx") | argf(w, &used, &argc, "%u", c->n_ctx);
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
+        if (c->measure_recall)
+            bad |= argf(w, &used, &argc, "--measure-recall");
     } else {
         bad |= argf(w, &used, &argc, "%s/pi-cpu-worker", c->bin_dir);
         bad |= argf(w, &used, &argc, "--index") | argf(w, &used, &argc, "%u", w->index);

@@ -57,6 +57,12 @@ typedef struct gpu_backend_ops {
     /* Final norm + lm_head for the entries with want_logits, rows written to
      * out in entry order (n_vocab floats each). */
     int (*logits)(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err);
+    /* Optional: the hot part of layer l for --ffn predicted: only the neurons
+     * j < n_hot of each entry's active list (ascending, counts[i] indices,
+     * cold ones included and ignored). NULL: the worker calls ffn_hot, which
+     * computes every hot neuron (a superset, slower, at least as exact). */
+    int (*ffn_hot_active)(gpu_backend *b, uint32_t l, uint32_t n, const int32_t *const *active,
+                          const int32_t *counts, pi_error *err);
     /* Optional (NULL when not needed): the shared step segment, so the
      * device copies to and from it directly (cudaHostRegister). Called once,
      * before the first step; the memory stays mapped until destroy. */

@@ -549,5 +549,5 @@ static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
 
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
-    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_map_host,
+    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, NULL, cuda_map_host,
 };

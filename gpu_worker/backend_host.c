@@ -294,6 +294,38 @@ static int host_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
     return 0;
 }
 
+static int host_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int32_t *const *active,
+                               const int32_t *counts, pi_error *err)
+{
+    if (check_n(b, n, err) < 0)
+        return -1;
+    if (l >= b->m->n_layers)
+        return pi_error_set(err, "host backend: layer %u of %u", l, b->m->n_layers);
+    const pi_layer *y = &b->layers[l];
+    uint32_t dim = b->dim;
+    const char *dt = b->down_t[l];
+    size_t dt_rb = b->down_t_row_bytes[l];
+    pi_type dt_type = b->down_t_type[l];
+    for (uint32_t i = 0; i < n; i++) {
+        const float *x = b->xn + (size_t)i * dim;
+        float *out = b->hot + (size_t)i * dim;
+        memset(out, 0, dim * sizeof *out);
+        for (int32_t k = 0; k < counts[i]; k++) {
+            int32_t j = active[i][k];
+            if (j < 0 || (uint32_t)j >= b->n_hot)
+                break; /* ascending: the rest are cold */
+            float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, (uint64_t)j), x, dim);
+            if (b->m->act != PI_ACT_SILU && !(g > 0.0f))
+                continue;
+            float u = pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, (uint64_t)j), x, dim);
+            float a = ops_ffn_act(b->m->act, g, u);
+            if (a != 0.0f)
+                pi_axpy_row(dt_type, a, dt + (size_t)j * dt_rb, out, dim);
+        }
+    }
+    return 0;
+}
+
 static int host_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *const *partials,
                        uint32_t n_partials, pi_error *err)
 {
@@ -331,6 +363,7 @@ const gpu_backend_ops gpu_backend_host = {
     .create = host_create,
     .destroy = host_destroy,
     .device_bytes = host_device_bytes,
+    .ffn_hot_active = host_ffn_hot_active,
     .embed = host_embed,
     .attn = host_attn,
     .ffn_hot = host_ffn_hot,

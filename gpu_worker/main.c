@@ -15,7 +15,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
-               "       [--ffn dense|exact|predicted]\n"
+               "       [--ffn dense|exact|predicted] [--measure-recall]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
 }
 
@@ -43,6 +43,10 @@ int main(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--measure-recall")) {
+            o.measure_recall = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "pi-gpu-worker: %s needs a value (or is unknown)\n", a);

@@ -6,6 +6,7 @@
  * segment and StepDone answers pid. Every buffer is sized at load: a step
  * allocates nothing but the protobuf reply. */
 #include "worker.h"
+#include "predictor.h"
 #include "pi_proc.h"
 
 #include <inttypes.h>
@@ -38,6 +39,10 @@ typedef struct gworker {
     step_layout lay;
     gpu_entry *entries;         /* max_batch */
     const float **partials;     /* n_cpu_workers, into the segment */
+    const int32_t **active;     /* predicted: max_batch active lists, into the segment */
+    float *pred_hidden;         /* predicted: the predictor's hidden layer */
+    int32_t *true_idx;          /* measure_recall: the true active set, n_ff */
+    uint64_t tp, fn, fp;        /* this step's predictor decisions */
     char detail[256];
     double last_sent_ms;
 } gworker;
@@ -128,7 +133,61 @@ static int load(gworker *g, pi_error *err)
         return pi_error_set(err, "gpu worker: out of memory");
     for (uint32_t w = 0; w < o->n_cpu_workers; w++)
         g->partials[w] = step_partial(g->base, &g->lay, w);
+    if (o->ffn == PI_FFN_PREDICTED) {
+        if (!g->m->has_predictor)
+            return pi_error_set(err, "gpu worker: --ffn predicted but %s has no predictor (blk.N.fc1/fc2)",
+                                o->model_path);
+        uint32_t R = 1;
+        for (uint32_t l = 0; l < g->m->n_layers; l++)
+            if (predictor_hidden(&g->m->layers[l]) > R)
+                R = predictor_hidden(&g->m->layers[l]);
+        g->active = calloc(o->max_batch, sizeof *g->active);
+        g->pred_hidden = malloc(R * sizeof *g->pred_hidden);
+        g->true_idx = o->measure_recall ? malloc(g->m->n_ff * sizeof *g->true_idx) : NULL;
+        if (!g->active || !g->pred_hidden || (o->measure_recall && !g->true_idx))
+            return pi_error_set(err, "gpu worker: out of memory");
+        for (uint32_t i = 0; i < o->max_batch; i++)
+            g->active[i] = step_active_idx(g->base, &g->lay, i);
+    }
     return 0;
+}
+
+/* Adds the agreement of a predicted and a true active list (both ascending). */
+static void count_hits(gworker *g, const int32_t *pred, uint32_t np, const int32_t *truth, uint32_t nt)
+{
+    uint32_t i = 0, j = 0;
+    while (i < np && j < nt) {
+        if (pred[i] == truth[j]) {
+            g->tp++;
+            i++;
+            j++;
+        } else if (pred[i] < truth[j]) {
+            g->fp++;
+            i++;
+        } else {
+            g->fn++;
+            j++;
+        }
+    }
+    g->fp += np - i;
+    g->fn += nt - j;
+}
+
+/* --ffn predicted: each entry's active neurons of layer l into the segment,
+ * before the layer counter tells the CPU workers to read them. */
+static void predict_layer(gworker *g, uint32_t l, const float *x, uint32_t n)
+{
+    const pi_layer *y = &g->m->layers[l];
+    int32_t *counts = step_active_counts(g->base, &g->lay);
+    for (uint32_t i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * g->m->dim;
+        int32_t *idx = step_active_idx(g->base, &g->lay, i);
+        counts[i] = (int32_t)predictor_active(y, g->m->sparse_threshold, xi, g->pred_hidden, idx);
+        if (g->true_idx) {
+            uint32_t nt = predictor_true_active(y, g->m->act, xi, g->true_idx);
+            count_hits(g, idx, (uint32_t)counts[i], g->true_idx, nt);
+        }
+    }
 }
 
 static int send_ready(gworker *g, pi_error *err)
@@ -181,9 +240,16 @@ static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
         uint32_t t = step_tick(st->step_no, L, l);
         if (g->ops->attn(g->b, l, g->entries, n, x, err) < 0)
             return -1;
+        int predicted = g->o->ffn == PI_FFN_PREDICTED;
+        if (predicted)
+            predict_layer(g, l, x, n);
         seq_publish(layer_seq, t);
-        if (g->ops->ffn_hot(g->b, l, n, err) < 0)
+        if (predicted && g->ops->ffn_hot_active) {
+            if (g->ops->ffn_hot_active(g->b, l, n, g->active, step_active_counts(g->base, &g->lay), err) < 0)
+                return -1;
+        } else if (g->ops->ffn_hot(g->b, l, n, err) < 0) {
             return -1;
+        }
         for (uint32_t w = 0; w < g->o->n_cpu_workers; w++) {
             int r = seq_wait_geq(step_done_seq(g->base, &g->lay, w), t, &wo);
             if (r == -2)
@@ -203,7 +269,11 @@ static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
     pi_error step_err = {{0}};
     Pi__StepDone d = PI__STEP_DONE__INIT;
     d.step_no = st->step_no;
+    g->tp = g->fn = g->fp = 0;
     d.ok = run_step(g, st, &step_err) == 0;
+    d.pred_true_pos = g->tp;
+    d.pred_false_neg = g->fn;
+    d.pred_false_pos = g->fp;
     if (!d.ok)
         d.error = step_err.msg;
     Pi__Control c = PI__CONTROL__INIT;
@@ -258,6 +328,9 @@ static void cleanup(gworker *g)
 {
     free(g->entries);
     free(g->partials);
+    free(g->active);
+    free(g->pred_hidden);
+    free(g->true_idx);
     shm_segment_destroy(&g->seg);
     if (g->b)
         g->ops->destroy(&g->b);

@@ -22,6 +22,7 @@ typedef struct gpu_worker_opts {
     uint32_t n_cpu_workers;
     int device;                 /* CUDA device ordinal */
     pi_ffn_mode ffn;
+    int measure_recall;         /* predicted: also find the true active sets, count hits */
 } gpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a

@@ -20,6 +20,8 @@ struct forward_state {
     float *logits;  /* n_vocab */
     float *k_cache; /* n_layers x n_ctx x kv_dim */
     float *v_cache;
+    forward_ffn_observer observer;  /* optional, see forward.h */
+    void *observer_ud;
 };
 
 static float *alloc_floats(size_t a, size_t b, pi_error *err)
@@ -80,6 +82,12 @@ void forward_free(forward_state **sp)
     *sp = NULL;
 }
 
+void forward_set_ffn_observer(forward_state *s, forward_ffn_observer fn, void *ud)
+{
+    s->observer = fn;
+    s->observer_ud = ud;
+}
+
 const float *forward_token(forward_state *s, int32_t token, uint32_t pos)
 {
     const pi_model *m = s->m;
@@ -116,6 +124,8 @@ const float *forward_token(forward_state *s, int32_t token, uint32_t pos)
         ops_rmsnorm(s->xb, s->x, l->ffn_norm.data, dim, m->norm_eps);
         memset(s->xb2, 0, dim * sizeof *s->xb2);
         ops_ffn_range(l, m->act, s->xb, 0, m->n_ff, s->hb, s->xb2);
+        if (s->observer)
+            s->observer(s->observer_ud, il, s->xb, s->hb, m->n_ff);
         for (uint32_t i = 0; i < dim; i++)
             s->x[i] += s->xb2[i];
     }

@@ -22,4 +22,13 @@ void forward_free(forward_state **s);
  * the next call; NULL if pos is out of range or the token is out of range. */
 const float *forward_token(forward_state *s, int32_t token, uint32_t pos);
 
+/* Sees every FFN of forward_token: called once per layer per token, after
+ * the FFN ran, with the FFN input x_norm (ffn_norm applied, dim floats) and
+ * the activations h (act(gate.x) * up.x, n_ff floats). Both are the state's
+ * buffers, valid only during the call; the observer must not keep them. */
+typedef void (*forward_ffn_observer)(void *ud, uint32_t layer, const float *x_norm, const float *h, uint32_t n_ff);
+
+/* Installs fn (NULL removes it); ud is passed through. */
+void forward_set_ffn_observer(forward_state *s, forward_ffn_observer fn, void *ud);
+
 #endif

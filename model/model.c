@@ -4,6 +4,7 @@
 #include "model.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,35 @@ static int get_opt_f32(const pi_model *m, const char *name, float *out, pi_error
     return 0;
 }
 
+/* Blk tensor "blk.<il>.<name>.weight", or NULL. */
+static const gguf_tensor *find_blk(const pi_model *m, uint32_t il, const char *name)
+{
+    char full[64];
+    snprintf(full, sizeof full, "blk.%u.%s.weight", il, name);
+    return gguf_find_tensor(m->file, full);
+}
+
+static int str_ends(gguf_str s, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return s.len >= k && !memcmp(s.ptr + s.len - k, suffix, k);
+}
+
+/* PWRI magic, or any blk tensor that is a predictor or a transposed down.
+ * Scans the tensor list (not n_layers, which an untrusted file may make huge). */
+static int has_powerinfer_tensors(const pi_model *m)
+{
+    if (gguf_is_powerinfer(m->file))
+        return 1;
+    for (size_t i = 0; i < gguf_n_tensors(m->file); i++) {
+        gguf_str n = gguf_tensor_at(m->file, i)->name;
+        if (n.len > 4 && !memcmp(n.ptr, "blk.", 4) &&
+            (str_ends(n, ".fc1.weight") || str_ends(n, ".fc2.weight") || str_ends(n, ".ffn_down_t.weight")))
+            return 1;
+    }
+    return 0;
+}
+
 static int read_hparams(pi_model *m, pi_error *err)
 {
     const char *path = gguf_path(m->file);
@@ -82,7 +112,14 @@ static int read_hparams(pi_model *m, pi_error *err)
     if (m->head_dim % 2 != 0)
         return pi_error_set(err, "model %s: head size %u is odd; rope needs pairs", path, m->head_dim);
 
-    m->act = PI_ACT_SILU;
+    /* PowerInfer's models are ReLU-family; its files carry no activation key. */
+    m->act = has_powerinfer_tensors(m) ? PI_ACT_RELU : PI_ACT_SILU;
+    m->sparse_threshold = 0.0f;
+    if (gguf_find_kv(m->file, "powerinfer.sparse_threshold")) {
+        if (gguf_get_f32(m->file, "powerinfer.sparse_threshold", &m->sparse_threshold, err) < 0 ||
+            !isfinite(m->sparse_threshold))
+            return pi_error_set(err, "model %s: key powerinfer.sparse_threshold is not a finite number", path);
+    }
     if (gguf_find_kv(m->file, "pi.ffn_activation")) {
         char act[32];
         if (gguf_get_cstr(m->file, "pi.ffn_activation", act, sizeof act, err) < 0)
@@ -138,6 +175,39 @@ static int bind(pi_model *m, pi_tensor *t, const char *name, uint64_t cols, uint
     return 0;
 }
 
+/* PowerInfer's optional tensors of layer il: the predictor (fc1 and fc2
+ * together, hidden size R from fc1, may differ between layers) and the
+ * transposed down. Shapes as PowerInfer's loader creates them: fc1 ne
+ * [dim, R], fc2 ne [R, n_ff], ffn_down_t ne [dim, n_ff]. */
+static int bind_powerinfer(pi_model *m, uint32_t il, pi_error *err)
+{
+    const char *path = gguf_path(m->file);
+    pi_layer *l = &m->layers[il];
+    char n1[64], n2[64], nd[64];
+    snprintf(n1, sizeof n1, "blk.%u.fc1.weight", il);
+    snprintf(n2, sizeof n2, "blk.%u.fc2.weight", il);
+    snprintf(nd, sizeof nd, "blk.%u.ffn_down_t.weight", il);
+    const gguf_tensor *fc1 = gguf_find_tensor(m->file, n1), *fc2 = gguf_find_tensor(m->file, n2);
+    if (gguf_find_tensor(m->file, nd) && bind(m, &l->ffn_down_t, nd, m->dim, m->n_ff, 0, err) < 0)
+        return -1;
+    if (!fc1 != !fc2)
+        return pi_error_set(err, "model %s: tensor %s is present but %s is missing; a predictor needs both",
+                            path, fc1 ? n1 : n2, fc1 ? n2 : n1);
+    if (fc1) {
+        uint64_t r = fc1->ne[1];
+        if (bind(m, &l->pred_fc1, n1, m->dim, r, 0, err) < 0 || bind(m, &l->pred_fc2, n2, r, m->n_ff, 0, err) < 0)
+            return -1;
+    }
+    /* all layers or none: a runtime must not meet a layer it cannot predict */
+    int has = fc1 != NULL;
+    if (il == 0)
+        m->has_predictor = has;
+    else if (has != m->has_predictor)
+        return pi_error_set(err, "model %s: layer %u %s a predictor (%s) but layer 0 %s; a predictor must cover "
+                            "every layer", path, il, has ? "has" : "lacks", n1, has ? "does not" : "does");
+    return 0;
+}
+
 static int bind_layer(pi_model *m, uint32_t il, pi_error *err)
 {
     pi_layer *l = &m->layers[il];
@@ -162,10 +232,14 @@ static int bind_layer(pi_model *m, uint32_t il, pi_error *err)
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%u.%s.weight", il, spec[i].name);
+        if (!strcmp(spec[i].name, "ffn_down") && !gguf_find_tensor(m->file, name) && find_blk(m, il, "ffn_down_t"))
+            return pi_error_set(err, "model %s: tensor %s is missing; the file holds only blk.%u.ffn_down_t.weight "
+                                "(PowerInfer's transposed down), which pi cannot run its dense path from yet: "
+                                "convert the model keeping ffn_down", gguf_path(m->file), name, il);
         if (bind(m, spec[i].t, name, spec[i].cols, spec[i].rows, spec[i].norm, err) < 0)
             return -1;
     }
-    return 0;
+    return bind_powerinfer(m, il, err);
 }
 
 static int bind_all(pi_model *m, pi_error *err)

@@ -40,6 +40,10 @@ typedef struct pi_layer {
     pi_tensor ffn_norm;             /* dim */
     pi_tensor ffn_gate, ffn_up;     /* n_ff x dim */
     pi_tensor ffn_down;             /* dim x n_ff */
+    /* PowerInfer files (docs/formats.md); data NULL when absent. */
+    pi_tensor pred_fc1;             /* R x dim: predictor hidden layer (GGUF ne [dim, R]) */
+    pi_tensor pred_fc2;             /* n_ff x R: predictor logits (GGUF ne [R, n_ff]) */
+    pi_tensor ffn_down_t;           /* n_ff x dim: down transposed, row j = column j of down */
 } pi_layer;
 
 typedef struct pi_model {
@@ -53,10 +57,18 @@ typedef struct pi_model {
     pi_tensor output;               /* n_vocab x dim; same data as tok_embd when tied */
     int tied_output;
     pi_layer *layers;               /* n_layers, owned */
+    /* PowerInfer: predictor logit > sparse_threshold = neuron active
+     * (powerinfer.sparse_threshold, default 0); has_predictor = every layer
+     * has fc1 and fc2. */
+    float sparse_threshold;
+    int has_predictor;
 } pi_model;
 
 /* Opens and validates (every tensor present with the shape the
- * hyperparameters imply). Caller owns the result: model_close. */
+ * hyperparameters imply). PowerInfer's extra tensors (blk.N.fc1/fc2/
+ * ffn_down_t) are bound when present, in "PWRI" or "GGUF" files alike; a
+ * PWRI file's activation is ReLU unless pi.ffn_activation says otherwise.
+ * Caller owns the result: model_close. */
 pi_model *model_open(const char *path, pi_error *err);
 /* Same over an already-open file, taking ownership of it (also on failure). */
 pi_model *model_from_gguf(gguf_file *f, pi_error *err);

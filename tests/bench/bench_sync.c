@@ -263,6 +263,7 @@ static double run_zmq(bench *b)
     return med;
 }
 
+#ifdef PI_HAVE_CUDA
 static int run_gpu(bench *b, int zero_copy, double *us)
 {
     pi_error err = {{0}};
@@ -291,6 +292,7 @@ static int run_gpu(bench *b, int zero_copy, double *us)
         fprintf(stderr, "bench: gpu handshake: %s\n", msg);
     return rc;
 }
+#endif
 
 int main(int argc, char **argv)
 {

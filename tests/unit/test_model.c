@@ -1,5 +1,6 @@
 /* Proves the model loader reads llama hyperparameters with their defaults, ties a missing output to
- * the token embedding, and rejects missing tensors/keys, wrong shapes and non-f32 norms by name. */
+ * the token embedding, and rejects missing tensors/keys, wrong shapes and non-f32 norms by name;
+ * and that PowerInfer files (PWRI) expose their predictor, ffn_down_t and threshold, shapes checked. */
 #include <string.h>
 
 #include "check.h"
@@ -19,13 +20,17 @@ typedef struct variant {
     const char *arch;           /* general.architecture, default "llama" */
     int tied;                   /* no output.weight */
     int optional_keys;          /* write head_count_kv, epsilon and freq_base */
+    int pwri;                   /* PowerInfer: magic PWRI, fc1/fc2/ffn_down_t per layer, a threshold */
+    const char *skip_tensor2;   /* leave this tensor out too */
 } variant;
+
+enum { PRED_R = 4 };   /* predictor hidden size in the PowerInfer variant */
 
 static float weights[VOCAB * 64];
 
 static void add_tensor(gguf_writer *w, const variant *v, const char *name, uint64_t cols, uint64_t rows)
 {
-    if (v->skip_tensor && !strcmp(name, v->skip_tensor))
+    if ((v->skip_tensor && !strcmp(name, v->skip_tensor)) || (v->skip_tensor2 && !strcmp(name, v->skip_tensor2)))
         return;
     uint64_t ne[2] = {cols, rows ? rows : 1};
     pi_type type = PI_TYPE_F32;
@@ -78,9 +83,21 @@ static void write_model(const char *path, const variant *v)
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, t[i].n);
             add_tensor(w, v, name, t[i].cols, t[i].rows);
         }
+        /* PowerInfer's shapes (its loader): fc1 ne [dim, R], fc2 ne [R, n_ff], ffn_down_t ne [dim, n_ff] */
+        const struct {
+            const char *n;
+            uint64_t cols, rows;
+        } p[] = {{"fc1", DIM, PRED_R}, {"fc2", PRED_R, FF}, {"ffn_down_t", DIM, FF}};
+        for (size_t i = 0; v->pwri && i < sizeof p / sizeof p[0]; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, p[i].n);
+            add_tensor(w, v, name, p[i].cols, p[i].rows);
+        }
     }
+    if (v->pwri)
+        CHECK(gguf_writer_add_f32(w, "powerinfer.sparse_threshold", 0.25f) == 0, "threshold");
     pi_error err = {{0}};
-    CHECK(gguf_writer_write(w, path, "GGUF", &err) == 0, "write %s: %s", path, err.msg);
+    CHECK(gguf_writer_write(w, path, v->pwri ? "PWRI" : "GGUF", &err) == 0, "write %s: %s", path, err.msg);
     gguf_writer_free(&w);
     CHECK(w == NULL, "writer_free nulls");
 }
@@ -158,10 +175,63 @@ static void test_errors(void)
     expect_error(&(variant){.act = "gelu"}, act, 2);
 }
 
+/* A PowerInfer file loads with its predictor, transposed down and threshold; ReLU by default. */
+static void test_powerinfer(void)
+{
+    char path[512];
+    test_tmp("test_model_pwri.gguf", path, sizeof path);
+    pi_error err = {{0}};
+    write_model(path, &(variant){.pwri = 1});
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "model_open PWRI: %s", err.msg);
+    CHECK(gguf_is_powerinfer(m->file), "PWRI magic");
+    CHECK(m->act == PI_ACT_RELU, "PowerInfer default activation is relu, got %s", pi_act_name(m->act));
+    CHECK(m->sparse_threshold == 0.25f && m->has_predictor == 1, "threshold %g, has_predictor %d",
+          m->sparse_threshold, m->has_predictor);
+    for (uint32_t l = 0; l < LAYERS; l++) {
+        const pi_layer *y = &m->layers[l];
+        CHECK(y->pred_fc1.data && y->pred_fc1.rows == PRED_R && y->pred_fc1.cols == DIM, "fc1 of layer %u", l);
+        CHECK(y->pred_fc2.data && y->pred_fc2.rows == FF && y->pred_fc2.cols == PRED_R, "fc2 of layer %u", l);
+        CHECK(y->ffn_down_t.data && y->ffn_down_t.rows == FF && y->ffn_down_t.cols == DIM &&
+              y->ffn_down_t.row_bytes == DIM * sizeof(float), "ffn_down_t of layer %u", l);
+        CHECK(y->pred_fc1.data != y->pred_fc2.data && y->ffn_down.data, "distinct views, dense down kept");
+    }
+    model_close(&m);
+
+    write_model(path, &(variant){.pwri = 1, .act = "relu_both"});   /* the key wins */
+    m = model_open(path, &err);
+    CHECK(m && m->act == PI_ACT_RELU_BOTH, "pi.ffn_activation overrides the PowerInfer default: %s", err.msg);
+    model_close(&m);
+
+    write_model(path, &(variant){0});   /* a plain file: nothing PowerInfer */
+    m = model_open(path, &err);
+    CHECK(m, "model_open: %s", err.msg);
+    CHECK(!m->has_predictor && m->sparse_threshold == 0.0f && !m->layers[0].pred_fc1.data &&
+          !m->layers[0].pred_fc2.data && !m->layers[0].ffn_down_t.data && m->act == PI_ACT_SILU, "plain model");
+    model_close(&m);
+    remove(path);
+
+    const char *fc2[] = {"tensor blk.0.fc2.weight has shape [4,11], expected [4,12]"};
+    expect_error(&(variant){.pwri = 1, .bad_shape = "blk.0.fc2.weight"}, fc2, 1);
+    /* fc1's R is free; one row fewer in fc1 makes fc2 the tensor that does not fit */
+    const char *fc1r[] = {"tensor blk.1.fc2.weight has shape [4,12], expected [3,12]"};
+    expect_error(&(variant){.pwri = 1, .bad_shape = "blk.1.fc1.weight"}, fc1r, 1);
+    const char *downt[] = {"tensor blk.1.ffn_down_t.weight has shape [8,11], expected [8,12]"};
+    expect_error(&(variant){.pwri = 1, .bad_shape = "blk.1.ffn_down_t.weight"}, downt, 1);
+    const char *half[] = {"blk.1.fc2.weight is present but blk.1.fc1.weight is missing"};
+    expect_error(&(variant){.pwri = 1, .skip_tensor = "blk.1.fc1.weight"}, half, 1);
+    const char *partial[] = {"layer 1 lacks a predictor (blk.1.fc1.weight)", "every layer"};
+    expect_error(&(variant){.pwri = 1, .skip_tensor = "blk.1.fc1.weight", .skip_tensor2 = "blk.1.fc2.weight"},
+                 partial, 2);
+    const char *onlyt[] = {"blk.0.ffn_down.weight is missing", "ffn_down_t"};
+    expect_error(&(variant){.pwri = 1, .skip_tensor = "blk.0.ffn_down.weight"}, onlyt, 2);
+}
+
 int main(void)
 {
     test_good();
     test_errors();
+    test_powerinfer();
     printf("test_model: ok\n");
     return 0;
 }
