@@ -1,6 +1,7 @@
 /* pictl model: offline model tools.
  *   import-llama2c --checkpoint F --tokenizer F -o OUT [--type T] [--act A]
- *   inspect FILE */
+ *   inspect FILE
+ *   synth --shape S --type T -o OUT [...] (cmd_synth.c) */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -267,7 +268,10 @@ static int inspect(int argc, char **argv)
 int cmd_model(int argc, char **argv)
 {
     const char *usage = "usage: pictl model import-llama2c --checkpoint F --tokenizer F -o OUT.gguf [--type T] [--act A]\n"
-                        "       pictl model inspect FILE.gguf\n";
+                        "       pictl model inspect FILE.gguf\n"
+                        "       pictl model synth --shape S --type T -o OUT.gguf [--active A] [--skew Z] [--seed S] [--layers N] [--plain]\n"
+                        "       pictl model profile -m MODEL --corpus FILE [--tokens N] [--ctx C] [-o SIDECAR]\n"
+                        "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n";
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
@@ -276,6 +280,12 @@ int cmd_model(int argc, char **argv)
         return import_llama2c(argc - 1, argv + 1);
     if (!strcmp(argv[1], "inspect"))
         return inspect(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "synth"))
+        return cmd_model_synth(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "profile"))
+        return cmd_model_profile(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "plan"))
+        return cmd_model_plan(argc - 1, argv + 1);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, stdout);
         return 0;

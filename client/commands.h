@@ -5,12 +5,18 @@
 
 int cmd_tokenize(int argc, char **argv);
 int cmd_model(int argc, char **argv);
+/* `pictl model synth` (argv[0] is "synth"). */
+int cmd_model_synth(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_restart_worker(int argc, char **argv);
 int cmd_shutdown(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+/* `pictl model profile` (cmd_profile.c): argv[0] is "profile". */
+int cmd_model_profile(int argc, char **argv);
+/* `pictl model plan` (cmd_plan.c): argv[0] is "plan". */
+int cmd_model_plan(int argc, char **argv);
 /* `pictl tokenize` without -m: tokenizes through pid's Tokenize RPC
  * ([--endpoint E] [--no-bos] [--file F | TEXT], else stdin; ids on one line,
  * separated by spaces). */

@@ -16,7 +16,7 @@ static const struct {
     {"restart-worker", cmd_restart_worker, "restart-worker [--endpoint E] gpu|cpu:N         restart one worker"},
     {"shutdown", cmd_shutdown, "shutdown [--endpoint E]                          stop pid and its workers"},
     {"detokenize", cmd_detokenize, "detokenize [--endpoint E] IDS...                 token ids to text, through pid"},
-    {"model", cmd_model, "model import-llama2c|inspect ...                  offline model tools"},
+    {"model", cmd_model, "model import-llama2c|inspect|synth|profile|plan   offline model tools"},
 };
 
 static void usage(FILE *out)
