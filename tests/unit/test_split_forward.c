@@ -11,6 +11,7 @@
 #include "plan.h"
 #include "rand_model.h"
 #include "shard.h"
+#include "synth.h"
 
 #define N_TOK 64
 #define N_SEQ 2
@@ -241,8 +242,30 @@ static void run_random(pi_type type, pi_act act, uint32_t seed)
     remove(full);
 }
 
+/* A synthetic sparse ReLU model (pictl model synth --shape tiny). */
+static void run_synth(pi_type type)
+{
+    char path[512], name[64];
+    snprintf(name, sizeof name, "synth tiny %s", pi_type_name(type));
+    test_tmp("split_forward_synth.gguf", path, sizeof path);
+    synth_options so;
+    synth_options_default(&so);
+    so.type = type;
+    so.n_threads = 1;
+    pi_error err = {{0}};
+    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "%s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    int32_t start[N_SEQ] = {1, 77};
+    run_model(m, start, name);
+    model_close(&m);
+    remove(path);
+}
+
 int main(void)
 {
+    run_synth(PI_TYPE_F16);
+    run_synth(PI_TYPE_Q8_0);
     run_random(PI_TYPE_F32, PI_ACT_RELU, 1);
     run_random(PI_TYPE_F32, PI_ACT_SILU, 2);
     run_random(PI_TYPE_F16, PI_ACT_RELU, 3);
