@@ -24,7 +24,13 @@ typedef struct gpu_entry {
 } gpu_entry;
 
 typedef struct gpu_backend_config {
-    uint32_t n_hot;         /* hot neurons per layer: [0, n_hot) */
+    uint32_t n_hot;         /* hot neurons per layer: [0, n_hot), unless hot is set */
+    /* Optional per-layer hot sets chosen from activation frequencies
+     * (model/placement.h): hot[l] lists hot_count[l] ascending global neuron
+     * ids of layer l, each <= n_hot of them (n_hot is then their maximum).
+     * NULL: every layer's hot neurons are [0, n_hot). */
+    const int32_t *const *hot;
+    const uint32_t *hot_count;
     uint32_t max_seqs;      /* KV cache slots */
     uint32_t n_ctx;         /* positions per slot */
     uint32_t max_batch;     /* entries per step */
