@@ -43,12 +43,26 @@ struct ffn_pool {
     const float *x;
     const uint32_t *active;
     size_t n_active;
+    int dense;                      /* every listed neuron's three rows, no skipping */
     _Atomic uint32_t gen;           /* job number; a change wakes helpers */
     _Atomic uint32_t pending;       /* helpers still working on the job */
     _Atomic uint32_t sleepers;      /* helpers asleep (or about to be) on gen */
     _Atomic uint32_t caller_waiting;
     _Atomic int stop;
 };
+
+static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+               const uint32_t *active, size_t n_active, float *out, pi_error *err);
+
+/* One thread's share of the job: sparse (skips what cannot matter) or dense. */
+static void accum(const ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+                  const uint32_t *active, size_t n, float *out)
+{
+    if (p->dense)
+        ffn_dense_accum(p->k, l, act, x, active, n, out);
+    else
+        ffn_sparse_accum(p->k, l, act, x, active, n, out);
+}
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
@@ -105,7 +119,7 @@ static void *helper_main(void *arg)
         if (e > b) {
             float *buf = partial(p, h->t);
             memset(buf, 0, (size_t)p->l->dim * sizeof *buf);
-            ffn_sparse_accum(p->k, p->l, p->act, p->x, p->active + b, e - b, buf);
+            accum(p, p->l, p->act, p->x, p->active + b, e - b, buf);
         }
         if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_waiting))
             futex_wake(&p->pending, 1);
@@ -206,6 +220,20 @@ const ffn_kernels *ffn_pool_kernels(const ffn_pool *p)
 int ffn_sparse_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
                    const uint32_t *active, size_t n_active, float *out, pi_error *err)
 {
+    p->dense = 0;
+    return run(p, l, act, x, active, n_active, out, err);
+}
+
+int ffn_dense_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+                  const uint32_t *all, float *out, pi_error *err)
+{
+    p->dense = 1;
+    return run(p, l, act, x, all, l->n_neurons, out, err);
+}
+
+static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+               const uint32_t *active, size_t n_active, float *out, pi_error *err)
+{
     if (ffn_sparse_layer_check(l, err))
         return -1;
     if (l->dim > p->max_dim)
@@ -232,7 +260,7 @@ int ffn_sparse_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const flo
     slice(n_active, 0, n, &b, &e);
     memset(out, 0, (size_t)l->dim * sizeof *out);
     if (e > b)
-        ffn_sparse_accum(p->k, l, act, x, active + b, e - b, out);
+        accum(p, l, act, x, active + b, e - b, out);
     if (n == 1)
         return 0;
     wait_helpers(p);

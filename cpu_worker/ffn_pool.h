@@ -34,4 +34,11 @@ const ffn_kernels *ffn_pool_kernels(const ffn_pool *p);
 int ffn_sparse_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
                    const uint32_t *active, size_t n_active, float *out, pi_error *err);
 
+/* The dense oracle on the same threads and kernels: every neuron of l
+ * (all = 0..n_neurons-1), each one's gate, up and down rows read and
+ * applied even when its activation is 0 (--ffn dense, for benchmarks that
+ * compare like with like). */
+int ffn_dense_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+                  const uint32_t *all, float *out, pi_error *err);
+
 #endif

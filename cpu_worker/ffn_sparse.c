@@ -32,6 +32,18 @@ void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act ac
     }
 }
 
+void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                     const float *x, const uint32_t *active, size_t n_active, float *out)
+{
+    size_t dim = l->dim;
+    for (size_t i = 0; i < n_active; i++) {
+        uint32_t j = active[i];
+        float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, dim);
+        float u = k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim);
+        k->axpy(l->down_t_type, ops_ffn_act(act, g, u), row_at(l->down_t, l->down_t_stride, j), out, dim);
+    }
+}
+
 void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
                     const uint32_t *active, size_t n_active, float *out)
 {

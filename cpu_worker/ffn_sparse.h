@@ -47,6 +47,11 @@ void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
 void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                       const float *x, const uint32_t *active, size_t n_active, float *out);
 
+/* The same without skipping anything: every listed neuron's gate, up and
+ * down rows are read and applied (the dense path's cost, same result). */
+void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                     const float *x, const uint32_t *active, size_t n_active, float *out);
+
 /* Checks l's types (pi_type_supported), dim (a multiple of every row's
  * block) and pointers: 0, or -1 with err naming the field. */
 int ffn_sparse_layer_check(const ffn_sparse_layer *l, pi_error *err);

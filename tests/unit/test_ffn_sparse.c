@@ -233,6 +233,15 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
                     CHECK(memcmp(again, got, dim * sizeof *got) == 0,
                           "pool %s %u threads: two calls differ", ks[v]->name, t);
                     free(again);
+                    /* The dense path over every neuron equals the sparse one. */
+                    if (kind == 2) {
+                        float *dense = malloc(dim * sizeof *dense);
+                        CHECK(dense, "out of memory");
+                        CHECK(ffn_dense_run(p, &s.l, acts[a], x, idx, dense, &err) == 0, "%s", err.msg);
+                        CHECK(rel_err(dense, ref, dim, sc) <= tol, "dense pool %s %u threads vs plain",
+                              ks[v]->name, t);
+                        free(dense);
+                    }
                     ffn_pool_free(&p);
                     CHECK(p == NULL, "ffn_pool_free nulls the pointer");
                 }
