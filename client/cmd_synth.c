@@ -9,16 +9,22 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "model.h"
+#include "sidecar.h"
 #include "synth.h"
 
 static const char usage[] =
     "usage: pictl model synth --shape tiny|7b|13b|40b|70b --type f16|q8_0|q4_0|f32|bf16 -o FILE.gguf\n"
     "                         [--active 0.11] [--skew 1.0] [--seed 1] [--layers N] [--plain] [--threads N]\n"
+    "                         [--sidecar | --no-sidecar]\n"
     "  --active  mean fraction of FFN neurons that fire per token\n"
     "  --skew    power-law exponent: neuron of rank r fires with probability ~ r^-skew\n"
     "  --layers  override the shape's layer count (quick benchmarks)\n"
     "  --plain   only llama.cpp's tensors and keys (no predictor, no ffn_down_t, no pi.* keys)\n"
-    "  --threads generating threads (default: one per CPU); the bytes do not depend on it\n";
+    "  --threads generating threads (default: one per CPU); the bytes do not depend on it\n"
+    "  --sidecar also write FILE.pi-sparse.gguf with every neuron's intended firing probability as\n"
+    "            its activation frequency (corpus \"synthetic\"), so pid places hot neurons by it;\n"
+    "            on by default unless --plain\n";
 
 static int parse_type(const char *s, pi_type *t)
 {
@@ -82,6 +88,30 @@ static void show_progress(void *ud, uint64_t done, uint64_t total)
     fflush(stderr);
 }
 
+/* The sparse sidecar of the model just written at path: the intended firing
+ * probabilities as frequencies, provenance corpus "synthetic". */
+static int write_sidecar(const char *path, const synth_options *o, char *side, size_t cap, pi_error *err)
+{
+    if (sidecar_path_for(path, side, cap) < 0)
+        return pi_error_set(err, "the sidecar path of %s is too long", path);
+    pi_model *m = model_open(path, err);
+    if (!m)
+        return -1;
+    pi_sidecar *sc = sidecar_new(m, err);
+    int rc = sc ? 0 : -1;
+    if (sc) {
+        snprintf(sc->corpus, sizeof sc->corpus, "synthetic");
+        sc->tokens = 0;
+        for (uint32_t l = 0; l < m->n_layers && rc == 0; l++)
+            rc = synth_neuron_probs(o, l, sc->freq + (size_t)l * m->n_ff, err);
+        if (rc == 0)
+            rc = sidecar_write(sc, side, err);
+    }
+    sidecar_free(&sc);
+    model_close(&m);
+    return rc < 0 ? pi_error_wrap(err, "sidecar %s", side) : 0;
+}
+
 /* The library's message without its own "synth: " prefix. */
 static const char *lib_msg(const pi_error *err)
 {
@@ -94,6 +124,7 @@ int cmd_model_synth(int argc, char **argv)
     synth_options_default(&o);
     const char *shape = NULL, *type = NULL, *out = NULL;
     uint64_t layers = 0, threads = 0;
+    int sidecar = -1;   /* -1: on unless --plain */
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -103,6 +134,10 @@ int cmd_model_synth(int argc, char **argv)
         }
         if (!strcmp(a, "--plain")) {
             o.plain = 1;
+            continue;
+        }
+        if (!strcmp(a, "--sidecar") || !strcmp(a, "--no-sidecar")) {
+            sidecar = !strcmp(a, "--sidecar");
             continue;
         }
         if (!v) {
@@ -156,5 +191,13 @@ int cmd_model_synth(int argc, char **argv)
     printf("wrote %s: %s shape, %u layers, %s weights, %.2f GB of tensors in %.1f s%s\n", out, o.shape.name,
            o.shape.n_layers, type, (double)synth_data_bytes(&o) / 1e9, since(&p.start),
            o.plain ? " (plain: no predictor)" : "");
+    if (sidecar < 0 ? !o.plain : sidecar) {
+        char side[1100];
+        if (write_sidecar(out, &o, side, sizeof side, &err) < 0) {
+            fprintf(stderr, "pictl model synth: %s\n", err.msg);
+            return 1;
+        }
+        printf("wrote %s: intended firing probabilities as activation frequencies (corpus synthetic)\n", side);
+    }
     return 0;
 }

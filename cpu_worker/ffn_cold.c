@@ -15,12 +15,13 @@ void ffn_cold(const cpu_shard *s, uint32_t l, const float *x, uint32_t n, float 
     for (uint32_t e = 0; e < n; e++) {
         const float *xe = x + (size_t)e * dim;
         float *oe = out + (size_t)e * dim;
-        for (uint32_t j = s->begin; j < s->end; j++) {
-            float g = pi_dot_row(d->gate_type, cpu_shard_gate(s, l, j), xe, dim);
-            float u = pi_dot_row(d->up_type, cpu_shard_up(s, l, j), xe, dim);
+        for (uint32_t k = 0; k < d->n; k++) {
+            const char *rec = d->data + (size_t)k * d->record_bytes;
+            float g = pi_dot_row(d->gate_type, rec, xe, dim);
+            float u = pi_dot_row(d->up_type, rec + d->gate_bytes, xe, dim);
             float a = ops_ffn_act(s->act, g, u);
             if (a != 0.0f)
-                pi_axpy_row(d->down_t_type, a, cpu_shard_down_t(s, l, j), oe, dim);
+                pi_axpy_row(d->down_t_type, a, rec + d->gate_bytes + d->up_bytes, oe, dim);
         }
     }
 }

@@ -15,7 +15,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-cpu-worker --model PATH --ctl ENDPOINT --shm NAME --index I --of N\n"
-               "       [--hot K] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
+               "       [--hot K | --plan FILE] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
                "Started by pid; computes cold-neuron shard I of N of every FFN layer.\n");
 }
 
@@ -64,6 +64,8 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, 255, &u), o.index = (uint32_t)u, have_index = 1;
         else if (!strcmp(a, "--of"))
             bad = parse_u64(a, v, 256, &u), o.of = (uint32_t)u, have_of = 1;
+        else if (!strcmp(a, "--plan"))
+            o.plan_path = v;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
         else if (!strcmp(a, "--ffn")) {

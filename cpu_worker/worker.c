@@ -112,7 +112,9 @@ static int connect_ctl(cworker *c, pi_error *err)
 static int make_pool(cworker *c, pi_error *err)
 {
     const cpu_shard *sh = c->shard;
-    uint32_t n = sh->end - sh->begin;
+    uint32_t n = 0;     /* the largest layer's neuron count */
+    for (uint32_t l = 0; l < sh->n_layers; l++)
+        n = sh->layers[l].n > n ? sh->layers[l].n : n;
     cpu_set_t set;
     uint32_t threads = 1;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
@@ -147,15 +149,35 @@ static int load(cworker *c, pi_error *err)
     /* The default K is the plan's; max_seqs does not change it. */
     plan_params pp = {.max_seqs = 1, .n_cpu_workers = o->of};
     pi_plan plan;
-    int rc = o->n_hot < 0 ? plan_make(m, &pp, &plan, err)
+    int rc = o->plan_path ? plan_load_for_model(m, o->plan_path, &pp, &plan, err)
+             : o->n_hot < 0 ? plan_make(m, &pp, &plan, err)
              : o->n_hot > UINT32_MAX ? pi_error_set(err, "--hot %" PRId64 " is too large", o->n_hot)
                                      : plan_make_fixed(m, &pp, (uint32_t)o->n_hot, &plan, err);
     if (rc < 0) {
         model_close(&m);
         return pi_error_wrap(err, "%s", c->name);
     }
-    plan_shard r = plan.shards[o->index];
-    c->shard = cpu_shard_new(m, r.begin, r.end, o->numa_node, err);
+    if (plan.order) {
+        const int32_t **ids = calloc(m->n_layers ? m->n_layers : 1, sizeof *ids);
+        uint32_t *counts = calloc(m->n_layers ? m->n_layers : 1, sizeof *counts);
+        if (ids && counts) {
+            for (uint32_t l = 0; l < m->n_layers; l++) {
+                plan_set set = plan_shard_set(&plan, o->index, l);
+                ids[l] = set.ids;
+                counts[l] = set.n;
+            }
+            c->shard = cpu_shard_new_sets(m, ids, counts, o->numa_node, err);
+        } else {
+            pi_error_set(err, "out of memory");
+        }
+        free(ids);
+        free(counts);
+    } else {
+        c->shard = cpu_shard_new(m, plan.shards[o->index].begin, plan.shards[o->index].end, o->numa_node, err);
+    }
+    char what[160];
+    plan_describe_shard(&plan, o->index, what, sizeof what);
+    plan_release(&plan);
     step_params sp = {.n_layers = m->n_layers, .dim = m->dim, .n_ff = m->n_ff, .n_vocab = m->n_vocab,
                       .n_cpu_workers = o->of};
     c->n_layers = m->n_layers;
@@ -164,8 +186,7 @@ static int load(cworker *c, pi_error *err)
         return pi_error_wrap(err, "%s", c->name);
     if (o->ffn != PI_FFN_DENSE && make_pool(c, err) < 0)
         return -1;
-    snprintf(c->detail, sizeof c->detail, "neurons [%u, %u) of %u per layer, %.1f MiB%s; ffn %s%s%s", r.begin,
-             r.end, plan.n_ff, (double)c->shard->bytes / (1 << 20),
+    snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
              c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
              c->pool ? ", kernels " : "", c->pool ? ffn_pool_kernels(c->pool)->name : "");
 
@@ -204,21 +225,14 @@ static int send_heartbeat(cworker *c, pi_error *err)
     return send_ctl(c, &m, err);
 }
 
-/* --ffn predicted: entry e's active neurons (the GPU worker's list, ascending)
- * that fall in this shard, as shard-local indices in c->local. */
-static uint32_t shard_active(cworker *c, uint32_t e)
+/* --ffn predicted: entry e's active neurons of layer l (the GPU worker's
+ * list) that this shard holds, as record indices in c->local. */
+static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e)
 {
     const int32_t *idx = step_active_idx(c->base, &c->lay, e);
     int32_t cnt = step_active_counts(c->base, &c->lay)[e];
-    uint32_t b = c->shard->begin, end = c->shard->end, n = 0;
-    for (int32_t k = 0; k < cnt && k < (int32_t)c->lay.p.n_ff; k++) {
-        int32_t j = idx[k];
-        if (j >= (int32_t)end)
-            break;
-        if (j >= (int32_t)b)
-            c->local[n++] = (uint32_t)j - b;
-    }
-    return n;
+    uint32_t n = cnt < 0 ? 0 : cnt > (int32_t)c->lay.p.n_ff ? c->lay.p.n_ff : (uint32_t)cnt;
+    return cpu_shard_local_list(c->shard, l, idx, n, c->local);
 }
 
 /* One step: 0 when done or aborted (pid re-synchronises by message); -1 with
@@ -249,12 +263,12 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
         if (!c->pool) {
             ffn_cold(c->shard, l, x, n, partial);
         } else {
-            uint32_t dim = c->shard->dim, cnt = c->shard->end - c->shard->begin;
+            uint32_t dim = c->shard->dim, cnt = c->shard->layers[l].n;
             for (uint32_t e = 0; e < n; e++) {
                 const uint32_t *list = c->all;
                 uint32_t len = cnt;
                 if (c->o->ffn == PI_FFN_PREDICTED) {
-                    len = shard_active(c, e);
+                    len = shard_active(c, l, e);
                     list = c->local;
                 }
                 if (ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, x + (size_t)e * dim, list, len,

@@ -17,6 +17,7 @@ typedef struct cpu_worker_opts {
     const char *shm_name;       /* the step segment */
     uint32_t index, of;         /* shard index of of */
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
+    const char *plan_path;      /* pid's plan cache (--plan): per-layer cold sets; overrides n_hot */
     int numa_node;              /* -1: no NUMA placement */
     pi_ffn_mode ffn;            /* dense: plain kernel over every neuron; exact: fast
                                    kernels, neurons with a ReLU gate <= 0 skipped */

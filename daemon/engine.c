@@ -29,6 +29,7 @@ struct engine {
     pi_model *model;
     tokenizer *tok;
     pi_plan plan;
+    char plan_path[1200];       /* the plan cache the workers read (--plan), or "" */
     uint32_t n_ctx, max_batch;
     shm_segment *seg;
     void *base;
@@ -140,7 +141,13 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                       .budget_bytes = o->vram_budget_gib > 0
                                           ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30))
                                           : 0};
-    if (plan_make(e->model, &pp, &e->plan, err) < 0) {
+    /* The workers read a copy of the plan private to this pid: the cache
+     * beside the model may be rewritten (another budget setup) while
+     * workers restart. */
+    char copy[1100];
+    snprintf(copy, sizeof copy, "%s/plan-%d.gguf", o->rundir, (int)getpid());
+    if (plan_make_for_model(e->model, o->model_path, &pp, o->rundir, copy, &e->plan, e->plan_path,
+                            sizeof e->plan_path, err) < 0) {
         pi_error_wrap(err, "placement for %s", o->model_path);
         goto fail;
     }
@@ -182,7 +189,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     sup_config sc = {.bin_dir = bin_dir, .model = e->model_path, .ctl = e->ctl_ep,
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
-                     .n_hot = e->plan.n_hot, .max_seqs = o->max_seqs, .max_batch = o->max_batch,
+                     .n_hot = e->plan.n_hot, .plan = e->plan_path,
+                     .max_seqs = o->max_seqs, .max_batch = o->max_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
                      .measure_recall = o->measure_recall};
     if (supervisor_init(&e->sup, &sc, err) < 0)
@@ -249,6 +257,9 @@ void engine_free(engine **ep)
     free(e->entries);
     shm_segment_destroy(&e->seg);
     tokenizer_free(&e->tok);
+    plan_release(&e->plan);
+    if (e->plan_path[0])
+        unlink(e->plan_path);
     model_close(&e->model);
     if (e->sfd >= 0) {
         close(e->sfd);

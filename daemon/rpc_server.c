@@ -240,13 +240,16 @@ static void on_status(rpc_server *s, const wire_msg *m)
         wi->device_bytes = w->device_bytes;
         wi->backend = w->backend;
         wi->numa_node = w->numa_node;
+        char held[200];
         if (w->is_gpu)
-            snprintf(details[i], sizeof details[i], "hot neurons [0, %u) of %u%s%s%s", plan->n_hot,
-                     plan->n_ff, w->detail[0] ? "; " : "", w->detail,
+            plan_describe_hot(plan, held, sizeof held);
+        else
+            plan_describe_shard(plan, w->index, held, sizeof held);
+        if (w->is_gpu)
+            snprintf(details[i], sizeof details[i], "%s%s%s%s", held, w->detail[0] ? "; " : "", w->detail,
                      w->last_error[0] ? "; last error: " : "");
         else
-            snprintf(details[i], sizeof details[i], "neurons [%u, %u), cpus %s%s%s%s",
-                     plan->shards[w->index].begin, plan->shards[w->index].end, w->cpus,
+            snprintf(details[i], sizeof details[i], "%s, cpus %s%s%s%s", held, w->cpus,
                      w->detail[0] ? "; " : "", w->detail, w->last_error[0] ? "; last error: " : "");
         if (w->last_error[0]) {
             size_t l = strlen(details[i]);

@@ -86,6 +86,7 @@ int run_on_workers(const run_workers_opts *o)
     engine *e = engine_new(&eo, &sink, &err);
     if (!e)
         goto fail;
+    fprintf(stderr, "pid run: placement: %s\n", engine_plan(e)->summary);
     if (engine_start(e, 120.0, &err) < 0)
         goto fail;
     if (echo_prompt(engine_tokenizer(e), o->prompt, &err) < 0)

@@ -144,7 +144,10 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "fd:%d", SUP_SHM_FD);
     else
         bad |= argf(w, &used, &argc, "--shm") | argf(w, &used, &argc, "%s", c->shm_name);
-    bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
+    if (c->plan && c->plan[0])
+        bad |= argf(w, &used, &argc, "--plan") | argf(w, &used, &argc, "%s", c->plan);
+    else
+        bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
     if (c->ffn)
         bad |= argf(w, &used, &argc, "--ffn") | argf(w, &used, &argc, "%s", c->ffn);
     return bad ? -1 : 0;

@@ -2,7 +2,8 @@
  * (embeddings, norms, attention, lm_head, KV cache, the hot neurons [0, n_hot)
  * of every FFN layer) and runs the GPU's part of each layer for a batch of
  * entries. Two implementations: host (plain C over model/ops.h, for machines
- * without a GPU and for CI) and cuda (cuBLAS + kernels, backend_cuda.cu).
+ * without a GPU and for CI) and cuda (backend_cuda.cu: weights in the model's
+ * own types, matrix-vector kernels with fp32 accumulation, cuda_matvec.cu).
  * The worker loop (worker.c) drives both the same way, per step:
  *   embed; for each layer: attn (writes xn to the shared segment), publish,
  *   ffn_hot, wait for the CPU partials, finish; then logits. */
@@ -36,7 +37,7 @@ typedef struct gpu_backend_config {
     uint32_t max_batch;     /* entries per step */
     int device;             /* CUDA device ordinal */
     pi_ffn_mode ffn;        /* exact: hot neurons with a ReLU gate <= 0 skip up/down
-                               (cuda computes them densely: the same result) */
+                               in both backends */
 } gpu_backend_config;
 
 typedef struct gpu_backend gpu_backend;

@@ -1,28 +1,34 @@
-// The CUDA backend of the GPU worker (interface: backend.h). Weights are
-// dequantized to fp32 at load and multiplied with cuBLAS SGEMM, so results
-// match the host backend to fp32 rounding; the small per-token operations
-// (norms, RoPE, attention, activation) are plain kernels. One stream; the
-// host waits on it only where data leaves the GPU (xn after attention,
-// logits). Fast paths (f16 weights, stream waits on the shm counters,
-// graphs) come with the performance work and must keep this file's results.
-#include <cublas_v2.h>
+// The CUDA backend of the GPU worker (interface: backend.h). Weights stay on
+// the device in the model's own types (cuda_matvec.cuh: Q8_0/Q4_0 split into
+// quants and scales, same bytes), so device_bytes equals the plan's count:
+// weights outside the FFN, the fp32 KV cache, and per layer the hot neurons'
+// gate and up rows and down columns stored as rows (down^T, plan.h's types).
+// Products are our own kernels with fp32 accumulation (cuda_matvec.cu); the
+// small per-token operations (norms, RoPE, attention) are plain kernels here.
+// Scratch (activations, split-K partials, logits, active lists, the hot-set
+// lookup tables) is sized at create and counted apart (scratch_bytes): the
+// plan does not count it either. One stream; the host waits on it only where
+// data leaves the GPU (xn after attention, logits).
 #include <cuda_runtime.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_matvec.cuh"
+
 extern "C" {
-#include "backend.h"
+#include "plan.h"
 }
 
 namespace {
 
 struct cuda_layer {
-    float *attn_norm, *ffn_norm;    // dim
-    float *wq, *wk, *wv, *wo;       // rows = outputs, row-major
-    float *gate, *up;               // n_hot x dim
-    float *down_t;                  // n_hot x dim (hot columns of down, transposed)
+    float *attn_norm, *ffn_norm;    // dim floats
+    cuda_mat wq, wk, wv, wo;        // rows = outputs
+    cuda_mat gate, up;              // K hot rows, in hot-slot order
+    cuda_mat down_t;                // K x dim: the hot columns of down as rows
+    int32_t *map;                   // n_ff: global id -> hot slot or -1 (hot sets only)
 };
 
 }  // namespace
@@ -32,18 +38,27 @@ struct gpu_backend {
     gpu_backend_config cfg;
     uint32_t kv_dim;
     cudaStream_t stream;
-    cublasHandle_t blas;
-    uint64_t device_bytes;
+    uint64_t device_bytes;          // what the plan counts
+    uint64_t scratch_bytes;         // device scratch beyond the plan
+    void **allocs;                  // every device allocation, for destroy
+    size_t n_allocs, cap_allocs;
 
-    float *tok_embd, *output_norm, *output;
+    cuda_mat tok_embd, output;      // output = tok_embd when tied
+    float *output_norm;
     cuda_layer *layers;             // host array of device pointers
+    uint32_t *hot_count;            // K of each layer
     float *k_cache, *v_cache;       // [slot][layer][pos][kv_dim]
 
     // Per-step scratch, sized for max_batch entries.
     gpu_entry *d_entries, *h_entries;   // h_entries is pinned host memory
-    float *x, *xb, *q, *k, *v, *att, *tmp, *hot, *g, *u, *logits;
-    void *host_base;                    // the registered step segment, or NULL
+    float *x, *xb, *q, *k, *v, *att, *tmp, *hot, *coef, *part, *logits;
     uint32_t *d_rows, *h_rows;          // rows that want logits
+    int32_t *d_lists, *h_lists;         // active lists copied in (h_lists pinned)
+    cudaEvent_t lists_done;             // the last copy out of h_lists finished
+    int lists_pending;
+    char *host_base;                    // the registered step segment, or NULL
+    size_t host_size;
+    char *host_dev;                     // its device address when mapped, else NULL
 };
 
 #define CU(call)                                                                         \
@@ -52,14 +67,6 @@ struct gpu_backend {
         if (e_ != cudaSuccess)                                                           \
             return pi_error_set(err, "cuda backend: %s failed: %s", #call,               \
                                 cudaGetErrorString(e_));                                 \
-    } while (0)
-
-#define BLAS(call)                                                                       \
-    do {                                                                                 \
-        cublasStatus_t s_ = (call);                                                      \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                 \
-            return pi_error_set(err, "cuda backend: %s failed: cuBLAS status %d", #call, \
-                                (int)s_);                                                \
     } while (0)
 
 #define LAUNCHED()                                                                       \
@@ -97,13 +104,6 @@ __global__ void k_rmsnorm(float *y, const float *x, const float *w, uint32_t dim
     float scale = 1.0f / sqrtf(partial[0] / (float)dim + eps);
     for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
         yr[i] = w[i] * (xr[i] * scale);
-}
-
-__global__ void k_embed(float *x, const float *table, const gpu_entry *e, uint32_t dim)
-{
-    const float *row = table + (size_t)e[blockIdx.x].token * dim;
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
-        x[(size_t)blockIdx.x * dim + i] = row[i];
 }
 
 // Rotates adjacent pairs of q (all heads) and k (kv heads) of one entry, then
@@ -190,22 +190,6 @@ __global__ void k_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
-// g = act(g) * u (or relu(g) * relu(u)), elementwise.
-__global__ void k_act(float *g, const float *u, size_t n, int act)
-{
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n)
-        return;
-    float a = g[i], b = u[i];
-    if (act == PI_ACT_SILU)
-        a = a / (1.0f + expf(-a));
-    else
-        a = a > 0.0f ? a : 0.0f;
-    if (act == PI_ACT_RELU_BOTH)
-        b = b > 0.0f ? b : 0.0f;
-    g[i] = a * b;
-}
-
 __global__ void k_gather_rows(float *dst, const float *src, const uint32_t *rows, uint32_t dim)
 {
     const float *s = src + (size_t)rows[blockIdx.x] * dim;
@@ -213,109 +197,239 @@ __global__ void k_gather_rows(float *dst, const float *src, const uint32_t *rows
         dst[(size_t)blockIdx.x * dim + i] = s[i];
 }
 
-// ---------------------------------------------------------------- helpers
+// ---------------------------------------------------------------- memory
 
 static unsigned blocks_for(size_t n, unsigned threads)
 {
     return (unsigned)((n + threads - 1) / threads);
 }
 
-static int dev_alloc(gpu_backend *b, float **p, size_t n_floats, pi_error *err)
+// *p = bytes of device memory (NULL when bytes is 0), counted in the plan's
+// figure (counted) or as scratch.
+static int dev_alloc(gpu_backend *b, void **p, size_t bytes, int counted, pi_error *err)
 {
-    size_t bytes = n_floats * sizeof(float);
+    *p = NULL;
     if (bytes == 0)
-        bytes = sizeof(float);
-    cudaError_t e = cudaMalloc((void **)p, bytes);
-    if (e != cudaSuccess)
-        return pi_error_set(err, "cuda backend: cannot allocate %zu bytes of device memory: %s "
-                            "(lower --vram-budget or use a smaller model)", bytes, cudaGetErrorString(e));
-    b->device_bytes += bytes;
+        return 0;
+    if (b->n_allocs == b->cap_allocs) {
+        size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;
+        void **a = (void **)realloc(b->allocs, cap * sizeof *a);
+        if (!a)
+            return pi_error_set(err, "cuda backend: out of host memory");
+        b->allocs = a;
+        b->cap_allocs = cap;
+    }
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        (void)cudaGetLastError();
+        return pi_error_set(err, "cuda backend: cannot allocate %zu bytes of device memory (%.1f MiB held "
+                            "so far): %s; lower --vram-budget (fewer hot neurons), --max-seqs or --n-ctx",
+                            bytes, (double)(b->device_bytes + b->scratch_bytes) / 1048576.0,
+                            cudaGetErrorString(e));
+    }
+    b->allocs[b->n_allocs++] = *p;
+    if (counted)
+        b->device_bytes += bytes;
+    else
+        b->scratch_bytes += bytes;
     return 0;
 }
 
-// Uploads rows [r0, r0+nr) of t as fp32 (dequantized on the host).
-static int upload_rows(gpu_backend *b, float **dst, const pi_tensor *t, uint64_t r0, uint64_t nr,
-                       pi_error *err)
+static int scratch_floats(gpu_backend *b, float **p, size_t n, pi_error *err)
 {
-    size_t n = (size_t)nr * t->cols;
-    if (dev_alloc(b, dst, n, err) != 0)
+    return dev_alloc(b, (void **)p, (n ? n : 1) * sizeof(float), 0, err);
+}
+
+// Copies bytes from host memory (pageable or not) to the device.
+static int upload(void *dst, const void *src, size_t bytes, pi_error *err)
+{
+    if (bytes > 0)
+        CU(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    return 0;
+}
+
+static int upload_norm(gpu_backend *b, float **dst, const pi_tensor *t, const char *what, pi_error *err)
+{
+    if (t->type != PI_TYPE_F32)
+        return pi_error_set(err, "cuda backend: %s has type %d; norms must be f32", what, (int)t->type);
+    size_t bytes = (size_t)t->cols * sizeof(float);
+    if (dev_alloc(b, (void **)dst, bytes, 1, err) != 0)
         return -1;
-    if (n == 0)
+    return upload(*dst, t->data, bytes, err);
+}
+
+// d = rows rows[0..nr) of t (rows NULL: [0, nr)) in t's type, in the layout
+// of cuda_mat: nr * t->row_bytes bytes.
+static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
+                      const char *what, pi_error *err)
+{
+    if (!cuda_mat_type_ok(t->type))
+        return pi_error_set(err, "cuda backend: %s has type %d, which the CUDA kernels do not support "
+                            "(use f32, f16, bf16, q8_0 or q4_0)", what, (int)t->type);
+    if (t->cols % cuda_mat_align(t->type) != 0)
+        return pi_error_set(err, "cuda backend: %s has %llu columns, not a multiple of %u", what,
+                            (unsigned long long)t->cols, cuda_mat_align(t->type));
+    memset(d, 0, sizeof *d);
+    d->type = t->type;
+    d->rows = nr;
+    d->cols = (uint32_t)t->cols;
+    size_t bytes = (size_t)nr * t->row_bytes;
+    void *p;
+    if (dev_alloc(b, &p, bytes, 1, err) != 0)
+        return -1;
+    d->data = (const unsigned char *)p;
+    if (nr == 0)
         return 0;
-    float *h = (float *)malloc(n * sizeof(float));
+    int blocks = t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0;
+    if (!blocks && !rows)
+        return upload(p, t->data, bytes, err);
+    unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
-        return pi_error_set(err, "cuda backend: out of host memory staging %zu floats", n);
-    for (uint64_t r = 0; r < nr; r++)
-        pi_dequantize_row(t->type, pi_tensor_row(t, r0 + r), h + r * t->cols, t->cols);
-    cudaError_t e = cudaMemcpy(*dst, h, n * sizeof(float), cudaMemcpyHostToDevice);
+        return pi_error_set(err, "cuda backend: out of host memory staging %s (%zu bytes)", what, bytes);
+    size_t nb = t->cols / 32, qb = t->type == PI_TYPE_Q8_0 ? 32 : 16, bb = qb + 2, qrow = nb * qb;
+    for (uint32_t r = 0; r < nr; r++) {
+        const unsigned char *src = (const unsigned char *)pi_tensor_row(t, rows ? (uint64_t)rows[r] : r);
+        if (!blocks) {
+            memcpy(h + (size_t)r * t->row_bytes, src, t->row_bytes);
+            continue;
+        }
+        for (size_t k = 0; k < nb; k++) {
+            memcpy(h + (size_t)r * qrow + k * qb, src + k * bb + 2, qb);
+            memcpy(h + (size_t)nr * qrow + ((size_t)r * nb + k) * 2, src + k * bb, 2);
+        }
+    }
+    if (blocks)
+        d->scales = (const uint16_t *)(d->data + (size_t)nr * qrow);
+    int rc = upload(p, h, bytes, err);
     free(h);
-    CU(e);
-    return 0;
+    return rc;
 }
 
-// The hot columns [0, n_hot) of down (dim x n_ff), stored transposed: n_hot x dim.
-static int upload_down_t(gpu_backend *b, float **dst, const pi_tensor *down, uint32_t n_hot,
-                         pi_error *err)
+// The down columns hot[0..K) (NULL: [0, K)) of layer l as K rows of dim, in
+// plan_down_t_type: float types bit-exact, block types dequantized to F32
+// (plan_write_down_t's values, gathered for an arbitrary hot list).
+static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t *hot, uint32_t K, pi_error *err)
 {
-    size_t dim = down->rows, n = (size_t)n_hot * dim;
-    if (dev_alloc(b, dst, n, err) != 0)
+    const pi_tensor *dn = &b->m->layers[l].ffn_down;
+    pi_type dt = plan_down_t_type(dn->type);
+    if (!cuda_down_type_ok(dt) || dn->cols != b->m->n_ff || dn->rows != b->m->dim)
+        return pi_error_set(err, "cuda backend: layer %u: ffn_down (type %d) cannot be held as down^T", l,
+                            (int)dn->type);
+    size_t es = dt == PI_TYPE_F32 ? 4 : 2, dim = dn->rows;
+    memset(d, 0, sizeof *d);
+    d->type = dt;
+    d->rows = K;
+    d->cols = (uint32_t)dim;
+    size_t bytes = (size_t)K * dim * es;
+    void *p;
+    if (dev_alloc(b, &p, bytes, 1, err) != 0)
         return -1;
-    if (n == 0)
+    d->data = (const unsigned char *)p;
+    if (K == 0)
         return 0;
-    float *row = (float *)malloc(down->cols * sizeof(float));
-    float *h = (float *)malloc(n * sizeof(float));
-    if (!row || !h) {
-        free(row);
+    int floats = dn->type == PI_TYPE_F32 || dn->type == PI_TYPE_F16 || dn->type == PI_TYPE_BF16;
+    unsigned char *h = (unsigned char *)malloc(bytes);
+    float *row = floats ? NULL : (float *)malloc(dn->cols * sizeof(float));
+    if (!h || (!floats && !row)) {
         free(h);
-        return pi_error_set(err, "cuda backend: out of host memory staging down");
+        free(row);
+        return pi_error_set(err, "cuda backend: out of host memory staging layer %u down^T (%zu bytes)", l, bytes);
     }
     for (size_t i = 0; i < dim; i++) {
-        pi_dequantize_row(down->type, pi_tensor_row(down, i), row, down->cols);
-        for (uint32_t j = 0; j < n_hot; j++)
-            h[(size_t)j * dim + i] = row[j];
+        const unsigned char *src = (const unsigned char *)pi_tensor_row(dn, i);
+        if (!floats)
+            pi_dequantize_row(dn->type, src, row, dn->cols);
+        for (uint32_t s = 0; s < K; s++) {
+            size_t j = hot ? (size_t)hot[s] : s;
+            unsigned char *o = h + ((size_t)s * dim + i) * es;
+            if (floats)
+                memcpy(o, src + j * es, es);
+            else
+                memcpy(o, &row[j], sizeof(float));
+        }
     }
-    cudaError_t e = cudaMemcpy(*dst, h, n * sizeof(float), cudaMemcpyHostToDevice);
-    free(row);
+    int rc = upload(p, h, bytes, err);
     free(h);
-    CU(e);
-    return 0;
-}
-
-// Y (n x out, row-major) = X (n x in, row-major) * W^T, W row-major out x in.
-static int gemm_xwt(gpu_backend *b, float *y, const float *x, const float *w, uint32_t n,
-                    uint32_t out, uint32_t in, pi_error *err)
-{
-    const float one = 1.0f, zero = 0.0f;
-    BLAS(cublasSgemm(b->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w, (int)in,
-                     x, (int)in, &zero, y, (int)out));
-    return 0;
+    free(row);
+    return rc;
 }
 
 static void free_all(gpu_backend *b)
 {
-    if (b->layers) {
-        for (uint32_t l = 0; l < b->m->n_layers; l++) {
-            cuda_layer *L = &b->layers[l];
-            float *ps[] = {L->attn_norm, L->ffn_norm, L->wq, L->wk, L->wv, L->wo, L->gate, L->up, L->down_t};
-            for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-                cudaFree(ps[i]);
-        }
-        free(b->layers);
-    }
-    float *ps[] = {b->tok_embd, b->output_norm, b->output, b->k_cache, b->v_cache, b->x, b->xb, b->q,
-                   b->k, b->v, b->att, b->tmp, b->hot, b->g, b->u, b->logits};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-        cudaFree(ps[i]);
-    cudaFree(b->d_entries);
-    cudaFree(b->d_rows);
+    for (size_t i = 0; i < b->n_allocs; i++)
+        cudaFree(b->allocs[i]);
+    free(b->allocs);
+    free(b->layers);
+    free(b->hot_count);
     cudaFreeHost(b->h_entries);
     cudaFreeHost(b->h_rows);
+    cudaFreeHost(b->h_lists);
+    if (b->lists_done)
+        cudaEventDestroy(b->lists_done);
     if (b->host_base)
         cudaHostUnregister(b->host_base);
-    if (b->blas)
-        cublasDestroy(b->blas);
     if (b->stream)
         cudaStreamDestroy(b->stream);
+}
+
+// Hot sets, when given, must be ascending ids below n_ff, at most n_hot each.
+static int check_hot_sets(const pi_model *m, const gpu_backend_config *c, pi_error *err)
+{
+    if (!c->hot)
+        return 0;
+    if (!c->hot_count)
+        return pi_error_set(err, "cuda backend: hot sets given without hot_count");
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        if (c->hot_count[l] > c->n_hot || (c->hot_count[l] > 0 && !c->hot[l]))
+            return pi_error_set(err, "cuda backend: layer %u has %u hot neurons, more than n_hot %u (or no list)",
+                                l, c->hot_count[l], c->n_hot);
+        for (uint32_t s = 0; s < c->hot_count[l]; s++) {
+            int32_t j = c->hot[l][s];
+            if (j < 0 || (uint32_t)j >= m->n_ff || (s > 0 && j <= c->hot[l][s - 1]))
+                return pi_error_set(err, "cuda backend: layer %u hot neuron %u is %d: hot sets must be "
+                                    "ascending ids below %u", l, s, j, m->n_ff);
+        }
+    }
+    return 0;
+}
+
+static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const gpu_backend_config *c = &b->cfg;
+    const pi_layer *P = &m->layers[l];
+    cuda_layer *L = &b->layers[l];
+    const int32_t *hot = c->hot ? c->hot[l] : NULL;
+    uint32_t K = c->hot ? c->hot_count[l] : c->n_hot;
+    b->hot_count[l] = K;
+    if (upload_norm(b, &L->attn_norm, &P->attn_norm, "attn_norm", err) ||
+        upload_norm(b, &L->ffn_norm, &P->ffn_norm, "ffn_norm", err) ||
+        upload_mat(b, &L->wq, &P->wq, NULL, (uint32_t)P->wq.rows, "attn_q", err) ||
+        upload_mat(b, &L->wk, &P->wk, NULL, (uint32_t)P->wk.rows, "attn_k", err) ||
+        upload_mat(b, &L->wv, &P->wv, NULL, (uint32_t)P->wv.rows, "attn_v", err) ||
+        upload_mat(b, &L->wo, &P->wo, NULL, (uint32_t)P->wo.rows, "attn_output", err) ||
+        upload_mat(b, &L->gate, &P->ffn_gate, hot, K, "ffn_gate", err) ||
+        upload_mat(b, &L->up, &P->ffn_up, hot, K, "ffn_up", err) ||
+        upload_down_t(b, &L->down_t, l, hot, K, err))
+        return -1;
+    if (P->ffn_gate.type != P->ffn_up.type)
+        return pi_error_set(err, "cuda backend: ffn_gate and ffn_up types differ (%d, %d)",
+                            (int)P->ffn_gate.type, (int)P->ffn_up.type);
+    if (!hot)
+        return 0;
+    int32_t *map = (int32_t *)malloc(m->n_ff * sizeof *map);
+    if (!map)
+        return pi_error_set(err, "cuda backend: out of host memory");
+    for (uint32_t j = 0; j < m->n_ff; j++)
+        map[j] = -1;
+    for (uint32_t s = 0; s < K; s++)
+        map[hot[s]] = (int32_t)s;
+    int rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, 0, err);
+    if (rc == 0)
+        rc = upload(L->map, map, m->n_ff * sizeof *map, err);
+    free(map);
+    return rc;
 }
 
 static int create_inner(gpu_backend *b, pi_error *err)
@@ -323,59 +437,49 @@ static int create_inner(gpu_backend *b, pi_error *err)
     const pi_model *m = b->m;
     const gpu_backend_config *c = &b->cfg;
     int n_dev = 0;
-    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0)
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        (void)cudaGetLastError();
         return pi_error_set(err, "cuda backend: no usable CUDA device (use --gpu-backend host)");
+    }
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
     CU(cudaSetDevice(c->device));
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
-    BLAS(cublasCreate(&b->blas));
-    BLAS(cublasSetStream(b->blas, b->stream));
-    // Plain fp32 arithmetic: no TF32, so results track the host backend.
-    BLAS(cublasSetMathMode(b->blas, CUBLAS_PEDANTIC_MATH));
+    CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
 
-    if (upload_rows(b, &b->tok_embd, &m->tok_embd, 0, m->tok_embd.rows, err) ||
-        upload_rows(b, &b->output_norm, &m->output_norm, 0, 1, err))
+    if (upload_mat(b, &b->tok_embd, &m->tok_embd, NULL, m->n_vocab, "token_embd", err) ||
+        upload_norm(b, &b->output_norm, &m->output_norm, "output_norm", err))
         return -1;
-    if (m->tied_output) {
-        b->output = NULL;
-    } else if (upload_rows(b, &b->output, &m->output, 0, m->output.rows, err)) {
+    if (m->tied_output)
+        b->output = b->tok_embd;
+    else if (upload_mat(b, &b->output, &m->output, NULL, (uint32_t)m->output.rows, "output", err))
         return -1;
-    }
     b->layers = (cuda_layer *)calloc(m->n_layers, sizeof(cuda_layer));
-    if (!b->layers)
+    b->hot_count = (uint32_t *)calloc(m->n_layers, sizeof(uint32_t));
+    if (!b->layers || !b->hot_count)
         return pi_error_set(err, "cuda backend: out of host memory");
-    for (uint32_t l = 0; l < m->n_layers; l++) {
-        const pi_layer *P = &m->layers[l];
-        cuda_layer *L = &b->layers[l];
-        if (upload_rows(b, &L->attn_norm, &P->attn_norm, 0, 1, err) ||
-            upload_rows(b, &L->ffn_norm, &P->ffn_norm, 0, 1, err) ||
-            upload_rows(b, &L->wq, &P->wq, 0, P->wq.rows, err) ||
-            upload_rows(b, &L->wk, &P->wk, 0, P->wk.rows, err) ||
-            upload_rows(b, &L->wv, &P->wv, 0, P->wv.rows, err) ||
-            upload_rows(b, &L->wo, &P->wo, 0, P->wo.rows, err) ||
-            upload_rows(b, &L->gate, &P->ffn_gate, 0, c->n_hot, err) ||
-            upload_rows(b, &L->up, &P->ffn_up, 0, c->n_hot, err) ||
-            upload_down_t(b, &L->down_t, &P->ffn_down, c->n_hot, err))
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        if (load_layer(b, l, err) != 0)
             return pi_error_wrap(err, "layer %u", l);
-    }
-    size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim;
-    size_t nb = c->max_batch;
-    if (dev_alloc(b, &b->k_cache, kv, err) || dev_alloc(b, &b->v_cache, kv, err) ||
-        dev_alloc(b, &b->x, nb * m->dim, err) || dev_alloc(b, &b->xb, nb * m->dim, err) ||
-        dev_alloc(b, &b->q, nb * m->dim, err) || dev_alloc(b, &b->k, nb * b->kv_dim, err) ||
-        dev_alloc(b, &b->v, nb * b->kv_dim, err) ||
-        dev_alloc(b, &b->att, nb * m->n_heads * c->n_ctx, err) ||
-        dev_alloc(b, &b->tmp, nb * m->dim, err) || dev_alloc(b, &b->hot, nb * m->dim, err) ||
-        dev_alloc(b, &b->g, nb * (c->n_hot ? c->n_hot : 1), err) ||
-        dev_alloc(b, &b->u, nb * (c->n_hot ? c->n_hot : 1), err) ||
-        dev_alloc(b, &b->logits, nb * m->n_vocab, err))
+    size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(float);
+    if (dev_alloc(b, (void **)&b->k_cache, kv, 1, err) || dev_alloc(b, (void **)&b->v_cache, kv, 1, err))
         return -1;
-    CU(cudaMalloc((void **)&b->d_entries, nb * sizeof(gpu_entry)));
-    CU(cudaMalloc((void **)&b->d_rows, nb * sizeof(uint32_t)));
-    b->device_bytes += nb * (sizeof(gpu_entry) + sizeof(uint32_t));
+    size_t nb = c->max_batch;
+    if (scratch_floats(b, &b->x, nb * m->dim, err) || scratch_floats(b, &b->xb, nb * m->dim, err) ||
+        scratch_floats(b, &b->q, nb * m->dim, err) || scratch_floats(b, &b->k, nb * b->kv_dim, err) ||
+        scratch_floats(b, &b->v, nb * b->kv_dim, err) ||
+        scratch_floats(b, &b->att, nb * m->n_heads * c->n_ctx, err) ||
+        scratch_floats(b, &b->tmp, nb * m->dim, err) || scratch_floats(b, &b->hot, nb * m->dim, err) ||
+        scratch_floats(b, &b->coef, nb * c->n_hot, err) ||
+        scratch_floats(b, &b->part, (size_t)CUDA_DOWN_PART_ROWS * m->dim, err) ||
+        scratch_floats(b, &b->logits, nb * m->n_vocab, err) ||
+        dev_alloc(b, (void **)&b->d_entries, nb * sizeof(gpu_entry), 0, err) ||
+        dev_alloc(b, (void **)&b->d_rows, nb * sizeof(uint32_t), 0, err) ||
+        dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), 0, err))
+        return -1;
     CU(cudaMallocHost((void **)&b->h_entries, nb * sizeof(gpu_entry)));
     CU(cudaMallocHost((void **)&b->h_rows, nb * sizeof(uint32_t)));
+    CU(cudaMallocHost((void **)&b->h_lists, nb * m->n_ff * sizeof(int32_t)));
     return 0;
 }
 
@@ -383,11 +487,20 @@ static int create_inner(gpu_backend *b, pi_error *err)
 
 static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg, pi_error *err)
 {
-    if (cfg->n_hot > m->n_ff || cfg->max_batch == 0 || cfg->max_seqs == 0 || cfg->n_ctx == 0) {
-        pi_error_set(err, "cuda backend: bad configuration (n_hot %u of %u, max_batch %u, max_seqs %u, n_ctx %u)",
-                     cfg->n_hot, m->n_ff, cfg->max_batch, cfg->max_seqs, cfg->n_ctx);
+    if (cfg->n_hot > m->n_ff || cfg->max_batch == 0 || cfg->max_batch > CUDA_MAX_BATCH || cfg->max_seqs == 0 ||
+        cfg->n_ctx == 0) {
+        pi_error_set(err, "cuda backend: bad configuration (n_hot %u of %u, max_batch %u of at most %d, "
+                     "max_seqs %u, n_ctx %u)", cfg->n_hot, m->n_ff, cfg->max_batch, CUDA_MAX_BATCH,
+                     cfg->max_seqs, cfg->n_ctx);
         return NULL;
     }
+    if (m->dim % 8 != 0 || m->n_heads * m->head_dim != m->dim || m->head_dim % 2 != 0) {
+        pi_error_set(err, "cuda backend: model shape not supported (dim %u must be a multiple of 8 and "
+                     "n_heads %u x head_dim %u, head_dim even)", m->dim, m->n_heads, m->head_dim);
+        return NULL;
+    }
+    if (check_hot_sets(m, cfg, err) != 0)
+        return NULL;
     gpu_backend *b = (gpu_backend *)calloc(1, sizeof *b);
     if (!b) {
         pi_error_set(err, "cuda backend: out of memory");
@@ -401,6 +514,10 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
         free(b);
         return NULL;
     }
+    // The caller's hot sets need not outlive create: what is kept is on the
+    // device (rows, lookup tables) and in hot_count.
+    b->cfg.hot = NULL;
+    b->cfg.hot_count = NULL;
     return b;
 }
 
@@ -418,10 +535,19 @@ static uint64_t cuda_device_bytes(const gpu_backend *b)
     return b->device_bytes;
 }
 
-static int check_entries(const gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err)
+static int check_step(const gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
 {
     if (n == 0 || n > b->cfg.max_batch)
         return pi_error_set(err, "cuda backend: %u entries in a step (1..%u allowed)", n, b->cfg.max_batch);
+    if (l >= b->m->n_layers)
+        return pi_error_set(err, "cuda backend: layer %u of %u", l, b->m->n_layers);
+    return 0;
+}
+
+static int check_entries(const gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err)
+{
+    if (check_step(b, 0, n, err) != 0)
+        return -1;
     for (uint32_t i = 0; i < n; i++)
         if (e[i].slot >= b->cfg.max_seqs || e[i].pos >= b->cfg.n_ctx || e[i].token < 0 ||
             (uint32_t)e[i].token >= b->m->n_vocab)
@@ -434,25 +560,26 @@ static int cuda_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *
 {
     if (check_entries(b, e, n, err) != 0)
         return -1;
+    // h_entries is free: every step's attn and logits end with a synchronisation.
     memcpy(b->h_entries, e, n * sizeof *e);
     CU(cudaMemcpyAsync(b->d_entries, b->h_entries, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
-    k_embed<<<n, 128, 0, b->stream>>>(b->x, b->tok_embd, b->d_entries, b->m->dim);
-    LAUNCHED();
+    CU(cuda_embed_rows(b->stream, b->x, &b->tok_embd, b->d_entries, n));
     return 0;
 }
 
 static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n, float *xn_out, pi_error *err)
 {
     (void)e; // uploaded by embed
+    if (check_step(b, l, n, err) != 0)
+        return -1;
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
     k_rmsnorm<<<n, 256, 0, b->stream>>>(b->xb, b->x, L->attn_norm, dim, m->norm_eps);
     LAUNCHED();
-    if (gemm_xwt(b, b->q, b->xb, L->wq, n, dim, dim, err) ||
-        gemm_xwt(b, b->k, b->xb, L->wk, n, b->kv_dim, dim, err) ||
-        gemm_xwt(b, b->v, b->xb, L->wv, n, b->kv_dim, dim, err))
-        return -1;
+    CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));
+    CU(cuda_matvec(b->stream, b->k, b->kv_dim, &L->wk, b->xb, dim, n));
+    CU(cuda_matvec(b->stream, b->v, b->kv_dim, &L->wv, b->xb, dim, n));
     k_rope_store<<<n, 128, 0, b->stream>>>(b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l,
                                            m->n_layers, b->cfg.n_ctx, dim, b->kv_dim, m->head_dim,
                                            m->rope_theta);
@@ -461,8 +588,7 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
                                                       b->d_entries, l, m->n_layers, b->cfg.n_ctx,
                                                       m->n_heads, m->n_kv_heads, m->head_dim);
     LAUNCHED();
-    if (gemm_xwt(b, b->q, b->tmp, L->wo, n, dim, dim, err))
-        return -1;
+    CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     k_add<<<blocks_for((size_t)n * dim, 256), 256, 0, b->stream>>>(b->x, b->q, (size_t)n * dim);
     LAUNCHED();
     k_rmsnorm<<<n, 256, 0, b->stream>>>(b->xb, b->x, L->ffn_norm, dim, m->norm_eps);
@@ -476,29 +602,72 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
 
 static int cuda_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
 {
+    if (check_step(b, l, n, err) != 0)
+        return -1;
+    const cuda_layer *L = &b->layers[l];
+    // exact/predicted on a ReLU-family model: up rows whose gate is <= 0 in
+    // every entry are skipped, and zero activations skip their down rows.
+    int skip = b->cfg.ffn != PI_FFN_DENSE;
+    CU(cuda_ffn_gate_up(b->stream, b->coef, &L->gate, &L->up, b->xb, n, (int)b->m->act, skip));
+    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
+    return 0;
+}
+
+static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int32_t *const *active,
+                               const int32_t *counts, pi_error *err)
+{
+    if (check_step(b, l, n, err) != 0)
+        return -1;
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
-    uint32_t K = b->cfg.n_hot;
-    if (K == 0) {
-        CU(cudaMemsetAsync(b->hot, 0, (size_t)n * m->dim * sizeof(float), b->stream));
-        return 0;
+    uint32_t K = b->hot_count[l], max_count = 0;
+    cuda_active lists;
+    memset(&lists, 0, sizeof lists);
+    // Lists inside the mapped step segment are read in place by the kernel;
+    // others are packed into pinned memory and copied in one transfer.
+    int in_place = b->host_dev != NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (counts[i] < 0 || (uint32_t)counts[i] > m->n_ff || (counts[i] > 0 && !active[i]))
+            return pi_error_set(err, "cuda backend: entry %u has %d active neurons (0..%u allowed)", i,
+                                counts[i], m->n_ff);
+        lists.count[i] = counts[i];
+        if ((uint32_t)counts[i] > max_count)
+            max_count = (uint32_t)counts[i];
+        const char *p = (const char *)active[i];
+        if (counts[i] > 0 && (!b->host_base || p < b->host_base ||
+                              p + (size_t)counts[i] * sizeof(int32_t) > b->host_base + b->host_size))
+            in_place = 0;
     }
-    if (gemm_xwt(b, b->g, b->xb, L->gate, n, K, m->dim, err) ||
-        gemm_xwt(b, b->u, b->xb, L->up, n, K, m->dim, err))
-        return -1;
-    k_act<<<blocks_for((size_t)n * K, 256), 256, 0, b->stream>>>(b->g, b->u, (size_t)n * K, (int)m->act);
-    LAUNCHED();
-    // hot (n x dim) = g (n x K) * down_t (K x dim)
-    const float one = 1.0f, zero = 0.0f;
-    BLAS(cublasSgemm(b->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)m->dim, (int)n, (int)K, &one, L->down_t,
-                     (int)m->dim, b->g, (int)K, &zero, b->hot, (int)m->dim));
+    if (in_place) {
+        for (uint32_t i = 0; i < n; i++)
+            if (counts[i] > 0)
+                lists.list[i] = (const int32_t *)(b->host_dev + ((const char *)active[i] - b->host_base));
+    } else if (max_count > 0) {
+        if (b->lists_pending)
+            CU(cudaEventSynchronize(b->lists_done)); // h_lists is free again
+        size_t off = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            memcpy(b->h_lists + off, active[i], (size_t)counts[i] * sizeof(int32_t));
+            lists.list[i] = b->d_lists + off;
+            off += (size_t)counts[i];
+        }
+        CU(cudaMemcpyAsync(b->d_lists, b->h_lists, off * sizeof(int32_t), cudaMemcpyHostToDevice, b->stream));
+        CU(cudaEventRecord(b->lists_done, b->stream));
+        b->lists_pending = 1;
+    }
+    if (K > 0)
+        CU(cudaMemsetAsync(b->coef, 0, (size_t)n * K * sizeof(float), b->stream));
+    CU(cuda_ffn_gate_up_active(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &lists, max_count, L->map,
+                               m->n_ff, (int)m->act));
+    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
     return 0;
 }
 
 static int cuda_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *const *partials,
                        uint32_t n_partials, pi_error *err)
 {
-    (void)l;
+    if (check_step(b, l, n, err) != 0)
+        return -1;
     size_t len = (size_t)n * b->m->dim;
     unsigned grid = blocks_for(len, 256);
     // tmp = hot + p0 + p1 + ...; then x += tmp: the host backend's order.
@@ -517,6 +686,8 @@ static int cuda_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *cons
 
 static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err)
 {
+    if (check_step(b, 0, n, err) != 0)
+        return -1;
     const pi_model *m = b->m;
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -529,9 +700,7 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
     LAUNCHED();
     k_rmsnorm<<<rows, 256, 0, b->stream>>>(b->xb, b->tmp, b->output_norm, m->dim, m->norm_eps);
     LAUNCHED();
-    const float *w = m->tied_output ? b->tok_embd : b->output;
-    if (gemm_xwt(b, b->logits, b->xb, w, rows, m->n_vocab, m->dim, err))
-        return -1;
+    CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, rows));
     CU(cudaMemcpyAsync(out, b->logits, (size_t)rows * m->n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
                        b->stream));
     CU(cudaStreamSynchronize(b->stream));
@@ -542,12 +711,25 @@ static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
 {
     if (b->host_base)
         return pi_error_set(err, "cuda backend: a segment is already registered");
-    CU(cudaHostRegister(base, size, cudaHostRegisterPortable));
-    b->host_base = base;
+    // Mapped, so kernels can read the active lists in place; copies work
+    // either way, so a device that cannot map falls back to plain pinning.
+    char *dev = NULL;
+    if (cudaHostRegister(base, size, cudaHostRegisterPortable | cudaHostRegisterMapped) == cudaSuccess) {
+        if (cudaHostGetDevicePointer((void **)&dev, base, 0) != cudaSuccess) {
+            (void)cudaGetLastError();
+            dev = NULL;
+        }
+    } else {
+        (void)cudaGetLastError();
+        CU(cudaHostRegister(base, size, cudaHostRegisterPortable));
+    }
+    b->host_base = (char *)base;
+    b->host_size = size;
+    b->host_dev = dev;
     return 0;
 }
 
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
-    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, NULL, cuda_map_host,
+    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host,
 };

@@ -2,9 +2,11 @@
  * model/ops.h, for machines without a GPU and as the multi-process oracle.
  * It copies what the plan puts on the GPU into its own allocations, so
  * device_bytes counts real memory: embeddings, norms, attention, lm_head, the
- * KV cache, and per layer the hot gate/up rows [0, K) plus the hot down
- * columns stored as K rows of dim (plan.h's down^T layout). Activation
- * scratch is sized at create and not counted (it is not in the plan either).
+ * KV cache, and per layer the hot gate/up rows plus the hot down columns
+ * stored as rows of dim (plan.h's down^T layout): neurons [0, K), or the
+ * layer's hot set (cfg->hot) in list order, hot slot k = the k-th listed
+ * neuron. Activation scratch and the global -> slot lookup tables are sized
+ * at create and not counted (they are not in the plan either).
  * Every entry is computed on its own, row by row, so results do not depend
  * on how entries are batched. */
 #include <stdlib.h>
@@ -22,8 +24,10 @@ struct gpu_backend {
     void **allocs;                  /* every counted allocation, for destroy */
     size_t n_allocs, cap_allocs;
     pi_tensor tok_embd, output, output_norm;
-    pi_layer *layers;               /* copies; ffn_gate/ffn_up hold rows [0, K); ffn_down unused */
-    void **down_t;                  /* per layer: K rows of dim, type down_t_type[l] */
+    pi_layer *layers;               /* copies; ffn_gate/ffn_up hold the hot rows by slot; ffn_down unused */
+    uint32_t *layer_hot;            /* per layer: hot slots */
+    int32_t *slot_of;               /* n_layers x n_ff: global neuron -> hot slot, or -1 */
+    void **down_t;                  /* per layer: layer_hot rows of dim, type down_t_type[l] */
     pi_type *down_t_type;
     size_t *down_t_row_bytes;
     float *k_cache, *v_cache;       /* [slot][layer][pos][kv_dim] */
@@ -98,6 +102,8 @@ static void host_destroy(gpu_backend **bp)
         free(b->allocs[i]);
     free(b->allocs);
     free(b->layers);
+    free(b->layer_hot);
+    free(b->slot_of);
     free(b->down_t);
     free(b->down_t_type);
     free(b->down_t_row_bytes);
@@ -112,29 +118,73 @@ static void host_destroy(gpu_backend **bp)
     *bp = NULL;
 }
 
-static int load_layer(gpu_backend *b, uint32_t il, pi_error *err)
+/* dst = the rows of set hs of src (in set order) in a counted allocation. */
+static int copy_set(gpu_backend *b, pi_tensor *dst, const pi_tensor *src, plan_set hs, pi_error *err)
+{
+    if (!hs.ids)
+        return copy_rows(b, dst, src, hs.n, err);
+    *dst = *src;
+    dst->rows = hs.n;
+    dst->data = NULL;
+    if (hs.n == 0)
+        return 0;
+    char *p = take(b, (size_t)hs.n * src->row_bytes, err);
+    if (!p)
+        return -1;
+    for (uint32_t k = 0; k < hs.n; k++)
+        memcpy(p + (size_t)k * src->row_bytes, pi_tensor_row(src, (uint64_t)hs.ids[k]), src->row_bytes);
+    dst->data = p;
+    return 0;
+}
+
+static int load_layer(gpu_backend *b, const int32_t *const *hot, uint32_t il, pi_error *err)
 {
     const pi_layer *s = &b->m->layers[il];
     pi_layer *d = &b->layers[il];
-    uint32_t k = b->n_hot;
+    plan_set hs = {hot ? hot[il] : NULL, 0, b->layer_hot[il]};
+    int32_t *slot = b->slot_of + (size_t)il * b->m->n_ff;
+    for (uint32_t j = 0; j < b->m->n_ff; j++)
+        slot[j] = -1;
+    for (uint32_t k = 0; k < hs.n; k++)
+        slot[hs.ids ? hs.ids[k] : (int32_t)k] = (int32_t)k;
     if (copy_rows(b, &d->attn_norm, &s->attn_norm, s->attn_norm.rows, err) < 0 ||
         copy_rows(b, &d->wq, &s->wq, s->wq.rows, err) < 0 ||
         copy_rows(b, &d->wk, &s->wk, s->wk.rows, err) < 0 ||
         copy_rows(b, &d->wv, &s->wv, s->wv.rows, err) < 0 ||
         copy_rows(b, &d->wo, &s->wo, s->wo.rows, err) < 0 ||
         copy_rows(b, &d->ffn_norm, &s->ffn_norm, s->ffn_norm.rows, err) < 0 ||
-        copy_rows(b, &d->ffn_gate, &s->ffn_gate, k, err) < 0 ||
-        copy_rows(b, &d->ffn_up, &s->ffn_up, k, err) < 0)
+        copy_set(b, &d->ffn_gate, &s->ffn_gate, hs, err) < 0 ||
+        copy_set(b, &d->ffn_up, &s->ffn_up, hs, err) < 0)
         return -1;
     b->down_t_type[il] = plan_down_t_type(s->ffn_down.type);
     if (pi_row_bytes(b->down_t_type[il], b->dim, &b->down_t_row_bytes[il]) < 0)
         return pi_error_set(err, "host backend: layer %u: bad down row size", il);
-    if (k > 0) {
-        void *p = take(b, (size_t)k * b->down_t_row_bytes[il], err);
-        if (!p)
+    if (hs.n > 0) {
+        void *p = take(b, (size_t)hs.n * b->down_t_row_bytes[il], err);
+        if (!p || plan_write_down_t_set(b->m, il, hs, p, b->down_t_row_bytes[il], err) < 0)
             return -1;
-        plan_write_down_t(b->m, il, 0, k, p, b->down_t_row_bytes[il]);
         b->down_t[il] = p;
+    }
+    return 0;
+}
+
+/* cfg->hot, when given: every layer's list ascending, below n_ff, at most n_hot long. */
+static int check_hot(const pi_model *m, const gpu_backend_config *cfg, pi_error *err)
+{
+    if (!cfg->hot)
+        return 0;
+    if (!cfg->hot_count)
+        return pi_error_set(err, "host backend: hot sets given without their counts");
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        if (cfg->hot_count[l] > cfg->n_hot || (cfg->hot_count[l] && !cfg->hot[l]))
+            return pi_error_set(err, "host backend: layer %u lists %u hot neurons, more than n_hot %u", l,
+                                cfg->hot_count[l], cfg->n_hot);
+        for (uint32_t k = 0; k < cfg->hot_count[l]; k++) {
+            int32_t j = cfg->hot[l][k];
+            if (j < 0 || (uint32_t)j >= m->n_ff || (k && j <= cfg->hot[l][k - 1]))
+                return pi_error_set(err, "host backend: layer %u: hot neuron %d at position %u is out of order "
+                                    "or not below n_ff %u", l, j, k, m->n_ff);
+        }
     }
     return 0;
 }
@@ -147,6 +197,8 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
                      cfg->n_hot, m->n_ff, cfg->max_seqs, cfg->n_ctx, cfg->max_batch);
         return NULL;
     }
+    if (check_hot(m, cfg, err) < 0)
+        return NULL;
     gpu_backend *b = calloc(1, sizeof *b);
     if (!b) {
         pi_error_set(err, "host backend: out of memory");
@@ -164,10 +216,17 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
     b->down_t = calloc(L, sizeof *b->down_t);
     b->down_t_type = calloc(L, sizeof *b->down_t_type);
     b->down_t_row_bytes = calloc(L, sizeof *b->down_t_row_bytes);
-    if (!b->layers || !b->down_t || !b->down_t_type || !b->down_t_row_bytes) {
+    b->layer_hot = calloc(L ? L : 1, sizeof *b->layer_hot);
+    size_t n_slots = (size_t)L * m->n_ff;
+    b->slot_of = n_slots / m->n_ff == L ? malloc((n_slots ? n_slots : 1) * sizeof *b->slot_of) : NULL;
+    if (!b->layers || !b->down_t || !b->down_t_type || !b->down_t_row_bytes || !b->layer_hot || !b->slot_of) {
         pi_error_set(err, "host backend: out of memory");
         goto fail;
     }
+    for (uint32_t il = 0; il < L; il++)
+        b->layer_hot[il] = cfg->hot ? cfg->hot_count[il] : cfg->n_hot;
+    b->cfg.hot = NULL;          /* the caller's lists are copied into slot_of and the rows */
+    b->cfg.hot_count = NULL;
     if (copy_rows(b, &b->tok_embd, &m->tok_embd, m->tok_embd.rows, err) < 0 ||
         copy_rows(b, &b->output_norm, &m->output_norm, m->output_norm.rows, err) < 0)
         goto fail;
@@ -176,7 +235,7 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
     else if (copy_rows(b, &b->output, &m->output, m->output.rows, err) < 0)
         goto fail;
     for (uint32_t il = 0; il < L; il++)
-        if (load_layer(b, il, err) < 0)
+        if (load_layer(b, cfg->hot, il, err) < 0)
             goto fail;
     size_t cache_floats = (size_t)cfg->max_seqs * L * cfg->n_ctx * b->kv_dim;
     if (cache_floats / b->kv_dim / cfg->n_ctx / L != cfg->max_seqs ||
@@ -281,7 +340,7 @@ static int host_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
         const float *x = b->xn + (size_t)i * dim;
         float *out = b->hot + (size_t)i * dim;
         memset(out, 0, dim * sizeof *out);
-        for (uint32_t j = 0; j < b->n_hot; j++) {
+        for (uint32_t j = 0; j < b->layer_hot[l]; j++) {
             float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, j), x, dim);
             if (b->cfg.ffn == PI_FFN_EXACT && b->m->act != PI_ACT_SILU && !(g > 0.0f))
                 continue; /* relu(g) = 0: up and down cannot matter */
@@ -306,14 +365,16 @@ static int host_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
     const char *dt = b->down_t[l];
     size_t dt_rb = b->down_t_row_bytes[l];
     pi_type dt_type = b->down_t_type[l];
+    const int32_t *slot_of = b->slot_of + (size_t)l * b->m->n_ff;
     for (uint32_t i = 0; i < n; i++) {
         const float *x = b->xn + (size_t)i * dim;
         float *out = b->hot + (size_t)i * dim;
         memset(out, 0, dim * sizeof *out);
         for (int32_t k = 0; k < counts[i]; k++) {
-            int32_t j = active[i][k];
-            if (j < 0 || (uint32_t)j >= b->n_hot)
-                break; /* ascending: the rest are cold */
+            int32_t g_id = active[i][k];
+            if (g_id < 0 || (uint32_t)g_id >= b->m->n_ff || slot_of[g_id] < 0)
+                continue; /* cold: a CPU worker's */
+            int32_t j = slot_of[g_id];
             float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, (uint64_t)j), x, dim);
             if (b->m->act != PI_ACT_SILU && !(g > 0.0f))
                 continue;

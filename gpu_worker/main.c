@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
-               "       [--hot K] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
+               "       [--hot K | --plan FILE] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
                "       [--ffn dense|exact|predicted] [--measure-recall]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
 }
@@ -64,6 +64,8 @@ int main(int argc, char **argv)
             o.shm_name = v;
         else if (!strcmp(a, "--backend"))
             o.backend = v;
+        else if (!strcmp(a, "--plan"))
+            o.plan_path = v;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
         else if (!strcmp(a, "--ffn")) {

@@ -34,6 +34,7 @@ typedef struct gworker {
     const gpu_backend_ops *ops;
     gpu_backend *b;
     uint32_t n_hot;
+    pi_plan plan;               /* kept: the backend was given its hot sets */
     shm_segment *seg;
     void *base;
     step_layout lay;
@@ -103,19 +104,23 @@ static int load(gworker *g, pi_error *err)
     if (!(g->m = model_open(o->model_path, err)))
         return -1;
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers};
-    pi_plan plan;
-    int rc = o->n_hot < 0 ? plan_make(g->m, &pp, &plan, err)
+    pi_plan *plan = &g->plan;
+    int rc = o->plan_path ? plan_load_for_model(g->m, o->plan_path, &pp, plan, err)
+             : o->n_hot < 0 ? plan_make(g->m, &pp, plan, err)
              : o->n_hot > UINT32_MAX ? pi_error_set(err, "--hot %" PRId64 " is too large", o->n_hot)
-                                     : plan_make_fixed(g->m, &pp, (uint32_t)o->n_hot, &plan, err);
+                                     : plan_make_fixed(g->m, &pp, (uint32_t)o->n_hot, plan, err);
     if (rc < 0)
         return pi_error_wrap(err, "gpu worker");
-    g->n_hot = plan.n_hot;
-    gpu_backend_config cfg = {.n_hot = plan.n_hot, .max_seqs = o->max_seqs, .n_ctx = plan.n_ctx,
-                              .max_batch = o->max_batch, .device = o->device, .ffn = o->ffn};
+    g->n_hot = plan->n_hot;
+    gpu_backend_config cfg = {.n_hot = plan->n_hot, .hot = plan->hot_ids, .hot_count = plan->layer_hot,
+                              .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
+                              .device = o->device, .ffn = o->ffn};
     if (!(g->b = g->ops->create(g->m, &cfg, err)))
         return -1;
-    snprintf(g->detail, sizeof g->detail, "hot neurons [0, %u) of %u per layer; %u seqs x %u ctx; ffn %s",
-             plan.n_hot, plan.n_ff, plan.max_seqs, plan.n_ctx, pi_ffn_mode_name(o->ffn));
+    char what[200];
+    plan_describe_hot(plan, what, sizeof what);
+    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s", what, plan->max_seqs, plan->n_ctx,
+             pi_ffn_mode_name(o->ffn));
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))
@@ -334,6 +339,7 @@ static void cleanup(gworker *g)
     shm_segment_destroy(&g->seg);
     if (g->b)
         g->ops->destroy(&g->b);
+    plan_release(&g->plan);
     model_close(&g->m);
     if (g->sock) {
         int linger = 1000;   /* let a last Error reach pid */

@@ -1,11 +1,17 @@
-/* Placement plan: byte counts of the GPU part, the hot neuron count K and the
- * cold shards (see plan.h). Pure arithmetic over the model's shapes, so pid
- * and every worker reach the same answer. */
+/* Placement plan: byte counts of the GPU part, the hot neurons and the cold
+ * shards (see plan.h). Arithmetic over the model's shapes and, for plans
+ * from a placement, over the placement's hot sets, so pid and every worker
+ * reach the same answer. */
 #include "plan.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "placement.h"
+#include "sidecar.h"
 
 static uint64_t tensor_bytes(const pi_tensor *t)
 {
@@ -74,6 +80,48 @@ void plan_write_down_t(const pi_model *m, uint32_t l, uint32_t n0, uint32_t n1, 
     }
 }
 
+/* Neuron k of set s. */
+static uint32_t set_id(plan_set s, uint32_t k)
+{
+    return s.ids ? (uint32_t)s.ids[k] : s.begin + k;
+}
+
+int plan_write_down_t_set(const pi_model *m, uint32_t l, plan_set s, void *dst, size_t stride, pi_error *err)
+{
+    const pi_layer *y = &m->layers[l];
+    const pi_tensor *d = &y->ffn_down, *dt = &y->ffn_down_t;
+    char *out = dst;
+    pi_type t = plan_down_t_type(d->type);
+    size_t row_bytes = 0;
+    (void)pi_row_bytes(t, m->dim, &row_bytes);
+    if (dt->data && dt->type == t && dt->row_bytes == row_bytes) {
+        /* PowerInfer's layout already: row j = column j of down, same values */
+        for (uint32_t k = 0; k < s.n; k++)
+            memcpy(out + (size_t)k * stride, pi_tensor_row(dt, set_id(s, k)), row_bytes);
+        return 0;
+    }
+    if (d->type == PI_TYPE_F32 || d->type == PI_TYPE_F16 || d->type == PI_TYPE_BF16) {
+        size_t es = d->type == PI_TYPE_F32 ? 4 : 2;
+        for (uint64_t i = 0; i < d->rows; i++) {
+            const char *row = pi_tensor_row(d, i);
+            for (uint32_t k = 0; k < s.n; k++)
+                memcpy(out + (size_t)k * stride + i * es, row + (size_t)set_id(s, k) * es, es);
+        }
+        return 0;
+    }
+    /* Block types: one dequantized down row at a time, its set's elements gathered. */
+    float *row = s.n ? malloc((size_t)m->n_ff * sizeof *row) : NULL;
+    if (s.n && !row)
+        return pi_error_set(err, "plan: out of memory for a down row of layer %u", l);
+    for (uint64_t i = 0; i < d->rows && s.n; i++) {
+        pi_dequantize_row(d->type, pi_tensor_row(d, i), row, m->n_ff);
+        for (uint32_t k = 0; k < s.n; k++)
+            memcpy(out + (size_t)k * stride + i * sizeof *row, &row[set_id(s, k)], sizeof *row);
+    }
+    free(row);
+    return 0;
+}
+
 plan_shard plan_shard_range(uint32_t n_hot, uint32_t n_ff, uint32_t index, uint32_t of)
 {
     plan_shard s = {n_ff, n_ff};
@@ -138,9 +186,10 @@ static int plan_finish(pi_plan *out, uint32_t n_hot, pi_error *err)
     fmt_bytes(kv, sizeof kv, out->kv_bytes);
     fmt_bytes(hot, sizeof hot, out->hot_bytes);
     fmt_bytes(cold, sizeof cold, out->cold_bytes);
+    out->gpu_share = out->n_ff ? (double)n_hot / out->n_ff : 1.0;
     snprintf(out->summary, sizeof out->summary,
-             "hot %u/%u neurons per layer (%.1f%%); GPU %s = weights %s + KV %s (%u seqs x %u ctx) + "
-             "hot FFN %s; cold FFN %s over %u CPU shard%s",
+             "hot %u/%u neurons per layer (%.1f%%), index order [0, K) (no activation frequencies); GPU %s = "
+             "weights %s + KV %s (%u seqs x %u ctx) + hot FFN %s; cold FFN %s over %u CPU shard%s",
              n_hot, out->n_ff, out->n_ff ? 100.0 * n_hot / out->n_ff : 0.0, gpu, w, kv,
              out->max_seqs, out->n_ctx, hot, cold, out->n_shards, out->n_shards == 1 ? "" : "s");
     return 0;
@@ -184,4 +233,297 @@ int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *e
         return -1;
     out->budget_bytes = budget;
     return 0;
+}
+
+/* ---- plans from a placement ---- */
+
+void plan_release(pi_plan *p)
+{
+    if (!p)
+        return;
+    free(p->order);
+    free(p->layer_hot);
+    free(p->hot_ids);
+    p->order = NULL;
+    p->layer_hot = NULL;
+    p->hot_ids = NULL;
+}
+
+uint32_t plan_layer_hot(const pi_plan *p, uint32_t l)
+{
+    return p->layer_hot ? p->layer_hot[l] : p->n_hot;
+}
+
+plan_set plan_hot_set(const pi_plan *p, uint32_t l)
+{
+    if (!p->order)
+        return (plan_set){NULL, 0, p->n_hot};
+    return (plan_set){p->order + (size_t)l * p->n_ff, 0, p->layer_hot[l]};
+}
+
+plan_set plan_shard_set(const pi_plan *p, uint32_t shard, uint32_t l)
+{
+    if (shard >= p->n_shards)
+        return (plan_set){NULL, p->n_ff, 0};
+    if (!p->order)
+        return (plan_set){NULL, p->shards[shard].begin, p->shards[shard].end - p->shards[shard].begin};
+    /* contiguous chunks of the layer's ascending cold list, sizes within one */
+    uint64_t cold = p->n_ff - p->layer_hot[l];
+    uint32_t b = (uint32_t)(cold * shard / p->n_shards), e = (uint32_t)(cold * (shard + 1) / p->n_shards);
+    return (plan_set){p->order + (size_t)l * p->n_ff + p->layer_hot[l] + b, 0, e - b};
+}
+
+/* Smallest and largest per-layer count of a side. */
+static void count_range(const pi_plan *p, int hot, uint32_t shard, uint32_t *lo, uint32_t *hi)
+{
+    *lo = UINT32_MAX;
+    *hi = 0;
+    for (uint32_t l = 0; l < p->n_layers; l++) {
+        uint32_t n = hot ? plan_layer_hot(p, l) : plan_shard_set(p, shard, l).n;
+        *lo = n < *lo ? n : *lo;
+        *hi = n > *hi ? n : *hi;
+    }
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+static const char *source_name(const pi_plan *p)
+{
+    return p->from_freq ? "from activation frequencies" : "from a uniform placement (no frequencies)";
+}
+
+void plan_describe_hot(const pi_plan *p, char *buf, size_t cap)
+{
+    if (!p->order) {
+        snprintf(buf, cap, "hot neurons [0, %u) of %u per layer", p->n_hot, p->n_ff);
+        return;
+    }
+    uint32_t lo, hi;
+    count_range(p, 1, 0, &lo, &hi);
+    snprintf(buf, cap, "hot sets %s: %u..%u of %u neurons per layer, expected GPU share of activations %.1f%%",
+             source_name(p), lo, hi, p->n_ff, 100.0 * p->gpu_share);
+}
+
+void plan_describe_shard(const pi_plan *p, uint32_t shard, char *buf, size_t cap)
+{
+    if (!p->order) {
+        plan_shard r = shard < p->n_shards ? p->shards[shard] : (plan_shard){p->n_ff, p->n_ff};
+        snprintf(buf, cap, "neurons [%u, %u) of %u per layer", r.begin, r.end, p->n_ff);
+        return;
+    }
+    uint32_t lo, hi;
+    count_range(p, 0, shard, &lo, &hi);
+    snprintf(buf, cap, "cold chunk %u of %u %s: %u..%u of %u neurons per layer", shard, p->n_shards,
+             source_name(p), lo, hi, p->n_ff);
+}
+
+static int from_placement_fail(pi_plan *out, int rc)
+{
+    plan_release(out);
+    return rc;
+}
+
+int plan_make_from_placement(const pi_model *m, const plan_params *pp, const placement *pl, pi_plan *out,
+                             pi_error *err)
+{
+    if (plan_base(m, pp, out, err) < 0)
+        return -1;
+    if (pl->n_layers != m->n_layers || pl->n_ff != m->n_ff)
+        return pi_error_set(err, "plan: the placement is for %u layers x %u neurons, the model has %u x %u",
+                            pl->n_layers, pl->n_ff, m->n_layers, m->n_ff);
+    uint64_t hash = placement_model_hash(m);
+    if (pl->model_hash && hash && pl->model_hash != hash)
+        return pi_error_set(err, "plan: the placement was made for another model (hash %016" PRIx64 ", this one "
+                            "%016" PRIx64 "); re-plan", pl->model_hash, hash);
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        if (pl->layers[l].neuron_bytes != plan_neuron_bytes_layer(m, l))
+            return pi_error_set(err, "plan: the placement counts %" PRIu64 " bytes per neuron in layer %u, the "
+                                "model %zu; it was made for another model file: re-plan",
+                                pl->layers[l].neuron_bytes, l, plan_neuron_bytes_layer(m, l));
+    if (pl->fixed_bytes < out->fixed_bytes)
+        return pi_error_set(err, "plan: the placement reserved %" PRIu64 " GPU bytes for weights and KV cache, "
+                            "this setup needs %" PRIu64 " (a larger max_seqs or n_ctx); re-plan for it",
+                            pl->fixed_bytes, out->fixed_bytes);
+    size_t n_ids;
+    if (pi_mul_size(m->n_layers, m->n_ff, &n_ids) < 0 || n_ids > SIZE_MAX / sizeof(int32_t))
+        return pi_error_set(err, "plan: %u x %u neurons overflow", m->n_layers, m->n_ff);
+    uint32_t L = m->n_layers ? m->n_layers : 1;
+    out->order = malloc((n_ids ? n_ids : 1) * sizeof *out->order);
+    out->layer_hot = calloc(L, sizeof *out->layer_hot);
+    out->hot_ids = calloc(L, sizeof *out->hot_ids);
+    if (!out->order || !out->layer_hot || !out->hot_ids)
+        return from_placement_fail(out, pi_error_set(err, "plan: out of memory for %u x %u neuron ids",
+                                                     m->n_layers, m->n_ff));
+    uint64_t n_hot_all = 0, n_cold_any = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const placement_layer *y = &pl->layers[l];
+        int32_t *o = out->order + (size_t)l * m->n_ff;
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < y->n_hot; i++)
+            o[k++] = (int32_t)y->hot[i];
+        for (uint32_t i = 0; i < m->n_ff; i++)
+            if (!y->is_hot[i])
+                o[k++] = (int32_t)i;
+        if (k != m->n_ff)
+            return from_placement_fail(out, pi_error_set(err, "plan: layer %u of the placement lists %u hot "
+                                                         "neurons that disagree with its flags", l, y->n_hot));
+        out->layer_hot[l] = y->n_hot;
+        out->hot_ids[l] = o;
+        out->n_hot = y->n_hot > out->n_hot ? y->n_hot : out->n_hot;
+        uint64_t nb = plan_neuron_bytes_layer(m, l);
+        out->hot_bytes += y->n_hot * nb;
+        out->cold_bytes += (uint64_t)(m->n_ff - y->n_hot) * nb;
+        n_hot_all += y->n_hot;
+        n_cold_any += m->n_ff - y->n_hot;
+    }
+    if (out->n_shards == 0 && n_cold_any > 0)
+        return from_placement_fail(out, pi_error_set(err, "plan: %" PRIu64 " neurons would be cold but there "
+                                                     "are no CPU workers; give a larger VRAM budget or at least "
+                                                     "one CPU worker", n_cold_any));
+    out->gpu_bytes = out->fixed_bytes + out->hot_bytes;
+    out->budget_bytes = pl->budget_bytes;
+    out->from_freq = !pl->uniform;
+    out->gpu_share = placement_share(pl);
+    uint64_t n_all = (uint64_t)m->n_layers * m->n_ff;
+    uint32_t lo, hi;
+    count_range(out, 1, 0, &lo, &hi);
+    char gpu[32], w[32], kv[32], hot[32], cold[32], budget[32];
+    fmt_bytes(gpu, sizeof gpu, out->gpu_bytes);
+    fmt_bytes(w, sizeof w, out->weight_bytes);
+    fmt_bytes(kv, sizeof kv, out->kv_bytes);
+    fmt_bytes(hot, sizeof hot, out->hot_bytes);
+    fmt_bytes(cold, sizeof cold, out->cold_bytes);
+    fmt_bytes(budget, sizeof budget, out->budget_bytes);
+    snprintf(out->summary, sizeof out->summary,
+             "hot %" PRIu64 "/%" PRIu64 " neurons (%.1f%%; %u..%u of %u per layer) %s, expected GPU share of "
+             "activations %.1f%%; GPU %s of budget %s = weights %s + KV %s (%u seqs x %u ctx) + hot FFN %s; "
+             "cold FFN %s over %u CPU shard%s",
+             n_hot_all, n_all, n_all ? 100.0 * (double)n_hot_all / (double)n_all : 0.0, lo, hi, m->n_ff,
+             source_name(out), 100.0 * out->gpu_share, gpu, budget, w, kv, out->max_seqs, out->n_ctx, hot, cold,
+             out->n_shards, out->n_shards == 1 ? "" : "s");
+    return 0;
+}
+
+/* ---- pid's and the workers' plans ---- */
+
+/* Where pid keeps the plan cache: beside the model when its folder is
+ * writable, else in dir (same file name). */
+static int cache_path(const char *model_path, uint64_t budget, const char *dir, char *buf, size_t cap,
+                      pi_error *err)
+{
+    if (placement_cache_path(model_path, budget, buf, cap, err) < 0)
+        return -1;
+    const char *slash = strrchr(buf, '/');
+    char folder[4096];
+    if (!slash)
+        snprintf(folder, sizeof folder, ".");
+    else if ((size_t)(slash - buf) < sizeof folder)
+        snprintf(folder, sizeof folder, "%.*s", slash == buf ? 1 : (int)(slash - buf), buf);
+    else
+        folder[0] = 0;
+    if (folder[0] && access(folder, W_OK) == 0)
+        return 0;
+    if (!dir || !dir[0])
+        return pi_error_set(err, "plan: the folder of %s is not writable and no run folder was given for the "
+                            "plan cache", model_path);
+    char name[1024];
+    snprintf(name, sizeof name, "%s", slash ? slash + 1 : buf);
+    int w = snprintf(buf, cap, "%s/%s", dir, name);
+    if (w < 0 || (size_t)w >= cap)
+        return pi_error_set(err, "plan: the plan cache path in %s is too long", dir);
+    return 0;
+}
+
+static void note(pi_plan *out, const char *fmt, const char *a, const char *b)
+{
+    size_t n = strlen(out->summary);
+    snprintf(out->summary + n, sizeof out->summary - n, fmt, a, b);
+}
+
+int plan_make_for_model(const pi_model *m, const char *model_path, const plan_params *pp,
+                        const char *fallback_dir, const char *worker_copy, pi_plan *out, char *plan_path,
+                        size_t cap, pi_error *err)
+{
+    if (cap)
+        plan_path[0] = 0;
+    if (plan_make(m, pp, out, err) < 0)
+        return -1;
+    char side[4096];
+    if (sidecar_path_for(model_path, side, sizeof side) < 0 || access(side, R_OK) != 0)
+        return 0;
+    pi_error serr = {{0}};
+    pi_sidecar *sc = sidecar_open(side, m, &serr);
+    if (!sc) {
+        note(out, " (sparse sidecar %s ignored: %s)", side, serr.msg);
+        return 0;
+    }
+    const float **freq = calloc(m->n_layers ? m->n_layers : 1, sizeof *freq);
+    if (!freq) {
+        sidecar_free(&sc);
+        return pi_error_set(err, "plan: out of memory");
+    }
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        freq[l] = sidecar_freq(sc, l);
+    placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx,
+                           .predictor_bytes = placement_predictor_bytes(m, sc)};
+    /* no budget given: buy what the index-order default would hold */
+    lp.budget_bytes = out->budget_bytes ? out->budget_bytes : out->gpu_bytes + lp.predictor_bytes;
+    placement_key key = {placement_model_hash(m), lp.budget_bytes, placement_fixed_bytes(m, &lp),
+                         placement_freq_hash(m->n_layers, m->n_ff, freq)};
+    placement *pl = NULL;
+    int rc = -1;
+    if (cache_path(model_path, lp.budget_bytes, fallback_dir, plan_path, cap, err) < 0)
+        goto out;
+    if (access(plan_path, R_OK) == 0)
+        pl = placement_load(plan_path, &key, &serr);  /* stale or foreign: solved again below */
+    if (!pl) {
+        if (!(pl = placement_for_model(m, &lp, freq, err)))
+            goto out;
+        if (placement_save(pl, plan_path, err) < 0)
+            goto out;
+    }
+    if (worker_copy) {
+        int w = snprintf(plan_path, cap, "%s", worker_copy);
+        if (w < 0 || (size_t)w >= cap) {
+            pi_error_set(err, "plan: the path %s is too long", worker_copy);
+            goto out;
+        }
+        if (placement_save(pl, plan_path, err) < 0)
+            goto out;
+    }
+    plan_release(out);
+    rc = plan_make_from_placement(m, pp, pl, out, err);
+out:
+    if (rc < 0) {
+        pi_error_wrap(err, "placement from %s", side);
+        if (cap)
+            plan_path[0] = 0;
+    }
+    placement_free(&pl);
+    free(freq);
+    sidecar_free(&sc);
+    return rc;
+}
+
+int plan_load_for_model(const pi_model *m, const char *plan_path, const plan_params *pp, pi_plan *out,
+                        pi_error *err)
+{
+    /* The cache names what it was made for; the model hash is the check
+     * that matters here (pid solved it for this budget and profile). */
+    gguf_file *f = gguf_open(plan_path, err);
+    if (!f)
+        return pi_error_wrap(err, "--plan");
+    placement_key key = {.model_hash = placement_model_hash(m)};
+    int rc = gguf_get_u64(f, "pi.plan.budget_bytes", &key.budget_bytes, err) < 0 ||
+             gguf_get_u64(f, "pi.plan.fixed_bytes", &key.fixed_bytes, err) < 0 ||
+             gguf_get_u64(f, "pi.plan.freq_hash", &key.freq_hash, err) < 0 ? -1 : 0;
+    gguf_close(&f);
+    if (rc < 0)
+        return pi_error_wrap(err, "--plan %s: not a pi plan cache", plan_path);
+    placement *pl = placement_load(plan_path, &key, err);
+    if (!pl)
+        return -1;
+    rc = plan_make_from_placement(m, pp, pl, out, err);
+    placement_free(&pl);
+    return rc < 0 ? pi_error_wrap(err, "--plan %s", plan_path) : 0;
 }

@@ -1,8 +1,14 @@
 /* The placement plan (docs/architecture.md, "Placement"): what the GPU side
- * holds, how many FFN neurons per layer are hot ([0, n_hot) in every layer)
- * and which contiguous range of the cold neurons [n_hot, n_ff) each CPU
- * worker holds. pid and the workers compute it with the same code, so they
- * agree on every byte count and range.
+ * holds, which FFN neurons of each layer are hot and which cold neurons each
+ * CPU worker holds. Two kinds:
+ *  - index order (plan_make, plan_make_fixed): neurons [0, n_hot) of every
+ *    layer are hot, the cold [n_hot, n_ff) split into contiguous ranges;
+ *  - from a placement (plan_make_from_placement, model/placement.h): each
+ *    layer has its own hot set chosen from activation frequencies, and its
+ *    cold neurons (ascending) are cut into N contiguous chunks of that list,
+ *    balanced by count.
+ * pid and the workers compute it with the same code (the workers from the
+ * plan cache pid wrote), so they agree on every byte count and set.
  *
  * It also fixes the layout of one neuron outside the model file: its gate
  * row and up row in the model's types, and its down COLUMN stored as a row
@@ -30,23 +36,40 @@ typedef struct plan_params {
 } plan_params;
 
 typedef struct plan_shard {
-    uint32_t begin, end;        /* neurons [begin, end) of every layer */
+    uint32_t begin, end;        /* index order: neurons [begin, end) of every layer; from a
+                                   placement: 0, 0 (use plan_shard_set) */
 } plan_shard;
+
+/* The neurons of one layer held by one side: ascending global ids, or,
+ * when ids is NULL, the range [begin, begin + n). */
+typedef struct plan_set {
+    const int32_t *ids;
+    uint32_t begin, n;
+} plan_set;
 
 typedef struct pi_plan {
     uint32_t n_layers, n_ff, n_ctx, max_seqs;
-    uint32_t n_hot;             /* K: hot neurons per layer, [0, K) */
+    uint32_t n_hot;             /* K: hot neurons per layer, [0, K); from a placement: the
+                                   largest layer's hot count */
     uint64_t budget_bytes;      /* the budget applied (0 when the host default chose K) */
     uint64_t weight_bytes;      /* embeddings, norms, attention, lm_head */
     uint64_t kv_bytes;          /* max_seqs * n_layers * n_ctx * kv_dim * 2 floats */
     uint64_t fixed_bytes;       /* weight_bytes + kv_bytes */
     uint64_t neuron_bytes;      /* one neuron in every layer (gate + up + down^T rows) */
-    uint64_t hot_bytes;         /* n_hot * neuron_bytes */
+    uint64_t hot_bytes;         /* bytes of every layer's hot neurons (n_hot * neuron_bytes) */
     uint64_t gpu_bytes;         /* fixed_bytes + hot_bytes */
-    uint64_t cold_bytes;        /* (n_ff - n_hot) * neuron_bytes, over all shards */
+    uint64_t cold_bytes;        /* the cold neurons' bytes, over all shards */
     uint32_t n_shards;
     plan_shard shards[PLAN_MAX_SHARDS];
-    char summary[512];          /* human-readable, one line */
+    int from_freq;              /* hot sets chosen from measured activation frequencies */
+    double gpu_share;           /* expected share of activations served by the GPU (index
+                                   order, or a uniform placement: the hot fraction) */
+    /* From a placement only (NULL in index-order plans); owned: plan_release.
+     * order + l * n_ff: layer l's hot neurons ascending, then its cold ones ascending. */
+    int32_t *order;
+    uint32_t *layer_hot;        /* [n_layers] hot count of each layer */
+    const int32_t **hot_ids;    /* [n_layers] = order + l * n_ff (gpu_backend_config.hot) */
+    char summary[640];          /* human-readable, one line */
 } pi_plan;
 
 /* Fills *out from the model and p. Errors: a budget below the fixed part
@@ -58,6 +81,46 @@ int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *e
  * checks 0 <= K <= n_ff and that N = 0 only when K = n_ff; no budget check. */
 int plan_make_fixed(const pi_model *m, const plan_params *p, uint32_t n_hot, pi_plan *out,
                     pi_error *err);
+
+/* Fills *out from a placement solved for m (placement_for_model, or a cache
+ * read with placement_load): per-layer hot sets, the cold neurons of each
+ * layer cut into p->n_cpu_workers chunks; budget_bytes = the placement's.
+ * Errors: a placement of another shape/model/neuron layout, cold neurons
+ * but no CPU workers, a fixed part bigger than the placement's (the plan
+ * would exceed the budget). Call plan_release when done. */
+struct placement;
+int plan_make_from_placement(const pi_model *m, const plan_params *p, const struct placement *pl, pi_plan *out,
+                             pi_error *err);
+/* Frees what plan_make_from_placement allocated (safe on any plan, twice too). */
+void plan_release(pi_plan *p);
+
+/* Hot count of layer l, its hot set, and the neurons of layer l in shard i. */
+uint32_t plan_layer_hot(const pi_plan *p, uint32_t l);
+plan_set plan_hot_set(const pi_plan *p, uint32_t l);
+plan_set plan_shard_set(const pi_plan *p, uint32_t shard, uint32_t l);
+/* One line on what worker gpu / shard i holds (for Ready details and Status). */
+void plan_describe_hot(const pi_plan *p, char *buf, size_t cap);
+void plan_describe_shard(const pi_plan *p, uint32_t shard, char *buf, size_t cap);
+
+/* pid's plan. When the model has a sparse sidecar (sidecar_path_for) made
+ * for it, solves the placement from its frequencies for the budget (pp's;
+ * none given: what the index-order default would put on the GPU), reusing
+ * the plan cache when it matches, and writes the cache (placement_cache_path,
+ * or into fallback_dir when the model's folder is not writable). The workers'
+ * copy: saved again at worker_copy when given (a file private to this pid,
+ * which no later `pictl model plan` or other pid can overwrite under
+ * restarting workers), else the cache; its path goes to plan_path, for the
+ * workers' --plan. Otherwise (no sidecar, or one for another model: the
+ * summary says so) plan_make's index-order plan and plan_path = "". Call
+ * plan_release when done. */
+int plan_make_for_model(const pi_model *m, const char *model_path, const plan_params *pp,
+                        const char *fallback_dir, const char *worker_copy, pi_plan *out, char *plan_path,
+                        size_t cap, pi_error *err);
+
+/* A worker's plan from pid's plan cache (--plan FILE): placement_load, checked
+ * against m's hash, then plan_make_from_placement. */
+int plan_load_for_model(const pi_model *m, const char *plan_path, const plan_params *pp, pi_plan *out,
+                        pi_error *err);
 
 /* Shard index of of: neurons [begin, end) of [n_hot, n_ff) split contiguously
  * (sizes differ by at most one; a shard may be empty when there are more
@@ -79,5 +142,10 @@ size_t plan_neuron_bytes_layer(const pi_model *m, uint32_t l);
  * copied bit-exactly; block types are dequantized to F32. */
 void plan_write_down_t(const pi_model *m, uint32_t l, uint32_t n0, uint32_t n1, void *dst,
                        size_t stride);
+/* The same for the neurons of set s, in set order: row k at dst + k * stride.
+ * Reads down row by row once (so it is fast for any set); when the model has
+ * ffn_down_t in the down^T type, copies its rows instead (the same values).
+ * -1 only when out of memory (block types need one dequantized row). */
+int plan_write_down_t_set(const pi_model *m, uint32_t l, plan_set s, void *dst, size_t stride, pi_error *err);
 
 #endif

@@ -47,6 +47,18 @@ for cfg in "cuda 0" "cuda 2" "host 2"; do
   echo "backend $1, $2 cpu workers: $r as expected.txt; $(tail -1 /tmp/g-$1-$2.err)" | tee -a "$out/greedy.txt"
 done
 
+echo "== synthetic sparse model: host vs cuda in every --ffn mode"
+t=/tmp/synth-tiny-q4.gguf
+$bin/pictl model synth --shape tiny --type q4_0 --seed 3 -o $t >/dev/null 2>&1
+for f in dense exact predicted; do
+  for b in host cuda; do
+    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget 0.00075 \
+      --ffn $f >/tmp/syn-$b-$f.out 2>/tmp/syn-$b-$f.err || { echo "pid run $b $f failed:"; tail -3 /tmp/syn-$b-$f.err; }
+  done
+  cmp -s /tmp/syn-host-$f.out /tmp/syn-cuda-$f.out && r=SAME || r=DIFFERENT
+  echo "synth tiny q4_0 --ffn $f: cuda $r as host; $(tail -1 /tmp/syn-cuda-$f.err)" | tee -a "$out/greedy.txt"
+done
+
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
 $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.0062 --listen $ep >"$out/pid-start.txt" 2>&1

@@ -1,10 +1,15 @@
-/* The placement plan respects the VRAM budget, splits the cold neurons [K, n_ff) into contiguous shards that cover them exactly, and refuses impossible budgets with the bytes needed. */
+/* The placement plan respects the VRAM budget, splits the cold neurons [K, n_ff) into contiguous shards that cover them exactly, and refuses impossible budgets with the bytes needed; plans from a frequency placement put every neuron exactly once (hot, or in one balanced cold chunk), hold what the host backend allocates, stay in the budget, and reach the workers through the plan cache. */
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "backend.h"
 #include "check.h"
+#include "placement.h"
 #include "plan.h"
 #include "rand_model.h"
+#include "sidecar.h"
 
 static void check_shards(const pi_plan *p)
 {
@@ -24,6 +29,210 @@ static void check_shards(const pi_plan *p)
         CHECK(at == p->n_ff, "shards end at %u, not n_ff %u", at, p->n_ff);
         CHECK(hi - lo <= 1, "shard sizes differ by %u", hi - lo);
     }
+}
+
+/* Every neuron of every layer exactly once: in the hot set or in one shard;
+ * sets ascending; shards of a layer balanced within one neuron. */
+static void check_sets(const pi_model *m, const pi_plan *p, const placement *pl)
+{
+    uint8_t *seen = malloc(m->n_ff);
+    CHECK(seen, "oom");
+    uint64_t hot_bytes = 0, cold_bytes = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        memset(seen, 0, m->n_ff);
+        plan_set h = plan_hot_set(p, l);
+        CHECK(h.ids && h.n == pl->layers[l].n_hot && h.n == plan_layer_hot(p, l) && h.n <= p->n_hot,
+              "layer %u: hot set of %u, placement %u", l, h.n, pl->layers[l].n_hot);
+        CHECK(p->hot_ids[l] == h.ids && p->layer_hot[l] == h.n, "hot_ids / layer_hot disagree");
+        for (uint32_t k = 0; k < h.n; k++) {
+            CHECK(h.ids[k] >= 0 && (uint32_t)h.ids[k] < m->n_ff && (k == 0 || h.ids[k] > h.ids[k - 1]),
+                  "layer %u hot set not ascending at %u", l, k);
+            CHECK((uint32_t)h.ids[k] == pl->layers[l].hot[k], "layer %u: hot %u differs from the placement", l, k);
+            seen[h.ids[k]]++;
+        }
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (uint32_t i = 0; i < p->n_shards; i++) {
+            plan_set c = plan_shard_set(p, i, l);
+            CHECK(c.ids || c.n == 0, "layer %u shard %u: no ids", l, i);
+            for (uint32_t k = 0; k < c.n; k++) {
+                CHECK(c.ids[k] >= 0 && (uint32_t)c.ids[k] < m->n_ff && (k == 0 || c.ids[k] > c.ids[k - 1]),
+                      "layer %u shard %u not ascending", l, i);
+                CHECK(!pl->layers[l].is_hot[c.ids[k]], "layer %u: hot neuron %d in shard %u", l, c.ids[k], i);
+                seen[c.ids[k]]++;
+            }
+            lo = c.n < lo ? c.n : lo;
+            hi = c.n > hi ? c.n : hi;
+        }
+        CHECK(p->n_shards == 0 || hi - lo <= 1, "layer %u: shard sizes %u..%u", l, lo, hi);
+        for (uint32_t j = 0; j < m->n_ff; j++)
+            CHECK(seen[j] == 1, "layer %u neuron %u placed %u times", l, j, seen[j]);
+        hot_bytes += (uint64_t)h.n * plan_neuron_bytes_layer(m, l);
+        cold_bytes += (uint64_t)(m->n_ff - h.n) * plan_neuron_bytes_layer(m, l);
+    }
+    CHECK(p->hot_bytes == hot_bytes && p->cold_bytes == cold_bytes && p->gpu_bytes == p->fixed_bytes + hot_bytes,
+          "plan bytes");
+    free(seen);
+}
+
+/* The host backend given the plan's hot sets holds exactly the plan's GPU bytes. */
+static void check_backend_bytes(const pi_model *m, const pi_plan *p)
+{
+    pi_error err = {{0}};
+    gpu_backend_config cfg = {.n_hot = p->n_hot, .hot = p->hot_ids, .hot_count = p->layer_hot,
+                              .max_seqs = p->max_seqs, .n_ctx = p->n_ctx, .max_batch = 2};
+    gpu_backend *b = gpu_backend_host.create(m, &cfg, &err);
+    CHECK(b, "%s", err.msg);
+    CHECK(gpu_backend_host.device_bytes(b) == p->gpu_bytes, "host backend holds %" PRIu64 ", plan %" PRIu64,
+          gpu_backend_host.device_bytes(b), p->gpu_bytes);
+    gpu_backend_host.destroy(&b);
+}
+
+/* Sets' down^T rows equal the range writer's, neuron by neuron (Q8_0: dequantized). */
+static void check_down_t_set(const pi_model *m)
+{
+    pi_error err = {{0}};
+    const int32_t ids[] = {0, 5, 31, 32, 33, 64, 95};
+    uint32_t n = sizeof ids / sizeof ids[0];
+    size_t rb = 0;
+    CHECK(pi_row_bytes(plan_down_t_type(m->layers[1].ffn_down.type), m->dim, &rb) == 0, "row bytes");
+    char *a = malloc(n * rb), *b = malloc(rb);
+    CHECK(a && b, "oom");
+    CHECK(plan_write_down_t_set(m, 1, (plan_set){ids, 0, n}, a, rb, &err) == 0, "%s", err.msg);
+    for (uint32_t k = 0; k < n; k++) {
+        plan_write_down_t(m, 1, (uint32_t)ids[k], (uint32_t)ids[k] + 1, b, rb);
+        CHECK(!memcmp(a + k * rb, b, rb), "down^T row of neuron %d differs", ids[k]);
+    }
+    free(a);
+    free(b);
+}
+
+static void check_from_placement(const pi_model *m, const char *model_path)
+{
+    pi_error err = {{0}};
+    /* Skewed random frequencies, different per layer. */
+    float *f = malloc((size_t)m->n_layers * m->n_ff * sizeof *f);
+    const float **freq = malloc(m->n_layers * sizeof *freq);
+    CHECK(f && freq, "oom");
+    uint64_t seed = 5;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        freq[l] = f + (size_t)l * m->n_ff;
+        for (uint32_t j = 0; j < m->n_ff; j++) {
+            float u = rand_model_uniform(&seed) * 0.5f + 0.5f;   /* [0, 1) */
+            f[(size_t)l * m->n_ff + j] = u * u * u * u / (float)(l + 1);
+        }
+    }
+    check_down_t_set(m);
+    uint64_t fixed = plan_weight_bytes(m) + plan_kv_bytes(m, 2, 64);
+    uint64_t nb = plan_neuron_bytes_layer(m, 0);
+    for (uint32_t shards = 0; shards <= 4; shards++)
+        for (uint64_t buy = 0; buy <= 3 * 96; buy += 37) {
+            uint64_t budget = fixed + buy * nb + buy % 7;
+            if (shards == 0)
+                budget = fixed + 3 * 96 * nb;   /* no workers: everything must fit */
+            placement_params lp = {.max_seqs = 2, .n_ctx = 64, .budget_bytes = budget};
+            placement *pl = placement_for_model(m, &lp, freq, &err);
+            CHECK(pl, "%s", err.msg);
+            plan_params pp = {.max_seqs = 2, .n_ctx = 64, .n_cpu_workers = shards};
+            pi_plan p;
+            CHECK(plan_make_from_placement(m, &pp, pl, &p, &err) == 0, "%s", err.msg);
+            CHECK(p.gpu_bytes <= budget && p.budget_bytes == budget, "plan %" PRIu64 " over budget %" PRIu64,
+                  p.gpu_bytes, budget);
+            CHECK(p.gpu_bytes + nb > budget || p.cold_bytes == 0, "a neuron's bytes left unused");
+            CHECK(p.from_freq && p.gpu_share == placement_share(pl), "share");
+            CHECK(p.hot_bytes == 0 || p.gpu_share * 96 * 3 >= (double)(p.hot_bytes / nb) - 1e-9,
+                  "frequency placement serves less than its hot fraction");
+            CHECK(strstr(p.summary, "from activation frequencies") && strstr(p.summary, "expected GPU share"),
+                  "summary '%s'", p.summary);
+            check_sets(m, &p, pl);
+            check_backend_bytes(m, &p);
+            /* A second plan over the same struct after release, and release twice. */
+            plan_release(&p);
+            plan_release(&p);
+            /* KV bigger than the placement reserved: refused (it would exceed the budget). */
+            pp.max_seqs = 3;
+            CHECK(plan_make_from_placement(m, &pp, pl, &p, &err) < 0 && strstr(err.msg, "re-plan"),
+                  "bigger KV accepted: %s", err.msg);
+            placement_free(&pl);
+        }
+    /* Cold neurons but no CPU workers: refused. */
+    placement_params lp = {.max_seqs = 1, .n_ctx = 64, .budget_bytes = fixed + 10 * nb};
+    placement *pl = placement_for_model(m, &lp, freq, &err);
+    CHECK(pl, "%s", err.msg);
+    plan_params pp = {.max_seqs = 1, .n_ctx = 64, .n_cpu_workers = 0};
+    pi_plan p;
+    CHECK(plan_make_from_placement(m, &pp, pl, &p, &err) < 0 && strstr(err.msg, "CPU worker"), "%s", err.msg);
+    placement_free(&pl);
+
+    /* pid without a sidecar: index order, no plan file. */
+    char plan_path[1200], side[1024];
+    pp = (plan_params){.max_seqs = 2, .n_ctx = 64, .n_cpu_workers = 2, .budget_bytes = fixed + 50 * nb};
+    CHECK(sidecar_path_for(model_path, side, sizeof side) == 0, "sidecar path");
+    remove(side);
+    CHECK(plan_make_for_model(m, model_path, &pp, "/nonexistent", NULL, &p, plan_path, sizeof plan_path,
+                              &err) == 0, "%s", err.msg);
+    CHECK(!p.order && !p.from_freq && plan_path[0] == 0 && strstr(p.summary, "index order"), "no sidecar: '%s'",
+          p.summary);
+    plan_release(&p);
+    /* With the sidecar: from frequencies, cache written beside the model, read by a worker. */
+    pi_sidecar *sc = sidecar_new(m, &err);
+    CHECK(sc, "%s", err.msg);
+    memcpy(sc->freq, f, (size_t)m->n_layers * m->n_ff * sizeof *f);
+    CHECK(sidecar_write(sc, side, &err) == 0, "%s", err.msg);
+    sidecar_free(&sc);
+    CHECK(plan_make_for_model(m, model_path, &pp, "/nonexistent", NULL, &p, plan_path, sizeof plan_path,
+                              &err) == 0, "%s", err.msg);
+    CHECK(p.order && p.from_freq && plan_path[0] && access(plan_path, R_OK) == 0, "sidecar: '%s' plan '%s'",
+          p.summary, plan_path);
+    CHECK(p.gpu_bytes <= pp.budget_bytes, "over budget");
+    printf("%s\n", p.summary);
+    pi_plan q;
+    plan_params wp = {.max_seqs = 1, .n_cpu_workers = 2};   /* a CPU worker's view */
+    CHECK(plan_load_for_model(m, plan_path, &wp, &q, &err) == 0, "%s", err.msg);
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        CHECK(q.layer_hot[l] == p.layer_hot[l] && !memcmp(q.order + (size_t)l * m->n_ff,
+              p.order + (size_t)l * m->n_ff, m->n_ff * sizeof *q.order), "worker's sets differ in layer %u", l);
+        for (uint32_t i = 0; i < 2; i++)
+            CHECK(plan_shard_set(&q, i, l).n == plan_shard_set(&p, i, l).n, "shard sizes differ");
+    }
+    plan_release(&q);
+    /* The cache is reused (same sets); pid's private copy for its workers holds the same plan. */
+    pi_plan r;
+    char copy[600], cache[1200];
+    snprintf(cache, sizeof cache, "%s", plan_path);
+    test_tmp("plan_worker_copy.gguf", copy, sizeof copy);
+    CHECK(plan_make_for_model(m, model_path, &pp, NULL, copy, &r, plan_path, sizeof plan_path, &err) == 0, "%s",
+          err.msg);
+    CHECK(!strcmp(plan_path, copy) && access(cache, R_OK) == 0, "workers' plan '%s', expected %s", plan_path, copy);
+    CHECK(!memcmp(r.order, p.order, (size_t)m->n_layers * m->n_ff * sizeof *r.order), "cached plan differs");
+    plan_release(&r);
+    CHECK(plan_load_for_model(m, copy, &wp, &q, &err) == 0, "%s", err.msg);
+    CHECK(!memcmp(q.order, p.order, (size_t)m->n_layers * m->n_ff * sizeof *q.order), "the copy differs");
+    plan_release(&q);
+    remove(copy);
+    remove(cache);
+    plan_release(&p);
+    pp.budget_bytes = 0;   /* host default: the index-order default's bytes, bought by frequency */
+    CHECK(plan_make_for_model(m, model_path, &pp, NULL, NULL, &r, plan_path, sizeof plan_path, &err) == 0, "%s",
+          err.msg);
+    CHECK(r.from_freq && r.hot_bytes == 24ull * 3 * nb, "default budget: %" PRIu64 " hot bytes", r.hot_bytes);
+    remove(plan_path);
+    plan_release(&r);
+    /* A plan cache made for another model is refused by the worker. */
+    placement_params lp2 = {.max_seqs = 1, .n_ctx = 64, .budget_bytes = fixed + 10 * nb};
+    pl = placement_for_model(m, &lp2, freq, &err);
+    CHECK(pl, "%s", err.msg);
+    pl->model_hash ^= 1;
+    char foreign[600];
+    test_tmp("plan_foreign.pi-plan.gguf", foreign, sizeof foreign);
+    CHECK(placement_save(pl, foreign, &err) == 0, "%s", err.msg);
+    CHECK(plan_load_for_model(m, foreign, &wp, &q, &err) < 0 && strstr(err.msg, "model hash"), "foreign: %s",
+          err.msg);
+    CHECK(plan_make_from_placement(m, &wp, pl, &q, &err) < 0 && strstr(err.msg, "another model"), "%s", err.msg);
+    placement_free(&pl);
+    remove(foreign);
+    remove(side);
+    free(freq);
+    free(f);
 }
 
 int main(void)
@@ -114,6 +323,8 @@ int main(void)
     CHECK(plan_make(m, &pp, &p, &err) == 0 && p.n_ctx == 128 && p.kv_bytes == plan_kv_bytes(m, 1, 128), "n_ctx 0");
     printf("%s\n", p.summary);
 
+    check_from_placement(m, path);
+    printf("plans from placements: ok\n");
     model_close(&m);
     remove(path);
     return 0;

@@ -1,0 +1,497 @@
+// Kernels over device weights in the model's own types (cuda_matvec.cuh).
+// Matrix-vector products: one warp per output row; each lane reads 16 bytes
+// of the row at a time (a chunk), dequantizes it and accumulates it against
+// the matching floats of up to GROUP entries' x (read through L1), so a row
+// is read once for GROUP entries; a warp-shuffle butterfly gives every lane
+// the sums. The down product: each thread owns one 16-byte chunk of the
+// output for GROUP entries and walks the hot neurons of its slice.
+#include <cuda_fp16.h>
+#include <string.h>
+
+#include "cuda_matvec.cuh"
+
+namespace {
+
+constexpr int GROUP = 8;        // entries whose sums live in registers at once
+constexpr int WARPS = 8;        // warps per block of the row kernels
+
+__device__ __forceinline__ float2 half2_bits(uint32_t u)
+{
+    __half2 h;
+    memcpy(&h, &u, sizeof h);
+    return __half22float2(h);
+}
+
+__device__ __forceinline__ float half_bits(uint16_t u)
+{
+    return __half2float(__ushort_as_half(u));
+}
+
+// load(m, row, c, w): elements [c * E, c * E + E) of the row, as floats.
+template <int T> struct wt;
+
+template <> struct wt<PI_TYPE_F32> {
+    static constexpr int E = 4;
+    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    {
+        const float4 *p = reinterpret_cast<const float4 *>(m.data + (size_t)row * m.cols * 4);
+        float4 v = __ldg(p + c);
+        w[0] = v.x;
+        w[1] = v.y;
+        w[2] = v.z;
+        w[3] = v.w;
+    }
+};
+
+template <> struct wt<PI_TYPE_F16> {
+    static constexpr int E = 8;
+    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    {
+        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2);
+        uint4 v = __ldg(p + c);
+        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 f = half2_bits(u[k]);
+            w[2 * k] = f.x;
+            w[2 * k + 1] = f.y;
+        }
+    }
+};
+
+template <> struct wt<PI_TYPE_BF16> {
+    static constexpr int E = 8;
+    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    {
+        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2);
+        uint4 v = __ldg(p + c);
+        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            w[2 * k] = __uint_as_float(u[k] << 16);
+            w[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+        }
+    }
+};
+
+// Chunk c = half a block: 16 int8 quants, scale of block c / 2.
+template <> struct wt<PI_TYPE_Q8_0> {
+    static constexpr int E = 16;
+    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    {
+        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols);
+        uint4 v = __ldg(p + c);
+        float d = half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c / 2));
+        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+#pragma unroll
+            for (int b = 0; b < 4; b++)
+                w[4 * k + b] = (float)(int)(signed char)((u[k] >> (8 * b)) & 0xffu) * d;
+    }
+};
+
+// Chunk c = block c: byte t holds element t (low nibble) and t + 16 (high).
+template <> struct wt<PI_TYPE_Q4_0> {
+    static constexpr int E = 32;
+    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    {
+        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * (m.cols / 2));
+        uint4 v = __ldg(p + c);
+        float d = half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c));
+        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                uint32_t q = (u[k] >> (8 * b)) & 0xffu;
+                w[4 * k + b] = (float)((int)(q & 15u) - 8) * d;
+                w[4 * k + b + 16] = (float)((int)(q >> 4) - 8) * d;
+            }
+    }
+};
+
+__device__ __forceinline__ float ffn_act(int act, float g, float u)
+{
+    if (act == PI_ACT_SILU)
+        return g / (1.0f + expf(-g)) * u;
+    float a = g > 0.0f ? g : 0.0f;
+    if (act == PI_ACT_RELU_BOTH)
+        u = u > 0.0f ? u : 0.0f;
+    return a * u;
+}
+
+// acc[i] = row . x[i * xs ..] for i < min(nv, NT), summed over the warp
+// (every lane ends with the same sums). The caller's warp must be whole.
+template <int T, int NT>
+__device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const float *x, uint32_t xs, uint32_t nv,
+                                        float *acc)
+{
+    constexpr int E = wt<T>::E;
+    const uint32_t lane = threadIdx.x & 31u, nch = m.cols / E;
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+        acc[i] = 0.0f;
+    for (uint32_t c = lane; c < nch; c += 32) {
+        float w[E];
+        wt<T>::load(m, row, c, w);
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            if ((uint32_t)i < nv) {
+                const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)i * xs + (size_t)c * E);
+#pragma unroll
+                for (int q = 0; q < E / 4; q++) {
+                    float4 xv = __ldg(xp + q);
+                    acc[i] = fmaf(w[4 * q], xv.x, acc[i]);
+                    acc[i] = fmaf(w[4 * q + 1], xv.y, acc[i]);
+                    acc[i] = fmaf(w[4 * q + 2], xv.z, acc[i]);
+                    acc[i] = fmaf(w[4 * q + 3], xv.w, acc[i]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(WARPS * 32) k_matvec(float *y, uint32_t ys, cuda_mat m, const float *x,
+                                                       uint32_t xs, uint32_t n)
+{
+    const uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
+    if (row >= m.rows)
+        return; // the whole warp: rows are per warp
+    for (uint32_t g0 = 0; g0 < n; g0 += NT) {
+        float acc[NT];
+        row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+            if (lane == (uint32_t)i && g0 + i < n)
+                y[(size_t)(g0 + i) * ys + row] = acc[i];
+    }
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(WARPS * 32) k_gate_up(float *coef, cuda_mat gate, cuda_mat up, const float *x,
+                                                        uint32_t n, int act, int skip_dead)
+{
+    const uint32_t j = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
+    const uint32_t K = gate.rows, xs = gate.cols;
+    if (j >= K)
+        return;
+    for (uint32_t g0 = 0; g0 < n; g0 += NT) {
+        float g[NT], u[NT];
+        row_dot<T, NT>(gate, j, x + (size_t)g0 * xs, xs, n - g0, g);
+        bool live = !skip_dead;
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+            if (g0 + i < n && g[i] > 0.0f)
+                live = true;    // warp-uniform: every lane holds the same sums
+        if (live) {
+            row_dot<T, NT>(up, j, x + (size_t)g0 * xs, xs, n - g0, u);
+        } else {
+#pragma unroll
+            for (int i = 0; i < NT; i++)
+                u[i] = 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+            if (lane == (uint32_t)i && g0 + i < n)
+                coef[(size_t)(g0 + i) * K + j] = live ? ffn_act(act, g[i], u[i]) : 0.0f;
+    }
+}
+
+// Warp per (entry blockIdx.y, list position); grid.x covers the longest list.
+template <int T>
+__global__ void __launch_bounds__(WARPS * 32) k_gate_up_active(float *coef, cuda_mat gate, cuda_mat up,
+                                                               const float *x, cuda_active lists,
+                                                               const int32_t *map, uint32_t n_ff, int act)
+{
+    const uint32_t i = blockIdx.y, k = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
+    const uint32_t K = gate.rows, xs = gate.cols;
+    if ((int32_t)k >= lists.count[i])
+        return;
+    int32_t id = lists.list[i][k];
+    int32_t slot = -1;
+    if (id >= 0 && (uint32_t)id < n_ff)
+        slot = map ? map[id] : ((uint32_t)id < K ? id : -1);
+    if (slot < 0 || (uint32_t)slot >= K)
+        return;
+    const float *xi = x + (size_t)i * xs;
+    float g, u = 0.0f;
+    row_dot<T, 1>(gate, (uint32_t)slot, xi, xs, 1, &g);
+    if (act != PI_ACT_SILU && !(g > 0.0f))
+        return; // relu(g) = 0: the zeroed coefficient stands
+    row_dot<T, 1>(up, (uint32_t)slot, xi, xs, 1, &u);
+    if (lane == 0)
+        coef[(size_t)i * K + (uint32_t)slot] = ffn_act(act, g, u);
+}
+
+// Thread = output chunk (blockIdx.x, threadIdx.x) of entries [g0, g0 + NT),
+// g0 = blockIdx.z * NT, over neurons [blockIdx.y * slice, + slice).
+template <int T, int NT>
+__global__ void __launch_bounds__(128) k_down(float *part, cuda_mat dt, const float *coef, uint32_t n,
+                                              uint32_t slice)
+{
+    constexpr int E = wt<T>::E;
+    const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x, K = dt.rows, dim = dt.cols;
+    const uint32_t s = blockIdx.y, g0 = blockIdx.z * NT;
+    if (c >= dim / E)
+        return;
+    const uint32_t j0 = s * slice, j1 = min(K, j0 + slice);
+    float acc[NT][E];
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            acc[i][e] = 0.0f;
+    for (uint32_t j = j0; j < j1; j++) {
+        float a[NT];
+        bool any = false;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            a[i] = g0 + i < n ? coef[(size_t)(g0 + i) * K + j] : 0.0f;
+            any = any || a[i] != 0.0f;
+        }
+        if (!any)
+            continue;   // the same for the whole block: a sparse step skips the row
+        float w[E];
+        wt<T>::load(dt, j, c, w);
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[i][e] = fmaf(a[i], w[e], acc[i][e]);
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        if (g0 + i >= n)
+            break;
+        float4 *o = reinterpret_cast<float4 *>(part + ((size_t)s * n + g0 + i) * dim + (size_t)c * E);
+#pragma unroll
+        for (int q = 0; q < E / 4; q++)
+            o[q] = make_float4(acc[i][4 * q], acc[i][4 * q + 1], acc[i][4 * q + 2], acc[i][4 * q + 3]);
+    }
+}
+
+// out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim.
+__global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= len)
+        return;
+    float sum = 0.0f;
+    for (uint32_t s = 0; s < slices; s++)
+        sum += part[(size_t)s * len + t];
+    out[t] = sum;
+}
+
+template <int T>
+__global__ void k_embed(float *x, cuda_mat table, const gpu_entry *e)
+{
+    constexpr int E = wt<T>::E;
+    const uint32_t dim = table.cols, row = (uint32_t)e[blockIdx.x].token;
+    float *xr = x + (size_t)blockIdx.x * dim;
+    for (uint32_t c = threadIdx.x; c < dim / E; c += blockDim.x) {
+        float w[E];
+        wt<T>::load(table, row, c, w);
+#pragma unroll
+        for (int k = 0; k < E; k++)
+            xr[(size_t)c * E + k] = w[k];
+    }
+}
+
+// ---------------------------------------------------------------- launchers
+
+unsigned div_up(size_t a, size_t b)
+{
+    return (unsigned)((a + b - 1) / b);
+}
+
+// Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
+// n, else groups of 8.
+template <int T>
+cudaError_t launch_matvec(cudaStream_t s, float *y, uint32_t ys, const cuda_mat &w, const float *x, uint32_t xs,
+                          uint32_t n)
+{
+    dim3 grid(div_up(w.rows, WARPS)), block(WARPS * 32);
+    if (n == 1)
+        k_matvec<T, 1><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+    else if (n == 2)
+        k_matvec<T, 2><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+    else if (n <= 4)
+        k_matvec<T, 4><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+    else
+        k_matvec<T, GROUP><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+    return cudaGetLastError();
+}
+
+template <int T>
+cudaError_t launch_gate_up(cudaStream_t s, float *coef, const cuda_mat &g, const cuda_mat &u, const float *x,
+                           uint32_t n, int act, int skip)
+{
+    dim3 grid(div_up(g.rows, WARPS)), block(WARPS * 32);
+    if (n == 1)
+        k_gate_up<T, 1><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+    else if (n == 2)
+        k_gate_up<T, 2><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+    else if (n <= 4)
+        k_gate_up<T, 4><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+    else
+        k_gate_up<T, GROUP><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+    return cudaGetLastError();
+}
+
+template <int T>
+cudaError_t launch_down(cudaStream_t s, float *part, const cuda_mat &dt, const float *coef, uint32_t n,
+                        uint32_t slice, uint32_t slices)
+{
+    constexpr int E = wt<T>::E;
+    uint32_t chunks = dt.cols / E;
+    unsigned threads = chunks >= 128 ? 128 : (unsigned)((chunks + 31) / 32 * 32);
+    dim3 block(threads);
+    if (n == 1)
+        k_down<T, 1><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+    else if (n == 2)
+        k_down<T, 2><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+    else if (n <= 4)
+        k_down<T, 4><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+    else
+        k_down<T, GROUP><<<dim3(div_up(chunks, threads), slices, div_up(n, GROUP)), block, 0, s>>>(
+            part, dt, coef, n, slice);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+int cuda_mat_type_ok(int t)
+{
+    return t == PI_TYPE_F32 || t == PI_TYPE_F16 || t == PI_TYPE_BF16 || t == PI_TYPE_Q8_0 || t == PI_TYPE_Q4_0;
+}
+
+uint32_t cuda_mat_align(int t)
+{
+    switch (t) {
+    case PI_TYPE_F32: return 4;
+    case PI_TYPE_F16: case PI_TYPE_BF16: return 8;
+    default: return 32;
+    }
+}
+
+int cuda_down_type_ok(int t)
+{
+    return t == PI_TYPE_F32 || t == PI_TYPE_F16 || t == PI_TYPE_BF16;
+}
+
+cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                        uint32_t x_stride, uint32_t n)
+{
+    if (n == 0 || w->rows == 0)
+        return cudaSuccess;
+    switch (w->type) {
+    case PI_TYPE_F32: return launch_matvec<PI_TYPE_F32>(s, y, y_stride, *w, x, x_stride, n);
+    case PI_TYPE_F16: return launch_matvec<PI_TYPE_F16>(s, y, y_stride, *w, x, x_stride, n);
+    case PI_TYPE_BF16: return launch_matvec<PI_TYPE_BF16>(s, y, y_stride, *w, x, x_stride, n);
+    case PI_TYPE_Q8_0: return launch_matvec<PI_TYPE_Q8_0>(s, y, y_stride, *w, x, x_stride, n);
+    case PI_TYPE_Q4_0: return launch_matvec<PI_TYPE_Q4_0>(s, y, y_stride, *w, x, x_stride, n);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, const gpu_entry *e, uint32_t n)
+{
+    if (n == 0)
+        return cudaSuccess;
+    switch (table->type) {
+    case PI_TYPE_F32: k_embed<PI_TYPE_F32><<<n, 128, 0, s>>>(x, *table, e); break;
+    case PI_TYPE_F16: k_embed<PI_TYPE_F16><<<n, 128, 0, s>>>(x, *table, e); break;
+    case PI_TYPE_BF16: k_embed<PI_TYPE_BF16><<<n, 128, 0, s>>>(x, *table, e); break;
+    case PI_TYPE_Q8_0: k_embed<PI_TYPE_Q8_0><<<n, 128, 0, s>>>(x, *table, e); break;
+    case PI_TYPE_Q4_0: k_embed<PI_TYPE_Q4_0><<<n, 128, 0, s>>>(x, *table, e); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_ffn_gate_up(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                             const float *x, uint32_t n, int act, int skip_dead)
+{
+    if (n == 0 || gate->rows == 0)
+        return cudaSuccess;
+    if (gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
+        return cudaErrorInvalidValue;
+    int skip = skip_dead && act != PI_ACT_SILU;
+    switch (gate->type) {
+    case PI_TYPE_F32: return launch_gate_up<PI_TYPE_F32>(s, coef, *gate, *up, x, n, act, skip);
+    case PI_TYPE_F16: return launch_gate_up<PI_TYPE_F16>(s, coef, *gate, *up, x, n, act, skip);
+    case PI_TYPE_BF16: return launch_gate_up<PI_TYPE_BF16>(s, coef, *gate, *up, x, n, act, skip);
+    case PI_TYPE_Q8_0: return launch_gate_up<PI_TYPE_Q8_0>(s, coef, *gate, *up, x, n, act, skip);
+    case PI_TYPE_Q4_0: return launch_gate_up<PI_TYPE_Q4_0>(s, coef, *gate, *up, x, n, act, skip);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                                    const float *x, uint32_t n, const cuda_active *lists,
+                                    uint32_t max_count, const int32_t *map, uint32_t n_ff, int act)
+{
+    if (n == 0 || max_count == 0 || gate->rows == 0)
+        return cudaSuccess;
+    if (n > CUDA_MAX_BATCH || gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
+        return cudaErrorInvalidValue;
+    dim3 grid(div_up(max_count, WARPS), n), block(WARPS * 32);
+    switch (gate->type) {
+    case PI_TYPE_F32:
+        k_gate_up_active<PI_TYPE_F32><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        break;
+    case PI_TYPE_F16:
+        k_gate_up_active<PI_TYPE_F16><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        break;
+    case PI_TYPE_BF16:
+        k_gate_up_active<PI_TYPE_BF16><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        break;
+    case PI_TYPE_Q8_0:
+        k_gate_up_active<PI_TYPE_Q8_0><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        break;
+    case PI_TYPE_Q4_0:
+        k_gate_up_active<PI_TYPE_Q4_0><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
+                          uint32_t n)
+{
+    if (n == 0)
+        return cudaSuccess;
+    uint32_t K = down_t->rows, dim = down_t->cols;
+    size_t len = (size_t)n * dim;
+    if (K == 0)
+        return cudaMemsetAsync(out, 0, len * sizeof(float), s);
+    if (n > CUDA_MAX_BATCH)
+        return cudaErrorInvalidValue;
+    // Slices of >= 32 neurons, as many as the scratch holds for n entries
+    // (enough threads to keep loads in flight when n is small).
+    uint32_t slices = (K + 31) / 32, cap = CUDA_DOWN_PART_ROWS / n;
+    if (slices > cap)
+        slices = cap;
+    uint32_t slice = (K + slices - 1) / slices;
+    slices = (K + slice - 1) / slice;
+    cudaError_t e;
+    switch (down_t->type) {
+    case PI_TYPE_F32: e = launch_down<PI_TYPE_F32>(s, part, *down_t, coef, n, slice, slices); break;
+    case PI_TYPE_F16: e = launch_down<PI_TYPE_F16>(s, part, *down_t, coef, n, slice, slices); break;
+    case PI_TYPE_BF16: e = launch_down<PI_TYPE_BF16>(s, part, *down_t, coef, n, slice, slices); break;
+    default: return cudaErrorInvalidValue;
+    }
+    if (e != cudaSuccess)
+        return e;
+    k_down_sum<<<div_up(len, 256), 256, 0, s>>>(out, part, len, slices);
+    return cudaGetLastError();
+}

@@ -1,0 +1,75 @@
+// Weights on the device in the model's own types, and the kernels that read
+// them (cuda_matvec.cu): matrix-vector products for a batch of entries, the
+// hot FFN (dense and over active lists) and the embedding lookup. Every
+// product accumulates in fp32 over the same dequantized values as the host's
+// pi_dot_row, so results differ from it by summation order only.
+#ifndef PI_CUDA_MATVEC_CUH
+#define PI_CUDA_MATVEC_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend.h"
+}
+
+// Entries per step the kernels handle (the active-list argument is passed by
+// value with one slot per entry).
+#define CUDA_MAX_BATCH 64
+// Rows of dim floats of split-K scratch for the down product (cuda_ffn_down).
+#define CUDA_DOWN_PART_ROWS 256
+
+// A rows x cols matrix on the device. F32/F16/BF16: rows of cols elements,
+// row-major. Q8_0/Q4_0 are split so every row's quants start 16-byte aligned:
+// first the quants of every row (cols or cols/2 bytes a row), then the fp16
+// scales of every row (cols/32 a row) at `scales`. Either way the allocation
+// is rows * the model's row bytes: the plan's count.
+struct cuda_mat {
+    int type;               // pi_type
+    uint32_t rows, cols;
+    const unsigned char *data;
+    const uint16_t *scales; // block types only
+};
+
+// The active lists of one step (ffn_hot_active): list[i] is a device-readable
+// pointer to count[i] global neuron ids (ascending) of entry i.
+struct cuda_active {
+    const int32_t *list[CUDA_MAX_BATCH];
+    int32_t count[CUDA_MAX_BATCH];
+};
+
+// 1 when the kernels support t as a matrix type; cols must then be a
+// multiple of cuda_mat_align(t) elements (16-byte loads).
+int cuda_mat_type_ok(int t);
+uint32_t cuda_mat_align(int t);
+// 1 when t can be a down^T matrix (F32, F16, BF16).
+int cuda_down_type_ok(int t);
+
+// y[i * y_stride + r] = row r of w . x[i * x_stride ..], r < w.rows, i < n.
+cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                        uint32_t x_stride, uint32_t n);
+
+// x[i * table.cols ..] = row e[i].token of table, dequantized, i < n.
+cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, const gpu_entry *e, uint32_t n);
+
+// coef[i * K + j] = act(gate_j . x_i, up_j . x_i) for every j < K = gate.rows.
+// skip_dead (ReLU-family only): up is not read for a row whose gate is <= 0
+// in every entry of a group (its activation is 0 anyway).
+cudaError_t cuda_ffn_gate_up(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                             const float *x, uint32_t n, int act, int skip_dead);
+
+// Same for the active neurons only: coef must be zeroed first; for each
+// listed id with a hot slot (map[id] >= 0, or id < K when map is NULL),
+// coef[i * K + slot] = act(...), up skipped when the ReLU gate is <= 0.
+cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                                    const float *x, uint32_t n, const cuda_active *lists,
+                                    uint32_t max_count, const int32_t *map, uint32_t n_ff, int act);
+
+// out[i * dim + d] = sum_j coef[i * K + j] * down_t[j][d] (K = down_t.rows,
+// dim = down_t.cols), skipping j whose coefficients are all 0; split over
+// slices of j into part (CUDA_DOWN_PART_ROWS x dim floats), then summed in
+// slice order, so results do not depend on scheduling.
+cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
+                          uint32_t n);
+
+#endif
