@@ -16,7 +16,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "ffn_cold.h"
 #include "ffn_pool.h"
 #include "model.h"
 #include "plan.h"
@@ -184,7 +183,7 @@ static int load(cworker *c, pi_error *err)
     model_close(&m);
     if (!c->shard)
         return pi_error_wrap(err, "%s", c->name);
-    if (o->ffn != PI_FFN_DENSE && make_pool(c, err) < 0)
+    if (make_pool(c, err) < 0)
         return -1;
     snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
              c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
@@ -260,21 +259,20 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
             return 0;   /* aborted: a peer died; pid sends the next Step */
         if (r != 0)
             return pi_error_set(err, "%s: step %" PRIu64 ": waiting for layer %u failed", c->name, st->step_no, l);
-        if (!c->pool) {
-            ffn_cold(c->shard, l, x, n, partial);
-        } else {
-            uint32_t dim = c->shard->dim, cnt = c->shard->layers[l].n;
-            for (uint32_t e = 0; e < n; e++) {
-                const uint32_t *list = c->all;
-                uint32_t len = cnt;
-                if (c->o->ffn == PI_FFN_PREDICTED) {
-                    len = shard_active(c, l, e);
-                    list = c->local;
-                }
-                if (ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, x + (size_t)e * dim, list, len,
-                                   partial + (size_t)e * dim, err) < 0)
-                    return pi_error_wrap(err, "%s: layer %u", c->name, l);
-            }
+        uint32_t dim = c->shard->dim, cnt = c->shard->layers[l].n;
+        for (uint32_t e = 0; e < n; e++) {
+            const float *xe = x + (size_t)e * dim;
+            float *pe = partial + (size_t)e * dim;
+            int rc;
+            if (c->o->ffn == PI_FFN_DENSE)
+                rc = ffn_dense_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, pe, err);
+            else if (c->o->ffn == PI_FFN_PREDICTED)
+                rc = ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->local, shard_active(c, l, e),
+                                    pe, err);
+            else
+                rc = ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, cnt, pe, err);
+            if (rc < 0)
+                return pi_error_wrap(err, "%s: layer %u", c->name, l);
         }
         seq_publish(done, t);
     }

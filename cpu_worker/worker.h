@@ -19,8 +19,8 @@ typedef struct cpu_worker_opts {
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
     const char *plan_path;      /* pid's plan cache (--plan): per-layer cold sets; overrides n_hot */
     int numa_node;              /* -1: no NUMA placement */
-    pi_ffn_mode ffn;            /* dense: plain kernel over every neuron; exact: fast
-                                   kernels, neurons with a ReLU gate <= 0 skipped */
+    pi_ffn_mode ffn;            /* dense: every neuron's rows; exact: neurons whose ReLU gate
+                                   is <= 0 skip up and down; predicted: the GPU worker's lists */
 } cpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a
