@@ -119,7 +119,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      o->model_path, tokenizer_n_vocab(e->tok), e->model->n_vocab);
         goto fail;
     }
-    e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
+    e->n_ctx = o->n_ctx && o->n_ctx < e->model->n_ctx ? o->n_ctx : e->model->n_ctx;
     e->max_batch = o->max_batch;
     /* auto: predicted when the model has a predictor, else exact for
      * ReLU-family models (their zeros are free to skip), else dense. */

@@ -3,6 +3,7 @@
  * statistics line that the in-process path prints. */
 #include "run_workers.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,15 @@ static int echo_prompt(const tokenizer *tok, const char *prompt, pi_error *err)
     return 0;
 }
 
+/* The KV cache only needs the positions this run can reach: a prompt
+ * never has more tokens than bytes (+ BOS). The engine caps it at the
+ * model's context. */
+static uint32_t ctx_needed(const run_workers_opts *o)
+{
+    uint64_t n = (uint64_t)strlen(o->prompt) + (uint64_t)o->gen.n_predict + 2;
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 int run_on_workers(const run_workers_opts *o)
 {
     pi_error err = {{0}};
@@ -81,7 +91,7 @@ int run_on_workers(const run_workers_opts *o)
     engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
                       .measure_recall = o->measure_recall,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
-                      .max_seqs = 1, .max_batch = 64, .n_ctx = 0, .rundir = rundir};
+                      .max_seqs = 1, .max_batch = 64, .n_ctx = ctx_needed(o), .rundir = rundir};
     int rc = 1;
     engine *e = engine_new(&eo, &sink, &err);
     if (!e)

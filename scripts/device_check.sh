@@ -28,6 +28,7 @@ cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=ON -DCMAKE_CUDA_ARC
 cmake --build build-dev -j16 >"$out/build.log" 2>&1 || { grep -E "error|Error" "$out/build.log" | head -30; exit 1; }
 bin=build-dev/bin
 
+if [ -z "${PI_SKIP_TESTS:-}" ]; then
 echo "== ctest"
 (cd build-dev && ctest -j8 --output-on-failure --timeout 600) >"$out/ctest.log" 2>&1
 tail -25 "$out/ctest.log"
@@ -69,7 +70,17 @@ cmp -s /tmp/expected.txt /tmp/d.norm && echo "daemon cuda: SAME as expected.txt;
   || echo "daemon cuda: DIFFERENT" | tee -a "$out/greedy.txt"
 $bin/pid stop --listen $ep >/dev/null 2>&1
 
+fi
 echo "== sync benchmark"
-for w in 1 2 4; do
+[ -z "${PI_SKIP_TESTS:-}" ] && for w in 1 2 4; do
   $bin/pi-bench-sync --workers $w --layers 40 --steps 500 --dim 5120 --gpu 2>&1 | tee -a "$out/bench_sync.txt"
 done
+
+# Optional: the sparse-vs-dense benchmark on a synthetic model, e.g.
+#   PI_BENCH_SPARSE="13b f16 12.6 32" scripts/device_check.sh   (shape type budget-GiB tokens)
+if [ -n "${PI_BENCH_SPARSE:-}" ]; then
+  set -- $PI_BENCH_SPARSE
+  echo "== bench_sparse $*"
+  OUT=$out scripts/bench_sparse.sh --bin $bin --shape $1 --type $2 --budget $3 --tokens $4 --backend cuda \
+    2>&1 | tee "$out/bench_sparse.txt"
+fi
