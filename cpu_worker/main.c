@@ -16,6 +16,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-cpu-worker --model PATH --ctl ENDPOINT --shm NAME --index I --of N\n"
                "       [--hot K | --plan FILE] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
+               "       [--max-seqs S] [--n-ctx C]\n"
                "Started by pid; computes cold-neuron shard I of N of every FFN layer.\n");
 }
 
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, 256, &u), o.of = (uint32_t)u, have_of = 1;
         else if (!strcmp(a, "--plan"))
             o.plan_path = v;
+        else if (!strcmp(a, "--max-seqs"))
+            bad = parse_u64(a, v, UINT32_MAX, &u), o.max_seqs = (uint32_t)u;
+        else if (!strcmp(a, "--n-ctx"))
+            bad = parse_u64(a, v, UINT32_MAX, &u), o.n_ctx = (uint32_t)u;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
         else if (!strcmp(a, "--ffn")) {

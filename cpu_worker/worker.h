@@ -19,6 +19,8 @@ typedef struct cpu_worker_opts {
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
     const char *plan_path;      /* pid's plan cache (--plan): per-layer cold sets; overrides n_hot */
     int numa_node;              /* -1: no NUMA placement */
+    uint32_t max_seqs, n_ctx;   /* pid's KV cache shape (a plan file is checked against it);
+                                   0 = 1 sequence, the model's context */
     pi_ffn_mode ffn;            /* dense: every neuron's rows; exact: neurons whose ReLU gate
                                    is <= 0 skip up and down; predicted: the GPU worker's lists */
 } cpu_worker_opts;

@@ -124,9 +124,7 @@ static int build_argv(sup_worker *w, const sup_config *c)
     if (w->is_gpu) {
         bad |= argf(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir);
         bad |= argf(w, &used, &argc, "--backend") | argf(w, &used, &argc, "%s", c->backend);
-        bad |= argf(w, &used, &argc, "--max-seqs") | argf(w, &used, &argc, "%u", c->max_seqs);
         bad |= argf(w, &used, &argc, "--max-batch") | argf(w, &used, &argc, "%u", c->max_batch);
-        bad |= argf(w, &used, &argc, "--n-ctx") | argf(w, &used, &argc, "%u", c->n_ctx);
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
         if (c->measure_recall)
             bad |= argf(w, &used, &argc, "--measure-recall");
@@ -138,6 +136,9 @@ static int build_argv(sup_worker *w, const sup_config *c)
                argf(w, &used, &argc, "%d", (int)w->numa_node);
         bad |= argf(w, &used, &argc, "--cpus") | argf(w, &used, &argc, "%s", w->cpus);
     }
+    /* Both kinds: a plan file is checked against the KV cache it was made for. */
+    bad |= argf(w, &used, &argc, "--max-seqs") | argf(w, &used, &argc, "%u", c->max_seqs);
+    bad |= argf(w, &used, &argc, "--n-ctx") | argf(w, &used, &argc, "%u", c->n_ctx);
     bad |= argf(w, &used, &argc, "--model") | argf(w, &used, &argc, "%s", c->model);
     bad |= argf(w, &used, &argc, "--ctl") | argf(w, &used, &argc, "%s", c->ctl);
     if (c->shm_fd > 0)

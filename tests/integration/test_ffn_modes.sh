@@ -12,7 +12,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 m=$tmp/relu.gguf
 "$PI_BIN/pictl" model import-llama2c --checkpoint "$models/stories260K.bin" --tokenizer "$models/tok512.bin" \
   --act relu -o "$m" >/dev/null
-common=(-m "$m" -n 120 --temp 0 --gpu-backend host --cpu-workers 2 --vram-budget 0.0011)
+common=(-m "$m" -n 120 --temp 0 --gpu-backend host --cpu-workers 2 --vram-budget 0.00073)
 for mode in dense exact; do
   "$PI_BIN/pid" run "${common[@]}" --ffn "$mode" >"$tmp/$mode.out" 2>"$tmp/$mode.err" \
     || { cat "$tmp/$mode.err" >&2; fail "pid run --ffn $mode failed"; }

@@ -7,7 +7,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 m=$tmp/tiny.gguf
 "$PI_BIN/pictl" model synth --shape tiny --type f16 --active 0.11 --seed 3 -o "$m" >/dev/null 2>&1 \
   || fail "pictl model synth failed"
-common=(-m "$m" -n 64 --temp 0 -p "hello world" --gpu-backend host --cpu-workers 2 --vram-budget 0.00075)
+common=(-m "$m" -n 64 --temp 0 -p "hello world" --gpu-backend host --cpu-workers 2 --vram-budget 0.0003)
 for mode in dense exact predicted auto; do
   "$PI_BIN/pid" run "${common[@]}" --ffn "$mode" --measure-recall >"$tmp/$mode.out" 2>"$tmp/$mode.err" \
     || { cat "$tmp/$mode.err" >&2; fail "pid run --ffn $mode failed"; }

@@ -11,7 +11,7 @@ m=$tmp/tiny.gguf
 [ -f "$tmp/tiny.pi-sparse.gguf" ] || fail "synth wrote no sidecar: $(cat "$tmp/synth.out")"
 grep -q "corpus synthetic" "$tmp/synth.out" || fail "synth did not report the sidecar"
 
-budget=0.00075
+budget=0.0003
 common=(-m "$m" -n 48 --temp 0 -p "hello world" --gpu-backend host --cpu-workers 2 --vram-budget $budget)
 for mode in dense exact predicted; do
   "$PI_BIN/pid" run "${common[@]}" --ffn "$mode" --measure-recall >"$tmp/$mode.out" 2>"$tmp/$mode.err" \
@@ -39,7 +39,7 @@ echo "ok: --ffn predicted, recall $recall"
 # The GPU share pid expects is above the hot fraction, and pictl model plan agrees.
 read -r hot_pct share < <(sed -n 's/^pid run: placement: hot [0-9]*\/[0-9]* neurons (\([0-9.]*\)%.*GPU share of activations \([0-9.]*\)%.*/\1 \2/p' "$tmp/dense.err")
 awk -v h="$hot_pct" -v s="$share" 'BEGIN { exit !(s > h) }' || fail "pid: GPU share $share% not above the hot fraction $hot_pct%"
-"$PI_BIN/pictl" model plan -m "$m" --vram-budget $budget --max-seqs 1 >"$tmp/plan.out" || fail "pictl model plan failed"
+"$PI_BIN/pictl" model plan -m "$m" --vram-budget $budget --max-seqs 1 --n-ctx 61 >"$tmp/plan.out" || fail "pictl model plan failed"
 cat "$tmp/plan.out"
 grep -q "^profile $tmp/tiny.pi-sparse.gguf: 0 tokens of synthetic" "$tmp/plan.out" || fail "plan did not use the sidecar"
 read -r p_hot p_share < <(awk '$1 == "total" { gsub("%", "", $4); gsub("%", "", $5); print $4, $5 }' "$tmp/plan.out")
