@@ -20,6 +20,13 @@ echo "== ctest =="
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-test && ctest --output-on-failure -j"$jobs")
 
+echo "== ThreadSanitizer: the CPU worker's thread pool and the shm counters =="
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPI_SANITIZE=thread -DPI_CUDA=OFF >build-tsan.log 2>&1 \
+  || { cat build-tsan.log; exit 1; }
+cmake --build build-tsan -j"$jobs" --target test_ffn_sparse test_shm
+TSAN_OPTIONS=halt_on_error=1 build-tsan/bin/test_ffn_sparse
+TSAN_OPTIONS=halt_on_error=1 build-tsan/bin/test_shm
+
 if [ "${PI_FUZZ_SECONDS:-60}" -gt 0 ]; then
   echo "== fuzz (${PI_FUZZ_SECONDS:-60} s per target) =="
   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPI_FUZZ=ON -DPI_SANITIZE=address,undefined -DPI_CUDA=OFF >build-fuzz.log 2>&1 \
