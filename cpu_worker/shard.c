@@ -71,7 +71,7 @@ static cpu_shard *build(const pi_model *m, const int32_t *const *ids, const uint
             }
         d->gate_type = y->ffn_gate.type;
         d->up_type = y->ffn_up.type;
-        d->down_t_type = plan_down_t_type(y->ffn_down.type);
+        d->down_t_type = plan_down_t_type(pi_layer_down_type(y));
         d->gate_bytes = y->ffn_gate.row_bytes;
         d->up_bytes = y->ffn_up.row_bytes;
         if (pi_row_bytes(d->down_t_type, m->dim, &d->down_t_bytes) < 0) {

@@ -156,7 +156,7 @@ static int load_layer(gpu_backend *b, const int32_t *const *hot, uint32_t il, pi
         copy_set(b, &d->ffn_gate, &s->ffn_gate, hs, err) < 0 ||
         copy_set(b, &d->ffn_up, &s->ffn_up, hs, err) < 0)
         return -1;
-    b->down_t_type[il] = plan_down_t_type(s->ffn_down.type);
+    b->down_t_type[il] = plan_down_t_type(pi_layer_down_type(s));
     if (pi_row_bytes(b->down_t_type[il], b->dim, &b->down_t_row_bytes[il]) < 0)
         return pi_error_set(err, "host backend: layer %u: bad down row size", il);
     if (hs.n > 0) {

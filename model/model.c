@@ -232,10 +232,10 @@ static int bind_layer(pi_model *m, uint32_t il, pi_error *err)
     for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "blk.%u.%s.weight", il, spec[i].name);
+        /* PowerInfer's converter writes down only transposed (ffn_down_t,
+         * bound below); every user of down reads it through pi_layer_down_*. */
         if (!strcmp(spec[i].name, "ffn_down") && !gguf_find_tensor(m->file, name) && find_blk(m, il, "ffn_down_t"))
-            return pi_error_set(err, "model %s: tensor %s is missing; the file holds only blk.%u.ffn_down_t.weight "
-                                "(PowerInfer's transposed down), which pi cannot run its dense path from yet: "
-                                "convert the model keeping ffn_down", gguf_path(m->file), name, il);
+            continue;
         if (bind(m, spec[i].t, name, spec[i].cols, spec[i].rows, spec[i].norm, err) < 0)
             return -1;
     }

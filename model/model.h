@@ -39,7 +39,7 @@ typedef struct pi_layer {
     pi_tensor wq, wk, wv, wo;       /* rows = outputs */
     pi_tensor ffn_norm;             /* dim */
     pi_tensor ffn_gate, ffn_up;     /* n_ff x dim */
-    pi_tensor ffn_down;             /* dim x n_ff */
+    pi_tensor ffn_down;             /* dim x n_ff; data NULL in PowerInfer files that hold only ffn_down_t */
     /* PowerInfer files (docs/formats.md); data NULL when absent. */
     pi_tensor pred_fc1;             /* R x dim: predictor hidden layer (GGUF ne [dim, R]) */
     pi_tensor pred_fc2;             /* n_ff x R: predictor logits (GGUF ne [R, n_ff]) */
@@ -75,5 +75,12 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err);
 void model_close(pi_model **m);
 
 const char *pi_act_name(pi_act a);
+
+/* The layer's down projection as a type: ffn_down's, or ffn_down_t's when
+ * the file holds only the transposed form. */
+static inline pi_type pi_layer_down_type(const pi_layer *l)
+{
+    return l->ffn_down.data ? l->ffn_down.type : l->ffn_down_t.type;
+}
 
 #endif

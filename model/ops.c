@@ -124,6 +124,12 @@ void ops_ffn_range(const pi_layer *l, pi_act act, const float *x, uint32_t n0, u
         float u = pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), x, dim);
         h[j - n0] = ops_ffn_act(act, g, u);
     }
+    if (!l->ffn_down.data) {    /* only the transposed down: one row per neuron */
+        for (uint32_t j = n0; j < n1; j++)
+            if (h[j - n0] != 0.0f)
+                pi_axpy_row(l->ffn_down_t.type, h[j - n0], pi_tensor_row(&l->ffn_down_t, j), out, dim);
+        return;
+    }
     for (uint64_t i = 0; i < l->ffn_down.rows; i++)
         out[i] += dot_cols(&l->ffn_down, i, n0, n1, h);
 }
@@ -139,6 +145,10 @@ void ops_ffn_list(const pi_layer *l, pi_act act, const float *x, const uint32_t 
         float hj = ops_ffn_act(act, g, u);
         if (hj == 0.0f)
             continue;   /* the sparsity the whole design exploits */
+        if (!l->ffn_down.data) {
+            pi_axpy_row(l->ffn_down_t.type, hj, pi_tensor_row(&l->ffn_down_t, j), out, dim);
+            continue;
+        }
         for (uint64_t i = 0; i < l->ffn_down.rows; i++)
             out[i] += hj * ops_tensor_get(&l->ffn_down, i, j);
     }

@@ -37,6 +37,58 @@ uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx)
     return (uint64_t)max_seqs * m->n_layers * n_ctx * kv_dim * 2 * sizeof(float);
 }
 
+uint64_t plan_predictor_bytes(const pi_model *m)
+{
+    if (!m->has_predictor)
+        return 0;
+    uint64_t b = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        b += tensor_bytes(&m->layers[l].pred_fc1) + tensor_bytes(&m->layers[l].pred_fc2);
+    return b;
+}
+
+/* cudaMalloc'd floats: backend_cuda.cu allocates at least one. */
+static uint64_t dev_floats(uint64_t n)
+{
+    return (n ? n : 1) * sizeof(float);
+}
+
+/* Term by term what backend_cuda.cu's create_inner and load_layer allocate
+ * outside weights, KV and hot rows (keep the two in step; test_cuda_backend
+ * checks the sum stays below this). */
+uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot)
+{
+    if (max_batch == 0)
+        return 0;
+    uint64_t nb = max_batch, dim = m->dim, kv_dim = (uint64_t)m->n_kv_heads * m->head_dim, n_ff = m->n_ff;
+    uint64_t s = 5 * dev_floats(nb * dim)                       /* x, xb, q, tmp, hot */
+                 + 2 * dev_floats(nb * kv_dim)                  /* k, v */
+                 + dev_floats(nb * m->n_heads * n_ctx)          /* attention scores */
+                 + dev_floats(nb * n_hot)                       /* hot coefficients */
+                 + dev_floats((uint64_t)PLAN_CUDA_DOWN_PART_ROWS * dim) /* split-K partials */
+                 + dev_floats(nb * m->n_vocab)                  /* logits */
+                 + nb * PLAN_CUDA_ENTRY_BYTES + nb * sizeof(uint32_t) /* entries, logit rows */
+                 + nb * n_ff * sizeof(int32_t)                  /* active lists copied in */
+                 + (uint64_t)m->n_layers * n_ff * sizeof(int32_t); /* hot-set lookup tables */
+    uint64_t R = 0;
+    for (uint32_t l = 0; m->has_predictor && l < m->n_layers; l++)
+        if (m->layers[l].pred_fc1.rows > R)
+            R = m->layers[l].pred_fc1.rows;
+    if (R > 0)
+        s += dev_floats(nb * R)                                 /* predictor hidden layer */
+             + nb * ((n_ff + 31) / 32) * sizeof(uint32_t)       /* predicted bit masks */
+             + nb * n_ff * sizeof(int32_t)                      /* predicted lists */
+             + nb * sizeof(int32_t);                            /* their counts */
+    return s;
+}
+
+uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)
+{
+    if (p->max_batch == 0)
+        return 0;
+    return plan_predictor_bytes(m) + plan_scratch_bytes(m, p->max_batch, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff);
+}
+
 pi_type plan_down_t_type(pi_type t)
 {
     return (t == PI_TYPE_F16 || t == PI_TYPE_BF16) ? t : PI_TYPE_F32;
@@ -47,8 +99,30 @@ size_t plan_neuron_bytes_layer(const pi_model *m, uint32_t l)
     const pi_layer *y = &m->layers[l];
     size_t down_t = 0;
     /* dim is whole elements for every float type: cannot fail */
-    (void)pi_row_bytes(plan_down_t_type(y->ffn_down.type), m->dim, &down_t);
+    (void)pi_row_bytes(plan_down_t_type(pi_layer_down_type(y)), m->dim, &down_t);
     return y->ffn_gate.row_bytes + y->ffn_up.row_bytes + down_t;
+}
+
+/* Rows of ffn_down_t (PowerInfer files without ffn_down) as plan_down_t_type
+ * rows: copied for float types, dequantized to F32 for block types. */
+static void copy_down_t_rows(const pi_tensor *dt, uint32_t dim, const int32_t *ids, uint32_t first, uint32_t n,
+                             char *out, size_t stride)
+{
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t j = ids ? (uint32_t)ids[k] : first + k;
+        char *o = out + (size_t)k * stride;
+        if (dt->type == PI_TYPE_F32 || dt->type == PI_TYPE_F16 || dt->type == PI_TYPE_BF16) {
+            memcpy(o, pi_tensor_row(dt, j), dt->row_bytes);
+            continue;
+        }
+        /* Block by block through an aligned buffer: records need not be. */
+        size_t be = pi_type_block_elems(dt->type), bb = pi_type_block_bytes(dt->type);
+        float blk[32];
+        for (uint32_t b = 0; b < dim / be; b++) {
+            pi_dequantize_row(dt->type, (const char *)pi_tensor_row(dt, j) + (size_t)b * bb, blk, be);
+            memcpy(o + (size_t)b * be * sizeof *blk, blk, be * sizeof *blk);
+        }
+    }
 }
 
 void plan_write_down_t(const pi_model *m, uint32_t l, uint32_t n0, uint32_t n1, void *dst,
@@ -56,6 +130,10 @@ void plan_write_down_t(const pi_model *m, uint32_t l, uint32_t n0, uint32_t n1, 
 {
     const pi_tensor *d = &m->layers[l].ffn_down;
     char *out = dst;
+    if (!d->data) {
+        copy_down_t_rows(&m->layers[l].ffn_down_t, m->dim, NULL, n0, n1 - n0, out, stride);
+        return;
+    }
     if (d->type == PI_TYPE_F32 || d->type == PI_TYPE_F16 || d->type == PI_TYPE_BF16) {
         size_t es = d->type == PI_TYPE_F32 ? 4 : 2;
         for (uint64_t i = 0; i < d->rows; i++) {
@@ -91,7 +169,11 @@ int plan_write_down_t_set(const pi_model *m, uint32_t l, plan_set s, void *dst, 
     const pi_layer *y = &m->layers[l];
     const pi_tensor *d = &y->ffn_down, *dt = &y->ffn_down_t;
     char *out = dst;
-    pi_type t = plan_down_t_type(d->type);
+    pi_type t = plan_down_t_type(pi_layer_down_type(y));
+    if (!d->data) {
+        copy_down_t_rows(dt, m->dim, s.ids, s.begin, s.n, out, stride);
+        return 0;
+    }
     size_t row_bytes = 0;
     (void)pi_row_bytes(t, m->dim, &row_bytes);
     if (dt->data && dt->type == t && dt->row_bytes == row_bytes) {
@@ -195,12 +277,31 @@ static int plan_finish(pi_plan *out, uint32_t n_hot, pi_error *err)
     return 0;
 }
 
+/* K and gpu_bytes known: what the CUDA backend holds besides (p->max_batch
+ * > 0), noted in the summary. */
+static void reserve_finish(const pi_model *m, const plan_params *p, pi_plan *out)
+{
+    out->predictor_bytes = p->max_batch ? plan_predictor_bytes(m) : 0;
+    out->scratch_bytes = plan_scratch_bytes(m, p->max_batch, out->n_ctx, out->n_hot);
+    out->reserved_bytes = out->gpu_bytes + out->predictor_bytes + out->scratch_bytes;
+    if (!p->max_batch)
+        return;
+    char pred[32], scr[32], all[32];
+    fmt_bytes(pred, sizeof pred, out->predictor_bytes);
+    fmt_bytes(scr, sizeof scr, out->scratch_bytes);
+    fmt_bytes(all, sizeof all, out->reserved_bytes);
+    size_t n = strlen(out->summary);
+    snprintf(out->summary + n, sizeof out->summary - n,
+             "; CUDA backend besides: predictors %s + scratch %s (GPU total %s)", pred, scr, all);
+}
+
 int plan_make_fixed(const pi_model *m, const plan_params *p, uint32_t n_hot, pi_plan *out,
                     pi_error *err)
 {
     if (plan_base(m, p, out, err) < 0 || plan_finish(out, n_hot, err) < 0)
         return -1;
     out->budget_bytes = p->budget_bytes;
+    reserve_finish(m, p, out);
     return 0;
 }
 
@@ -216,22 +317,25 @@ int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *e
         /* host backend default: a quarter hot, so the CPU path always runs */
         n_hot = p->n_cpu_workers ? m->n_ff / 4 : m->n_ff;
     } else {
-        if (budget < out->fixed_bytes) {
+        /* the CUDA backend's predictors and scratch come out of the budget too */
+        uint64_t reserve = plan_reserve_bytes(m, p), fixed = out->fixed_bytes + reserve;
+        if (budget < fixed) {
             char need[32], have[32];
-            fmt_bytes(need, sizeof need, out->fixed_bytes);
+            fmt_bytes(need, sizeof need, fixed);
             fmt_bytes(have, sizeof have, budget);
             return pi_error_set(err, "plan: VRAM budget %" PRIu64 " bytes (%s) is below the fixed GPU part "
-                                "%" PRIu64 " bytes (%s: weights %" PRIu64 " + KV cache %" PRIu64 "); "
-                                "raise the budget to at least %" PRIu64 " bytes or lower max_seqs/n_ctx",
-                                budget, have, out->fixed_bytes, need, out->weight_bytes, out->kv_bytes,
-                                out->fixed_bytes);
+                                "%" PRIu64 " bytes (%s: weights %" PRIu64 " + KV cache %" PRIu64 " + CUDA "
+                                "predictors and scratch %" PRIu64 "); raise the budget to at least %" PRIu64
+                                " bytes or lower max_seqs/n_ctx/max_batch",
+                                budget, have, fixed, need, out->weight_bytes, out->kv_bytes, reserve, fixed);
         }
-        uint64_t fit = out->neuron_bytes ? (budget - out->fixed_bytes) / out->neuron_bytes : m->n_ff;
+        uint64_t fit = out->neuron_bytes ? (budget - fixed) / out->neuron_bytes : m->n_ff;
         n_hot = fit >= m->n_ff ? m->n_ff : (uint32_t)fit;
     }
     if (plan_finish(out, n_hot, err) < 0)
         return -1;
     out->budget_bytes = budget;
+    reserve_finish(m, p, out);
     return 0;
 }
 
@@ -401,6 +505,7 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
              n_hot_all, n_all, n_all ? 100.0 * (double)n_hot_all / (double)n_all : 0.0, lo, hi, m->n_ff,
              source_name(out), 100.0 * out->gpu_share, gpu, budget, w, kv, out->max_seqs, out->n_ctx, hot, cold,
              out->n_shards, out->n_shards == 1 ? "" : "s");
+    reserve_finish(m, pp, out);
     return 0;
 }
 
@@ -466,8 +571,15 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
         freq[l] = sidecar_freq(sc, l);
     placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx,
                            .predictor_bytes = placement_predictor_bytes(m, sc)};
+    if (pp->max_batch) {
+        /* CUDA: the predictors it uploads (the model's own) and its scratch */
+        uint64_t own = plan_predictor_bytes(m);
+        lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
+        lp.scratch_bytes = plan_scratch_bytes(m, pp->max_batch, out->n_ctx, m->n_ff);
+    }
     /* no budget given: buy what the index-order default would hold */
-    lp.budget_bytes = out->budget_bytes ? out->budget_bytes : out->gpu_bytes + lp.predictor_bytes;
+    lp.budget_bytes = out->budget_bytes ? out->budget_bytes
+                                        : out->gpu_bytes + lp.predictor_bytes + lp.scratch_bytes;
     placement_key key = {placement_model_hash(m), lp.budget_bytes, placement_fixed_bytes(m, &lp),
                          placement_freq_hash(m->n_layers, m->n_ff, freq)};
     placement *pl = NULL;

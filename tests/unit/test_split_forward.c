@@ -529,8 +529,76 @@ static void run_synth(pi_type type)
     remove(path);
 }
 
+/* src rewritten as PowerInfer's converter writes it: magic PWRI and down
+ * only transposed (every blk.N.ffn_down.weight dropped). */
+static void strip_down(const char *src, const char *dst)
+{
+    pi_error err = {{0}};
+    gguf_file *f = gguf_open(src, &err);
+    CHECK(f, "%s", err.msg);
+    gguf_writer *w = gguf_writer_new();
+    CHECK(w, "oom");
+    for (size_t i = 0; i < gguf_n_kv(f); i++)
+        CHECK(gguf_writer_add_kv(w, gguf_kv_at(f, i)) == 0, "copy kv");
+    for (size_t i = 0; i < gguf_n_tensors(f); i++) {
+        const gguf_tensor *t = gguf_tensor_at(f, i);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        if (strstr(name, ".ffn_down.weight"))
+            continue;
+        CHECK(gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data) == 0, "copy %s", name);
+    }
+    CHECK(gguf_writer_write(w, dst, "PWRI", &err) == 0, "%s", err.msg);
+    gguf_writer_free(&w);
+    gguf_close(&f);
+}
+
+/* A PowerInfer-layout file (no ffn_down) computes the same model. */
+static void run_powerinfer_layout(pi_type type)
+{
+    char src[512], dst[512], name[64];
+    test_tmp("split_forward_pwri_src.gguf", src, sizeof src);
+    test_tmp("split_forward_pwri.gguf", dst, sizeof dst);
+    snprintf(name, sizeof name, "powerinfer layout %s", pi_type_name(type));
+    synth_options so;
+    synth_options_default(&so);
+    so.type = type;
+    so.n_threads = 1;
+    pi_error err = {{0}};
+    CHECK(synth_write(src, &so, NULL, NULL, &err) == 0, "%s", err.msg);
+    strip_down(src, dst);
+    pi_model *a = model_open(src, &err), *b = model_open(dst, &err);
+    CHECK(a && b, "%s", err.msg);
+    CHECK(b->layers[0].ffn_down.data == NULL && b->layers[0].ffn_down_t.data, "%s: down must be absent", name);
+    /* The reference forward from ffn_down_t equals the one from ffn_down. */
+    forward_state *fa = forward_new(a, 16, &err), *fb = forward_new(b, 16, &err);
+    CHECK(fa && fb, "%s", err.msg);
+    int32_t tok = 1;
+    for (uint32_t p = 0; p < 16; p++) {
+        const float *la = forward_token(fa, tok, p), *lb = forward_token(fb, tok, p);
+        CHECK(la && lb, "forward");
+        double dmax = 0, amax = 0;
+        for (uint32_t v = 0; v < a->n_vocab; v++) {
+            dmax = fmax(dmax, fabs((double)la[v] - lb[v]));
+            amax = fmax(amax, fabs((double)la[v]));
+        }
+        CHECK(dmax <= 1e-5 * amax, "%s pos %u: relative difference %.3g", name, p, dmax / amax);
+        tok = (int32_t)argmax(la, a->n_vocab);
+    }
+    forward_free(&fa);
+    forward_free(&fb);
+    int32_t start[N_SEQ] = {1, 77};
+    run_model(b, start, name);
+    model_close(&a);
+    model_close(&b);
+    remove(src);
+    remove(dst);
+}
+
 int main(void)
 {
+    run_powerinfer_layout(PI_TYPE_F16);
+    run_powerinfer_layout(PI_TYPE_Q8_0);
     run_synth(PI_TYPE_F16);
     run_synth(PI_TYPE_Q8_0);
     run_random(PI_TYPE_F32, PI_ACT_RELU, 1);
