@@ -106,7 +106,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         goto fail;
     }
 
-    e->model = model_open(o->model_path, err);
+    e->model = model_open_sparse(o->model_path, err);
     if (!e->model)
         goto fail;
     e->tok = tokenizer_from_gguf(e->model->file, err);
@@ -140,7 +140,9 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = e->n_ctx, .n_cpu_workers = n_cpu,
                       .budget_bytes = o->vram_budget_gib > 0
                                           ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30))
-                                          : 0};
+                                          : 0,
+                      /* CUDA: its predictors and scratch come out of the budget too */
+                      .max_batch = strcmp(e->backend, "cuda") ? 0 : o->max_batch};
     /* The workers read a copy of the plan private to this pid: the cache
      * beside the model may be rewritten (another budget setup) while
      * workers restart. */

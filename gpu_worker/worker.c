@@ -40,8 +40,8 @@ typedef struct gworker {
     step_layout lay;
     gpu_entry *entries;         /* max_batch */
     const float **partials;     /* n_cpu_workers, into the segment */
-    const int32_t **active;     /* predicted: max_batch active lists, into the segment */
-    float *pred_hidden;         /* predicted: the predictor's hidden layer */
+    int32_t **active;           /* predicted: max_batch active lists, into the segment */
+    float *pred_hidden;         /* predicted, host predictor: its hidden layer */
     int32_t *true_idx;          /* measure_recall: the true active set, n_ff */
     uint64_t tp, fn, fp;        /* this step's predictor decisions */
     char detail[256];
@@ -101,7 +101,7 @@ static int load(gworker *g, pi_error *err)
     const gpu_worker_opts *o = g->o;
     if (!(g->ops = pick_backend(o->backend, err)))
         return -1;
-    if (!(g->m = model_open(o->model_path, err)))
+    if (!(g->m = model_open_sparse(o->model_path, err)))
         return -1;
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers};
     pi_plan *plan = &g->plan;
@@ -147,9 +147,10 @@ static int load(gworker *g, pi_error *err)
             if (predictor_hidden(&g->m->layers[l]) > R)
                 R = predictor_hidden(&g->m->layers[l]);
         g->active = calloc(o->max_batch, sizeof *g->active);
-        g->pred_hidden = malloc(R * sizeof *g->pred_hidden);
+        /* the backend's predict op needs no host scratch */
+        g->pred_hidden = g->ops->predict ? NULL : malloc(R * sizeof *g->pred_hidden);
         g->true_idx = o->measure_recall ? malloc(g->m->n_ff * sizeof *g->true_idx) : NULL;
-        if (!g->active || !g->pred_hidden || (o->measure_recall && !g->true_idx))
+        if (!g->active || (!g->ops->predict && !g->pred_hidden) || (o->measure_recall && !g->true_idx))
             return pi_error_set(err, "gpu worker: out of memory");
         for (uint32_t i = 0; i < o->max_batch; i++)
             g->active[i] = step_active_idx(g->base, &g->lay, i);
@@ -179,20 +180,26 @@ static void count_hits(gworker *g, const int32_t *pred, uint32_t np, const int32
 }
 
 /* --ffn predicted: each entry's active neurons of layer l into the segment,
- * before the layer counter tells the CPU workers to read them. */
-static void predict_layer(gworker *g, uint32_t l, const float *x, uint32_t n)
+ * before the layer counter tells the CPU workers to read them: by the
+ * backend's predict op on the device when it has one (the xn is there
+ * already), else by the host predictor over x (the xn in the segment). */
+static int predict_layer(gworker *g, uint32_t l, const float *x, uint32_t n, pi_error *err)
 {
     const pi_layer *y = &g->m->layers[l];
     int32_t *counts = step_active_counts(g->base, &g->lay);
-    for (uint32_t i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * g->m->dim;
-        int32_t *idx = step_active_idx(g->base, &g->lay, i);
-        counts[i] = (int32_t)predictor_active(y, g->m->sparse_threshold, xi, g->pred_hidden, idx);
-        if (g->true_idx) {
-            uint32_t nt = predictor_true_active(y, g->m->act, xi, g->true_idx);
-            count_hits(g, idx, (uint32_t)counts[i], g->true_idx, nt);
-        }
+    if (g->ops->predict) {
+        if (g->ops->predict(g->b, l, n, g->active, counts, err) < 0)
+            return -1;
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            counts[i] = (int32_t)predictor_active(y, g->m->sparse_threshold, x + (size_t)i * g->m->dim,
+                                                  g->pred_hidden, g->active[i]);
     }
+    for (uint32_t i = 0; g->true_idx && i < n; i++) {
+        uint32_t nt = predictor_true_active(y, g->m->act, x + (size_t)i * g->m->dim, g->true_idx);
+        count_hits(g, g->active[i], (uint32_t)counts[i], g->true_idx, nt);
+    }
+    return 0;
 }
 
 static int send_ready(gworker *g, pi_error *err)
@@ -246,11 +253,12 @@ static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
         if (g->ops->attn(g->b, l, g->entries, n, x, err) < 0)
             return -1;
         int predicted = g->o->ffn == PI_FFN_PREDICTED;
-        if (predicted)
-            predict_layer(g, l, x, n);
+        if (predicted && predict_layer(g, l, x, n, err) < 0)
+            return -1;
         seq_publish(layer_seq, t);
         if (predicted && g->ops->ffn_hot_active) {
-            if (g->ops->ffn_hot_active(g->b, l, n, g->active, step_active_counts(g->base, &g->lay), err) < 0)
+            if (g->ops->ffn_hot_active(g->b, l, n, (const int32_t *const *)g->active,
+                                       step_active_counts(g->base, &g->lay), err) < 0)
                 return -1;
         } else if (g->ops->ffn_hot(g->b, l, n, err) < 0) {
             return -1;

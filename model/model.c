@@ -2,6 +2,7 @@
  * keys and defaults, and a 2-D view of every tensor, each checked against the
  * shape the hyperparameters imply before anything computes with it. */
 #include "model.h"
+#include "sidecar.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -308,8 +309,33 @@ void model_close(pi_model **mp)
     if (!mp || !*mp)
         return;
     pi_model *m = *mp;
+    sidecar_free(&m->sidecar);
     gguf_close(&m->file);
     free(m->layers);
     free(m);
     *mp = NULL;
+}
+
+pi_model *model_open_sparse(const char *path, pi_error *err)
+{
+    pi_model *m = model_open(path, err);
+    if (!m || m->has_predictor)
+        return m;
+    char sp[4096];
+    if (sidecar_path_for(path, sp, sizeof sp) < 0)
+        return m;
+    pi_error ignored;
+    pi_sidecar *s = sidecar_open(sp, m, &ignored);
+    if (!s || !s->has_predictor) {
+        sidecar_free(&s);
+        return m;
+    }
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        m->layers[l].pred_fc1 = *sidecar_fc1(s, l);
+        m->layers[l].pred_fc2 = *sidecar_fc2(s, l);
+    }
+    m->sparse_threshold = s->threshold;
+    m->has_predictor = 1;
+    m->sidecar = s;
+    return m;
 }

@@ -62,6 +62,9 @@ typedef struct pi_model {
      * has fc1 and fc2. */
     float sparse_threshold;
     int has_predictor;
+    /* Set by model_open_sparse when the predictor came from the sidecar
+     * (owned; the layers' pred_fc1/pred_fc2 point into it). */
+    struct pi_sidecar *sidecar;
 } pi_model;
 
 /* Opens and validates (every tensor present with the shape the
@@ -70,6 +73,12 @@ typedef struct pi_model {
  * PWRI file's activation is ReLU unless pi.ffn_activation says otherwise.
  * Caller owns the result: model_close. */
 pi_model *model_open(const char *path, pi_error *err);
+/* model_open, then, when the file has no predictor but its sparse sidecar
+ * (sidecar_path_for) was made for it and holds one (scripts/train_predictor.py
+ * writes it there), the sidecar's predictor and threshold are used. A
+ * sidecar that is absent, for another model or without a predictor is
+ * ignored (pictl model inspect/plan report on it). */
+pi_model *model_open_sparse(const char *path, pi_error *err);
 /* Same over an already-open file, taking ownership of it (also on failure). */
 pi_model *model_from_gguf(gguf_file *f, pi_error *err);
 void model_close(pi_model **m);

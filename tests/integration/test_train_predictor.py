@@ -38,7 +38,7 @@ def check(cond, msg):
 
 
 def run(cmd, want_rc=0):
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, errors="replace")
     if want_rc is not None and p.returncode != want_rc:
         fail("%s exited %d (want %d):\n%s%s" % (" ".join(cmd), p.returncode, want_rc, p.stdout, p.stderr))
     return p
@@ -134,6 +134,33 @@ p = plan(bad)
 check(p.returncode != 0 and "blk.0.fc2.weight" in p.stderr, "a sidecar with fc2 of 255 rows was not rejected:\n%s%s"
       % (p.stdout, p.stderr))
 print("ok: pictl rejects a mis-shaped predictor: %s" % p.stderr.strip().splitlines()[-1])
+
+# ---- the runtime runs a sidecar's predictor when the model file has none ----
+PID = os.path.join(PI_BIN, "pid")
+bare = os.path.join(T, "bare.gguf")
+mb = gguf_py.read(model)
+own1 = [mb.tensor("blk.%d.fc1.weight" % l).array().astype(np.float32) for l in range(2)]
+own2 = [mb.tensor("blk.%d.fc2.weight" % l).array().astype(np.float32) for l in range(2)]
+for l in range(2):
+    mb.remove_tensor("blk.%d.fc1.weight" % l)
+    mb.remove_tensor("blk.%d.fc2.weight" % l)
+gguf_py.write(bare, mb)
+bare_side = os.path.join(T, "bare.pi-sparse.gguf")
+run([PICTL, "model", "profile", "-m", bare, "--corpus", corpus, "--tokens", "50", "-o", bare_side])
+f, _ = tp.read_sidecar(bare_side)
+tp.set_predictor(f, own1, own2, float(mb.get("powerinfer.sparse_threshold", 0.0)), np.float32)
+gguf_py.write(bare_side, f)
+p = run([PID, "run", "-m", bare, "-n", "24", "--temp", "0", "-p", "Once upon a time", "--gpu-backend", "host",
+         "--cpu-workers", "1", "--ffn", "predicted", "--measure-recall"])
+m_rec = re.search(r"predictor recall ([0-9.]+)", p.stderr)
+check(m_rec and float(m_rec.group(1)) > 0.9 and "ffn predicted" in p.stderr,
+      "pid run on a model whose predictor is in its sidecar:\n%s" % p.stderr)
+print("ok: pid runs the sidecar's predictor for a model file without one (recall %s)" % m_rec.group(1))
+os.remove(bare_side)
+p = run([PID, "run", "-m", bare, "-n", "4", "--ffn", "predicted", "--gpu-backend", "host", "--cpu-workers", "1"],
+        want_rc=1)
+check("no activation predictor" in p.stderr, "predicted without any predictor: %s" % p.stderr)
+print("ok: without the sidecar, --ffn predicted says the model has no predictor")
 
 # ---- --evaluate: the synthetic model's own predictor, measured through the pairs ----
 ev = os.path.join(T, "eval.pi-sparse.gguf")
