@@ -64,7 +64,18 @@ static void print_status(const Pi__StatusReply *s)
            (unsigned long long)(up % 60));
     printf("model:       %s\n", s->model);
     printf("placement:   %s\n", s->placement);
-    printf("vram budget: %s\n", s->vram_budget_bytes ? vram : "none (host backend)");
+    /* the GPU worker's device_bytes counts every allocation it made */
+    const Pi__WorkerInfo *gpu = NULL;
+    for (size_t i = 0; i < s->n_workers; i++)
+        if (s->workers[i]->name && !strcmp(s->workers[i]->name, "gpu"))
+            gpu = s->workers[i];
+    char held[32];
+    human_bytes(held, sizeof held, gpu ? gpu->device_bytes : 0);
+    if (s->vram_budget_bytes && gpu && gpu->device_bytes)
+        printf("vram budget: %s (GPU worker holds %s of it, %.1f%%)\n", vram, held,
+               100.0 * (double)gpu->device_bytes / (double)s->vram_budget_bytes);
+    else
+        printf("vram budget: %s\n", s->vram_budget_bytes ? vram : "none (host backend)");
     printf("ffn:         %s\n", s->ffn && *s->ffn ? s->ffn : "?");
     uint64_t fired = s->pred_true_pos + s->pred_false_neg, said = s->pred_true_pos + s->pred_false_pos;
     if (fired + said > 0)

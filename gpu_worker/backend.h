@@ -5,8 +5,9 @@
  * without a GPU and for CI) and cuda (backend_cuda.cu: weights in the model's
  * own types, matrix-vector kernels with fp32 accumulation, cuda_matvec.cu).
  * The worker loop (worker.c) drives both the same way, per step:
- *   embed; for each layer: attn (writes xn to the shared segment), publish,
- *   ffn_hot, wait for the CPU partials, finish; then logits. */
+ *   embed; for each layer: attn (writes xn to the shared segment),
+ *   [--ffn predicted: predict, or the host predictor], publish,
+ *   ffn_hot (or ffn_hot_active), wait for the CPU partials, finish; then logits. */
 #ifndef PI_GPU_BACKEND_H
 #define PI_GPU_BACKEND_H
 
@@ -47,7 +48,8 @@ typedef struct gpu_backend_ops {
     /* Copies the GPU part of m into backend memory (m must outlive it). */
     gpu_backend *(*create)(const pi_model *m, const gpu_backend_config *cfg, pi_error *err);
     void (*destroy)(gpu_backend **b);
-    /* Bytes of device memory held (host backend: bytes it would hold). */
+    /* Bytes of device memory held, every allocation (host backend: the bytes
+     * it would hold, the plan's gpu_bytes). */
     uint64_t (*device_bytes)(const gpu_backend *b);
     /* Starts a step: the residual stream of each entry = its token's embedding. */
     int (*embed)(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err);
@@ -74,6 +76,16 @@ typedef struct gpu_backend_ops {
      * device copies to and from it directly (cudaHostRegister). Called once,
      * before the first step; the memory stays mapped until destroy. */
     int (*map_host)(gpu_backend *b, void *base, size_t size, pi_error *err);
+    /* Optional (NULL: the worker runs model/predictor.h on the host): the
+     * predictor of layer l for --ffn predicted, on the xn of the attn call
+     * just made for these n entries: active[i] = the ascending ids j with
+     * fc2_j . relu(fc1 . xn_i) > the model's sparse_threshold (room for n_ff
+     * ids each), counts[i] = their number, in host memory (normally the
+     * map_host segment, written there by the device). Visible to other
+     * processes when it returns. A following ffn_hot_active of layer l given
+     * the same, unchanged lists reads the device's copy of them. */
+    int (*predict)(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
+                   pi_error *err);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;
@@ -81,6 +93,9 @@ extern const gpu_backend_ops gpu_backend_host;
 extern const gpu_backend_ops gpu_backend_cuda;
 /* Number of usable CUDA devices (0 when none or no driver). */
 int pi_cuda_device_count(void);
+/* device_bytes of a CUDA backend in parts: what the plan counts as gpu_bytes
+ * (weights, KV cache, hot rows), the predictors, and all the rest (scratch). */
+void gpu_backend_cuda_bytes(const gpu_backend *b, uint64_t *plan_part, uint64_t *predictors, uint64_t *scratch);
 #endif
 
 #endif

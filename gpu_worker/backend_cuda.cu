@@ -5,10 +5,14 @@
 // gate and up rows and down columns stored as rows (down^T, plan.h's types).
 // Products are our own kernels with fp32 accumulation (cuda_matvec.cu); the
 // small per-token operations (norms, RoPE, attention) are plain kernels here.
-// Scratch (activations, split-K partials, logits, active lists, the hot-set
-// lookup tables) is sized at create and counted apart (scratch_bytes): the
-// plan does not count it either. One stream; the host waits on it only where
-// data leaves the GPU (xn after attention, logits).
+// For --ffn predicted the predictors (fc1, fc2 in their types) are held too
+// and the predict op runs them (cuda_predict.cu). Scratch (activations,
+// split-K partials, logits, active lists, the hot-set lookup tables, the
+// predictor's buffers) is sized at create. device_bytes counts every
+// allocation; the plan reserves predictors and scratch beside its own count
+// (plan_predictor_bytes, plan_scratch_bytes, mirrored term by term). One
+// stream; the host waits on it only where data leaves the GPU (xn after
+// attention, predicted lists, logits).
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -16,10 +20,15 @@
 #include <string.h>
 
 #include "cuda_matvec.cuh"
+#include "cuda_predict.cuh"
 
 extern "C" {
 #include "plan.h"
 }
+
+// plan_scratch_bytes counts with these.
+static_assert(CUDA_DOWN_PART_ROWS == PLAN_CUDA_DOWN_PART_ROWS, "plan.h's copy of CUDA_DOWN_PART_ROWS");
+static_assert(sizeof(gpu_entry) <= PLAN_CUDA_ENTRY_BYTES, "plan.h's bound of a device entry");
 
 namespace {
 
@@ -29,7 +38,12 @@ struct cuda_layer {
     cuda_mat gate, up;              // K hot rows, in hot-slot order
     cuda_mat down_t;                // K x dim: the hot columns of down as rows
     int32_t *map;                   // n_ff: global id -> hot slot or -1 (hot sets only)
+    cuda_mat fc1;                   // predictor, R x dim (predicting only)
+    cuda_pred_fc2 fc2;              // predictor, n_ff x R in the file's layout
 };
+
+// What an allocation is, for device_bytes' parts.
+enum mem_kind { MEM_SCRATCH, MEM_PLAN, MEM_PRED };
 
 }  // namespace
 
@@ -38,8 +52,9 @@ struct gpu_backend {
     gpu_backend_config cfg;
     uint32_t kv_dim;
     cudaStream_t stream;
-    uint64_t device_bytes;          // what the plan counts
-    uint64_t scratch_bytes;         // device scratch beyond the plan
+    uint64_t device_bytes;          // what the plan counts (weights, KV, hot rows)
+    uint64_t pred_bytes;            // predictors
+    uint64_t scratch_bytes;         // everything else
     void **allocs;                  // every device allocation, for destroy
     size_t n_allocs, cap_allocs;
 
@@ -59,6 +74,22 @@ struct gpu_backend {
     char *host_base;                    // the registered step segment, or NULL
     size_t host_size;
     char *host_dev;                     // its device address when mapped, else NULL
+
+    // The layer and entry count of the xn in xb (set by attn; -1: none).
+    int xn_layer;
+    uint32_t xn_n;
+    // --ffn predicted on a model with a predictor: predict's buffers.
+    int predicting;
+    float *p_hidden;                    // max_batch x R
+    uint32_t *p_mask;                   // max_batch x cuda_pred_words(n_ff)
+    int32_t *p_lists, *p_counts;        // max_batch x n_ff, max_batch
+    int32_t *h_pcounts;                 // pinned, max_batch
+    // The lists the last predict wrote (layer pred_layer, -1: none since the
+    // last attn), which ffn_hot_active reads from p_lists when given them.
+    int pred_layer;
+    uint32_t pred_n;
+    const int32_t *pred_host[CUDA_MAX_BATCH];
+    int32_t pred_count[CUDA_MAX_BATCH];
 };
 
 #define CU(call)                                                                         \
@@ -204,9 +235,8 @@ static unsigned blocks_for(size_t n, unsigned threads)
     return (unsigned)((n + threads - 1) / threads);
 }
 
-// *p = bytes of device memory (NULL when bytes is 0), counted in the plan's
-// figure (counted) or as scratch.
-static int dev_alloc(gpu_backend *b, void **p, size_t bytes, int counted, pi_error *err)
+// *p = bytes of device memory (NULL when bytes is 0), counted as kind.
+static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_error *err)
 {
     *p = NULL;
     if (bytes == 0)
@@ -225,12 +255,14 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, int counted, pi_err
         (void)cudaGetLastError();
         return pi_error_set(err, "cuda backend: cannot allocate %zu bytes of device memory (%.1f MiB held "
                             "so far): %s; lower --vram-budget (fewer hot neurons), --max-seqs or --n-ctx",
-                            bytes, (double)(b->device_bytes + b->scratch_bytes) / 1048576.0,
+                            bytes, (double)(b->device_bytes + b->pred_bytes + b->scratch_bytes) / 1048576.0,
                             cudaGetErrorString(e));
     }
     b->allocs[b->n_allocs++] = *p;
-    if (counted)
+    if (kind == MEM_PLAN)
         b->device_bytes += bytes;
+    else if (kind == MEM_PRED)
+        b->pred_bytes += bytes;
     else
         b->scratch_bytes += bytes;
     return 0;
@@ -238,7 +270,7 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, int counted, pi_err
 
 static int scratch_floats(gpu_backend *b, float **p, size_t n, pi_error *err)
 {
-    return dev_alloc(b, (void **)p, (n ? n : 1) * sizeof(float), 0, err);
+    return dev_alloc(b, (void **)p, (n ? n : 1) * sizeof(float), MEM_SCRATCH, err);
 }
 
 // Copies bytes from host memory (pageable or not) to the device.
@@ -254,15 +286,15 @@ static int upload_norm(gpu_backend *b, float **dst, const pi_tensor *t, const ch
     if (t->type != PI_TYPE_F32)
         return pi_error_set(err, "cuda backend: %s has type %d; norms must be f32", what, (int)t->type);
     size_t bytes = (size_t)t->cols * sizeof(float);
-    if (dev_alloc(b, (void **)dst, bytes, 1, err) != 0)
+    if (dev_alloc(b, (void **)dst, bytes, MEM_PLAN, err) != 0)
         return -1;
     return upload(*dst, t->data, bytes, err);
 }
 
 // d = rows rows[0..nr) of t (rows NULL: [0, nr)) in t's type, in the layout
 // of cuda_mat: nr * t->row_bytes bytes.
-static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
-                      const char *what, pi_error *err)
+static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
+                         const char *what, mem_kind kind, pi_error *err)
 {
     if (!cuda_mat_type_ok(t->type))
         return pi_error_set(err, "cuda backend: %s has type %d, which the CUDA kernels do not support "
@@ -276,7 +308,7 @@ static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int
     d->cols = (uint32_t)t->cols;
     size_t bytes = (size_t)nr * t->row_bytes;
     void *p;
-    if (dev_alloc(b, &p, bytes, 1, err) != 0)
+    if (dev_alloc(b, &p, bytes, kind, err) != 0)
         return -1;
     d->data = (const unsigned char *)p;
     if (nr == 0)
@@ -306,6 +338,43 @@ static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int
     return rc;
 }
 
+static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
+                      const char *what, pi_error *err)
+{
+    return upload_mat_as(b, d, t, rows, nr, what, MEM_PLAN, err);
+}
+
+// The predictor of layer l: fc1 as a cuda_mat (the matvec kernels), fc2 as
+// the file's bytes (one thread per row reads it, cuda_predict.cu).
+static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const pi_layer *P = &m->layers[l];
+    const pi_tensor *f1 = &P->pred_fc1, *f2 = &P->pred_fc2;
+    if (!f1->data || !f2->data || f1->cols != m->dim || f2->rows != m->n_ff || f2->cols != f1->rows ||
+        f1->rows == 0)
+        return pi_error_set(err, "cuda backend: layer %u: predictor shapes fc1 %llu x %llu, fc2 %llu x %llu do "
+                            "not fit dim %u, n_ff %u", l, (unsigned long long)f1->rows,
+                            (unsigned long long)f1->cols, (unsigned long long)f2->rows,
+                            (unsigned long long)f2->cols, m->dim, m->n_ff);
+    if (!cuda_pred_type_ok(f2->type))
+        return pi_error_set(err, "cuda backend: layer %u: fc2 has type %d, which the CUDA predictor does not "
+                            "support (use f32, f16, bf16, q8_0 or q4_0)", l, (int)f2->type);
+    cuda_layer *L = &b->layers[l];
+    if (upload_mat_as(b, &L->fc1, f1, NULL, (uint32_t)f1->rows, "fc1", MEM_PRED, err) != 0)
+        return -1;
+    size_t bytes = (size_t)f2->rows * f2->row_bytes;
+    void *p;
+    if (dev_alloc(b, &p, bytes, MEM_PRED, err) != 0)
+        return -1;
+    L->fc2.type = f2->type;
+    L->fc2.rows = (uint32_t)f2->rows;
+    L->fc2.cols = (uint32_t)f2->cols;
+    L->fc2.row_bytes = f2->row_bytes;
+    L->fc2.data = (const unsigned char *)p;
+    return upload(p, f2->data, bytes, err);
+}
+
 // The down columns hot[0..K) (NULL: [0, K)) of layer l as K rows of dim, in
 // plan_down_t_type: float types bit-exact, block types dequantized to F32
 // (plan_write_down_t's values, gathered for an arbitrary hot list).
@@ -323,7 +392,7 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     d->cols = (uint32_t)dim;
     size_t bytes = (size_t)K * dim * es;
     void *p;
-    if (dev_alloc(b, &p, bytes, 1, err) != 0)
+    if (dev_alloc(b, &p, bytes, MEM_PLAN, err) != 0)
         return -1;
     d->data = (const unsigned char *)p;
     if (K == 0)
@@ -365,6 +434,7 @@ static void free_all(gpu_backend *b)
     cudaFreeHost(b->h_entries);
     cudaFreeHost(b->h_rows);
     cudaFreeHost(b->h_lists);
+    cudaFreeHost(b->h_pcounts);
     if (b->lists_done)
         cudaEventDestroy(b->lists_done);
     if (b->host_base)
@@ -416,6 +486,8 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
     if (P->ffn_gate.type != P->ffn_up.type)
         return pi_error_set(err, "cuda backend: ffn_gate and ffn_up types differ (%d, %d)",
                             (int)P->ffn_gate.type, (int)P->ffn_up.type);
+    if (b->predicting && upload_predictor(b, l, err) != 0)
+        return -1;
     if (!hot)
         return 0;
     int32_t *map = (int32_t *)malloc(m->n_ff * sizeof *map);
@@ -425,7 +497,7 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
         map[j] = -1;
     for (uint32_t s = 0; s < K; s++)
         map[hot[s]] = (int32_t)s;
-    int rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, 0, err);
+    int rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err);
     if (rc == 0)
         rc = upload(L->map, map, m->n_ff * sizeof *map, err);
     free(map);
@@ -446,6 +518,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
     CU(cudaSetDevice(c->device));
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
+    // The predictor only where the worker will call predict.
+    b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
 
     if (upload_mat(b, &b->tok_embd, &m->tok_embd, NULL, m->n_vocab, "token_embd", err) ||
         upload_norm(b, &b->output_norm, &m->output_norm, "output_norm", err))
@@ -462,7 +536,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
         if (load_layer(b, l, err) != 0)
             return pi_error_wrap(err, "layer %u", l);
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(float);
-    if (dev_alloc(b, (void **)&b->k_cache, kv, 1, err) || dev_alloc(b, (void **)&b->v_cache, kv, 1, err))
+    if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
+        dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
         return -1;
     size_t nb = c->max_batch;
     if (scratch_floats(b, &b->x, nb * m->dim, err) || scratch_floats(b, &b->xb, nb * m->dim, err) ||
@@ -473,13 +548,24 @@ static int create_inner(gpu_backend *b, pi_error *err)
         scratch_floats(b, &b->coef, nb * c->n_hot, err) ||
         scratch_floats(b, &b->part, (size_t)CUDA_DOWN_PART_ROWS * m->dim, err) ||
         scratch_floats(b, &b->logits, nb * m->n_vocab, err) ||
-        dev_alloc(b, (void **)&b->d_entries, nb * sizeof(gpu_entry), 0, err) ||
-        dev_alloc(b, (void **)&b->d_rows, nb * sizeof(uint32_t), 0, err) ||
-        dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), 0, err))
+        dev_alloc(b, (void **)&b->d_entries, nb * sizeof(gpu_entry), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->d_rows, nb * sizeof(uint32_t), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err))
         return -1;
     CU(cudaMallocHost((void **)&b->h_entries, nb * sizeof(gpu_entry)));
     CU(cudaMallocHost((void **)&b->h_rows, nb * sizeof(uint32_t)));
     CU(cudaMallocHost((void **)&b->h_lists, nb * m->n_ff * sizeof(int32_t)));
+    if (!b->predicting)
+        return 0;
+    uint32_t R = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        R = b->layers[l].fc1.rows > R ? b->layers[l].fc1.rows : R;
+    if (scratch_floats(b, &b->p_hidden, nb * R, err) ||
+        dev_alloc(b, (void **)&b->p_mask, nb * cuda_pred_words(m->n_ff) * sizeof(uint32_t), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->p_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->p_counts, nb * sizeof(int32_t), MEM_SCRATCH, err))
+        return -1;
+    CU(cudaMallocHost((void **)&b->h_pcounts, nb * sizeof(int32_t)));
     return 0;
 }
 
@@ -509,6 +595,8 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     b->m = m;
     b->cfg = *cfg;
     b->kv_dim = m->n_kv_heads * m->head_dim;
+    b->xn_layer = -1;
+    b->pred_layer = -1;
     if (create_inner(b, err) != 0) {
         free_all(b);
         free(b);
@@ -532,7 +620,15 @@ static void cuda_destroy(gpu_backend **bp)
 
 static uint64_t cuda_device_bytes(const gpu_backend *b)
 {
-    return b->device_bytes;
+    return b->device_bytes + b->pred_bytes + b->scratch_bytes;
+}
+
+extern "C" void gpu_backend_cuda_bytes(const gpu_backend *b, uint64_t *plan_part, uint64_t *predictors,
+                                       uint64_t *scratch)
+{
+    *plan_part = b->device_bytes;
+    *predictors = b->pred_bytes;
+    *scratch = b->scratch_bytes;
 }
 
 static int check_step(const gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
@@ -560,6 +656,8 @@ static int cuda_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *
 {
     if (check_entries(b, e, n, err) != 0)
         return -1;
+    b->xn_layer = -1;
+    b->pred_layer = -1;
     // h_entries is free: every step's attn and logits end with a synchronisation.
     memcpy(b->h_entries, e, n * sizeof *e);
     CU(cudaMemcpyAsync(b->d_entries, b->h_entries, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
@@ -572,6 +670,8 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
     (void)e; // uploaded by embed
     if (check_step(b, l, n, err) != 0)
         return -1;
+    b->xn_layer = -1;   // xb is rewritten below
+    b->pred_layer = -1;
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
@@ -597,6 +697,8 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
     // engine writes it directly); the CPU workers read it once we publish.
     CU(cudaMemcpyAsync(xn_out, b->xb, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
     CU(cudaStreamSynchronize(b->stream));
+    b->xn_layer = (int)l;
+    b->xn_n = n;
     return 0;
 }
 
@@ -623,8 +725,10 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
     uint32_t K = b->hot_count[l], max_count = 0;
     cuda_active lists;
     memset(&lists, 0, sizeof lists);
-    // Lists inside the mapped step segment are read in place by the kernel;
+    // The lists predict just wrote for this layer are on the device already;
+    // lists inside the mapped step segment are read in place by the kernel;
     // others are packed into pinned memory and copied in one transfer.
+    int from_pred = b->pred_layer == (int)l && b->pred_n == n;
     int in_place = b->host_dev != NULL;
     for (uint32_t i = 0; i < n; i++) {
         if (counts[i] < 0 || (uint32_t)counts[i] > m->n_ff || (counts[i] > 0 && !active[i]))
@@ -633,12 +737,17 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
         lists.count[i] = counts[i];
         if ((uint32_t)counts[i] > max_count)
             max_count = (uint32_t)counts[i];
+        if (from_pred && (active[i] != b->pred_host[i] || counts[i] != b->pred_count[i]))
+            from_pred = 0;
         const char *p = (const char *)active[i];
         if (counts[i] > 0 && (!b->host_base || p < b->host_base ||
                               p + (size_t)counts[i] * sizeof(int32_t) > b->host_base + b->host_size))
             in_place = 0;
     }
-    if (in_place) {
+    if (from_pred) {
+        for (uint32_t i = 0; i < n; i++)
+            lists.list[i] = b->p_lists + (size_t)i * m->n_ff;
+    } else if (in_place) {
         for (uint32_t i = 0; i < n; i++)
             if (counts[i] > 0)
                 lists.list[i] = (const int32_t *)(b->host_dev + ((const char *)active[i] - b->host_base));
@@ -660,6 +769,79 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
     CU(cuda_ffn_gate_up_active(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &lists, max_count, L->map,
                                m->n_ff, (int)m->act));
     CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
+    return 0;
+}
+
+// 1 when [p, p + bytes) lies inside the mapped step segment.
+static int in_mapped(const gpu_backend *b, const void *p, size_t bytes)
+{
+    const char *c = (const char *)p;
+    return b->host_dev && c >= b->host_base && bytes <= b->host_size &&
+           (size_t)(c - b->host_base) <= b->host_size - bytes;
+}
+
+static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
+                        pi_error *err)
+{
+    if (check_step(b, l, n, err) != 0)
+        return -1;
+    const pi_model *m = b->m;
+    if (!b->predicting)
+        return pi_error_set(err, "cuda backend: predict, but the backend holds no predictor (created for --ffn "
+                            "%s, model %s one)", pi_ffn_mode_name(b->cfg.ffn),
+                            m->has_predictor ? "with" : "without");
+    if (b->xn_layer != (int)l || b->xn_n != n)
+        return pi_error_set(err, "cuda backend: predict for layer %u with %u entries, but the last attn was "
+                            "layer %d with %u (predict reads its xn)", l, n, b->xn_layer, b->xn_n);
+    if (!counts)
+        return pi_error_set(err, "cuda backend: predict without a counts array");
+    for (uint32_t i = 0; i < n; i++)
+        if (!active[i])
+            return pi_error_set(err, "cuda backend: predict: entry %u has no list", i);
+    b->pred_layer = -1;
+    const cuda_layer *L = &b->layers[l];
+    size_t list_bytes = (size_t)m->n_ff * sizeof(int32_t);
+    // Zero-copy when every destination is in the mapped segment: the
+    // compaction kernel writes the lists and counts there itself.
+    cuda_pred_out out;
+    memset(&out, 0, sizeof out);
+    int mapped = in_mapped(b, counts, n * sizeof *counts);
+    for (uint32_t i = 0; i < n && mapped; i++)
+        mapped = in_mapped(b, active[i], list_bytes);
+    if (mapped) {
+        out.counts = (int32_t *)(b->host_dev + ((char *)counts - b->host_base));
+        for (uint32_t i = 0; i < n; i++)
+            out.list[i] = (int32_t *)(b->host_dev + ((char *)active[i] - b->host_base));
+    }
+    CU(cuda_matvec(b->stream, b->p_hidden, L->fc1.rows, &L->fc1, b->xb, m->dim, n));
+    CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
+    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, &out));
+    if (!mapped) {
+        // The counts first, then exactly the listed ids of each entry.
+        CU(cudaMemcpyAsync(b->h_pcounts, b->p_counts, n * sizeof(int32_t), cudaMemcpyDeviceToHost, b->stream));
+        CU(cudaStreamSynchronize(b->stream));
+        for (uint32_t i = 0; i < n; i++) {
+            if (b->h_pcounts[i] < 0 || (uint32_t)b->h_pcounts[i] > m->n_ff)
+                return pi_error_set(err, "cuda backend: predict: entry %u got %d active neurons", i,
+                                    b->h_pcounts[i]);
+            if (b->h_pcounts[i] > 0)
+                CU(cudaMemcpyAsync(active[i], b->p_lists + (size_t)i * m->n_ff,
+                                   (size_t)b->h_pcounts[i] * sizeof(int32_t), cudaMemcpyDeviceToHost, b->stream));
+        }
+    }
+    // The lists are in host memory once the stream is idle; the worker
+    // publishes the layer counter right after we return.
+    CU(cudaStreamSynchronize(b->stream));
+    if (!mapped)
+        memcpy(counts, b->h_pcounts, n * sizeof *counts);
+    for (uint32_t i = 0; i < n; i++) {
+        if (counts[i] < 0 || (uint32_t)counts[i] > m->n_ff)
+            return pi_error_set(err, "cuda backend: predict: entry %u got %d active neurons", i, counts[i]);
+        b->pred_host[i] = active[i];
+        b->pred_count[i] = counts[i];
+    }
+    b->pred_layer = (int)l;
+    b->pred_n = n;
     return 0;
 }
 
@@ -731,5 +913,5 @@ static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
 
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
-    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host,
+    cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host, cuda_predict,
 };

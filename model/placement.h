@@ -66,13 +66,14 @@ double placement_layer_share(const placement *p, uint32_t l);
 typedef struct placement_params {
     uint32_t max_seqs, n_ctx;       /* KV cache as in plan.h; n_ctx 0 = the model's */
     uint64_t predictor_bytes;       /* predictors kept on the GPU (sidecar); 0 = none */
+    uint64_t scratch_bytes;         /* the GPU backend's scratch (plan_scratch_bytes); 0 = none */
     uint64_t budget_bytes;
 } placement_params;
 
 /* Bytes of the predictors the GPU will hold: the sidecar's when it has
  * them, else the model file's own (PowerInfer fc1/fc2), else 0. */
 uint64_t placement_predictor_bytes(const pi_model *m, const pi_sidecar *sc);
-/* GPU bytes of the fixed part: plan_weight_bytes + plan_kv_bytes + predictors. */
+/* GPU bytes of the fixed part: plan_weight_bytes + plan_kv_bytes + predictors + scratch. */
 uint64_t placement_fixed_bytes(const pi_model *m, const placement_params *p);
 /* freq: m->n_layers arrays of m->n_ff, or NULL for uniform. Sets model_hash. */
 placement *placement_for_model(const pi_model *m, const placement_params *p, const float *const *freq,

@@ -33,6 +33,10 @@ typedef struct plan_params {
     uint64_t budget_bytes;      /* GPU memory for weights + KV cache; 0 = default: */
     uint64_t device_free_bytes; /* ...90% of this when > 0 (CUDA), else a quarter
                                    of the neurons hot (host backend) */
+    uint32_t max_batch;         /* > 0: the GPU is a CUDA device running steps of up to
+                                   max_batch entries: its predictors and scratch
+                                   (plan_reserve_bytes) are reserved inside the budget;
+                                   0: nothing beyond weights + KV + hot (host backend) */
 } plan_params;
 
 typedef struct plan_shard {
@@ -57,7 +61,11 @@ typedef struct pi_plan {
     uint64_t fixed_bytes;       /* weight_bytes + kv_bytes */
     uint64_t neuron_bytes;      /* one neuron in every layer (gate + up + down^T rows) */
     uint64_t hot_bytes;         /* bytes of every layer's hot neurons (n_hot * neuron_bytes) */
-    uint64_t gpu_bytes;         /* fixed_bytes + hot_bytes */
+    uint64_t gpu_bytes;         /* fixed_bytes + hot_bytes (the host backend's device_bytes) */
+    uint64_t predictor_bytes;   /* reserved for the CUDA backend's predictors (max_batch > 0) */
+    uint64_t scratch_bytes;     /* reserved for its scratch: plan_scratch_bytes(.., n_hot) */
+    uint64_t reserved_bytes;    /* gpu_bytes + predictor_bytes + scratch_bytes: all the GPU
+                                   worker may allocate, within the budget */
     uint64_t cold_bytes;        /* the cold neurons' bytes, over all shards */
     uint32_t n_shards;
     plan_shard shards[PLAN_MAX_SHARDS];
@@ -130,6 +138,28 @@ plan_shard plan_shard_range(uint32_t n_hot, uint32_t n_ff, uint32_t index, uint3
 /* GPU bytes of the fixed part alone (weights + KV), for messages and tests. */
 uint64_t plan_weight_bytes(const pi_model *m);
 uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);
+
+/* ---- the CUDA backend's device memory beyond weights + KV + hot FFN ---- */
+
+/* Constants of gpu_worker/backend_cuda.cu that size its scratch (it checks
+ * them at compile time): split-K rows of the down product, bytes of one
+ * step entry on the device. */
+#define PLAN_CUDA_DOWN_PART_ROWS 256
+#define PLAN_CUDA_ENTRY_BYTES 16
+
+/* Bytes of the model's predictors (fc1 + fc2 of every layer in their
+ * types), which the CUDA backend holds for --ffn predicted; 0 without. */
+uint64_t plan_predictor_bytes(const pi_model *m);
+/* An upper bound of the CUDA backend's scratch (activations, attention
+ * scores, split-K partials, logits, active lists, hot-set lookup tables, the
+ * predictor's hidden layer, masks and lists) for steps of max_batch entries,
+ * n_ctx positions and at most n_hot hot neurons in a layer; 0 when
+ * max_batch is 0. */
+uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
+/* What a budget must hold beyond weights + KV + hot neurons for p: the
+ * predictors and plan_scratch_bytes with n_hot = n_ff (hot counts are not
+ * known before planning); 0 when p->max_batch is 0. */
+uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p);
 
 /* ---- the neuron layout (shared by the host backend and the CPU shards) ---- */
 

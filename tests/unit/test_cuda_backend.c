@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied and read in place from a mapped segment) against the host backend, batches of 1..13 entries, and device_bytes equal to the plan's count. Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation. Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "ops.h"
 #include "plan.h"
 #include "predictor.h"
+#include "quant.h"
 #include "rand_model.h"
 #include "synth.h"
 
@@ -153,9 +154,11 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
                               .ffn = mode};
     gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
     CHECK(b, "%s: create: %s", label, err.msg);
-    /* The device holds exactly what the plan counts for this placement. */
+    /* The weights part is exactly what the plan counts for this placement
+     * (plus the predictors for --ffn predicted), and every allocation fits
+     * in what the plan reserves for a CUDA GPU with this max_batch. */
     pi_plan plan;
-    plan_params pp = {.max_seqs = N_SEQ, .n_ctx = N_POS, .n_cpu_workers = 1};
+    plan_params pp = {.max_seqs = N_SEQ, .n_ctx = N_POS, .n_cpu_workers = 1, .max_batch = MAX_BATCH};
     CHECK(plan_make_fixed(m, &pp, h->n_hot, &plan, &err) == 0, "%s: plan: %s", label, err.msg);
     uint64_t want = plan.gpu_bytes;
     if (h->sets) {
@@ -163,8 +166,20 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
         for (uint32_t l = 0; l < m->n_layers; l++)
             want += (uint64_t)h->count[l] * plan_neuron_bytes_layer(m, l);
     }
-    CHECK(gpu_backend_cuda.device_bytes(b) == want, "%s: device bytes %llu, plan %llu", label,
-          (unsigned long long)gpu_backend_cuda.device_bytes(b), (unsigned long long)want);
+    uint64_t part, pred, scratch, total = gpu_backend_cuda.device_bytes(b);
+    gpu_backend_cuda_bytes(b, &part, &pred, &scratch);
+    uint64_t want_pred = mode == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0;
+    CHECK(part == want && pred == want_pred, "%s: device bytes %llu + predictors %llu, plan %llu + %llu", label,
+          (unsigned long long)part, (unsigned long long)pred, (unsigned long long)want,
+          (unsigned long long)want_pred);
+    CHECK(total == part + pred + scratch, "%s: device_bytes %llu is not the sum of its parts", label,
+          (unsigned long long)total);
+    CHECK(plan.predictor_bytes == plan_predictor_bytes(m) && want_pred <= plan.predictor_bytes &&
+          scratch <= plan.scratch_bytes && total <= want + plan.predictor_bytes + plan.scratch_bytes &&
+          total <= plan.reserved_bytes,
+          "%s: device bytes %llu (scratch %llu) over the plan's reservation %llu (scratch %llu)", label,
+          (unsigned long long)total, (unsigned long long)scratch, (unsigned long long)plan.reserved_bytes,
+          (unsigned long long)plan.scratch_bytes);
     return b;
 }
 
@@ -240,9 +255,12 @@ static void run_ref(const pi_model *m, const oracle *o, const hotcfg *h, pi_ffn_
 /* --ffn predicted: the host backend with every neuron hot runs the listed
  * neurons through its ffn_hot_active; the CUDA backend runs the same lists
  * through its ffn_hot_active (its hot part) plus the listed cold neurons on
- * the CPU. Both compute "the FFN over the predicted neurons"; the lists come
- * from the predictor on the host backend's xn, so both see the same lists.
- * in_place: the lists live in a segment registered with map_host. */
+ * the CPU. Both compute "the FFN over the predicted neurons" over the same
+ * lists: the CUDA predict op's when they equal the host predictor's on the
+ * host backend's xn (then its ffn_hot_active reads the device's copy),
+ * else (a logit at the threshold; counted) the host's, in other memory.
+ * in_place: the lists live in a segment registered with map_host (predict
+ * writes them there from the device; ffn_hot_active reads them in place). */
 static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, int in_place, const char *name)
 {
     char label[160];
@@ -256,14 +274,17 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
     gpu_backend *hb = gpu_backend_host.create(m, &hc, &err);
     CHECK(hb, "%s: host create: %s", label, err.msg);
 
-    /* The lists: one block of memory, page-aligned so it can be registered. */
-    size_t seg_bytes = ((size_t)MAX_BATCH * (m->n_ff + 1) * sizeof(int32_t) + 4095) / 4096 * 4096;
+    /* The lists: one block of memory, page-aligned so it can be registered;
+     * lists/counts for predict, hlists/hcounts for the host predictor. */
+    size_t seg_bytes = ((size_t)2 * MAX_BATCH * (m->n_ff + 1) * sizeof(int32_t) + 4095) / 4096 * 4096;
     int32_t *seg = aligned_alloc(4096, seg_bytes);
     CHECK(seg, "oom");
     memset(seg, 0, seg_bytes);
-    int32_t *counts = seg, *lists[MAX_BATCH];
-    for (uint32_t i = 0; i < MAX_BATCH; i++)
-        lists[i] = seg + MAX_BATCH + (size_t)i * m->n_ff;
+    int32_t *counts = seg, *hcounts = seg + MAX_BATCH, *lists[MAX_BATCH], *hlists[MAX_BATCH];
+    for (uint32_t i = 0; i < MAX_BATCH; i++) {
+        lists[i] = seg + 2 * MAX_BATCH + (size_t)i * m->n_ff;
+        hlists[i] = seg + 2 * MAX_BATCH + (size_t)(MAX_BATCH + i) * m->n_ff;
+    }
     if (in_place)
         CHECK(gpu_backend_cuda.map_host(b, seg, seg_bytes, &err) == 0, "%s: map_host: %s", label, err.msg);
 
@@ -280,7 +301,7 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
     uint32_t *idx = malloc(m->n_ff * sizeof(uint32_t));
     CHECK(hidden && xn && hxn && cold && logits && hlogits && idx, "oom");
 
-    uint32_t next[N_SEQ] = {0, 0}, n, steps = 0;
+    uint32_t next[N_SEQ] = {0, 0}, n, steps = 0, own = 0, differ = 0;
     uint64_t listed = 0, hot_listed = 0;
     gpu_entry e[MAX_BATCH];
     double worst = 0;
@@ -292,19 +313,29 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
             /* cuda's attn synchronises its stream: last layer's in-place
              * reads of the lists are over before they are rewritten. */
             CHECK(gpu_backend_cuda.attn(b, l, e, n, xn, &err) == 0, "%s: attn: %s", label, err.msg);
+            CHECK(gpu_backend_cuda.predict(b, l, n, lists, counts, &err) == 0, "%s: predict: %s", label, err.msg);
+            int same = 1;
             for (uint32_t i = 0; i < n; i++) {
-                counts[i] = (int32_t)predictor_active(&m->layers[l], m->sparse_threshold, hxn + (size_t)i * m->dim,
-                                                      hidden, lists[i]);
-                listed += (uint64_t)counts[i];
-                for (int32_t k = 0; k < counts[i]; k++)
-                    hot_listed += h->is_hot[(size_t)l * m->n_ff + (uint32_t)lists[i][k]];
+                hcounts[i] = (int32_t)predictor_active(&m->layers[l], m->sparse_threshold,
+                                                       hxn + (size_t)i * m->dim, hidden, hlists[i]);
+                same = same && hcounts[i] == counts[i] &&
+                       !memcmp(hlists[i], lists[i], (size_t)counts[i] * sizeof(int32_t));
             }
-            CHECK(gpu_backend_host.ffn_hot_active(hb, l, n, (const int32_t *const *)lists, counts, &err) == 0,
+            own += (uint32_t)same;
+            differ += (uint32_t)!same;
+            int32_t *const *use = same ? lists : hlists;
+            const int32_t *use_counts = same ? counts : hcounts;
+            for (uint32_t i = 0; i < n; i++) {
+                listed += (uint64_t)use_counts[i];
+                for (int32_t k = 0; k < use_counts[i]; k++)
+                    hot_listed += h->is_hot[(size_t)l * m->n_ff + (uint32_t)use[i][k]];
+            }
+            CHECK(gpu_backend_host.ffn_hot_active(hb, l, n, (const int32_t *const *)use, use_counts, &err) == 0,
                   "%s: host ffn_hot_active: %s", label, err.msg);
             CHECK(gpu_backend_host.finish(hb, l, n, NULL, 0, &err) == 0, "%s: host finish: %s", label, err.msg);
-            CHECK(gpu_backend_cuda.ffn_hot_active(b, l, n, (const int32_t *const *)lists, counts, &err) == 0,
+            CHECK(gpu_backend_cuda.ffn_hot_active(b, l, n, (const int32_t *const *)use, use_counts, &err) == 0,
                   "%s: ffn_hot_active: %s", label, err.msg);
-            cold_part(m, h, l, xn, n, lists, counts, idx, cold);
+            cold_part(m, h, l, xn, n, use, use_counts, idx, cold);
             const float *parts[1] = {cold};
             CHECK(gpu_backend_cuda.finish(b, l, n, parts, 1, &err) == 0, "%s: finish: %s", label, err.msg);
         }
@@ -323,9 +354,13 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
     /* The lists must have exercised both sides of the split. */
     CHECK(listed > 0 && (h->n_hot == 0 || hot_listed > 0), "%s: predictor listed %llu neurons, %llu hot", label,
           (unsigned long long)listed, (unsigned long long)hot_listed);
-    printf("%-44s %3u steps, %5.1f%% of neurons listed (%llu hot), worst relative error vs host %.2e\n", label,
-           steps, 100.0 * (double)listed / ((double)(N_POS * N_SEQ) * m->n_layers * m->n_ff),
-           (unsigned long long)hot_listed, worst);
+    /* Lists differ only at the threshold: rarely, never in most layers. */
+    CHECK(own > 4 * differ, "%s: predict's lists differ from the host's in %u of %u layer steps", label, differ,
+          own + differ);
+    printf("%-44s %3u steps, %5.1f%% of neurons listed (%llu hot), worst relative error vs host %.2e; predict's "
+           "own lists in %u of %u layer steps\n", label, steps,
+           100.0 * (double)listed / ((double)(N_POS * N_SEQ) * m->n_layers * m->n_ff),
+           (unsigned long long)hot_listed, worst, own, own + differ);
     gpu_backend_cuda.destroy(&b);   /* unregisters seg before it is freed */
     gpu_backend_host.destroy(&hb);
     free(seg);
@@ -336,6 +371,124 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
     free(logits);
     free(hlogits);
     free(idx);
+}
+
+/* The predict op against predictor_active on the host over the xn the CUDA
+ * backend computed (attn's copy of it): the same ascending lists, except
+ * neurons whose logit lies within 1e-4 * max|logit| of the threshold (fc1
+ * and fc2 are summed in other orders there: reported, not failed). Steps of
+ * 1..13 entries; mapped: the lists in a map_host segment (written there by
+ * the device), else in plain memory (copied out). Between layers the hot
+ * part over the predicted lists goes into the residual (ffn_hot_active on
+ * the device's copy of the lists), so later layers see fresh inputs. */
+static void run_predict_lists(const pi_model *m, int mapped, const char *name)
+{
+    char label[160];
+    snprintf(label, sizeof label, "%s predict %s", name, mapped ? "(zero-copy)" : "(copied)");
+    pi_error err = {{0}};
+    CHECK(m->has_predictor, "%s: the model has no predictor", label);
+    hotcfg h;
+    hot_uniform(m, m->n_ff / 4, &h);
+    gpu_backend *b = make_cuda(m, &h, PI_FFN_PREDICTED, label);
+    size_t seg_bytes = ((size_t)MAX_BATCH * (m->n_ff + 1) * sizeof(int32_t) + 4095) / 4096 * 4096;
+    int32_t *seg = aligned_alloc(4096, seg_bytes);
+    CHECK(seg, "oom");
+    int32_t *counts = seg, *lists[MAX_BATCH];
+    for (uint32_t i = 0; i < MAX_BATCH; i++)
+        lists[i] = seg + MAX_BATCH + (size_t)i * m->n_ff;
+    if (mapped)
+        CHECK(gpu_backend_cuda.map_host(b, seg, seg_bytes, &err) == 0, "%s: map_host: %s", label, err.msg);
+    uint32_t R = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        if (predictor_hidden(&m->layers[l]) > R)
+            R = predictor_hidden(&m->layers[l]);
+    float *hidden = malloc(R * sizeof(float)), *logit = malloc(m->n_ff * sizeof(float));
+    float *xn = malloc((size_t)MAX_BATCH * m->dim * sizeof(float));
+    int32_t *want = malloc(m->n_ff * sizeof(int32_t));
+    CHECK(hidden && logit && xn && want, "oom");
+
+    oracle o = {.logits = NULL};
+    for (int sq = 0; sq < N_SEQ; sq++)
+        for (uint32_t p = 0; p <= N_POS; p++)
+            o.tok[sq][p] = (int32_t)((7u * (uint32_t)sq + 13u * p + 1u) % m->n_vocab);
+    uint32_t next[N_SEQ] = {0, 0}, n, steps = 0, borderline = 0, sizes = 0;
+    uint64_t listed = 0, want_listed = 0;
+    gpu_entry e[MAX_BATCH];
+    while ((n = build_step(steps, next, &o, e)) > 0) {
+        sizes |= 1u << (n > 13 ? 13 : n);
+        CHECK(gpu_backend_cuda.embed(b, e, n, &err) == 0, "%s: embed: %s", label, err.msg);
+        /* predict reads attn's xn: before it, or for another layer, it refuses */
+        CHECK(gpu_backend_cuda.predict(b, 0, n, lists, counts, &err) < 0 && strstr(err.msg, "attn"),
+              "%s: predict before attn: '%s'", label, err.msg);
+        for (uint32_t l = 0; l < m->n_layers; l++) {
+            CHECK(gpu_backend_cuda.attn(b, l, e, n, xn, &err) == 0, "%s: attn: %s", label, err.msg);
+            if (l + 1 < m->n_layers)
+                CHECK(gpu_backend_cuda.predict(b, l + 1, n, lists, counts, &err) < 0 && strstr(err.msg, "attn"),
+                      "%s: predict of another layer: '%s'", label, err.msg);
+            /* stale values must be overwritten */
+            memset(seg, 0xff, ((size_t)MAX_BATCH + (size_t)n * m->n_ff) * sizeof(int32_t));
+            CHECK(gpu_backend_cuda.predict(b, l, n, lists, counts, &err) == 0, "%s: predict: %s", label, err.msg);
+            const pi_layer *y = &m->layers[l];
+            for (uint32_t i = 0; i < n; i++) {
+                const float *x = xn + (size_t)i * m->dim;
+                int32_t c = counts[i];
+                CHECK(c >= 0 && (uint32_t)c <= m->n_ff, "%s: layer %u entry %u: count %d", label, l, i, c);
+                for (int32_t k = 0; k < c; k++)
+                    CHECK(lists[i][k] >= 0 && (uint32_t)lists[i][k] < m->n_ff &&
+                          (k == 0 || lists[i][k] > lists[i][k - 1]),
+                          "%s: layer %u entry %u: list[%d] = %d (out of range or not ascending)", label, l, i, k,
+                          lists[i][k]);
+                uint32_t wc = predictor_active(y, m->sparse_threshold, x, hidden, want);
+                /* the logits themselves, to tell a borderline neuron */
+                uint32_t r = predictor_hidden(y);
+                ops_matvec(hidden, &y->pred_fc1, x, 0, r);
+                for (uint32_t k = 0; k < r; k++)
+                    hidden[k] = hidden[k] > 0.0f ? hidden[k] : 0.0f;
+                double amax = 0;
+                for (uint32_t j = 0; j < m->n_ff; j++) {
+                    logit[j] = pi_dot_row(y->pred_fc2.type, pi_tensor_row(&y->pred_fc2, j), hidden, r);
+                    amax = fmax(amax, fabs((double)logit[j]));
+                }
+                uint32_t a = 0, k = 0;
+                while (a < (uint32_t)c || k < wc) {
+                    int32_t j;
+                    if (a < (uint32_t)c && k < wc && lists[i][a] == want[k]) {
+                        a++;
+                        k++;
+                        continue;
+                    }
+                    if (k >= wc || (a < (uint32_t)c && lists[i][a] < want[k]))
+                        j = lists[i][a++];  /* listed by the GPU only */
+                    else
+                        j = want[k++];      /* by the host only */
+                    double gap = fabs((double)logit[j] - m->sparse_threshold);
+                    CHECK(gap <= 1e-4 * amax, "%s: step %u layer %u entry %u: neuron %d (logit %.7g, threshold %g, "
+                          "max |logit| %.4g) predicted differently", label, steps, l, i, j, logit[j],
+                          m->sparse_threshold, amax);
+                    if (borderline++ < 3)
+                        printf("  %s: borderline neuron %d (layer %u, logit %.7g vs threshold %g)\n", label, j, l,
+                               logit[j], m->sparse_threshold);
+                }
+                listed += (uint64_t)c;
+                want_listed += wc;
+            }
+            CHECK(gpu_backend_cuda.ffn_hot_active(b, l, n, (const int32_t *const *)lists, counts, &err) == 0,
+                  "%s: ffn_hot_active: %s", label, err.msg);
+            CHECK(gpu_backend_cuda.finish(b, l, n, NULL, 0, &err) == 0, "%s: finish: %s", label, err.msg);
+        }
+        steps++;
+    }
+    CHECK(want_listed > 0 && listed > 0, "%s: nothing predicted active", label);
+    CHECK((sizes & 0x2016) == 0x2016, "%s: steps of 1, 2, 4 and 13 entries expected (mask %#x)", label, sizes);
+    printf("%-44s %3u steps, %llu neurons listed (host %llu), %u borderline\n", label, steps,
+           (unsigned long long)listed, (unsigned long long)want_listed, borderline);
+    gpu_backend_cuda.destroy(&b);   /* unregisters seg before it is freed */
+    hot_free(m, &h);
+    free(seg);
+    free(hidden);
+    free(logit);
+    free(xn);
+    free(want);
 }
 
 /* Bad configurations fail with a message instead of computing garbage. */
@@ -355,6 +508,15 @@ static void run_rejects(const pi_model *m)
     cfg.hot = sets;
     cfg.hot_count = counts;
     CHECK(!gpu_backend_cuda.create(m, &cfg, &err) && strstr(err.msg, "ascending"), "descending set: %s", err.msg);
+    /* No predictor held (SiLU model, dense): predict refuses. */
+    cfg.hot = NULL;
+    cfg.hot_count = NULL;
+    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(b, "create: %s", err.msg);
+    int32_t c[1], l0[1], *ls[1] = {l0};
+    CHECK(gpu_backend_cuda.predict(b, 0, 1, ls, c, &err) < 0 && strstr(err.msg, "no predictor"),
+          "predict without a predictor: '%s'", err.msg);
+    gpu_backend_cuda.destroy(&b);
 }
 
 static void run_model(const pi_model *m, const char *name, int relu)
@@ -386,21 +548,28 @@ static void run_model(const pi_model *m, const char *name, int relu)
     free(o.logits);
 }
 
-static void run_synth(pi_type type)
+/* A synthetic model of type; wide: n_ff 28672 (the largest real n_ff, 896
+ * mask words), only the predict lists checked; full: the whole model too. */
+static void run_synth(pi_type type, int wide, int full)
 {
     char path[512], name[64];
-    snprintf(name, sizeof name, "synth tiny %s", pi_type_name(type));
+    snprintf(name, sizeof name, "synth %s %s", wide ? "wide" : "tiny", pi_type_name(type));
     test_tmp("cuda_backend_synth.gguf", path, sizeof path);
     synth_options so;
     synth_options_default(&so);
     so.type = type;
     so.n_threads = 1;
+    if (wide)
+        so.shape = (synth_shape){"wide", 64, 2, 28672, 4, 4, 512, 512};
     pi_error err = {{0}};
     CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
     pi_model *m = model_open(path, &err);
     CHECK(m, "%s", err.msg);
     CHECK(m->act == PI_ACT_RELU && m->has_predictor, "synth model: ReLU with a predictor expected");
-    run_model(m, name, 1);
+    run_predict_lists(m, 1, name);
+    run_predict_lists(m, 0, name);
+    if (full)
+        run_model(m, name, 1);
     model_close(&m);
     remove(path);
 }
@@ -440,9 +609,11 @@ int main(void)
     model_close(&m);
     remove(out);
 
-    run_synth(PI_TYPE_F16);
-    run_synth(PI_TYPE_Q8_0);
-    run_synth(PI_TYPE_Q4_0);
+    run_synth(PI_TYPE_F16, 0, 1);
+    run_synth(PI_TYPE_Q8_0, 0, 1);
+    run_synth(PI_TYPE_Q4_0, 0, 1);
+    run_synth(PI_TYPE_F32, 0, 0);   /* an f32 predictor */
+    run_synth(PI_TYPE_F16, 1, 0);
     run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
     run_random(PI_TYPE_Q4_0, PI_ACT_SILU, 6);
     return 0;
