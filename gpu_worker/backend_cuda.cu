@@ -870,6 +870,8 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
 {
     if (check_step(b, 0, n, err) != 0)
         return -1;
+    b->xn_layer = -1;   // xb is reused below
+    b->pred_layer = -1;
     const pi_model *m = b->m;
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++)

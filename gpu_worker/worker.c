@@ -119,8 +119,9 @@ static int load(gworker *g, pi_error *err)
         return -1;
     char what[200];
     plan_describe_hot(plan, what, sizeof what);
-    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s", what, plan->max_seqs, plan->n_ctx,
-             pi_ffn_mode_name(o->ffn));
+    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s", what, plan->max_seqs, plan->n_ctx,
+             pi_ffn_mode_name(o->ffn),
+             o->ffn != PI_FFN_PREDICTED ? "" : g->ops->predict ? " (predictor on the GPU)" : " (predictor on the host)");
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))

@@ -257,8 +257,9 @@ static void run_ref(const pi_model *m, const oracle *o, const hotcfg *h, pi_ffn_
  * through its ffn_hot_active (its hot part) plus the listed cold neurons on
  * the CPU. Both compute "the FFN over the predicted neurons" over the same
  * lists: the CUDA predict op's when they equal the host predictor's on the
- * host backend's xn (then its ffn_hot_active reads the device's copy),
- * else (a logit at the threshold; counted) the host's, in other memory.
+ * host backend's xn (then its ffn_hot_active reads the device's copy; every
+ * other step, and when a logit at the threshold made them differ, the
+ * host's copy is passed instead, read in place or copied in).
  * in_place: the lists live in a segment registered with map_host (predict
  * writes them there from the device; ffn_hot_active reads them in place). */
 static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, int in_place, const char *name)
@@ -323,8 +324,11 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
             }
             own += (uint32_t)same;
             differ += (uint32_t)!same;
-            int32_t *const *use = same ? lists : hlists;
-            const int32_t *use_counts = same ? counts : hcounts;
+            /* odd steps take the host's copy even when equal, so the in-place
+             * (mapped) and copied paths of ffn_hot_active run too */
+            int dev = same && steps % 2 == 0;
+            int32_t *const *use = dev ? lists : hlists;
+            const int32_t *use_counts = dev ? counts : hcounts;
             for (uint32_t i = 0; i < n; i++) {
                 listed += (uint64_t)use_counts[i];
                 for (int32_t k = 0; k < use_counts[i]; k++)
