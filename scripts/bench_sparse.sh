@@ -49,3 +49,15 @@ else
   echo; echo "exact and dense: DIFFERENT greedy text"; diff "$out/sparse-dense.txt" "$out/sparse-exact.txt" | head -5
 fi
 echo; echo "workers (predicted run):"; grep "ready" "$out/sparse-predicted.err" | sed 's/^/    /'
+echo; grep "placement:" "$out/sparse-predicted.err" | sed 's/^pid run: /    /'
+# The budget as the daemon reports it: the GPU worker's device bytes (every allocation).
+ep="ipc:///tmp/pi-bench-sparse-$$.sock"
+if "$bin/pid" start -m "$model" --listen "$ep" --gpu-backend "$backend" --vram-budget "$budget" --max-seqs 1 \
+    --n-ctx 256 "${cpuflag[@]}" >"$out/sparse-start.txt" 2>&1; then
+  echo; echo "pid start (1 sequence x 256 positions), pictl status and workers:"
+  "$bin/pictl" status --endpoint "$ep" | grep -E "vram budget|placement|ffn" | sed 's/^/    /'
+  "$bin/pictl" workers --endpoint "$ep" | sed 's/^/    /'
+  "$bin/pid" stop --listen "$ep" >/dev/null 2>&1 || true
+else
+  echo "pid start failed:"; tail -5 "$out/sparse-start.txt"
+fi

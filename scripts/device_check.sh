@@ -41,7 +41,7 @@ $bin/pictl model import-llama2c --checkpoint $shared/models/stories260K.bin --to
 printf '%s\n' "$(cat $shared/models/stories260K.expected.txt)" >/tmp/expected.txt
 for cfg in "cuda 0" "cuda 2" "host 2"; do
   set -- $cfg
-  $bin/pid run -m $m -n 200 --temp 0 --gpu-backend $1 --cpu-workers $2 $([ $2 -gt 0 ] && echo --vram-budget 0.00073) \
+  $bin/pid run -m $m -n 200 --temp 0 --gpu-backend $1 --cpu-workers $2 $([ $2 -gt 0 ] && echo --vram-budget $([ $1 = cuda ] && echo 0.0015 || echo 0.00073)) \
     >/tmp/g-$1-$2.txt 2>/tmp/g-$1-$2.err
   printf '%s\n' "$(cat /tmp/g-$1-$2.txt)" >/tmp/g-$1-$2.norm
   if cmp -s /tmp/expected.txt /tmp/g-$1-$2.norm; then r=SAME; else r=DIFFERENT; fi
