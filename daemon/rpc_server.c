@@ -245,12 +245,13 @@ static void on_status(rpc_server *s, const wire_msg *m)
             plan_describe_hot(plan, held, sizeof held);
         else
             plan_describe_shard(plan, w->index, held, sizeof held);
+        /* A ready worker's own description already says what it holds. */
+        const char *what = w->detail[0] ? w->detail : held;
         if (w->is_gpu)
-            snprintf(details[i], sizeof details[i], "%s%s%s%s", held, w->detail[0] ? "; " : "", w->detail,
-                     w->last_error[0] ? "; last error: " : "");
+            snprintf(details[i], sizeof details[i], "%s%s", what, w->last_error[0] ? "; last error: " : "");
         else
-            snprintf(details[i], sizeof details[i], "%s, cpus %s%s%s%s", held, w->cpus,
-                     w->detail[0] ? "; " : "", w->detail, w->last_error[0] ? "; last error: " : "");
+            snprintf(details[i], sizeof details[i], "cpus %s; %s%s", w->cpus, what,
+                     w->last_error[0] ? "; last error: " : "");
         if (w->last_error[0]) {
             size_t l = strlen(details[i]);
             snprintf(details[i] + l, sizeof details[i] - l, "%s", w->last_error);
