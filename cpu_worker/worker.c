@@ -5,6 +5,7 @@
  * file is closed once the shard is copied out: the worker keeps only its
  * rows. A step allocates nothing. */
 #include "worker.h"
+#include "ctl_loop.h"
 #include "pi_proc.h"
 
 #include <errno.h>
@@ -279,45 +280,22 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
     return 0;
 }
 
+static int on_heartbeat(void *ud, pi_error *err)
+{
+    return send_heartbeat(ud, err);
+}
+
+static int on_step(void *ud, const Pi__Step *st, pi_error *err)
+{
+    return run_step(ud, st, err);
+}
+
 /* Serves until Quit: 0; -1 on a socket failure or a bad step. */
 static int serve(cworker *c, pi_error *err)
 {
-    for (;;) {
-        double idle = pi_now_ms() - c->last_sent_ms;
-        if (idle >= HEARTBEAT_MS) {
-            if (send_heartbeat(c, err) < 0)
-                return -1;
-            idle = 0;
-        }
-        zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-        int pr = zmq_poll(&it, 1, (long)(HEARTBEAT_MS - idle) + 1);
-        if (pr < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            return pi_error_set(err, "%s: zmq_poll: %s", c->name, zmq_strerror(zmq_errno()));
-        }
-        if (pr == 0)
-            continue;
-        wire_msg msg;
-        int r = wire_recv(c->sock, 0, WIRE_CONTROL, &msg, err);
-        if (r == WIRE_ERR) {
-            wire_msg_clear(&msg);
-            return -1;
-        }
-        int quit = 0, rc = 0;
-        if (r == WIRE_OK) {
-            const Pi__Control *m = msg.control;
-            if (m->kind_case == PI__CONTROL__KIND_STEP)
-                rc = run_step(c, m->step, err);
-            else if (m->kind_case == PI__CONTROL__KIND_QUIT)
-                quit = 1;
-        }
-        wire_msg_clear(&msg);
-        if (rc < 0)
-            return -1;
-        if (quit)
-            return 0;
-    }
+    ctl_loop loop = {.sock = c->sock, .name = c->name, .heartbeat_ms = HEARTBEAT_MS,
+                     .last_sent_ms = &c->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = c};
+    return ctl_loop_run(&loop, err);
 }
 
 static void send_error(cworker *c, const char *msg)

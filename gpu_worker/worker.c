@@ -6,6 +6,7 @@
  * segment and StepDone answers pid. Every buffer is sized at load: a step
  * allocates nothing but the protobuf reply. */
 #include "worker.h"
+#include "ctl_loop.h"
 #include "predictor.h"
 #include "pi_proc.h"
 
@@ -296,46 +297,22 @@ static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
     return send_ctl(g, &c, err);
 }
 
+static int on_heartbeat(void *ud, pi_error *err)
+{
+    return send_heartbeat(ud, err);
+}
+
+static int on_step(void *ud, const Pi__Step *st, pi_error *err)
+{
+    return answer_step(ud, st, err);
+}
+
 /* Serves until Quit: 0; -1 on a socket failure. */
 static int serve(gworker *g, pi_error *err)
 {
-    for (;;) {
-        double idle = pi_now_ms() - g->last_sent_ms;
-        if (idle >= HEARTBEAT_MS) {
-            if (send_heartbeat(g, err) < 0)
-                return -1;
-            idle = 0;
-        }
-        zmq_pollitem_t it = {.socket = g->sock, .events = ZMQ_POLLIN};
-        int pr = zmq_poll(&it, 1, (long)(HEARTBEAT_MS - idle) + 1);
-        if (pr < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            return pi_error_set(err, "gpu worker: zmq_poll: %s", zmq_strerror(zmq_errno()));
-        }
-        if (pr == 0)
-            continue;
-        wire_msg msg;
-        int r = wire_recv(g->sock, 0, WIRE_CONTROL, &msg, err);
-        if (r == WIRE_ERR) {
-            wire_msg_clear(&msg);
-            return -1;
-        }
-        int quit = 0, rc = 0;
-        if (r == WIRE_OK) {
-            const Pi__Control *c = msg.control;
-            if (c->kind_case == PI__CONTROL__KIND_STEP)
-                rc = answer_step(g, c->step, err);
-            else if (c->kind_case == PI__CONTROL__KIND_QUIT)
-                quit = 1;
-        }
-        /* WIRE_BAD / WIRE_VERSION / anything else: pid never sends those; ignore */
-        wire_msg_clear(&msg);
-        if (rc < 0)
-            return -1;
-        if (quit)
-            return 0;
-    }
+    ctl_loop loop = {.sock = g->sock, .name = "gpu worker", .heartbeat_ms = HEARTBEAT_MS,
+                     .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = g};
+    return ctl_loop_run(&loop, err);
 }
 
 static void cleanup(gworker *g)

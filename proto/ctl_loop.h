@@ -1,0 +1,24 @@
+/* The worker side of pid's control socket, shared by both workers: waits
+ * for control messages, sends a heartbeat whenever nothing was sent for
+ * heartbeat_ms, hands every Step to on_step and returns on Quit. Messages
+ * pid never sends to workers are ignored. */
+#ifndef PI_CTL_LOOP_H
+#define PI_CTL_LOOP_H
+
+#include "pi.pb-c.h"
+#include "pi_error.h"
+
+typedef struct ctl_loop {
+    void *sock;                 /* the worker's DEALER */
+    const char *name;           /* "gpu worker", "cpu:0": for messages */
+    double heartbeat_ms;
+    const double *last_sent_ms; /* when the worker last sent anything (pi_now_ms) */
+    int (*heartbeat)(void *ud, pi_error *err);
+    int (*on_step)(void *ud, const Pi__Step *st, pi_error *err);
+    void *ud;
+} ctl_loop;
+
+/* 0 after Quit; -1 with err when the socket fails or a callback does. */
+int ctl_loop_run(const ctl_loop *l, pi_error *err);
+
+#endif
