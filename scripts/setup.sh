@@ -3,7 +3,7 @@
 # packages (Debian 12 / Ubuntu 22.04+). Idempotent; runs as root or via sudo.
 set -euo pipefail
 
-pkgs=(build-essential cmake pkg-config git xz-utils
+pkgs=(build-essential cmake pkg-config git xz-utils procps
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libnuma-dev
       clang libclang-rt-dev
       python3 python3-zmq python3-protobuf python3-numpy)
