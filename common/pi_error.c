@@ -1,8 +1,10 @@
 #include "pi_error.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int pi_error_set(pi_error *err, const char *fmt, ...)
@@ -52,5 +54,16 @@ int pi_add_size(size_t a, size_t b, size_t *out)
     if (b > SIZE_MAX - a)
         return -1;
     *out = a + b;
+    return 0;
+}
+
+int pi_parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max)
+        return -1;
+    *out = v;
     return 0;
 }

@@ -6,6 +6,7 @@
 #define PI_ERROR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pi_error {
     char msg[512];
@@ -23,5 +24,9 @@ int pi_error_wrap(pi_error *err, const char *fmt, ...)
 /* Overflow-checked size arithmetic: return 0 and store the result, or -1. */
 int pi_mul_size(size_t a, size_t b, size_t *out);
 int pi_add_size(size_t a, size_t b, size_t *out);
+
+/* Parses an unsigned decimal (no sign, no trailing junk) of at most max:
+ * 0 and *out set, or -1. For command-line flags; the caller says what is wrong. */
+int pi_parse_u64(const char *s, uint64_t max, uint64_t *out);
 
 #endif

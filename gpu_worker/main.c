@@ -19,18 +19,13 @@ static void usage(FILE *f)
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
 }
 
-/* Parses an unsigned decimal into *out (at most max); 0 or -1. */
+/* A whole-number flag value; the message names the flag. */
 static int parse_u64(const char *flag, const char *s, uint64_t max, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v > max) {
-        fprintf(stderr, "pi-gpu-worker: %s '%s': expected a whole number up to %" PRIu64 "\n", flag, s, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (pi_parse_u64(s, max, out) == 0)
+        return 0;
+    fprintf(stderr, "pi-gpu-worker: %s '%s': expected a whole number up to %" PRIu64 "\n", flag, s, max);
+    return -1;
 }
 
 int main(int argc, char **argv)

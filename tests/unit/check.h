@@ -3,6 +3,7 @@
 #ifndef PI_CHECK_H
 #define PI_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -16,6 +17,16 @@
             exit(1);                                                         \
         }                                                                    \
     } while (0)
+
+/* Index of the largest of n values (the lowest index on ties): greedy. */
+static inline uint32_t test_argmax(const float *x, uint32_t n)
+{
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
+}
 
 /* Path of a file under ../shared, or exit 77 with a clear message if the
  * shared data folder is absent (a user's machine). */

@@ -38,15 +38,6 @@ typedef struct oracle {
     float *logits;  /* [seq][pos][n_vocab] */
 } oracle;
 
-static uint32_t argmax(const float *x, uint32_t n)
-{
-    uint32_t best = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 static void make_oracle(const pi_model *m, oracle *o)
 {
     pi_error err = {{0}};
@@ -60,7 +51,7 @@ static void make_oracle(const pi_model *m, oracle *o)
             const float *lg = forward_token(f, o->tok[s][p], p);
             CHECK(lg, "forward_token at %u", p);
             memcpy(o->logits + ((size_t)s * N_POS + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
-            o->tok[s][p + 1] = (int32_t)argmax(lg, m->n_vocab);
+            o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
         }
         forward_free(&f);
     }
@@ -92,7 +83,7 @@ static double check_row(const float *got, const float *want, uint32_t V, const c
     }
     double rel = dmax / (wmax > 0 ? wmax : 1);
     CHECK(rel <= TOL, "%s: seq %d pos %u: relative logit error %.3g > %.0e", label, s, pos, rel, TOL);
-    uint32_t a = argmax(got, V), b = argmax(want, V);
+    uint32_t a = test_argmax(got, V), b = test_argmax(want, V);
     CHECK(a == b || (double)want[b] - want[a] <= 2 * TOL * wmax,
           "%s: seq %d pos %u: greedy token %u != %u", label, s, pos, a, b);
     return rel;

@@ -29,15 +29,6 @@ typedef struct oracle {
     float *logits;  /* [seq][pos][n_vocab] */
 } oracle;
 
-static uint32_t argmax(const float *x, uint32_t n)
-{
-    uint32_t best = 0;
-    for (uint32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
-
 /* Greedy continuation of each start token by the reference forward. */
 static void make_oracle(const pi_model *m, const int32_t *start, oracle *o)
 {
@@ -52,7 +43,7 @@ static void make_oracle(const pi_model *m, const int32_t *start, oracle *o)
             const float *lg = forward_token(f, o->tok[s][p], p);
             CHECK(lg, "forward_token");
             memcpy(o->logits + ((size_t)s * N_TOK + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
-            o->tok[s][p + 1] = (int32_t)argmax(lg, m->n_vocab);
+            o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
         }
         forward_free(&f);
     }
@@ -179,8 +170,8 @@ static double compare(const rig *r, const oracle *o, const gpu_entry *e, uint32_
         }
         double rel = dmax / bmax;
         CHECK(rel <= r->tol, "%s: seq %d pos %u: relative error %.3g > %.0e", label, s, e[i].pos, rel, r->tol);
-        CHECK((int32_t)argmax(a, V) == o->tok[s][e[i].pos + 1], "%s: seq %d pos %u: greedy token %u != %d",
-              label, s, e[i].pos, argmax(a, V), o->tok[s][e[i].pos + 1]);
+        CHECK((int32_t)test_argmax(a, V) == o->tok[s][e[i].pos + 1], "%s: seq %d pos %u: greedy token %u != %d",
+              label, s, e[i].pos, test_argmax(a, V), o->tok[s][e[i].pos + 1]);
         worst = fmax(worst, rel);
     }
     return worst;
@@ -414,8 +405,8 @@ static void run_config_mode(const pi_model *m, const oracle *o, uint32_t k, uint
                 }
                 CHECK(dmax / bmax <= r.tol, "%s: seq %d pos %u: relative error %.3g vs the predicted reference",
                       label, s, pos, dmax / bmax);
-                CHECK(argmax(a, V) == argmax(b, V), "%s: seq %d pos %u: greedy token %u, reference %u", label, s,
-                      pos, argmax(a, V), argmax(b, V));
+                CHECK(test_argmax(a, V) == test_argmax(b, V), "%s: seq %d pos %u: greedy token %u, reference %u", label, s,
+                      pos, test_argmax(a, V), test_argmax(b, V));
                 worst = fmax(worst, dmax / bmax);
                 compared++;
             }
@@ -583,7 +574,7 @@ static void run_powerinfer_layout(pi_type type)
             amax = fmax(amax, fabs((double)la[v]));
         }
         CHECK(dmax <= 1e-5 * amax, "%s pos %u: relative difference %.3g", name, p, dmax / amax);
-        tok = (int32_t)argmax(la, a->n_vocab);
+        tok = (int32_t)test_argmax(la, a->n_vocab);
     }
     forward_free(&fa);
     forward_free(&fb);
