@@ -355,7 +355,9 @@ placement *placement_solve(const placement_input *in, pi_error *err)
 uint64_t placement_fixed_bytes(const pi_model *m, const placement_params *p)
 {
     uint32_t n_ctx = p->n_ctx ? p->n_ctx : m->n_ctx;
-    return plan_weight_bytes(m) + plan_kv_bytes(m, p->max_seqs, n_ctx) + p->predictor_bytes + p->scratch_bytes;
+    uint32_t elem = p->kv_elem_bytes ? p->kv_elem_bytes : (uint32_t)sizeof(float);
+    return plan_weight_bytes(m) + plan_kv_bytes_elem(m, p->max_seqs, n_ctx, elem) + p->predictor_bytes +
+           p->scratch_bytes;
 }
 
 static uint64_t pred_bytes(const pi_tensor *a, const pi_tensor *b)

@@ -65,6 +65,7 @@ double placement_layer_share(const placement *p, uint32_t l);
 
 typedef struct placement_params {
     uint32_t max_seqs, n_ctx;       /* KV cache as in plan.h; n_ctx 0 = the model's */
+    uint32_t kv_elem_bytes;         /* bytes of a KV element (plan_kv_elem_bytes); 0 = fp32 */
     uint64_t predictor_bytes;       /* predictors kept on the GPU (sidecar); 0 = none */
     uint64_t scratch_bytes;         /* the GPU backend's scratch (plan_scratch_bytes); 0 = none */
     uint64_t budget_bytes;

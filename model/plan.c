@@ -31,10 +31,20 @@ uint64_t plan_weight_bytes(const pi_model *m)
     return b;
 }
 
-uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx)
+uint64_t plan_kv_bytes_elem(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx, uint32_t elem_bytes)
 {
     uint64_t kv_dim = (uint64_t)m->n_kv_heads * m->head_dim;
-    return (uint64_t)max_seqs * m->n_layers * n_ctx * kv_dim * 2 * sizeof(float);
+    return (uint64_t)max_seqs * m->n_layers * n_ctx * kv_dim * 2 * elem_bytes;
+}
+
+uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx)
+{
+    return plan_kv_bytes_elem(m, max_seqs, n_ctx, sizeof(float));
+}
+
+uint32_t plan_kv_elem_bytes(const plan_params *p)
+{
+    return p->max_batch ? PLAN_CUDA_KV_ELEM_BYTES : (uint32_t)sizeof(float);
 }
 
 uint64_t plan_predictor_bytes(const pi_model *m)
@@ -61,24 +71,29 @@ uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ct
     if (max_batch == 0)
         return 0;
     uint64_t nb = max_batch, dim = m->dim, kv_dim = (uint64_t)m->n_kv_heads * m->head_dim, n_ff = m->n_ff;
+    uint64_t splits = ((uint64_t)n_ctx + PLAN_CUDA_ATTN_CHUNK - 1) / PLAN_CUDA_ATTN_CHUNK;
+    uint64_t words = (n_ff + 31) / 32;
     uint64_t s = 5 * dev_floats(nb * dim)                       /* x, xb, q, tmp, hot */
                  + 2 * dev_floats(nb * kv_dim)                  /* k, v */
-                 + dev_floats(nb * m->n_heads * n_ctx)          /* attention scores */
+                 + dev_floats(nb * m->n_heads * splits * (m->head_dim + 2)) /* split-K attention partials */
                  + dev_floats(nb * n_hot)                       /* hot coefficients */
                  + dev_floats((uint64_t)PLAN_CUDA_DOWN_PART_ROWS * dim) /* split-K partials */
                  + dev_floats(nb * m->n_vocab)                  /* logits */
                  + nb * PLAN_CUDA_ENTRY_BYTES + nb * sizeof(uint32_t) /* entries, logit rows */
                  + nb * n_ff * sizeof(int32_t)                  /* active lists copied in */
-                 + (uint64_t)m->n_layers * n_ff * sizeof(int32_t); /* hot-set lookup tables */
+                 + (uint64_t)m->n_layers * n_ff * sizeof(int32_t) /* hot-set lookup tables */
+                 + PLAN_CUDA_STEP_BYTES(m->n_layers);           /* step parameters, status, timestamps */
     uint64_t R = 0;
     for (uint32_t l = 0; m->has_predictor && l < m->n_layers; l++)
         if (m->layers[l].pred_fc1.rows > R)
             R = m->layers[l].pred_fc1.rows;
     if (R > 0)
         s += dev_floats(nb * R)                                 /* predictor hidden layer */
-             + nb * ((n_ff + 31) / 32) * sizeof(uint32_t)       /* predicted bit masks */
+             + nb * words * sizeof(uint32_t)                    /* predicted bit masks */
              + nb * n_ff * sizeof(int32_t)                      /* predicted lists */
-             + nb * sizeof(int32_t);                            /* their counts */
+             + nb * sizeof(int32_t)                             /* their counts */
+             + (uint64_t)m->n_layers * words * sizeof(uint32_t) /* hot-set bit masks */
+             + (n_ff + 1) * sizeof(int32_t);                    /* the step's hot union list + count */
     return s;
 }
 
@@ -239,7 +254,7 @@ static int plan_base(const pi_model *m, const plan_params *p, pi_plan *out, pi_e
     out->n_ctx = p->n_ctx ? p->n_ctx : m->n_ctx;
     out->max_seqs = p->max_seqs;
     out->weight_bytes = plan_weight_bytes(m);
-    out->kv_bytes = plan_kv_bytes(m, out->max_seqs, out->n_ctx);
+    out->kv_bytes = plan_kv_bytes_elem(m, out->max_seqs, out->n_ctx, plan_kv_elem_bytes(p));
     out->fixed_bytes = out->weight_bytes + out->kv_bytes;
     for (uint32_t l = 0; l < m->n_layers; l++)
         out->neuron_bytes += plan_neuron_bytes_layer(m, l);
@@ -444,10 +459,14 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
             return pi_error_set(err, "plan: the placement counts %" PRIu64 " bytes per neuron in layer %u, the "
                                 "model %zu; it was made for another model file: re-plan",
                                 pl->layers[l].neuron_bytes, l, plan_neuron_bytes_layer(m, l));
-    if (pl->fixed_bytes < out->fixed_bytes)
+    /* The placement's KV may be fp16 (pid planned for CUDA) while this
+     * process counts fp32 (a CPU worker): compare with the least this
+     * max_seqs x n_ctx can need. */
+    uint64_t least = out->weight_bytes + plan_kv_bytes_elem(m, out->max_seqs, out->n_ctx, PLAN_CUDA_KV_ELEM_BYTES);
+    if (pl->fixed_bytes < least)
         return pi_error_set(err, "plan: the placement reserved %" PRIu64 " GPU bytes for weights and KV cache, "
                             "this setup needs %" PRIu64 " (a larger max_seqs or n_ctx); re-plan for it",
-                            pl->fixed_bytes, out->fixed_bytes);
+                            pl->fixed_bytes, least);
     size_t n_ids;
     if (pi_mul_size(m->n_layers, m->n_ff, &n_ids) < 0 || n_ids > SIZE_MAX / sizeof(int32_t))
         return pi_error_set(err, "plan: %u x %u neurons overflow", m->n_layers, m->n_ff);
@@ -569,7 +588,7 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
     }
     for (uint32_t l = 0; l < m->n_layers; l++)
         freq[l] = sidecar_freq(sc, l);
-    placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx,
+    placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx, .kv_elem_bytes = plan_kv_elem_bytes(pp),
                            .predictor_bytes = placement_predictor_bytes(m, sc)};
     if (pp->max_batch) {
         /* CUDA: the predictors it uploads (the model's own) and its scratch */

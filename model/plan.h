@@ -57,7 +57,7 @@ typedef struct pi_plan {
                                    largest layer's hot count */
     uint64_t budget_bytes;      /* the budget applied (0 when the host default chose K) */
     uint64_t weight_bytes;      /* embeddings, norms, attention, lm_head */
-    uint64_t kv_bytes;          /* max_seqs * n_layers * n_ctx * kv_dim * 2 floats */
+    uint64_t kv_bytes;          /* max_seqs * n_layers * n_ctx * kv_dim * 2 elements (plan_kv_elem_bytes) */
     uint64_t fixed_bytes;       /* weight_bytes + kv_bytes */
     uint64_t neuron_bytes;      /* one neuron in every layer (gate + up + down^T rows) */
     uint64_t hot_bytes;         /* bytes of every layer's hot neurons (n_hot * neuron_bytes) */
@@ -137,7 +137,11 @@ plan_shard plan_shard_range(uint32_t n_hot, uint32_t n_ff, uint32_t index, uint3
 
 /* GPU bytes of the fixed part alone (weights + KV), for messages and tests. */
 uint64_t plan_weight_bytes(const pi_model *m);
-uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);
+uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);     /* fp32 (host backend) */
+uint64_t plan_kv_bytes_elem(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx, uint32_t elem_bytes);
+/* Bytes of one KV cache element for p: fp16 on a CUDA device (max_batch > 0),
+ * else fp32. */
+uint32_t plan_kv_elem_bytes(const plan_params *p);
 
 /* ---- the CUDA backend's device memory beyond weights + KV + hot FFN ---- */
 
@@ -146,6 +150,12 @@ uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);
  * step entry on the device. */
 #define PLAN_CUDA_DOWN_PART_ROWS 256
 #define PLAN_CUDA_ENTRY_BYTES 16
+/* Its KV cache holds fp16 (accumulation stays fp32); attention splits the
+ * positions into chunks of this many (split-K, flash-decoding). */
+#define PLAN_CUDA_KV_ELEM_BYTES 2
+#define PLAN_CUDA_ATTN_CHUNK 256
+/* Its per-step parameter block, status word and phase timestamps. */
+#define PLAN_CUDA_STEP_BYTES(n_layers) (4096u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
 
 /* Bytes of the model's predictors (fc1 + fc2 of every layer in their
  * types), which the CUDA backend holds for --ffn predicted; 0 without. */

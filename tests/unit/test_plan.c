@@ -240,9 +240,11 @@ static void check_from_placement(const pi_model *m, const char *model_path)
 static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
 {
     pi_error err = {{0}};
-    uint64_t scr = 5 * 8 * 64 * 4 + 2 * 8 * 32 * 4 /* x xb q tmp hot, k v */ + 8 * 4 * 100 * 4 /* scores */ +
-                   8 * 10 * 4 /* coef */ + 256 * 64 * 4 /* split-K */ + 8 * 48 * 4 /* logits */ +
-                   8 * 16 + 8 * 4 /* entries, rows */ + 8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */;
+    /* n_ctx 100: one attention split of PLAN_CUDA_ATTN_CHUNK positions; head_dim 16 */
+    uint64_t scr = 5 * 8 * 64 * 4 + 2 * 8 * 32 * 4 /* x xb q tmp hot, k v */ +
+                   8 * 4 * 1 * (16 + 2) * 4 /* attention partials */ + 8 * 10 * 4 /* coef */ +
+                   256 * 64 * 4 /* split-K */ + 8 * 48 * 4 /* logits */ + 8 * 16 + 8 * 4 /* entries, rows */ +
+                   8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */ + PLAN_CUDA_STEP_BYTES(3);
     CHECK(plan_scratch_bytes(m, 8, 100, 10) == scr, "scratch %" PRIu64 " != %" PRIu64,
           plan_scratch_bytes(m, 8, 100, 10), scr);
     CHECK(plan_scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m) == 0, "host: nothing reserved");
@@ -355,7 +357,7 @@ int main(void)
     CHECK(plan_make(m, &pp, &p, &err) == 0 && p.n_ctx == 128 && p.kv_bytes == plan_kv_bytes(m, 1, 128), "n_ctx 0");
     printf("%s\n", p.summary);
 
-    check_reserve(m, w, kv);
+    check_reserve(m, w, kv / 2); /* CUDA (max_batch > 0): fp16 KV */
     printf("CUDA reserve: ok\n");
     check_from_placement(m, path);
     printf("plans from placements: ok\n");
