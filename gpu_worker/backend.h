@@ -43,6 +43,27 @@ typedef struct gpu_backend_config {
 
 typedef struct gpu_backend gpu_backend;
 
+/* Where a device-driven step (run_step) meets the CPU workers: pointers into
+ * the step segment given to map_host (docs/shm.md), fixed for the backend's
+ * life. */
+typedef struct gpu_step_links {
+    float *xn;                      /* max_batch x dim: the layer's FFN input */
+    int32_t *const *active;         /* --ffn predicted: each entry's list (room for n_ff ids) */
+    int32_t *counts;                /*   and the counts */
+    uint32_t *layer_tick;           /* the layer counter's word (seqcount.h), written by the device */
+    const uint32_t *abort_word;     /* pid's abort counter's word */
+    const uint32_t *const *done;    /* each CPU worker's done counter word */
+    const float *const *partials;   /* each CPU worker's partial output, max_batch x dim */
+    uint32_t n_cpu_workers;
+    float *logits;                  /* max_batch x n_vocab */
+} gpu_step_links;
+
+/* Where a step's time went on the device, microseconds, each phase summed
+ * over the layers (proto StepTimings). */
+typedef struct gpu_step_times {
+    double embed, attn, predict, publish, hot, wait_cpu, finish, logits;
+} gpu_step_times;
+
 typedef struct gpu_backend_ops {
     const char *name;       /* "host" or "cuda" */
     /* Copies the GPU part of m into backend memory (m must outlive it). */
@@ -86,6 +107,18 @@ typedef struct gpu_backend_ops {
      * the same, unchanged lists reads the device's copy of them. */
     int (*predict)(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
                    pi_error *err);
+    /* Optional (NULL: the worker drives the step layer by layer with the ops
+     * above): the whole step driven by the device. Embeddings, every layer
+     * (xn and, predicted, the active lists written into the segment; layer
+     * l's tick tick0 + l published; the CPU workers' done counters awaited
+     * and their partials summed by the device itself), then the logits of
+     * the want_logits entries into links->logits; the host launches once and
+     * waits once (a CUDA graph per batch shape). A wait gives up when the
+     * abort counter passes abort_past: -1 with "aborted". times (optional)
+     * gets device timestamps of the phases (slightly slower: extra nodes).
+     * Requires map_host's mapping; links must not change between calls. */
+    int (*run_step)(gpu_backend *b, const gpu_step_links *links, const gpu_entry *e, uint32_t n, uint32_t tick0,
+                    uint32_t abort_past, int predicted, gpu_step_times *times, pi_error *err);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;

@@ -1,26 +1,32 @@
 // The CUDA backend of the GPU worker (interface: backend.h). Weights stay on
 // the device in the model's own types (cuda_matvec.cuh: Q8_0/Q4_0 split into
 // quants and scales, same bytes), so device_bytes equals the plan's count:
-// weights outside the FFN, the fp32 KV cache, and per layer the hot neurons'
+// weights outside the FFN, the fp16 KV cache, and per layer the hot neurons'
 // gate and up rows and down columns stored as rows (down^T, plan.h's types).
-// Products are our own kernels with fp32 accumulation (cuda_matvec.cu); the
-// small per-token operations (norms, RoPE, attention) are plain kernels here.
-// For --ffn predicted the predictors (fc1, fc2 in their types) are held too
-// and the predict op runs them (cuda_predict.cu). Scratch (activations,
-// split-K partials, logits, active lists, the hot-set lookup tables, the
-// predictor's buffers) is sized at create. device_bytes counts every
-// allocation; the plan reserves predictors and scratch beside its own count
-// (plan_predictor_bytes, plan_scratch_bytes, mirrored term by term). One
-// stream; the host waits on it only where data leaves the GPU (xn after
-// attention, predicted lists, logits).
+// Products are our own kernels with fp32 accumulation (cuda_matvec.cu);
+// norms, RoPE and split-K attention are in cuda_attn.cu. For --ffn predicted
+// the predictors (fc1, fc2 in their types) are held too and the predict op
+// runs them (cuda_predict.cu). Scratch is sized at create; device_bytes
+// counts every allocation; the plan reserves predictors and scratch beside
+// its own count (plan_predictor_bytes, plan_scratch_bytes, term by term).
+//
+// Two ways to run a step. Layer by layer (the ops the worker calls per
+// layer; the host waits where data leaves the GPU), or run_step: the whole
+// step captured once per batch shape as a CUDA graph in which the device
+// itself publishes each layer's tick into the mapped step segment and waits
+// for the CPU workers' done counters (cuda_step.cu); the host launches once
+// and waits once per step.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_attn.cuh"
 #include "cuda_matvec.cuh"
 #include "cuda_predict.cuh"
+#include "cuda_step.cuh"
 
 extern "C" {
 #include "plan.h"
@@ -29,6 +35,7 @@ extern "C" {
 // plan_scratch_bytes counts with these.
 static_assert(CUDA_DOWN_PART_ROWS == PLAN_CUDA_DOWN_PART_ROWS, "plan.h's copy of CUDA_DOWN_PART_ROWS");
 static_assert(sizeof(gpu_entry) <= PLAN_CUDA_ENTRY_BYTES, "plan.h's bound of a device entry");
+static_assert(PLAN_CUDA_KV_ELEM_BYTES == sizeof(__half), "plan.h counts an fp16 KV cache");
 
 namespace {
 
@@ -38,12 +45,28 @@ struct cuda_layer {
     cuda_mat gate, up;              // K hot rows, in hot-slot order
     cuda_mat down_t;                // K x dim: the hot columns of down as rows
     int32_t *map;                   // n_ff: global id -> hot slot or -1 (hot sets only)
+    uint32_t *hot_bits;             // predicting: bit j = neuron j is hot (n_ff bits)
     cuda_mat fc1;                   // predictor, R x dim (predicting only)
-    cuda_pred_fc2 fc2;              // predictor, n_ff x R in the file's layout
+    cuda_pred_fc2 fc2;              // predictor, n_ff x R in the file's layout (R not aligned)
+    cuda_mat fc2m;                  // the same as a cuda_mat when R is aligned (fast kernel)
 };
 
 // What an allocation is, for device_bytes' parts.
 enum mem_kind { MEM_SCRATCH, MEM_PLAN, MEM_PRED };
+
+// One captured step: a graph per batch shape.
+struct step_graph {
+    uint32_t n, nrows;
+    int predicted, timed;
+    cudaGraphExec_t exec;
+    uint64_t used;                  // last use (steps), for eviction
+};
+
+constexpr int MAX_GRAPHS = 8;
+// Stamps per layer (phase starts: attn, predict, publish, hot, wait, finish,
+// the end of the wait) and the step's own (embed, logits, end).
+constexpr uint32_t STAMPS_PER_LAYER = 8;
+enum { ST_ATTN, ST_PRED, ST_PUB, ST_HOT, ST_WAIT, ST_WAITED, ST_END };
 
 }  // namespace
 
@@ -51,6 +74,7 @@ struct gpu_backend {
     const pi_model *m;
     gpu_backend_config cfg;
     uint32_t kv_dim;
+    cuda_attn_shape ash;
     cudaStream_t stream;
     uint64_t device_bytes;          // what the plan counts (weights, KV, hot rows)
     uint64_t pred_bytes;            // predictors
@@ -62,18 +86,32 @@ struct gpu_backend {
     float *output_norm;
     cuda_layer *layers;             // host array of device pointers
     uint32_t *hot_count;            // K of each layer
-    float *k_cache, *v_cache;       // [slot][layer][pos][kv_dim]
+    __half *k_cache, *v_cache;      // [slot][layer][pos][kv_dim]
 
     // Per-step scratch, sized for max_batch entries.
-    gpu_entry *d_entries, *h_entries;   // h_entries is pinned host memory
-    float *x, *xb, *q, *k, *v, *att, *tmp, *hot, *coef, *part, *logits;
-    uint32_t *d_rows, *h_rows;          // rows that want logits
+    float *x, *xb, *q, *k, *v, *attn_part, *tmp, *hot, *coef, *part, *logits;
     int32_t *d_lists, *h_lists;         // active lists copied in (h_lists pinned)
     cudaEvent_t lists_done;             // the last copy out of h_lists finished
     int lists_pending;
     char *host_base;                    // the registered step segment, or NULL
     size_t host_size;
     char *host_dev;                     // its device address when mapped, else NULL
+
+    // The step block (one allocation, mirrored in pinned h_blk): entries and
+    // logit rows, then the step parameters, then the timestamps. Uploaded
+    // with one copy before a step.
+    char *d_blk, *h_blk;
+    size_t blk_bytes, off_rows, off_params, off_stamps, off_peers;
+    gpu_entry *d_entries;
+    uint32_t *d_rows;
+    cuda_step_params *d_params;
+    unsigned long long *d_stamps;
+    // run_step: the CPU workers as the device sees them, set on first use.
+    cuda_peers peers;
+    gpu_step_links links;
+    int linked;
+    step_graph graphs[MAX_GRAPHS];
+    uint64_t steps;
 
     // The layer and entry count of the xn in xb (set by attn; -1: none).
     int xn_layer;
@@ -83,9 +121,10 @@ struct gpu_backend {
     float *p_hidden;                    // max_batch x R
     uint32_t *p_mask;                   // max_batch x cuda_pred_words(n_ff)
     int32_t *p_lists, *p_counts;        // max_batch x n_ff, max_batch
+    int32_t *u_list;                    // the step's hot union: n_ff ids, then its count
     int32_t *h_pcounts;                 // pinned, max_batch
     // The lists the last predict wrote (layer pred_layer, -1: none since the
-    // last attn), which ffn_hot_active reads from p_lists when given them.
+    // last attn), which ffn_hot_active reads from the device when given them.
     int pred_layer;
     uint32_t pred_n;
     const int32_t *pred_host[CUDA_MAX_BATCH];
@@ -110,110 +149,6 @@ struct gpu_backend {
 
 // ---------------------------------------------------------------- kernels
 
-// y[r] = x[r] / rms(x[r]) * w, one block per row.
-__global__ void k_rmsnorm(float *y, const float *x, const float *w, uint32_t dim, float eps)
-{
-    const float *xr = x + (size_t)blockIdx.x * dim;
-    float *yr = y + (size_t)blockIdx.x * dim;
-    __shared__ float partial[32];
-    float ss = 0.0f;
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
-        ss += xr[i] * xr[i];
-    for (int o = 16; o > 0; o >>= 1)
-        ss += __shfl_down_sync(0xffffffffu, ss, o);
-    if ((threadIdx.x & 31) == 0)
-        partial[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-        ss = threadIdx.x < (blockDim.x + 31) / 32 ? partial[threadIdx.x] : 0.0f;
-        for (int o = 16; o > 0; o >>= 1)
-            ss += __shfl_down_sync(0xffffffffu, ss, o);
-        if (threadIdx.x == 0)
-            partial[0] = ss;
-    }
-    __syncthreads();
-    float scale = 1.0f / sqrtf(partial[0] / (float)dim + eps);
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
-        yr[i] = w[i] * (xr[i] * scale);
-}
-
-// Rotates adjacent pairs of q (all heads) and k (kv heads) of one entry, then
-// stores k and v into the cache at the entry's slot and position.
-__global__ void k_rope_store(float *q, float *k, const float *v, float *k_cache, float *v_cache,
-                             const gpu_entry *e, uint32_t layer, uint32_t n_layers, uint32_t n_ctx,
-                             uint32_t dim, uint32_t kv_dim, uint32_t head_dim, float theta)
-{
-    uint32_t n = blockIdx.x;
-    uint32_t pos = e[n].pos;
-    for (uint32_t i = 2 * threadIdx.x; i < dim; i += 2 * blockDim.x) {
-        uint32_t hd = i % head_dim;
-        float freq = 1.0f / powf(theta, (float)hd / (float)head_dim);
-        float val = (float)pos * freq;
-        float fcr = cosf(val), fci = sinf(val);
-        float *qv = q + (size_t)n * dim;
-        float q0 = qv[i], q1 = qv[i + 1];
-        qv[i] = q0 * fcr - q1 * fci;
-        qv[i + 1] = q0 * fci + q1 * fcr;
-        if (i < kv_dim) {
-            float *kvp = k + (size_t)n * kv_dim;
-            float k0 = kvp[i], k1 = kvp[i + 1];
-            kvp[i] = k0 * fcr - k1 * fci;
-            kvp[i + 1] = k0 * fci + k1 * fcr;
-        }
-    }
-    __syncthreads();
-    size_t base = (((size_t)e[n].slot * n_layers + layer) * n_ctx + pos) * kv_dim;
-    for (uint32_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        k_cache[base + i] = k[(size_t)n * kv_dim + i];
-        v_cache[base + i] = v[(size_t)n * kv_dim + i];
-    }
-}
-
-// One block per (entry, head): scores over positions 0..pos, softmax, then
-// the weighted sum of values. Scores live in att (n x n_heads x n_ctx).
-__global__ void k_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
-                            float *att, const gpu_entry *e, uint32_t layer, uint32_t n_layers,
-                            uint32_t n_ctx, uint32_t n_heads, uint32_t n_kv_heads, uint32_t head_dim)
-{
-    uint32_t n = blockIdx.x / n_heads, h = blockIdx.x % n_heads;
-    uint32_t dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
-    uint32_t kvh = h / (n_heads / n_kv_heads);
-    uint32_t pos = e[n].pos;
-    const float *qh = q + (size_t)n * dim + (size_t)h * head_dim;
-    float *sc = att + ((size_t)n * n_heads + h) * n_ctx;
-    size_t base = ((size_t)e[n].slot * n_layers + layer) * n_ctx * kv_dim + (size_t)kvh * head_dim;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    for (uint32_t t = threadIdx.x; t <= pos; t += blockDim.x) {
-        const float *kt = k_cache + base + (size_t)t * kv_dim;
-        float s = 0.0f;
-        for (uint32_t i = 0; i < head_dim; i++)
-            s += qh[i] * kt[i];
-        sc[t] = s * scale;
-    }
-    __syncthreads();
-    __shared__ float red[2];
-    if (threadIdx.x == 0) {
-        float mx = sc[0];
-        for (uint32_t t = 1; t <= pos; t++)
-            mx = fmaxf(mx, sc[t]);
-        float sum = 0.0f;
-        for (uint32_t t = 0; t <= pos; t++) {
-            sc[t] = expf(sc[t] - mx);
-            sum += sc[t];
-        }
-        red[0] = sum;
-    }
-    __syncthreads();
-    float inv = 1.0f / red[0];
-    float *oh = out + (size_t)n * dim + (size_t)h * head_dim;
-    for (uint32_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        float acc = 0.0f;
-        for (uint32_t t = 0; t <= pos; t++)
-            acc += sc[t] * v_cache[base + (size_t)t * kv_dim + i];
-        oh[i] = acc * inv;
-    }
-}
-
 __global__ void k_add(float *x, const float *y, size_t n)
 {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -221,6 +156,7 @@ __global__ void k_add(float *x, const float *y, size_t n)
         x[i] += y[i];
 }
 
+// Row rows[b] of src to row b of dst, b < *nrows... of the launch's grid.
 __global__ void k_gather_rows(float *dst, const float *src, const uint32_t *rows, uint32_t dim)
 {
     const float *s = src + (size_t)rows[blockIdx.x] * dim;
@@ -344,8 +280,10 @@ static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int
     return upload_mat_as(b, d, t, rows, nr, what, MEM_PLAN, err);
 }
 
-// The predictor of layer l: fc1 as a cuda_mat (the matvec kernels), fc2 as
-// the file's bytes (one thread per row reads it, cuda_predict.cu).
+// The predictor of layer l: fc1 as a cuda_mat (the matvec kernels); fc2 as
+// a cuda_mat too when R fits the kernels' 16-byte loads (a warp per row,
+// coalesced: cuda_pred_rows), else as the file's bytes (a thread per row,
+// cuda_pred_mask). The same bytes either way.
 static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -363,6 +301,8 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
     cuda_layer *L = &b->layers[l];
     if (upload_mat_as(b, &L->fc1, f1, NULL, (uint32_t)f1->rows, "fc1", MEM_PRED, err) != 0)
         return -1;
+    if (cuda_mat_type_ok(f2->type) && f2->cols % cuda_mat_align(f2->type) == 0)
+        return upload_mat_as(b, &L->fc2m, f2, NULL, (uint32_t)f2->rows, "fc2", MEM_PRED, err);
     size_t bytes = (size_t)f2->rows * f2->row_bytes;
     void *p;
     if (dev_alloc(b, &p, bytes, MEM_PRED, err) != 0)
@@ -377,15 +317,19 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
 
 // The down columns hot[0..K) (NULL: [0, K)) of layer l as K rows of dim, in
 // plan_down_t_type: float types bit-exact, block types dequantized to F32
-// (plan_write_down_t's values, gathered for an arbitrary hot list).
+// (plan_write_down_t_set's values). PowerInfer files hold only ffn_down_t
+// (rows already): those rows are gathered as they are.
 static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t *hot, uint32_t K, pi_error *err)
 {
-    const pi_tensor *dn = &b->m->layers[l].ffn_down;
-    pi_type dt = plan_down_t_type(dn->type);
-    if (!cuda_down_type_ok(dt) || dn->cols != b->m->n_ff || dn->rows != b->m->dim)
-        return pi_error_set(err, "cuda backend: layer %u: ffn_down (type %d) cannot be held as down^T", l,
+    const pi_model *m = b->m;
+    const pi_layer *P = &m->layers[l];
+    const pi_tensor *dn = P->ffn_down.data ? &P->ffn_down : &P->ffn_down_t;
+    pi_type dt = plan_down_t_type(pi_layer_down_type(P));
+    if (!dn->data || !cuda_down_type_ok(dt))
+        return pi_error_set(err, "cuda backend: layer %u: ffn_down%s (type %d) cannot be held as down^T (f32, f16 "
+                            "or bf16, or a block type held as f32)", l, P->ffn_down.data ? "" : "_t",
                             (int)dn->type);
-    size_t es = dt == PI_TYPE_F32 ? 4 : 2, dim = dn->rows;
+    size_t es = dt == PI_TYPE_F32 ? 4 : 2, dim = m->dim;
     memset(d, 0, sizeof *d);
     d->type = dt;
     d->rows = K;
@@ -397,42 +341,28 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     d->data = (const unsigned char *)p;
     if (K == 0)
         return 0;
-    int floats = dn->type == PI_TYPE_F32 || dn->type == PI_TYPE_F16 || dn->type == PI_TYPE_BF16;
     unsigned char *h = (unsigned char *)malloc(bytes);
-    float *row = floats ? NULL : (float *)malloc(dn->cols * sizeof(float));
-    if (!h || (!floats && !row)) {
-        free(h);
-        free(row);
+    if (!h)
         return pi_error_set(err, "cuda backend: out of host memory staging layer %u down^T (%zu bytes)", l, bytes);
-    }
-    for (size_t i = 0; i < dim; i++) {
-        const unsigned char *src = (const unsigned char *)pi_tensor_row(dn, i);
-        if (!floats)
-            pi_dequantize_row(dn->type, src, row, dn->cols);
-        for (uint32_t s = 0; s < K; s++) {
-            size_t j = hot ? (size_t)hot[s] : s;
-            unsigned char *o = h + ((size_t)s * dim + i) * es;
-            if (floats)
-                memcpy(o, src + j * es, es);
-            else
-                memcpy(o, &row[j], sizeof(float));
-        }
-    }
-    int rc = upload(p, h, bytes, err);
+    plan_set set = {hot, 0, K};
+    int rc = plan_write_down_t_set(m, l, set, h, dim * es, err);
+    if (rc == 0)
+        rc = upload(p, h, bytes, err);
     free(h);
-    free(row);
     return rc;
 }
 
 static void free_all(gpu_backend *b)
 {
+    for (int g = 0; g < MAX_GRAPHS; g++)
+        if (b->graphs[g].exec)
+            cudaGraphExecDestroy(b->graphs[g].exec);
     for (size_t i = 0; i < b->n_allocs; i++)
         cudaFree(b->allocs[i]);
     free(b->allocs);
     free(b->layers);
     free(b->hot_count);
-    cudaFreeHost(b->h_entries);
-    cudaFreeHost(b->h_rows);
+    cudaFreeHost(b->h_blk);
     cudaFreeHost(b->h_lists);
     cudaFreeHost(b->h_pcounts);
     if (b->lists_done)
@@ -488,19 +418,29 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
                             (int)P->ffn_gate.type, (int)P->ffn_up.type);
     if (b->predicting && upload_predictor(b, l, err) != 0)
         return -1;
-    if (!hot)
-        return 0;
     int32_t *map = (int32_t *)malloc(m->n_ff * sizeof *map);
-    if (!map)
+    uint32_t words = cuda_pred_words(m->n_ff);
+    uint32_t *bits = (uint32_t *)calloc(words, sizeof *bits);
+    if (!map || !bits) {
+        free(map);
+        free(bits);
         return pi_error_set(err, "cuda backend: out of host memory");
+    }
     for (uint32_t j = 0; j < m->n_ff; j++)
         map[j] = -1;
-    for (uint32_t s = 0; s < K; s++)
-        map[hot[s]] = (int32_t)s;
-    int rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err);
-    if (rc == 0)
+    for (uint32_t s = 0; s < K; s++) {
+        uint32_t j = hot ? (uint32_t)hot[s] : s;
+        map[j] = (int32_t)s;
+        bits[j / 32] |= 1u << (j % 32);
+    }
+    int rc = 0;
+    if (hot && (rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err)) == 0)
         rc = upload(L->map, map, m->n_ff * sizeof *map, err);
+    if (rc == 0 && b->predicting &&
+        (rc = dev_alloc(b, (void **)&L->hot_bits, words * sizeof *bits, MEM_SCRATCH, err)) == 0)
+        rc = upload(L->hot_bits, bits, words * sizeof *bits, err);
     free(map);
+    free(bits);
     return rc;
 }
 
@@ -535,25 +475,39 @@ static int create_inner(gpu_backend *b, pi_error *err)
     for (uint32_t l = 0; l < m->n_layers; l++)
         if (load_layer(b, l, err) != 0)
             return pi_error_wrap(err, "layer %u", l);
-    size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(float);
+    size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
         return -1;
     size_t nb = c->max_batch;
+    size_t attn_part = nb * m->n_heads * cuda_attn_splits(c->n_ctx) * (m->head_dim + 2);
     if (scratch_floats(b, &b->x, nb * m->dim, err) || scratch_floats(b, &b->xb, nb * m->dim, err) ||
         scratch_floats(b, &b->q, nb * m->dim, err) || scratch_floats(b, &b->k, nb * b->kv_dim, err) ||
-        scratch_floats(b, &b->v, nb * b->kv_dim, err) ||
-        scratch_floats(b, &b->att, nb * m->n_heads * c->n_ctx, err) ||
+        scratch_floats(b, &b->v, nb * b->kv_dim, err) || scratch_floats(b, &b->attn_part, attn_part, err) ||
         scratch_floats(b, &b->tmp, nb * m->dim, err) || scratch_floats(b, &b->hot, nb * m->dim, err) ||
         scratch_floats(b, &b->coef, nb * c->n_hot, err) ||
         scratch_floats(b, &b->part, (size_t)CUDA_DOWN_PART_ROWS * m->dim, err) ||
         scratch_floats(b, &b->logits, nb * m->n_vocab, err) ||
-        dev_alloc(b, (void **)&b->d_entries, nb * sizeof(gpu_entry), MEM_SCRATCH, err) ||
-        dev_alloc(b, (void **)&b->d_rows, nb * sizeof(uint32_t), MEM_SCRATCH, err) ||
         dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err))
         return -1;
-    CU(cudaMallocHost((void **)&b->h_entries, nb * sizeof(gpu_entry)));
-    CU(cudaMallocHost((void **)&b->h_rows, nb * sizeof(uint32_t)));
+    // The step block: entries, logit rows | parameters | stamps | peers.
+    b->off_rows = nb * sizeof(gpu_entry);
+    b->off_params = (b->off_rows + nb * sizeof(uint32_t) + 63) / 64 * 64;
+    b->off_stamps = b->off_params + 64;
+    b->off_peers = b->off_stamps + ((size_t)m->n_layers * STAMPS_PER_LAYER + 8) * sizeof(unsigned long long);
+    size_t n_peers = PLAN_MAX_SHARDS;
+    b->blk_bytes = b->off_peers + 2 * n_peers * sizeof(void *);
+    if (b->blk_bytes > nb * PLAN_CUDA_ENTRY_BYTES + nb * sizeof(uint32_t) + PLAN_CUDA_STEP_BYTES(m->n_layers))
+        return pi_error_set(err, "cuda backend: the step block (%zu bytes) outgrew plan.h's reservation",
+                            b->blk_bytes);
+    if (dev_alloc(b, (void **)&b->d_blk, b->blk_bytes, MEM_SCRATCH, err))
+        return -1;
+    CU(cudaMallocHost((void **)&b->h_blk, b->blk_bytes));
+    memset(b->h_blk, 0, b->blk_bytes);
+    b->d_entries = (gpu_entry *)b->d_blk;
+    b->d_rows = (uint32_t *)(b->d_blk + b->off_rows);
+    b->d_params = (cuda_step_params *)(b->d_blk + b->off_params);
+    b->d_stamps = (unsigned long long *)(b->d_blk + b->off_stamps);
     CU(cudaMallocHost((void **)&b->h_lists, nb * m->n_ff * sizeof(int32_t)));
     if (!b->predicting)
         return 0;
@@ -563,7 +517,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (scratch_floats(b, &b->p_hidden, nb * R, err) ||
         dev_alloc(b, (void **)&b->p_mask, nb * cuda_pred_words(m->n_ff) * sizeof(uint32_t), MEM_SCRATCH, err) ||
         dev_alloc(b, (void **)&b->p_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err) ||
-        dev_alloc(b, (void **)&b->p_counts, nb * sizeof(int32_t), MEM_SCRATCH, err))
+        dev_alloc(b, (void **)&b->p_counts, nb * sizeof(int32_t), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->u_list, (m->n_ff + 1) * sizeof(int32_t), MEM_SCRATCH, err))
         return -1;
     CU(cudaMallocHost((void **)&b->h_pcounts, nb * sizeof(int32_t)));
     return 0;
@@ -595,6 +550,7 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     b->m = m;
     b->cfg = *cfg;
     b->kv_dim = m->n_kv_heads * m->head_dim;
+    b->ash = {m->n_layers, cfg->n_ctx, m->n_heads, m->n_kv_heads, m->head_dim, m->rope_theta};
     b->xn_layer = -1;
     b->pred_layer = -1;
     if (create_inner(b, err) != 0) {
@@ -652,17 +608,118 @@ static int check_entries(const gpu_backend *b, const gpu_entry *e, uint32_t n, p
     return 0;
 }
 
+// ---------------------------------------------------------------- enqueued work
+// Each enq_* puts one phase of a step on the stream without waiting: the
+// layer-by-layer ops and the captured step (run_step) share them.
+
+static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
+{
+    CU(cuda_embed_rows(b->stream, b->x, &b->tok_embd, b->d_entries, n));
+    return 0;
+}
+
+// Attention of layer l and its residual add; xb = the FFN's input
+// (rmsnorm(x) * ffn_norm), also written to xn_host (a device pointer into
+// the mapped segment) when given.
+static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const cuda_layer *L = &b->layers[l];
+    uint32_t dim = m->dim;
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, L->attn_norm, dim, m->norm_eps, n));
+    cuda_mv_set qkv;
+    memset(&qkv, 0, sizeof qkv);
+    qkv.count = 3;
+    qkv.w[0] = L->wq, qkv.y[0] = b->q, qkv.ys[0] = dim;
+    qkv.w[1] = L->wk, qkv.y[1] = b->k, qkv.ys[1] = b->kv_dim;
+    qkv.w[2] = L->wv, qkv.y[2] = b->v, qkv.ys[2] = b->kv_dim;
+    if (L->wq.type != L->wk.type || L->wq.type != L->wv.type) {   // not one launch: one each
+        CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));
+        CU(cuda_matvec(b->stream, b->k, b->kv_dim, &L->wk, b->xb, dim, n));
+        CU(cuda_matvec(b->stream, b->v, b->kv_dim, &L->wv, b->xb, dim, n));
+    } else {
+        CU(cuda_matvec_set(b->stream, &qkv, b->xb, dim, n, 0));
+    }
+    CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
+    CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
+    CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
+    k_add<<<blocks_for((size_t)n * dim, 256), 256, 0, b->stream>>>(b->x, b->q, (size_t)n * dim);
+    LAUNCHED();
+    CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, L->ffn_norm, dim, m->norm_eps, n));
+    return 0;
+}
+
+// The predictor of layer l over the FFN input (or, for PowerInfer's own
+// LLaMA files, the residual stream before ffn_norm, as PowerInfer reads it):
+// each entry's mask, its ascending list (into p_lists, and out's mapped
+// destinations when given), and the step's hot union for the hot FFN.
+static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_out *out, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const cuda_layer *L = &b->layers[l];
+    const float *in = m->pred_input == PI_PRED_INPUT_RESIDUAL ? b->x : b->xb;
+    cuda_mv_set fc1;
+    memset(&fc1, 0, sizeof fc1);
+    fc1.count = 1;
+    fc1.w[0] = L->fc1, fc1.y[0] = b->p_hidden, fc1.ys[0] = L->fc1.rows;
+    CU(cuda_matvec_set(b->stream, &fc1, in, m->dim, n, 1));
+    if (L->fc2m.data)
+        CU(cuda_pred_rows(b->stream, b->p_mask, &L->fc2m, b->p_hidden, n, m->sparse_threshold));
+    else
+        CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
+    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out));
+    CU(cuda_pred_union(b->stream, b->u_list, b->u_list + m->n_ff, b->p_mask, n, L->hot_bits, m->n_ff));
+    return 0;
+}
+
+static cuda_union step_union(const gpu_backend *b)
+{
+    cuda_union u = {b->u_list, b->u_list + b->m->n_ff, b->p_mask, cuda_pred_words(b->m->n_ff)};
+    return u;
+}
+
+// hot = the hot neurons' FFN output: the predicted union (after enq_predict)
+// or every hot neuron (exact: dead ReLU rows skipped; dense: all).
+static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, pi_error *err)
+{
+    const cuda_layer *L = &b->layers[l];
+    if (predicted) {
+        cuda_union u = step_union(b);
+        CU(cuda_ffn_gate_up_union(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &u, L->map, (int)b->m->act));
+        CU(cuda_ffn_down_union(b->stream, b->hot, b->part, &L->down_t, b->coef, n, &u, L->map));
+        return 0;
+    }
+    int skip = b->cfg.ffn != PI_FFN_DENSE;
+    CU(cuda_ffn_gate_up(b->stream, b->coef, &L->gate, &L->up, b->xb, n, (int)b->m->act, skip));
+    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
+    return 0;
+}
+
+// Final norm + lm_head of the nrows entries listed in d_rows, into logits.
+static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
+{
+    const pi_model *m = b->m;
+    if (nrows == 0)
+        return 0;
+    k_gather_rows<<<nrows, 128, 0, b->stream>>>(b->tmp, b->x, b->d_rows, m->dim);
+    LAUNCHED();
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, b->output_norm, m->dim, m->norm_eps, nrows));
+    CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
+    return 0;
+}
+
+// ---------------------------------------------------------------- layer-by-layer ops
+
 static int cuda_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err)
 {
     if (check_entries(b, e, n, err) != 0)
         return -1;
     b->xn_layer = -1;
     b->pred_layer = -1;
-    // h_entries is free: every step's attn and logits end with a synchronisation.
-    memcpy(b->h_entries, e, n * sizeof *e);
-    CU(cudaMemcpyAsync(b->d_entries, b->h_entries, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
-    CU(cuda_embed_rows(b->stream, b->x, &b->tok_embd, b->d_entries, n));
-    return 0;
+    // h_blk is free: every step's attn and logits end with a synchronisation.
+    memcpy(b->h_blk, e, n * sizeof *e);
+    CU(cudaMemcpyAsync(b->d_entries, b->h_blk, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
+    return enq_embed(b, n, err);
 }
 
 static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n, float *xn_out, pi_error *err)
@@ -672,30 +729,11 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         return -1;
     b->xn_layer = -1;   // xb is rewritten below
     b->pred_layer = -1;
-    const pi_model *m = b->m;
-    const cuda_layer *L = &b->layers[l];
-    uint32_t dim = m->dim;
-    k_rmsnorm<<<n, 256, 0, b->stream>>>(b->xb, b->x, L->attn_norm, dim, m->norm_eps);
-    LAUNCHED();
-    CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));
-    CU(cuda_matvec(b->stream, b->k, b->kv_dim, &L->wk, b->xb, dim, n));
-    CU(cuda_matvec(b->stream, b->v, b->kv_dim, &L->wv, b->xb, dim, n));
-    k_rope_store<<<n, 128, 0, b->stream>>>(b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l,
-                                           m->n_layers, b->cfg.n_ctx, dim, b->kv_dim, m->head_dim,
-                                           m->rope_theta);
-    LAUNCHED();
-    k_attention<<<n * m->n_heads, 64, 0, b->stream>>>(b->tmp, b->q, b->k_cache, b->v_cache, b->att,
-                                                      b->d_entries, l, m->n_layers, b->cfg.n_ctx,
-                                                      m->n_heads, m->n_kv_heads, m->head_dim);
-    LAUNCHED();
-    CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
-    k_add<<<blocks_for((size_t)n * dim, 256), 256, 0, b->stream>>>(b->x, b->q, (size_t)n * dim);
-    LAUNCHED();
-    k_rmsnorm<<<n, 256, 0, b->stream>>>(b->xb, b->x, L->ffn_norm, dim, m->norm_eps);
-    LAUNCHED();
+    if (enq_attn(b, l, n, NULL, err) != 0)
+        return -1;
     // Straight into the shared segment (registered by map_host, so the copy
     // engine writes it directly); the CPU workers read it once we publish.
-    CU(cudaMemcpyAsync(xn_out, b->xb, (size_t)n * dim * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
+    CU(cudaMemcpyAsync(xn_out, b->xb, (size_t)n * b->m->dim * sizeof(float), cudaMemcpyDeviceToHost, b->stream));
     CU(cudaStreamSynchronize(b->stream));
     b->xn_layer = (int)l;
     b->xn_n = n;
@@ -706,13 +744,7 @@ static int cuda_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
 {
     if (check_step(b, l, n, err) != 0)
         return -1;
-    const cuda_layer *L = &b->layers[l];
-    // exact/predicted on a ReLU-family model: up rows whose gate is <= 0 in
-    // every entry are skipped, and zero activations skip their down rows.
-    int skip = b->cfg.ffn != PI_FFN_DENSE;
-    CU(cuda_ffn_gate_up(b->stream, b->coef, &L->gate, &L->up, b->xb, n, (int)b->m->act, skip));
-    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
-    return 0;
+    return enq_hot(b, l, n, 0, err);
 }
 
 static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int32_t *const *active,
@@ -725,9 +757,9 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
     uint32_t K = b->hot_count[l], max_count = 0;
     cuda_active lists;
     memset(&lists, 0, sizeof lists);
-    // The lists predict just wrote for this layer are on the device already;
-    // lists inside the mapped step segment are read in place by the kernel;
-    // others are packed into pinned memory and copied in one transfer.
+    // The lists predict just wrote for this layer are on the device already,
+    // with their hot union; lists inside the mapped step segment are read in
+    // place by the kernel; others are packed into pinned memory and copied.
     int from_pred = b->pred_layer == (int)l && b->pred_n == n;
     int in_place = b->host_dev != NULL;
     for (uint32_t i = 0; i < n; i++) {
@@ -744,10 +776,9 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
                               p + (size_t)counts[i] * sizeof(int32_t) > b->host_base + b->host_size))
             in_place = 0;
     }
-    if (from_pred) {
-        for (uint32_t i = 0; i < n; i++)
-            lists.list[i] = b->p_lists + (size_t)i * m->n_ff;
-    } else if (in_place) {
+    if (from_pred)
+        return enq_hot(b, l, n, 1, err);
+    if (in_place) {
         for (uint32_t i = 0; i < n; i++)
             if (counts[i] > 0)
                 lists.list[i] = (const int32_t *)(b->host_dev + ((const char *)active[i] - b->host_base));
@@ -780,6 +811,12 @@ static int in_mapped(const gpu_backend *b, const void *p, size_t bytes)
            (size_t)(c - b->host_base) <= b->host_size - bytes;
 }
 
+// Device address of host pointer p inside the mapped segment.
+template <typename T> static T *dev_of(const gpu_backend *b, T *p)
+{
+    return (T *)(b->host_dev + ((const char *)p - b->host_base));
+}
+
 static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
                         pi_error *err)
 {
@@ -799,7 +836,6 @@ static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *
         if (!active[i])
             return pi_error_set(err, "cuda backend: predict: entry %u has no list", i);
     b->pred_layer = -1;
-    const cuda_layer *L = &b->layers[l];
     size_t list_bytes = (size_t)m->n_ff * sizeof(int32_t);
     // Zero-copy when every destination is in the mapped segment: the
     // compaction kernel writes the lists and counts there itself.
@@ -809,13 +845,12 @@ static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *
     for (uint32_t i = 0; i < n && mapped; i++)
         mapped = in_mapped(b, active[i], list_bytes);
     if (mapped) {
-        out.counts = (int32_t *)(b->host_dev + ((char *)counts - b->host_base));
+        out.counts = dev_of(b, counts);
         for (uint32_t i = 0; i < n; i++)
-            out.list[i] = (int32_t *)(b->host_dev + ((char *)active[i] - b->host_base));
+            out.list[i] = dev_of(b, active[i]);
     }
-    CU(cuda_matvec(b->stream, b->p_hidden, L->fc1.rows, &L->fc1, b->xb, m->dim, n));
-    CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
-    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, &out));
+    if (enq_predict(b, l, n, &out, err) != 0)
+        return -1;
     if (!mapped) {
         // The counts first, then exactly the listed ids of each entry.
         CU(cudaMemcpyAsync(b->h_pcounts, b->p_counts, n * sizeof(int32_t), cudaMemcpyDeviceToHost, b->stream));
@@ -872,22 +907,208 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
         return -1;
     b->xn_layer = -1;   // xb is reused below
     b->pred_layer = -1;
-    const pi_model *m = b->m;
+    uint32_t *h_rows = (uint32_t *)(b->h_blk + b->off_rows);
     uint32_t rows = 0;
     for (uint32_t i = 0; i < n; i++)
         if (e[i].want_logits)
-            b->h_rows[rows++] = i;
+            h_rows[rows++] = i;
     if (rows == 0)
         return 0;
-    CU(cudaMemcpyAsync(b->d_rows, b->h_rows, rows * sizeof(uint32_t), cudaMemcpyHostToDevice, b->stream));
-    k_gather_rows<<<rows, 128, 0, b->stream>>>(b->tmp, b->x, b->d_rows, m->dim);
-    LAUNCHED();
-    k_rmsnorm<<<rows, 256, 0, b->stream>>>(b->xb, b->tmp, b->output_norm, m->dim, m->norm_eps);
-    LAUNCHED();
-    CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, rows));
-    CU(cudaMemcpyAsync(out, b->logits, (size_t)rows * m->n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
+    CU(cudaMemcpyAsync(b->d_rows, h_rows, rows * sizeof(uint32_t), cudaMemcpyHostToDevice, b->stream));
+    if (enq_logits(b, rows, err) != 0)
+        return -1;
+    CU(cudaMemcpyAsync(out, b->logits, (size_t)rows * b->m->n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
                        b->stream));
     CU(cudaStreamSynchronize(b->stream));
+    return 0;
+}
+
+// ---------------------------------------------------------------- the device-driven step
+
+static int stamp(gpu_backend *b, int timed, uint32_t idx, pi_error *err)
+{
+    if (timed)
+        CU(cuda_stamp(b->stream, b->d_stamps + idx));
+    return 0;
+}
+
+// The whole step for n entries, nrows of which want logits, onto the stream
+// (being captured). Stamps: layer l's phases at l * STAMPS_PER_LAYER + ST_*,
+// then embed, logits and end at L * STAMPS_PER_LAYER + 0, 1, 2.
+static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, int timed, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const uint32_t L = m->n_layers, S = STAMPS_PER_LAYER, W = b->peers.count;
+    const gpu_step_links *k = &b->links;
+    if (stamp(b, timed, L * S, err) || enq_embed(b, n, err))
+        return -1;
+    cuda_pred_out out;
+    memset(&out, 0, sizeof out);
+    if (predicted && W > 0) {
+        out.counts = dev_of(b, k->counts);
+        for (uint32_t i = 0; i < n; i++)
+            out.list[i] = dev_of(b, k->active[i]);
+    }
+    for (uint32_t l = 0; l < L; l++) {
+        unsigned long long *st = b->d_stamps + (size_t)l * S;
+        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, W > 0 ? dev_of(b, k->xn) : NULL, err))
+            return -1;
+        if (predicted && (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, err)))
+            return -1;
+        if (stamp(b, timed, l * S + ST_PUB, err))
+            return -1;
+        if (W > 0)
+            CU(cuda_publish(b->stream, dev_of(b, k->layer_tick), b->d_params, l));
+        if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, err) ||
+            stamp(b, timed, l * S + ST_WAIT, err))
+            return -1;
+        CU(cuda_wait_finish(b->stream, b->x, b->hot, &b->peers, b->d_params, l, (size_t)n * m->dim,
+                            timed ? st + ST_WAITED : NULL));
+        if (stamp(b, timed, l * S + ST_END, err))
+            return -1;
+    }
+    if (stamp(b, timed, L * S + 1, err) || enq_logits(b, nrows, err) || stamp(b, timed, L * S + 2, err))
+        return -1;
+    return 0;
+}
+
+// The graph for this shape, captured on first use (the least recently used
+// one is replaced when all slots are taken).
+static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, int timed, cudaGraphExec_t *exec,
+                     pi_error *err)
+{
+    step_graph *slot = &b->graphs[0];
+    for (int g = 0; g < MAX_GRAPHS; g++) {
+        step_graph *c = &b->graphs[g];
+        if (c->exec && c->n == n && c->nrows == nrows && c->predicted == predicted && c->timed == timed) {
+            c->used = ++b->steps;
+            *exec = c->exec;
+            return 0;
+        }
+        if (!c->exec || (slot->exec && c->used < slot->used))
+            slot = c;
+    }
+    if (slot->exec) {
+        CU(cudaGraphExecDestroy(slot->exec));
+        slot->exec = NULL;
+    }
+    cudaGraph_t graph;
+    CU(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeThreadLocal));
+    pi_error inner = {{0}};
+    int rc = enq_step(b, n, nrows, predicted, timed, &inner);
+    cudaError_t e = cudaStreamEndCapture(b->stream, &graph);
+    if (rc != 0)
+        return pi_error_set(err, "%s (while capturing the step graph)", inner.msg);
+    if (e != cudaSuccess)
+        return pi_error_set(err, "cuda backend: capturing the step graph failed: %s", cudaGetErrorString(e));
+    e = cudaGraphInstantiate(&slot->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        slot->exec = NULL;
+        return pi_error_set(err, "cuda backend: instantiating the step graph failed: %s", cudaGetErrorString(e));
+    }
+    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps};
+    *exec = slot->exec;
+    return 0;
+}
+
+// Keeps the links and puts the peers' device pointers into the step block.
+static int link_peers(gpu_backend *b, const gpu_step_links *k, pi_error *err)
+{
+    if (b->linked) {
+        if (memcmp(&b->links, k, sizeof *k) != 0)
+            return pi_error_set(err, "cuda backend: run_step's links changed (the step graphs bake them)");
+        return 0;
+    }
+    if (k->n_cpu_workers > PLAN_MAX_SHARDS)
+        return pi_error_set(err, "cuda backend: %u CPU workers (at most %d)", k->n_cpu_workers, PLAN_MAX_SHARDS);
+    const size_t seg_bytes = b->m->dim * sizeof(float) * b->cfg.max_batch;
+    int ok = in_mapped(b, k->xn, seg_bytes) && in_mapped(b, k->layer_tick, 4) && in_mapped(b, k->abort_word, 4) &&
+             in_mapped(b, k->logits, (size_t)b->cfg.max_batch * b->m->n_vocab * sizeof(float));
+    for (uint32_t w = 0; w < k->n_cpu_workers && ok; w++)
+        ok = in_mapped(b, k->done[w], 4) && in_mapped(b, k->partials[w], seg_bytes);
+    if (!ok)
+        return pi_error_set(err, "cuda backend: run_step needs the step segment mapped into the device "
+                            "(map_host) and every link inside it");
+    const void **h_peers = (const void **)(b->h_blk + b->off_peers);
+    const void **d_peers = (const void **)(b->d_blk + b->off_peers);
+    for (uint32_t w = 0; w < k->n_cpu_workers; w++) {
+        h_peers[w] = dev_of(b, k->done[w]);
+        h_peers[PLAN_MAX_SHARDS + w] = dev_of(b, k->partials[w]);
+    }
+    CU(cudaMemcpy(d_peers, h_peers, 2 * PLAN_MAX_SHARDS * sizeof(void *), cudaMemcpyHostToDevice));
+    b->peers.done = (const uint32_t *const *)d_peers;
+    b->peers.partial = (const float *const *)(d_peers + PLAN_MAX_SHARDS);
+    b->peers.abort_word = dev_of(b, k->abort_word);
+    b->peers.count = k->n_cpu_workers;
+    b->links = *k;
+    b->linked = 1;
+    return 0;
+}
+
+static double span_us(const unsigned long long *t, uint32_t a, uint32_t z)
+{
+    return t[z] > t[a] ? (double)(t[z] - t[a]) / 1000.0 : 0.0;
+}
+
+static void step_times(const gpu_backend *b, int predicted, gpu_step_times *o)
+{
+    const unsigned long long *t = (const unsigned long long *)(b->h_blk + b->off_stamps);
+    const uint32_t L = b->m->n_layers, S = STAMPS_PER_LAYER;
+    memset(o, 0, sizeof *o);
+    o->embed = span_us(t, L * S, 0);
+    for (uint32_t l = 0; l < L; l++) {
+        const unsigned long long *y = t + (size_t)l * S;
+        o->attn += span_us(y, ST_ATTN, predicted ? ST_PRED : ST_PUB);
+        if (predicted)
+            o->predict += span_us(y, ST_PRED, ST_PUB);
+        o->publish += span_us(y, ST_PUB, ST_HOT);
+        o->hot += span_us(y, ST_HOT, ST_WAIT);
+        o->wait_cpu += span_us(y, ST_WAIT, ST_WAITED);
+        o->finish += span_us(y, ST_WAITED, ST_END);
+        // the gap to the next layer's first stamp belongs to that layer's attention
+        if (l + 1 < L)
+            o->attn += (double)(y[S + ST_ATTN] > y[ST_END] ? y[S + ST_ATTN] - y[ST_END] : 0) / 1000.0;
+    }
+    o->logits = span_us(t, (L - 1) * S + ST_END, L * S + 2);
+}
+
+static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entry *e, uint32_t n, uint32_t tick0,
+                         uint32_t abort_past, int predicted, gpu_step_times *times, pi_error *err)
+{
+    if (check_entries(b, e, n, err) != 0)
+        return -1;
+    if (predicted && !b->predicting)
+        return pi_error_set(err, "cuda backend: a predicted step, but the backend holds no predictor");
+    if (link_peers(b, k, err) != 0)
+        return -1;
+    b->xn_layer = -1;
+    b->pred_layer = -1;
+    // Entries, logit rows and parameters: one upload.
+    memcpy(b->h_blk, e, n * sizeof *e);
+    uint32_t *rows = (uint32_t *)(b->h_blk + b->off_rows), nrows = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (e[i].want_logits)
+            rows[nrows++] = i;
+    cuda_step_params *p = (cuda_step_params *)(b->h_blk + b->off_params);
+    *p = {tick0, abort_past, 0, 0};
+    int timed = times != NULL;
+    cudaGraphExec_t exec;
+    if (step_exec(b, n, nrows, predicted, timed, &exec, err) != 0)
+        return -1;
+    CU(cudaMemcpyAsync(b->d_blk, b->h_blk, b->off_stamps, cudaMemcpyHostToDevice, b->stream));
+    CU(cudaGraphLaunch(exec, b->stream));
+    if (nrows)
+        CU(cudaMemcpyAsync(k->logits, b->logits, (size_t)nrows * b->m->n_vocab * sizeof(float),
+                           cudaMemcpyDeviceToHost, b->stream));
+    size_t back = timed ? b->off_peers - b->off_params : sizeof *p;
+    CU(cudaMemcpyAsync(b->h_blk + b->off_params, b->d_blk + b->off_params, back, cudaMemcpyDeviceToHost,
+                       b->stream));
+    CU(cudaStreamSynchronize(b->stream));
+    if (p->status != 0)
+        return pi_error_set(err, "aborted waiting for the CPU workers (a worker died)");
+    if (timed)
+        step_times(b, predicted, times);
     return 0;
 }
 
@@ -916,4 +1137,5 @@ static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
     cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host, cuda_predict,
+    cuda_run_step,
 };

@@ -132,6 +132,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 #pragma unroll
     for (int i = 0; i < NT; i++)
         acc[i] = 0.0f;
+#pragma unroll 4
     for (uint32_t c = lane; c < nch; c += 32) {
         float w[E];
         wt<T>::load(m, row, c, w);
@@ -157,20 +158,29 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
             acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
 }
 
+// Warp per output row of the concatenated matrices of set (fused products
+// of one input, e.g. Q, K and V); relu applies max(0, .) to the outputs.
 template <int T, int NT>
-__global__ void __launch_bounds__(WARPS * 32) k_matvec(float *y, uint32_t ys, cuda_mat m, const float *x,
-                                                       uint32_t xs, uint32_t n)
+__global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
+                                                       int relu)
 {
-    const uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
-    if (row >= m.rows)
+    uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32;
+    const uint32_t lane = threadIdx.x & 31u;
+    int k = 0;
+    while (k < set.count && row >= set.w[k].rows)
+        row -= set.w[k++].rows;
+    if (k == set.count)
         return; // the whole warp: rows are per warp
+    const cuda_mat &m = set.w[k];
+    float *y = set.y[k];
+    const uint32_t ys = set.ys[k];
     for (uint32_t g0 = 0; g0 < n; g0 += NT) {
         float acc[NT];
         row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
 #pragma unroll
         for (int i = 0; i < NT; i++)
             if (lane == (uint32_t)i && g0 + i < n)
-                y[(size_t)(g0 + i) * ys + row] = acc[i];
+                y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
     }
 }
 
@@ -277,6 +287,137 @@ __global__ void __launch_bounds__(128) k_down(float *part, cuda_mat dt, const fl
     }
 }
 
+// The hot slot of global neuron id (map: the layer's lookup table, or NULL
+// when the hot set is [0, K)); -1 when it is not hot.
+__device__ __forceinline__ int32_t hot_slot(const int32_t *map, int32_t id, uint32_t K)
+{
+    if (map)
+        return map[id];
+    return (uint32_t)id < K ? id : -1;
+}
+
+__device__ __forceinline__ bool mask_bit(const uint32_t *mask, uint32_t words, uint32_t i, int32_t id)
+{
+    return (__ldg(mask + (size_t)i * words + (uint32_t)id / 32) >> ((uint32_t)id % 32)) & 1u;
+}
+
+// Warps stride over the union list (its length is read on the device); a
+// row is read once for the NT entries of a group, up only when some entry
+// of the group predicted the neuron and (ReLU) has a positive gate.
+template <int T, int NT>
+__global__ void __launch_bounds__(WARPS * 32) k_gate_up_union(float *coef, cuda_mat gate, cuda_mat up, const float *x,
+                                                              uint32_t n, cuda_union u, const int32_t *map, int act)
+{
+    const uint32_t lane = threadIdx.x & 31u, K = gate.rows, xs = gate.cols;
+    const uint32_t count = (uint32_t)*u.count, stride = gridDim.x * WARPS;
+    for (uint32_t k = blockIdx.x * WARPS + threadIdx.x / 32; k < count; k += stride) {
+        const int32_t id = u.list[k], slot = hot_slot(map, id, K);
+        if (slot < 0)
+            continue;
+        for (uint32_t g0 = 0; g0 < n; g0 += NT) {
+            float g[NT], v[NT];
+            bool want[NT], any = false;
+            row_dot<T, NT>(gate, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, g);
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                want[i] = g0 + i < n && mask_bit(u.mask, u.words, g0 + i, id) &&
+                          (act == PI_ACT_SILU || g[i] > 0.0f);
+                any = any || want[i];   // warp-uniform: every lane holds the same sums
+            }
+            if (any)
+                row_dot<T, NT>(up, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, v);
+#pragma unroll
+            for (int i = 0; i < NT; i++)
+                if (lane == (uint32_t)i && g0 + i < n)
+                    coef[(size_t)(g0 + i) * K + (uint32_t)slot] = want[i] ? ffn_act(act, g[i], v[i]) : 0.0f;
+        }
+    }
+}
+
+// Thread = output chunk (blockIdx.x, threadIdx.x) of entries [g0, g0 + NT);
+// slice blockIdx.y of `slices` takes an equal run of the union list.
+template <int T, int NT>
+__global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, const float *coef, uint32_t n,
+                                                    cuda_union u, const int32_t *map, uint32_t K_coef)
+{
+    constexpr int E = wt<T>::E;
+    const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x, dim = dt.cols, K = dt.rows;
+    const uint32_t s = blockIdx.y, slices = gridDim.y, g0 = blockIdx.z * NT;
+    if (c >= dim / E)
+        return;
+    const uint32_t count = (uint32_t)*u.count, per = (count + slices - 1) / slices;
+    const uint32_t k0 = min(count, s * per), k1 = min(count, k0 + per);
+    float acc[NT][E];
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            acc[i][e] = 0.0f;
+    for (uint32_t k = k0; k < k1; k++) {
+        const int32_t slot = hot_slot(map, u.list[k], K);
+        if (slot < 0)
+            continue;
+        float a[NT];
+        bool any = false;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            a[i] = g0 + i < n ? coef[(size_t)(g0 + i) * K_coef + (uint32_t)slot] : 0.0f;
+            any = any || a[i] != 0.0f;
+        }
+        if (!any)
+            continue;
+        float w[E];
+        wt<T>::load(dt, (uint32_t)slot, c, w);
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[i][e] = fmaf(a[i], w[e], acc[i][e]);
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        if (g0 + i >= n)
+            break;
+        float4 *o = reinterpret_cast<float4 *>(part + ((size_t)s * n + g0 + i) * dim + (size_t)c * E);
+#pragma unroll
+        for (int q = 0; q < E / 4; q++)
+            o[q] = make_float4(acc[i][4 * q], acc[i][4 * q + 1], acc[i][4 * q + 2], acc[i][4 * q + 3]);
+    }
+}
+
+// The predictor's fc2 and threshold: block = 32 warps = 32 consecutive rows,
+// one word of each entry's bit mask; warp w reads row 32 * blockIdx.x + w
+// once for NT entries (grid.y: entry groups). hidden is already ReLU'd.
+template <int T, int NT>
+__global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2, const float *hidden, uint32_t n,
+                                                    float threshold)
+{
+    __shared__ uint32_t hit[NT][32];
+    const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u, row = blockIdx.x * 32 + wid;
+    const uint32_t g0 = blockIdx.y * NT, R = fc2.cols, words = (fc2.rows + 31) / 32;
+    float acc[NT];
+    if (row < fc2.rows) {
+        row_dot<T, NT>(fc2, row, hidden + (size_t)g0 * R, R, n - g0, acc);
+    } else {
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+            acc[i] = 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < NT; i++)   // constant indices: acc stays in registers
+        if (lane == (uint32_t)i)
+            hit[i][wid] = row < fc2.rows && acc[i] > threshold;
+    __syncthreads();
+    if (wid == 0) {
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            unsigned bits = __ballot_sync(0xffffffffu, hit[i][lane] != 0);
+            if (lane == 0 && g0 + i < n)
+                mask[(size_t)(g0 + i) * words + blockIdx.x] = bits;
+        }
+    }
+}
+
 // out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim.
 __global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices)
 {
@@ -314,18 +455,20 @@ unsigned div_up(size_t a, size_t b)
 // Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
 // n, else groups of 8.
 template <int T>
-cudaError_t launch_matvec(cudaStream_t s, float *y, uint32_t ys, const cuda_mat &w, const float *x, uint32_t xs,
-                          uint32_t n)
+cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int relu)
 {
-    dim3 grid(div_up(w.rows, WARPS)), block(WARPS * 32);
+    uint32_t rows = 0;
+    for (int k = 0; k < set.count; k++)
+        rows += set.w[k].rows;
+    dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
     if (n == 1)
-        k_matvec<T, 1><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+        k_matvec<T, 1><<<grid, block, 0, s>>>(set, x, xs, n, relu);
     else if (n == 2)
-        k_matvec<T, 2><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+        k_matvec<T, 2><<<grid, block, 0, s>>>(set, x, xs, n, relu);
     else if (n <= 4)
-        k_matvec<T, 4><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+        k_matvec<T, 4><<<grid, block, 0, s>>>(set, x, xs, n, relu);
     else
-        k_matvec<T, GROUP><<<grid, block, 0, s>>>(y, ys, w, x, xs, n);
+        k_matvec<T, GROUP><<<grid, block, 0, s>>>(set, x, xs, n, relu);
     return cudaGetLastError();
 }
 
@@ -365,6 +508,58 @@ cudaError_t launch_down(cudaStream_t s, float *part, const cuda_mat &dt, const f
     return cudaGetLastError();
 }
 
+template <int T>
+cudaError_t launch_gate_up_union(cudaStream_t s, float *coef, const cuda_mat &g, const cuda_mat &u, const float *x,
+                                 uint32_t n, const cuda_union &un, const int32_t *map, int act)
+{
+    // Enough warps for the longest union (every hot neuron), capped: they stride.
+    dim3 grid(div_up(g.rows < 8192 ? g.rows : 8192, WARPS)), block(WARPS * 32);
+    if (n == 1)
+        k_gate_up_union<T, 1><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+    else if (n == 2)
+        k_gate_up_union<T, 2><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+    else if (n <= 4)
+        k_gate_up_union<T, 4><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+    else
+        k_gate_up_union<T, GROUP><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+    return cudaGetLastError();
+}
+
+template <int T>
+cudaError_t launch_down_union(cudaStream_t s, float *part, const cuda_mat &dt, const float *coef, uint32_t n,
+                              const cuda_union &un, const int32_t *map, uint32_t slices)
+{
+    constexpr int E = wt<T>::E;
+    uint32_t chunks = dt.cols / E;
+    unsigned threads = chunks >= 128 ? 128 : (unsigned)((chunks + 31) / 32 * 32);
+    dim3 grid(div_up(chunks, threads), slices, n <= 4 ? 1 : div_up(n, GROUP)), block(threads);
+    if (n == 1)
+        k_down_union<T, 1><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+    else if (n == 2)
+        k_down_union<T, 2><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+    else if (n <= 4)
+        k_down_union<T, 4><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+    else
+        k_down_union<T, GROUP><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+    return cudaGetLastError();
+}
+
+template <int T>
+cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2, const float *hidden, uint32_t n,
+                             float thr)
+{
+    unsigned gx = div_up(fc2.rows, 32);
+    if (n == 1)
+        k_pred_rows<T, 1><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+    else if (n == 2)
+        k_pred_rows<T, 2><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+    else if (n <= 4)
+        k_pred_rows<T, 4><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+    else
+        k_pred_rows<T, GROUP><<<dim3(gx, div_up(n, GROUP)), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+    return cudaGetLastError();
+}
+
 } // namespace
 
 int cuda_mat_type_ok(int t)
@@ -386,19 +581,41 @@ int cuda_down_type_ok(int t)
     return t == PI_TYPE_F32 || t == PI_TYPE_F16 || t == PI_TYPE_BF16;
 }
 
+cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride, uint32_t n,
+                            int relu)
+{
+    if (set->count < 1 || set->count > CUDA_MV_MAX)
+        return cudaErrorInvalidValue;
+    if (n == 0)
+        return cudaSuccess;
+    uint32_t rows = 0;
+    for (int k = 0; k < set->count; k++) {
+        if (set->w[k].type != set->w[0].type || set->w[k].cols != set->w[0].cols)
+            return cudaErrorInvalidValue;
+        rows += set->w[k].rows;
+    }
+    if (rows == 0)
+        return cudaSuccess;
+    switch (set->w[0].type) {
+    case PI_TYPE_F32: return launch_matvec<PI_TYPE_F32>(s, *set, x, x_stride, n, relu);
+    case PI_TYPE_F16: return launch_matvec<PI_TYPE_F16>(s, *set, x, x_stride, n, relu);
+    case PI_TYPE_BF16: return launch_matvec<PI_TYPE_BF16>(s, *set, x, x_stride, n, relu);
+    case PI_TYPE_Q8_0: return launch_matvec<PI_TYPE_Q8_0>(s, *set, x, x_stride, n, relu);
+    case PI_TYPE_Q4_0: return launch_matvec<PI_TYPE_Q4_0>(s, *set, x, x_stride, n, relu);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
 cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
                         uint32_t x_stride, uint32_t n)
 {
-    if (n == 0 || w->rows == 0)
-        return cudaSuccess;
-    switch (w->type) {
-    case PI_TYPE_F32: return launch_matvec<PI_TYPE_F32>(s, y, y_stride, *w, x, x_stride, n);
-    case PI_TYPE_F16: return launch_matvec<PI_TYPE_F16>(s, y, y_stride, *w, x, x_stride, n);
-    case PI_TYPE_BF16: return launch_matvec<PI_TYPE_BF16>(s, y, y_stride, *w, x, x_stride, n);
-    case PI_TYPE_Q8_0: return launch_matvec<PI_TYPE_Q8_0>(s, y, y_stride, *w, x, x_stride, n);
-    case PI_TYPE_Q4_0: return launch_matvec<PI_TYPE_Q4_0>(s, y, y_stride, *w, x, x_stride, n);
-    default: return cudaErrorInvalidValue;
-    }
+    cuda_mv_set set;
+    memset(&set, 0, sizeof set);
+    set.count = 1;
+    set.w[0] = *w;
+    set.y[0] = y;
+    set.ys[0] = y_stride;
+    return cuda_matvec_set(s, &set, x, x_stride, n, 0);
 }
 
 cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, const gpu_entry *e, uint32_t n)
@@ -494,4 +711,67 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
         return e;
     k_down_sum<<<div_up(len, 256), 256, 0, s>>>(out, part, len, slices);
     return cudaGetLastError();
+}
+
+cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                                   const float *x, uint32_t n, const cuda_union *u, const int32_t *map, int act)
+{
+    if (n == 0 || gate->rows == 0)
+        return cudaSuccess;
+    if (gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
+        return cudaErrorInvalidValue;
+    switch (gate->type) {
+    case PI_TYPE_F32: return launch_gate_up_union<PI_TYPE_F32>(s, coef, *gate, *up, x, n, *u, map, act);
+    case PI_TYPE_F16: return launch_gate_up_union<PI_TYPE_F16>(s, coef, *gate, *up, x, n, *u, map, act);
+    case PI_TYPE_BF16: return launch_gate_up_union<PI_TYPE_BF16>(s, coef, *gate, *up, x, n, *u, map, act);
+    case PI_TYPE_Q8_0: return launch_gate_up_union<PI_TYPE_Q8_0>(s, coef, *gate, *up, x, n, *u, map, act);
+    case PI_TYPE_Q4_0: return launch_gate_up_union<PI_TYPE_Q4_0>(s, coef, *gate, *up, x, n, *u, map, act);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
+                                uint32_t n, const cuda_union *u, const int32_t *map)
+{
+    if (n == 0)
+        return cudaSuccess;
+    uint32_t dim = down_t->cols;
+    size_t len = (size_t)n * dim;
+    if (down_t->rows == 0)
+        return cudaMemsetAsync(out, 0, len * sizeof(float), s);
+    if (n > CUDA_MAX_BATCH)
+        return cudaErrorInvalidValue;
+    // A fixed number of slices (the union's length is only known on the
+    // device): as many as the scratch holds for n entries, at most 64.
+    uint32_t slices = CUDA_DOWN_PART_ROWS / n;
+    if (slices > 64)
+        slices = 64;
+    cudaError_t e;
+    switch (down_t->type) {
+    case PI_TYPE_F32: e = launch_down_union<PI_TYPE_F32>(s, part, *down_t, coef, n, *u, map, slices); break;
+    case PI_TYPE_F16: e = launch_down_union<PI_TYPE_F16>(s, part, *down_t, coef, n, *u, map, slices); break;
+    case PI_TYPE_BF16: e = launch_down_union<PI_TYPE_BF16>(s, part, *down_t, coef, n, *u, map, slices); break;
+    default: return cudaErrorInvalidValue;
+    }
+    if (e != cudaSuccess)
+        return e;
+    k_down_sum<<<div_up(len, 256), 256, 0, s>>>(out, part, len, slices);
+    return cudaGetLastError();
+}
+
+cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
+                           float threshold)
+{
+    if (n == 0 || fc2->rows == 0)
+        return cudaSuccess;
+    if (n > CUDA_MAX_BATCH)
+        return cudaErrorInvalidValue;
+    switch (fc2->type) {
+    case PI_TYPE_F32: return launch_pred_rows<PI_TYPE_F32>(s, mask, *fc2, hidden, n, threshold);
+    case PI_TYPE_F16: return launch_pred_rows<PI_TYPE_F16>(s, mask, *fc2, hidden, n, threshold);
+    case PI_TYPE_BF16: return launch_pred_rows<PI_TYPE_BF16>(s, mask, *fc2, hidden, n, threshold);
+    case PI_TYPE_Q8_0: return launch_pred_rows<PI_TYPE_Q8_0>(s, mask, *fc2, hidden, n, threshold);
+    case PI_TYPE_Q4_0: return launch_pred_rows<PI_TYPE_Q4_0>(s, mask, *fc2, hidden, n, threshold);
+    default: return cudaErrorInvalidValue;
+    }
 }

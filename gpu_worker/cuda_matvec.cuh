@@ -45,6 +45,19 @@ uint32_t cuda_mat_align(int t);
 // 1 when t can be a down^T matrix (F32, F16, BF16).
 int cuda_down_type_ok(int t);
 
+// Up to CUDA_MV_MAX matrices of one type and width that read the same x
+// (Q, K and V): one launch computes y[k][i * ys[k] + r] = row r of w[k] . x_i.
+#define CUDA_MV_MAX 3
+struct cuda_mv_set {
+    int count;
+    cuda_mat w[CUDA_MV_MAX];
+    float *y[CUDA_MV_MAX];
+    uint32_t ys[CUDA_MV_MAX];
+};
+// relu: outputs max(0, .) (the predictor's hidden layer).
+cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride, uint32_t n,
+                            int relu);
+
 // y[i * y_stride + r] = row r of w . x[i * x_stride ..], r < w.rows, i < n.
 cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
                         uint32_t x_stride, uint32_t n);
@@ -71,5 +84,36 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
 // slice order, so results do not depend on scheduling.
 cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
                           uint32_t n);
+
+// The predictor's second layer, fc2 held as a cuda_mat (R = fc2.cols a
+// multiple of cuda_mat_align): bit b of mask[i * words + w] =
+// (fc2_{32w+b} . hidden_i > threshold), hidden (n x R) already ReLU'd. A
+// warp reads each row once, coalesced (fast at PowerInfer's R = 1024);
+// sums are in warp order, so a logit within rounding of the threshold may
+// decide differently from the host's row-order sum.
+cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
+                           float threshold);
+
+// The hot neurons of one --ffn predicted step as device-side data (so a
+// captured graph replays for any prediction): list[0..*count) = the
+// ascending global ids that some entry predicted and that are hot in the
+// layer; mask = each entry's predicted bits (n x words).
+struct cuda_union {
+    const int32_t *list;
+    const int32_t *count;
+    const uint32_t *mask;
+    uint32_t words;
+};
+
+// For every listed id with a hot slot and every entry i < n:
+// coef[i * K + slot] = act(gate . x_i, up . x_i) when entry i predicted it
+// (and, ReLU, its gate is > 0), else 0. Slots not listed are not written.
+cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
+                                   const float *x, uint32_t n, const cuda_union *u, const int32_t *map, int act);
+
+// out[i * dim ..] = sum over the listed ids of coef[i * K + slot] * down_t[slot],
+// split over a fixed number of slices of the list into part, summed in slice order.
+cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
+                                uint32_t n, const cuda_union *u, const int32_t *map);
 
 #endif

@@ -48,4 +48,10 @@ cudaError_t cuda_pred_mask(cudaStream_t s, uint32_t *mask, const cuda_pred_fc2 *
 cudaError_t cuda_pred_compact(cudaStream_t s, int32_t *lists, int32_t *counts, const uint32_t *mask,
                               uint32_t rows, uint32_t n, const cuda_pred_out *out);
 
+// list[0..*count) = the ascending ids j < rows whose bit is set in some
+// entry's mask (n entries, cuda_pred_words(rows) words each) and in hot
+// (one word array of the layer's hot neurons): the step's hot union.
+cudaError_t cuda_pred_union(cudaStream_t s, int32_t *list, int32_t *count, const uint32_t *mask, uint32_t n,
+                            const uint32_t *hot, uint32_t rows);
+
 #endif

@@ -153,9 +153,9 @@ uint32_t plan_kv_elem_bytes(const plan_params *p);
 /* Its KV cache holds fp16 (accumulation stays fp32); attention splits the
  * positions into chunks of this many (split-K, flash-decoding). */
 #define PLAN_CUDA_KV_ELEM_BYTES 2
-#define PLAN_CUDA_ATTN_CHUNK 256
+#define PLAN_CUDA_ATTN_CHUNK 64
 /* Its per-step parameter block, status word and phase timestamps. */
-#define PLAN_CUDA_STEP_BYTES(n_layers) (4096u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
+#define PLAN_CUDA_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
 
 /* Bytes of the model's predictors (fc1 + fc2 of every layer in their
  * types), which the CUDA backend holds for --ffn predicted; 0 without. */

@@ -1,0 +1,48 @@
+// The per-token operations around the matrix products (cuda_attn.cu): RMS
+// norm, RoPE with the store into the fp16 KV cache, and split-K attention
+// (flash-decoding): the positions of each (entry, head) are cut into chunks
+// of CUDA_ATTN_CHUNK, one block each computes its chunk's scores, a local
+// softmax and the weighted values; a second kernel merges the chunks. Grids
+// depend only on the batch size and n_ctx, never on positions (which the
+// kernels read from the device's entries), so a captured graph replays for
+// any position.
+#ifndef PI_CUDA_ATTN_CUH
+#define PI_CUDA_ATTN_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "backend.h"
+#include "plan.h"
+}
+
+#define CUDA_ATTN_CHUNK PLAN_CUDA_ATTN_CHUNK
+
+struct cuda_attn_shape {
+    uint32_t n_layers, n_ctx, n_heads, n_kv_heads, head_dim;
+    float rope_theta;
+};
+
+// Chunks of n_ctx positions: the splits of one (entry, head).
+uint32_t cuda_attn_splits(uint32_t n_ctx);
+
+// y[r] = x[r] / rms(x[r]) * w for r < n rows of dim; when y_host is given
+// (a device pointer into mapped host memory) the rows go there too, fenced
+// for the CPU (system scope) before the kernel ends.
+cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, const float *x, const float *w, uint32_t dim,
+                         float eps, uint32_t n);
+
+// Rotates q (all heads) and k (kv heads) of each entry by its position, then
+// stores k and v into the caches at [slot][layer][pos].
+cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, __half *k_cache, __half *v_cache,
+                            const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
+
+// out[i] = softmax(q_i . K / sqrt(head_dim)) V over positions 0..pos_i of the
+// entry's slot, per head (GQA: heads share kv heads in groups). part holds
+// n x n_heads x splits x (head_dim + 2) floats.
+cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
+                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
+
+#endif
