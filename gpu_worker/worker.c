@@ -3,8 +3,11 @@
  *   wait done[w] >= t for every CPU worker (giving up when the abort counter
  *   passes the Step's epoch) → finish with partial[0..N-1] in that order.
  * After the last layer the logits of the want_logits entries go into the
- * segment and StepDone answers pid. Every buffer is sized at load: a step
- * allocates nothing but the protobuf reply. */
+ * segment and StepDone answers pid. When the backend can drive a whole step
+ * itself (run_step: the CUDA backend's graph, which publishes and waits on
+ * the device), the worker launches it once per step; otherwise it calls the
+ * backend layer by layer. Every buffer is sized at load: a step allocates
+ * nothing but the protobuf reply. */
 #include "worker.h"
 #include "ctl_loop.h"
 #include "predictor.h"
@@ -45,6 +48,10 @@ typedef struct gworker {
     float *pred_hidden;         /* predicted, host predictor: its hidden layer */
     int32_t *true_idx;          /* measure_recall: the true active set, n_ff */
     uint64_t tp, fn, fp;        /* this step's predictor decisions */
+    int device_steps;           /* run_step drives whole steps */
+    gpu_step_links links;       /* its view of the segment */
+    const uint32_t **done_words;    /* the CPU workers' done counter words */
+    gpu_step_times times;       /* this step's phases (Step.timings) */
     char detail[256];
     double last_sent_ms;
 } gworker;
@@ -95,6 +102,25 @@ static const gpu_backend_ops *pick_backend(const char *name, pi_error *err)
     }
     pi_error_set(err, "gpu worker: unknown backend '%s': use host or cuda", name);
     return NULL;
+}
+
+/* The segment as run_step sees it: the counters' words and the buffers. */
+static int link_segment(gworker *g, pi_error *err)
+{
+    uint32_t nw = g->o->n_cpu_workers;
+    g->done_words = calloc(nw ? nw : 1, sizeof *g->done_words);
+    if (!g->done_words)
+        return pi_error_set(err, "gpu worker: out of memory");
+    for (uint32_t w = 0; w < nw; w++)
+        g->done_words[w] = (const uint32_t *)&step_done_seq(g->base, &g->lay, w)->value;
+    g->links = (gpu_step_links){.xn = step_x(g->base, &g->lay), .active = g->active,
+                                .counts = step_active_counts(g->base, &g->lay),
+                                .layer_tick = (uint32_t *)&step_layer_seq(g->base, &g->lay)->value,
+                                .abort_word = (const uint32_t *)&step_abort_seq(g->base, &g->lay)->value,
+                                .done = g->done_words, .partials = g->partials, .n_cpu_workers = nw,
+                                .logits = step_logits(g->base, &g->lay)};
+    g->device_steps = 1;
+    return 0;
 }
 
 static int load(gworker *g, pi_error *err)
@@ -157,6 +183,11 @@ static int load(gworker *g, pi_error *err)
         for (uint32_t i = 0; i < o->max_batch; i++)
             g->active[i] = step_active_idx(g->base, &g->lay, i);
     }
+    /* --measure-recall compares every layer's lists on the host: layer by
+     * layer. PI_LAYER_STEPS=1 forces that path too (for comparisons). */
+    const char *force = getenv("PI_LAYER_STEPS");
+    if (g->ops->run_step && !o->measure_recall && !(force && *force == '1'))
+        return link_segment(g, err);
     return 0;
 }
 
@@ -229,11 +260,73 @@ static int send_heartbeat(gworker *g, pi_error *err)
     return send_ctl(g, &c, err);
 }
 
+/* Adds the milliseconds since *t0 to *acc and restarts the clock. */
+static void lap(double *t0, double *acc)
+{
+    double t = pi_now_ms();
+    *acc += (t - *t0) * 1000.0;  /* microseconds */
+    *t0 = t;
+}
+
+/* The step layer by layer through the backend's ops (the host backend, or
+ * --measure-recall); with timings, each phase on the monotonic clock (the
+ * host backend computes synchronously; on CUDA, asynchronous work shows up
+ * in the phase that waits for it). */
+static int run_layers(gworker *g, const Pi__Step *st, uint32_t n, gpu_step_times *tm, pi_error *err)
+{
+    uint32_t L = g->m->n_layers;
+    seq_wait_opts wo = seq_wait_opts_default();
+    wo.abort = step_abort_seq(g->base, &g->lay);
+    wo.abort_past = st->abort_epoch;
+    seq_counter *layer_seq = step_layer_seq(g->base, &g->lay);
+    float *x = step_x(g->base, &g->lay);
+    double t0 = pi_now_ms();
+    if (g->ops->embed(g->b, g->entries, n, err) < 0)
+        return -1;
+    lap(&t0, &tm->embed);
+    for (uint32_t l = 0; l < L; l++) {
+        uint32_t t = step_tick(st->step_no, L, l);
+        if (g->ops->attn(g->b, l, g->entries, n, x, err) < 0)
+            return -1;
+        lap(&t0, &tm->attn);
+        int predicted = g->o->ffn == PI_FFN_PREDICTED;
+        if (predicted && predict_layer(g, l, x, n, err) < 0)
+            return -1;
+        lap(&t0, &tm->predict);
+        seq_publish(layer_seq, t);
+        lap(&t0, &tm->publish);
+        if (predicted && g->ops->ffn_hot_active) {
+            if (g->ops->ffn_hot_active(g->b, l, n, (const int32_t *const *)g->active,
+                                       step_active_counts(g->base, &g->lay), err) < 0)
+                return -1;
+        } else if (g->ops->ffn_hot(g->b, l, n, err) < 0) {
+            return -1;
+        }
+        lap(&t0, &tm->hot);
+        for (uint32_t w = 0; w < g->o->n_cpu_workers; w++) {
+            int r = seq_wait_geq(step_done_seq(g->base, &g->lay, w), t, &wo);
+            if (r == -2)
+                return pi_error_set(err, "step %" PRIu64 " aborted at layer %u waiting for cpu:%u (a worker died)",
+                                    st->step_no, l, w);
+            if (r != 0)
+                return pi_error_set(err, "step %" PRIu64 ": wait for cpu:%u failed", st->step_no, w);
+        }
+        lap(&t0, &tm->wait_cpu);
+        if (g->ops->finish(g->b, l, n, g->partials, g->o->n_cpu_workers, err) < 0)
+            return -1;
+        lap(&t0, &tm->finish);
+    }
+    int rc = g->ops->logits(g->b, g->entries, n, step_logits(g->base, &g->lay), err);
+    lap(&t0, &tm->logits);
+    return rc;
+}
+
 /* Runs one step; 0, or -1 with err (the step failed or was aborted). */
 static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
 {
     const step_cmd *cmd = step_command(g->base, &g->lay);
     uint32_t n = cmd->n_seq, L = g->m->n_layers;
+    memset(&g->times, 0, sizeof g->times);
     if (cmd->step_id != st->step_no)
         return pi_error_set(err, "step %" PRIu64 ": the segment holds step %" PRIu64 "'s entries", st->step_no,
                             cmd->step_id);
@@ -243,44 +336,17 @@ static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
     for (uint32_t i = 0; i < n; i++)
         g->entries[i] = (gpu_entry){.slot = cmd->seq[i].slot, .pos = cmd->seq[i].pos,
                                     .token = cmd->seq[i].token, .want_logits = cmd->seq[i].want_logits};
-    seq_wait_opts wo = seq_wait_opts_default();
-    wo.abort = step_abort_seq(g->base, &g->lay);
-    wo.abort_past = st->abort_epoch;
-    seq_counter *layer_seq = step_layer_seq(g->base, &g->lay);
-    float *x = step_x(g->base, &g->lay);
-    if (g->ops->embed(g->b, g->entries, n, err) < 0)
-        return -1;
-    for (uint32_t l = 0; l < L; l++) {
-        uint32_t t = step_tick(st->step_no, L, l);
-        if (g->ops->attn(g->b, l, g->entries, n, x, err) < 0)
-            return -1;
-        int predicted = g->o->ffn == PI_FFN_PREDICTED;
-        if (predicted && predict_layer(g, l, x, n, err) < 0)
-            return -1;
-        seq_publish(layer_seq, t);
-        if (predicted && g->ops->ffn_hot_active) {
-            if (g->ops->ffn_hot_active(g->b, l, n, (const int32_t *const *)g->active,
-                                       step_active_counts(g->base, &g->lay), err) < 0)
-                return -1;
-        } else if (g->ops->ffn_hot(g->b, l, n, err) < 0) {
-            return -1;
-        }
-        for (uint32_t w = 0; w < g->o->n_cpu_workers; w++) {
-            int r = seq_wait_geq(step_done_seq(g->base, &g->lay, w), t, &wo);
-            if (r == -2)
-                return pi_error_set(err, "step %" PRIu64 " aborted at layer %u waiting for cpu:%u (a worker died)",
-                                    st->step_no, l, w);
-            if (r != 0)
-                return pi_error_set(err, "step %" PRIu64 ": wait for cpu:%u failed", st->step_no, w);
-        }
-        if (g->ops->finish(g->b, l, n, g->partials, g->o->n_cpu_workers, err) < 0)
-            return -1;
+    if (!g->device_steps) {
+        return run_layers(g, st, n, &g->times, err);
     }
-    return g->ops->logits(g->b, g->entries, n, step_logits(g->base, &g->lay), err);
+    int predicted = g->o->ffn == PI_FFN_PREDICTED;
+    return g->ops->run_step(g->b, &g->links, g->entries, n, step_tick(st->step_no, L, 0), st->abort_epoch,
+                            predicted, st->timings ? &g->times : NULL, err);
 }
 
 static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
 {
+    double started = pi_now_ms();
     pi_error step_err = {{0}};
     Pi__StepDone d = PI__STEP_DONE__INIT;
     d.step_no = st->step_no;
@@ -291,6 +357,23 @@ static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
     d.pred_false_pos = g->fp;
     if (!d.ok)
         d.error = step_err.msg;
+    Pi__StepTimings tm = PI__STEP_TIMINGS__INIT;
+    if (st->timings) {
+        const gpu_step_times *t = &g->times;
+        tm.embed_us = t->embed;
+        tm.attn_us = t->attn;
+        tm.predict_us = t->predict;
+        tm.publish_us = t->publish;
+        tm.hot_us = t->hot;
+        tm.wait_cpu_us = t->wait_cpu;
+        tm.finish_us = t->finish;
+        tm.logits_us = t->logits;
+        tm.gpu_step_us = (pi_now_ms() - started) * 1000.0;
+        /* the rest of the worker's time: message, entries, launch, answer */
+        tm.control_us = tm.gpu_step_us - (t->embed + t->attn + t->predict + t->publish + t->hot + t->wait_cpu +
+                                          t->finish + t->logits);
+        d.timings = &tm;
+    }
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_STEP_DONE;
     c.step_done = &d;
@@ -322,9 +405,11 @@ static void cleanup(gworker *g)
     free(g->active);
     free(g->pred_hidden);
     free(g->true_idx);
-    shm_segment_destroy(&g->seg);
+    free(g->done_words);
+    /* The backend first: it unregisters the segment before it is unmapped. */
     if (g->b)
         g->ops->destroy(&g->b);
+    shm_segment_destroy(&g->seg);
     plan_release(&g->plan);
     model_close(&g->m);
     if (g->sock) {
