@@ -8,13 +8,16 @@
  * neuron. Activation scratch and the global -> slot lookup tables are sized
  * at create and not counted (they are not in the plan either).
  * Every entry is computed on its own, row by row, so results do not depend
- * on how entries are batched. */
+ * on how entries are batched. The predict op reads the predictor from the
+ * model's mapping, uncounted: the plan reserves predictor bytes only for
+ * the CUDA backend. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
 #include "ops.h"
 #include "plan.h"
+#include "predictor.h"
 
 struct gpu_backend {
     const pi_model *m;
@@ -36,6 +39,11 @@ struct gpu_backend {
     float *xn;                      /* max_batch x dim: ffn input of the current layer */
     float *hot;                     /* max_batch x dim: hot partial */
     float *xb, *xb2, *q, *att;      /* one entry: dim, dim, q_dim, n_heads x n_ctx */
+    float *pred_hidden;             /* predictor hidden units (widest layer); NULL: no predict */
+    /* The layer and entry count of the last attn while h and xn still hold
+     * its result (-1 after embed and finish), so predict reads the right state. */
+    int64_t attn_layer;
+    uint32_t attn_n;
 };
 
 static void *take(gpu_backend *b, size_t bytes, pi_error *err)
@@ -114,6 +122,7 @@ static void host_destroy(gpu_backend **bp)
     free(b->xb2);
     free(b->q);
     free(b->att);
+    free(b->pred_hidden);
     free(b);
     *bp = NULL;
 }
@@ -251,6 +260,14 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
         !(b->xb2 = scratch(b->dim, 1, err)) || !(b->q = scratch(b->q_dim, 1, err)) ||
         !(b->att = scratch(m->n_heads, cfg->n_ctx, err)))
         goto fail;
+    if (cfg->ffn == PI_FFN_PREDICTED && m->has_predictor) {
+        uint32_t R = 1;
+        for (uint32_t il = 0; il < L; il++)
+            R = predictor_hidden(&m->layers[il]) > R ? predictor_hidden(&m->layers[il]) : R;
+        if (!(b->pred_hidden = scratch(R, 1, err)))
+            goto fail;
+    }
+    b->attn_layer = -1;
     return b;
 fail:
     host_destroy(&b);
@@ -271,6 +288,7 @@ static int check_n(const gpu_backend *b, uint32_t n, pi_error *err)
 
 static int host_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *err)
 {
+    b->attn_layer = -1;
     if (check_n(b, n, err) < 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
@@ -288,6 +306,7 @@ static int host_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *
 
 static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n, float *xn_out, pi_error *err)
 {
+    b->attn_layer = -1;
     if (check_n(b, n, err) < 0)
         return -1;
     if (l >= b->m->n_layers)
@@ -321,6 +340,35 @@ static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         float *xn = b->xn + (size_t)i * dim;
         ops_rmsnorm(xn, x, y->ffn_norm.data, dim, m->norm_eps);
         memcpy(xn_out + (size_t)i * dim, xn, dim * sizeof *xn);
+    }
+    b->attn_layer = l;
+    b->attn_n = n;
+    return 0;
+}
+
+/* Layer l's predictor for the n entries of the last attn, from each entry's
+ * residual h (PowerInfer's files: before ffn_norm) or its xn, as the model's
+ * pred_input says. */
+static int host_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
+                        pi_error *err)
+{
+    const pi_model *m = b->m;
+    if (!b->pred_hidden)
+        return pi_error_set(err, "host backend: predict, but the backend holds no predictor (created for --ffn "
+                            "%s, model %s one)", pi_ffn_mode_name(b->cfg.ffn), m->has_predictor ? "with" : "without");
+    if (b->attn_layer != (int64_t)l || b->attn_n != n)
+        return pi_error_set(err, "host backend: predict for layer %u with %u entries, but the last attn was "
+                            "layer %lld with %u (predict reads its h and xn)", l, n, (long long)b->attn_layer,
+                            b->attn_n);
+    if (!counts)
+        return pi_error_set(err, "host backend: predict without a counts array");
+    for (uint32_t i = 0; i < n; i++)
+        if (!active[i])
+            return pi_error_set(err, "host backend: predict: entry %u has no list", i);
+    const pi_layer *y = &m->layers[l];
+    for (uint32_t i = 0; i < n; i++) {
+        const float *x = predictor_input(m, b->h + (size_t)i * b->dim, b->xn + (size_t)i * b->dim);
+        counts[i] = (int32_t)predictor_active(y, m->sparse_threshold, x, b->pred_hidden, active[i]);
     }
     return 0;
 }
@@ -390,6 +438,7 @@ static int host_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
 static int host_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *const *partials,
                        uint32_t n_partials, pi_error *err)
 {
+    b->attn_layer = -1;     /* h moves on: a predict now would read the next layer's input */
     if (check_n(b, n, err) < 0)
         return -1;
     (void)l;
@@ -430,4 +479,5 @@ const gpu_backend_ops gpu_backend_host = {
     .ffn_hot = host_ffn_hot,
     .finish = host_finish,
     .logits = host_logits,
+    .predict = host_predict,
 };

@@ -20,6 +20,15 @@ const char *pi_act_name(pi_act a)
     return "?";
 }
 
+const char *pi_pred_input_name(pi_pred_input p)
+{
+    switch (p) {
+    case PI_PRED_INPUT_NORMED: return "normed";
+    case PI_PRED_INPUT_RESIDUAL: return "residual";
+    }
+    return "?";
+}
+
 /* Required u32 hyperparameter "<arch>.<name>", must be > 0. */
 static int get_req(const pi_model *m, const char *name, uint32_t *out, pi_error *err)
 {
@@ -293,6 +302,10 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err)
         model_close(&m);
         return NULL;
     }
+    /* PowerInfer's llama graph passes ffn_inp (before ffn_norm) to its
+     * predictor; its files say so only by their magic. */
+    m->pred_input = m->has_predictor && gguf_is_powerinfer(f) && !strcmp(m->arch, "llama")
+                        ? PI_PRED_INPUT_RESIDUAL : PI_PRED_INPUT_NORMED;
     return m;
 }
 
@@ -336,6 +349,7 @@ pi_model *model_open_sparse(const char *path, pi_error *err)
     }
     m->sparse_threshold = s->threshold;
     m->has_predictor = 1;
+    m->pred_input = PI_PRED_INPUT_NORMED;   /* the trainer's pairs hold x_norm */
     m->sidecar = s;
     return m;
 }

@@ -19,6 +19,15 @@ typedef enum pi_act {
     PI_ACT_RELU_BOTH = 2,
 } pi_act;
 
+/* The vector a layer's predictor reads (docs/predictors.md). PowerInfer's
+ * llama graph feeds its predictor the residual stream before ffn_norm, pi's
+ * own predictors (sidecars, synth) were fit to the FFN input: a predictor
+ * given the other vector predicts other sets once ffn_norm is not all ones. */
+typedef enum pi_pred_input {
+    PI_PRED_INPUT_NORMED = 0,   /* xn = rmsnorm(h) * ffn_norm, the FFN's own input */
+    PI_PRED_INPUT_RESIDUAL = 1, /* h: the residual stream after attention, before ffn_norm */
+} pi_pred_input;
+
 /* A matrix of rows x cols; row r starts at data + r * row_bytes. A missing
  * tensor has data == NULL. */
 typedef struct pi_tensor {
@@ -62,6 +71,10 @@ typedef struct pi_model {
      * has fc1 and fc2. */
     float sparse_threshold;
     int has_predictor;
+    /* What the predictor reads: RESIDUAL for a PWRI file of the llama
+     * architecture whose predictor is in the file (PowerInfer's own), else
+     * NORMED (GGUF files, synth, a sidecar's predictor). */
+    pi_pred_input pred_input;
     /* Set by model_open_sparse when the predictor came from the sidecar
      * (owned; the layers' pred_fc1/pred_fc2 point into it). */
     struct pi_sidecar *sidecar;
@@ -84,6 +97,7 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err);
 void model_close(pi_model **m);
 
 const char *pi_act_name(pi_act a);
+const char *pi_pred_input_name(pi_pred_input p);   /* "normed" or "residual" */
 
 /* The layer's down projection as a type: ffn_down's, or ffn_down_t's when
  * the file holds only the transposed form. */

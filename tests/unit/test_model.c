@@ -1,6 +1,7 @@
 /* Proves the model loader reads llama hyperparameters with their defaults, ties a missing output to
  * the token embedding, and rejects missing tensors/keys, wrong shapes and non-f32 norms by name;
- * and that PowerInfer files (PWRI) expose their predictor, ffn_down_t and threshold, shapes checked. */
+ * and that PowerInfer files (PWRI) expose their predictor, ffn_down_t and threshold, shapes checked, with
+ * the predictor reading the residual stream as PowerInfer's does. */
 #include <string.h>
 
 #include "check.h"
@@ -188,6 +189,8 @@ static void test_powerinfer(void)
     CHECK(m->act == PI_ACT_RELU, "PowerInfer default activation is relu, got %s", pi_act_name(m->act));
     CHECK(m->sparse_threshold == 0.25f && m->has_predictor == 1, "threshold %g, has_predictor %d",
           m->sparse_threshold, m->has_predictor);
+    CHECK(m->pred_input == PI_PRED_INPUT_RESIDUAL, "PowerInfer's llama predictor reads the residual, not %s",
+          pi_pred_input_name(m->pred_input));
     for (uint32_t l = 0; l < LAYERS; l++) {
         const pi_layer *y = &m->layers[l];
         CHECK(y->pred_fc1.data && y->pred_fc1.rows == PRED_R && y->pred_fc1.cols == DIM, "fc1 of layer %u", l);
@@ -207,7 +210,8 @@ static void test_powerinfer(void)
     m = model_open(path, &err);
     CHECK(m, "model_open: %s", err.msg);
     CHECK(!m->has_predictor && m->sparse_threshold == 0.0f && !m->layers[0].pred_fc1.data &&
-          !m->layers[0].pred_fc2.data && !m->layers[0].ffn_down_t.data && m->act == PI_ACT_SILU, "plain model");
+          !m->layers[0].pred_fc2.data && !m->layers[0].ffn_down_t.data && m->act == PI_ACT_SILU &&
+          m->pred_input == PI_PRED_INPUT_NORMED, "plain model");
     model_close(&m);
     remove(path);
 

@@ -11,7 +11,6 @@
 #include "llama2c.h"
 #include "ops.h"
 #include "plan.h"
-#include "predictor.h"
 #include "rand_model.h"
 #include "shard.h"
 #include "synth.h"
@@ -87,7 +86,6 @@ typedef struct rig {
     pi_ffn_mode mode;
     /* predicted: per entry its active list (as the segment holds it) */
     int32_t *active[MAX_BATCH], counts[MAX_BATCH];
-    float *hidden;
     uint32_t *local;
     pred_log *log;
 } rig;
@@ -97,14 +95,15 @@ static int seq_of(uint32_t slot)
     return slot == seq_slot[0] ? 0 : 1;
 }
 
-/* The GPU worker's predict_layer and the CPU workers' shard_active. */
+/* The GPU worker's predict_layer (the backend's predict op, which picks the
+ * predictor's input: tests/unit/test_predictor.c) and the CPU workers'
+ * shard_active. */
 static void predicted_layer(rig *r, uint32_t l, const gpu_entry *e, uint32_t n)
 {
     pi_error err = {{0}};
     const pi_model *m = r->m;
+    CHECK(gpu_backend_host.predict(r->b, l, n, r->active, r->counts, &err) == 0, "%s", err.msg);
     for (uint32_t i = 0; i < n; i++) {
-        const float *xi = r->x + (size_t)i * m->dim;
-        r->counts[i] = (int32_t)predictor_active(&m->layers[l], m->sparse_threshold, xi, r->hidden, r->active[i]);
         pred_log *g = r->log;
         size_t at = ((size_t)seq_of(e[i].slot) * N_TOK + e[i].pos) * g->n_layers + l;
         memcpy(g->idx + at * g->n_ff, r->active[i], (size_t)r->counts[i] * sizeof(int32_t));
@@ -326,10 +325,7 @@ static void run_config_mode(const pi_model *m, const oracle *o, uint32_t k, uint
             r.all[j] = j;
     }
     if (mode == PI_FFN_PREDICTED) {
-        uint32_t R = 1;
-        for (uint32_t l = 0; l < m->n_layers; l++)
-            R = predictor_hidden(&m->layers[l]) > R ? predictor_hidden(&m->layers[l]) : R;
-        CHECK((r.hidden = malloc(R * sizeof *r.hidden)) && (r.local = malloc(m->n_ff * sizeof *r.local)), "oom");
+        CHECK(r.local = malloc(m->n_ff * sizeof *r.local), "oom");
         for (uint32_t i = 0; i < MAX_BATCH; i++)
             CHECK(r.active[i] = malloc(m->n_ff * sizeof *r.active[i]), "oom");
         size_t rows = (size_t)N_SEQ * N_TOK * m->n_layers;
@@ -427,7 +423,6 @@ static void run_config_mode(const pi_model *m, const oracle *o, uint32_t k, uint
     }
     for (uint32_t i = 0; i < MAX_BATCH; i++)
         free(r.active[i]);
-    free(r.hidden);
     free(r.local);
     free(g.idx);
     free(g.count);
@@ -561,6 +556,10 @@ static void run_powerinfer_layout(pi_type type)
     pi_model *a = model_open(src, &err), *b = model_open(dst, &err);
     CHECK(a && b, "%s", err.msg);
     CHECK(b->layers[0].ffn_down.data == NULL && b->layers[0].ffn_down_t.data, "%s: down must be absent", name);
+    /* PWRI: the predictor reads h; synth's reads xn, and with ffn_norm 1 and
+     * threshold 0 both give the same sets up to rounding (logits scale with 1/rms). */
+    CHECK(a->pred_input == PI_PRED_INPUT_NORMED && b->pred_input == PI_PRED_INPUT_RESIDUAL,
+          "%s: predictor inputs %s / %s", name, pi_pred_input_name(a->pred_input), pi_pred_input_name(b->pred_input));
     /* The reference forward from ffn_down_t equals the one from ffn_down. */
     forward_state *fa = forward_new(a, 16, &err), *fb = forward_new(b, 16, &err);
     CHECK(fa && fb, "%s", err.msg);
