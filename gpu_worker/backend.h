@@ -98,9 +98,10 @@ typedef struct gpu_backend_ops {
      * before the first step; the memory stays mapped until destroy. */
     int (*map_host)(gpu_backend *b, void *base, size_t size, pi_error *err);
     /* Optional (NULL: the worker runs model/predictor.h on the host): the
-     * predictor of layer l for --ffn predicted, on the xn of the attn call
-     * just made for these n entries: active[i] = the ascending ids j with
-     * fc2_j . relu(fc1 . xn_i) > the model's sparse_threshold (room for n_ff
+     * predictor of layer l for --ffn predicted, on the attn call just made
+     * for these n entries (its input: predictor_input(m, h_i, xn_i), the
+     * residual for PowerInfer's llama files): active[i] = the ascending ids j
+     * with fc2_j . relu(fc1 . input_i) > the model's sparse_threshold (room for n_ff
      * ids each), counts[i] = their number, in host memory (normally the
      * map_host segment, written there by the device). Visible to other
      * processes when it returns. A following ffn_hot_active of layer l given

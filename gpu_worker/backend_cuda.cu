@@ -456,6 +456,12 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
     CU(cudaSetDevice(c->device));
+    // Waits for a step sleep instead of spinning: the CPU workers' pinned
+    // threads own the other cores, and a spinning waiter there would stall
+    // their per-layer barrier for a whole scheduler tick. (Fails harmlessly
+    // when the context is already active, e.g. a second backend in a test.)
+    if (cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync) != cudaSuccess)
+        (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.

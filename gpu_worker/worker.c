@@ -148,7 +148,8 @@ static int load(gworker *g, pi_error *err)
     plan_describe_hot(plan, what, sizeof what);
     snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s", what, plan->max_seqs, plan->n_ctx,
              pi_ffn_mode_name(o->ffn),
-             o->ffn != PI_FFN_PREDICTED ? "" : g->ops->predict ? " (predictor on the GPU)" : " (predictor on the host)");
+             o->ffn != PI_FFN_PREDICTED ? ""
+             : !strcmp(g->ops->name, "cuda") ? " (predictor on the GPU)" : " (predictor on the host)");
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))
