@@ -1,7 +1,9 @@
 /* The CPU worker loop (worker.h). Per Step, layer l at tick t: wait for the
  * layer counter >= t (giving up when the abort counter passes the Step's
  * epoch), compute this shard's partial FFN output for every entry from the
- * segment's x into this worker's partial buffer, publish done = t. The model
+ * segment's x into this worker's partial buffer, publish done = t; before the
+ * last layer's tick, the step's wait and compute times go into this worker's
+ * stats line (docs/shm.md). Waits inside a step spin. The model
  * file is closed once the shard is copied out: the worker keeps only its
  * rows. A step allocates nothing. */
 #include "worker.h"
@@ -235,9 +237,23 @@ static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e)
     return cpu_shard_local_list(c->shard, l, idx, n, c->local);
 }
 
+/* Entry e of layer l: this shard's partial FFN output into pe. */
+static int shard_ffn(cworker *c, uint32_t l, const float *xe, float *pe, uint32_t e, pi_error *err)
+{
+    if (c->o->ffn == PI_FFN_DENSE)
+        return ffn_dense_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, pe, err);
+    if (c->o->ffn == PI_FFN_PREDICTED)
+        return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->local, shard_active(c, l, e), pe,
+                              err);
+    return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, c->shard->layers[l].n, pe, err);
+}
+
+static uint64_t ms_to_ns(double ms) { return ms > 0 ? (uint64_t)(ms * 1e6 + 0.5) : 0; }
+
 /* One step: 0 when done or aborted (pid re-synchronises by message); -1 with
  * err when the segment is inconsistent, which is fatal (pid restarts us and
- * the GPU worker's wait is aborted). */
+ * the GPU worker's wait is aborted). Its time waiting for the GPU and
+ * computing goes into this worker's stats line before the last done tick. */
 static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
 {
     const step_cmd *cmd = step_command(c->base, &c->lay);
@@ -246,35 +262,36 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
         return pi_error_set(err, "%s: step %" PRIu64 ": the segment holds step %" PRIu64 " with %u entries "
                             "(message: %u, max_batch %u)", c->name, st->step_no, cmd->step_id, n,
                             st->n_entries, c->lay.p.max_batch);
+    /* Spin: the GPU may store the layer counter without a futex wake, and a
+     * hand-off should cost a cache-line transfer, not a wake-up. */
     seq_wait_opts wo = seq_wait_opts_default();
+    wo.spin_iters = SEQ_SPIN_FOREVER;
     wo.abort = step_abort_seq(c->base, &c->lay);
     wo.abort_past = st->abort_epoch;
     seq_counter *layer_seq = step_layer_seq(c->base, &c->lay);
     seq_counter *done = step_done_seq(c->base, &c->lay, c->o->index);
     const float *x = step_x(c->base, &c->lay);
     float *partial = step_partial(c->base, &c->lay, c->o->index);
+    uint32_t dim = c->shard->dim;
+    double wait_ms = 0, cold_ms = 0;
     for (uint32_t l = 0; l < L; l++) {
         uint32_t t = step_tick(st->step_no, L, l);
+        double t0 = pi_now_ms();
         int r = seq_wait_geq(layer_seq, t, &wo);
         if (r == -2)
             return 0;   /* aborted: a peer died; pid sends the next Step */
         if (r != 0)
             return pi_error_set(err, "%s: step %" PRIu64 ": waiting for layer %u failed", c->name, st->step_no, l);
-        uint32_t dim = c->shard->dim, cnt = c->shard->layers[l].n;
-        for (uint32_t e = 0; e < n; e++) {
-            const float *xe = x + (size_t)e * dim;
-            float *pe = partial + (size_t)e * dim;
-            int rc;
-            if (c->o->ffn == PI_FFN_DENSE)
-                rc = ffn_dense_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, pe, err);
-            else if (c->o->ffn == PI_FFN_PREDICTED)
-                rc = ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->local, shard_active(c, l, e),
-                                    pe, err);
-            else
-                rc = ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, cnt, pe, err);
-            if (rc < 0)
+        double t1 = pi_now_ms();
+        for (uint32_t e = 0; e < n; e++)
+            if (shard_ffn(c, l, x + (size_t)e * dim, partial + (size_t)e * dim, e, err) < 0)
                 return pi_error_wrap(err, "%s: layer %u", c->name, l);
-        }
+        double t2 = pi_now_ms();
+        wait_ms += t1 - t0;
+        cold_ms += t2 - t1;
+        if (l + 1 == L)
+            *step_cpu_stats_at(c->base, &c->lay, c->o->index) = (step_cpu_stats){
+                .step_no = st->step_no, .cold_ns = ms_to_ns(cold_ms), .wait_ns = ms_to_ns(wait_ms), .layers = L};
         seq_publish(done, t);
     }
     return 0;

@@ -13,7 +13,7 @@
 #include "seqcount.h"
 
 #define STEP_MAGIC "PISTEP01" /* 8 bytes, no terminator in the header */
-#define STEP_VERSION 1u
+#define STEP_VERSION 2u /* 2: per-CPU-worker stats lines (off_cpu_stats) */
 #define STEP_BUF_ALIGN 4096u  /* data buffers: page-aligned (mbind, host-register) */
 
 typedef struct step_params {
@@ -31,6 +31,7 @@ typedef struct step_header {
     uint64_t total_bytes;
     uint64_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
     uint64_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
+    uint64_t off_cpu_stats;
 } step_header;
 
 /* One sequence of the batch in this step. */
@@ -50,12 +51,29 @@ typedef struct step_cmd {
     step_seq seq[];        /* max_batch entries */
 } step_cmd;
 
+/* CPU worker w's figures for the last step it completed, on its own 64-byte
+ * line (one writer per line, no false sharing). The worker writes them before
+ * it publishes the step's last done tick, so a reader that got the GPU
+ * worker's StepDone for step_no (sent after the GPU saw that tick) reads that
+ * step's figures. An aborted step leaves the line as it was. */
+typedef struct step_cpu_stats {
+    uint64_t step_no;   /* the step these figures are for; 0 = none yet */
+    uint64_t cold_ns;   /* computing the shard's partials, summed over the layers */
+    uint64_t wait_ns;   /* waiting for the layer counter (the GPU), summed over the layers */
+    uint64_t layers;    /* layers done in that step (n_layers) */
+    uint64_t reserved[4];
+} step_cpu_stats;
+#ifndef __cplusplus
+_Static_assert(sizeof(step_cpu_stats) == 64, "one stats line per CPU worker");
+#endif
+
 /* A process's view of the layout: byte offsets from the segment base. */
 typedef struct step_layout {
     step_params p;
     size_t total_bytes;
     size_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
     size_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
+    size_t off_cpu_stats;
 } step_layout;
 
 /* Computes the layout; -1 with a message if a parameter is 0 (n_cpu_workers
@@ -84,6 +102,7 @@ float *step_logits(void *base, const step_layout *l);          /* max_batch x n_
 /* Per CPU worker; NULL if worker >= n_cpu_workers. */
 float *step_partial(void *base, const step_layout *l, uint32_t worker); /* max_batch x dim */
 seq_counter *step_done_seq(void *base, const step_layout *l, uint32_t worker);
+step_cpu_stats *step_cpu_stats_at(void *base, const step_layout *l, uint32_t worker);
 
 /* The value the layer and done counters take when layer `layer` (0-based) of
  * step step_no is complete: ticks grow by one per layer across steps and may

@@ -426,6 +426,7 @@ static void test_layout(void)
         {l.off_layer_seq, 64, 64, "layer seq"},
         {l.off_abort_seq, 64, 64, "abort seq"},
         {l.off_done_seq, 64 * 3, 64, "done seqs"},
+        {l.off_cpu_stats, 64 * 3, 64, "cpu stats"},
         {l.off_cmd, sizeof(step_cmd) + 8 * sizeof(step_seq), 64, "cmd"},
         {l.off_active_counts, 8 * 4, 64, "active counts"},
         {l.off_x, 8 * 5120 * 4, 4096, "x"},
@@ -455,6 +456,13 @@ static void test_layout(void)
     CHECK((char *)step_partial(b, &l, 2) == b + l.off_partial + 2 * l.partial_stride, "partial 2");
     CHECK(step_partial(b, &l, 3) == NULL && step_done_seq(b, &l, 3) == NULL, "worker 3 exists");
     CHECK((char *)step_done_seq(b, &l, 1) == b + l.off_done_seq + 64, "done seq 1");
+    /* Each CPU worker's stats on its own cache line. */
+    for (uint32_t w = 0; w < 3; w++) {
+        char *st = (char *)step_cpu_stats_at(b, &l, w);
+        CHECK(st == b + l.off_cpu_stats + (size_t)w * 64 && (uintptr_t)st % 64 == 0,
+              "cpu stats %u at %td", w, st - b);
+    }
+    CHECK(step_cpu_stats_at(b, &l, 3) == NULL, "cpu stats of worker 3 exist");
     CHECK((char *)step_active_idx(b, &l, 7) == b + l.off_active_idx + (size_t)7 * 13824 * 4,
           "active idx 7");
     CHECK(step_active_idx(b, &l, 8) == NULL, "seq 8 exists");
@@ -520,8 +528,13 @@ static void test_header_check(void)
     CHECK(step_header_check(b, sz, &k_params, &got, &err) == -1 && strstr(err.msg, "offsets"),
           "skewed offsets accepted");
     step_header_at(b)->off_x -= 64;
-    step_header_at(b)->version = 2;
-    CHECK(step_header_check(b, sz, &k_params, &got, &err) == -1 && strstr(err.msg, "version 2"),
+    step_header_at(b)->off_cpu_stats += 64;
+    CHECK(step_header_check(b, sz, &k_params, &got, &err) == -1 && strstr(err.msg, "offsets"),
+          "skewed cpu stats offset accepted");
+    step_header_at(b)->off_cpu_stats -= 64;
+    /* Version 1 had no stats lines: a worker of that build is refused. */
+    step_header_at(b)->version = 1;
+    CHECK(step_header_check(b, sz, &k_params, &got, &err) == -1 && strstr(err.msg, "version 1"),
           "other version accepted: %s", err.msg);
     shm_segment_destroy(&s);
 }
@@ -555,6 +568,9 @@ static void *cpu_worker(void *arg)
             float *part = step_partial(j->base, l, j->worker);
             for (size_t i = 0; i < n; i++)
                 part[i] = x[i] * (float)(j->worker + 1);
+            if (L + 1 == l->p.n_layers) /* the step's figures go out with its last tick */
+                *step_cpu_stats_at(j->base, l, j->worker) = (step_cpu_stats){
+                    .step_no = st + 1, .cold_ns = 1000u * (j->worker + 1), .layers = L + 1};
             seq_publish(step_done_seq(j->base, l, j->worker), tick);
         }
     }
@@ -599,6 +615,14 @@ static void test_step_flow(void)
         }
         for (size_t i = 0; i < n; i++) /* 4 layers of h *= 4 */
             CHECK(h[i] == (float)(i % 7 + 1) * 256.0f, "step %u h[%zu] = %g", st, i, h[i]);
+        /* Having seen the last ticks, this step's stats are there (pid reads
+         * them after StepDone, which the GPU worker sends after this wait). */
+        for (uint32_t w = 0; w < 2; w++) {
+            const step_cpu_stats *cs = step_cpu_stats_at(b, &l, w);
+            CHECK(cs->step_no == st + 1 && cs->layers == p.n_layers && cs->cold_ns == 1000u * (w + 1),
+                  "step %u: worker %u's stats say step %llu, %llu layers", st, w,
+                  (unsigned long long)cs->step_no, (unsigned long long)cs->layers);
+        }
     }
     for (int w = 0; w < 2; w++) {
         CHECK(pthread_join(t[w], NULL) == 0, "join");
