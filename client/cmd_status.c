@@ -54,6 +54,32 @@ static void print_workers(const Pi__StatusReply *s)
     }
 }
 
+/* The last decode step in two lines: where its wall time went (the GPU
+ * worker's phases when pid runs with --timings), then the CPU workers. */
+static void print_last_step(const Pi__StepReport *r)
+{
+    printf("last step:   #%llu, %u token%s, %.3f ms = ", (unsigned long long)r->step_no, r->entries,
+           r->entries == 1 ? "" : "s", r->wall_us / 1e3);
+    const Pi__StepTimings *g = r->gpu;
+    if (g)
+        printf("gpu %.3f (embed %.3f attn %.3f predict %.3f publish %.3f hot %.3f wait-cpu %.3f finish "
+               "%.3f logits %.3f control %.3f) + zmq %.3f", g->gpu_step_us / 1e3, g->embed_us / 1e3,
+               g->attn_us / 1e3, g->predict_us / 1e3, g->publish_us / 1e3, g->hot_us / 1e3,
+               g->wait_cpu_us / 1e3, g->finish_us / 1e3, g->logits_us / 1e3, g->control_us / 1e3,
+               (r->round_trip_us - g->gpu_step_us) / 1e3);
+    else
+        printf("round trip %.3f", r->round_trip_us / 1e3);
+    printf(" + pid %.3f + sampling %.3f ms%s\n", r->pid_us / 1e3, r->sampling_us / 1e3,
+           g ? "" : r->gpu_asked ? " (the GPU worker sent no phases)" : " (GPU phases: pid start --timings)");
+    if (!r->n_cpu)
+        return;
+    printf("cpu ffn:    ");
+    for (size_t i = 0; i < r->n_cpu; i++)
+        printf(" %s cold %.3f wait %.3f%s", r->cpu[i]->name, r->cpu[i]->cold_us / 1e3,
+               r->cpu[i]->wait_gpu_us / 1e3, i + 1 < r->n_cpu ? "," : "");
+    printf(" ms (beside the GPU's hot ffn + wait)\n");
+}
+
 static void print_status(const Pi__StatusReply *s)
 {
     uint64_t up = s->uptime_ms / 1000;
@@ -83,6 +109,8 @@ static void print_status(const Pi__StatusReply *s)
                fired ? (double)s->pred_true_pos / (double)fired : 1.0,
                said ? (double)s->pred_true_pos / (double)said : 1.0, (unsigned long long)fired);
     printf("requests:    %u active, %u queued\n", s->active, s->queue_length);
+    if (s->last_step)
+        print_last_step(s->last_step);
     printf("workers:\n");
     print_workers(s);
 }

@@ -30,7 +30,7 @@ static void start_usage(FILE *out)
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--max-seqs N]\n"
             "                 [--max-batch N] [--n-ctx N] [--log-file F] [--pid-file F]\n"
-            "                 [--foreground] [default sampling flags]\n\n"
+            "                 [--foreground] [--timings] [default sampling flags]\n\n"
             "  --config FILE         settings file (etc/pid.conf documents every key); flags override it\n"
             "  -m, --model MODEL     GGUF model file\n"
             "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
@@ -38,6 +38,8 @@ static void start_usage(FILE *out)
             "  --gpu-backend B       cuda, host (plain C, no GPU) or auto (default)\n"
             "  --listen ENDPOINT     ipc:///path/pid.sock or tcp://127.0.0.1:PORT\n"
             "  --foreground          stay attached; log to stderr\n"
+            "  --timings             the GPU worker times its phases every step (pictl status shows\n"
+            "                        the last decode step; CPU workers' and pid's parts always)\n"
             "sampling defaults for requests that leave them out:\n%s",
             gen_params_usage());
 }
@@ -197,7 +199,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
         goto out;
     sched_sink sink = rpc_server_sink(rpc);
     engine_opts o = {.model_path = c->model, .gpu_backend = c->gpu_backend, .ffn = c->ffn,
-                     .measure_recall = c->measure_recall,
+                     .measure_recall = c->measure_recall, .timings = c->timings,
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,
                      .rundir = rundir};

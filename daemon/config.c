@@ -219,6 +219,10 @@ int pid_config_parse_args(pid_config *c, int argc, char **argv, pi_error *err)
             c->measure_recall = 1;
             continue;
         }
+        if (!strcmp(a, "--timings")) {
+            c->timings = 1;
+            continue;
+        }
         int matched = 0;
         for (size_t k = 0; k < sizeof flag_keys / sizeof flag_keys[0] && !matched; k++) {
             size_t fl = strlen(flag_keys[k].flag);

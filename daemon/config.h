@@ -24,6 +24,7 @@ typedef struct pid_config {
     char pid_file[PID_PATH_MAX];    /* "" = <rundir>/pid.pid */
     gen_params sampling;            /* defaults for requests that leave them out */
     int foreground;
+    int timings;                    /* --timings: the GPU worker measures its phases per step */
 } pid_config;
 
 void pid_config_default(pid_config *c);

@@ -45,6 +45,8 @@ struct engine {
     uint64_t step_no;
     pi_ffn_mode ffn;
     uint64_t pred_tp, pred_fn, pred_fp;   /* predictor measurement, summed over steps */
+    timings *tm;                /* where the steps' time goes */
+    int want_timings;           /* Step.timings */
     int in_flight, aborted;
     uint32_t abort_epoch;
     char fail_why[600];
@@ -204,6 +206,9 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
             pi_error_set(err, "out of memory");
         goto fail;
     }
+    e->want_timings = o->timings;
+    if (!(e->tm = timings_new(n_cpu, err)))
+        goto fail;
     return e;
 fail:
     engine_free(&e);
@@ -256,6 +261,7 @@ void engine_free(engine **ep)
     if (e->ctl_ep[0])
         unlink(e->ctl_ep + 6);
     scheduler_free(&e->sched);
+    timings_free(&e->tm);
     free(e->entries);
     shm_segment_destroy(&e->seg);
     tokenizer_free(&e->tok);
@@ -298,6 +304,7 @@ static void step_failed(engine *e, const char *why)
 {
     e->in_flight = 0;
     e->aborted = 0;
+    timings_abandon(e->tm);
     scheduler_step_failed(e->sched, why);
 }
 
@@ -317,6 +324,7 @@ static void on_worker_exit(engine *e, pid_t pid, int status)
         return;
     }
     bump_abort(e);
+    timings_abandon(e->tm); /* the next step waits for the restart: not a token period */
     if (w->is_gpu) {
         /* Its KV cache is gone: every sequence replays its history. The
          * step in flight is abandoned (no StepDone will come). */
@@ -350,6 +358,18 @@ static void on_signals(engine *e)
         }
     }
     reap_children(e); /* SIGCHLDs coalesce: always reap them all */
+}
+
+/* StepDone{ok} for the step in flight (received at now): sample, and note
+ * where the step's time went. */
+static void step_complete(engine *e, const Pi__StepDone *d, double now)
+{
+    timings_done(e->tm, now, d->timings);
+    for (uint32_t w = 0; w < e->lay.p.n_cpu_workers; w++)
+        timings_cpu_stats(e->tm, w, step_cpu_stats_at(e->base, &e->lay, w));
+    timings_sampling(e->tm, pi_now_ms());
+    scheduler_complete(e->sched, step_logits(e->base, &e->lay), e->model->n_vocab);
+    timings_end(e->tm, pi_now_ms());
 }
 
 static void on_control(engine *e, const wire_msg *m)
@@ -395,7 +415,7 @@ static void on_control(engine *e, const wire_msg *m)
             e->pred_tp += d->pred_true_pos;
             e->pred_fn += d->pred_false_neg;
             e->pred_fp += d->pred_false_pos;
-            scheduler_complete(e->sched, step_logits(e->base, &e->lay), e->model->n_vocab);
+            step_complete(e, d, now);
         } else {
             if (!e->aborted)
                 snprintf(e->fail_why, sizeof e->fail_why, "gpu worker: %s",
@@ -425,11 +445,22 @@ static void drain_control(engine *e)
     }
 }
 
+/* 1 when every entry is a generated token fed back: a decode step. */
+static int is_decode(const sched_entry *en, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (!en[i].decode)
+            return 0;
+    return n > 0;
+}
+
 static void start_step(engine *e)
 {
+    double t0 = pi_now_ms();
     uint32_t n = scheduler_build(e->sched, e->entries);
     if (!n)
         return;
+    timings_begin(e->tm, t0, e->step_no + 1, n, is_decode(e->entries, n));
     step_cmd *cmd = step_command(e->base, &e->lay);
     e->step_no++;
     cmd->step_id = e->step_no;
@@ -441,6 +472,7 @@ static void start_step(engine *e)
     st.step_no = e->step_no;
     st.n_entries = n;
     st.abort_epoch = e->abort_epoch;
+    st.timings = e->want_timings != 0;
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_STEP;
     c.step = &st;
@@ -450,6 +482,7 @@ static void start_step(engine *e)
     for (uint32_t i = 1; i < e->sup.n; i++)
         send_ctl(e, &e->sup.w[i], &c);
     send_ctl(e, &e->sup.w[0], &c);
+    timings_sent(e->tm, pi_now_ms());
 }
 
 /* Requests cannot wait forever for a worker that keeps failing to start. */
@@ -473,6 +506,7 @@ static void check_lost_workers(engine *e, double now)
         }
     scheduler_fail_all(e->sched, SCHED_E_UNAVAILABLE, msg);
     e->in_flight = 0;
+    timings_abandon(e->tm);
     e->not_ready_since = now;
 }
 
@@ -631,3 +665,6 @@ void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_
     *fn = e->pred_fn;
     *fp = e->pred_fp;
 }
+
+const timings *engine_timings(const engine *e) { return e->tm; }
+int engine_timings_asked(const engine *e) { return e->want_timings; }

@@ -16,6 +16,7 @@
 #include "plan.h"
 #include "scheduler.h"
 #include "supervisor.h"
+#include "timings.h"
 #include "tokenizer.h"
 
 typedef struct engine_opts {
@@ -29,6 +30,8 @@ typedef struct engine_opts {
     uint32_t max_seqs, max_batch;
     uint32_t n_ctx;             /* 0 = the model's */
     const char *rundir;         /* folder for the control socket */
+    int timings;                /* Step.timings: the GPU worker measures its phases (the CPU
+                                   workers' stats are read after every step anyway) */
 } engine_opts;
 
 typedef struct engine engine;
@@ -81,5 +84,8 @@ uint32_t engine_max_tokens_limit(const engine *e); /* n_ctx */
 pi_ffn_mode engine_ffn(const engine *e);
 /* Predictor decisions measured since start (all 0 unless measure_recall). */
 void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_t *fp);
+/* Where the steps' time went: the last decode step, the decode steps summed. */
+const timings *engine_timings(const engine *e);
+int engine_timings_asked(const engine *e);  /* Step.timings is set (--timings) */
 
 #endif

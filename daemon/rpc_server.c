@@ -220,6 +220,54 @@ static void on_detokenize(rpc_server *s, const wire_msg *m)
     free(buf);
 }
 
+/* Storage for the last decode step's report in a StatusReply. */
+typedef struct step_report_buf {
+    Pi__StepReport rep;
+    Pi__StepTimings gpu;
+    Pi__CpuStepTimings cpu[SUP_MAX_WORKERS], *cpu_p[SUP_MAX_WORKERS];
+    char names[SUP_MAX_WORKERS][16];
+} step_report_buf;
+
+/* The last decode step into b->rep; NULL before the first one. */
+static Pi__StepReport *last_step_report(const timings *tm, step_report_buf *b)
+{
+    const timings_step *t = timings_last(tm);
+    if (!t->n)
+        return NULL;
+    pi__step_report__init(&b->rep);
+    b->rep.step_no = t->step_no;
+    b->rep.entries = t->entries;
+    b->rep.wall_us = t->wall;
+    b->rep.round_trip_us = t->round_trip;
+    b->rep.pid_us = t->sched;
+    b->rep.sampling_us = t->sampling;
+    if (t->n_gpu) {
+        pi__step_timings__init(&b->gpu);
+        double *f[TM_GPU_N] = {&b->gpu.embed_us, &b->gpu.attn_us, &b->gpu.predict_us, &b->gpu.publish_us,
+                               &b->gpu.hot_us, &b->gpu.wait_cpu_us, &b->gpu.finish_us, &b->gpu.logits_us,
+                               &b->gpu.control_us};
+        for (int i = 0; i < TM_GPU_N; i++)
+            *f[i] = t->gpu[i];
+        b->gpu.gpu_step_us = t->gpu_step;
+        b->rep.gpu = &b->gpu;
+    }
+    size_t n = 0;
+    for (uint32_t w = 0; w < t->n_cpu && n < SUP_MAX_WORKERS; w++) {
+        if (!t->cpu[w].n)
+            continue; /* its stats line was stale */
+        Pi__CpuStepTimings *c = &b->cpu[n];
+        pi__cpu_step_timings__init(c);
+        snprintf(b->names[n], sizeof b->names[n], "cpu:%u", w);
+        c->name = b->names[n];
+        c->cold_us = t->cpu[w].cold_us;
+        c->wait_gpu_us = t->cpu[w].wait_us;
+        b->cpu_p[n++] = c;
+    }
+    b->rep.n_cpu = n;
+    b->rep.cpu = b->cpu_p;
+    return &b->rep;
+}
+
 static void on_status(rpc_server *s, const wire_msg *m)
 {
     supervisor *sup = engine_supervisor(s->eng);
@@ -272,6 +320,10 @@ static void on_status(rpc_server *s, const wire_msg *m)
     st.endpoint = s->endpoint;
     st.ffn = (char *)pi_ffn_mode_name(engine_ffn(s->eng));
     engine_predictor_stats(s->eng, &st.pred_true_pos, &st.pred_false_neg, &st.pred_false_pos);
+    step_report_buf rb;
+    st.last_step = last_step_report(engine_timings(s->eng), &rb);
+    if (st.last_step)
+        st.last_step->gpu_asked = engine_timings_asked(s->eng) != 0;
     Pi__Response r = PI__RESPONSE__INIT;
     r.id = m->id;
     r.kind_case = PI__RESPONSE__KIND_STATUS;

@@ -21,7 +21,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: pid run -m MODEL [-p PROMPT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
-                 "               [--ffn auto|dense|exact|predicted] [--measure-recall]\n"
+                 "               [--ffn auto|dense|exact|predicted] [--measure-recall] [--timings]\n"
                  "               [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
@@ -33,6 +33,8 @@ static void usage(FILE *out)
                  "                        model's predictor names; auto: predicted if the model has\n"
                  "                        a predictor, else exact for ReLU models, else dense\n"
                  "  --measure-recall      with predicted: report the predictor's recall and precision\n"
+                 "  --timings             after the text, a table on stderr of where each decode step's\n"
+                 "                        time went: GPU phases, CPU workers, pid, sampling, vs wall\n"
                  "  --reference           compute in-process with the dense reference forward\n"
                  "%s",
             gen_params_usage());
@@ -83,97 +85,99 @@ static int emit(run_ctx *r, int32_t prev, int32_t tok)
     return fflush(stdout) == 0 ? 0 : -1;
 }
 
-int pid_cmd_run(int argc, char **argv)
+/* A flag with a value (--cpu-workers, --gpu-backend, --vram-budget, --ffn):
+ * 0, or 2 after saying why. */
+static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
 {
-    const char *model_path = NULL, *prompt = "", *backend = "auto", *ffn = "auto";
-    int reference = 0, cpu_workers = -1, measure_recall = 0;
-    double budget = -1.0;
-    gen_params g;
-    gen_params_default(&g);
-    pi_error err = {{0}};
+    char *end = NULL;
+    if (!strcmp(a, "--ffn")) {
+        o->ffn = v;
+    } else if (!strcmp(a, "--gpu-backend")) {
+        if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "host")) {
+            fprintf(stderr, "pid run: --gpu-backend '%s' is not one of auto, cuda, host\n", v);
+            return 2;
+        }
+        o->gpu_backend = v;
+    } else if (!strcmp(a, "--cpu-workers")) {
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || n < 0 || n > 256) {
+            fprintf(stderr, "pid run: --cpu-workers '%s' is not a number in 0..256\n", v);
+            return 2;
+        }
+        o->cpu_workers = (int)n;
+    } else {
+        o->vram_budget_gib = strtod(v, &end);
+        if (!*v || *end || !(o->vram_budget_gib >= 0)) {
+            fprintf(stderr, "pid run: --vram-budget '%s' is not a size in GiB (e.g. 12.6)\n", v);
+            return 2;
+        }
+    }
+    return 0;
+}
 
+/* pid run's flags into o and *reference: -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference)
+{
+    *o = (run_workers_opts){.prompt = "", .gpu_backend = "auto", .ffn = "auto", .cpu_workers = -1,
+                            .vram_budget_gib = -1.0};
+    gen_params_default(&o->gen);
+    pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--reference")) {
-            reference = 1;
+        int *flag = !strcmp(a, "--reference") ? reference
+                    : !strcmp(a, "--measure-recall") ? &o->measure_recall
+                    : !strcmp(a, "--timings") ? &o->timings : NULL;
+        if (flag) {
+            *flag = 1;
             continue;
         }
-        if (!strcmp(a, "--measure-recall")) {
-            measure_recall = 1;
-            continue;
-        }
-        if (!strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") || !strcmp(a, "--vram-budget") ||
-            !strcmp(a, "--ffn")) {
+        int valued = !strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") ||
+                     !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn");
+        int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
+        if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "pid run: %s needs a value\n", a);
                 usage(stderr);
                 return 2;
             }
             const char *v = argv[++i];
-            char *end = NULL;
-            if (!strcmp(a, "--ffn")) {
-                ffn = v;
-            } else if (!strcmp(a, "--gpu-backend")) {
-                if (strcmp(v, "auto") && strcmp(v, "cuda") && strcmp(v, "host")) {
-                    fprintf(stderr, "pid run: --gpu-backend '%s' is not one of auto, cuda, host\n", v);
-                    return 2;
-                }
-                backend = v;
-            } else if (!strcmp(a, "--cpu-workers")) {
-                long n = strtol(v, &end, 10);
-                if (!*v || *end || n < 0 || n > 256) {
-                    fprintf(stderr, "pid run: --cpu-workers '%s' is not a number in 0..256\n", v);
-                    return 2;
-                }
-                cpu_workers = (int)n;
-            } else {
-                budget = strtod(v, &end);
-                if (!*v || *end || !(budget >= 0)) {
-                    fprintf(stderr, "pid run: --vram-budget '%s' is not a size in GiB (e.g. 12.6)\n", v);
-                    return 2;
-                }
-            }
-            continue;
-        }
-        int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
-        if (is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "pid run: %s needs a value\n", a);
-                usage(stderr);
+            if (valued && parse_value_flag(o, a, v) != 0)
                 return 2;
-            }
-            *(is_model ? &model_path : &prompt) = argv[++i];
+            if (!valued)
+                *(is_model ? &o->model_path : &o->prompt) = v;
             continue;
         }
-        int r = gen_params_parse_flag(&g, argc, argv, &i, &err);
-        if (r < 0) {
-            fprintf(stderr, "pid run: %s\n", err.msg);
-            usage(stderr);
-            return 2;
-        }
-        if (r == 0) {
-            fprintf(stderr, "pid run: unknown argument '%s'\n", a);
+        int r = gen_params_parse_flag(&o->gen, argc, argv, &i, &err);
+        if (r <= 0) {
+            if (r < 0)
+                fprintf(stderr, "pid run: %s\n", err.msg);
+            else
+                fprintf(stderr, "pid run: unknown argument '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    if (!model_path) {
+    if (!o->model_path) {
         fprintf(stderr, "pid run: no model given (-m MODEL)\n");
         usage(stderr);
         return 2;
     }
-
-    if (!reference) {
-        run_workers_opts wo = {.model_path = model_path, .prompt = prompt, .gen = g,
-                               .gpu_backend = backend, .cpu_workers = cpu_workers,
-                               .vram_budget_gib = budget, .ffn = ffn, .measure_recall = measure_recall};
-        return run_on_workers(&wo);
+    if (*reference && o->timings) {
+        fprintf(stderr, "pid run: --timings measures the worker processes; leave out --reference\n");
+        return 2;
     }
+    return -1;
+}
 
+/* --reference: the in-process dense forward, token by token. */
+static int run_reference(const char *model_path, const char *prompt, const gen_params *gp)
+{
+    const gen_params g = *gp;
+    pi_error err = {{0}};
     run_ctx r = {0};
     int rc = 1;
     r.model = model_open(model_path, &err);
@@ -293,4 +297,14 @@ stdout_failed:
 out:
     run_ctx_free(&r);
     return rc;
+}
+
+int pid_cmd_run(int argc, char **argv)
+{
+    run_workers_opts o;
+    int reference = 0;
+    int rc = parse_args(argc, argv, &o, &reference);
+    if (rc >= 0)
+        return rc;
+    return reference ? run_reference(o.model_path, o.prompt, &o.gen) : run_on_workers(&o);
 }

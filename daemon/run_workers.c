@@ -91,7 +91,8 @@ int run_on_workers(const run_workers_opts *o)
     engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
                       .measure_recall = o->measure_recall,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
-                      .max_seqs = 1, .max_batch = 64, .n_ctx = ctx_needed(o), .rundir = rundir};
+                      .max_seqs = 1, .max_batch = 64, .n_ctx = ctx_needed(o), .rundir = rundir,
+                      .timings = o->timings};
     int rc = 1;
     engine *e = engine_new(&eo, &sink, &err);
     if (!e)
@@ -121,6 +122,8 @@ int run_on_workers(const run_workers_opts *o)
     fprintf(stderr, "pid run: prompt %u tokens, generated %u tokens in %.3f s (%.1f tok/s), seed %llu%s\n",
             rs.st.prompt_tokens, rs.st.generated_tokens, tps > 0 ? rs.st.generated_tokens / tps : 0.0, tps,
             (unsigned long long)rs.st.seed, rs.st.retried_steps ? " (steps retried after a worker restart)" : "");
+    if (o->timings)
+        timings_print(engine_timings(e), stderr, "pid run: ");
     uint64_t tp, fn, fp;
     engine_predictor_stats(e, &tp, &fn, &fp);
     if (tp + fn + fp > 0)

@@ -15,6 +15,7 @@ typedef struct run_workers_opts {
     double vram_budget_gib;     /* < 0 = automatic */
     const char *ffn;            /* "auto", "dense", "exact", "predicted" */
     int measure_recall;         /* predicted: report the predictor's recall and precision */
+    int timings;                /* print where each decode step's time went (stderr) */
 } run_workers_opts;
 
 /* The process exit code: 0, or 1 with the reason on stderr. */

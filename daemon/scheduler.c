@@ -205,7 +205,8 @@ static void add_entries(scheduler *s, sched_entry *out, uint32_t *n, uint32_t sl
     for (uint32_t j = 0; j < k; j++) {
         uint32_t pos = q->cached + j;
         out[*n] = (sched_entry){.slot = slot, .token = q->tokens[pos], .pos = pos,
-                                .want_logits = pos + 1 == q->n_tokens};
+                                .want_logits = pos + 1 == q->n_tokens,
+                                .decode = k == 1 && pos >= q->n_prompt && pos + 1 == q->n_tokens};
         s->step_seq[*n] = slot;
         if (out[*n].want_logits)
             q->want_row = (int32_t)s->n_want++;

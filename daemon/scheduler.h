@@ -35,6 +35,7 @@ typedef struct sched_entry {
     int32_t token;
     uint32_t pos;
     uint32_t want_logits;
+    uint32_t decode;            /* 1: a generated token fed back (not prompt, not replay) */
 } sched_entry;
 
 typedef struct sched_request {

@@ -123,6 +123,8 @@ static int run_batched(const pi_model *m, const tokenizer *t, out_buf *o, int fa
                   "entries of one slot in position order");
             const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
             CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
+            CHECK(!e[i].decode || e[i].want_logits, "a decode entry (slot %u pos %u) wants no logits",
+                  e[i].slot, e[i].pos);
             if (e[i].want_logits)
                 memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
         }

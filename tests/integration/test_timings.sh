@@ -1,0 +1,76 @@
+#!/bin/bash
+# Proves `pid run --timings` (host GPU backend, 2 CPU workers) keeps the greedy text and prints where each decode step's time went: every row, both CPU workers' non-zero cold FFN and their wait, the wall, and the sum within 5% of it once the GPU worker sends its phases (else n/a, said so); and that pictl status shows the last decode step of `pid start --timings`.
+set -u
+. "$(dirname "$0")/daemon_lib.sh"
+daemon_setup timings
+
+# 1. pid run --timings: the same text as llama2.c, then the table on stderr.
+common=(-m "$MODEL" -n 200 --temp 0 --gpu-backend host --cpu-workers 2 --vram-budget 0.00073)
+timeout 300 "$B/pid" run "${common[@]}" --timings >"$D/run.out" 2>"$D/run.err" \
+    || { cat "$D/run.err" >&2; fail "pid run --timings"; }
+cat "$D/run.err"
+same_as_expected "$D/run.out" || { diff "$D/run.out" "$EXPECTED" | head; fail "--timings changed the text"; }
+grep -q "^pid run: timings per decode step, ms (199 steps, 1.00 tokens each; prefill excluded: 1 steps, 1 tokens," \
+    "$D/run.err" || fail "no table header for 199 decode steps + 1 prefill step"
+
+# The value column of a row ("n/a" or milliseconds).
+val() { awk -v r="$1" 'index($0, "pid run:   " r " ") == 1 { s = substr($0, length("pid run:   " r) + 1);
+                                                            split(s, f, " "); print f[1]; exit }' "$D/run.err"; }
+rows=("gpu embed" "gpu attn" "gpu predict" "gpu publish" "gpu hot ffn" "gpu wait for cpu" "gpu finish"
+      "gpu logits" "gpu worker host control" "pid zeromq (round trip - gpu step)"
+      "pid scheduling (loop, build, send, read)" "sampling (sample, detokenize, stream)" "sum" "wall"
+      "sum / wall" "cpu:0 cold ffn" "cpu:0 wait for gpu" "cpu:1 cold ffn" "cpu:1 wait for gpu")
+for r in "${rows[@]}"; do
+    [ -n "$(val "$r")" ] || fail "row '$r' missing"
+done
+positive() { awk -v x="$1" 'BEGIN { exit !(x + 0 > 0) }'; }
+for w in 0 1; do
+    positive "$(val "cpu:$w cold ffn")" || fail "cpu:$w cold ffn is '$(val "cpu:$w cold ffn")', want > 0"
+    [[ "$(val "cpu:$w wait for gpu")" =~ ^[0-9]+\.[0-9]+$ ]] || fail "cpu:$w wait for gpu is not a number"
+done
+grep -q "stats of .* steps; the rest were stale" "$D/run.err" && fail "a CPU worker's stats line was stale"
+grep -q "not in the sum" "$D/run.err" || fail "the CPU rows must say they are not in the sum"
+positive "$(val wall)" || fail "wall is '$(val wall)'"
+positive "$(val "pid scheduling (loop, build, send, read)")" || fail "pid scheduling not measured"
+echo "ok: table with both CPU workers (cold $(val "cpu:0 cold ffn"), $(val "cpu:1 cold ffn") ms per step)"
+
+if [ "$(val "gpu attn")" = n/a ]; then
+    echo "case: GPU phases ABSENT (this GPU worker sends no StepDone.timings): checking n/a and the known parts"
+    for r in "gpu embed" "gpu hot ffn" "gpu worker host control" "pid zeromq (round trip - gpu step)" sum "sum / wall"; do
+        [ "$(val "$r")" = n/a ] || fail "row '$r' should be n/a without GPU phases"
+    done
+    positive "$(val "round trip (gpu worker + zeromq, not split)")" || fail "no round trip row without GPU phases"
+    grep -q "the GPU worker sent no phases; pid scheduling + sampling:" "$D/run.err" || fail "known parts not summed"
+else
+    ratio=$(val "sum / wall")
+    echo "case: GPU phases PRESENT: sum / wall = $ratio (want 95%..105%)"
+    awk -v x="${ratio%\%}" 'BEGIN { exit !(x >= 95 && x <= 105) }' || fail "sum / wall is $ratio, not within 5%"
+fi
+
+# 2. --timings needs the workers.
+"$B/pid" run -m "$MODEL" -n 5 --reference --timings >/dev/null 2>"$D/ref.err" && fail "--reference --timings accepted"
+grep -q "leave out --reference" "$D/ref.err" || fail "unclear --reference --timings error: $(cat "$D/ref.err")"
+echo "ok: --timings with --reference is refused"
+
+# 3. pictl status shows the last decode step of a daemon started with --timings.
+timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 2 --gpu-backend host --timings --listen "$EP" \
+    --pid-file "$D/pid.pid" --log-file "$D/pid.log" >"$D/start.out" 2>&1 || { cat "$D/start.out"; fail "pid start --timings"; }
+remember_pids
+"$B/pictl" status --endpoint "$EP" >"$D/status0.txt" || fail "pictl status"
+grep -q "^last step:" "$D/status0.txt" && fail "a last step before any request"
+timeout 120 "$B/pictl" generate --endpoint "$EP" --temp 0 -n 12 "Once upon" >/dev/null 2>"$D/gen.err" \
+    || fail "pictl generate: $(cat "$D/gen.err")"
+"$B/pictl" status --endpoint "$EP" >"$D/status.txt" || fail "pictl status"
+grep -E "^(last step|cpu ffn):" "$D/status.txt"
+grep -qE "^last step: +#[0-9]+, 1 token, [0-9.]+ ms = " "$D/status.txt" || fail "no last step in pictl status"
+grep -qE "^cpu ffn: +cpu:0 cold [0-9.]+ wait [0-9.]+, cpu:1 cold [0-9.]+ wait [0-9.]+ ms" "$D/status.txt" \
+    || fail "pictl status lacks the CPU workers' part"
+grep -q "(GPU phases: pid start --timings)" "$D/status.txt" && fail "status says --timings was not given"
+if grep -q "(the GPU worker sent no phases)" "$D/status.txt"; then
+    echo "case: GPU phases ABSENT in status (this GPU worker sends none)"
+else
+    grep -qE "= gpu [0-9.]+ \(embed [0-9.]+ attn" "$D/status.txt" || fail "status shows neither GPU phases nor why"
+    echo "case: GPU phases PRESENT in status"
+fi
+"$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
+echo "ok: pictl status shows the last decode step"
