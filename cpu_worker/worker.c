@@ -29,6 +29,7 @@
 #include "wire.h"
 
 #define HEARTBEAT_MS 500
+#define SPIN_MIN_CPUS 8   /* online CPUs from which waits inside a step spin */
 
 typedef struct cworker {
     const cpu_worker_opts *o;
@@ -262,10 +263,14 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
         return pi_error_set(err, "%s: step %" PRIu64 ": the segment holds step %" PRIu64 " with %u entries "
                             "(message: %u, max_batch %u)", c->name, st->step_no, cmd->step_id, n,
                             st->n_entries, c->lay.p.max_batch);
-    /* Spin: the GPU may store the layer counter without a futex wake, and a
-     * hand-off should cost a cache-line transfer, not a wake-up. */
+    /* Spin where cores are to spare: the GPU may store the layer counter
+     * without a futex wake, and a hand-off should cost a cache-line transfer,
+     * not a wake-up. On a small machine spinning workers would take the
+     * cores the GPU worker and pid need: spin briefly, then sleep in short
+     * slices (which also notice a store that woke nobody). */
     seq_wait_opts wo = seq_wait_opts_default();
-    wo.spin_iters = SEQ_SPIN_FOREVER;
+    if (sysconf(_SC_NPROCESSORS_ONLN) >= SPIN_MIN_CPUS)
+        wo.spin_iters = SEQ_SPIN_FOREVER;
     wo.abort = step_abort_seq(c->base, &c->lay);
     wo.abort_past = st->abort_epoch;
     seq_counter *layer_seq = step_layer_seq(c->base, &c->lay);
