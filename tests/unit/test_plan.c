@@ -148,8 +148,9 @@ static void check_from_placement(const pi_model *m, const char *model_path)
             /* A second plan over the same struct after release, and release twice. */
             plan_release(&p);
             plan_release(&p);
-            /* KV bigger than the placement reserved: refused (it would exceed the budget). */
-            pp.max_seqs = 3;
+            /* KV bigger than the placement reserved, even counted at fp16 (the
+             * least a backend holds): refused (it would exceed the budget). */
+            pp.max_seqs = 5;
             CHECK(plan_make_from_placement(m, &pp, pl, &p, &err) < 0 && strstr(err.msg, "re-plan"),
                   "bigger KV accepted: %s", err.msg);
             placement_free(&pl);
