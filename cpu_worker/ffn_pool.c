@@ -1,34 +1,52 @@
 /* The sparse FFN thread pool (ffn_pool.h).
  *
- * Hand-off, all through C11 atomics (so TSan sees every happens-before):
- * the caller writes the job, sets pending = helpers, then bumps gen
- * (seq_cst); a helper that sees gen change reads the job, works its slice,
- * and decrements pending (seq_cst, releasing its buffer); the caller sees
- * pending == 0 (acquiring every buffer) and reduces. Waiting spins a little
- * (the next layer usually comes within tens of microseconds) and then sleeps
- * on a futex; the sleepers / caller_waiting counters let the other side skip
- * the wake-up syscall when nobody sleeps. Dekker-style: each side stores its
- * own word and then reads the other's, both seq_cst, and the kernel rechecks
- * the futex word, so a wake-up is never lost. */
+ * One call, all through C11 seq_cst atomics (so TSan sees every
+ * happens-before): the caller writes the job, sets arrived = 0 and
+ * pending = helpers, then bumps gen; every thread (caller included)
+ * accumulates its slice of the active list into its own buffer and bumps
+ * arrived (releasing that buffer); once arrived == n_threads (acquiring every
+ * buffer) it adds its slice of the output dims; a helper then decrements
+ * pending (releasing its slice of out), and the caller, done with its own
+ * slice, waits for pending == 0 (acquiring all of out). The caller touches
+ * the job only after pending == 0, so no helper can still be reading it.
+ *
+ * Every wait spins (pause, the clock read every SPIN_CHECK pauses) and then
+ * sleeps on a futex: helpers waiting for the next call for the pool's spin
+ * budget, waits inside a call for at most CALL_SPIN_US; each word has a sleepers
+ * count so whoever changes it skips the wake-up syscall when nobody sleeps.
+ * Dekker-style: the waiter bumps sleepers and then lets the kernel compare
+ * the word, the waker changes the word and then reads sleepers, all seq_cst,
+ * and the kernel rechecks the word under its lock, so a wake-up is never lost. */
 #include "ffn_pool.h"
 
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
-#define SPIN_ROUNDS 4096   /* ~10-50 us of pause before sleeping */
-#define LINE_FLOATS 16     /* buffers start on their own 64-byte lines */
+#define SPIN_CHECK 64      /* pauses between clock reads: ~1-10 us, a vDSO call is ~20 ns */
+/* Inside a call the threads wait only for each other's equal shares, a few
+ * microseconds apart; a longer wait means one lost its CPU to another
+ * process, and a waiter that sleeps then gives its own CPU back. (Measured
+ * on a loaded 2-core VM: a 2 ms spin there cost 2-3x.) */
+#define CALL_SPIN_US 100u
+#define LINE_FLOATS 16     /* buffers and dim slices start on their own 64-byte lines */
+#define LINE 64
 
 typedef struct helper {
     ffn_pool *pool;
     uint32_t t;            /* thread index, 1 .. n_threads - 1 */
 } helper;
 
+/* Each word waiters poll gets its own cache line, so the barrier's bumps do
+ * not disturb the threads spinning on gen or the caller polling pending. */
 struct ffn_pool {
     uint32_t n_threads, max_dim;
     const ffn_kernels *k;
@@ -37,42 +55,43 @@ struct ffn_pool {
     pthread_t *threads;
     helper *helpers;
     uint32_t n_started;
+    int *cpus;             /* the caller's allowed CPUs at creation: helper t pins to cpus[t % n_cpus] */
+    uint32_t n_cpus;
+    _Atomic uint32_t spin_us;
+    _Atomic int pin_warned;  /* one message per pool, not one per thread */
+    _Atomic int stop;
+
     /* The job: written by the caller before gen is bumped, read-only after. */
-    const ffn_sparse_layer *l;
+    _Alignas(LINE) const ffn_sparse_layer *l;
     pi_act act;
     const float *x;
     const uint32_t *active;
     size_t n_active;
+    float *out;
     int dense;                      /* every listed neuron's three rows, no skipping */
     _Atomic uint32_t gen;           /* job number; a change wakes helpers */
-    _Atomic uint32_t pending;       /* helpers still working on the job */
-    _Atomic uint32_t sleepers;      /* helpers asleep (or about to be) on gen */
-    _Atomic uint32_t caller_waiting;
-    _Atomic int stop;
+    _Atomic uint32_t gen_sleepers;
+
+    _Alignas(LINE) _Atomic uint32_t arrived;   /* threads whose buffer is complete */
+    _Atomic uint32_t arrived_sleepers;
+
+    _Alignas(LINE) _Atomic uint32_t pending;   /* helpers still working on the job */
+    _Atomic uint32_t pending_sleepers;
 };
 
 static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
                const uint32_t *active, size_t n_active, float *out, pi_error *err);
 
-/* One thread's share of the job: sparse (skips what cannot matter) or dense. */
-static void accum(const ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
-                  const uint32_t *active, size_t n, float *out)
-{
-    if (p->dense)
-        ffn_dense_accum(p->k, l, act, x, active, n, out);
-    else
-        ffn_sparse_accum(p->k, l, act, x, active, n, out);
-}
-
 static void futex_wait(_Atomic uint32_t *word, uint32_t val)
 {
-    /* EINTR / EAGAIN just send the caller round its loop again. */
+    /* EINTR / EAGAIN just send the caller round its loop again; nothing
+     * else can happen on a private word we own. */
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
-static void futex_wake(_Atomic uint32_t *word, int n)
+static void futex_wake(_Atomic uint32_t *word)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 static inline void cpu_relax(void)
@@ -82,11 +101,91 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Slice of the active list that thread t of n takes. */
+/* Monotonic nanoseconds; 0 when the clock fails (the spin then ends). */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One wait's spin budget. The deadline is set at the first clock read, so a
+ * wait that ends within SPIN_CHECK pauses never reads the clock. */
+typedef struct spin {
+    uint64_t budget_ns, end_ns;
+    uint32_t n;
+} spin;
+
+static spin spin_begin(const ffn_pool *p, uint32_t cap_us)
+{
+    uint32_t us = atomic_load_explicit(&p->spin_us, memory_order_relaxed);
+    return (spin){.budget_ns = (uint64_t)(us < cap_us ? us : cap_us) * 1000u};
+}
+
+/* Pauses once and returns 1 while the budget lasts; 0 (from then on): time
+ * to sleep. */
+static int spin_on(spin *s)
+{
+    if (s->budget_ns == 0)
+        return 0;
+    if (++s->n % SPIN_CHECK == 0) {
+        uint64_t t = now_ns();
+        if (t != 0 && s->end_ns == 0) {
+            s->end_ns = t + s->budget_ns;
+        } else if (t == 0 || t >= s->end_ns) {
+            s->budget_ns = 0;
+            return 0;
+        }
+    }
+    cpu_relax();
+    return 1;
+}
+
+/* Returns once *word != val: spins (at most cap_us), then sleeps on the futex. */
+static void wait_while(const ffn_pool *p, _Atomic uint32_t *word, uint32_t val,
+                       _Atomic uint32_t *sleepers, uint32_t cap_us)
+{
+    spin s = spin_begin(p, cap_us);
+    while (atomic_load(word) == val) {
+        if (spin_on(&s))
+            continue;
+        atomic_fetch_add(sleepers, 1);
+        futex_wait(word, val);
+        atomic_fetch_sub(sleepers, 1);
+    }
+}
+
+/* Returns once *word == want (it only moves towards want): a wait inside a call. */
+static void wait_until(const ffn_pool *p, _Atomic uint32_t *word, uint32_t want,
+                       _Atomic uint32_t *sleepers)
+{
+    uint32_t v;
+    while ((v = atomic_load(word)) != want)
+        wait_while(p, word, v, sleepers, CALL_SPIN_US);
+}
+
+/* Call after changing *word. */
+static void wake(_Atomic uint32_t *word, _Atomic uint32_t *sleepers)
+{
+    if (atomic_load(sleepers))
+        futex_wake(word);
+}
+
+/* Slice of the active list that thread t of n takes (ffn_pool.h). */
 static void slice(size_t n_active, uint32_t t, uint32_t n, size_t *b, size_t *e)
 {
     *b = n_active * t / n;
     *e = n_active * (t + 1) / n;
+}
+
+/* Slice of the output dims that thread t of n adds up, in whole lines. */
+static void dim_slice(uint32_t dim, uint32_t t, uint32_t n, size_t *b, size_t *e)
+{
+    size_t lines = ((size_t)dim + LINE_FLOATS - 1) / LINE_FLOATS;
+    size_t lb = lines * t / n * LINE_FLOATS, le = lines * (t + 1) / n * LINE_FLOATS;
+    *b = lb < dim ? lb : dim;
+    *e = le < dim ? le : dim;
 }
 
 static float *partial(ffn_pool *p, uint32_t t)
@@ -94,60 +193,84 @@ static float *partial(ffn_pool *p, uint32_t t)
     return p->bufs + (size_t)(t - 1) * p->stride;
 }
 
+/* Thread t's part of the job: accumulate, barrier, reduce. */
+static void work(ffn_pool *p, uint32_t t)
+{
+    const ffn_sparse_layer *l = p->l;
+    uint32_t n = p->n_threads;
+    size_t b, e;
+    slice(p->n_active, t, n, &b, &e);
+    float *acc = t ? partial(p, t) : p->out;
+    if (t == 0 || e > b)
+        memset(acc, 0, (size_t)l->dim * sizeof *acc);
+    if (e > b) {
+        if (p->dense)
+            ffn_dense_accum(p->k, l, p->act, p->x, p->active + b, e - b, acc);
+        else
+            ffn_sparse_accum(p->k, l, p->act, p->x, p->active + b, e - b, acc);
+    }
+    if (n == 1)
+        return;
+    /* Nobody adds a buffer before every buffer is complete. */
+    if (atomic_fetch_add(&p->arrived, 1) + 1 == n)
+        wake(&p->arrived, &p->arrived_sleepers);
+    else
+        wait_until(p, &p->arrived, n, &p->arrived_sleepers);
+    size_t db, de;
+    dim_slice(l->dim, t, n, &db, &de);
+    float *restrict out = p->out;
+    for (uint32_t u = 1; u < n; u++) {
+        slice(p->n_active, u, n, &b, &e);
+        if (e == b)   /* never written; adding zeros would also turn -0 into +0 */
+            continue;
+        const float *restrict buf = partial(p, u);
+        for (size_t i = db; i < de; i++)
+            out[i] += buf[i];
+    }
+}
+
+/* Pins the calling helper to its CPU; a failure costs speed, not results. */
+static void pin(ffn_pool *p, uint32_t t)
+{
+    if (p->n_cpus == 0)
+        return;
+    int cpu = p->cpus[t % p->n_cpus];
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    int rc = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    if (rc != 0 && !atomic_exchange(&p->pin_warned, 1))
+        fprintf(stderr, "ffn_pool: cannot pin thread %u to CPU %d (%s); its threads run unpinned\n",
+                t, cpu, strerror(rc));
+}
+
 static void *helper_main(void *arg)
 {
     helper *h = arg;
     ffn_pool *p = h->pool;
+    pin(p, h->t);
     uint32_t seen = 0;
     for (;;) {
-        uint32_t g;
-        int spins = 0;
-        while ((g = atomic_load(&p->gen)) == seen) {
-            if (spins++ < SPIN_ROUNDS) {
-                cpu_relax();
-                continue;
-            }
-            atomic_fetch_add(&p->sleepers, 1);
-            futex_wait(&p->gen, seen);
-            atomic_fetch_sub(&p->sleepers, 1);
-        }
-        seen = g;
+        wait_while(p, &p->gen, seen, &p->gen_sleepers, UINT32_MAX);
+        /* The caller bumps gen once per call and waits for us in between. */
+        seen = atomic_load(&p->gen);
         if (atomic_load(&p->stop))
             return NULL;
-        size_t b, e;
-        slice(p->n_active, h->t, p->n_threads, &b, &e);
-        if (e > b) {
-            float *buf = partial(p, h->t);
-            memset(buf, 0, (size_t)p->l->dim * sizeof *buf);
-            accum(p, p->l, p->act, p->x, p->active + b, e - b, buf);
-        }
-        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->caller_waiting))
-            futex_wake(&p->pending, 1);
+        work(p, h->t);
+        if (atomic_fetch_sub(&p->pending, 1) == 1)
+            wake(&p->pending, &p->pending_sleepers);
     }
-}
-
-static void wait_helpers(ffn_pool *p)
-{
-    uint32_t v;
-    int spins = 0;
-    while ((v = atomic_load(&p->pending)) != 0) {
-        if (spins++ < SPIN_ROUNDS) {
-            cpu_relax();
-            continue;
-        }
-        atomic_store(&p->caller_waiting, 1);
-        futex_wait(&p->pending, v);
-    }
-    atomic_store(&p->caller_waiting, 0);
 }
 
 static void stop_threads(ffn_pool *p)
 {
     atomic_store(&p->stop, 1);
     atomic_fetch_add(&p->gen, 1);
-    futex_wake(&p->gen, INT_MAX);
-    for (uint32_t i = 0; i < p->n_started; i++)
-        pthread_join(p->threads[i], NULL);
+    futex_wake(&p->gen);
+    for (uint32_t i = 0; i < p->n_started; i++) {
+        int rc = pthread_join(p->threads[i], NULL);
+        (void)rc;   /* only EDEADLK / EINVAL, impossible for our own live threads */
+    }
     p->n_started = 0;
 }
 
@@ -160,8 +283,27 @@ void ffn_pool_free(ffn_pool **pp)
     free(p->bufs);
     free(p->threads);
     free(p->helpers);
+    free(p->cpus);
     free(p);
     *pp = NULL;
+}
+
+/* The CPUs the caller may run on, which its helpers inherit. */
+static int allowed_cpus(ffn_pool *p)
+{
+    cpu_set_t set;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        return 0;   /* unknown: no pinning, default spin */
+    int n = CPU_COUNT(&set);
+    if (n <= 0)
+        return 0;
+    p->cpus = malloc((size_t)n * sizeof *p->cpus);
+    if (!p->cpus)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE && p->n_cpus < (uint32_t)n; c++)
+        if (CPU_ISSET(c, &set))
+            p->cpus[p->n_cpus++] = c;
+    return 0;
 }
 
 ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *k, pi_error *err)
@@ -171,11 +313,13 @@ ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *
                      "must be > 0; kernels %s)", n_threads, max_dim, k ? "set" : "missing");
         return NULL;
     }
-    ffn_pool *p = calloc(1, sizeof *p);
+    size_t size = (sizeof(ffn_pool) + LINE - 1) / LINE * LINE;   /* aligned_alloc wants a multiple */
+    ffn_pool *p = aligned_alloc(LINE, size);
     if (!p) {
         pi_error_set(err, "ffn_pool: out of memory");
         return NULL;
     }
+    memset(p, 0, size);
     p->n_threads = n_threads;
     p->max_dim = max_dim;
     p->k = k;
@@ -185,14 +329,17 @@ ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *
         void *mem = NULL;
         p->threads = calloc(n_helpers, sizeof *p->threads);
         p->helpers = calloc(n_helpers, sizeof *p->helpers);
-        if (!p->threads || !p->helpers ||
-            posix_memalign(&mem, 64, (size_t)n_helpers * p->stride * sizeof(float)) != 0) {
+        if (!p->threads || !p->helpers || allowed_cpus(p) != 0 ||
+            posix_memalign(&mem, LINE, (size_t)n_helpers * p->stride * sizeof(float)) != 0) {
             pi_error_set(err, "ffn_pool: out of memory for %u threads of dim %u", n_threads, max_dim);
             ffn_pool_free(&p);
             return NULL;
         }
         p->bufs = mem;
     }
+    /* More threads than CPUs: a spinning thread only holds a CPU another needs. */
+    int crowded = p->n_cpus > 0 && n_threads > p->n_cpus;
+    atomic_store(&p->spin_us, crowded ? 0u : FFN_POOL_SPIN_US);
     for (uint32_t i = 0; i < n_helpers; i++) {
         p->helpers[i] = (helper){.pool = p, .t = i + 1};
         int rc = pthread_create(&p->threads[i], NULL, helper_main, &p->helpers[i]);
@@ -205,6 +352,11 @@ ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *
         p->n_started++;
     }
     return p;
+}
+
+void ffn_pool_set_spin_us(ffn_pool *p, uint32_t us)
+{
+    atomic_store_explicit(&p->spin_us, us < 1000000u ? us : 1000000u, memory_order_relaxed);
 }
 
 uint32_t ffn_pool_threads(const ffn_pool *p)
@@ -244,34 +396,21 @@ static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *
             return pi_error_set(err, "ffn_sparse_run: active[%zu] = %u is outside the shard's "
                                 "%u neurons (indices are shard-local)", i, active[i], l->n_neurons);
 
+    p->l = l;
+    p->act = act;
+    p->x = x;
+    p->active = active;
+    p->n_active = n_active;
+    p->out = out;
     uint32_t n = p->n_threads;
     if (n > 1) {
-        p->l = l;
-        p->act = act;
-        p->x = x;
-        p->active = active;
-        p->n_active = n_active;
+        atomic_store(&p->arrived, 0);
         atomic_store(&p->pending, n - 1);
         atomic_fetch_add(&p->gen, 1);
-        if (atomic_load(&p->sleepers))
-            futex_wake(&p->gen, INT_MAX);
+        wake(&p->gen, &p->gen_sleepers);
     }
-    size_t b, e;
-    slice(n_active, 0, n, &b, &e);
-    memset(out, 0, (size_t)l->dim * sizeof *out);
-    if (e > b)
-        accum(p, l, act, x, active + b, e - b, out);
-    if (n == 1)
-        return 0;
-    wait_helpers(p);
-    /* Fixed order 1, 2, ...: the same inputs and thread count give the same bits. */
-    for (uint32_t t = 1; t < n; t++) {
-        slice(n_active, t, n, &b, &e);
-        if (e == b)
-            continue;
-        const float *buf = partial(p, t);
-        for (size_t i = 0; i < l->dim; i++)
-            out[i] += buf[i];
-    }
+    work(p, 0);
+    if (n > 1)
+        wait_until(p, &p->pending, 0, &p->pending_sleepers);
     return 0;
 }

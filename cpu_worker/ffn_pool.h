@@ -1,10 +1,22 @@
 /* ffn_pool: a worker's persistent threads for the sparse FFN. The threads
- * split the ACTIVE neurons of a call (not the output): thread t takes a fixed
- * slice of the active list and accumulates into its own preallocated dim-
- * float buffer; the caller then adds the buffers in thread order 0, 1, ...
- * So a result depends only on the inputs and the thread count, never on
- * timing. The calling thread is thread 0; the other n_threads - 1 wait
- * between calls (spinning briefly, then on a futex). No allocation per call. */
+ * split the ACTIVE neurons of a call (not the output): thread t of n takes
+ * active[n_active * t / n .. n_active * (t + 1) / n) and accumulates into its
+ * own preallocated dim-float buffer (thread 0 straight into out); then, after
+ * a barrier, each thread adds a slice of the output dims over the buffers of
+ * threads 1, 2, ... in that order, skipping threads whose slice of the list
+ * was empty. Per element that is exactly the serial sum out = ((b0 + b1) + b2)
+ * + ..., so a result depends only on the inputs and the thread count, never
+ * on timing or on how the dims are split. The calling thread is thread 0.
+ *
+ * Between calls the other n_threads - 1 threads spin (pause, a clock read
+ * every few dozen pauses) for spin_us, then sleep on a futex: a step's next
+ * layer comes within ~50-150 us and finds them awake, while an idle worker
+ * stops burning CPU after spin_us. Helper t pins itself to the t-th CPU (mod
+ * their count) of the affinity it inherited, so it does not migrate; the
+ * caller is left as it is (pinning it would also narrow what every thread it
+ * starts later inherits, a second pool's included); with one helper per CPU
+ * but the first, the caller's CPU is the one no helper spins on. No
+ * allocation per call. */
 #ifndef PI_CPU_FFN_POOL_H
 #define PI_CPU_FFN_POOL_H
 
@@ -13,15 +25,26 @@
 
 #include "ffn_sparse.h"
 
+/* Default spin between calls: far above a layer's attention gap, short
+ * enough that an idle worker sleeps within milliseconds of its last step. */
+#define FFN_POOL_SPIN_US 2000u
+
 typedef struct ffn_pool ffn_pool;
 
 /* A pool of n_threads (>= 1, the caller included) running kernels k (from
  * ffn_kernels_select, kept by pointer) for layers of up to max_dim. Helper
- * threads inherit the caller's CPU affinity: pin the worker to its NUMA
- * node's cores first. Caller owns the result: ffn_pool_free. */
+ * threads inherit the caller's CPU affinity and each pins itself to one CPU
+ * of it (a failure is reported once on stderr and the thread runs unpinned):
+ * pin the worker to its NUMA node's cores first. Spins FFN_POOL_SPIN_US,
+ * or 0 when n_threads exceeds the CPUs allowed (a spinning thread would
+ * only take the CPU from one with work). Caller owns the result: ffn_pool_free. */
 ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *k, pi_error *err);
 /* Stops and joins the threads, frees everything, NULLs *p. */
 void ffn_pool_free(ffn_pool **p);
+
+/* How long (microseconds, at most 1e6) a waiting thread spins before it
+ * sleeps on the futex, from the next wait on; 0 sleeps at once. */
+void ffn_pool_set_spin_us(ffn_pool *p, uint32_t us);
 
 uint32_t ffn_pool_threads(const ffn_pool *p);
 const ffn_kernels *ffn_pool_kernels(const ffn_pool *p);

@@ -106,13 +106,21 @@ static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
             cpus[n++] = c;
     if (bm)
         numa_free_cpumask(bm);
+    /* The first CPU of node 0 is left for the GPU worker's launch thread and
+     * pid, so the CPU workers' pool threads, which spin between layers, never
+     * take it from them; only from 4 CPUs up, a small machine needs them all. */
+    int *mine = cpus;
+    if (node == 0 && n >= 4) {
+        mine++;
+        n--;
+    }
     /* Contiguous chunks; a worker with no CPU of its own shares the node's. */
     int lo = (int)((uint64_t)n * rank / of), hi = (int)((uint64_t)n * (rank + 1) / of);
     if (hi <= lo) {
         lo = 0;
         hi = n;
     }
-    cpu_list(cpus + lo, hi - lo, w->cpus, sizeof w->cpus);
+    cpu_list(mine + lo, hi - lo, w->cpus, sizeof w->cpus);
     if (!w->cpus[0])
         snprintf(w->cpus, sizeof w->cpus, "0");
 }

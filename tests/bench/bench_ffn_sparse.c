@@ -5,6 +5,10 @@
  * h_j non-zero, as when the predictor is right), so bytes = active x 3 rows.
  * Each call takes the next of 32 random active lists: the shard (60-425 MB)
  * is far larger than the caches, as the cold rows of a real model are.
+ * --gap-us N idles the caller N us between calls (spinning, as a worker waits
+ * for the next layer tick while the GPU runs attention), like a real step;
+ * the gap is not counted, so the figures show what waking the pool costs;
+ * --spin-us N sets how long the pool's threads spin before sleeping.
  * Prints a markdown table (scripts/bench_ffn_sparse.sh, docs/benchmarks.md). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +23,8 @@
 
 typedef struct opts {
     uint32_t dim, n_ff, max_threads;
-    double active, seconds;
+    double active, seconds, gap_us;
+    long spin_us;                     /* -1: the pool's default */
     const char *types, *variants;
 } opts;
 
@@ -44,7 +49,8 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--dim N] [--n-ff N] [--active FRACTION] [--threads MAX]\n"
-            "          [--seconds S] [--types f32,f16,q8_0,q4_0] [--variants plain,avx2,avx512]\n",
+            "          [--seconds S] [--gap-us US] [--spin-us US] [--types f32,f16,q8_0,q4_0]\n"
+            "          [--variants plain,avx2,avx512]\n",
             argv0);
     return 2;
 }
@@ -52,7 +58,7 @@ static int usage(const char *argv0)
 static int parse(int argc, char **argv, opts *o)
 {
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (opts){5120, 6912, nproc > 0 ? (uint32_t)nproc : 1, 0.11, 0.5,
+    *o = (opts){5120, 6912, nproc > 0 ? (uint32_t)nproc : 1, 0.11, 0.5, 0.0, -1,
                 "f32,f16,q8_0,q4_0", "plain,avx2,avx512"};
     for (int i = 1; i < argc; i += 2) {   /* every flag takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -68,6 +74,10 @@ static int parse(int argc, char **argv, opts *o)
             o->max_threads = (uint32_t)strtoul(v, NULL, 10);
         else if (strcmp(a, "--seconds") == 0)
             o->seconds = strtod(v, NULL);
+        else if (strcmp(a, "--gap-us") == 0)
+            o->gap_us = strtod(v, NULL);
+        else if (strcmp(a, "--spin-us") == 0)
+            o->spin_us = strtol(v, NULL, 10);
         else if (strcmp(a, "--types") == 0)
             o->types = v;
         else if (strcmp(a, "--variants") == 0)
@@ -76,9 +86,10 @@ static int parse(int argc, char **argv, opts *o)
             return -1;
     }
     if (o->dim == 0 || o->dim % 32 || o->n_ff == 0 || o->active <= 0 || o->active > 1 ||
-        o->max_threads == 0 || o->seconds <= 0) {
+        o->max_threads == 0 || o->seconds <= 0 || !(o->gap_us >= 0 && o->gap_us <= 1e6) ||
+        o->spin_us < -1 || o->spin_us > 1000000) {
         fprintf(stderr, "bench: dim must be a positive multiple of 32, n-ff > 0, "
-                "0 < active <= 1, threads > 0, seconds > 0\n");
+                "0 < active <= 1, threads > 0, seconds > 0, 0 <= gap-us and spin-us <= 1e6\n");
         return -1;
     }
     return 0;
@@ -141,7 +152,15 @@ static void make_lists(uint32_t n_ff, uint32_t n_act, uint32_t *lists)
     }
 }
 
-/* GB/s and microseconds per call of kernels k at t threads. */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* GB/s and microseconds per call of kernels k at t threads; the gap between
+ * calls (o->gap_us) is left out of both. */
 static int measure(const ffn_kernels *k, uint32_t t, const ffn_sparse_layer *l, const opts *o,
                    const float *x, const uint32_t *lists, uint32_t n_act, size_t bytes_per_call,
                    float *out, double *gbs, double *us)
@@ -152,20 +171,27 @@ static int measure(const ffn_kernels *k, uint32_t t, const ffn_sparse_layer *l, 
         fprintf(stderr, "bench: %s\n", err.msg);
         return -1;
     }
+    if (o->spin_us >= 0)
+        ffn_pool_set_spin_us(p, (uint32_t)o->spin_us);
     int calls = 0;
     for (int w = 0; w < 2; w++)   /* warm the threads and the page tables */
         if (ffn_sparse_run(p, l, PI_ACT_SILU, x, lists, n_act, out, &err) != 0)
             goto fail;
-    double t0 = now(), t1;
+    double t0 = now(), t1, busy = 0.0;
     do {
         const uint32_t *idx = lists + (size_t)(calls % N_LISTS) * n_act;
+        double c0 = now();
         if (ffn_sparse_run(p, l, PI_ACT_SILU, x, idx, n_act, out, &err) != 0)
             goto fail;
+        t1 = now();
+        busy += t1 - c0;
         calls++;
+        while (o->gap_us > 0 && (now() - t1) * 1e6 < o->gap_us)
+            cpu_relax();
         t1 = now();
     } while (t1 - t0 < o->seconds || calls < 3);
-    *us = (t1 - t0) / calls * 1e6;
-    *gbs = (double)bytes_per_call * calls / (t1 - t0) / 1e9;
+    *us = busy / calls * 1e6;
+    *gbs = (double)bytes_per_call * calls / busy / 1e9;
     ffn_pool_free(&p);
     return 0;
 fail:
@@ -200,8 +226,13 @@ int main(int argc, char **argv)
     pi_error err;
     const ffn_kernels *best = ffn_kernels_select(&err);
     printf("dim %u, %u neurons, %u active (%.0f%%), SiLU; GB/s of weight rows read "
-           "(us per call); best variant here: %s\n\n", o.dim, o.n_ff, n_act, 100.0 * o.active,
+           "(us per call); best variant here: %s", o.dim, o.n_ff, n_act, 100.0 * o.active,
            best ? best->name : "?");
+    if (o.gap_us > 0)
+        printf("; %.0f us idle between calls (not counted)", o.gap_us);
+    if (o.spin_us >= 0)
+        printf("; pool spins %ld us", o.spin_us);
+    printf("\n\n");
     printf("| type | variant |");
     for (uint32_t i = 0; i < n_threads; i++)
         printf(" %u thr |", threads[i]);

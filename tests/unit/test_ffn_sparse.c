@@ -1,15 +1,19 @@
-/* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..4 threads, computes the plain definition's result. */
-/* Under ThreadSanitizer (the pool's hand-off must stay race-free; it is, as
- * of this writing, with no reports):
- *   cmake -S . -B build-sparse-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
- *   cmake --build build-sparse-tsan -j2 --target test_ffn_sparse
- *   (cd build-sparse-tsan && ctest -R ffn_sparse --output-on-failure)
- * TSan exits non-zero (66) after any report, so ctest fails on a race.
+/* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..5 threads, computes the plain definition's result, the pool's parallel reduction bit for bit equal to the serial sum in thread order, across spinning and sleeping waits, with helpers pinned. */
+/* Under ThreadSanitizer (the pool's hand-off and barrier must stay race-free;
+ * scripts/test.sh runs it so):
+ *   cmake -S . -B build-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ *   cmake --build build-tsan -j2 --target test_ffn_sparse
+ *   TSAN_OPTIONS=halt_on_error=1 build-tsan/bin/test_ffn_sparse
+ * TSan exits non-zero (66) after any report, so the run fails on a race.
  * PI_CPU_KERNEL does not matter here: every variant the CPU runs is tested. */
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "ffn_pool.h"
@@ -184,6 +188,32 @@ static size_t make_list(int kind, uint32_t n, uint32_t *idx)
     return k;
 }
 
+/* What the pool promises bit for bit (ffn_pool.h): thread t of n takes
+ * idx[na * t / n .. na * (t + 1) / n), accumulated alone into zeros; the
+ * buffers are added serially in thread order, empty slices skipped. */
+static void serial_sum(const ffn_kernels *k, const shard *s, pi_act act, const float *x,
+                       const uint32_t *idx, size_t na, uint32_t n, int dense, float *out)
+{
+    uint32_t dim = s->l.dim;
+    float *buf = malloc((dim ? dim : 1) * sizeof *buf);
+    CHECK(buf, "out of memory");
+    memset(out, 0, dim * sizeof *out);
+    for (uint32_t t = 0; t < n; t++) {
+        size_t b = na * t / n, e = na * (t + 1) / n;
+        if (e == b)
+            continue;
+        float *acc = t ? buf : out;
+        memset(buf, 0, dim * sizeof *buf);
+        if (dense)
+            ffn_dense_accum(k, &s->l, act, x, idx + b, e - b, acc);
+        else
+            ffn_sparse_accum(k, &s->l, act, x, idx + b, e - b, acc);
+        for (uint32_t i = 0; t && i < dim; i++)
+            out[i] += buf[i];
+    }
+    free(buf);
+}
+
 static int cases, skipped_notes;
 static double worst_float, worst_quant;   /* largest error seen, for the log */
 
@@ -195,8 +225,9 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
     shard_make(&s, type, dim, n);
     float *x = malloc(dim * sizeof *x), *ref = malloc(dim * sizeof *ref);
     float *got = malloc(dim * sizeof *got), *one = malloc(dim * sizeof *one);
+    float *serial = malloc(dim * sizeof *serial);
     uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    CHECK(x && ref && got && one && idx, "out of memory");
+    CHECK(x && ref && got && one && serial && idx, "out of memory");
     for (uint32_t i = 0; i < dim; i++)
         x[i] = rndf();
     pi_error err;
@@ -213,11 +244,16 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
                 *w = e > *w ? e : *w;
                 CHECK(e <= tol, "%s %s dim %u act %s list %d (%zu active): rel err %.3g > %.0e",
                       ks[v]->name, pi_type_name(type), dim, pi_act_name(acts[a]), kind, na, e, tol);
-                /* The pool: 1 thread is the variant itself; 2..4 split the list. */
-                for (uint32_t t = 1; t <= 4; t++) {
+                /* The pool: 1 thread is the variant itself; 2..5 split the list
+                 * (5 leaves dims whose lines do not divide evenly). */
+                for (uint32_t t = 1; t <= 5; t++) {
                     ffn_pool *p = ffn_pool_new(t, dim + 5, ks[v], &err);
                     CHECK(p, "%s", err.msg);
                     CHECK(ffn_sparse_run(p, &s.l, acts[a], x, idx, na, got, &err) == 0, "%s", err.msg);
+                    serial_sum(ks[v], &s, acts[a], x, idx, na, t, 0, serial);
+                    CHECK(memcmp(got, serial, dim * sizeof *got) == 0,
+                          "pool %s %u threads %s dim %u act %s list %d: not the serial sum's bits",
+                          ks[v]->name, t, pi_type_name(type), dim, pi_act_name(acts[a]), kind);
                     if (t == 1) {
                         memcpy(one, got, dim * sizeof *one);
                     } else {
@@ -240,6 +276,9 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
                         CHECK(ffn_dense_run(p, &s.l, acts[a], x, idx, dense, &err) == 0, "%s", err.msg);
                         CHECK(rel_err(dense, ref, dim, sc) <= tol, "dense pool %s %u threads vs plain",
                               ks[v]->name, t);
+                        serial_sum(ks[v], &s, acts[a], x, idx, na, t, 1, serial);
+                        CHECK(memcmp(dense, serial, dim * sizeof *dense) == 0,
+                              "dense pool %s %u threads: not the serial sum's bits", ks[v]->name, t);
                         free(dense);
                     }
                     ffn_pool_free(&p);
@@ -253,6 +292,7 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
     free(ref);
     free(got);
     free(one);
+    free(serial);
     free(idx);
     shard_free(&s);
 }
@@ -310,6 +350,115 @@ static void check_metric_fails(void)
     }
     CHECK(worst > 10 * TOL_QUANT, "losing the strongest neuron: only %.3g", worst);
     printf("losing the strongest of %zu neurons: error %.3g\n", na, worst);
+    shard_free(&s);
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0)
+        CHECK(errno == EINTR, "nanosleep: %s", strerror(errno));
+}
+
+/* Calls in a row as a step's layers come, with gaps inside the spin budget
+ * (helpers awake) and beyond it (helpers asleep on the futex), at budgets 0,
+ * short and the default: each result is the serial sum's bits, whichever
+ * way the threads waited (and TSan sees both hand-offs and the barrier). */
+static void check_pool_waits(const ffn_kernels *k)
+{
+    enum { N_LISTS = 8, CALLS = 60 };
+    uint32_t dim = 1000, n = 96;
+    shard s;
+    shard_make(&s, PI_TYPE_F16, dim, n);
+    float *x = malloc(dim * sizeof *x), *got = malloc(dim * sizeof *got);
+    float *want = malloc(dim * sizeof *want);
+    uint32_t *idx = malloc((size_t)N_LISTS * n * sizeof *idx);
+    size_t na[N_LISTS];
+    CHECK(x && got && want && idx, "out of memory");
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = rndf();
+    for (int i = 0; i < N_LISTS; i++)
+        na[i] = make_list(i % 4 == 0 ? 1 : 3, n, idx + (size_t)i * n);
+    static const uint32_t spins[] = {0, 30, FFN_POOL_SPIN_US};
+    for (uint32_t t = 2; t <= 3; t++) {
+        for (size_t sp = 0; sp < sizeof spins / sizeof spins[0]; sp++) {
+            pi_error err;
+            ffn_pool *p = ffn_pool_new(t, dim, k, &err);
+            CHECK(p, "%s", err.msg);
+            ffn_pool_set_spin_us(p, spins[sp]);
+            for (int c = 0; c < CALLS; c++) {
+                const uint32_t *list = idx + (size_t)(c % N_LISTS) * n;
+                pi_act act = acts[c % 3];
+                CHECK(ffn_sparse_run(p, &s.l, act, x, list, na[c % N_LISTS], got, &err) == 0, "%s", err.msg);
+                serial_sum(k, &s, act, x, list, na[c % N_LISTS], t, 0, want);
+                CHECK(memcmp(got, want, dim * sizeof *got) == 0,
+                      "%u threads, spin %u us, call %d: not the serial sum's bits", t, spins[sp], c);
+                if (c % 20 == 19)
+                    sleep_us((long)spins[sp] + 1000);   /* past the budget: helpers sleep */
+                else if (c % 4 == 3)
+                    sleep_us(100);                      /* a layer's attention gap */
+            }
+            ffn_pool_free(&p);
+        }
+    }
+    free(x);
+    free(got);
+    free(want);
+    free(idx);
+    shard_free(&s);
+}
+
+/* Threads of this process whose allowed CPUs are exactly one (/proc). */
+static int pinned_tasks(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d, "opendir /proc/self/task: %s", strerror(errno));
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], line[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;   /* the thread has ended */
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "Cpus_allowed_list:", 18) == 0) {
+                const char *v = line + 18 + strspn(line + 18, " \t");
+                n += strcspn(v, ",-\n") == strcspn(v, "\n");
+            }
+        CHECK(fclose(f) == 0, "fclose %s", path);
+    }
+    CHECK(closedir(d) == 0, "closedir");
+    return n;
+}
+
+/* Each helper pins itself to one CPU; the caller keeps its affinity. */
+static void check_pinning(const ffn_kernels *k)
+{
+    cpu_set_t before, after;
+    CHECK(sched_getaffinity(0, sizeof before, &before) == 0, "sched_getaffinity: %s", strerror(errno));
+    if (CPU_COUNT(&before) < 2) {
+        printf("note: pinning not checked: this process may run on one CPU only, "
+               "so a pinned thread looks like any other\n");
+        return;
+    }
+    int base = pinned_tasks();
+    pi_error err;
+    shard s;
+    shard_make(&s, PI_TYPE_F32, 64, 8);
+    float x[64] = {0}, out[64];
+    uint32_t idx[2] = {1, 5};
+    ffn_pool *p = ffn_pool_new(3, 64, k, &err);
+    CHECK(p, "%s", err.msg);
+    /* A call returns only after every helper ran, and each pins itself first. */
+    CHECK(ffn_sparse_run(p, &s.l, PI_ACT_RELU, x, idx, 2, out, &err) == 0, "%s", err.msg);
+    int pinned = pinned_tasks() - base;
+    CHECK(pinned == 2, "%d of 2 helpers pinned to one CPU", pinned);
+    CHECK(sched_getaffinity(0, sizeof after, &after) == 0, "sched_getaffinity: %s", strerror(errno));
+    CHECK(CPU_EQUAL(&before, &after), "the caller's affinity changed");
+    ffn_pool_free(&p);
     shard_free(&s);
 }
 
@@ -376,6 +525,8 @@ int main(void)
     check_plain_is_the_ffn();
     check_metric_fails();
     check_errors(ks[nk - 1]);
+    check_pool_waits(ks[nk - 1]);
+    check_pinning(ks[nk - 1]);
 
     /* F32/F16: dims that are not multiples of 64 (or even 8) hit the tails. */
     static const uint32_t float_dims[] = {1, 7, 40, 100, 333, 1000, 1024, 5120};
