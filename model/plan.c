@@ -101,7 +101,8 @@ uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)
 {
     if (p->max_batch == 0)
         return 0;
-    return plan_predictor_bytes(m) + plan_scratch_bytes(m, p->max_batch, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff);
+    return plan_predictor_bytes(m) + plan_scratch_bytes(m, p->max_batch, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
+           PLAN_CUDA_CONTEXT_BYTES;
 }
 
 pi_type plan_down_t_type(pi_type t)
@@ -298,16 +299,18 @@ static void reserve_finish(const pi_model *m, const plan_params *p, pi_plan *out
 {
     out->predictor_bytes = p->max_batch ? plan_predictor_bytes(m) : 0;
     out->scratch_bytes = plan_scratch_bytes(m, p->max_batch, out->n_ctx, out->n_hot);
-    out->reserved_bytes = out->gpu_bytes + out->predictor_bytes + out->scratch_bytes;
+    out->context_bytes = p->max_batch ? PLAN_CUDA_CONTEXT_BYTES : 0;
+    out->reserved_bytes = out->gpu_bytes + out->predictor_bytes + out->scratch_bytes + out->context_bytes;
     if (!p->max_batch)
         return;
-    char pred[32], scr[32], all[32];
+    char pred[32], scr[32], ctx[32], all[32];
     fmt_bytes(pred, sizeof pred, out->predictor_bytes);
     fmt_bytes(scr, sizeof scr, out->scratch_bytes);
+    fmt_bytes(ctx, sizeof ctx, out->context_bytes);
     fmt_bytes(all, sizeof all, out->reserved_bytes);
     size_t n = strlen(out->summary);
     snprintf(out->summary + n, sizeof out->summary - n,
-             "; CUDA backend besides: predictors %s + scratch %s (GPU total %s)", pred, scr, all);
+             "; CUDA backend besides: predictors %s + scratch %s + context %s (GPU total %s)", pred, scr, ctx, all);
 }
 
 int plan_make_fixed(const pi_model *m, const plan_params *p, uint32_t n_hot, pi_plan *out,
@@ -594,7 +597,7 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
         /* CUDA: the predictors it uploads (the model's own) and its scratch */
         uint64_t own = plan_predictor_bytes(m);
         lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
-        lp.scratch_bytes = plan_scratch_bytes(m, pp->max_batch, out->n_ctx, m->n_ff);
+        lp.scratch_bytes = plan_scratch_bytes(m, pp->max_batch, out->n_ctx, m->n_ff) + PLAN_CUDA_CONTEXT_BYTES;
     }
     /* no budget given: buy what the index-order default would hold */
     lp.budget_bytes = out->budget_bytes ? out->budget_bytes

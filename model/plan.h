@@ -64,8 +64,9 @@ typedef struct pi_plan {
     uint64_t gpu_bytes;         /* fixed_bytes + hot_bytes (the host backend's device_bytes) */
     uint64_t predictor_bytes;   /* reserved for the CUDA backend's predictors (max_batch > 0) */
     uint64_t scratch_bytes;     /* reserved for its scratch: plan_scratch_bytes(.., n_hot) */
-    uint64_t reserved_bytes;    /* gpu_bytes + predictor_bytes + scratch_bytes: all the GPU
-                                   worker may allocate, within the budget */
+    uint64_t context_bytes;     /* reserved for the CUDA context (PLAN_CUDA_CONTEXT_BYTES) */
+    uint64_t reserved_bytes;    /* gpu_bytes + predictor_bytes + scratch_bytes + context_bytes:
+                                   all the GPU worker's process may hold, within the budget */
     uint64_t cold_bytes;        /* the cold neurons' bytes, over all shards */
     uint32_t n_shards;
     plan_shard shards[PLAN_MAX_SHARDS];
@@ -154,6 +155,11 @@ uint32_t plan_kv_elem_bytes(const plan_params *p);
  * positions into chunks of this many (split-K, flash-decoding). */
 #define PLAN_CUDA_KV_ELEM_BYTES 2
 #define PLAN_CUDA_ATTN_CHUNK 64
+/* What the GPU worker's process holds beyond its allocations: the CUDA
+ * context, the loaded kernels and the step graphs (measured 0.62 GiB on an
+ * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).
+ * Reserved inside the budget, so the process stays within --vram-budget. */
+#define PLAN_CUDA_CONTEXT_BYTES (704ull << 20)
 /* Its per-step parameter block, status word and phase timestamps. */
 #define PLAN_CUDA_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
 
@@ -167,8 +173,8 @@ uint64_t plan_predictor_bytes(const pi_model *m);
  * max_batch is 0. */
 uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
 /* What a budget must hold beyond weights + KV + hot neurons for p: the
- * predictors and plan_scratch_bytes with n_hot = n_ff (hot counts are not
- * known before planning); 0 when p->max_batch is 0. */
+ * predictors, plan_scratch_bytes with n_hot = n_ff (hot counts are not
+ * known before planning) and the CUDA context; 0 when p->max_batch is 0. */
 uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p);
 
 /* ---- the neuron layout (shared by the host backend and the CPU shards) ---- */

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-device-out}; mkdir -p "$out"
 . scripts/device_env.sh
 pi_device_env .deps/offline-debs || { echo "device_check: unpacking .deps/offline-debs failed"; exit 1; }
+# CUDA budgets include the 0.6875 GiB the plan reserves for the CUDA context (PLAN_CUDA_CONTEXT_BYTES).
 shared=$(pwd)/.deps/shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
@@ -53,7 +54,7 @@ printf '%s\n' "$(cat "$shared/models/stories260K.expected.txt")" >/tmp/expected.
 for cfg in "cuda 0" "cuda 2" "host 2"; do
   # shellcheck disable=SC2086  # "backend workers"
   set -- $cfg
-  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && echo 0.0015 || echo 0.00073)")
+  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && echo 0.6890 || echo 0.00073)")
   if $bin/pid run -m $m -n 200 --temp 0 --gpu-backend "$1" --cpu-workers "$2" "${budget[@]}" \
       >"/tmp/g-$1-$2.txt" 2>"/tmp/g-$1-$2.err"; then
     printf '%s\n' "$(cat "/tmp/g-$1-$2.txt")" >"/tmp/g-$1-$2.norm"
@@ -72,7 +73,7 @@ $bin/pictl model synth --shape tiny --type q4_0 --seed 3 -o $t >/dev/null 2>&1 |
 for f in dense exact predicted; do
   ok=1
   for b in host cuda; do
-    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget 0.00075 \
+    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget $([ $b = cuda ] && echo 0.68825 || echo 0.00075) \
       --ffn $f >"/tmp/syn-$b-$f.out" 2>"/tmp/syn-$b-$f.err" \
       || { echo "pid run $b $f failed:"; tail -3 "/tmp/syn-$b-$f.err"; fail "pid run synth tiny $b --ffn $f"; ok=0; }
   done
@@ -84,7 +85,7 @@ done
 
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
-if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.0062 --listen $ep >"$out/pid-start.txt" 2>&1; then
+if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.6937 --listen $ep >"$out/pid-start.txt" 2>&1; then
   $bin/pictl workers --endpoint $ep 2>&1 | tee "$out/workers.txt"
   if $bin/pictl generate --endpoint $ep --temp 0 -n 200 "" >/tmp/d.txt 2>/tmp/d.err; then
     printf '%s\n' "$(cat /tmp/d.txt)" >/tmp/d.norm

@@ -252,7 +252,7 @@ static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
     CHECK(plan_scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m) == 0, "host: nothing reserved");
     plan_params pp = {.max_seqs = 4, .n_ctx = 100, .n_cpu_workers = 3, .max_batch = 8};
     uint64_t reserve = plan_reserve_bytes(m, &pp);
-    CHECK(reserve == plan_scratch_bytes(m, 8, 100, 96), "reserve %" PRIu64, reserve);
+    CHECK(reserve == plan_scratch_bytes(m, 8, 100, 96) + PLAN_CUDA_CONTEXT_BYTES, "reserve %" PRIu64, reserve);
     pi_plan p;
     CHECK(plan_make_fixed(m, &pp, 0, &p, &err) == 0, "%s", err.msg);
     for (uint64_t extra = 0; extra < 3000; extra += 97) {
@@ -260,7 +260,8 @@ static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
         CHECK(plan_make(m, &pp, &p, &err) == 0, "%s", err.msg);
         CHECK(p.n_hot == 10 + extra / p.neuron_bytes, "K %u for %" PRIu64 " extra bytes", p.n_hot, extra);
         CHECK(p.scratch_bytes == plan_scratch_bytes(m, 8, 100, p.n_hot) && p.predictor_bytes == 0 &&
-              p.reserved_bytes == p.gpu_bytes + p.scratch_bytes && p.reserved_bytes <= pp.budget_bytes,
+              p.context_bytes == PLAN_CUDA_CONTEXT_BYTES &&
+              p.reserved_bytes == p.gpu_bytes + p.scratch_bytes + p.context_bytes && p.reserved_bytes <= pp.budget_bytes,
               "reserved %" PRIu64 " (scratch %" PRIu64 ") over budget %" PRIu64, p.reserved_bytes, p.scratch_bytes,
               pp.budget_bytes);
         CHECK(strstr(p.summary, "scratch"), "summary '%s' does not say what is reserved", p.summary);
