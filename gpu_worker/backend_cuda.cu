@@ -632,7 +632,7 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
-    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, L->attn_norm, dim, m->norm_eps, n));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
     cuda_mv_set qkv;
     memset(&qkv, 0, sizeof qkv);
     qkv.count = 3;
@@ -649,9 +649,8 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
     CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
-    k_add<<<blocks_for((size_t)n * dim, 256), 256, 0, b->stream>>>(b->x, b->q, (size_t)n * dim);
-    LAUNCHED();
-    CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, L->ffn_norm, dim, m->norm_eps, n));
+    // x += wo . attention (fused into the norm), then the FFN's input
+    CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n));
     return 0;
 }
 
@@ -709,7 +708,7 @@ static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
         return 0;
     k_gather_rows<<<nrows, 128, 0, b->stream>>>(b->tmp, b->x, b->d_rows, m->dim);
     LAUNCHED();
-    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, b->output_norm, m->dim, m->norm_eps, nrows));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows));
     CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
     return 0;
 }

@@ -5,7 +5,7 @@
 
 namespace {
 
-constexpr unsigned NORM_THREADS = 256;
+constexpr unsigned NORM_THREADS = 1024;  // one block per row: 5 floats a thread at dim 5120
 constexpr unsigned ATTN_THREADS = 128;   // >= CUDA_ATTN_CHUNK: one thread per position for the scores
 static_assert(CUDA_ATTN_CHUNK <= ATTN_THREADS, "a chunk's scores are one per thread");
 
@@ -40,14 +40,23 @@ template <int MAX> __device__ float block_reduce(float v, float *red)
     return v;
 }
 
-__global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_host, const float *x, const float *w,
-                                                          uint32_t dim, float eps)
+// One block per row; with add, the row first becomes x + add (the residual
+// add of the previous product, fused here to save a launch).
+__global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_host, float *x, const float *add,
+                                                          const float *w, uint32_t dim, float eps)
 {
     __shared__ float red[32];
-    const float *xr = x + (size_t)blockIdx.x * dim;
+    float *xr = x + (size_t)blockIdx.x * dim;
+    const float *ar = add ? add + (size_t)blockIdx.x * dim : nullptr;
     float ss = 0.0f;
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
-        ss += xr[i] * xr[i];
+    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = xr[i];
+        if (ar) {
+            v += ar[i];
+            xr[i] = v;   // each thread reads back only its own elements below
+        }
+        ss += v * v;
+    }
     ss = block_reduce<0>(ss, red);
     float scale = 1.0f / sqrtf(ss / (float)dim + eps);
     float *yr = y + (size_t)blockIdx.x * dim;
@@ -62,31 +71,36 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_hos
         __threadfence_system();   // the CPU workers read it once the layer tick is published
 }
 
+// Block (entry n, head h), thread = a pair of the head: rotates q's pair,
+// and for kv heads k's pair too, then stores that pair of k and v into the
+// caches at [slot][layer][pos].
 __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache, __half *v_cache, const gpu_entry *e,
                              uint32_t layer, cuda_attn_shape sh)
 {
-    const uint32_t n = blockIdx.x, pos = e[n].pos, hd = sh.head_dim;
+    const uint32_t n = blockIdx.x, h = blockIdx.y, pos = e[n].pos, hd = sh.head_dim;
     const uint32_t dim = sh.n_heads * hd, kv_dim = sh.n_kv_heads * hd;
-    float *qv = q + (size_t)n * dim, *kvp = k + (size_t)n * kv_dim;
-    for (uint32_t i = 2 * threadIdx.x; i < dim; i += 2 * blockDim.x) {
-        uint32_t d = i % hd;
+    const size_t base = (((size_t)e[n].slot * sh.n_layers + layer) * sh.n_ctx + pos) * kv_dim;
+    for (uint32_t d = 2 * threadIdx.x; d < hd; d += 2 * blockDim.x) {
+        const uint32_t i = h * hd + d;
         float freq = 1.0f / powf(sh.rope_theta, (float)d / (float)hd);
         float val = (float)pos * freq;
         float fcr = cosf(val), fci = sinf(val);
+        float *qv = q + (size_t)n * dim;
         float q0 = qv[i], q1 = qv[i + 1];
         qv[i] = q0 * fcr - q1 * fci;
         qv[i + 1] = q0 * fci + q1 * fcr;
-        if (i < kv_dim) {
+        if (h < sh.n_kv_heads) {
+            float *kvp = k + (size_t)n * kv_dim;
+            const float *vv = v + (size_t)n * kv_dim;
             float k0 = kvp[i], k1 = kvp[i + 1];
-            kvp[i] = k0 * fcr - k1 * fci;
-            kvp[i + 1] = k0 * fci + k1 * fcr;
+            float r0 = k0 * fcr - k1 * fci, r1 = k0 * fci + k1 * fcr;
+            kvp[i] = r0;
+            kvp[i + 1] = r1;
+            k_cache[base + i] = __float2half_rn(r0);
+            k_cache[base + i + 1] = __float2half_rn(r1);
+            v_cache[base + i] = __float2half_rn(vv[i]);
+            v_cache[base + i + 1] = __float2half_rn(vv[i + 1]);
         }
-    }
-    __syncthreads();
-    size_t base = (((size_t)e[n].slot * sh.n_layers + layer) * sh.n_ctx + pos) * kv_dim;
-    for (uint32_t i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-        k_cache[base + i] = __float2half_rn(kvp[i]);
-        v_cache[base + i] = __float2half_rn(v[(size_t)n * kv_dim + i]);
     }
 }
 
@@ -177,12 +191,12 @@ uint32_t cuda_attn_splits(uint32_t n_ctx)
     return (n_ctx + CUDA_ATTN_CHUNK - 1) / CUDA_ATTN_CHUNK;
 }
 
-cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, const float *x, const float *w, uint32_t dim,
-                         float eps, uint32_t n)
+cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, const float *add, const float *w,
+                         uint32_t dim, float eps, uint32_t n)
 {
     if (n == 0)
         return cudaSuccess;
-    k_rmsnorm<<<n, NORM_THREADS, 0, s>>>(y, y_host, x, w, dim, eps);
+    k_rmsnorm<<<n, NORM_THREADS, 0, s>>>(y, y_host, x, add, w, dim, eps);
     return cudaGetLastError();
 }
 
@@ -191,7 +205,9 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
 {
     if (n == 0)
         return cudaSuccess;
-    k_rope_store<<<n, 128, 0, s>>>(q, k, v, k_cache, v_cache, e, layer, sh);
+    unsigned threads = (sh.head_dim / 2 + 31) / 32 * 32;
+    k_rope_store<<<dim3(n, sh.n_heads), threads > 256 ? 256 : threads, 0, s>>>(q, k, v, k_cache, v_cache, e, layer,
+                                                                                sh);
     return cudaGetLastError();
 }
 

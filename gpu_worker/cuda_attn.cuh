@@ -28,11 +28,12 @@ struct cuda_attn_shape {
 // Chunks of n_ctx positions: the splits of one (entry, head).
 uint32_t cuda_attn_splits(uint32_t n_ctx);
 
-// y[r] = x[r] / rms(x[r]) * w for r < n rows of dim; when y_host is given
-// (a device pointer into mapped host memory) the rows go there too, fenced
-// for the CPU (system scope) before the kernel ends.
-cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, const float *x, const float *w, uint32_t dim,
-                         float eps, uint32_t n);
+// y[r] = x[r] / rms(x[r]) * w for r < n rows of dim, after x[r] += add[r]
+// when add is given (a residual add fused in); when y_host is given (a
+// device pointer into mapped host memory) the rows go there too, fenced for
+// the CPU (system scope) before the kernel ends.
+cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, const float *add, const float *w,
+                         uint32_t dim, float eps, uint32_t n);
 
 // Rotates q (all heads) and k (kv heads) of each entry by its position, then
 // stores k and v into the caches at [slot][layer][pos].

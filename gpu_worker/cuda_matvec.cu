@@ -27,49 +27,63 @@ __device__ __forceinline__ float half_bits(uint16_t u)
     return __half2float(__ushort_as_half(u));
 }
 
-// load(m, row, c, w): elements [c * E, c * E + E) of the row, as floats.
+// A chunk of a row as it sits in memory: 16 bytes (and, for the block
+// types, its fp16 scale). fetch(m, row, c) reads chunk c; expand turns it
+// into the E floats [c * E, c * E + E) of the row; load does both. Fetching
+// several chunks before expanding any keeps several loads in flight.
+struct chunk {
+    uint4 q;
+    float d;
+};
+
 template <int T> struct wt;
 
 template <> struct wt<PI_TYPE_F32> {
     static constexpr int E = 4;
-    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        const float4 *p = reinterpret_cast<const float4 *>(m.data + (size_t)row * m.cols * 4);
-        float4 v = __ldg(p + c);
-        w[0] = v.x;
-        w[1] = v.y;
-        w[2] = v.z;
-        w[3] = v.w;
+        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 4) + c), 0.0f};
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        w[0] = __uint_as_float(k.q.x);
+        w[1] = __uint_as_float(k.q.y);
+        w[2] = __uint_as_float(k.q.z);
+        w[3] = __uint_as_float(k.q.w);
     }
 };
 
 template <> struct wt<PI_TYPE_F16> {
     static constexpr int E = 8;
-    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2);
-        uint4 v = __ldg(p + c);
-        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2) + c), 0.0f};
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            float2 f = half2_bits(u[k]);
-            w[2 * k] = f.x;
-            w[2 * k + 1] = f.y;
+        for (int i = 0; i < 4; i++) {
+            float2 f = half2_bits(u[i]);
+            w[2 * i] = f.x;
+            w[2 * i + 1] = f.y;
         }
     }
 };
 
 template <> struct wt<PI_TYPE_BF16> {
     static constexpr int E = 8;
-    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2);
-        uint4 v = __ldg(p + c);
-        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2) + c), 0.0f};
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-            w[2 * k] = __uint_as_float(u[k] << 16);
-            w[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+        for (int i = 0; i < 4; i++) {
+            w[2 * i] = __uint_as_float(u[i] << 16);
+            w[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
         }
     }
 };
@@ -77,39 +91,49 @@ template <> struct wt<PI_TYPE_BF16> {
 // Chunk c = half a block: 16 int8 quants, scale of block c / 2.
 template <> struct wt<PI_TYPE_Q8_0> {
     static constexpr int E = 16;
-    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols);
-        uint4 v = __ldg(p + c);
-        float d = half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c / 2));
-        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols) + c),
+                half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c / 2))};
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++)
 #pragma unroll
             for (int b = 0; b < 4; b++)
-                w[4 * k + b] = (float)(int)(signed char)((u[k] >> (8 * b)) & 0xffu) * d;
+                w[4 * i + b] = (float)(int)(signed char)((u[i] >> (8 * b)) & 0xffu) * k.d;
     }
 };
 
 // Chunk c = block c: byte t holds element t (low nibble) and t + 16 (high).
 template <> struct wt<PI_TYPE_Q4_0> {
     static constexpr int E = 32;
-    __device__ __forceinline__ static void load(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        const uint4 *p = reinterpret_cast<const uint4 *>(m.data + (size_t)row * (m.cols / 2));
-        uint4 v = __ldg(p + c);
-        float d = half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c));
-        uint32_t u[4] = {v.x, v.y, v.z, v.w};
+        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * (m.cols / 2)) + c),
+                half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c))};
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
 #pragma unroll
-        for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++)
 #pragma unroll
             for (int b = 0; b < 4; b++) {
-                uint32_t q = (u[k] >> (8 * b)) & 0xffu;
-                w[4 * k + b] = (float)((int)(q & 15u) - 8) * d;
-                w[4 * k + b + 16] = (float)((int)(q >> 4) - 8) * d;
+                uint32_t q = (u[i] >> (8 * b)) & 0xffu;
+                w[4 * i + b] = (float)((int)(q & 15u) - 8) * k.d;
+                w[4 * i + b + 16] = (float)((int)(q >> 4) - 8) * k.d;
             }
     }
 };
+
+template <int T>
+__device__ __forceinline__ void load_chunk(const cuda_mat &m, uint32_t row, uint32_t c, float *w)
+{
+    wt<T>::expand(wt<T>::fetch(m, row, c), w);
+}
 
 __device__ __forceinline__ float ffn_act(int act, float g, float u)
 {
@@ -123,34 +147,55 @@ __device__ __forceinline__ float ffn_act(int act, float g, float u)
 
 // acc[i] = row . x[i * xs ..] for i < min(nv, NT), summed over the warp
 // (every lane ends with the same sums). The caller's warp must be whole.
+// acc[i] += w . x[i * xs + c * E ..] for the chunk's E elements, i < min(nv, NT).
+template <int T, int NT>
+__device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32_t xs, uint32_t c, uint32_t nv,
+                                          float *acc)
+{
+    constexpr int E = wt<T>::E;
+    float w[E];
+    wt<T>::expand(k, w);
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        if ((uint32_t)i < nv) {
+            const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)i * xs + (size_t)c * E);
+#pragma unroll
+            for (int q = 0; q < E / 4; q++) {
+                float4 xv = __ldg(xp + q);
+                acc[i] = fmaf(w[4 * q], xv.x, acc[i]);
+                acc[i] = fmaf(w[4 * q + 1], xv.y, acc[i]);
+                acc[i] = fmaf(w[4 * q + 2], xv.z, acc[i]);
+                acc[i] = fmaf(w[4 * q + 3], xv.w, acc[i]);
+            }
+        }
+    }
+}
+
+// acc[i] = row . x[i * xs ..] for i < min(nv, NT), summed over the warp
+// (every lane ends with the same sums). Each lane takes chunks lane,
+// lane + 32, ... in order, fetching BATCH of them before using any, so
+// several 16-byte loads per lane are in flight. The caller's warp must be whole.
 template <int T, int NT>
 __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const float *x, uint32_t xs, uint32_t nv,
                                         float *acc)
 {
-    constexpr int E = wt<T>::E;
+    constexpr int E = wt<T>::E, BATCH = 4;
     const uint32_t lane = threadIdx.x & 31u, nch = m.cols / E;
 #pragma unroll
     for (int i = 0; i < NT; i++)
         acc[i] = 0.0f;
-#pragma unroll 4
-    for (uint32_t c = lane; c < nch; c += 32) {
-        float w[E];
-        wt<T>::load(m, row, c, w);
+    uint32_t c = lane;
+    for (; c + 32 * (BATCH - 1) < nch; c += 32 * BATCH) {
+        chunk k[BATCH];
 #pragma unroll
-        for (int i = 0; i < NT; i++) {
-            if ((uint32_t)i < nv) {
-                const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)i * xs + (size_t)c * E);
+        for (int b = 0; b < BATCH; b++)
+            k[b] = wt<T>::fetch(m, row, c + 32 * b);
 #pragma unroll
-                for (int q = 0; q < E / 4; q++) {
-                    float4 xv = __ldg(xp + q);
-                    acc[i] = fmaf(w[4 * q], xv.x, acc[i]);
-                    acc[i] = fmaf(w[4 * q + 1], xv.y, acc[i]);
-                    acc[i] = fmaf(w[4 * q + 2], xv.z, acc[i]);
-                    acc[i] = fmaf(w[4 * q + 3], xv.w, acc[i]);
-                }
-            }
-        }
+        for (int b = 0; b < BATCH; b++)
+            dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
     }
+    for (; c < nch; c += 32)
+        dot_chunk<T, NT>(wt<T>::fetch(m, row, c), x, xs, c, nv, acc);
 #pragma unroll
     for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -269,7 +314,7 @@ __global__ void __launch_bounds__(128) k_down(float *part, cuda_mat dt, const fl
         if (!any)
             continue;   // the same for the whole block: a sparse step skips the row
         float w[E];
-        wt<T>::load(dt, j, c, w);
+        load_chunk<T>(dt, j, c, w);
 #pragma unroll
         for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -353,7 +398,41 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
 #pragma unroll
         for (int e = 0; e < E; e++)
             acc[i][e] = 0.0f;
-    for (uint32_t k = k0; k < k1; k++) {
+    // Four neurons at a time: their slots and coefficients, then their rows'
+    // chunks fetched together, then added in list order (as one at a time).
+    constexpr int B = 4;
+    uint32_t k = k0;
+    for (; k + B <= k1; k += B) {
+        float a[B][NT];
+        bool any[B];
+        int32_t slot[B];
+        chunk ch[B];
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            slot[b] = hot_slot(map, u.list[k + b], K);
+            any[b] = false;
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                a[b][i] = slot[b] >= 0 && g0 + i < n ? coef[(size_t)(g0 + i) * K_coef + (uint32_t)slot[b]] : 0.0f;
+                any[b] = any[b] || a[b][i] != 0.0f;
+            }
+            if (any[b])
+                ch[b] = wt<T>::fetch(dt, (uint32_t)slot[b], c);
+        }
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            if (!any[b])
+                continue;
+            float w[E];
+            wt<T>::expand(ch[b], w);
+#pragma unroll
+            for (int i = 0; i < NT; i++)
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    acc[i][e] = fmaf(a[b][i], w[e], acc[i][e]);
+        }
+    }
+    for (; k < k1; k++) {
         const int32_t slot = hot_slot(map, u.list[k], K);
         if (slot < 0)
             continue;
@@ -367,7 +446,7 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
         if (!any)
             continue;
         float w[E];
-        wt<T>::load(dt, (uint32_t)slot, c, w);
+        load_chunk<T>(dt, (uint32_t)slot, c, w);
 #pragma unroll
         for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -438,7 +517,7 @@ __global__ void k_embed(float *x, cuda_mat table, const gpu_entry *e)
     float *xr = x + (size_t)blockIdx.x * dim;
     for (uint32_t c = threadIdx.x; c < dim / E; c += blockDim.x) {
         float w[E];
-        wt<T>::load(table, row, c, w);
+        load_chunk<T>(table, row, c, w);
 #pragma unroll
         for (int k = 0; k < E; k++)
             xr[(size_t)c * E + k] = w[k];

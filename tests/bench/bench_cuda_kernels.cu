@@ -1,0 +1,242 @@
+// The CUDA backend's kernels one by one at a 13B model's shape (dim 5120,
+// 40 heads of 128, n_ff 13824, F16 weights, predictor R 1024), timed with
+// events over repeated launches: microseconds per call and the GB/s of the
+// bytes each must read, against a device-to-device copy (the ceiling).
+// Weights rotate over several copies so the 50 MB L2 does not serve them.
+// Run on the GPU machine: build-dev/bin/pi-bench-cuda-kernels [reps].
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_attn.cuh"
+#include "cuda_matvec.cuh"
+#include "cuda_predict.cuh"
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+namespace {
+
+constexpr uint32_t DIM = 5120, HEADS = 40, HD = 128, NFF = 13824, R = 1024, CTX = 4096, COPIES = 3;
+
+__global__ void k_fill_half(__half *p, size_t n, uint32_t seed, float scale)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        p[i] = __float2half(((float)(h & 0xffff) / 32768.0f - 1.0f) * scale);
+    }
+}
+
+__global__ void k_fill_float(float *p, size_t n, uint32_t seed, float scale, float bias)
+{
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2246822519u ^ seed;
+        h ^= h >> 13;
+        h *= 2654435761u;
+        h ^= h >> 16;
+        p[i] = ((float)(h & 0xffff) / 32768.0f - 1.0f) * scale + bias;
+    }
+}
+
+cuda_mat make_mat(uint32_t rows, uint32_t cols, uint32_t seed)
+{
+    __half *p;
+    CK(cudaMalloc(&p, (size_t)rows * cols * sizeof(__half)));
+    k_fill_half<<<1024, 256>>>(p, (size_t)rows * cols, seed, 0.05f);
+    CK(cudaGetLastError());
+    cuda_mat m;
+    memset(&m, 0, sizeof m);
+    m.type = PI_TYPE_F16;
+    m.rows = rows;
+    m.cols = cols;
+    m.data = (const unsigned char *)p;
+    return m;
+}
+
+float *make_floats(size_t n, uint32_t seed, float scale, float bias)
+{
+    float *p;
+    CK(cudaMalloc(&p, (n ? n : 1) * sizeof(float)));
+    k_fill_float<<<256, 256>>>(p, n, seed, scale, bias);
+    CK(cudaGetLastError());
+    return p;
+}
+
+struct timer {
+    cudaEvent_t a, b;
+    int reps;
+};
+
+// Runs fn(rep) reps times after 3 warm-up calls; microseconds per call.
+template <typename F> double time_us(timer &t, F fn)
+{
+    for (int r = 0; r < 3; r++)
+        fn(r);
+    CK(cudaEventRecord(t.a));
+    for (int r = 0; r < t.reps; r++)
+        fn(r);
+    CK(cudaEventRecord(t.b));
+    CK(cudaEventSynchronize(t.b));
+    CK(cudaGetLastError());
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, t.a, t.b));
+    return 1000.0 * ms / t.reps;
+}
+
+void row(const char *name, double us, double bytes)
+{
+    printf("| %-44s | %9.2f | %8.0f |\n", name, us, bytes > 0 ? bytes / us / 1e3 : 0.0);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    timer t;
+    t.reps = argc > 1 ? atoi(argv[1]) : 50;
+    if (t.reps < 1)
+        t.reps = 50;
+    int n_dev = 0;
+    if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
+        fprintf(stderr, "pi-bench-cuda-kernels: no CUDA device\n");
+        return 1;
+    }
+    CK(cudaEventCreate(&t.a));
+    CK(cudaEventCreate(&t.b));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("pi-bench-cuda-kernels: %s, %d SMs, L2 %d MiB; %d reps; GB/s = bytes the kernel must read / time\n\n",
+           prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20, t.reps);
+    printf("| kernel | us per call | GB/s |\n|---|---|---|\n");
+
+    // The ceiling: a 1 GiB device-to-device copy (read + write counted).
+    size_t big = (size_t)1 << 30;
+    void *src, *dst;
+    CK(cudaMalloc(&src, big));
+    CK(cudaMalloc(&dst, big));
+    CK(cudaMemset(src, 1, big));
+    row("copy 1 GiB device to device (read + write)", time_us(t, [&](int) { CK(cudaMemcpyAsync(dst, src, big, cudaMemcpyDeviceToDevice)); }), 2.0 * big);
+    CK(cudaFree(src));
+    CK(cudaFree(dst));
+
+    float *x = make_floats(16 * DIM, 1, 1.0f, 0.0f), *y = make_floats(3 * 16 * DIM, 2, 0.0f, 0.0f);
+    cuda_mat wq[COPIES], wk[COPIES], wv[COPIES], wo[COPIES];
+    for (uint32_t c = 0; c < COPIES; c++) {
+        wq[c] = make_mat(DIM, DIM, 10 + c);
+        wk[c] = make_mat(DIM, DIM, 20 + c);
+        wv[c] = make_mat(DIM, DIM, 30 + c);
+        wo[c] = make_mat(DIM, DIM, 40 + c);
+    }
+    double mat = (double)DIM * DIM * 2;
+    for (uint32_t n : {1u, 4u, 16u}) {
+        char name[64];
+        snprintf(name, sizeof name, "QKV fused matvec, %u entr%s", n, n == 1 ? "y" : "ies");
+        row(name, time_us(t, [&](int r) {
+                cuda_mv_set s;
+                memset(&s, 0, sizeof s);
+                s.count = 3;
+                s.w[0] = wq[r % COPIES], s.y[0] = y, s.ys[0] = DIM;
+                s.w[1] = wk[r % COPIES], s.y[1] = y + 16 * DIM, s.ys[1] = DIM;
+                s.w[2] = wv[r % COPIES], s.y[2] = y + 32 * DIM, s.ys[2] = DIM;
+                CK(cuda_matvec_set(0, &s, x, DIM, n, 0));
+            }), 3 * mat);
+    }
+    row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
+
+    float *w = make_floats(DIM, 3, 0.1f, 1.0f), *h = make_floats(DIM, 4, 1.0f, 0.0f), *xb = make_floats(DIM, 5, 0, 0);
+    row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1)); }), 3.0 * DIM * 4);
+
+    cuda_attn_shape sh = {1, CTX, HEADS, HEADS, HD, 10000.0f};
+    __half *kc, *vc;
+    CK(cudaMalloc(&kc, (size_t)CTX * DIM * sizeof(__half)));
+    CK(cudaMalloc(&vc, (size_t)CTX * DIM * sizeof(__half)));
+    k_fill_half<<<1024, 256>>>(kc, (size_t)CTX * DIM, 7, 1.0f);
+    k_fill_half<<<1024, 256>>>(vc, (size_t)CTX * DIM, 8, 1.0f);
+    gpu_entry *e;
+    CK(cudaMalloc(&e, sizeof(gpu_entry)));
+    float *part = make_floats((size_t)HEADS * cuda_attn_splits(CTX) * (HD + 2), 9, 0, 0);
+    float *q = make_floats(DIM, 11, 1.0f, 0.0f), *k = make_floats(DIM, 12, 1.0f, 0.0f), *v = make_floats(DIM, 13, 1.0f, 0.0f);
+    for (uint32_t pos : {127u, 1023u, 4000u}) {
+        gpu_entry he = {0, pos, 1, 1};
+        CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
+        char name[64];
+        if (pos == 127)
+            row("rope + KV store, 1 entry", time_us(t, [&](int) { CK(cuda_rope_store(0, q, k, v, kc, vc, e, 0, sh, 1)); }), 0);
+        snprintf(name, sizeof name, "attention (split + merge), position %u", pos);
+        row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1)); }),
+            2.0 * (pos + 1) * DIM * sizeof(__half));
+    }
+
+    // The predictor: fc1 (R x dim) with ReLU, fc2 (n_ff x R) thresholded.
+    cuda_mat fc1[COPIES], fc2[COPIES];
+    for (uint32_t c = 0; c < COPIES; c++) {
+        fc1[c] = make_mat(R, DIM, 50 + c);
+        fc2[c] = make_mat(NFF, R, 60 + c);
+    }
+    float *hid = make_floats(R, 14, 0, 0);
+    uint32_t *mask;
+    CK(cudaMalloc(&mask, cuda_pred_words(NFF) * sizeof(uint32_t)));
+    row("predictor fc1 (1024 x 5120) + ReLU", time_us(t, [&](int r) {
+            cuda_mv_set s;
+            memset(&s, 0, sizeof s);
+            s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+            CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
+        }), (double)R * DIM * 2);
+    row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
+
+    // The hot FFN over a union of ~11% of 2200 hot neurons: compaction, gate/up, down.
+    const uint32_t K = 2200, words = cuda_pred_words(NFF);
+    uint32_t *hmask = (uint32_t *)calloc(words, 4), *hot = (uint32_t *)calloc(words, 4);
+    int32_t *map = (int32_t *)malloc(NFF * sizeof(int32_t));
+    uint32_t seed = 1, active = 0;
+    for (uint32_t j = 0; j < NFF; j++) {
+        map[j] = j < K ? (int32_t)j : -1;
+        if (j < K)
+            hot[j / 32] |= 1u << (j % 32);
+        seed = seed * 1664525u + 1013904223u;
+        if ((seed >> 8) % 1000 < 490 && j < K) {   // the hot neurons fire often: ~49% of them
+            hmask[j / 32] |= 1u << (j % 32);
+            active++;
+        }
+    }
+    uint32_t *d_mask, *d_hot;
+    int32_t *d_map, *ulist;
+    CK(cudaMalloc(&d_mask, words * 4));
+    CK(cudaMalloc(&d_hot, words * 4));
+    CK(cudaMalloc(&d_map, NFF * 4));
+    CK(cudaMalloc(&ulist, (NFF + 1) * 4));
+    CK(cudaMemcpy(d_mask, hmask, words * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_hot, hot, words * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_map, map, NFF * 4, cudaMemcpyHostToDevice));
+    row("hot union compaction (13824 ids)", time_us(t, [&](int) { CK(cuda_pred_union(0, ulist, ulist + NFF, d_mask, 1, d_hot, NFF)); }), 0);
+    cuda_mat gate[COPIES], up[COPIES], down_t[COPIES];
+    for (uint32_t c = 0; c < COPIES; c++) {
+        gate[c] = make_mat(K, DIM, 70 + c);
+        up[c] = make_mat(K, DIM, 80 + c);
+        down_t[c] = make_mat(K, DIM, 90 + c);
+    }
+    float *coef = make_floats(K, 15, 0, 0), *hotout = make_floats(DIM, 16, 0, 0);
+    float *dpart = make_floats((size_t)CUDA_DOWN_PART_ROWS * DIM, 17, 0, 0);
+    cuda_union u = {ulist, ulist + NFF, d_mask, words};
+    char name[96];
+    snprintf(name, sizeof name, "hot gate+up over the union (%u of %u)", active, K);
+    row(name, time_us(t, [&](int r) { CK(cuda_ffn_gate_up_union(0, coef, &gate[r % COPIES], &up[r % COPIES], x, 1, &u, d_map, PI_ACT_RELU)); }),
+        2.0 * active * DIM * 2);
+    snprintf(name, sizeof name, "hot down over the union (%u of %u; ~half live)", active, K);
+    row(name, time_us(t, [&](int r) { CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[r % COPIES], coef, 1, &u, d_map)); }),
+        0.5 * active * DIM * 2);
+    printf("\n(rows of 0 GB/s: latency-bound steps with no weight bytes to speak of)\n");
+    return 0;
+}
