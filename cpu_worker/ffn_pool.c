@@ -12,8 +12,9 @@
  *
  * Every wait spins (pause, the clock read every SPIN_CHECK pauses) and then
  * sleeps on a futex: helpers waiting for the next call for the pool's spin
- * budget, waits inside a call for at most CALL_SPIN_US; each word has a sleepers
- * count so whoever changes it skips the wake-up syscall when nobody sleeps.
+ * budget (none for CALM_CALLS calls after such a spin was preempted), waits
+ * inside a call for at most CALL_SPIN_US; each word has a sleepers count so
+ * whoever changes it skips the wake-up syscall when nobody sleeps.
  * Dekker-style: the waiter bumps sleepers and then lets the kernel compare
  * the word, the waker changes the word and then reads sleepers, all seq_cst,
  * and the kernel rechecks the word under its lock, so a wake-up is never lost. */
@@ -34,15 +35,24 @@
 #define SPIN_CHECK 64      /* pauses between clock reads: ~1-10 us, a vDSO call is ~20 ns */
 /* Inside a call the threads wait only for each other's equal shares, a few
  * microseconds apart; a longer wait means one lost its CPU to another
- * process, and a waiter that sleeps then gives its own CPU back. (Measured
- * on a loaded 2-core VM: a 2 ms spin there cost 2-3x.) */
+ * process, and a waiter that sleeps then gives its own CPU back. */
 #define CALL_SPIN_US 100u
+/* SPIN_CHECK pauses take ~1-10 us; a longer gap between two clock reads
+ * means the spinner was descheduled: its CPU is wanted by another process. */
+#define PREEMPTED_NS 100000u
+/* A helper whose spin was so preempted sleeps at once for the next
+ * CALM_CALLS calls (a step and a half of a 40-layer model), then tries
+ * spinning again: on an overloaded machine spinning only burns the pool's
+ * share of the CPUs (measured on a loaded 2-core VM: up to 4x slower calls,
+ * with outliers of 100s of ms), while on dedicated cores it never triggers. */
+#define CALM_CALLS 64u
 #define LINE_FLOATS 16     /* buffers and dim slices start on their own 64-byte lines */
 #define LINE 64
 
 typedef struct helper {
     ffn_pool *pool;
     uint32_t t;            /* thread index, 1 .. n_threads - 1 */
+    uint32_t calm;         /* calls left to wait without spinning; own thread only */
 } helper;
 
 /* Each word waiters poll gets its own cache line, so the barrier's bumps do
@@ -113,8 +123,9 @@ static uint64_t now_ns(void)
 /* One wait's spin budget. The deadline is set at the first clock read, so a
  * wait that ends within SPIN_CHECK pauses never reads the clock. */
 typedef struct spin {
-    uint64_t budget_ns, end_ns;
+    uint64_t budget_ns, end_ns, last_ns;
     uint32_t n;
+    int preempted;         /* the spin ended because the thread lost its CPU */
 } spin;
 
 static spin spin_begin(const ffn_pool *p, uint32_t cap_us)
@@ -133,18 +144,21 @@ static int spin_on(spin *s)
         uint64_t t = now_ns();
         if (t != 0 && s->end_ns == 0) {
             s->end_ns = t + s->budget_ns;
-        } else if (t == 0 || t >= s->end_ns) {
+        } else if (t == 0 || t >= s->end_ns || t - s->last_ns > PREEMPTED_NS) {
+            s->preempted = t != 0 && t - s->last_ns > PREEMPTED_NS;
             s->budget_ns = 0;
             return 0;
         }
+        s->last_ns = t;
     }
     cpu_relax();
     return 1;
 }
 
-/* Returns once *word != val: spins (at most cap_us), then sleeps on the futex. */
-static void wait_while(const ffn_pool *p, _Atomic uint32_t *word, uint32_t val,
-                       _Atomic uint32_t *sleepers, uint32_t cap_us)
+/* Returns once *word != val: spins (at most cap_us), then sleeps on the
+ * futex. Returns 1 when the spin was cut short by a preemption, else 0. */
+static int wait_while(const ffn_pool *p, _Atomic uint32_t *word, uint32_t val,
+                      _Atomic uint32_t *sleepers, uint32_t cap_us)
 {
     spin s = spin_begin(p, cap_us);
     while (atomic_load(word) == val) {
@@ -154,6 +168,7 @@ static void wait_while(const ffn_pool *p, _Atomic uint32_t *word, uint32_t val,
         futex_wait(word, val);
         atomic_fetch_sub(sleepers, 1);
     }
+    return s.preempted;
 }
 
 /* Returns once *word == want (it only moves towards want): a wait inside a call. */
@@ -240,8 +255,8 @@ static void pin(ffn_pool *p, uint32_t t)
     CPU_SET(cpu, &one);
     int rc = pthread_setaffinity_np(pthread_self(), sizeof one, &one);
     if (rc != 0 && !atomic_exchange(&p->pin_warned, 1))
-        fprintf(stderr, "ffn_pool: cannot pin thread %u to CPU %d (%s); its threads run unpinned\n",
-                t, cpu, strerror(rc));
+        fprintf(stderr, "ffn_pool: cannot pin thread %u to CPU %d (%s); it runs unpinned "
+                "(later failures of this pool are not reported)\n", t, cpu, strerror(rc));
 }
 
 static void *helper_main(void *arg)
@@ -251,7 +266,8 @@ static void *helper_main(void *arg)
     pin(p, h->t);
     uint32_t seen = 0;
     for (;;) {
-        wait_while(p, &p->gen, seen, &p->gen_sleepers, UINT32_MAX);
+        int cut = wait_while(p, &p->gen, seen, &p->gen_sleepers, h->calm ? 0 : UINT32_MAX);
+        h->calm = cut ? CALM_CALLS : h->calm ? h->calm - 1 : 0;
         /* The caller bumps gen once per call and waits for us in between. */
         seen = atomic_load(&p->gen);
         if (atomic_load(&p->stop))

@@ -11,7 +11,9 @@
  * Between calls the other n_threads - 1 threads spin (pause, a clock read
  * every few dozen pauses) for spin_us, then sleep on a futex: a step's next
  * layer comes within ~50-150 us and finds them awake, while an idle worker
- * stops burning CPU after spin_us. Helper t pins itself to the t-th CPU (mod
+ * stops burning CPU after spin_us. A helper that is preempted while it spins
+ * (the machine is overloaded: spinning only burns CPU there) sleeps at once
+ * for the next few dozen calls. Helper t pins itself to the t-th CPU (mod
  * their count) of the affinity it inherited, so it does not migrate; the
  * caller is left as it is (pinning it would also narrow what every thread it
  * starts later inherits, a second pool's included); with one helper per CPU
