@@ -67,13 +67,22 @@ static int absolutize(char *path, size_t cap)
     return 0;
 }
 
-/* The folder of an ipc endpoint's socket, else the default run folder. */
-static int run_folder(const char *endpoint, char *buf, size_t cap, pi_error *err)
+/* How load_settings treats the socket's folder. */
+enum dir_mode {
+    DIR_LOOK,    /* stop, status: create nothing */
+    DIR_PREPARE, /* start: create pid's default folder (0700); a folder the user named must exist */
+};
+
+/* The folder of an ipc endpoint's socket, else the default run folder.
+ * explicit: the endpoint came from --listen / listen= / PI_ENDPOINT. */
+static int run_folder(const char *endpoint, int explicit, enum dir_mode mode, char *buf, size_t cap,
+                      pi_error *err)
 {
     const char *p = endpoint_ipc_path(endpoint);
     if (!p)
         return pid_rundir(buf, cap, err);
-    if (endpoint_prepare_dir(endpoint, err) < 0)
+    if (mode == DIR_PREPARE &&
+        (explicit ? endpoint_check_dir(endpoint, err) : endpoint_prepare_dir(endpoint, err)) < 0)
         return -1;
     const char *slash = strrchr(p, '/');
     size_t n = (size_t)(slash - p);
@@ -228,9 +237,17 @@ out:
     return rc;
 }
 
+/* Whether the user named the endpoint (flag, config key or $PI_ENDPOINT):
+ * then stop and status talk to it alone. */
+static int pid_endpoint_explicit(const pid_config *c)
+{
+    const char *env = getenv("PI_ENDPOINT");
+    return c->listen[0] || (env && *env);
+}
+
 /* Settings from --config, then flags; endpoint and paths resolved. */
 static int load_settings(pid_config *c, int argc, char **argv, char *endpoint, char *rundir,
-                         const char *cmd, int need_model)
+                         const char *cmd, int need_model, enum dir_mode mode)
 {
     pi_error err = {{0}};
     pid_config_default(c);
@@ -254,7 +271,7 @@ static int load_settings(pid_config *c, int argc, char **argv, char *endpoint, c
         return 2;
     }
     if (endpoint_resolve(c->listen[0] ? c->listen : NULL, endpoint, ENDPOINT_MAX, &err) < 0 ||
-        run_folder(endpoint, rundir, PID_PATH_MAX, &err) < 0) {
+        run_folder(endpoint, pid_endpoint_explicit(c), mode, rundir, PID_PATH_MAX, &err) < 0) {
         fprintf(stderr, "pid %s: %s\n", cmd, err.msg);
         return 2;
     }
@@ -274,7 +291,7 @@ int pid_cmd_start(int argc, char **argv)
 {
     pid_config c;
     char endpoint[ENDPOINT_MAX], rundir[PID_PATH_MAX];
-    int r = load_settings(&c, argc, argv, endpoint, rundir, "start", 1);
+    int r = load_settings(&c, argc, argv, endpoint, rundir, "start", 1, DIR_PREPARE);
     if (r >= 0)
         return r;
     if (access(c.model, R_OK) < 0) {
@@ -364,7 +381,7 @@ int pid_cmd_stop(int argc, char **argv)
 {
     pid_config c;
     char endpoint[ENDPOINT_MAX], rundir[PID_PATH_MAX];
-    int r = load_settings(&c, argc, argv, endpoint, rundir, "stop", 0);
+    int r = load_settings(&c, argc, argv, endpoint, rundir, "stop", 0, DIR_LOOK);
     if (r >= 0)
         return r;
     pi_error err = {{0}};
@@ -383,6 +400,10 @@ int pid_cmd_stop(int argc, char **argv)
             pi__response__free_unpacked(resp, NULL);
         else if (target > 0)
             kill(target, SIGTERM);
+    } else if (pid_endpoint_explicit(&c)) {
+        /* Never the pidfile here: it may belong to a daemon at another endpoint. */
+        fprintf(stderr, "pid stop: no pid is listening at %s (%s)\n", endpoint, err.msg);
+        return 1;
     } else {
         target = pidfile_read_live(c.pid_file);
         if (target <= 0) {
@@ -414,13 +435,13 @@ int pid_cmd_status(int argc, char **argv)
 {
     pid_config c;
     char endpoint[ENDPOINT_MAX], rundir[PID_PATH_MAX];
-    int r = load_settings(&c, argc, argv, endpoint, rundir, "status", 0);
+    int r = load_settings(&c, argc, argv, endpoint, rundir, "status", 0, DIR_LOOK);
     if (r >= 0)
         return r;
     pi_error err = {{0}};
     Pi__Response *resp = call_status(endpoint, 3000, &err);
     if (!resp) {
-        fprintf(stderr, "pid status: %s\n", err.msg);
+        fprintf(stderr, "pid status: no pid is listening at %s (%s)\n", endpoint, err.msg);
         return 1;
     }
     const Pi__StatusReply *s = resp->status;

@@ -11,6 +11,29 @@
 /* sun_path holds 108 bytes including the NUL. */
 #define IPC_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
+/* tcp://HOST:PORT with a host (a name, an address, [v6] or *) and a port
+ * 1..65535 in decimal: ZeroMQ would otherwise listen somewhere else (a port
+ * of 99999 wraps). */
+static int check_tcp(const char *ep, const char *from, pi_error *err)
+{
+    const char *host = ep + 6, *colon = strrchr(host, ':');
+    if (!colon || colon == host)
+        return pi_error_set(err, "%s endpoint '%s': expected tcp://HOST:PORT with a host "
+                                 "(tcp://127.0.0.1:PORT)", from, ep);
+    const char *port = colon + 1;
+    unsigned long v = 0;
+    size_t digits = 0;
+    for (const char *c = port; *c; c++, digits++) {
+        if (*c < '0' || *c > '9' || digits >= 5)
+            return pi_error_set(err, "%s endpoint '%s': the port must be a number in 1..65535",
+                                from, ep);
+        v = v * 10 + (unsigned long)(*c - '0');
+    }
+    if (!digits || v < 1 || v > 65535)
+        return pi_error_set(err, "%s endpoint '%s': the port must be a number in 1..65535", from, ep);
+    return 0;
+}
+
 static int check(const char *ep, const char *from, pi_error *err)
 {
     if (!strncmp(ep, "ipc://", 6)) {
@@ -23,8 +46,8 @@ static int check(const char *ep, const char *from, pi_error *err)
                                      "use a shorter folder", from, ep, IPC_PATH_MAX);
         return 0;
     }
-    if (!strncmp(ep, "tcp://", 6) && ep[6])
-        return 0;
+    if (!strncmp(ep, "tcp://", 6))
+        return check_tcp(ep, from, err);
     return pi_error_set(err, "%s endpoint '%s': expected ipc:///path/pid.sock or "
                              "tcp://HOST:PORT", from, ep);
 }
@@ -126,6 +149,28 @@ int endpoint_prepare_dir(const char *endpoint, pi_error *err)
                                  "or choose another endpoint with --listen",
                             dir, (unsigned)st.st_uid, (unsigned)geteuid());
     return 0;
+}
+
+int endpoint_check_dir(const char *endpoint, pi_error *err)
+{
+    const char *path = endpoint_ipc_path(endpoint);
+    if (!path)
+        return 0;
+    char dir[ENDPOINT_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return pi_error_set(err, "ipc path %s is too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return pi_error_set(err, "cannot listen at %s: folder %s: %s (pid creates only its own "
+                                 "default run folder; create it or choose another --listen)",
+                            endpoint, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return pi_error_set(err, "cannot listen at %s: %s is not a folder", endpoint, dir);
+    return endpoint_prepare_dir(endpoint, err); /* exists: only its checks run */
 }
 
 int endpoint_secure_socket(const char *endpoint, pi_error *err)

@@ -13,7 +13,8 @@
  * flag (--endpoint / --listen; may be NULL), $PI_ENDPOINT,
  * ipc://$XDG_RUNTIME_DIR/pi/pid.sock, ipc:///run/pi/pid.sock when /run/pi is
  * writable or creatable, ipc:///tmp/pi-$UID/pid.sock. Creates nothing.
- * Accepts ipc:// (absolute path, <= 107 bytes) and tcp:// endpoints. */
+ * Accepts ipc:// (absolute path, <= 107 bytes) and tcp://HOST:PORT endpoints
+ * (a host, a port in 1..65535). */
 int endpoint_resolve(const char *flag, char *out, size_t cap, pi_error *err);
 
 /* The socket path of an ipc:// endpoint (a pointer into endpoint), or NULL
@@ -25,6 +26,11 @@ const char *endpoint_ipc_path(const char *endpoint);
  * a world-writable parent such as /tmp, owned by someone else. No-op for
  * other transports. */
 int endpoint_prepare_dir(const char *endpoint, pi_error *err);
+
+/* For ipc:// endpoints the user named (--listen, PI_ENDPOINT): the socket's
+ * folder must already exist (nothing is created), then endpoint_prepare_dir's
+ * checks. No-op for other transports. */
+int endpoint_check_dir(const char *endpoint, pi_error *err);
 
 /* For ipc:// endpoints, after bind: chmod 0600 on the socket file. */
 int endpoint_secure_socket(const char *endpoint, pi_error *err);

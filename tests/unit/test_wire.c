@@ -512,6 +512,13 @@ static void endpoints(void)
     CHECK(!strcmp(ep, "ipc:///run/pi/pid.sock") || !strcmp(ep, want_tmp), "last: %s", ep);
     CHECK(endpoint_resolve("http://x", ep, sizeof ep, &err) < 0, "bad scheme");
     CHECK(endpoint_resolve("ipc://rel/p.sock", ep, sizeof ep, &err) < 0, "relative ipc");
+    CHECK(endpoint_resolve("tcp://127.0.0.1:99999", ep, sizeof ep, &err) < 0 && strstr(err.msg, "1..65535"),
+          "port beyond 65535");
+    CHECK(endpoint_resolve("tcp://127.0.0.1:0", ep, sizeof ep, &err) < 0, "port 0");
+    CHECK(endpoint_resolve("tcp://:5555", ep, sizeof ep, &err) < 0, "no host");
+    CHECK(endpoint_resolve("tcp://127.0.0.1:12x", ep, sizeof ep, &err) < 0, "port not a number");
+    CHECK(endpoint_resolve("tcp://[::1]:65535", ep, sizeof ep, &err) == 0, "%s", err.msg);
+    CHECK(endpoint_resolve("tcp://*:1", ep, sizeof ep, &err) == 0, "%s", err.msg);
     char lng[200];
     memset(lng, 'a', sizeof lng);
     memcpy(lng, "ipc:///", 7);
