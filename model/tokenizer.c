@@ -1,14 +1,18 @@
 /* The tokenizer interface: picks the implementation named by the file's
- * tokenizer.ggml.model and forwards every call to it. */
+ * tokenizer.ggml.model ("llama": tok_spm.c, "gpt2": tok_bpe.c) and forwards
+ * every call to it. */
 #include "tokenizer.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tok_bpe.h"
 #include "tok_spm.h"
 
 struct tokenizer {
-    tok_spm *spm; /* the only implementation today ("llama") */
+    tok_spm *spm; /* "llama" (exactly one of spm, bpe is set) */
+    tok_bpe *bpe; /* "gpt2" */
 };
 
 tokenizer *tokenizer_from_gguf(const gguf_file *f, pi_error *err)
@@ -21,9 +25,10 @@ tokenizer *tokenizer_from_gguf(const gguf_file *f, pi_error *err)
     }
     if (gguf_get_cstr(f, "tokenizer.ggml.model", model, sizeof model, err) != 0)
         return NULL;
-    if (strcmp(model, "llama") != 0) {
+    bool spm = strcmp(model, "llama") == 0, bpe = strcmp(model, "gpt2") == 0;
+    if (!spm && !bpe) {
         pi_error_set(err, "%s: tokenizer model '%s' is not supported yet (tokenizer.ggml.model; "
-                     "supported: 'llama')", gguf_path(f), model);
+                     "supported: 'llama', 'gpt2')", gguf_path(f), model);
         return NULL;
     }
     tokenizer *t = calloc(1, sizeof *t);
@@ -31,8 +36,11 @@ tokenizer *tokenizer_from_gguf(const gguf_file *f, pi_error *err)
         pi_error_set(err, "tokenizer: out of memory");
         return NULL;
     }
-    t->spm = tok_spm_new(f, err);
-    if (!t->spm) {
+    if (spm)
+        t->spm = tok_spm_new(f, err);
+    else
+        t->bpe = tok_bpe_new(f, err);
+    if (!t->spm && !t->bpe) {
         free(t);
         return NULL;
     }
@@ -44,27 +52,47 @@ void tokenizer_free(tokenizer **t)
     if (!t || !*t)
         return;
     tok_spm_free(&(*t)->spm);
+    tok_bpe_free(&(*t)->bpe);
     free(*t);
     *t = NULL;
 }
 
-uint32_t tokenizer_n_vocab(const tokenizer *t) { return tok_spm_n_vocab(t->spm); }
-int32_t tokenizer_bos(const tokenizer *t) { return tok_spm_bos(t->spm); }
-int32_t tokenizer_eos(const tokenizer *t) { return tok_spm_eos(t->spm); }
-size_t tokenizer_max_piece_len(const tokenizer *t) { return tok_spm_max_piece_len(t->spm); }
+uint32_t tokenizer_n_vocab(const tokenizer *t)
+{
+    return t->bpe ? tok_bpe_n_vocab(t->bpe) : tok_spm_n_vocab(t->spm);
+}
+
+int32_t tokenizer_bos(const tokenizer *t)
+{
+    return t->bpe ? tok_bpe_bos(t->bpe) : tok_spm_bos(t->spm);
+}
+
+int32_t tokenizer_eos(const tokenizer *t)
+{
+    return t->bpe ? tok_bpe_eos(t->bpe) : tok_spm_eos(t->spm);
+}
+
+size_t tokenizer_max_piece_len(const tokenizer *t)
+{
+    return t->bpe ? tok_bpe_max_piece_len(t->bpe) : tok_spm_max_piece_len(t->spm);
+}
 
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_bos,
                      int32_t **ids, size_t *n_ids, pi_error *err)
 {
+    if (t->bpe)
+        return tok_bpe_encode(t->bpe, text, len, add_bos, ids, n_ids, err);
     return tok_spm_encode(t->spm, text, len, add_bos, ids, n_ids, err);
 }
 
 int tokenizer_decode_piece(const tokenizer *t, int32_t prev, int32_t tok, char *buf, size_t cap)
 {
+    if (t->bpe)
+        return tok_bpe_decode_piece(t->bpe, prev, tok, buf, cap);
     return tok_spm_decode_piece(t->spm, prev, tok, buf, cap);
 }
 
 const char *tokenizer_piece(const tokenizer *t, int32_t tok)
 {
-    return tok_spm_piece(t->spm, tok);
+    return t->bpe ? tok_bpe_piece(t->bpe, tok) : tok_spm_piece(t->spm, tok);
 }

@@ -1,0 +1,1143 @@
+/* Byte-level BPE tokenizer, matching llama.cpp's BPE tokenizer for the test
+ * vectors in ../shared/vocab. Encoding:
+ *   1. user-defined tokens (type 4) are cut out of the text first, longest
+ *      first, leftmost occurrences first; control tokens stay text;
+ *   2. each remaining fragment is decoded to code points (an invalid UTF-8
+ *      byte becomes U+FFFD, as in llama.cpp) and split into words by the
+ *      pre-tokenizer named by tokenizer.ggml.pre: a list of passes, each
+ *      splitting every piece of the previous pass further; a pass is a
+ *      hand-written scanner for one of llama.cpp's regular expressions, over
+ *      the Unicode classes of unicode_table.c;
+ *   3. each word's UTF-8 bytes are mapped to GPT-2's byte alphabet (every
+ *      byte a printable code point) and split into those characters; the
+ *      adjacent pair with the lowest merge rank (tokenizer.ggml.merges
+ *      index) is merged, leftmost on ties, until no pair has a rank (a
+ *      binary heap: O(n log n));
+ *   4. a final symbol that is not a token falls back to the tokens of its
+ *      single bytes (dropped when there is none, as in llama.cpp). */
+#include "tok_bpe.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unicode_table.h"
+
+enum {
+    TT_UNDEFINED = 0, TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3,
+    TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6,
+};
+
+/* Input cap: keeps every index (up to 8 bytes of byte-level text per input
+ * byte) well inside 32 bits. */
+#define BPE_MAX_TEXT ((size_t)1 << 26)
+#define BPE_NO_RANK UINT32_MAX
+
+/* One pre-tokenizer pass; see bpe_pass_run. */
+typedef enum bpe_pass {
+    PASS_GPT2,          /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
+    PASS_LLAMA3,        /* Llama 3's expression, \p{N}{1,3} */
+    PASS_QWEN2,         /* the same with \p{N} (one digit a word) */
+    PASS_PUNCT_DEFAULT, /* [\p{P}\$\+<=>\^~\|]+ */
+    PASS_PUNCT_FALCON,  /* [\p{P}\$\+<=>\^~\|`]+ */
+    PASS_NUMBERS,       /* \p{N}+ */
+    PASS_NUMBER,        /* \p{N} */
+    PASS_DIGITS3,       /* [0-9][0-9][0-9] */
+    PASS_CRLF,          /* [\r\n] */
+    PASS_WS_LETTERS,    /* \s?\p{L}+ */
+    PASS_WS_PUNCT,      /* \s?\p{P}+ */
+    PASS_CJK,           /* [一-龥ࠀ-一가-퟿]+ */
+    PASS_DS_LETTERS,    /* \s?[A-Za-zµÀ-Ö...]+ (DeepSeek LLM's cased letters) */
+    PASS_DS_PUNCT,      /* \s?[!-/:-~！-／：-～‘-‟　-。]+ */
+    PASS_TRAIL_WS,      /* \s+$ */
+} bpe_pass;
+
+#define BPE_MAX_PASSES 6
+
+typedef struct bpe_pre {
+    const char *names; /* tokenizer.ggml.pre values, '|'-separated */
+    bool ignore_merges; /* a word that is a token is taken whole (Llama 3) */
+    bool add_bos;       /* default of tokenizer.ggml.add_bos_token */
+    int n_passes;
+    bpe_pass passes[BPE_MAX_PASSES];
+} bpe_pre;
+
+/* The pre-tokenizers of llama.cpp (llama-vocab.cpp) that pi supports. */
+static const bpe_pre bpe_pres[] = {
+    {"gpt-2|mpt|olmo|jais|phi-2|roberta-bpe|gigachat|jina-es|jina-de|jina-v1-en|jina-v2-es|"
+     "jina-v2-de|jina-v2-code", false, false, 1, {PASS_GPT2}},
+    {"default", false, false, 4, {PASS_PUNCT_DEFAULT, PASS_GPT2, PASS_NUMBERS, PASS_DIGITS3}},
+    {"llama3|llama-v3|llama-bpe|falcon3|dbrx|smaug-bpe", true, true, 1, {PASS_LLAMA3}},
+    {"qwen2|stablelm2", false, false, 1, {PASS_QWEN2}},
+    {"falcon", false, false, 3, {PASS_PUNCT_FALCON, PASS_GPT2, PASS_DIGITS3}},
+    {"starcoder|refact|command-r|smollm|codeshell|exaone|minerva", false, false, 2,
+     {PASS_NUMBER, PASS_GPT2}},
+    {"deepseek-coder", false, false, 5,
+     {PASS_CRLF, PASS_WS_LETTERS, PASS_WS_PUNCT, PASS_CJK, PASS_NUMBER}},
+    {"deepseek-llm", false, false, 6,
+     {PASS_CRLF, PASS_DS_LETTERS, PASS_DS_PUNCT, PASS_TRAIL_WS, PASS_CJK, PASS_NUMBERS}},
+};
+
+struct tok_bpe {
+    uint32_t n;
+    char *arena;        /* every piece, NUL-terminated */
+    size_t *off;        /* piece i is arena + off[i], len[i] bytes */
+    uint32_t *len;
+    uint8_t *type;
+    int32_t *map;       /* open addressing, piece -> id, -1 = empty */
+    size_t map_mask;
+    size_t max_len;     /* longest piece */
+    char *m_arena;      /* every merge "LEFT RIGHT", NUL-terminated */
+    size_t *m_off;
+    uint32_t *m_len;
+    uint32_t n_merges;
+    int32_t *m_map;     /* open addressing, merge text -> rank, -1 = empty */
+    size_t m_mask;
+    size_t m_max_len;
+    int32_t *user;      /* user-defined tokens, longest first */
+    uint32_t n_user;
+    int32_t bos, eos;
+    bool add_bos;
+    const bpe_pre *pre;
+    uint16_t byte_cp[256];   /* GPT-2's byte -> printable code point */
+    int16_t cp_byte[324];    /* and back (-1 = not a byte's code point) */
+};
+
+/* ---- vocabulary ---- */
+
+static size_t bpe_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+/* Finds p[0..n) among the strings arena + off[i] (len[i] bytes) indexed by map. */
+static int32_t bpe_find(const int32_t *map, size_t mask, const char *arena, const size_t *off,
+                        const uint32_t *len, const char *p, size_t n)
+{
+    for (size_t h = bpe_hash(p, n) & mask;; h = (h + 1) & mask) {
+        int32_t id = map[h];
+        if (id < 0)
+            return -1;
+        if (len[id] == n && memcmp(arena + off[id], p, n) == 0)
+            return id;
+    }
+}
+
+/* Inserts entry id; a duplicate string keeps the later id when later_wins. */
+static void bpe_insert(int32_t *map, size_t mask, const char *arena, const size_t *off,
+                       const uint32_t *len, int32_t id, bool later_wins)
+{
+    const char *p = arena + off[id];
+    size_t n = len[id];
+    for (size_t h = bpe_hash(p, n) & mask;; h = (h + 1) & mask) {
+        int32_t old = map[h];
+        if (old < 0) {
+            map[h] = id;
+            return;
+        }
+        if (len[old] == n && memcmp(arena + off[old], p, n) == 0) {
+            if (later_wins)
+                map[h] = id;
+            return;
+        }
+    }
+}
+
+static int32_t bpe_token(const tok_bpe *b, const char *p, size_t n)
+{
+    if (n > b->max_len)
+        return -1;
+    return bpe_find(b->map, b->map_mask, b->arena, b->off, b->len, p, n);
+}
+
+static bool bpe_is_int_type(gguf_type t)
+{
+    return t <= GGUF_TYPE_INT32 || t == GGUF_TYPE_UINT64 || t == GGUF_TYPE_INT64;
+}
+
+/* Copies a string array into one arena: off/len per entry. */
+static int bpe_copy_strs(const gguf_file *f, const gguf_kv *kv, const char *key, char **arena,
+                         size_t *off, uint32_t *len, size_t *max_len, pi_error *err)
+{
+    uint64_t n = kv->v.arr.n;
+    size_t total = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t l = kv->v.arr.strs[i].len;
+        if (l > UINT32_MAX || pi_add_size(total, (size_t)l + 1, &total) != 0)
+            return pi_error_set(err, "%s: %s[%llu] is too long", gguf_path(f), key,
+                                (unsigned long long)i);
+    }
+    *arena = malloc(total ? total : 1);
+    if (!*arena)
+        return pi_error_set(err, "%s: out of memory for %s", gguf_path(f), key);
+    size_t at = 0;
+    *max_len = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        const gguf_str *s = &kv->v.arr.strs[i];
+        off[i] = at;
+        len[i] = (uint32_t)s->len;
+        if (s->len)
+            memcpy(*arena + at, s->ptr, s->len);
+        (*arena)[at + s->len] = '\0';
+        at += s->len + 1;
+        if (s->len > *max_len)
+            *max_len = s->len;
+    }
+    return 0;
+}
+
+static int32_t *bpe_new_map(size_t n, size_t *mask)
+{
+    size_t cap = 16;
+    while (cap < n * 2)
+        cap *= 2;
+    *mask = cap - 1;
+    int32_t *m = malloc(cap * sizeof *m);
+    if (m)
+        memset(m, 0xff, cap * sizeof *m);
+    return m;
+}
+
+static int bpe_load_types(tok_bpe *b, const gguf_file *f, pi_error *err)
+{
+    const gguf_kv *ty = gguf_find_kv(f, "tokenizer.ggml.token_type");
+    if (ty && (ty->type != GGUF_TYPE_ARRAY || !bpe_is_int_type(ty->v.arr.type)))
+        return pi_error_set(err, "%s: tokenizer.ggml.token_type must be an array of integers",
+                            gguf_path(f));
+    if (ty && ty->v.arr.n != b->n)
+        return pi_error_set(err, "%s: tokenizer.ggml.token_type has %llu entries but "
+                            "tokenizer.ggml.tokens has %u: the vocabulary arrays must agree "
+                            "(re-convert the model)", gguf_path(f),
+                            (unsigned long long)ty->v.arr.n, b->n);
+    for (uint32_t i = 0; i < b->n; i++) {
+        int64_t t = ty ? gguf_arr_i64(ty, i) : TT_NORMAL;
+        if (t < TT_UNDEFINED || t > TT_BYTE)
+            return pi_error_set(err, "%s: tokenizer.ggml.token_type[%u] = %lld is not a known "
+                                "token type (0..6)", gguf_path(f), i, (long long)t);
+        b->type[i] = (uint8_t)t;
+        if (t == TT_USER && b->len[i] > 0)
+            b->n_user++;
+    }
+    return 0;
+}
+
+typedef struct bpe_len_id {
+    uint32_t len;
+    int32_t id;
+} bpe_len_id;
+
+static int bpe_cmp_user(const void *x, const void *y)
+{
+    const bpe_len_id *a = x, *b = y;
+    if (a->len != b->len)
+        return a->len > b->len ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int bpe_build_user(tok_bpe *b, pi_error *err)
+{
+    if (b->n_user == 0)
+        return 0;
+    bpe_len_id *tmp = malloc(b->n_user * sizeof *tmp);
+    b->user = malloc(b->n_user * sizeof *b->user);
+    if (!tmp || !b->user) {
+        free(tmp);
+        return pi_error_set(err, "tokenizer: out of memory");
+    }
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < b->n; i++)
+        if (b->type[i] == TT_USER && b->len[i] > 0)
+            tmp[k++] = (bpe_len_id){b->len[i], (int32_t)i};
+    qsort(tmp, k, sizeof *tmp, bpe_cmp_user);
+    for (uint32_t i = 0; i < k; i++)
+        b->user[i] = tmp[i].id;
+    free(tmp);
+    return 0;
+}
+
+static int bpe_load_merges(tok_bpe *b, const gguf_file *f, pi_error *err)
+{
+    const char *key = "tokenizer.ggml.merges";
+    const gguf_kv *kv = gguf_find_kv(f, key);
+    if (!kv)
+        return pi_error_set(err, "%s: key %s is missing: a gpt2 (BPE) vocabulary needs its merges "
+                            "(re-convert the model)", gguf_path(f), key);
+    if (kv->type != GGUF_TYPE_ARRAY || kv->v.arr.type != GGUF_TYPE_STRING ||
+        kv->v.arr.n > INT32_MAX)
+        return pi_error_set(err, "%s: %s must be an array of strings", gguf_path(f), key);
+    b->n_merges = (uint32_t)kv->v.arr.n;
+    size_t n = b->n_merges ? b->n_merges : 1;
+    b->m_off = malloc(n * sizeof *b->m_off);
+    b->m_len = malloc(n * sizeof *b->m_len);
+    b->m_map = bpe_new_map(n, &b->m_mask);
+    if (!b->m_off || !b->m_len || !b->m_map)
+        return pi_error_set(err, "%s: out of memory for %u merges", gguf_path(f), b->n_merges);
+    if (bpe_copy_strs(f, kv, key, &b->m_arena, b->m_off, b->m_len, &b->m_max_len, err) != 0)
+        return -1;
+    for (uint32_t i = 0; i < b->n_merges; i++) {
+        /* "LEFT RIGHT": the separator is the first space after the first byte. */
+        const char *p = b->m_arena + b->m_off[i];
+        const char *sp = b->m_len[i] > 1 ? memchr(p + 1, ' ', b->m_len[i] - 1) : NULL;
+        if (!sp || (size_t)(sp - p) + 1 >= b->m_len[i])
+            return pi_error_set(err, "%s: %s[%u] = '%.40s' is not of the form 'LEFT RIGHT'",
+                                gguf_path(f), key, i, p);
+        /* The first of duplicate merges keeps its rank, as in llama.cpp. */
+        bpe_insert(b->m_map, b->m_mask, b->m_arena, b->m_off, b->m_len, (int32_t)i, false);
+    }
+    return 0;
+}
+
+/* The rank of merging left and right (BPE_NO_RANK when not a merge). scratch
+ * holds at least m_max_len bytes. */
+static uint32_t bpe_rank(const tok_bpe *b, const char *l, size_t ln, const char *r, size_t rn,
+                         char *scratch)
+{
+    if (ln + rn + 1 > b->m_max_len)
+        return BPE_NO_RANK;
+    memcpy(scratch, l, ln);
+    scratch[ln] = ' ';
+    memcpy(scratch + ln + 1, r, rn);
+    int32_t i = bpe_find(b->m_map, b->m_mask, b->m_arena, b->m_off, b->m_len, scratch, ln + rn + 1);
+    return i < 0 ? BPE_NO_RANK : (uint32_t)i;
+}
+
+/* GPT-2's byte alphabet: the printable Latin-1 bytes stand for themselves,
+ * the other 68 bytes take U+0100.. in byte order. */
+static void bpe_build_byte_map(tok_bpe *b)
+{
+    uint16_t next = 256;
+    for (int i = 0; i < 324; i++)
+        b->cp_byte[i] = -1;
+    for (int c = 0; c < 256; c++) {
+        bool printable = (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || c >= 0xAE;
+        b->byte_cp[c] = printable ? (uint16_t)c : next++;
+        b->cp_byte[b->byte_cp[c]] = (int16_t)c;
+    }
+}
+
+static const bpe_pre *bpe_find_pre(const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof bpe_pres / sizeof bpe_pres[0]; i++) {
+        for (const char *p = bpe_pres[i].names; *p;) {
+            const char *e = strchr(p, '|');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (l == n && memcmp(p, name, n) == 0)
+                return &bpe_pres[i];
+            p += l + (e != NULL);
+        }
+    }
+    return NULL;
+}
+
+static int bpe_id_key(const gguf_file *f, const char *key, int32_t dflt, uint32_t n,
+                      int32_t *out, pi_error *err)
+{
+    if (!gguf_find_kv(f, key)) {
+        *out = dflt >= 0 && (uint32_t)dflt < n ? dflt : -1;
+        return 0;
+    }
+    uint32_t v;
+    if (gguf_get_u32(f, key, &v, err) != 0)
+        return -1;
+    if (v >= n)
+        return pi_error_set(err, "%s: %s = %u is out of range: the vocabulary has %u tokens",
+                            gguf_path(f), key, v, n);
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int bpe_load_pre(tok_bpe *b, const gguf_file *f, pi_error *err)
+{
+    char name[64] = "default"; /* llama.cpp's choice when the key is absent */
+    if (gguf_find_kv(f, "tokenizer.ggml.pre") &&
+        gguf_get_cstr(f, "tokenizer.ggml.pre", name, sizeof name, err) != 0)
+        return -1;
+    b->pre = bpe_find_pre(name);
+    if (!b->pre)
+        return pi_error_set(err, "%s: pre-tokenizer '%s' (tokenizer.ggml.pre) is not supported; "
+                            "supported: gpt-2, mpt, default, llama-bpe, qwen2, falcon, starcoder, "
+                            "refact, deepseek-llm, deepseek-coder and their aliases "
+                            "(docs/tokenizer.md)", gguf_path(f), name);
+    b->add_bos = b->pre->add_bos;
+    if (gguf_find_kv(f, "tokenizer.ggml.add_bos_token") &&
+        gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &b->add_bos, err) != 0)
+        return -1;
+    return 0;
+}
+
+tok_bpe *tok_bpe_new(const gguf_file *f, pi_error *err)
+{
+    const gguf_kv *tk = gguf_find_kv(f, "tokenizer.ggml.tokens");
+    if (!tk) {
+        pi_error_set(err, "%s: key tokenizer.ggml.tokens is missing: the file has no vocabulary",
+                     gguf_path(f));
+        return NULL;
+    }
+    if (tk->type != GGUF_TYPE_ARRAY || tk->v.arr.type != GGUF_TYPE_STRING ||
+        tk->v.arr.n == 0 || tk->v.arr.n > INT32_MAX) {
+        pi_error_set(err, "%s: tokenizer.ggml.tokens must be a non-empty array of strings",
+                     gguf_path(f));
+        return NULL;
+    }
+    tok_bpe *b = calloc(1, sizeof *b);
+    if (!b) {
+        pi_error_set(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    b->n = (uint32_t)tk->v.arr.n;
+    b->off = malloc(b->n * sizeof *b->off);
+    b->len = malloc(b->n * sizeof *b->len);
+    b->type = malloc(b->n);
+    b->map = bpe_new_map(b->n, &b->map_mask);
+    if (!b->off || !b->len || !b->type || !b->map) {
+        pi_error_set(err, "%s: out of memory for %u tokens", gguf_path(f), b->n);
+        goto fail;
+    }
+    if (bpe_copy_strs(f, tk, "tokenizer.ggml.tokens", &b->arena, b->off, b->len, &b->max_len,
+                      err) != 0 ||
+        bpe_load_types(b, f, err) != 0 || bpe_build_user(b, err) != 0 ||
+        bpe_load_merges(b, f, err) != 0 || bpe_load_pre(b, f, err) != 0)
+        goto fail;
+    for (uint32_t i = 0; i < b->n; i++)
+        bpe_insert(b->map, b->map_mask, b->arena, b->off, b->len, (int32_t)i, true);
+    /* llama.cpp's defaults for gpt2 vocabularies: BOS and EOS 11. */
+    if (bpe_id_key(f, "tokenizer.ggml.bos_token_id", 11, b->n, &b->bos, err) != 0 ||
+        bpe_id_key(f, "tokenizer.ggml.eos_token_id", 11, b->n, &b->eos, err) != 0)
+        goto fail;
+    bpe_build_byte_map(b);
+    return b;
+fail:
+    tok_bpe_free(&b);
+    return NULL;
+}
+
+void tok_bpe_free(tok_bpe **bp)
+{
+    if (!bp || !*bp)
+        return;
+    tok_bpe *b = *bp;
+    free(b->arena);
+    free(b->off);
+    free(b->len);
+    free(b->type);
+    free(b->map);
+    free(b->m_arena);
+    free(b->m_off);
+    free(b->m_len);
+    free(b->m_map);
+    free(b->user);
+    free(b);
+    *bp = NULL;
+}
+
+uint32_t tok_bpe_n_vocab(const tok_bpe *b) { return b->n; }
+int32_t tok_bpe_bos(const tok_bpe *b) { return b->bos; }
+int32_t tok_bpe_eos(const tok_bpe *b) { return b->eos; }
+size_t tok_bpe_max_piece_len(const tok_bpe *b) { return b->max_len; }
+
+const char *tok_bpe_piece(const tok_bpe *b, int32_t tok)
+{
+    if (tok < 0 || (uint32_t)tok >= b->n)
+        return NULL;
+    return b->arena + b->off[tok];
+}
+
+/* ---- pre-tokenization ---- */
+
+/* Code points of one fragment with their classes; pieces are lengths in
+ * code points, each pass rewriting the list. */
+typedef struct bpe_text {
+    uint32_t *cp;
+    uint16_t *fl;
+    size_t n;
+    uint32_t *piece, *next; /* this pass's pieces, the next pass's */
+    size_t n_piece, n_next;
+} bpe_text;
+
+/* llama.cpp's decoder: the lead byte gives the length; a missing
+ * continuation byte makes the lead byte alone an invalid character (U+FFFD).
+ * Overlong forms and surrogates are taken as they come. */
+static size_t bpe_decode_utf8(const uint8_t *s, size_t n, uint32_t *cp)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        size_t l = c < 0x80 ? 1 : c < 0xC0 ? 0 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : c < 0xF8 ? 4 : 0;
+        bool ok = l > 0 && i + l <= n;
+        for (size_t j = 1; ok && j < l; j++)
+            ok = (s[i + j] & 0xC0) == 0x80;
+        if (!ok) {
+            cp[k++] = 0xFFFD;
+            i++;
+            continue;
+        }
+        uint32_t v = l == 1 ? c : l == 2 ? c & 0x1Fu : l == 3 ? c & 0x0Fu : c & 0x07u;
+        for (size_t j = 1; j < l; j++)
+            v = (v << 6) | (s[i + j] & 0x3Fu);
+        cp[k++] = v;
+        i += l;
+    }
+    return k;
+}
+
+static size_t bpe_encode_utf8(uint32_t v, uint8_t *o)
+{
+    if (v < 0x80) {
+        o[0] = (uint8_t)v;
+        return 1;
+    }
+    if (v < 0x800) {
+        o[0] = (uint8_t)(0xC0 | (v >> 6));
+        o[1] = (uint8_t)(0x80 | (v & 0x3F));
+        return 2;
+    }
+    if (v < 0x10000) {
+        o[0] = (uint8_t)(0xE0 | (v >> 12));
+        o[1] = (uint8_t)(0x80 | ((v >> 6) & 0x3F));
+        o[2] = (uint8_t)(0x80 | (v & 0x3F));
+        return 3;
+    }
+    o[0] = (uint8_t)(0xF0 | ((v >> 18) & 0x07));
+    o[1] = (uint8_t)(0x80 | ((v >> 12) & 0x3F));
+    o[2] = (uint8_t)(0x80 | ((v >> 6) & 0x3F));
+    o[3] = (uint8_t)(0x80 | (v & 0x3F));
+    return 4;
+}
+
+/* The scanners see one piece [a, e): outside it a position has no class
+ * and no code point, like the end of the text. */
+typedef struct bpe_scan {
+    const uint32_t *cp;
+    const uint16_t *fl;
+    size_t a, e;
+    uint32_t *out;
+    size_t n_out;
+    size_t prev; /* end of the last word */
+} bpe_scan;
+
+#define BPE_NO_CP UINT32_MAX
+
+static uint32_t sc_cp(const bpe_scan *s, size_t i) { return i >= s->a && i < s->e ? s->cp[i] : BPE_NO_CP; }
+static uint16_t sc_fl(const bpe_scan *s, size_t i) { return i >= s->a && i < s->e ? s->fl[i] : 0; }
+static bool sc_letter(const bpe_scan *s, size_t i) { return sc_fl(s, i) & UCLASS_LETTER; }
+static bool sc_number(const bpe_scan *s, size_t i) { return sc_fl(s, i) & UCLASS_NUMBER; }
+static bool sc_space(const bpe_scan *s, size_t i) { return sc_fl(s, i) & UCLASS_WHITESPACE; }
+
+/* [^\s\p{L}\p{N}]: a code point (of the piece) that is none of these. */
+static bool sc_other(const bpe_scan *s, size_t i)
+{
+    uint16_t f = sc_fl(s, i);
+    return f && !(f & (UCLASS_WHITESPACE | UCLASS_LETTER | UCLASS_NUMBER));
+}
+
+/* Ends a word at end (nothing when empty); returns its length. */
+static size_t sc_word(bpe_scan *s, size_t end)
+{
+    size_t n = end - s->prev;
+    if (n > 0)
+        s->out[s->n_out++] = (uint32_t)n;
+    s->prev = end;
+    return n;
+}
+
+static uint32_t sc_lower(uint32_t c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* 's|'t|'re|'ve|'m|'ll|'d at i (case-insensitive when fold): its length or 0. */
+static size_t sc_contraction(const bpe_scan *s, size_t i, bool fold)
+{
+    if (sc_cp(s, i) != '\'' || i + 1 >= s->e)
+        return 0;
+    uint32_t c1 = sc_cp(s, i + 1), c2 = i + 2 < s->e ? sc_cp(s, i + 2) : BPE_NO_CP;
+    if (fold) {
+        c1 = sc_lower(c1);
+        c2 = sc_lower(c2);
+    }
+    if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+        return 2;
+    if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
+        return 3;
+    return 0;
+}
+
+/* \s+(?!\S) then \s+ at i: the end of the word (i when no whitespace). */
+static size_t sc_spaces(const bpe_scan *s, size_t i)
+{
+    size_t k = 0;
+    while (sc_space(s, i + k))
+        k++;
+    if (k > 1 && i + k < s->e)
+        return i + k - 1; /* leave the last space to the word after it */
+    return i + k;
+}
+
+static void scan_gpt2(bpe_scan *s)
+{
+    for (size_t i = s->a; i < s->e;) {
+        size_t c = sc_contraction(s, i, false);
+        if (c) {
+            i += sc_word(s, i + c);
+            continue;
+        }
+        size_t j = i + (sc_cp(s, i) == ' '); /* " ?" */
+        if (sc_letter(s, j) || sc_number(s, j) || sc_other(s, j)) {
+            bool (*cls)(const bpe_scan *, size_t) =
+                sc_letter(s, j) ? sc_letter : sc_number(s, j) ? sc_number : sc_other;
+            while (cls(s, j))
+                j++;
+            sc_word(s, j);
+            i = j;
+            continue;
+        }
+        size_t e = sc_spaces(s, i);
+        i = e > i ? e : i + 1; /* a lone code point matching nothing is a word */
+        sc_word(s, i);
+    }
+}
+
+/* Llama 3's expression; Qwen 2's differs only in taking one digit a word. */
+static void scan_llama3(bpe_scan *s, size_t max_digits)
+{
+    for (size_t i = s->a; i < s->e;) {
+        uint32_t c = sc_cp(s, i);
+        size_t k = sc_contraction(s, i, true);
+        if (k) {
+            i += sc_word(s, i + k);
+            continue;
+        }
+        /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+        if (c != '\r' && c != '\n' && !sc_number(s, i) &&
+            (sc_letter(s, i) || sc_letter(s, i + 1))) {
+            i++;
+            while (sc_letter(s, i))
+                i++;
+            sc_word(s, i);
+            continue;
+        }
+        /* \p{N}{1,max_digits} */
+        if (sc_number(s, i)) {
+            size_t start = i;
+            while (sc_number(s, i) && i - start < max_digits)
+                i++;
+            sc_word(s, i);
+            continue;
+        }
+        /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+        size_t j = i + (c == ' ');
+        if (sc_other(s, j)) {
+            while (sc_other(s, j))
+                j++;
+            while (sc_cp(s, j) == '\r' || sc_cp(s, j) == '\n')
+                j++;
+            sc_word(s, j);
+            i = j;
+            continue;
+        }
+        /* \s*[\r\n]+ : up to the last CR or LF of the whitespace run */
+        size_t last_nl = 0;
+        for (size_t t = i; sc_space(s, t); t++)
+            if (sc_cp(s, t) == '\r' || sc_cp(s, t) == '\n')
+                last_nl = t + 1;
+        if (last_nl) {
+            i = last_nl;
+            sc_word(s, i);
+            continue;
+        }
+        size_t e = sc_spaces(s, i);
+        i = e > i ? e : i + 1;
+        sc_word(s, i);
+    }
+}
+
+/* llama.cpp runs the passes below through std::regex (ASCII classes as they
+ * are, \s for every White_Space code point): each match is a word, and so is
+ * each gap between matches. */
+
+static bool in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c >= r[i][0] && c <= r[i][1])
+            return true;
+    return false;
+}
+
+/* In llama.cpp's std::wregex passes non-ASCII whitespace reads as U+000B. */
+static uint32_t sc_wide(const bpe_scan *s, size_t i)
+{
+    uint32_t c = sc_cp(s, i);
+    return c > 0x7F && (sc_fl(s, i) & UCLASS_WHITESPACE) ? 0x0B : c;
+}
+
+static bool cls_punct_default(const bpe_scan *s, size_t i)
+{
+    uint32_t c = sc_cp(s, i);
+    return (sc_fl(s, i) & UCLASS_PUNCT) || (c < 0x80 && c && strchr("$+<=>^~|", (int)c));
+}
+
+static bool cls_punct_falcon(const bpe_scan *s, size_t i)
+{
+    return cls_punct_default(s, i) || sc_cp(s, i) == '`';
+}
+
+static bool cls_punct(const bpe_scan *s, size_t i) { return sc_fl(s, i) & UCLASS_PUNCT; }
+
+static bool cls_crlf(const bpe_scan *s, size_t i)
+{
+    return sc_cp(s, i) == '\r' || sc_cp(s, i) == '\n';
+}
+
+static bool cls_cjk(const bpe_scan *s, size_t i)
+{
+    static const uint32_t r[][2] = {{0x4E00, 0x9FA5}, {0x0800, 0x4E00}, {0xAC00, 0xD7FF}};
+    return in_ranges(r, sizeof r / sizeof r[0], sc_wide(s, i));
+}
+
+/* DeepSeek LLM's cased-letter class, from its tokenizer.json. */
+static bool cls_ds_letter(const bpe_scan *s, size_t i)
+{
+    static const uint32_t r[][2] = {
+        {0x41, 0x5A}, {0x61, 0x7A}, {0xB5, 0xB5}, {0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x1BA},
+        {0x1BC, 0x1BF}, {0x1C4, 0x293}, {0x295, 0x2AF}, {0x370, 0x373}, {0x376, 0x377},
+        {0x37B, 0x37D}, {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A}, {0x38C, 0x38C},
+        {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481}, {0x48A, 0x52F}, {0x531, 0x556},
+        {0x10A0, 0x10C5}, {0x13A0, 0x13F5}, {0x13F8, 0x13FD}, {0x1C90, 0x1CBA}, {0x1CBD, 0x1CBF},
+        {0x1D00, 0x1D2B}, {0x1D6B, 0x1D77}, {0x1D79, 0x1D9A}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D},
+        {0x1F20, 0x1F45}, {0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B},
+        {0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC}, {0x1FBE, 0x1FBE},
+        {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3}, {0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC},
+        {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC}, {0x2102, 0x2102}, {0x2107, 0x2107}, {0x210A, 0x2113},
+        {0x2115, 0x2115}, {0x2119, 0x211D}, {0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128},
+        {0x212A, 0x212D}, {0x212F, 0x2134}, {0x2139, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149},
+        {0x214E, 0x214E}, {0x2183, 0x2184}, {0x2C00, 0x2C7B}, {0x2C7E, 0x2CE4}, {0x2CEB, 0x2CEE},
+        {0x2CF2, 0x2CF3}, {0xA640, 0xA66D}, {0xA680, 0xA69B}, {0xA722, 0xA76F}, {0xA771, 0xA787},
+        {0xA78B, 0xA78E}, {0xAB70, 0xABBF}, {0xFB00, 0xFB06}, {0xFB13, 0xFB17}, {0xFF21, 0xFF3A},
+        {0xFF41, 0xFF5A}, {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
+        {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
+    };
+    return in_ranges(r, sizeof r / sizeof r[0], sc_wide(s, i));
+}
+
+static bool cls_ds_punct(const bpe_scan *s, size_t i)
+{
+    static const uint32_t r[][2] = {{0x21, 0x2F}, {0x3A, 0x7E}, {0xFF01, 0xFF0F},
+                                    {0xFF1A, 0xFF5E}, {0x2018, 0x201F}, {0x3000, 0x3002}};
+    return in_ranges(r, sizeof r / sizeof r[0], sc_wide(s, i));
+}
+
+/* \s in the regex passes: ASCII \t\n\v\f\r and space, or White_Space. */
+static bool cls_space(const bpe_scan *s, size_t i) { return sc_space(s, i); }
+
+typedef bool (*bpe_cls)(const bpe_scan *, size_t);
+
+/* Matches of (\s?)CLS{1,max} (max 0: unbounded), leftmost first. */
+static void scan_class(bpe_scan *s, bpe_cls cls, bool opt_space, size_t max)
+{
+    for (size_t i = s->a; i < s->e;) {
+        size_t j = i;
+        if (opt_space && cls_space(s, i) && cls(s, i + 1))
+            j = i + 1;
+        else if (!cls(s, i)) {
+            i++;
+            continue;
+        }
+        sc_word(s, i); /* the gap before the match */
+        size_t start = j;
+        while (cls(s, j) && (max == 0 || j - start < max))
+            j++;
+        sc_word(s, j);
+        i = j;
+    }
+    sc_word(s, s->e);
+}
+
+/* [0-9][0-9][0-9]: non-overlapping triples, leftmost first. */
+static void scan_digits3(bpe_scan *s)
+{
+    for (size_t i = s->a; i + 3 <= s->e;) {
+        bool d = true;
+        for (size_t k = 0; k < 3; k++)
+            d = d && sc_cp(s, i + k) >= '0' && sc_cp(s, i + k) <= '9';
+        if (!d) {
+            i++;
+            continue;
+        }
+        sc_word(s, i);
+        sc_word(s, i + 3);
+        i += 3;
+    }
+    sc_word(s, s->e);
+}
+
+/* \s+$: the whitespace run that ends the piece. */
+static void scan_trail_ws(bpe_scan *s)
+{
+    size_t i = s->e;
+    while (i > s->a && sc_space(s, i - 1))
+        i--;
+    sc_word(s, i);
+    sc_word(s, s->e);
+}
+
+static void bpe_pass_run(bpe_pass p, bpe_scan *s)
+{
+    switch (p) {
+    case PASS_GPT2: scan_gpt2(s); break;
+    case PASS_LLAMA3: scan_llama3(s, 3); break;
+    case PASS_QWEN2: scan_llama3(s, 1); break;
+    case PASS_PUNCT_DEFAULT: scan_class(s, cls_punct_default, false, 0); break;
+    case PASS_PUNCT_FALCON: scan_class(s, cls_punct_falcon, false, 0); break;
+    case PASS_NUMBERS: scan_class(s, sc_number, false, 0); break;
+    case PASS_NUMBER: scan_class(s, sc_number, false, 1); break;
+    case PASS_DIGITS3: scan_digits3(s); break;
+    case PASS_CRLF: scan_class(s, cls_crlf, false, 1); break;
+    case PASS_WS_LETTERS: scan_class(s, sc_letter, true, 0); break;
+    case PASS_WS_PUNCT: scan_class(s, cls_punct, true, 0); break;
+    case PASS_CJK: scan_class(s, cls_cjk, false, 0); break;
+    case PASS_DS_LETTERS: scan_class(s, cls_ds_letter, true, 0); break;
+    case PASS_DS_PUNCT: scan_class(s, cls_ds_punct, true, 0); break;
+    case PASS_TRAIL_WS: scan_trail_ws(s); break;
+    }
+}
+
+/* Splits t's code points into words: t->piece[0..n_piece). */
+static void bpe_pretokenize(const tok_bpe *b, bpe_text *t)
+{
+    t->n_piece = 0;
+    if (t->n == 0)
+        return;
+    t->piece[t->n_piece++] = (uint32_t)t->n;
+    for (int p = 0; p < b->pre->n_passes; p++) {
+        bpe_scan s = {.cp = t->cp, .fl = t->fl, .out = t->next};
+        size_t at = 0;
+        for (size_t k = 0; k < t->n_piece; k++) {
+            s.a = s.prev = at;
+            s.e = at + t->piece[k];
+            bpe_pass_run(b->pre->passes[p], &s);
+            at = s.e;
+        }
+        uint32_t *tmp = t->piece;
+        t->piece = t->next;
+        t->next = tmp;
+        t->n_piece = s.n_out;
+    }
+}
+
+/* ---- merges ---- */
+
+typedef struct bpe_sym {
+    uint32_t off, n;   /* bytes of the word */
+    int32_t prev, next;
+} bpe_sym;
+
+typedef struct bpe_pair {
+    uint32_t rank;
+    int32_t left, right;
+    uint32_t ln, rn;   /* lengths when queued: a changed length means stale */
+} bpe_pair;
+
+typedef struct bpe_work {
+    const tok_bpe *b;
+    char *word;        /* the word in GPT-2's byte alphabet */
+    bpe_sym *sym;
+    bpe_pair *heap;
+    size_t n_heap, cap_heap;
+    char *scratch;     /* m_max_len bytes for merge lookups */
+    int32_t *out;
+    size_t n_out;
+} bpe_work;
+
+static bool bpe_before(const bpe_pair *x, const bpe_pair *y)
+{
+    return x->rank != y->rank ? x->rank < y->rank : x->left < y->left;
+}
+
+static int bpe_push(bpe_work *w, bpe_pair p)
+{
+    if (w->n_heap == w->cap_heap) {
+        size_t cap = w->cap_heap ? w->cap_heap * 2 : 64;
+        bpe_pair *h = realloc(w->heap, cap * sizeof *h);
+        if (!h)
+            return -1;
+        w->heap = h;
+        w->cap_heap = cap;
+    }
+    size_t i = w->n_heap++;
+    while (i > 0 && bpe_before(&p, &w->heap[(i - 1) / 2])) {
+        w->heap[i] = w->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    w->heap[i] = p;
+    return 0;
+}
+
+static bpe_pair bpe_pop(bpe_work *w)
+{
+    bpe_pair top = w->heap[0], last = w->heap[--w->n_heap];
+    size_t i = 0, n = w->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && bpe_before(&w->heap[c + 1], &w->heap[c]))
+            c++;
+        if (!bpe_before(&w->heap[c], &last))
+            break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        w->heap[i] = last;
+    return top;
+}
+
+static int bpe_try_pair(bpe_work *w, int32_t l, int32_t r)
+{
+    if (l < 0 || r < 0)
+        return 0;
+    const bpe_sym *a = &w->sym[l], *c = &w->sym[r];
+    uint32_t rank = bpe_rank(w->b, w->word + a->off, a->n, w->word + c->off, c->n, w->scratch);
+    if (rank == BPE_NO_RANK)
+        return 0;
+    return bpe_push(w, (bpe_pair){rank, l, r, a->n, c->n});
+}
+
+static void bpe_emit(bpe_work *w, const char *p, size_t n)
+{
+    int32_t id = bpe_token(w->b, p, n);
+    if (id >= 0) {
+        w->out[w->n_out++] = id;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) { /* no such token: each byte's token, if any */
+        id = bpe_token(w->b, p + i, 1);
+        if (id >= 0)
+            w->out[w->n_out++] = id;
+    }
+}
+
+/* Merges the word w->word[0..n) and appends its tokens. */
+static int bpe_word(bpe_work *w, size_t n)
+{
+    if (w->b->pre->ignore_merges && bpe_token(w->b, w->word, n) >= 0) {
+        bpe_emit(w, w->word, n);
+        return 0;
+    }
+    int32_t k = 0;
+    for (size_t i = 0; i < n; k++) {
+        uint32_t l = ((uint8_t)w->word[i] & 0xE0) == 0xC0 && i + 1 < n ? 2 : 1;
+        w->sym[k] = (bpe_sym){(uint32_t)i, l, k - 1, i + l < n ? k + 1 : -1};
+        i += l;
+    }
+    w->n_heap = 0;
+    for (int32_t i = 1; i < k; i++)
+        if (bpe_try_pair(w, i - 1, i) != 0)
+            return -1;
+    while (w->n_heap > 0) {
+        bpe_pair p = bpe_pop(w);
+        bpe_sym *a = &w->sym[p.left], *c = &w->sym[p.right];
+        if (a->n != p.ln || c->n != p.rn || a->next != p.right)
+            continue; /* stale: one side has changed since it was queued */
+        a->n += c->n;
+        c->n = 0;
+        a->next = c->next;
+        if (c->next >= 0)
+            w->sym[c->next].prev = p.left;
+        if (bpe_try_pair(w, a->prev, p.left) != 0 || bpe_try_pair(w, p.left, a->next) != 0)
+            return -1;
+    }
+    for (int32_t i = 0; i >= 0 && k > 0; i = w->sym[i].next)
+        bpe_emit(w, w->word + w->sym[i].off, w->sym[i].n);
+    return 0;
+}
+
+/* Maps the UTF-8 of code points cp[0..n) to GPT-2's byte alphabet. */
+static size_t bpe_byte_level(const tok_bpe *b, const uint32_t *cp, size_t n, char *dst)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t u[4];
+        size_t l = bpe_encode_utf8(cp[i], u);
+        for (size_t j = 0; j < l; j++)
+            k += bpe_encode_utf8(b->byte_cp[u[j]], (uint8_t *)dst + k);
+    }
+    return k;
+}
+
+static int bpe_fragment(bpe_work *w, bpe_text *t, const char *text, size_t len)
+{
+    t->n = bpe_decode_utf8((const uint8_t *)text, len, t->cp);
+    for (size_t i = 0; i < t->n; i++)
+        t->fl[i] = unicode_flags(t->cp[i]);
+    bpe_pretokenize(w->b, t);
+    size_t at = 0;
+    for (size_t k = 0; k < t->n_piece; k++) {
+        size_t n = bpe_byte_level(w->b, t->cp + at, t->piece[k], w->word);
+        at += t->piece[k];
+        if (bpe_word(w, n) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- user-defined tokens ---- */
+
+typedef struct bpe_frag {
+    size_t off, len;
+    int32_t tok; /* >= 0: a user-defined token; -1: text */
+} bpe_frag;
+
+typedef struct bpe_frags {
+    bpe_frag *a;
+    size_t n, cap;
+} bpe_frags;
+
+static int bpe_frag_push(bpe_frags *v, bpe_frag f)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        bpe_frag *a = realloc(v->a, cap * sizeof *a);
+        if (!a)
+            return -1;
+        v->a = a;
+        v->cap = cap;
+    }
+    v->a[v->n++] = f;
+    return 0;
+}
+
+/* Cuts every user-defined token out of the text, longest token first and
+ * leftmost occurrences first (llama.cpp's partition order). */
+static int bpe_partition(const tok_bpe *b, const char *text, size_t len, bpe_frags *v)
+{
+    bpe_frags next = {0};
+    if (bpe_frag_push(v, (bpe_frag){0, len, -1}) != 0)
+        return -1;
+    for (uint32_t u = 0; u < b->n_user; u++) {
+        int32_t id = b->user[u];
+        const char *p = b->arena + b->off[id];
+        size_t pl = b->len[id];
+        next.n = 0;
+        for (size_t i = 0; i < v->n; i++) {
+            bpe_frag f = v->a[i];
+            while (f.tok < 0 && f.len >= pl) {
+                const char *m = memmem(text + f.off, f.len, p, pl);
+                if (!m)
+                    break;
+                size_t at = (size_t)(m - text);
+                if ((at > f.off && bpe_frag_push(&next, (bpe_frag){f.off, at - f.off, -1}) != 0) ||
+                    bpe_frag_push(&next, (bpe_frag){at, pl, id}) != 0)
+                    goto oom;
+                f.len -= at + pl - f.off;
+                f.off = at + pl;
+            }
+            if ((f.tok >= 0 || f.len > 0) && bpe_frag_push(&next, f) != 0)
+                goto oom;
+        }
+        bpe_frags tmp = *v;
+        *v = next;
+        next = tmp;
+    }
+    free(next.a);
+    return 0;
+oom:
+    free(next.a);
+    return -1;
+}
+
+int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
+                   int32_t **ids, size_t *n_ids, pi_error *err)
+{
+    *ids = NULL;
+    *n_ids = 0;
+    if (len > BPE_MAX_TEXT)
+        return pi_error_set(err, "tokenizer: text of %zu bytes is too long (at most %zu)",
+                            len, BPE_MAX_TEXT);
+    if (!text && len)
+        return pi_error_set(err, "tokenizer: NULL text");
+    /* A byte decodes to at most one code point, whose UTF-8 (at most 4
+     * bytes) maps to 2 bytes each in the byte alphabet: 8 * len bytes and
+     * as many symbols bound a word; every byte-level byte gives at most one
+     * token (an invalid byte becomes U+FFFD: 3 bytes, 3 tokens). */
+    size_t n = len ? len : 1;
+    bpe_work w = {.b = b};
+    bpe_text t = {0};
+    bpe_frags frags = {0};
+    w.word = malloc(8 * n);
+    w.sym = malloc(8 * n * sizeof *w.sym);
+    w.scratch = malloc(b->m_max_len + 1);
+    w.out = malloc((8 * n + 1) * sizeof *w.out);
+    t.cp = malloc(n * sizeof *t.cp);
+    t.fl = malloc(n * sizeof *t.fl);
+    t.piece = malloc(n * sizeof *t.piece);
+    t.next = malloc(n * sizeof *t.next);
+    if (!w.word || !w.sym || !w.scratch || !w.out || !t.cp || !t.fl || !t.piece || !t.next ||
+        (len > 0 && bpe_partition(b, text, len, &frags) != 0)) {
+        pi_error_set(err, "tokenizer: out of memory for %zu bytes of text", len);
+        goto fail;
+    }
+    if (add_bos && b->add_bos && b->bos >= 0)
+        w.out[w.n_out++] = b->bos;
+    for (size_t i = 0; i < frags.n; i++) {
+        const bpe_frag *f = &frags.a[i];
+        if (f->tok >= 0) {
+            w.out[w.n_out++] = f->tok;
+        } else if (bpe_fragment(&w, &t, text + f->off, f->len) != 0) {
+            pi_error_set(err, "tokenizer: out of memory for %zu bytes of text", len);
+            goto fail;
+        }
+    }
+    *ids = w.out;
+    *n_ids = w.n_out;
+    w.out = NULL;
+fail:
+    free(w.word);
+    free(w.sym);
+    free(w.scratch);
+    free(w.heap);
+    free(w.out);
+    free(t.cp);
+    free(t.fl);
+    free(t.piece);
+    free(t.next);
+    free(frags.a);
+    return *ids || len == 0 ? 0 : -1;
+}
+
+/* ---- decoding ---- */
+
+int tok_bpe_decode_piece(const tok_bpe *b, int32_t prev, int32_t tok, char *buf, size_t cap)
+{
+    (void)prev; /* byte-level pieces carry their own spaces */
+    if (tok < 0 || (uint32_t)tok >= b->n)
+        return -1;
+    const uint8_t *p = (const uint8_t *)b->arena + b->off[tok];
+    size_t n = b->len[tok], k = 0;
+    if (b->type[tok] == TT_USER) {
+        if (cap > 0)
+            memcpy(buf, p, n < cap ? n : cap);
+        k = n;
+    } else if (b->type[tok] == TT_NORMAL) {
+        /* Each character of the byte alphabet is one byte; any other
+         * character is kept as it is. */
+        for (size_t i = 0; i < n;) {
+            size_t cl = (p[i] & 0xE0) == 0xC0 && i + 1 < n && (p[i + 1] & 0xC0) == 0x80 ? 2 : 1;
+            uint32_t cp = cl == 2 ? ((p[i] & 0x1Fu) << 6) | (p[i + 1] & 0x3Fu) : p[i];
+            /* a lone byte >= 0x80 is not a character of the alphabet */
+            if (cp < 324 && b->cp_byte[cp] >= 0 && (cl == 2 || cp < 0x80)) {
+                if (k < cap)
+                    buf[k] = (char)b->cp_byte[cp];
+                k++;
+            } else {
+                for (size_t j = 0; j < cl; j++, k++)
+                    if (k < cap)
+                        buf[k] = (char)p[i + j];
+            }
+            i += cl;
+        }
+    }
+    /* control, unknown, unused, byte and undefined tokens: no text */
+    return k > INT32_MAX ? INT32_MAX : (int)k;
+}
