@@ -1,4 +1,4 @@
-/* Proves that encoding any bytes yields in-range ids that all decode, that BOS only prepends, and that valid UTF-8 text round-trips through encode/decode. */
+/* Proves that encoding any bytes yields in-range ids that all decode, that BOS only prepends, and that valid UTF-8 text round-trips through encode/decode (SPM and, with the shared MPT vocabulary, byte-level BPE). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -85,14 +85,14 @@ static tokenizer *small_tokenizer(void)
     return t;
 }
 
-/* The llama-spm vocabulary of the shared test data, when PI_SHARED names it. */
-static tokenizer *shared_tokenizer(void)
+/* A vocabulary of the shared test data (name: "llama-spm", "mpt"), when PI_SHARED names it. */
+static tokenizer *shared_tokenizer(const char *name)
 {
     const char *dir = getenv("PI_SHARED");
     if (!dir)
         return NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-llama-spm.gguf", dir);
+    snprintf(path, sizeof path, "%s/vocab/ggml-vocab-%s.gguf", dir, name);
     if (access(path, R_OK) != 0)
         return NULL;
     pi_error err = {{0}};
@@ -129,7 +129,10 @@ static bool contains(const uint8_t *s, size_t n, const char *needle)
     return memmem(s, n, needle, strlen(needle)) != NULL;
 }
 
-static void check(const tokenizer *t, bool has_user, const uint8_t *data, size_t size)
+/* adds_bos: encoding with add_bos prepends BOS (byte-level BPE vocabularies
+ * such as MPT's ask for none). */
+static void check(const tokenizer *t, bool has_user, bool adds_bos, const uint8_t *data,
+                  size_t size)
 {
     pi_error err = {{0}};
     int32_t *ids = NULL, *bos_ids = NULL;
@@ -138,8 +141,9 @@ static void check(const tokenizer *t, bool has_user, const uint8_t *data, size_t
         tokenizer_encode(t, (const char *)data, size, 1, &bos_ids, &n_bos, &err) != 0)
         FAIL("encode of %zu bytes failed: %s", size, err.msg);
     /* BOS only prepends; an empty text has no tokens. */
-    if (n_bos != n + 1 || bos_ids[0] != tokenizer_bos(t) ||
-        (n && memcmp(bos_ids + 1, ids, n * sizeof *ids) != 0))
+    size_t nb = adds_bos ? 1 : 0;
+    if (n_bos != n + nb || (nb && bos_ids[0] != tokenizer_bos(t)) ||
+        (n && memcmp(bos_ids + nb, ids, n * sizeof *ids) != 0))
         FAIL("encoding with BOS is not BOS + encoding without");
     if ((size == 0) != (n == 0))
         FAIL("%zu bytes gave %zu tokens", size, n);
@@ -176,17 +180,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* Built once per process and kept for its life (fuzzing only). */
-    static tokenizer *small, *shared;
+    static tokenizer *small, *shared, *bpe;
     static bool ready;
     if (!ready) {
         small = small_tokenizer();
-        shared = shared_tokenizer();
+        shared = shared_tokenizer("llama-spm");
+        bpe = shared_tokenizer("mpt");
         ready = true;
     }
     if (size > 1 << 16)
         return 0;
-    check(small, true, data, size);
+    check(small, true, true, data, size);
     if (shared)
-        check(shared, false, data, size);
+        check(shared, false, true, data, size);
+    if (bpe)
+        check(bpe, false, false, data, size);
     return 0;
 }
