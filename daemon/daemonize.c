@@ -116,10 +116,28 @@ static pid_t read_pid(const char *path)
     return v > 0 ? (pid_t)v : 0;
 }
 
+int process_gone(pid_t p)
+{
+    if (kill(p, 0) == -1 && errno == ESRCH)
+        return 1;
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0; /* no /proc: kill's word stands */
+    int gone = 0;
+    if (fgets(line, sizeof line, f)) {
+        char *rp = strrchr(line, ')');
+        gone = rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+    }
+    fclose(f);
+    return gone;
+}
+
 /* Alive and running a binary called pid (not a recycled pid number). */
 static int is_live_pid(pid_t p)
 {
-    if (p <= 0 || (kill(p, 0) < 0 && errno == ESRCH))
+    if (p <= 0 || process_gone(p))
         return 0;
     char path[64], comm[64] = {0};
     snprintf(path, sizeof path, "/proc/%d/comm", (int)p);

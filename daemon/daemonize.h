@@ -26,6 +26,10 @@ void daemonize_notify(int *fd, char status);
  * the running pid otherwise. */
 int pidfile_create(const char *path, pi_error *err);
 
+/* The process p no longer runs: kill(p, 0) fails with ESRCH, or it is a
+ * zombie nobody reaped yet (a container whose init does not reap). */
+int process_gone(pid_t p);
+
 /* The pid in path if that process is alive, else 0. */
 pid_t pidfile_read_live(const char *path);
 

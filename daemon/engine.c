@@ -17,6 +17,7 @@
 
 #include "model.h"
 #include "segment.h"
+#include "stale.h"
 #include "step_layout.h"
 #include "wire.h"
 
@@ -121,7 +122,12 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      o->model_path, tokenizer_n_vocab(e->tok), e->model->n_vocab);
         goto fail;
     }
-    e->n_ctx = o->n_ctx && o->n_ctx < e->model->n_ctx ? o->n_ctx : e->model->n_ctx;
+    /* As llama.cpp: a context beyond the trained one is allowed (RoPE goes on),
+     * with a warning, since quality past it is not what the model learned. */
+    e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
+    if (e->n_ctx > e->model->n_ctx)
+        fprintf(stderr, "pid: warning: --n-ctx %u is larger than the model's trained context (%u); "
+                        "text past %u tokens may degrade\n", e->n_ctx, e->model->n_ctx, e->model->n_ctx);
     e->max_batch = o->max_batch;
     /* auto: predicted when the model has a predictor, else exact for
      * ReLU-family models (their zeros are free to skip), else dense. */
@@ -160,6 +166,13 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                       .n_vocab = e->model->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = n_cpu};
     if (step_layout_compute(&sp, &e->lay, err) < 0)
         goto fail;
+    /* An earlier pid killed with SIGKILL left its segment and control socket. */
+    int swept = stale_sweep("/dev/shm", o->rundir, err);
+    if (swept < 0)
+        goto fail;
+    if (swept > 0)
+        fprintf(stderr, "pid: removed %d stale file%s of earlier pids (step segments, control sockets)\n",
+                swept, swept == 1 ? "" : "s");
     char seg_name[64];
     snprintf(seg_name, sizeof seg_name, "/pi-step-%d", (int)getpid());
     /* Huge pages when the kernel has them; workers inherit the fd. */
