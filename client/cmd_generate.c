@@ -1,10 +1,14 @@
 /* `pictl generate`: sends a GenerateRequest to pid and streams the text of
  * each GenerateChunk to stdout as it arrives (or prints it once, or as one
  * JSON object); statistics go to stderr. */
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "gen_params.h"
@@ -247,8 +251,35 @@ int cmd_generate(int argc, char **argv)
     }
     /* No overall timeout: a long prompt may take a while; a pid that goes
      * away ends the call through the connection monitor. */
-    int rc = rpc_call(c, &req, on_response, &g, -1, NULL, &err);
+    /* Ctrl-C sends Cancel (the daemon frees the slot) instead of leaving the
+     * request running for nobody: SIGINT is read from a signalfd in the
+     * call's poll, so no work happens in a handler. SIG_DFL first: a shell
+     * starts background jobs with SIGINT ignored, and an ignored signal is
+     * never queued. */
+    sigset_t sigint;
+    sigemptyset(&sigint);
+    sigaddset(&sigint, SIGINT);
+    int sfd = -1, cancelled = 0;
+    if (signal(SIGINT, SIG_DFL) == SIG_ERR || sigprocmask(SIG_BLOCK, &sigint, NULL) < 0 ||
+        (sfd = signalfd(-1, &sigint, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
+        fprintf(stderr, "pictl generate: Ctrl-C will not cancel (%s)\n", strerror(errno));
+    int rc = rpc_call_cancellable(c, &req, on_response, &g, -1, NULL, sfd, &cancelled, &err);
     rpc_close(&c);
+    if (sfd >= 0)
+        close(sfd);
+    if (cancelled) {
+        if (!json)
+            fputc('\n', stdout);
+        fflush(stdout);
+        if (rc < 0)
+            fprintf(stderr, "pictl generate: interrupted; %s\n", err.msg);
+        else
+            fprintf(stderr, "pictl generate: interrupted; pid cancelled the request (%s) after %u "
+                            "tokens\n", g.stop_reason, g.done.generated_tokens);
+        free(g.text);
+        free(g.tokens);
+        return 130;
+    }
     if (rc < 0) {
         if (g.stream)
             fputc('\n', stdout);

@@ -190,9 +190,33 @@ static int monitor_closed(rpc_client *c)
     return closed;
 }
 
+#define CANCEL_WAIT_MS 2000
+
+static int send_cancel(rpc_client *c, uint64_t request_id, pi_error *err)
+{
+    Pi__CancelRequest cr = PI__CANCEL_REQUEST__INIT;
+    cr.request_id = request_id;
+    Pi__Request r = PI__REQUEST__INIT;
+    r.id = ++c->next_id;
+    r.kind_case = PI__REQUEST__KIND_CANCEL;
+    r.cancel = &cr;
+    if (wire_send(c->sock, NULL, 0, WIRE_RPC_HEADER, &r.base, err) < 0)
+        return pi_error_wrap(err, "sending cancel to pid at %s", c->endpoint);
+    return 0;
+}
+
 int rpc_call(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user, int timeout_ms,
              int *remote_code, pi_error *err)
 {
+    return rpc_call_cancellable(c, req, fn, user, timeout_ms, remote_code, -1, NULL, err);
+}
+
+int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user,
+                         int timeout_ms, int *remote_code, int cancel_fd, int *cancelled,
+                         pi_error *err)
+{
+    if (cancelled)
+        *cancelled = 0;
     if (remote_code)
         *remote_code = -1;
     req->id = ++c->next_id;
@@ -201,7 +225,9 @@ int rpc_call(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user, int ti
                              c->endpoint);
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     for (;;) {
-        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t items[3] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0},
+                                   {NULL, cancel_fd, ZMQ_POLLIN, 0}};
+        int n_items = cancel_fd >= 0 ? 3 : 2;
         long wait = -1;
         if (deadline >= 0) {
             wait = (long)(deadline - now_ms());
@@ -209,10 +235,20 @@ int rpc_call(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user, int ti
                 return pi_error_set(err, "no answer from pid at %s to %s within %.1f s",
                                     c->endpoint, wire_request_name(req), timeout_ms / 1000.0);
         }
-        if (zmq_poll(items, 2, wait) < 0) {
+        if (zmq_poll(items, n_items, wait) < 0) {
             if (errno == EINTR)
                 return pi_error_set(err, "interrupted while waiting for pid");
             return pi_error_set(err, "zmq_poll: %s", zmq_strerror(errno));
+        }
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN)) {
+            if (send_cancel(c, req->id, err) < 0)
+                return -1;
+            if (cancelled)
+                *cancelled = 1;
+            cancel_fd = -1; /* once; now wait for the stream's end */
+            timeout_ms = CANCEL_WAIT_MS;
+            deadline = now_ms() + timeout_ms;
+            continue;
         }
         if (items[1].revents & ZMQ_POLLIN) {
             if (monitor_closed(c))

@@ -36,6 +36,14 @@ typedef int (*rpc_handler)(const Pi__Response *resp, void *user, pi_error *err);
 int rpc_call(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user, int timeout_ms,
              int *remote_code, pi_error *err);
 
+/* rpc_call that also polls cancel_fd (e.g. a signalfd for SIGINT; -1 =
+ * none): once it is readable, sends Cancel{request_id} for req, sets
+ * *cancelled = 1 and waits up to 2 s more for the final response (pid ends
+ * a cancelled Generate with GenerateDone{stop_reason "cancelled"}). */
+int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *user,
+                         int timeout_ms, int *remote_code, int cancel_fd, int *cancelled,
+                         pi_error *err);
+
 /* If argv[*i] is --endpoint E or --endpoint=E, stores E in *value, leaves
  * *i on the last argument consumed and returns 1; 0 for other arguments;
  * -1 with err when the value is missing. */

@@ -306,6 +306,11 @@ int engine_submit(engine *e, const sched_request *r, pi_error *err)
     return scheduler_submit(e->sched, r, err);
 }
 
+int engine_cancel(engine *e, const void *tag, size_t tag_len, uint64_t id)
+{
+    return scheduler_cancel(e->sched, tag, tag_len, id);
+}
+
 /* Peers blocked in a wait on the dead worker give up (seq_wait_geq -2). */
 static void bump_abort(engine *e)
 {

@@ -60,6 +60,9 @@ void engine_add_socket(engine *e, void *sock, engine_io_fn fn, void *ud);
  * SCHED_E_UNAVAILABLE once stopping. */
 int engine_submit(engine *e, const sched_request *r, pi_error *err);
 
+/* Cancels the request (tag, id) (scheduler_cancel): 1 found, 0 not. */
+int engine_cancel(engine *e, const void *tag, size_t tag_len, uint64_t id);
+
 /* Runs the loop: until the engine stopped (engine_stop, SIGTERM/SIGINT)
  * and its workers quit, or, with until_idle, until no request is left. */
 int engine_run(engine *e, int until_idle, pi_error *err);

@@ -59,11 +59,19 @@ void rpc_server_free(rpc_server **sp)
     *sp = NULL;
 }
 
-static void send_resp(rpc_server *s, const void *tag, size_t tag_len, Pi__Response *r)
+/* 0 sent; -1 the client is gone: ROUTER_MANDATORY says it disconnected
+ * (EHOSTUNREACH) or its queue is full because it stopped reading (EAGAIN,
+ * the socket never blocks); -2 another failure (said on stderr). */
+static int send_resp(rpc_server *s, const void *tag, size_t tag_len, Pi__Response *r)
 {
     pi_error err;
-    if (wire_send(s->sock, tag, tag_len, WIRE_RPC_HEADER, &r->base, &err) < 0)
-        fprintf(stderr, "pid: reply to request %llu: %s\n", (unsigned long long)r->id, err.msg);
+    if (wire_send(s->sock, tag, tag_len, WIRE_RPC_HEADER, &r->base, &err) == 0)
+        return 0;
+    int en = zmq_errno();
+    if (en == EHOSTUNREACH || en == EAGAIN)
+        return -1;
+    fprintf(stderr, "pid: reply to request %llu: %s\n", (unsigned long long)r->id, err.msg);
+    return -2;
 }
 
 static void send_err(rpc_server *s, const void *tag, size_t tag_len, uint64_t id, int code,
@@ -75,8 +83,8 @@ static void send_err(rpc_server *s, const void *tag, size_t tag_len, uint64_t id
         fprintf(stderr, "pid: error reply to request %llu: %s\n", (unsigned long long)id, err.msg);
 }
 
-static void sink_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
-                       const char *text, size_t text_len)
+static int sink_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                      const char *text, size_t text_len)
 {
     Pi__GenerateChunk c = PI__GENERATE_CHUNK__INIT;
     c.n_tokens = 1;
@@ -87,7 +95,12 @@ static void sink_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, i
     r.id = id;
     r.kind_case = PI__RESPONSE__KIND_CHUNK;
     r.chunk = &c;
-    send_resp(ud, tag, tag_len, &r);
+    if (send_resp(ud, tag, tag_len, &r) == -1) {
+        fprintf(stderr, "pid: request %llu: its client went away or stopped reading; cancelled\n",
+                (unsigned long long)id);
+        return -1;
+    }
+    return 0;
 }
 
 static void sink_done(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st)
@@ -361,6 +374,19 @@ static void on_shutdown(rpc_server *s, const wire_msg *m)
     engine_stop(s->eng, 10.0);
 }
 
+static void on_cancel(rpc_server *s, const wire_msg *m)
+{
+    Pi__CancelReply cr = PI__CANCEL_REPLY__INIT;
+    /* The stream's GenerateDone{"cancelled"} goes out first, then this. */
+    cr.found = engine_cancel(s->eng, m->routing_id, m->routing_id_len,
+                             m->request->cancel->request_id) == 1;
+    Pi__Response r = PI__RESPONSE__INIT;
+    r.id = m->id;
+    r.kind_case = PI__RESPONSE__KIND_CANCEL;
+    r.cancel = &cr;
+    send_resp(s, m->routing_id, m->routing_id_len, &r);
+}
+
 static void dispatch(rpc_server *s, const wire_msg *m)
 {
     switch (m->request->kind_case) {
@@ -370,6 +396,7 @@ static void dispatch(rpc_server *s, const wire_msg *m)
     case PI__REQUEST__KIND_STATUS: on_status(s, m); break;
     case PI__REQUEST__KIND_RESTART_WORKER: on_restart(s, m); break;
     case PI__REQUEST__KIND_SHUTDOWN: on_shutdown(s, m); break;
+    case PI__REQUEST__KIND_CANCEL: on_cancel(s, m); break;
     default:
         send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, "unknown request kind");
         break;
@@ -429,10 +456,14 @@ int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *er
     s->sock = s->zctx ? zmq_socket(s->zctx, ZMQ_ROUTER) : NULL;
     if (!s->sock)
         return pi_error_set(err, "zmq: %s", zmq_strerror(zmq_errno()));
-    int zero = 0;
+    /* Sends never block pid and fail for a client that is gone, so its
+     * requests are cancelled (sink_chunk) instead of queued for nobody. */
+    int zero = 0, one = 1;
     if (wire_socket_defaults(s->sock, err) < 0 ||
-        zmq_setsockopt(s->sock, ZMQ_RCVTIMEO, &zero, sizeof zero) < 0)
-        return -1;
+        zmq_setsockopt(s->sock, ZMQ_RCVTIMEO, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(s->sock, ZMQ_SNDTIMEO, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(s->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0)
+        return pi_error_set(err, "zmq_setsockopt on %s: %s", endpoint, zmq_strerror(zmq_errno()));
     const char *path = endpoint_ipc_path(endpoint);
     if (path)
         unlink(path); /* stale: nobody answered there */

@@ -18,8 +18,8 @@ typedef struct run_sink {
     sched_stats st;
 } run_sink;
 
-static void on_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
-                     const char *text, size_t text_len)
+static int on_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                    const char *text, size_t text_len)
 {
     run_sink *s = ud;
     (void)tag, (void)tag_len, (void)id, (void)token;
@@ -27,6 +27,7 @@ static void on_chunk(void *ud, const void *tag, size_t tag_len, uint64_t id, int
         s->out_err = 1;
     if (fflush(stdout) != 0)
         s->out_err = 1;
+    return 0;
 }
 
 static void on_done(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st)

@@ -305,8 +305,9 @@ static void sample_next(scheduler *s, uint32_t slot, const float *row)
         len = (int)sizeof text;
     q->tokens[q->n_tokens++] = tok;
     q->generated++;
-    s->sink.chunk(s->sink.ud, q->req->tag, q->req->tag_len, q->req->id, tok, text, (size_t)len);
-    if (q->generated >= q->req->max_tokens)
+    if (s->sink.chunk(s->sink.ud, q->req->tag, q->req->tag_len, q->req->id, tok, text, (size_t)len) < 0)
+        finish(s, slot, "cancelled"); /* nobody reads it: free the slot */
+    else if (q->generated >= q->req->max_tokens)
         finish(s, slot, "length");
 }
 
@@ -351,6 +352,39 @@ void scheduler_reset_kv(scheduler *s)
 {
     for (uint32_t i = 0; i < s->max_seqs; i++)
         s->seqs[i].cached = 0;
+}
+
+static int same_req(const sched_req *r, const void *tag, size_t tag_len, uint64_t id)
+{
+    return r->id == id && r->tag_len == tag_len && !memcmp(r->tag, tag, tag_len);
+}
+
+int scheduler_cancel(scheduler *s, const void *tag, size_t tag_len, uint64_t id)
+{
+    for (uint32_t i = 0; i < s->max_seqs; i++) {
+        sched_seq *q = &s->seqs[i];
+        if (q->active && same_req(q->req, tag, tag_len, id)) {
+            /* in_step stays: scheduler_complete skips inactive slots, and the
+             * next build (admit) resets the slot before reusing it. */
+            finish(s, i, "cancelled");
+            return 1;
+        }
+    }
+    for (sched_req **pp = &s->q_head, *prev = NULL; *pp; prev = *pp, pp = &(*pp)->next) {
+        sched_req *r = *pp;
+        if (!same_req(r, tag, tag_len, id))
+            continue;
+        *pp = r->next;
+        if (s->q_tail == r)
+            s->q_tail = prev;
+        s->n_queued--;
+        sched_stats st = {.prompt_tokens = (uint32_t)r->n_prompt, .stop_reason = "cancelled",
+                          .seed = sampler_seed(r->smp), .ttft_ms = now_ms() - r->t_submit};
+        s->sink.done(s->sink.ud, r->tag, r->tag_len, r->id, &st);
+        req_free(r);
+        return 1;
+    }
+    return 0;
 }
 
 void scheduler_fail_all(scheduler *s, int code, const char *msg)

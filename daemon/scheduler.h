@@ -52,15 +52,17 @@ typedef struct sched_request {
 typedef struct sched_stats {
     uint32_t prompt_tokens, generated_tokens;
     double ttft_ms, tokens_per_second;
-    const char *stop_reason;    /* "length" or "eos" */
+    const char *stop_reason;    /* "length", "eos" or "cancelled" */
     uint64_t seed;
     uint32_t retried_steps;
 } sched_stats;
 
 typedef struct sched_sink {
     void *ud;
-    void (*chunk)(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
-                  const char *text, size_t text_len);
+    /* 0, or -1 when the client is gone (it disconnected or stopped reading):
+     * the request is then cancelled. */
+    int (*chunk)(void *ud, const void *tag, size_t tag_len, uint64_t id, int32_t token,
+                 const char *text, size_t text_len);
     void (*done)(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st);
     void (*fail)(void *ud, const void *tag, size_t tag_len, uint64_t id, int code,
                  const char *msg);
@@ -96,6 +98,12 @@ int scheduler_step_failed(scheduler *s, const char *why);
 /* The KV cache is gone (GPU worker restarted): every active sequence replays
  * its history from position 0. */
 void scheduler_reset_kv(scheduler *s);
+
+/* Cancels the request (tag, id), queued or active: it finishes at once with
+ * stop_reason "cancelled" (sink.done) and its slot is free for the next
+ * build; a step in flight that holds it just has its entries ignored.
+ * 1 if it was found, 0 if not. */
+int scheduler_cancel(scheduler *s, const void *tag, size_t tag_len, uint64_t id);
 
 /* Fails every active and queued request with code and msg. */
 void scheduler_fail_all(scheduler *s, int code, const char *msg);

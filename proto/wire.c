@@ -96,6 +96,7 @@ static int request_valid(const Pi__Request *r)
     case PI__REQUEST__KIND_STATUS: return r->status != NULL;
     case PI__REQUEST__KIND_RESTART_WORKER: return r->restart_worker != NULL;
     case PI__REQUEST__KIND_SHUTDOWN: return r->shutdown != NULL;
+    case PI__REQUEST__KIND_CANCEL: return r->cancel != NULL;
     default: return 0;
     }
 }
@@ -110,6 +111,7 @@ static int response_valid(const Pi__Response *r)
     case PI__RESPONSE__KIND_STATUS: return r->status != NULL;
     case PI__RESPONSE__KIND_RESTART_WORKER: return r->restart_worker != NULL;
     case PI__RESPONSE__KIND_SHUTDOWN: return r->shutdown != NULL;
+    case PI__RESPONSE__KIND_CANCEL: return r->cancel != NULL;
     case PI__RESPONSE__KIND_ERROR: return r->error != NULL;
     default: return 0;
     }
@@ -360,6 +362,7 @@ const char *wire_request_name(const Pi__Request *r)
     case PI__REQUEST__KIND_STATUS: return "status";
     case PI__REQUEST__KIND_RESTART_WORKER: return "restart_worker";
     case PI__REQUEST__KIND_SHUTDOWN: return "shutdown";
+    case PI__REQUEST__KIND_CANCEL: return "cancel";
     default: return "?";
     }
 }
