@@ -354,7 +354,7 @@ static void check_speed(const tokenizer *t)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         printf("100 KB of %s: %zu tokens in %.3f s\n", kinds[k], n, sec);
-        CHECK(sec < 2.0, "100 KB of %s took %.3f s", kinds[k], sec);
+        CHECK(sec < 5.0, "100 KB of %s took %.3f s", kinds[k], sec); /* 0.9 s under ASan */
         free(ids);
     }
     free(s);
