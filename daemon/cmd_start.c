@@ -29,7 +29,7 @@ static void start_usage(FILE *out)
     fprintf(out,
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--max-seqs N]\n"
-            "                 [--max-batch N] [--n-ctx N] [--log-file F] [--pid-file F]\n"
+            "                 [--max-batch N] [-c|--ctx-size|--n-ctx N] [--log-file F] [--pid-file F]\n"
             "                 [--foreground] [--timings] [default sampling flags]\n\n"
             "  --config FILE         settings file (etc/pid.conf documents every key); flags override it\n"
             "  -m, --model MODEL     GGUF model file\n"

@@ -200,6 +200,7 @@ static const struct {
     {"--max-seqs", NULL, "max_seqs"},
     {"--max-batch", NULL, "max_batch"},
     {"--n-ctx", NULL, "n_ctx"},
+    {"--ctx-size", "-c", "n_ctx"},   /* llama.cpp's name for the same */
     {"--log-file", NULL, "log_file"},
     {"--pid-file", NULL, "pid_file"},
     {"--config", NULL, NULL},

@@ -125,6 +125,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     /* As llama.cpp: a context beyond the trained one is allowed (RoPE goes on),
      * with a warning, since quality past it is not what the model learned. */
     e->n_ctx = o->n_ctx ? o->n_ctx : e->model->n_ctx;
+    if (o->n_ctx_bound && e->n_ctx > e->model->n_ctx)
+        e->n_ctx = e->model->n_ctx;
     if (e->n_ctx > e->model->n_ctx)
         fprintf(stderr, "pid: warning: --n-ctx %u is larger than the model's trained context (%u); "
                         "text past %u tokens may degrade\n", e->n_ctx, e->model->n_ctx, e->model->n_ctx);

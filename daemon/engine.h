@@ -29,6 +29,8 @@ typedef struct engine_opts {
     double vram_budget_gib;     /* < 0 = automatic */
     uint32_t max_seqs, max_batch;
     uint32_t n_ctx;             /* 0 = the model's */
+    int n_ctx_bound;            /* n_ctx is only what a run could need: capped at the model's
+                                   trained context, silently (pid run without -c) */
     const char *rundir;         /* folder for the control socket */
     int timings;                /* Step.timings: the GPU worker measures its phases (the CPU
                                    workers' stats are read after every step anyway) */

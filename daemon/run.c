@@ -22,12 +22,14 @@ static void usage(FILE *out)
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
                  "               [--ffn auto|dense|exact|predicted] [--measure-recall] [--timings]\n"
-                 "               [--reference]\n\n"
+                 "               [-c|--ctx-size N] [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
                  "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
                  "  --gpu-backend B       the GPU worker's backend (default auto: cuda when usable)\n"
                  "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
+                 "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
+                 "                        model's trained context; more is allowed, with a warning)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
                  "                        is <= 0 (same result); predicted: only the neurons the\n"
                  "                        model's predictor names; auto: predicted if the model has\n"
@@ -105,6 +107,13 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
             return 2;
         }
         o->cpu_workers = (int)n;
+    } else if (!strcmp(a, "--ctx-size") || !strcmp(a, "-c")) {
+        unsigned long n = strtoul(v, &end, 10);
+        if (!*v || *end || *v == '-' || n == 0 || n > (1ul << 24)) {
+            fprintf(stderr, "pid run: %s '%s' is not a number of positions in 1..%lu\n", a, v, 1ul << 24);
+            return 2;
+        }
+        o->ctx_size = (uint32_t)n;
     } else {
         o->vram_budget_gib = strtod(v, &end);
         if (!*v || *end || !(o->vram_budget_gib >= 0)) {
@@ -136,7 +145,8 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
             continue;
         }
         int valued = !strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") ||
-                     !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn");
+                     !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn") || !strcmp(a, "--ctx-size") ||
+                     !strcmp(a, "-c");
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {

@@ -16,6 +16,8 @@ typedef struct run_workers_opts {
     const char *ffn;            /* "auto", "dense", "exact", "predicted" */
     int measure_recall;         /* predicted: report the predictor's recall and precision */
     int timings;                /* print where each decode step's time went (stderr) */
+    uint32_t ctx_size;          /* -c: KV positions; 0 = what the run needs, at most the
+                                   model's trained context */
 } run_workers_opts;
 
 /* The process exit code: 0, or 1 with the reason on stderr. */

@@ -153,7 +153,8 @@ int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
     /* The last generated token is never fed back, so it needs no KV position. */
     if ((uint64_t)q->n_prompt + r->max_tokens - 1 > s->n_ctx) {
         pi_error_set(err, "request %llu: prompt (%zu tokens) + max_tokens (%u) exceed the context "
-                     "of %u positions; shorten the prompt or ask for fewer tokens",
+                     "of %u positions; shorten the prompt, ask for fewer tokens or give a larger context "
+                     "(-c/--ctx-size)",
                      (unsigned long long)r->id, q->n_prompt, r->max_tokens, s->n_ctx);
         code = SCHED_E_TOO_LONG;
         goto fail;
