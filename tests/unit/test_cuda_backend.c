@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation. Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824). Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,23 +40,25 @@ int main(void)
 #define TOL 2e-3
 
 typedef struct oracle {
+    uint32_t n_pos;     /* positions per sequence, <= N_POS */
     int32_t tok[N_SEQ][N_POS + 1];
     float *logits;  /* [seq][pos][n_vocab] */
 } oracle;
 
-static void make_oracle(const pi_model *m, oracle *o)
+static void make_oracle(const pi_model *m, oracle *o, uint32_t n_pos)
 {
+    o->n_pos = n_pos;
     pi_error err = {{0}};
     const int32_t start[N_SEQ] = {1, 7};
-    CHECK(o->logits = malloc((size_t)N_SEQ * N_POS * m->n_vocab * sizeof(float)), "oom");
+    CHECK(o->logits = malloc((size_t)N_SEQ * n_pos * m->n_vocab * sizeof(float)), "oom");
     for (int s = 0; s < N_SEQ; s++) {
-        forward_state *f = forward_new(m, N_POS, &err);
+        forward_state *f = forward_new(m, n_pos, &err);
         CHECK(f, "forward_new: %s", err.msg);
         o->tok[s][0] = start[s];
-        for (uint32_t p = 0; p < N_POS; p++) {
+        for (uint32_t p = 0; p < n_pos; p++) {
             const float *lg = forward_token(f, o->tok[s][p], p);
             CHECK(lg, "forward_token at %u", p);
-            memcpy(o->logits + ((size_t)s * N_POS + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
+            memcpy(o->logits + ((size_t)s * n_pos + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
             o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
         }
         forward_free(&f);
@@ -70,7 +72,7 @@ static uint32_t build_step(uint32_t k, uint32_t next[N_SEQ], const oracle *o, gp
 {
     uint32_t quota[N_SEQ] = {k == 0 ? 12u : 1u, k % 5 == 4 ? 0u : (k % 7 == 3 ? 3u : 1u)}, n = 0;
     for (int s = 0; s < N_SEQ; s++)
-        for (uint32_t q = 0; q < quota[s] && next[s] < N_POS && n < MAX_BATCH; q++) {
+        for (uint32_t q = 0; q < quota[s] && next[s] < o->n_pos && n < MAX_BATCH; q++) {
             uint32_t pos = next[s]++;
             e[n++] = (gpu_entry){.slot = (uint32_t)s, .pos = pos, .token = o->tok[s][pos],
                                  .want_logits = pos % 5 != 2};
@@ -232,7 +234,7 @@ static void run_ref(const pi_model *m, const oracle *o, const hotcfg *h, pi_ffn_
             if (!e[i].want_logits)
                 continue;
             int s = (int)e[i].slot;
-            const float *want = o->logits + ((size_t)s * N_POS + e[i].pos) * m->n_vocab;
+            const float *want = o->logits + ((size_t)s * o->n_pos + e[i].pos) * m->n_vocab;
             worst = fmax(worst, check_row(logits + (size_t)row++ * m->n_vocab, want, m->n_vocab, label, s,
                                           e[i].pos));
             rows_checked++;
@@ -360,7 +362,7 @@ static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, i
           own + differ);
     printf("%-44s %3u steps, %5.1f%% of neurons listed (%llu hot), worst relative error vs host %.2e; predict's "
            "own lists in %u of %u layer steps\n", label, steps,
-           100.0 * (double)listed / ((double)(N_POS * N_SEQ) * m->n_layers * m->n_ff),
+           100.0 * (double)listed / ((double)(o->n_pos * N_SEQ) * m->n_layers * m->n_ff),
            (unsigned long long)hot_listed, worst, own, own + differ);
     gpu_backend_cuda.destroy(&b);   /* unregisters seg before it is freed */
     gpu_backend_host.destroy(&hb);
@@ -408,7 +410,7 @@ static void run_predict_lists(const pi_model *m, int mapped, const char *name)
     int32_t *want = malloc(m->n_ff * sizeof(int32_t));
     CHECK(hidden && logit && xn && want, "oom");
 
-    oracle o = {.logits = NULL};
+    oracle o = {.n_pos = N_POS, .logits = NULL};
     for (int sq = 0; sq < N_SEQ; sq++)
         for (uint32_t p = 0; p <= N_POS; p++)
             o.tok[sq][p] = (int32_t)((7u * (uint32_t)sq + 13u * p + 1u) % m->n_vocab);
@@ -651,7 +653,7 @@ static void run_device(const pi_model *m, const oracle *o, const hotcfg *h, pi_f
                 continue;
             int s = (int)e[i].slot;
             const float *w = predicted ? want + (size_t)row * m->n_vocab
-                                       : o->logits + ((size_t)s * N_POS + e[i].pos) * m->n_vocab;
+                                       : o->logits + ((size_t)s * o->n_pos + e[i].pos) * m->n_vocab;
             worst = fmax(worst, check_row(got + (size_t)row * m->n_vocab, w, m->n_vocab, label, s, e[i].pos));
             row++;
             rows_checked++;
@@ -675,7 +677,7 @@ static void run_device(const pi_model *m, const oracle *o, const hotcfg *h, pi_f
 static void run_model(const pi_model *m, const char *name, int relu)
 {
     oracle o;
-    make_oracle(m, &o);
+    make_oracle(m, &o, N_POS);
     hotcfg h;
     hot_uniform(m, m->n_ff, &h);
     run_ref(m, &o, &h, PI_FFN_DENSE, name);
@@ -753,6 +755,41 @@ static void run_random(pi_type type, pi_act act, uint32_t seed)
     remove(path);
 }
 
+/* A 13B model's widths (dim 5120, 40 heads of 128, n_ff 13824; 2 layers,
+ * F16, its synthetic predictor): the loop paths real models take. 66
+ * positions per sequence (two attention splits). The whole model on the GPU
+ * through run_step against the reference forward; hot sets with the cold part
+ * on the CPU, layer by layer against the reference; predicted through
+ * run_step against the layer-by-layer path. */
+static void run_real_width(void)
+{
+    char path[512];
+    test_tmp("cuda_backend_real.gguf", path, sizeof path);
+    synth_options so;
+    synth_options_default(&so);
+    so.type = PI_TYPE_F16;
+    so.n_threads = 0;
+    so.shape = (synth_shape){"real", 5120, 2, 13824, 40, 40, 512, 512};
+    pi_error err = {{0}};
+    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    const char *name = "real width f16";
+    oracle o;
+    make_oracle(m, &o, 66);
+    hotcfg h;
+    hot_uniform(m, m->n_ff, &h);
+    run_device(m, &o, &h, PI_FFN_DENSE, 0, name);
+    hot_free(m, &h);
+    hot_random(m, 0.3, 5, &h);
+    run_ref(m, &o, &h, PI_FFN_EXACT, name);
+    run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
+    hot_free(m, &h);
+    free(o.logits);
+    model_close(&m);
+    remove(path);
+}
+
 int main(void)
 {
     if (pi_cuda_device_count() <= 0) {
@@ -779,6 +816,7 @@ int main(void)
     run_synth(PI_TYPE_F16, 1, 0);
     run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
     run_random(PI_TYPE_Q4_0, PI_ACT_SILU, 6);
+    run_real_width();
     return 0;
 }
 #endif
