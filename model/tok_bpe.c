@@ -657,13 +657,15 @@ int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
     if (!text && len)
         return pi_error_set(err, "tokenizer: NULL text");
     /* A byte decodes to at most one code point, whose UTF-8 (at most 4
-     * bytes) maps to 2 bytes each in the byte alphabet: 8 * len bytes and
-     * as many symbols bound a word; every byte-level byte gives at most one
-     * token (an invalid byte becomes U+FFFD: 3 bytes, 3 tokens). */
+     * bytes) maps to 2 bytes each in the byte alphabet; an invalid byte
+     * becomes U+FFFD (3 bytes, so 6). 8 * len bytes and as many symbols
+     * bound a word, and as many tokens the output (at most one token per
+     * byte-level byte, plus BOS). */
     size_t n = len ? len : 1;
     bpe_work w = {.b = b};
     bpe_text t = {0};
     bpe_frags frags = {0};
+    int rc = -1;
     w.word = malloc(8 * n);
     w.sym = malloc(8 * n * sizeof *w.sym);
     w.scratch = malloc(b->m_max_len + 1);
@@ -691,6 +693,7 @@ int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
     *ids = w.out;
     *n_ids = w.n_out;
     w.out = NULL;
+    rc = 0;
 fail:
     free(w.word);
     free(w.sym);
@@ -702,7 +705,7 @@ fail:
     free(t.piece);
     free(t.next);
     free(frags.a);
-    return *ids || len == 0 ? 0 : -1;
+    return rc;
 }
 
 /* ---- decoding ---- */
