@@ -67,7 +67,7 @@ static int check_rows(const char *what, pi_type type, const void *base,
 {
     if (!pi_type_supported((int)type))
         return pi_error_set(err, "ffn_sparse layer: %s rows have unsupported type %d "
-                            "(use f32, f16, bf16, q8_0 or q4_0)", what, (int)type);
+                            "(use f32, f16, bf16, q8_0, q4_0, q4_K, q5_K or q6_K)", what, (int)type);
     if (l->dim % pi_type_block_elems(type) != 0)
         return pi_error_set(err, "ffn_sparse layer: dim %u is not a multiple of the %s "
                             "block (%zu) of the %s rows", l->dim, pi_type_name((int)type),

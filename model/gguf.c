@@ -381,7 +381,7 @@ static int parse_tensor_info(gguf_file *f, rd *r, size_t i)
         const char *g = v <= INT32_MAX ? pi_type_ggml_name((int)v) : NULL;
         if (g)
             return pi_error_set(r->err, "gguf %s: tensor %s has type %s, which pi does not support; "
-                                "supported: f32, f16, bf16, q8_0, q4_0", r->name, nm, g);
+                                "supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K", r->name, nm, g);
         return pi_error_set(r->err, "gguf %s: tensor %s has unknown type %" PRIu64, r->name, nm, v);
     }
     t->type = (pi_type)v;

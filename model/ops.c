@@ -5,9 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Largest block of any supported type (Q8_0, Q4_0). */
-#define OPS_MAX_BLOCK 32
-
 void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps)
 {
     float ss = 0.0f;
@@ -27,7 +24,7 @@ void ops_matvec(float *out, const pi_tensor *w, const float *x, uint64_t r0, uin
 float ops_tensor_get(const pi_tensor *t, uint64_t r, uint64_t c)
 {
     size_t be = pi_type_block_elems(t->type);
-    float blk[OPS_MAX_BLOCK];
+    float blk[PI_MAX_BLOCK_ELEMS];
     const char *p = (const char *)pi_tensor_row(t, r) + (c / be) * pi_type_block_bytes(t->type);
     pi_dequantize_row(t->type, p, blk, be);
     return blk[c % be];

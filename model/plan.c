@@ -133,7 +133,7 @@ static void copy_down_t_rows(const pi_tensor *dt, uint32_t dim, const int32_t *i
         }
         /* Block by block through an aligned buffer: records need not be. */
         size_t be = pi_type_block_elems(dt->type), bb = pi_type_block_bytes(dt->type);
-        float blk[32];
+        float blk[PI_MAX_BLOCK_ELEMS];
         for (uint32_t b = 0; b < dim / be; b++) {
             pi_dequantize_row(dt->type, (const char *)pi_tensor_row(dt, j) + (size_t)b * bb, blk, be);
             memcpy(o + (size_t)b * be * sizeof *blk, blk, be * sizeof *blk);
@@ -161,7 +161,7 @@ void plan_write_down_t(const pi_model *m, uint32_t l, uint32_t n0, uint32_t n1, 
     }
     /* Block types: dequantize each block of a down row that meets [n0, n1). */
     size_t be = pi_type_block_elems(d->type), bb = pi_type_block_bytes(d->type);
-    float blk[32];
+    float blk[PI_MAX_BLOCK_ELEMS];
     for (uint64_t i = 0; i < d->rows; i++) {
         const char *row = pi_tensor_row(d, i);
         for (uint64_t b0 = n0 / be * be; b0 < n1; b0 += be) {

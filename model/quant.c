@@ -10,6 +10,20 @@
 #define Q8_0_BYTES (2 + QK)
 #define Q4_0_BYTES (2 + QK / 2)
 
+/* K-quant super-blocks of QK_K elements (llama.cpp's block_q4_K, block_q5_K,
+ * block_q6_K; docs/formats.md). Byte offsets inside one super-block: */
+#define QK_K 256
+#define Q4_K_BYTES 144  /* d, dmin (fp16), scales[12], qs[128] */
+#define Q5_K_BYTES 176  /* d, dmin, scales[12], qh[32], qs[128] */
+#define Q6_K_BYTES 210  /* ql[128], qh[64], scales[16] (int8), d */
+#define KQ_SCALES 4     /* Q4_K/Q5_K: the 12 bytes of packed 6-bit scales and mins */
+#define Q4_K_QS 16
+#define Q5_K_QH 16
+#define Q5_K_QS 48
+#define Q6_K_QH 128
+#define Q6_K_SC 192
+#define Q6_K_D 208
+
 /* ggml's type numbers; gaps are types ggml removed. */
 static const char *const ggml_names[] = {
     [0] = "f32", [1] = "f16", [2] = "q4_0", [3] = "q4_1", [6] = "q5_0",
@@ -34,6 +48,7 @@ int pi_type_supported(int type)
     switch (type) {
     case PI_TYPE_F32: case PI_TYPE_F16: case PI_TYPE_BF16:
     case PI_TYPE_Q8_0: case PI_TYPE_Q4_0:
+    case PI_TYPE_Q4_K: case PI_TYPE_Q5_K: case PI_TYPE_Q6_K:
         return 1;
     default:
         return 0;
@@ -47,7 +62,11 @@ const char *pi_type_name(int type)
 
 size_t pi_type_block_elems(pi_type type)
 {
-    return (type == PI_TYPE_Q8_0 || type == PI_TYPE_Q4_0) ? QK : 1;
+    switch (type) {
+    case PI_TYPE_Q8_0: case PI_TYPE_Q4_0: return QK;
+    case PI_TYPE_Q4_K: case PI_TYPE_Q5_K: case PI_TYPE_Q6_K: return QK_K;
+    default: return 1;
+    }
 }
 
 size_t pi_type_block_bytes(pi_type type)
@@ -58,6 +77,9 @@ size_t pi_type_block_bytes(pi_type type)
     case PI_TYPE_BF16: return 2;
     case PI_TYPE_Q8_0: return Q8_0_BYTES;
     case PI_TYPE_Q4_0: return Q4_0_BYTES;
+    case PI_TYPE_Q4_K: return Q4_K_BYTES;
+    case PI_TYPE_Q5_K: return Q5_K_BYTES;
+    case PI_TYPE_Q6_K: return Q6_K_BYTES;
     }
     return 0;
 }
@@ -155,6 +177,63 @@ static void store_fp16(uint8_t *p, float f)
     p[1] = (uint8_t)(h >> 8);
 }
 
+/* Scale and min j (0..7) of a Q4_K/Q5_K super-block, 6 bits each, from the
+ * 12 packed bytes p: the first four pairs are the low 6 bits of p[j] and
+ * p[j+4]; the last four take their low 4 bits from p[j+4]'s nibbles and
+ * their top 2 bits from the spare top bits of p[j-4] (scale) and p[j] (min). */
+static void kq_scale_min(const uint8_t *p, int j, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = p[j] & 63;
+        *m = p[j + 4] & 63;
+    } else {
+        *sc = (p[j + 4] & 0x0f) | ((p[j - 4] >> 6) << 4);
+        *m = (p[j + 4] >> 4) | ((p[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K and Q5_K (qh NULL for Q4_K): 4 groups of 64 elements; group g reads
+ * 32 bytes of qs, low nibbles for its first 32 elements (sub-block 2g),
+ * high nibbles for the next 32 (sub-block 2g+1); Q5_K's fifth bit of
+ * element l of sub-block s is bit s of qh[l]. */
+static void dequant_k45(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, float *out)
+{
+    float d = load_fp16(b), dmin = load_fp16(b + 2);
+    for (int s = 0; s < 8; s++) {
+        int sc, m;
+        kq_scale_min(b + KQ_SCALES, s, &sc, &m);
+        float ds = d * (float)sc, ms = dmin * (float)m;
+        const uint8_t *q = qs + 32 * (s / 2);
+        for (int l = 0; l < 32; l++) {
+            int v = (s % 2) ? q[l] >> 4 : q[l] & 0x0f;
+            if (qh)
+                v |= ((qh[l] >> s) & 1) << 4;
+            out[32 * s + l] = ds * (float)v - ms;
+        }
+    }
+}
+
+/* Q6_K: 2 halves of 128; half h uses ql[64h..64h+64), qh[32h..32h+32) and
+ * scales[8h..8h+8). Element 32k + l of a half (k = 0..3, l = 0..31) has its
+ * low 4 bits in the low (k = 0, 1) or high (k = 2, 3) nibble of ql[l + 32 *
+ * (k % 2)], its top 2 bits at bit 2k of qh[l], and the scale of its 16. */
+static void dequant_q6_k(const uint8_t *b, float *out)
+{
+    float d = load_fp16(b + Q6_K_D);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b + 64 * h, *qh = b + Q6_K_QH + 32 * h;
+        const uint8_t *sc = b + Q6_K_SC + 8 * h;
+        for (int k = 0; k < 4; k++) {
+            for (int l = 0; l < 32; l++) {
+                int lo = k < 2 ? ql[l + 32 * (k % 2)] & 0x0f : ql[l + 32 * (k % 2)] >> 4;
+                int q = (lo | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+                float s = d * (float)(int8_t)sc[2 * k + l / 16];
+                out[128 * h + 32 * k + l] = s * (float)q;
+            }
+        }
+    }
+}
+
 /* Element i of a row as float. The plain, obviously-right definition. */
 static void block_to_f32(pi_type type, const void *src, size_t blk, float *out)
 {
@@ -185,6 +264,19 @@ static void block_to_f32(pi_type type, const void *src, size_t blk, float *out)
         }
         return;
     }
+    case PI_TYPE_Q4_K: {
+        const uint8_t *q = b + blk * Q4_K_BYTES;
+        dequant_k45(q, NULL, q + Q4_K_QS, out);
+        return;
+    }
+    case PI_TYPE_Q5_K: {
+        const uint8_t *q = b + blk * Q5_K_BYTES;
+        dequant_k45(q, q + Q5_K_QH, q + Q5_K_QS, out);
+        return;
+    }
+    case PI_TYPE_Q6_K:
+        dequant_q6_k(b + blk * Q6_K_BYTES, out);
+        return;
     }
 }
 
@@ -226,6 +318,88 @@ static void quantize_q4_0(const float *x, uint8_t *q)
     }
 }
 
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Q4_K (qmax 15) and Q5_K (qmax 31): each sub-block of 32 gets x ~ s*q - m
+ * with m >= 0 (its minimum, clipped at 0) and s = range / qmax; the eight
+ * s and m are then 6-bit multiples of the super-block's d and dmin. The
+ * levels q are chosen against the stored (rounded) scales. */
+static void quantize_k45(const float *x, uint8_t *b, uint8_t *qh, uint8_t *qs, int qmax)
+{
+    float sub_s[8], sub_m[8], max_s = 0.0f, max_m = 0.0f;
+    for (int s = 0; s < 8; s++) {
+        float lo = 0.0f, hi = 0.0f;
+        for (int l = 0; l < 32; l++) {
+            lo = fminf(lo, x[32 * s + l]);
+            hi = fmaxf(hi, x[32 * s + l]);
+        }
+        sub_s[s] = (hi - lo) / (float)qmax;
+        sub_m[s] = -lo;
+        max_s = fmaxf(max_s, sub_s[s]);
+        max_m = fmaxf(max_m, sub_m[s]);
+    }
+    store_fp16(b, max_s / 63.0f);
+    store_fp16(b + 2, max_m / 63.0f);
+    float d = load_fp16(b), dmin = load_fp16(b + 2);
+    uint8_t sc[8], mn[8];
+    for (int s = 0; s < 8; s++) {
+        sc[s] = (uint8_t)(d > 0.0f ? clampi((int)lroundf(sub_s[s] / d), 0, 63) : 0);
+        /* the min rounds up so that x + m stays >= 0 and no level clips below */
+        mn[s] = (uint8_t)(dmin > 0.0f ? clampi((int)ceilf(sub_m[s] / dmin), 0, 63) : 0);
+    }
+    uint8_t *p = b + KQ_SCALES;
+    for (int j = 0; j < 4; j++) {
+        p[j] = (uint8_t)(sc[j] | ((sc[j + 4] >> 4) << 6));
+        p[j + 4] = (uint8_t)(mn[j] | ((mn[j + 4] >> 4) << 6));
+        p[j + 8] = (uint8_t)((sc[j + 4] & 0x0f) | ((mn[j + 4] & 0x0f) << 4));
+    }
+    memset(qs, 0, QK_K / 2);
+    if (qh)
+        memset(qh, 0, QK_K / 8);
+    for (int s = 0; s < 8; s++) {
+        float ds = d * (float)sc[s], ms = dmin * (float)mn[s];
+        for (int l = 0; l < 32; l++) {
+            int q = ds > 0.0f ? clampi((int)lroundf((x[32 * s + l] + ms) / ds), 0, qmax) : 0;
+            qs[32 * (s / 2) + l] |= (uint8_t)((q & 0x0f) << (4 * (s % 2)));
+            if (qh)
+                qh[l] |= (uint8_t)(((q >> 4) & 1) << s);
+        }
+    }
+}
+
+/* Q6_K: each sub-block of 16 gets x ~ s*q, q in -32..31, s = amax / 31;
+ * the sixteen s are int8 multiples of d = max|s| / 127. */
+static void quantize_q6_k(const float *x, uint8_t *b)
+{
+    float sub[16], max_s = 0.0f;
+    for (int s = 0; s < 16; s++) {
+        float amax = 0.0f;
+        for (int l = 0; l < 16; l++)
+            amax = fmaxf(amax, fabsf(x[16 * s + l]));
+        sub[s] = amax / 31.0f;
+        max_s = fmaxf(max_s, sub[s]);
+    }
+    store_fp16(b + Q6_K_D, max_s / 127.0f);
+    float d = load_fp16(b + Q6_K_D);
+    int8_t sc[16];
+    for (int s = 0; s < 16; s++) {
+        sc[s] = (int8_t)(d > 0.0f ? clampi((int)lroundf(sub[s] / d), 0, 127) : 0);
+        b[Q6_K_SC + s] = (uint8_t)sc[s];
+    }
+    memset(b, 0, Q6_K_SC);   /* ql and qh */
+    for (int i = 0; i < QK_K; i++) {
+        float ds = d * (float)sc[i / 16];
+        int q = ds > 0.0f ? clampi((int)lroundf(x[i] / ds), -32, 31) + 32 : 32;
+        /* the inverse of dequant_q6_k's placement */
+        int h = i / 128, k = (i % 128) / 32, l = i % 32;
+        b[64 * h + l + 32 * (k % 2)] |= (uint8_t)((q & 0x0f) << (k < 2 ? 0 : 4));
+        b[Q6_K_QH + 32 * h + l] |= (uint8_t)((q >> 4) << (2 * k));
+    }
+}
+
 void pi_quantize_row(pi_type type, const float *src, void *dst, size_t n)
 {
     uint8_t *d = dst;
@@ -252,13 +426,29 @@ void pi_quantize_row(pi_type type, const float *src, void *dst, size_t n)
         for (size_t i = 0; i < n / QK; i++)
             quantize_q4_0(src + i * QK, d + i * Q4_0_BYTES);
         return;
+    case PI_TYPE_Q4_K:
+        for (size_t i = 0; i < n / QK_K; i++) {
+            uint8_t *b = d + i * Q4_K_BYTES;
+            quantize_k45(src + i * QK_K, b, NULL, b + Q4_K_QS, 15);
+        }
+        return;
+    case PI_TYPE_Q5_K:
+        for (size_t i = 0; i < n / QK_K; i++) {
+            uint8_t *b = d + i * Q5_K_BYTES;
+            quantize_k45(src + i * QK_K, b, b + Q5_K_QH, b + Q5_K_QS, 31);
+        }
+        return;
+    case PI_TYPE_Q6_K:
+        for (size_t i = 0; i < n / QK_K; i++)
+            quantize_q6_k(src + i * QK_K, d + i * Q6_K_BYTES);
+        return;
     }
 }
 
 float pi_dot_row(pi_type type, const void *row, const float *x, size_t n)
 {
     size_t be = pi_type_block_elems(type);
-    float buf[QK], sum = 0.0f;
+    float buf[PI_MAX_BLOCK_ELEMS], sum = 0.0f;
     for (size_t i = 0; i < n / be; i++) {
         block_to_f32(type, row, i, buf);
         for (size_t j = 0; j < be; j++)
@@ -270,7 +460,7 @@ float pi_dot_row(pi_type type, const void *row, const float *x, size_t n)
 void pi_axpy_row(pi_type type, float a, const void *row, float *y, size_t n)
 {
     size_t be = pi_type_block_elems(type);
-    float buf[QK];
+    float buf[PI_MAX_BLOCK_ELEMS];
     for (size_t i = 0; i < n / be; i++) {
         block_to_f32(type, row, i, buf);
         for (size_t j = 0; j < be; j++)

@@ -554,9 +554,28 @@ static void test_reader_errors(void)
     one_tensor_file(&b, 1, ne8, 0xffffffffu, 0, 32);
     FAILS(&b, "type -1", "blk.0.ffn_up.weight", "unknown type");
     RESET();
-    one_tensor_file(&b, 1, (uint64_t[]){256}, 12, 0, 144);
-    FAILS(&b, "q4_K", "tensor blk.0.ffn_up.weight has type q4_K, which pi does not support",
-          "supported: f32, f16, bf16, q8_0, q4_0");
+    one_tensor_file(&b, 1, (uint64_t[]){256}, 10, 0, 84);
+    FAILS(&b, "q2_K", "tensor blk.0.ffn_up.weight has type q2_K, which pi does not support",
+          "supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K");
+    RESET();
+    one_tensor_file(&b, 1, (uint64_t[]){300}, PI_TYPE_Q5_K, 0, 352);
+    FAILS(&b, "partial super-block", "blk.0.ffn_up.weight", "not a multiple of q5_K's block of 256");
+    /* K-quant tensors load with 144, 176 and 210 bytes per 256 elements. */
+    static const struct { uint32_t type; size_t bytes; } kq[] = {{12, 144}, {13, 176}, {14, 210}};
+    for (size_t i = 0; i < 3; i++) {
+        RESET();
+        one_tensor_file(&b, 2, (uint64_t[]){512, 3}, kq[i].type, 0, 6 * kq[i].bytes);
+        pi_error e = {{0}};
+        gguf_file *kf = gguf_open_memory(b.p, b.n, "kq.gguf", &e);
+        CHECK(kf, "k-quant type %u: %s", kq[i].type, e.msg);
+        const gguf_tensor *kt = gguf_find_tensor(kf, "blk.0.ffn_up.weight");
+        CHECK(kt && kt->type == (pi_type)kq[i].type && kt->size == 6 * kq[i].bytes, "k-quant type %u size",
+              kq[i].type);
+        gguf_close(&kf);
+        RESET();
+        one_tensor_file(&b, 2, (uint64_t[]){512, 3}, kq[i].type, 0, 6 * kq[i].bytes - 1);
+        FAILS(&b, "k-quant short", "blk.0.ffn_up.weight", "runs past the end");
+    }
     RESET();
     one_tensor_file(&b, 4, (uint64_t[]){1ull << 20, 1ull << 20, 1ull << 20, 1ull << 20}, PI_TYPE_F32, 0, 32);
     FAILS(&b, "ne product overflows", "blk.0.ffn_up.weight", "overflows");
@@ -746,8 +765,8 @@ static void write_seeds(const char *dir)
     FILE *fp = fopen(path, "wb");
     CHECK(fp && fwrite(b.p, 1, b.n, fp) == b.n && fclose(fp) == 0, "seed");
     b.n = 0;
-    one_tensor_file(&b, 1, (uint64_t[]){256}, 12, 0, 144);
-    snprintf(path, sizeof path, "%s/invalid_q4_K.gguf", dir);
+    one_tensor_file(&b, 1, (uint64_t[]){256}, 10, 0, 84);
+    snprintf(path, sizeof path, "%s/invalid_q2_K.gguf", dir);
     fp = fopen(path, "wb");
     CHECK(fp && fwrite(b.p, 1, b.n, fp) == b.n && fclose(fp) == 0, "seed");
     b.n = 0;
