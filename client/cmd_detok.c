@@ -12,54 +12,6 @@
 
 #define TOKENIZE_TIMEOUT_MS 60000
 
-/* Reads all of path (NULL = stdin; at most WIRE_MAX_BODY bytes) as a
- * NUL-terminated string. */
-static char *read_text(const char *path, pi_error *err)
-{
-    FILE *f = path ? fopen(path, "rb") : stdin;
-    if (!f) {
-        pi_error_set(err, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    const char *name = path ? path : "stdin";
-    size_t cap = 4096, n = 0;
-    char *buf = NULL;
-    for (;;) {
-        if (!buf || n + 1 >= cap) {
-            size_t want = buf ? cap * 2 : cap;
-            if (want > 2 * (size_t)WIRE_MAX_BODY) {
-                pi_error_set(err, "%s is larger than the %u-byte message limit", name,
-                             WIRE_MAX_BODY);
-                goto fail;
-            }
-            char *b = realloc(buf, want);
-            if (!b) {
-                pi_error_set(err, "out of memory reading %s", name);
-                goto fail;
-            }
-            buf = b;
-            cap = want;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        pi_error_set(err, "reading %s failed", name);
-        goto fail;
-    }
-    buf[n] = '\0';
-    if (f != stdin)
-        fclose(f);
-    return buf;
-fail:
-    free(buf);
-    if (f != stdin)
-        fclose(f);
-    return NULL;
-}
-
 static int on_tokens(const Pi__Response *r, void *user, pi_error *err)
 {
     (void)user;
@@ -138,7 +90,7 @@ int client_remote_tokenize(int argc, char **argv)
     }
     char *owned = NULL;
     if (!text) {
-        owned = read_text(file, &err);
+        owned = rpc_read_text(file, &err);
         if (!owned) {
             fprintf(stderr, "pictl tokenize: %s\n", err.msg);
             return 1;

@@ -18,11 +18,12 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: pictl generate [--endpoint E] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                  "                      [--min-p M] [--repeat-penalty R] [--repeat-last-n N]\n"
-                 "                      [--seed S] [--no-stream] [--json] [--no-bos] PROMPT\n\n"
+                 "                      [--seed S] [--no-stream] [--json] [--no-bos] (PROMPT | -f FILE)\n\n"
                  "  --endpoint E          pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
                  "  --no-stream           print the text once, at the end\n"
                  "  --json                print one JSON object: generated text, tokens and statistics\n"
                  "  --no-bos              do not put BOS before the prompt\n"
+                 "  -f, --file FILE       read the prompt from FILE (- = stdin) instead of PROMPT\n"
                  "%s",
             gen_params_usage());
 }
@@ -172,7 +173,7 @@ int cmd_generate(int argc, char **argv)
 {
     gen_params gp;
     gen_params_default(&gp);
-    const char *endpoint = NULL, *prompt = NULL;
+    const char *endpoint = NULL, *prompt = NULL, *file = NULL;
     int no_stream = 0, json = 0, no_bos = 0;
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
@@ -195,6 +196,12 @@ int cmd_generate(int argc, char **argv)
             json = 1;
         } else if (!strcmp(a, "--no-bos")) {
             no_bos = 1;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "pictl generate: %s needs a FILE (- = stdin)\n", a);
+                return 2;
+            }
+            file = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "pictl generate: unknown flag '%s'\n", a);
             usage(stderr);
@@ -207,7 +214,11 @@ int cmd_generate(int argc, char **argv)
             prompt = a;
         }
     }
-    if (!prompt) {
+    if (prompt && file) {
+        fprintf(stderr, "pictl generate: give PROMPT or -f FILE, not both\n");
+        return 2;
+    }
+    if (!prompt && !file) {
         fprintf(stderr, "pictl generate: missing PROMPT (use \"\" for none)\n");
         usage(stderr);
         return 2;
@@ -215,6 +226,15 @@ int cmd_generate(int argc, char **argv)
     if (gp.n_predict == 0) {
         fprintf(stderr, "pictl generate: -n must be at least 1\n");
         return 2;
+    }
+    char *owned = NULL;
+    if (file) {
+        owned = rpc_read_text(strcmp(file, "-") ? file : NULL, &err);
+        if (!owned) {
+            fprintf(stderr, "pictl generate: %s\n", err.msg);
+            return 2;
+        }
+        prompt = owned;
     }
 
     Pi__SamplingParams sp = PI__SAMPLING_PARAMS__INIT;
@@ -238,6 +258,7 @@ int cmd_generate(int argc, char **argv)
     rpc_client *c = rpc_connect_default(endpoint, &err);
     if (!c) {
         fprintf(stderr, "pictl generate: %s\n", err.msg);
+        free(owned);
         return 1;
     }
     gen_out g;
@@ -265,6 +286,7 @@ int cmd_generate(int argc, char **argv)
         fprintf(stderr, "pictl generate: Ctrl-C will not cancel (%s)\n", strerror(errno));
     int rc = rpc_call_cancellable(c, &req, on_response, &g, -1, NULL, sfd, &cancelled, &err);
     rpc_close(&c);
+    free(owned); /* the prompt (req) is not needed past the call */
     if (sfd >= 0)
         close(sfd);
     if (cancelled) {

@@ -49,4 +49,8 @@ int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *
  * -1 with err when the value is missing. */
 int rpc_parse_endpoint_flag(int argc, char **argv, int *i, const char **value, pi_error *err);
 
+/* Reads all of path (NULL = stdin; at most WIRE_MAX_BODY bytes) as a
+ * NUL-terminated string; caller frees. NULL with err naming the file. */
+char *rpc_read_text(const char *path, pi_error *err);
+
 #endif

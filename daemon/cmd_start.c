@@ -29,7 +29,7 @@ static void start_usage(FILE *out)
     fprintf(out,
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--max-seqs N]\n"
-            "                 [--max-batch N] [-c|--ctx-size|--n-ctx N] [--log-file F] [--pid-file F]\n"
+            "                 [--max-batch N] [--max-queue N] [-c|--ctx-size|--n-ctx N] [--log-file F] [--pid-file F]\n"
             "                 [--foreground] [--timings] [default sampling flags]\n\n"
             "  --config FILE         settings file (etc/pid.conf documents every key); flags override it\n"
             "  -m, --model MODEL     GGUF model file\n"
@@ -211,7 +211,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
                      .measure_recall = c->measure_recall, .timings = c->timings,
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,
-                     .rundir = rundir};
+                     .max_queue = c->max_queue, .rundir = rundir};
     eng = engine_new(&o, &sink, &err);
     if (!eng)
         goto out;

@@ -2,6 +2,7 @@
  * the file and the flags accept the same names and ranges. */
 #include "config.h"
 #include "ffn_mode.h"
+#include "req_limits.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,6 +19,7 @@ void pid_config_default(pid_config *c)
     snprintf(c->ffn, sizeof c->ffn, "auto");
     c->max_seqs = 8;
     c->max_batch = 32;
+    c->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     c->n_ctx = 0;
     gen_params_default(&c->sampling);
 }
@@ -118,6 +120,8 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         return parse_u32(key, v, 1, 4096, &c->max_seqs, err);
     if (!strcmp(key, "max_batch"))
         return parse_u32(key, v, 1, 65536, &c->max_batch, err);
+    if (!strcmp(key, "max_queue"))
+        return parse_u32(key, v, 1, REQ_LIMITS_MAX_QUEUE_MAX, &c->max_queue, err);
     if (!strcmp(key, "n_ctx"))
         return parse_u32(key, v, 0, 1u << 24, &c->n_ctx, err);
     for (size_t i = 0; i < sizeof sampling_keys / sizeof sampling_keys[0]; i++)
@@ -199,6 +203,7 @@ static const struct {
     {"--ffn", NULL, "ffn"},
     {"--max-seqs", NULL, "max_seqs"},
     {"--max-batch", NULL, "max_batch"},
+    {"--max-queue", NULL, "max_queue"},
     {"--n-ctx", NULL, "n_ctx"},
     {"--ctx-size", "-c", "n_ctx"},   /* llama.cpp's name for the same */
     {"--log-file", NULL, "log_file"},

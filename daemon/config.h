@@ -19,6 +19,7 @@ typedef struct pid_config {
     char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
     int measure_recall;             /* predicted: measure the predictor (a dense gate pass) */
     uint32_t max_seqs, max_batch;
+    uint32_t max_queue;             /* requests waiting for a slot (req_limits.h) */
     uint32_t n_ctx;                 /* 0 = the model's */
     char log_file[PID_PATH_MAX];    /* "" = <rundir>/pid.log when daemonized */
     char pid_file[PID_PATH_MAX];    /* "" = <rundir>/pid.pid */

@@ -78,6 +78,22 @@ static const char *pick_backend(const char *want)
     return "host";
 }
 
+/* Refuses "cuda" up front, before any worker starts, where it cannot work. */
+static int check_backend(const char *backend, pi_error *err)
+{
+    if (strcmp(backend, "cuda"))
+        return 0;
+#ifdef PI_HAVE_CUDA
+    if (access("/dev/nvidiactl", F_OK) != 0)
+        return pi_error_set(err, "--gpu-backend cuda: no NVIDIA GPU here (/dev/nvidiactl is missing); "
+                                 "use --gpu-backend host");
+    return 0;
+#else
+    return pi_error_set(err, "--gpu-backend cuda: this build has no CUDA backend (rebuild with "
+                             "-DPI_CUDA=ON where the CUDA toolkit is installed); use --gpu-backend host");
+#endif
+}
+
 engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
 {
     engine *e = calloc(1, sizeof *e);
@@ -89,6 +105,10 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->t_start = pi_now_ms();
     snprintf(e->model_path, sizeof e->model_path, "%s", o->model_path);
     snprintf(e->backend, sizeof e->backend, "%s", pick_backend(o->gpu_backend));
+    if (check_backend(e->backend, err) < 0) {
+        free(e);
+        return NULL;
+    }
 
     /* Signals are read from a signalfd in the loop: block them before
      * ZeroMQ starts its threads so they inherit the mask. */
@@ -215,6 +235,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
     e->sched = scheduler_new(e->tok, e->model->n_vocab, o->max_seqs, o->max_batch, e->n_ctx, sink, err);
+    if (e->sched && o->max_queue)
+        scheduler_set_max_queue(e->sched, o->max_queue);
     e->entries = calloc(o->max_batch, sizeof *e->entries);
     if (!e->sched || !e->entries) {
         if (e->sched)

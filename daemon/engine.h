@@ -28,6 +28,7 @@ typedef struct engine_opts {
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
     uint32_t max_seqs, max_batch;
+    uint32_t max_queue;         /* 0 = REQ_LIMITS_MAX_QUEUE_DEFAULT */
     uint32_t n_ctx;             /* 0 = the model's */
     int n_ctx_bound;            /* n_ctx is only what a run could need: capped at the model's
                                    trained context, silently (pid run without -c) */

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "endpoint.h"
+#include "req_limits.h"
 #include "wire.h"
 
 _Static_assert((int)SCHED_E_BAD_REQUEST == (int)PI__ERROR__CODE__BAD_REQUEST &&
@@ -139,24 +140,17 @@ static void on_generate(rpc_server *s, const wire_msg *m)
                        .no_bos = g->no_bos,
                        .max_tokens = g->max_tokens ? g->max_tokens : (uint32_t)s->defaults.n_predict};
     sampler_params_from_gen(&r.sampling, &s->defaults);
-    const Pi__SamplingParams *p = g->sampling;
-    if (p) {
-        /* proto3 zeros: 0 means "off" for top_p and repeat_penalty too. */
-        r.sampling.temperature = p->temperature;
-        r.sampling.top_k = p->top_k > INT32_MAX ? INT32_MAX : (int32_t)p->top_k;
-        r.sampling.top_p = p->top_p > 0 ? p->top_p : 1.0f;
-        r.sampling.min_p = p->min_p;
-        r.sampling.repeat_penalty = p->repeat_penalty > 0 ? p->repeat_penalty : 1.0f;
-        r.sampling.repeat_last_n = p->repeat_last_n > INT32_MAX ? INT32_MAX : (int32_t)p->repeat_last_n;
-        r.sampling.seed = p->seed;
-        r.sampling.has_seed = p->seed_set;
+    pi_error err;
+    if (g->sampling && req_limits_sampling_from_wire(&r.sampling, g->sampling, &err) < 0) {
+        pi_error_wrap(&err, "request %llu", (unsigned long long)m->id);
+        send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, err.msg);
+        return;
     }
     if (r.max_tokens == 0) {
         send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST,
                  "max_tokens is 0 and pid's default n_predict is 0");
         return;
     }
-    pi_error err;
     int code = engine_submit(s->eng, &r, &err);
     if (code != SCHED_OK)
         send_err(s, m->routing_id, m->routing_id_len, m->id, code, err.msg);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "req_limits.h"
+
 typedef struct sched_req {      /* a queued request (malloc'd per request) */
     struct sched_req *next;
     uint8_t tag[SCHED_TAG_MAX];
@@ -37,6 +39,7 @@ struct scheduler {
     sched_sink sink;
     sched_req *q_head, *q_tail;
     uint32_t n_queued, n_active;
+    uint32_t max_queue;         /* queued requests beyond it are refused (req_limits.h) */
     sched_seq *seqs;
     uint64_t next_order;
     uint32_t rr;                /* round-robin start among decoding sequences */
@@ -79,6 +82,7 @@ scheduler *scheduler_new(const tokenizer *tok, uint32_t n_vocab, uint32_t max_se
     s->max_seqs = max_seqs;
     s->max_batch = max_batch;
     s->n_ctx = n_ctx;
+    s->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     s->sink = *sink;
     s->seqs = calloc(max_seqs, sizeof *s->seqs);
     s->step_seq = calloc(max_batch, sizeof *s->step_seq);
@@ -128,6 +132,15 @@ int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
     if (r->max_tokens == 0) {
         pi_error_set(err, "request %llu: max_tokens must be > 0", (unsigned long long)r->id);
         return SCHED_E_BAD_REQUEST;
+    }
+    if (req_limits_check_prompt(r->prompt ? r->prompt : "", r->prompt_len, err) < 0) {
+        pi_error_wrap(err, "request %llu", (unsigned long long)r->id);
+        return SCHED_E_BAD_REQUEST;
+    }
+    if (s->n_queued >= s->max_queue) {
+        pi_error_set(err, "request %llu: queue full (%u requests waiting, max_queue %u); retry later "
+                     "or raise max_queue in pid.conf", (unsigned long long)r->id, s->n_queued, s->max_queue);
+        return SCHED_E_UNAVAILABLE;
     }
     sched_req *q = calloc(1, sizeof *q);
     if (!q) {
@@ -406,3 +419,5 @@ void scheduler_fail_all(scheduler *s, int code, const char *msg)
 
 uint32_t scheduler_active(const scheduler *s) { return s->n_active; }
 uint32_t scheduler_queued(const scheduler *s) { return s->n_queued; }
+
+void scheduler_set_max_queue(scheduler *s, uint32_t max_queue) { s->max_queue = max_queue; }

@@ -79,7 +79,8 @@ scheduler *scheduler_new(const tokenizer *tok, uint32_t n_vocab, uint32_t max_se
 void scheduler_free(scheduler **s);
 
 /* Queues a request: SCHED_OK, or an error code with err filled (bad
- * sampling values, prompt + max_tokens beyond n_ctx); nothing is queued then. */
+ * sampling values, a prompt that is not UTF-8 or too large (req_limits.h),
+ * prompt + max_tokens beyond n_ctx, a full queue); nothing is queued then. */
 int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err);
 
 /* Builds the next step into out (max_batch entries): the entry count, 0 when
@@ -110,5 +111,9 @@ void scheduler_fail_all(scheduler *s, int code, const char *msg);
 
 uint32_t scheduler_active(const scheduler *s);
 uint32_t scheduler_queued(const scheduler *s);
+
+/* Requests waiting for a slot beyond max_queue are refused (UNAVAILABLE,
+ * "queue full"); REQ_LIMITS_MAX_QUEUE_DEFAULT until set; at least 1. */
+void scheduler_set_max_queue(scheduler *s, uint32_t max_queue);
 
 #endif
