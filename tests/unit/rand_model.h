@@ -1,5 +1,10 @@
 /* Test helper: writes a small LLaMA GGUF with random weights (fixed seed),
- * 2-D weights in a chosen type, norms f32, untied output. */
+ * 2-D weights in a chosen type, norms f32, untied output. Optionally
+ * ffn_down and output in another type (as llama.cpp's Q4_K_M mixes Q4_K
+ * with Q6_K) and the tokenizer.* keys of another GGUF (so pid run can use
+ * the model). */
+#include <string.h>
+
 #ifndef PI_TEST_RAND_MODEL_H
 #define PI_TEST_RAND_MODEL_H
 
@@ -17,6 +22,9 @@ typedef struct rand_model_shape {
     pi_type type;
     pi_act act;
     uint32_t seed;
+    int has_down_type;          /* 1: ffn_down and output.weight in down_type */
+    pi_type down_type;
+    const gguf_file *tokenizer; /* non-NULL: its tokenizer.* keys are copied */
 } rand_model_shape;
 
 static inline float rand_model_uniform(uint64_t *s)
@@ -72,6 +80,12 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
     rc |= gguf_writer_add_u32(w, "llama.attention.head_count", sh->n_heads);
     rc |= gguf_writer_add_u32(w, "llama.attention.head_count_kv", sh->n_kv_heads);
     rc |= gguf_writer_add_str(w, "pi.ffn_activation", pi_act_name(sh->act));
+    for (size_t i = 0; sh->tokenizer && i < gguf_n_kv(sh->tokenizer); i++) {
+        const gguf_kv *tk = gguf_kv_at(sh->tokenizer, i);
+        if (tk->key.len > 10 && memcmp(tk->key.ptr, "tokenizer.", 10) == 0)
+            rc |= gguf_writer_add_kv(w, tk);
+    }
+    pi_type down_t = sh->has_down_type ? sh->down_type : sh->type;
 #define RM_ADD(name, t, rows, cols, scale, bias)                                                      \
     do {                                                                                              \
         void *d_ = rand_model_tensor((t), (rows), (cols), (scale), (bias), &s, keep, &nkeep);         \
@@ -81,7 +95,7 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
     float ws = 1.0f / sqrtf((float)sh->dim), fs = 1.0f / sqrtf((float)sh->n_ff);
     RM_ADD("token_embd.weight", sh->type, sh->n_vocab, sh->dim, 1.0f, 0.0f);
     RM_ADD("output_norm.weight", PI_TYPE_F32, 1, sh->dim, 0.1f, 1.0f);
-    RM_ADD("output.weight", sh->type, sh->n_vocab, sh->dim, ws, 0.0f);
+    RM_ADD("output.weight", down_t, sh->n_vocab, sh->dim, ws, 0.0f);
     for (uint32_t l = 0; l < sh->n_layers; l++) {
         char name[64];
 #define RM_L(suffix, t, rows, cols, scale, bias)                               \
@@ -95,7 +109,7 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
         RM_L("ffn_norm", PI_TYPE_F32, 1, sh->dim, 0.1f, 1.0f);
         RM_L("ffn_gate", sh->type, sh->n_ff, sh->dim, ws, 0.0f);
         RM_L("ffn_up", sh->type, sh->n_ff, sh->dim, ws, 0.0f);
-        RM_L("ffn_down", sh->type, sh->dim, sh->n_ff, fs, 0.0f);
+        RM_L("ffn_down", down_t, sh->dim, sh->n_ff, fs, 0.0f);
 #undef RM_L
     }
 #undef RM_ADD
