@@ -318,9 +318,15 @@ static void quantize_q4_0(const float *x, uint8_t *q)
     }
 }
 
-static int clampi(int v, int lo, int hi)
+/* round(v) clamped to [lo, hi], clamped before the conversion so that no
+ * out-of-range float (or NaN, which gives lo) reaches an int. */
+static int round_clamp(float v, int lo, int hi)
 {
-    return v < lo ? lo : v > hi ? hi : v;
+    if (!(v >= (float)lo))
+        return lo;
+    if (v >= (float)hi)
+        return hi;
+    return (int)lroundf(v);
 }
 
 /* Q4_K (qmax 15) and Q5_K (qmax 31): each sub-block of 32 gets x ~ s*q - m
@@ -346,9 +352,9 @@ static void quantize_k45(const float *x, uint8_t *b, uint8_t *qh, uint8_t *qs, i
     float d = load_fp16(b), dmin = load_fp16(b + 2);
     uint8_t sc[8], mn[8];
     for (int s = 0; s < 8; s++) {
-        sc[s] = (uint8_t)(d > 0.0f ? clampi((int)lroundf(sub_s[s] / d), 0, 63) : 0);
+        sc[s] = (uint8_t)(d > 0.0f ? round_clamp(sub_s[s] / d, 0, 63) : 0);
         /* the min rounds up so that x + m stays >= 0 and no level clips below */
-        mn[s] = (uint8_t)(dmin > 0.0f ? clampi((int)ceilf(sub_m[s] / dmin), 0, 63) : 0);
+        mn[s] = (uint8_t)(dmin > 0.0f ? round_clamp(ceilf(sub_m[s] / dmin), 0, 63) : 0);
     }
     uint8_t *p = b + KQ_SCALES;
     for (int j = 0; j < 4; j++) {
@@ -362,7 +368,7 @@ static void quantize_k45(const float *x, uint8_t *b, uint8_t *qh, uint8_t *qs, i
     for (int s = 0; s < 8; s++) {
         float ds = d * (float)sc[s], ms = dmin * (float)mn[s];
         for (int l = 0; l < 32; l++) {
-            int q = ds > 0.0f ? clampi((int)lroundf((x[32 * s + l] + ms) / ds), 0, qmax) : 0;
+            int q = ds > 0.0f ? round_clamp((x[32 * s + l] + ms) / ds, 0, qmax) : 0;
             qs[32 * (s / 2) + l] |= (uint8_t)((q & 0x0f) << (4 * (s % 2)));
             if (qh)
                 qh[l] |= (uint8_t)(((q >> 4) & 1) << s);
@@ -386,13 +392,13 @@ static void quantize_q6_k(const float *x, uint8_t *b)
     float d = load_fp16(b + Q6_K_D);
     int8_t sc[16];
     for (int s = 0; s < 16; s++) {
-        sc[s] = (int8_t)(d > 0.0f ? clampi((int)lroundf(sub[s] / d), 0, 127) : 0);
+        sc[s] = (int8_t)(d > 0.0f ? round_clamp(sub[s] / d, 0, 127) : 0);
         b[Q6_K_SC + s] = (uint8_t)sc[s];
     }
     memset(b, 0, Q6_K_SC);   /* ql and qh */
     for (int i = 0; i < QK_K; i++) {
         float ds = d * (float)sc[i / 16];
-        int q = ds > 0.0f ? clampi((int)lroundf(x[i] / ds), -32, 31) + 32 : 32;
+        int q = ds > 0.0f ? round_clamp(x[i] / ds, -32, 31) + 32 : 32;
         /* the inverse of dequant_q6_k's placement */
         int h = i / 128, k = (i % 128) / 32, l = i % 32;
         b[64 * h + l + 32 * (k % 2)] |= (uint8_t)((q & 0x0f) << (k < 2 ? 0 : 4));
