@@ -18,6 +18,7 @@
 #include "daemonize.h"
 #include "endpoint.h"
 #include "engine.h"
+#include "http_server.h"
 #include "rpc_server.h"
 #include "wire.h"
 
@@ -37,6 +38,7 @@ static void start_usage(FILE *out)
             "  --vram-budget GiB     GPU memory for weights, KV cache and hot neurons\n"
             "  --gpu-backend B       cuda, host (plain C, no GPU) or auto (default)\n"
             "  --listen ENDPOINT     ipc:///path/pid.sock or tcp://127.0.0.1:PORT\n"
+            "  --http HOST:PORT      also serve the OpenAI-compatible HTTP API there (docs/http.md)\n"
             "  --foreground          stay attached; log to stderr\n"
             "  --timings             the GPU worker times its phases every step (pictl status shows\n"
             "                        the last decode step; CPU workers' and pid's parts always)\n"
@@ -200,6 +202,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     int rc = 1, have_pidfile = 0;
     rpc_server *rpc = NULL;
     engine *eng = NULL;
+    http_server *http = NULL;
     if (pidfile_create(c->pid_file, &err) < 0)
         goto out;
     have_pidfile = 1;
@@ -217,6 +220,16 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
         goto out;
     if (rpc_server_bind(rpc, eng, endpoint, &err) < 0)
         goto out;
+    if (c->http[0]) {
+        /* HTTP requests reach the scheduler through the RPC socket (inproc). */
+        http_server_opts ho = {.listen = c->http, .zctx = rpc_server_zctx(rpc),
+                               .rpc_endpoint = "inproc://pi-rpc", .model_path = c->model,
+                               .defaults = c->sampling};
+        if (rpc_server_bind_inproc(rpc, ho.rpc_endpoint, &err) < 0 ||
+            !(http = http_server_start(&ho, &err)))
+            goto out;
+        fprintf(stderr, "pid %d: HTTP API at http://%s\n", (int)getpid(), c->http);
+    }
     fprintf(stderr, "pid %d: %s; starting workers\n", (int)getpid(), engine_plan(eng)->summary);
     if (engine_start(eng, START_TIMEOUT_S, &err) < 0)
         goto out;
@@ -229,6 +242,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
 out:
     if (rc)
         fprintf(stderr, "pid: %s\n", err.msg);
+    http_server_stop(&http); /* before the RPC socket's context ends */
     engine_free(&eng);
     rpc_server_free(&rpc);
     if (have_pidfile)
@@ -294,6 +308,10 @@ int pid_cmd_start(int argc, char **argv)
     int r = load_settings(&c, argc, argv, endpoint, rundir, "start", 1, DIR_PREPARE);
     if (r >= 0)
         return r;
+    if (c.http[0] && !http_server_available()) {
+        fprintf(stderr, "pid start: --http: %s\n", HTTP_UNAVAILABLE_MSG);
+        return 1;
+    }
     if (access(c.model, R_OK) < 0) {
         fprintf(stderr, "pid start: model file %s: %s\n", c.model, strerror(errno));
         return 1;

@@ -2,6 +2,7 @@
  * the file and the flags accept the same names and ranges. */
 #include "config.h"
 #include "ffn_mode.h"
+#include "http_text.h"
 #include "req_limits.h"
 
 #include <ctype.h>
@@ -71,6 +72,13 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         return set_str(c->model, sizeof c->model, key, v, err);
     if (!strcmp(key, "listen"))
         return set_str(c->listen, sizeof c->listen, key, v, err);
+    if (!strcmp(key, "http")) {
+        uint32_t addr;
+        uint16_t port;
+        if (v[0] && http_listen_parse(v, &addr, &port, err) < 0)
+            return -1;
+        return set_str(c->http, sizeof c->http, key, v, err);
+    }
     if (!strcmp(key, "log_file"))
         return set_str(c->log_file, sizeof c->log_file, key, v, err);
     if (!strcmp(key, "pid_file"))
@@ -197,6 +205,7 @@ static const struct {
 } flag_keys[] = {
     {"--model", "-m", "model"},
     {"--listen", NULL, "listen"},
+    {"--http", NULL, "http"},
     {"--cpu-workers", NULL, "cpu_workers"},
     {"--vram-budget", NULL, "vram_budget"},
     {"--gpu-backend", NULL, "gpu_backend"},

@@ -437,6 +437,16 @@ int rpc_endpoint_in_use(const char *endpoint)
     return r == 0;
 }
 
+int rpc_server_bind_inproc(rpc_server *s, const char *inproc_endpoint, pi_error *err)
+{
+    if (!s->sock || zmq_bind(s->sock, inproc_endpoint) < 0)
+        return pi_error_set(err, "cannot bind %s: %s", inproc_endpoint,
+                            s->sock ? zmq_strerror(zmq_errno()) : "the RPC socket is not bound yet");
+    return 0;
+}
+
+void *rpc_server_zctx(rpc_server *s) { return s->zctx; }
+
 int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *err)
 {
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);

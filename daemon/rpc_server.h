@@ -25,6 +25,11 @@ sched_sink rpc_server_sink(rpc_server *s);
  * answers there) and registers with the engine's loop. */
 int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *err);
 
+/* Also binds the RPC socket at inproc://NAME, for clients inside pid (its
+ * HTTP server); their context is rpc_server_zctx. After rpc_server_bind. */
+int rpc_server_bind_inproc(rpc_server *s, const char *inproc_endpoint, pi_error *err);
+void *rpc_server_zctx(rpc_server *s);
+
 /* Closes the socket and unlinks an ipc socket file. NULLs *s. */
 void rpc_server_free(rpc_server **s);
 

@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git xz-utils procps
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libnuma-dev
       clang libclang-rt-dev
-      python3 python3-zmq python3-protobuf python3-numpy)
+      libmicrohttpd-dev libcjson-dev curl
+      python3 python3-zmq python3-protobuf python3-numpy python3-requests)
 
 missing=()
 for p in "${pkgs[@]}"; do
