@@ -550,7 +550,8 @@ static void gen_step(gen_run *r, size_t *from, size_t *to)
             send_cancel(r);
         } else {
             size_t old = r->len;
-            memcpy(r->text + r->len, c->text.data, c->text.len);
+            if (c->text.len)
+                memcpy(r->text + r->len, c->text.data, c->text.len);
             r->len += c->text.len;
             r->text[r->len] = 0;
             size_t longest = 0;
@@ -812,9 +813,13 @@ static enum MHD_Result on_health(http_server *s, struct MHD_Connection *c)
     if (!r)
         state = "loading";
     else
-        for (size_t i = 0; i < r->status->n_workers; i++)
-            if (strcmp(r->status->workers[i]->state, "ready"))
-                state = "unavailable"; /* a worker is restarting */
+        for (size_t i = 0; i < r->status->n_workers && !strcmp(state, "ok"); i++) {
+            const char *ws = r->status->workers[i]->state;
+            if (!strcmp(ws, "starting"))
+                state = "loading";     /* pid start: the workers load the model */
+            else if (strcmp(ws, "ready"))
+                state = "unavailable"; /* a worker died and is restarting */
+        }
     if (r)
         pi__response__free_unpacked(r, NULL);
     cJSON *j = cJSON_CreateObject();

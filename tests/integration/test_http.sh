@@ -1,5 +1,5 @@
 #!/bin/bash
-# pid start --http serves the OpenAI-compatible API through the same scheduler as RPC: /health, /v1/models, a greedy /v1/completions equal to `pictl generate --temp 0 -n 50 ""`, streamed completions equal to the non-streamed text and ending with usage and [DONE], streamed and plain chat, stop strings (plain and streamed), /metrics counters rising, 400s for bad JSON and bad values, and a client that disconnects mid-stream leaves 0 active requests (curl and Python).
+# pid start --http serves the OpenAI-compatible API through the same scheduler as RPC: /health (503 loading while the workers load, then 200), /v1/models, a greedy /v1/completions equal to `pictl generate --temp 0 -n 50 ""`, streamed completions equal to the non-streamed text and ending with usage and [DONE], streamed and plain chat, stop strings (plain and streamed), /metrics counters rising, 400s for bad JSON and bad values, and a client that disconnects mid-stream leaves 0 active requests (curl and Python).
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 
@@ -228,4 +228,24 @@ PY
 wait_active0 || fail "$(active) requests still active at the end"
 echo "ok: pictl status: 0 active requests"
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
+
+# /health while the workers load: 503 {"status":"loading"} (when caught), then 200.
+"$B/pid" start -m "$MODEL" --cpu-workers 1 --gpu-backend host --listen "$EP" --http "127.0.0.1:$PORT" \
+    --foreground >"$D/fg.log" 2>&1 &
+FG=$!
+PIDS_TO_KILL="$PIDS_TO_KILL $FG"
+seen=""
+for i in $(seq 1 600); do
+    r=$(curl -s -m 5 -w ' %{http_code}' "$URL/health" 2>/dev/null) || { sleep 0.02; continue; }
+    case "$r" in
+    '{"status":"ok"} 200') seen="$seen ok"; break ;;
+    '{"status":"loading"} 503') case "$seen" in *loading*) ;; *) seen="$seen loading" ;; esac ;;
+    *) fail "/health during start: $r" ;;
+    esac
+    sleep 0.02
+done
+case "$seen" in *ok) ;; *) fail "/health never said ok while pid started (saw:$seen)" ;; esac
+echo "ok: /health during start:$seen"
+timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop (foreground)"
+wait "$FG" || fail "the foreground pid exited non-zero: $(tail -n 5 "$D/fg.log")"
 echo PASS
