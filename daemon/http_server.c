@@ -512,7 +512,7 @@ static gen_run *gen_start(http_server *s, gen_req *g, int *status, char *msg, si
     req.generate = &gr;
     if (!r->sock || rpc_send(r->sock, &req, &err) < 0) {
         *status = 500;
-        snprintf(msg, cap, "cannot reach pid's scheduler: %s", err.msg);
+        snprintf(msg, cap, "cannot reach pid's scheduler: %.400s", err.msg);
         gen_run_free(r);
         return NULL;
     }
