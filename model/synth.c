@@ -437,7 +437,9 @@ void synth_options_default(synth_options *o)
 static int check_options(const synth_options *o, pi_error *err)
 {
     const synth_shape *s = &o->shape;
-    if (!pi_type_supported((int)o->type))
+    /* the types whose blocks synth builds itself (not the K-quants) */
+    if (o->type != PI_TYPE_F32 && o->type != PI_TYPE_F16 && o->type != PI_TYPE_BF16 &&
+        o->type != PI_TYPE_Q8_0 && o->type != PI_TYPE_Q4_0)
         return pi_error_set(err, "synth: unsupported weight type %d: use f32, f16, bf16, q8_0 or q4_0", (int)o->type);
     if (!(o->active > 0.0f && o->active <= 0.9f))
         return pi_error_set(err, "synth: --active %g must be in (0, 0.9]", o->active);
