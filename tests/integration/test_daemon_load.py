@@ -246,6 +246,7 @@ def run(daemon):
             fail("generation after the fuzzing differs for %r" % p)
     s.close()
     fuzz(rng)
+    wait_drained()
     load(2)
     rss_fuzz2 = rss_of(daemon)
     grow = rss_fuzz2 - rss_fuzz1
@@ -253,6 +254,18 @@ def run(daemon):
           % (rss_fuzz1 / 2**20, N_FUZZ, rss_fuzz2 / 2**20, N_FUZZ, grow / 2**20))
     if grow >= 5 * 2**20:
         fail("pid's RSS kept growing with malformed frames: %.1f MiB" % (grow / 2**20))
+
+def wait_drained(timeout_s=300):
+    """The fuzz's valid Generates (from sockets now closed) wait in pid's queue until served, up to
+    max_queue (256); the load after it needs the queue's room, so wait for it to empty."""
+    t0 = time.time()
+    while True:
+        st = status()
+        if st.get(4, [0])[0] == 0:
+            return
+        if time.time() - t0 > timeout_s:
+            fail("pid's queue still holds %d requests %d s after the fuzzing" % (st[4][0], timeout_s))
+        time.sleep(0.2)
 
 def fuzz(rng, n_frames=N_FUZZ):
     valid = generate_request(1, "Once upon", 5)
