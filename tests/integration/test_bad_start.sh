@@ -16,6 +16,15 @@ cp "$MODEL" "$D/unreadable.gguf" && chmod 000 "$D/unreadable.gguf"
 mkdir -p "$D/folder.gguf"
 
 shm_before=$(ls /dev/shm | grep -c '^pi-step-')
+# Processes (not this shell, not zombies) whose command line holds $1.
+live_procs() {
+    local p st
+    for p in $(pgrep -f -- "$1" || true); do
+        [ "$p" = $$ ] && continue
+        st=$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null) || continue
+        [ -n "$st" ] && [ "$st" != Z ] && echo "$p"
+    done
+}
 # Runs one case: $1 name, $2 pattern (grep -E) the output must hold, $3 start or run, rest: its flags.
 refuses() {
     local name=$1 pat=$2 cmd=$3 rc t0 left
@@ -32,8 +41,14 @@ refuses() {
     [ $rc != 0 ] || fail "$name: exited 0: $(cat "$D/out")"
     grep -qE -e "$pat" "$D/out" || fail "$name: output does not say '$pat': $(cat "$D/out")"
     [ -e "$D/pid.sock" ] && fail "$name: left its socket $D/pid.sock"
-    left=$(pgrep -f -- "$D/" | grep -v "^$$\$" || true)
-    [ -z "$left" ] || fail "$name: left processes: $(ps -o pid,args -p $(echo $left | tr ' ' ,))"
+    # A daemon's process may still be exiting: give it up to 5 s. Zombies hold
+    # nothing (where PID 1 does not reap orphans they stay): not counted.
+    for _ in $(seq 50); do
+        left=$(live_procs "$D/")
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
+    [ -z "$left" ] || fail "$name: left processes: $(ps -o pid,stat,args -p $(echo $left | tr ' ' ,))"
     [ "$(ls /dev/shm | grep -c '^pi-step-')" -le "$shm_before" ] || fail "$name: left a /dev/shm/pi-step-* segment"
     echo "ok: $name: exit $rc in $(( $(date +%s) - t0 )) s: $(grep -E -e "$pat" "$D/out" | head -1)"
 }
