@@ -89,6 +89,12 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         c->measure_recall = !strcmp(v, "true");
         return 0;
     }
+    if (!strcmp(key, "timings")) {
+        if (strcmp(v, "true") && strcmp(v, "false"))
+            return pi_error_set(err, "timings: '%s' is not true or false", v);
+        c->timings = !strcmp(v, "true");
+        return 0;
+    }
     if (!strcmp(key, "ffn")) {
         pi_ffn_mode m;
         if (strcmp(v, "auto") && pi_ffn_mode_parse(v, &m) < 0)

@@ -22,13 +22,15 @@ int main(void)
 
     write_file(path, "# a comment\n\nmodel = /m/x.gguf  # trailing\nlisten=ipc:///tmp/p.sock\n"
                      "cpu_workers = 3\nvram_budget = 1.5\ngpu_backend = host\nmax_seqs = 4\n"
-                     "max_batch = 16\nn_ctx = 256\ntemp = 0\ntop_k = 7\nn_predict = 12\nseed = 42\n");
+                     "max_batch = 16\nn_ctx = 256\ntemp = 0\ntop_k = 7\nn_predict = 12\nseed = 42\n"
+                     "timings = true\n");
     pid_config_default(&c);
     CHECK(pid_config_load(&c, path, 1, &err) == 0, "%s", err.msg);
     CHECK(!strcmp(c.model, "/m/x.gguf"), "model '%s'", c.model);
     CHECK(!strcmp(c.listen, "ipc:///tmp/p.sock"), "listen");
     CHECK(c.cpu_workers == 3 && c.vram_budget_gib == 1.5 && !strcmp(c.gpu_backend, "host"), "workers");
     CHECK(c.max_seqs == 4 && c.max_batch == 16 && c.n_ctx == 256, "sizes");
+    CHECK(c.timings == 1, "timings key");
     CHECK(c.sampling.temperature == 0 && c.sampling.top_k == 7 && c.sampling.n_predict == 12, "sampling");
     CHECK(c.sampling.has_seed && c.sampling.seed == 42, "seed");
 
