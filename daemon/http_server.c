@@ -21,6 +21,7 @@ void http_server_stop(http_server **s) { *s = NULL; }
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ void http_server_stop(http_server **s) { *s = NULL; }
 #include <unistd.h>
 #include <zmq.h>
 
+#include "chat_template.h"
+#include "gguf.h"
 #include "http_metrics.h"
 #include "http_text.h"
 #include "wire.h"
@@ -47,6 +50,9 @@ struct http_server {
     char rpc_endpoint[256];
     char model_id[256];
     gen_params defaults;
+    chat_style chat;               /* the model's chat template family (chat_template.h) */
+    int chat_bad;                  /* its template is not recognised: chat requests get chat_err */
+    char chat_err[512];
     http_metrics *metrics;
     atomic_int stopping;
     atomic_ullong next_id;
@@ -246,45 +252,45 @@ static int num_field(const cJSON *root, const char *key, double lo, double hi, i
     return 1;
 }
 
-/* Renders chat messages as "role: content\n" lines and "assistant: " (no chat
- * template yet: docs/http.md). */
-static char *render_chat(const cJSON *msgs, char *msg, size_t cap)
+/* Renders chat messages with the model's chat template family (plain
+ * "role: content" lines when it has none: docs/http.md). */
+static char *render_chat(const http_server *s, const cJSON *msgs, char *msg, size_t cap)
 {
     if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
         snprintf(msg, cap, "'messages' must be a non-empty array of {role, content}");
         return NULL;
     }
-    size_t len = 0, n = 0;
+    size_t n = (size_t)cJSON_GetArraySize(msgs), i = 0;
+    chat_msg *cm = calloc(n, sizeof *cm);
+    if (!cm) {
+        snprintf(msg, cap, "out of memory");
+        return NULL;
+    }
     const cJSON *m;
     cJSON_ArrayForEach(m, msgs)
     {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!cJSON_IsObject(m) || !cJSON_IsString(role) || !cJSON_IsString(content)) {
-            snprintf(msg, cap, "messages[%zu] must be an object with string 'role' and 'content'", n);
+            snprintf(msg, cap, "messages[%zu] must be an object with string 'role' and 'content'", i);
+            free(cm);
             return NULL;
         }
         const char *r = role->valuestring;
         if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "developer")) {
-            snprintf(msg, cap, "messages[%zu].role '%.40s' is not system, developer, user or assistant", n, r);
+            snprintf(msg, cap, "messages[%zu].role '%.40s' is not system, developer, user or assistant", i, r);
+            free(cm);
             return NULL;
         }
-        len += strlen(r) + 2 + strlen(content->valuestring) + 1;
-        n++;
+        if (i < n)
+            cm[i] = (chat_msg){.role = r, .content = content->valuestring};
+        i++;
     }
-    char *out = malloc(len + sizeof "assistant: ");
-    if (!out) {
-        snprintf(msg, cap, "out of memory");
-        return NULL;
-    }
-    size_t o = 0;
-    cJSON_ArrayForEach(m, msgs)
-    {
-        const char *r = cJSON_GetObjectItemCaseSensitive(m, "role")->valuestring;
-        const char *t = cJSON_GetObjectItemCaseSensitive(m, "content")->valuestring;
-        o += (size_t)sprintf(out + o, "%s: %s\n", r, t);
-    }
-    memcpy(out + o, "assistant: ", sizeof "assistant: ");
+    pi_error err = {{0}};
+    char *out = chat_template_render(&s->chat, cm, i < n ? i : n, true, &err);
+    free(cm);
+    if (!out)
+        snprintf(msg, cap, "%.400s", err.msg);
     return out;
 }
 
@@ -305,7 +311,7 @@ static int parse_gen(http_server *s, const char *body, size_t len, int chat, gen
         goto out;
     }
     if (chat) {
-        g->prompt = render_chat(cJSON_GetObjectItemCaseSensitive(root, "messages"), msg, cap);
+        g->prompt = render_chat(s, cJSON_GetObjectItemCaseSensitive(root, "messages"), msg, cap);
         if (!g->prompt)
             goto out;
     } else {
@@ -735,6 +741,8 @@ static enum MHD_Result on_generate(http_server *s, struct MHD_Connection *c, htt
 {
     gen_req g;
     char msg[512];
+    if (ep == HTTP_EP_CHAT && s->chat_bad)
+        return queue_error(s, c, ep, 500, s->chat_err); /* the model's template, not the request */
     if (parse_gen(s, body, len, ep == HTTP_EP_CHAT, &g, msg, sizeof msg) < 0)
         return queue_error(s, c, ep, 400, msg);
     int status = 500;
@@ -968,6 +976,38 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 int http_server_available(void) { return 1; }
 
+/* Reads the model's tokenizer.chat_template and recognises its family. A
+ * template pi does not recognise is not fatal (completions still work): chat
+ * requests answer 500 with the reason. -1 only when the file cannot be read. */
+static int chat_template_load(http_server *s, const char *model_path, pi_error *err)
+{
+    gguf_file *f = gguf_open(model_path, err);
+    if (!f)
+        return pi_error_wrap(err, "http: reading the chat template");
+    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.chat_template");
+    int not_string = kv && kv->type != GGUF_TYPE_STRING; /* kv dies with f */
+    char *tmpl = NULL;
+    if (kv && !not_string && kv->v.str.len > 0) {
+        if (kv->v.str.len >= SIZE_MAX || !(tmpl = malloc((size_t)kv->v.str.len + 1))) {
+            gguf_close(&f);
+            return pi_error_set(err, "http: out of memory reading %s's chat template", model_path);
+        }
+        memcpy(tmpl, kv->v.str.ptr, (size_t)kv->v.str.len);
+        tmpl[kv->v.str.len] = 0;
+    }
+    gguf_close(&f);
+    pi_error terr = {{0}};
+    if (not_string) {
+        s->chat_bad = 1;
+        snprintf(s->chat_err, sizeof s->chat_err, "%s: tokenizer.chat_template is not a string", s->model_id);
+    } else if (chat_template_detect(tmpl, &s->chat, &terr) < 0) {
+        s->chat_bad = 1;
+        snprintf(s->chat_err, sizeof s->chat_err, "%.200s: %.300s", s->model_id, terr.msg);
+    }
+    free(tmpl);
+    return 0;
+}
+
 http_server *http_server_start(const http_server_opts *o, pi_error *err)
 {
     uint32_t addr;
@@ -987,6 +1027,11 @@ http_server *http_server_start(const http_server_opts *o, pi_error *err)
     snprintf(s->rpc_endpoint, sizeof s->rpc_endpoint, "%s", o->rpc_endpoint);
     const char *slash = strrchr(o->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", slash ? slash + 1 : o->model_path);
+    if (chat_template_load(s, o->model_path, err) < 0) {
+        http_metrics_free(&s->metrics);
+        free(s);
+        return NULL;
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = addr};
     s->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                   MHD_USE_POLL,
