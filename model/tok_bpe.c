@@ -15,6 +15,7 @@
  *   4. a final symbol that is not a token falls back to the tokens of its
  *      single bytes (dropped when there is none, as in llama.cpp). */
 #include "tok_bpe.h"
+#include "tok_partition.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -583,69 +584,6 @@ static int bpe_fragment(bpe_work *w, bpe_text *t, const char *text, size_t len)
 
 /* ---- user-defined tokens ---- */
 
-typedef struct bpe_frag {
-    size_t off, len;
-    int32_t tok; /* >= 0: a user-defined token; -1: text */
-} bpe_frag;
-
-typedef struct bpe_frags {
-    bpe_frag *a;
-    size_t n, cap;
-} bpe_frags;
-
-static int bpe_frag_push(bpe_frags *v, bpe_frag f)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        bpe_frag *a = realloc(v->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        v->a = a;
-        v->cap = cap;
-    }
-    v->a[v->n++] = f;
-    return 0;
-}
-
-/* Cuts every user-defined token out of the text, longest token first and
- * leftmost occurrences first (llama.cpp's partition order). */
-static int bpe_partition(const tok_bpe *b, const char *text, size_t len, bpe_frags *v)
-{
-    bpe_frags next = {0};
-    if (bpe_frag_push(v, (bpe_frag){0, len, -1}) != 0)
-        return -1;
-    for (uint32_t u = 0; u < b->n_user; u++) {
-        int32_t id = b->user[u];
-        const char *p = b->arena + b->off[id];
-        size_t pl = b->len[id];
-        next.n = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            bpe_frag f = v->a[i];
-            while (f.tok < 0 && f.len >= pl) {
-                const char *m = memmem(text + f.off, f.len, p, pl);
-                if (!m)
-                    break;
-                size_t at = (size_t)(m - text);
-                if ((at > f.off && bpe_frag_push(&next, (bpe_frag){f.off, at - f.off, -1}) != 0) ||
-                    bpe_frag_push(&next, (bpe_frag){at, pl, id}) != 0)
-                    goto oom;
-                f.len -= at + pl - f.off;
-                f.off = at + pl;
-            }
-            if ((f.tok >= 0 || f.len > 0) && bpe_frag_push(&next, f) != 0)
-                goto oom;
-        }
-        bpe_frags tmp = *v;
-        *v = next;
-        next = tmp;
-    }
-    free(next.a);
-    return 0;
-oom:
-    free(next.a);
-    return -1;
-}
-
 int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
                    int32_t **ids, size_t *n_ids, pi_error *err)
 {
@@ -664,7 +602,8 @@ int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
     size_t n = len ? len : 1;
     bpe_work w = {.b = b};
     bpe_text t = {0};
-    bpe_frags frags = {0};
+    tok_frags frags = {0};
+    const tok_pieces pieces = {b->arena, b->off, b->len, b->user, b->n_user};
     int rc = -1;
     w.word = malloc(8 * n);
     w.sym = malloc(8 * n * sizeof *w.sym);
@@ -675,14 +614,14 @@ int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
     t.piece = malloc(n * sizeof *t.piece);
     t.next = malloc(n * sizeof *t.next);
     if (!w.word || !w.sym || !w.scratch || !w.out || !t.cp || !t.fl || !t.piece || !t.next ||
-        (len > 0 && bpe_partition(b, text, len, &frags) != 0)) {
+        (len > 0 && tok_partition(&pieces, text, len, &frags) != 0)) {
         pi_error_set(err, "tokenizer: out of memory for %zu bytes of text", len);
         goto fail;
     }
     if (add_bos && b->add_bos && b->bos >= 0)
         w.out[w.n_out++] = b->bos;
     for (size_t i = 0; i < frags.n; i++) {
-        const bpe_frag *f = &frags.a[i];
+        const tok_frag *f = &frags.a[i];
         if (f->tok >= 0) {
             w.out[w.n_out++] = f->tok;
         } else if (bpe_fragment(&w, &t, text + f->off, f->len) != 0) {

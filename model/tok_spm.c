@@ -10,6 +10,7 @@
  *      leftmost on ties, until no pair is a token (a binary heap: O(n log n));
  *   4. symbols that are not tokens fall back to <0xXX> byte tokens. */
 #include "tok_spm.h"
+#include "tok_partition.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -459,69 +460,6 @@ static int spm_fragment(spm_work *w, size_t n, pi_error *err)
     return 0;
 }
 
-typedef struct spm_frag {
-    size_t off, len;
-    int32_t tok;        /* -1 = text */
-} spm_frag;
-
-typedef struct spm_frags {
-    spm_frag *a;
-    size_t n, cap;
-} spm_frags;
-
-static int spm_frag_push(spm_frags *v, spm_frag f)
-{
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        spm_frag *a = realloc(v->a, cap * sizeof *a);
-        if (!a)
-            return -1;
-        v->a = a;
-        v->cap = cap;
-    }
-    v->a[v->n++] = f;
-    return 0;
-}
-
-/* Cuts every user-defined token out of the text fragments, longest token
- * first, leftmost occurrences first (llama.cpp's partition order). */
-static int spm_partition(const tok_spm *s, const char *text, size_t len, spm_frags *v)
-{
-    spm_frags next = {0};
-    if (spm_frag_push(v, (spm_frag){0, len, -1}) != 0)
-        return -1;
-    for (uint32_t u = 0; u < s->n_user; u++) {
-        int32_t id = s->user[u];
-        const char *p = s->arena + s->off[id];
-        size_t pl = s->len[id];
-        next.n = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            spm_frag f = v->a[i];
-            while (f.tok < 0 && f.len >= pl) {
-                const char *m = memmem(text + f.off, f.len, p, pl);
-                if (!m)
-                    break;
-                size_t at = (size_t)(m - text);
-                if ((at > f.off && spm_frag_push(&next, (spm_frag){f.off, at - f.off, -1}) != 0) ||
-                    spm_frag_push(&next, (spm_frag){at, pl, id}) != 0)
-                    goto oom;
-                f.len -= at + pl - f.off;
-                f.off = at + pl;
-            }
-            if ((f.tok >= 0 || f.len > 0) && spm_frag_push(&next, f) != 0)
-                goto oom;
-        }
-        spm_frags t = *v;
-        *v = next;
-        next = t;
-    }
-    free(next.a);
-    return 0;
-oom:
-    free(next.a);
-    return -1;
-}
-
 /* Copies the fragment with an optional leading space, spaces as U+2581. */
 static size_t spm_escape(char *dst, const char *src, size_t n, bool prefix)
 {
@@ -556,11 +494,12 @@ int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos,
      * tokens between fragments, 4 * len + 4 bounds the output. */
     size_t esc_cap = 3 * len + 3;
     spm_work w = {.s = s};
-    spm_frags frags = {0};
+    tok_frags frags = {0};
+    const tok_pieces pieces = {s->arena, s->off, s->len, s->user, s->n_user};
     w.esc = malloc(esc_cap);
     w.sym = malloc(esc_cap * sizeof *w.sym);
     w.out = malloc((4 * len + 4) * sizeof *w.out);
-    if (!w.esc || !w.sym || !w.out || (len > 0 && spm_partition(s, text, len, &frags) != 0)) {
+    if (!w.esc || !w.sym || !w.out || (len > 0 && tok_partition(&pieces, text, len, &frags) != 0)) {
         pi_error_set(err, "tokenizer: out of memory for %zu bytes of text", len);
         goto fail;
     }
@@ -568,7 +507,7 @@ int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos,
         w.out[w.n_out++] = s->bos;
     bool after_special = true; /* the start of the text counts as after a special token */
     for (size_t i = 0; i < frags.n; i++) {
-        const spm_frag *f = &frags.a[i];
+        const tok_frag *f = &frags.a[i];
         if (f->tok >= 0) {
             w.out[w.n_out++] = f->tok;
             after_special = true;
