@@ -114,18 +114,28 @@ static int make_dirs(char *path, pi_error *err)
     }
 }
 
-int endpoint_prepare_dir(const char *endpoint, pi_error *err)
+/* The folder of an ipc endpoint's socket into dir: 1; 0 when there is none
+ * to look at (not ipc, or a socket directly under /); -1 on a too long path. */
+static int ipc_dir(const char *endpoint, char dir[ENDPOINT_MAX], pi_error *err)
 {
     const char *path = endpoint_ipc_path(endpoint);
     if (!path)
         return 0;
-    char dir[ENDPOINT_MAX];
-    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+    if (snprintf(dir, ENDPOINT_MAX, "%s", path) >= ENDPOINT_MAX)
         return pi_error_set(err, "ipc path %s is too long", path);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir)
-        return 0; /* a socket directly under / */
+        return 0;
     *slash = '\0';
+    return 1;
+}
+
+int endpoint_prepare_dir(const char *endpoint, pi_error *err)
+{
+    char dir[ENDPOINT_MAX];
+    int has = ipc_dir(endpoint, dir, err);
+    if (has <= 0)
+        return has;
     if (make_dirs(dir, err) < 0)
         return -1;
     struct stat st;
@@ -153,16 +163,10 @@ int endpoint_prepare_dir(const char *endpoint, pi_error *err)
 
 int endpoint_check_dir(const char *endpoint, pi_error *err)
 {
-    const char *path = endpoint_ipc_path(endpoint);
-    if (!path)
-        return 0;
     char dir[ENDPOINT_MAX];
-    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
-        return pi_error_set(err, "ipc path %s is too long", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = '\0';
+    int has = ipc_dir(endpoint, dir, err);
+    if (has <= 0)
+        return has;
     struct stat st;
     if (stat(dir, &st) != 0)
         return pi_error_set(err, "cannot listen at %s: folder %s: %s (pid creates only its own "
