@@ -285,46 +285,6 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_active(float *coef, cuda
         coef[(size_t)i * K + (uint32_t)slot] = ffn_act(act, g, u);
 }
 
-// The down products' shared steps. coefs: the NT entries' coefficients of
-// hot slot j (0 past n); false when all are 0 (the neuron adds nothing).
-template <int NT>
-__device__ __forceinline__ bool coefs(const float *coef, uint32_t K, uint32_t j, uint32_t g0, uint32_t n, float *a)
-{
-    bool any = false;
-#pragma unroll
-    for (int i = 0; i < NT; i++) {
-        a[i] = g0 + i < n ? coef[(size_t)(g0 + i) * K + j] : 0.0f;
-        any = any || a[i] != 0.0f;
-    }
-    return any;
-}
-
-// acc[i][e] += a[i] * w[e].
-template <int NT, int E> __device__ __forceinline__ void acc_add(float (&acc)[NT][E], const float *a, const float *w)
-{
-#pragma unroll
-    for (int i = 0; i < NT; i++)
-#pragma unroll
-        for (int e = 0; e < E; e++)
-            acc[i][e] = fmaf(a[i], w[e], acc[i][e]);
-}
-
-// Slice s's rows of part: entry g0 + i's chunk c = acc[i].
-template <int NT, int E>
-__device__ __forceinline__ void store_part(float *part, const float (&acc)[NT][E], uint32_t s, uint32_t n,
-                                           uint32_t g0, uint32_t dim, uint32_t c)
-{
-#pragma unroll
-    for (int i = 0; i < NT; i++) {
-        if (g0 + i >= n)
-            break;
-        float4 *o = reinterpret_cast<float4 *>(part + ((size_t)s * n + g0 + i) * dim + (size_t)c * E);
-#pragma unroll
-        for (int q = 0; q < E / 4; q++)
-            o[q] = make_float4(acc[i][4 * q], acc[i][4 * q + 1], acc[i][4 * q + 2], acc[i][4 * q + 3]);
-    }
-}
-
 // Thread = output chunk (blockIdx.x, threadIdx.x) of entries [g0, g0 + NT),
 // g0 = blockIdx.z * NT, over neurons [blockIdx.y * slice, + slice).
 template <int T, int NT>
@@ -337,16 +297,39 @@ __global__ void __launch_bounds__(128) k_down(float *part, cuda_mat dt, const fl
     if (c >= dim / E)
         return;
     const uint32_t j0 = s * slice, j1 = min(K, j0 + slice);
-    float acc[NT][E] = {};
+    float acc[NT][E];
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            acc[i][e] = 0.0f;
     for (uint32_t j = j0; j < j1; j++) {
         float a[NT];
-        if (!coefs<NT>(coef, K, j, g0, n, a))
+        bool any = false;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            a[i] = g0 + i < n ? coef[(size_t)(g0 + i) * K + j] : 0.0f;
+            any = any || a[i] != 0.0f;
+        }
+        if (!any)
             continue;   // the same for the whole block: a sparse step skips the row
         float w[E];
         load_chunk<T>(dt, j, c, w);
-        acc_add<NT, E>(acc, a, w);
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[i][e] = fmaf(a[i], w[e], acc[i][e]);
     }
-    store_part<NT, E>(part, acc, s, n, g0, dim, c);
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        if (g0 + i >= n)
+            break;
+        float4 *o = reinterpret_cast<float4 *>(part + ((size_t)s * n + g0 + i) * dim + (size_t)c * E);
+#pragma unroll
+        for (int q = 0; q < E / 4; q++)
+            o[q] = make_float4(acc[i][4 * q], acc[i][4 * q + 1], acc[i][4 * q + 2], acc[i][4 * q + 3]);
+    }
 }
 
 // The hot slot of global neuron id (map: the layer's lookup table, or NULL
@@ -397,32 +380,44 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_union(float *coef, cuda_
 }
 
 // Thread = output chunk (blockIdx.x, threadIdx.x) of entries [g0, g0 + NT);
-// slice blockIdx.y of `slices` takes an equal run of the union list. Four
-// neurons at a time: their coefficients, then their rows' chunks fetched
-// together, then added in list order (as one at a time would).
+// slice blockIdx.y of `slices` takes an equal run of the union list.
 template <int T, int NT>
 __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, const float *coef, uint32_t n,
                                                     cuda_union u, const int32_t *map, uint32_t K_coef)
 {
-    constexpr int E = wt<T>::E, B = 4;
+    constexpr int E = wt<T>::E;
     const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x, dim = dt.cols, K = dt.rows;
     const uint32_t s = blockIdx.y, slices = gridDim.y, g0 = blockIdx.z * NT;
     if (c >= dim / E)
         return;
     const uint32_t count = (uint32_t)*u.count, per = (count + slices - 1) / slices;
     const uint32_t k0 = min(count, s * per), k1 = min(count, k0 + per);
-    float acc[NT][E] = {};
+    float acc[NT][E];
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            acc[i][e] = 0.0f;
+    // Four neurons at a time: their slots and coefficients, then their rows'
+    // chunks fetched together, then added in list order (as one at a time).
+    constexpr int B = 4;
     uint32_t k = k0;
     for (; k + B <= k1; k += B) {
         float a[B][NT];
         bool any[B];
+        int32_t slot[B];
         chunk ch[B];
 #pragma unroll
         for (int b = 0; b < B; b++) {
-            const int32_t slot = hot_slot(map, u.list[k + b], K);
-            any[b] = slot >= 0 && coefs<NT>(coef, K_coef, (uint32_t)slot, g0, n, a[b]);
+            slot[b] = hot_slot(map, u.list[k + b], K);
+            any[b] = false;
+#pragma unroll
+            for (int i = 0; i < NT; i++) {
+                a[b][i] = slot[b] >= 0 && g0 + i < n ? coef[(size_t)(g0 + i) * K_coef + (uint32_t)slot[b]] : 0.0f;
+                any[b] = any[b] || a[b][i] != 0.0f;
+            }
             if (any[b])
-                ch[b] = wt<T>::fetch(dt, (uint32_t)slot, c);
+                ch[b] = wt<T>::fetch(dt, (uint32_t)slot[b], c);
         }
 #pragma unroll
         for (int b = 0; b < B; b++) {
@@ -430,19 +425,43 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
                 continue;
             float w[E];
             wt<T>::expand(ch[b], w);
-            acc_add<NT, E>(acc, a[b], w);
+#pragma unroll
+            for (int i = 0; i < NT; i++)
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    acc[i][e] = fmaf(a[b][i], w[e], acc[i][e]);
         }
     }
     for (; k < k1; k++) {
         const int32_t slot = hot_slot(map, u.list[k], K);
+        if (slot < 0)
+            continue;
         float a[NT];
-        if (slot < 0 || !coefs<NT>(coef, K_coef, (uint32_t)slot, g0, n, a))
+        bool any = false;
+#pragma unroll
+        for (int i = 0; i < NT; i++) {
+            a[i] = g0 + i < n ? coef[(size_t)(g0 + i) * K_coef + (uint32_t)slot] : 0.0f;
+            any = any || a[i] != 0.0f;
+        }
+        if (!any)
             continue;
         float w[E];
         load_chunk<T>(dt, (uint32_t)slot, c, w);
-        acc_add<NT, E>(acc, a, w);
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+#pragma unroll
+            for (int e = 0; e < E; e++)
+                acc[i][e] = fmaf(a[i], w[e], acc[i][e]);
     }
-    store_part<NT, E>(part, acc, s, n, g0, dim, c);
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        if (g0 + i >= n)
+            break;
+        float4 *o = reinterpret_cast<float4 *>(part + ((size_t)s * n + g0 + i) * dim + (size_t)c * E);
+#pragma unroll
+        for (int q = 0; q < E / 4; q++)
+            o[q] = make_float4(acc[i][4 * q], acc[i][4 * q + 1], acc[i][4 * q + 2], acc[i][4 * q + 3]);
+    }
 }
 
 // The predictor's fc2 and threshold: block = 32 warps = 32 consecutive rows,

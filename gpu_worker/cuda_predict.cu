@@ -86,12 +86,18 @@ __global__ void __launch_bounds__(MASK_THREADS) k_pred_mask(uint32_t *mask, cuda
     }
 }
 
-// Block-wide exclusive prefix of c (each thread's count): returns this
-// thread's offset and sets *total to the block's sum. warp_sums holds 32
-// words; every thread of the block must call it.
-__device__ uint32_t block_exclusive_scan(uint32_t c, uint32_t *warp_sums, uint32_t *total)
+__global__ void __launch_bounds__(COMPACT_THREADS) k_pred_compact(int32_t *lists, int32_t *counts,
+                                                                  const uint32_t *mask, uint32_t rows,
+                                                                  cuda_pred_out out)
 {
-    const uint32_t lane = threadIdx.x & 31u, wid = threadIdx.x >> 5, n_warps = blockDim.x / 32;
+    __shared__ uint32_t warp_sums[32];
+    const uint32_t i = blockIdx.x, t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
+    const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
+    const uint32_t w0 = min(words, t * per), w1 = min(words, w0 + per);
+    const uint32_t *mrow = mask + (size_t)i * words;
+    uint32_t c = 0;
+    for (uint32_t w = w0; w < w1; w++)
+        c += (uint32_t)__popc(mrow[w]);
     // Inclusive scan inside the warp, then over the warps' totals.
     uint32_t v = c;
 #pragma unroll
@@ -115,24 +121,8 @@ __device__ uint32_t block_exclusive_scan(uint32_t c, uint32_t *warp_sums, uint32
             warp_sums[lane] = s;
     }
     __syncthreads();
-    *total = warp_sums[n_warps - 1];
-    return (wid ? warp_sums[wid - 1] : 0) + v - c;
-}
-
-__global__ void __launch_bounds__(COMPACT_THREADS) k_pred_compact(int32_t *lists, int32_t *counts,
-                                                                  const uint32_t *mask, uint32_t rows,
-                                                                  cuda_pred_out out)
-{
-    __shared__ uint32_t warp_sums[32];
-    const uint32_t i = blockIdx.x, t = threadIdx.x;
-    const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
-    const uint32_t w0 = min(words, t * per), w1 = min(words, w0 + per);
-    const uint32_t *mrow = mask + (size_t)i * words;
-    uint32_t c = 0;
-    for (uint32_t w = w0; w < w1; w++)
-        c += (uint32_t)__popc(mrow[w]);
-    uint32_t total;
-    uint32_t off = block_exclusive_scan(c, warp_sums, &total);    // this run's place in the list
+    const uint32_t total = warp_sums[n_warps - 1];
+    uint32_t off = (wid ? warp_sums[wid - 1] : 0) + v - c;    // exclusive prefix of this run
     int32_t *dl = lists + (size_t)i * rows;
     for (uint32_t w = w0; w < w1; w++) {
         uint32_t bits = mrow[w];
@@ -156,16 +146,6 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_pred_compact(int32_t *lists
     __threadfence_system();   // the CPU workers read them once the layer tick is published
 }
 
-// Word w of the step's hot union: the entries' predicted bits, hot ones only.
-__device__ __forceinline__ uint32_t union_word(const uint32_t *mask, uint32_t n, uint32_t words, const uint32_t *hot,
-                                               uint32_t w)
-{
-    uint32_t u = 0;
-    for (uint32_t i = 0; i < n; i++)
-        u |= mask[(size_t)i * words + w];
-    return u & hot[w];
-}
-
 // One block: the ascending ids whose bit is set in (OR over the n entries'
 // masks) AND hot; the same two-pass scan as k_pred_compact.
 __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list, int32_t *count,
@@ -173,16 +153,44 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list
                                                                    const uint32_t *hot, uint32_t rows)
 {
     __shared__ uint32_t warp_sums[32];
-    const uint32_t t = threadIdx.x;
+    const uint32_t t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
     const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
     const uint32_t w0 = min(words, t * per), w1 = min(words, w0 + per);
     uint32_t c = 0;
-    for (uint32_t w = w0; w < w1; w++)
-        c += (uint32_t)__popc(union_word(mask, n, words, hot, w));
-    uint32_t total;
-    uint32_t off = block_exclusive_scan(c, warp_sums, &total);
     for (uint32_t w = w0; w < w1; w++) {
-        uint32_t bits = union_word(mask, n, words, hot, w);
+        uint32_t u = 0;
+        for (uint32_t i = 0; i < n; i++)
+            u |= mask[(size_t)i * words + w];
+        c += (uint32_t)__popc(u & hot[w]);
+    }
+    uint32_t v = c;
+#pragma unroll
+    for (uint32_t o = 1; o < 32; o <<= 1) {
+        uint32_t y = __shfl_up_sync(0xffffffffu, v, o);
+        if (lane >= o)
+            v += y;
+    }
+    if (lane == 31)
+        warp_sums[wid] = v;
+    __syncthreads();
+    if (wid == 0) {
+        uint32_t s = lane < n_warps ? warp_sums[lane] : 0;
+#pragma unroll
+        for (uint32_t o = 1; o < 32; o <<= 1) {
+            uint32_t y = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o)
+                s += y;
+        }
+        if (lane < n_warps)
+            warp_sums[lane] = s;
+    }
+    __syncthreads();
+    uint32_t off = (wid ? warp_sums[wid - 1] : 0) + v - c;
+    for (uint32_t w = w0; w < w1; w++) {
+        uint32_t u = 0;
+        for (uint32_t i = 0; i < n; i++)
+            u |= mask[(size_t)i * words + w];
+        uint32_t bits = u & hot[w];
         while (bits) {
             uint32_t b = (uint32_t)__ffs((int)bits) - 1;
             bits &= bits - 1;
@@ -190,7 +198,7 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list
         }
     }
     if (t == 0)
-        *count = (int32_t)total;
+        *count = (int32_t)warp_sums[n_warps - 1];
 }
 
 template <int T>
