@@ -365,29 +365,10 @@ int pid_cmd_start(int argc, char **argv)
     return 0;
 }
 
-static int still_running(pid_t p)
-{
-    if (kill(p, 0) < 0 && errno == ESRCH)
-        return 0;
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)p);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    int alive = 1;
-    if (fgets(line, sizeof line, f)) {
-        char *rp = strrchr(line, ')');
-        if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'))
-            alive = 0;
-    }
-    fclose(f);
-    return alive;
-}
-
 static int wait_gone(pid_t p, double timeout_s)
 {
     double until = now_s() + timeout_s;
-    while (still_running(p)) {
+    while (!process_gone(p)) {
         if (now_s() > until)
             return -1;
         usleep(20000);
