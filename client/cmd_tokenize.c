@@ -1,4 +1,4 @@
-/* pictl tokenize -m MODEL [--no-bos] [--pieces] [--file F | TEXT]
+/* pictl tokenize -m MODEL [--no-bos] [--special] [--pieces] [--file F | TEXT]
  * Prints the token ids of TEXT (or of file F, or of stdin) on one line,
  * separated by single spaces; --pieces prints "ID<TAB>PIECE" per line instead. */
 #include <errno.h>
@@ -14,11 +14,13 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pictl tokenize -m MODEL.gguf [--no-bos] [--pieces] [--file F | TEXT]\n"
+            "usage: pictl tokenize -m MODEL.gguf [--no-bos] [--special] [--pieces] [--file F | TEXT]\n"
             "       pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]   (through a running pid)\n"
             "  Prints the token ids of TEXT, of file F, or of stdin when neither is given,\n"
             "  on one line separated by spaces. The text is taken byte for byte.\n"
             "  --no-bos   do not prepend the BOS token\n"
+            "  --special  control tokens written in the text (<|im_start|>, </s>...) become\n"
+            "             their ids, as for a prompt rendered from a chat template\n"
             "  --pieces   print one token per line: ID<TAB>PIECE (the vocabulary entry,\n"
             "             bytes below 0x20, 0x7F and '\\' escaped as \\xNN / \\\\)\n");
 }
@@ -96,7 +98,7 @@ int cmd_tokenize(int argc, char **argv)
     if (!names_model(argc, argv))
         return client_remote_tokenize(argc, argv);
     const char *model = NULL, *file = NULL, *text = NULL;
-    int add_bos = 1, pieces = 0;
+    int add_bos = 1, pieces = 0, special = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -104,6 +106,8 @@ int cmd_tokenize(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--no-bos")) {
             add_bos = 0;
+        } else if (!strcmp(a, "--special")) {
+            special = 1;
         } else if (!strcmp(a, "--pieces")) {
             pieces = 1;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--file")) {
@@ -177,7 +181,7 @@ int cmd_tokenize(int argc, char **argv)
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = 0;
-    if (tokenizer_encode(t, text, len, add_bos, &ids, &n, &err) != 0) {
+    if ((special ? tokenizer_encode_special : tokenizer_encode)(t, text, len, add_bos, &ids, &n, &err) != 0) {
         fprintf(stderr, "pictl tokenize: %s\n", err.msg);
         rc = 1;
     } else if (pieces) {

@@ -29,7 +29,7 @@ void http_server_stop(http_server **s) { *s = NULL; }
 #include <unistd.h>
 #include <zmq.h>
 
-#include "chat_template.h"
+#include "chat_prompt.h"
 #include "gguf.h"
 #include "http_metrics.h"
 #include "http_text.h"
@@ -50,9 +50,7 @@ struct http_server {
     char rpc_endpoint[256];
     char model_id[256];
     gen_params defaults;
-    chat_style chat;               /* the model's chat template family (chat_template.h) */
-    int chat_bad;                  /* its template is not recognised: chat requests get chat_err */
-    char chat_err[512];
+    chat_prompt chat;              /* the model's chat template (chat_prompt.h) */
     http_metrics *metrics;
     atomic_int stopping;
     atomic_ullong next_id;
@@ -287,7 +285,7 @@ static char *render_chat(const http_server *s, const cJSON *msgs, char *msg, siz
         i++;
     }
     pi_error err = {{0}};
-    char *out = chat_template_render(&s->chat, cm, i < n ? i : n, true, &err);
+    char *out = chat_prompt_render(&s->chat, cm, i < n ? i : n, &err);
     free(cm);
     if (!out)
         snprintf(msg, cap, "%.400s", err.msg);
@@ -512,6 +510,8 @@ static gen_run *gen_start(http_server *s, gen_req *g, int *status, char *msg, si
     gr.prompt = r->g.prompt;
     gr.max_tokens = r->g.max_tokens;
     gr.sampling = &r->g.sp;
+    /* A template's markers are its control tokens; plain "role: content" lines have none. */
+    gr.parse_special = r->g.chat && s->chat.style.family != CHAT_PLAIN;
     Pi__Request req = PI__REQUEST__INIT;
     req.id = ID_GENERATE;
     req.kind_case = PI__REQUEST__KIND_GENERATE;
@@ -741,8 +741,8 @@ static enum MHD_Result on_generate(http_server *s, struct MHD_Connection *c, htt
 {
     gen_req g;
     char msg[512];
-    if (ep == HTTP_EP_CHAT && s->chat_bad)
-        return queue_error(s, c, ep, 500, s->chat_err); /* the model's template, not the request */
+    if (ep == HTTP_EP_CHAT && s->chat.bad)
+        return queue_error(s, c, ep, 500, s->chat.why); /* the model's template, not the request */
     if (parse_gen(s, body, len, ep == HTTP_EP_CHAT, &g, msg, sizeof msg) < 0)
         return queue_error(s, c, ep, 400, msg);
     int status = 500;
@@ -976,38 +976,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 int http_server_available(void) { return 1; }
 
-/* Reads the model's tokenizer.chat_template and recognises its family. A
- * template pi does not recognise is not fatal (completions still work): chat
- * requests answer 500 with the reason. -1 only when the file cannot be read. */
-static int chat_template_load(http_server *s, const char *model_path, pi_error *err)
-{
-    gguf_file *f = gguf_open(model_path, err);
-    if (!f)
-        return pi_error_wrap(err, "http: reading the chat template");
-    const gguf_kv *kv = gguf_find_kv(f, "tokenizer.chat_template");
-    int not_string = kv && kv->type != GGUF_TYPE_STRING; /* kv dies with f */
-    char *tmpl = NULL;
-    if (kv && !not_string && kv->v.str.len > 0) {
-        if (kv->v.str.len >= SIZE_MAX || !(tmpl = malloc((size_t)kv->v.str.len + 1))) {
-            gguf_close(&f);
-            return pi_error_set(err, "http: out of memory reading %s's chat template", model_path);
-        }
-        memcpy(tmpl, kv->v.str.ptr, (size_t)kv->v.str.len);
-        tmpl[kv->v.str.len] = 0;
-    }
-    gguf_close(&f);
-    pi_error terr = {{0}};
-    if (not_string) {
-        s->chat_bad = 1;
-        snprintf(s->chat_err, sizeof s->chat_err, "%s: tokenizer.chat_template is not a string", s->model_id);
-    } else if (chat_template_detect(tmpl, &s->chat, &terr) < 0) {
-        s->chat_bad = 1;
-        snprintf(s->chat_err, sizeof s->chat_err, "%.200s: %.300s", s->model_id, terr.msg);
-    }
-    free(tmpl);
-    return 0;
-}
-
 http_server *http_server_start(const http_server_opts *o, pi_error *err)
 {
     uint32_t addr;
@@ -1027,7 +995,8 @@ http_server *http_server_start(const http_server_opts *o, pi_error *err)
     snprintf(s->rpc_endpoint, sizeof s->rpc_endpoint, "%s", o->rpc_endpoint);
     const char *slash = strrchr(o->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", slash ? slash + 1 : o->model_path);
-    if (chat_template_load(s, o->model_path, err) < 0) {
+    if (chat_prompt_load(o->model_path, &s->chat, err) < 0) {
+        pi_error_wrap(err, "http");
         http_metrics_free(&s->metrics);
         free(s);
         return NULL;

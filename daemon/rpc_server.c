@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "chat_prompt.h"
 #include "endpoint.h"
 #include "req_limits.h"
 #include "wire.h"
@@ -137,7 +138,7 @@ static void on_generate(rpc_server *s, const wire_msg *m)
     const Pi__GenerateRequest *g = m->request->generate;
     sched_request r = {.tag = m->routing_id, .tag_len = m->routing_id_len, .id = m->id,
                        .prompt = g->prompt, .prompt_len = g->prompt ? strlen(g->prompt) : 0,
-                       .no_bos = g->no_bos,
+                       .no_bos = g->no_bos, .parse_special = g->parse_special,
                        .max_tokens = g->max_tokens ? g->max_tokens : (uint32_t)s->defaults.n_predict};
     sampler_params_from_gen(&r.sampling, &s->defaults);
     pi_error err;
@@ -151,7 +152,19 @@ static void on_generate(rpc_server *s, const wire_msg *m)
                  "max_tokens is 0 and pid's default n_predict is 0");
         return;
     }
+    char *chat = NULL; /* pictl chat: pid renders the model's template */
+    if (g->n_messages > 0) {
+        chat = chat_prompt_from_request(engine_model_path(s->eng), g, &r.parse_special, &err);
+        if (!chat) {
+            pi_error_wrap(&err, "request %llu", (unsigned long long)m->id);
+            send_err(s, m->routing_id, m->routing_id_len, m->id, SCHED_E_BAD_REQUEST, err.msg);
+            return;
+        }
+        r.prompt = chat;
+        r.prompt_len = strlen(chat);
+    }
     int code = engine_submit(s->eng, &r, &err);
+    free(chat);
     if (code != SCHED_OK)
         send_err(s, m->routing_id, m->routing_id_len, m->id, code, err.msg);
 }

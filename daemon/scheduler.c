@@ -123,6 +123,17 @@ void scheduler_free(scheduler **sp)
     *sp = NULL;
 }
 
+/* A chat template's markers are its control tokens (tokenizer_encode_special);
+ * any other prompt is plain text. */
+static int encode_prompt(const tokenizer *t, const sched_request *r, int32_t **ids, size_t *n,
+                         pi_error *err)
+{
+    const char *p = r->prompt ? r->prompt : "";
+    if (r->parse_special)
+        return tokenizer_encode_special(t, p, r->prompt_len, !r->no_bos, ids, n, err);
+    return tokenizer_encode(t, p, r->prompt_len, !r->no_bos, ids, n, err);
+}
+
 int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
 {
     if (r->tag_len > SCHED_TAG_MAX) {
@@ -153,7 +164,7 @@ int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
     q->max_tokens = r->max_tokens;
     q->t_submit = now_ms();
     int code = SCHED_E_BAD_REQUEST;
-    if (tokenizer_encode(s->tok, r->prompt ? r->prompt : "", r->prompt_len, !r->no_bos, &q->prompt,
+    if (encode_prompt(s->tok, r, &q->prompt,
                          &q->n_prompt, err) < 0) {
         pi_error_wrap(err, "request %llu: encoding the prompt", (unsigned long long)r->id);
         goto fail;

@@ -45,6 +45,7 @@ typedef struct sched_request {
     const char *prompt;
     size_t prompt_len;
     int no_bos;
+    int parse_special;          /* the prompt came from a chat template (tokenizer_encode_special) */
     uint32_t max_tokens;        /* > 0 */
     sampler_params sampling;
 } sched_request;

@@ -1,7 +1,8 @@
 /* Byte-level BPE tokenizer, matching llama.cpp's BPE tokenizer for the test
  * vectors in ../shared/vocab. Encoding:
  *   1. user-defined tokens (type 4) are cut out of the text first, longest
- *      first, leftmost occurrences first; control tokens stay text;
+ *      first, leftmost occurrences first; control and unknown tokens only
+ *      with parse_special (chat prompts), else they stay text;
  *   2. each remaining fragment is decoded to code points (an invalid UTF-8
  *      byte becomes U+FFFD, as in llama.cpp) and split into words by the
  *      pre-tokenizer named by tokenizer.ggml.pre (bpe_pre.c: hand-written
@@ -53,6 +54,8 @@ struct tok_bpe {
     size_t m_max_len;
     int32_t *user;      /* user-defined tokens, longest first */
     uint32_t n_user;
+    int32_t *special;   /* user-defined, control and unknown tokens, longest first */
+    uint32_t n_special;
     int32_t bos, eos;
     bool add_bos;
     const bpe_pre *pre;
@@ -175,43 +178,19 @@ static int bpe_load_types(tok_bpe *b, const gguf_file *f, pi_error *err)
             return pi_error_set(err, "%s: tokenizer.ggml.token_type[%u] = %lld is not a known "
                                 "token type (0..6)", gguf_path(f), i, (long long)t);
         b->type[i] = (uint8_t)t;
-        if (t == TT_USER && b->len[i] > 0)
-            b->n_user++;
     }
     return 0;
 }
 
-typedef struct bpe_len_id {
-    uint32_t len;
-    int32_t id;
-} bpe_len_id;
-
-static int bpe_cmp_user(const void *x, const void *y)
+/* The tokens the partition cuts out: user-defined ones always, control
+ * and unknown ones too when parsing special tokens. */
+static int bpe_build_lists(tok_bpe *b, pi_error *err)
 {
-    const bpe_len_id *a = x, *b = y;
-    if (a->len != b->len)
-        return a->len > b->len ? -1 : 1;
-    return a->id < b->id ? -1 : a->id > b->id;
-}
-
-static int bpe_build_user(tok_bpe *b, pi_error *err)
-{
-    if (b->n_user == 0)
-        return 0;
-    bpe_len_id *tmp = malloc(b->n_user * sizeof *tmp);
-    b->user = malloc(b->n_user * sizeof *b->user);
-    if (!tmp || !b->user) {
-        free(tmp);
+    const unsigned user = TOK_TYPE_BIT(TOK_TYPE_USER);
+    const unsigned special = user | TOK_TYPE_BIT(TOK_TYPE_CONTROL) | TOK_TYPE_BIT(TOK_TYPE_UNKNOWN);
+    if (tok_partition_list(b->len, b->type, b->n, user, &b->user, &b->n_user) != 0 ||
+        tok_partition_list(b->len, b->type, b->n, special, &b->special, &b->n_special) != 0)
         return pi_error_set(err, "tokenizer: out of memory");
-    }
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < b->n; i++)
-        if (b->type[i] == TT_USER && b->len[i] > 0)
-            tmp[k++] = (bpe_len_id){b->len[i], (int32_t)i};
-    qsort(tmp, k, sizeof *tmp, bpe_cmp_user);
-    for (uint32_t i = 0; i < k; i++)
-        b->user[i] = tmp[i].id;
-    free(tmp);
     return 0;
 }
 
@@ -342,7 +321,7 @@ tok_bpe *tok_bpe_new(const gguf_file *f, pi_error *err)
     }
     if (bpe_copy_strs(f, tk, "tokenizer.ggml.tokens", &b->arena, b->off, b->len, &b->max_len,
                       err) != 0 ||
-        bpe_load_types(b, f, err) != 0 || bpe_build_user(b, err) != 0 ||
+        bpe_load_types(b, f, err) != 0 || bpe_build_lists(b, err) != 0 ||
         bpe_load_merges(b, f, err) != 0 || bpe_load_pre(b, f, err) != 0)
         goto fail;
     for (uint32_t i = 0; i < b->n; i++)
@@ -373,6 +352,7 @@ void tok_bpe_free(tok_bpe **bp)
     free(b->m_len);
     free(b->m_map);
     free(b->user);
+    free(b->special);
     free(b);
     *bp = NULL;
 }
@@ -584,7 +564,7 @@ static int bpe_fragment(bpe_work *w, bpe_text *t, const char *text, size_t len)
 
 /* ---- user-defined tokens ---- */
 
-int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
+int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos, int parse_special,
                    int32_t **ids, size_t *n_ids, pi_error *err)
 {
     *ids = NULL;
@@ -603,7 +583,8 @@ int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
     bpe_work w = {.b = b};
     bpe_text t = {0};
     tok_frags frags = {0};
-    const tok_pieces pieces = {b->arena, b->off, b->len, b->user, b->n_user};
+    const tok_pieces pieces = {b->arena, b->off, b->len, parse_special ? b->special : b->user,
+                               parse_special ? b->n_special : b->n_user};
     int rc = -1;
     w.word = malloc(8 * n);
     w.sym = malloc(8 * n * sizeof *w.sym);

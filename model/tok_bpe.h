@@ -26,8 +26,8 @@ int32_t tok_bpe_bos(const tok_bpe *b);   /* -1 when none */
 int32_t tok_bpe_eos(const tok_bpe *b);   /* -1 when none */
 size_t tok_bpe_max_piece_len(const tok_bpe *b);
 
-/* As tokenizer_encode / tokenizer_decode_piece / tokenizer_piece (tokenizer.h). */
-int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos,
+/* As tokenizer_encode (parse_special: tokenizer_encode_special) / tokenizer_decode_piece / tokenizer_piece (tokenizer.h). */
+int tok_bpe_encode(const tok_bpe *b, const char *text, size_t len, int add_bos, int parse_special,
                    int32_t **ids, size_t *n_ids, pi_error *err);
 int tok_bpe_decode_piece(const tok_bpe *b, int32_t prev, int32_t tok, char *buf, size_t cap);
 const char *tok_bpe_piece(const tok_bpe *b, int32_t tok);

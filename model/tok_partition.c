@@ -1,4 +1,4 @@
-/* User-defined tokens cut out of a text (tok_partition.h). */
+/* Special tokens cut out of a text (tok_partition.h). */
 #include "tok_partition.h"
 
 #include <stdlib.h>
@@ -53,4 +53,47 @@ int tok_partition(const tok_pieces *p, const char *text, size_t len, tok_frags *
 oom:
     free(next.a);
     return -1;
+}
+
+typedef struct len_id {
+    uint32_t len;
+    int32_t id;
+} len_id;
+
+static int cmp_len_id(const void *a, const void *b)
+{
+    const len_id *x = a, *y = b;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int tok_partition_list(const uint32_t *len, const uint8_t *type, uint32_t n, unsigned mask,
+                       int32_t **out, uint32_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        k += type[i] < 32 && (mask & TOK_TYPE_BIT(type[i])) && len[i] > 0;
+    if (k == 0)
+        return 0;
+    len_id *tmp = malloc(k * sizeof *tmp);
+    int32_t *ids = malloc(k * sizeof *ids);
+    if (!tmp || !ids) {
+        free(tmp);
+        free(ids);
+        return -1;
+    }
+    k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (type[i] < 32 && (mask & TOK_TYPE_BIT(type[i])) && len[i] > 0)
+            tmp[k++] = (len_id){len[i], (int32_t)i};
+    qsort(tmp, k, sizeof *tmp, cmp_len_id);
+    for (uint32_t i = 0; i < k; i++)
+        ids[i] = tmp[i].id;
+    free(tmp);
+    *out = ids;
+    *n_out = k;
+    return 0;
 }

@@ -1,6 +1,8 @@
-/* A text cut into runs of plain text and whole user-defined tokens, the
- * first pass of both tokenizers (tok_spm.c, tok_bpe.c), in llama.cpp's
- * order: the longest token first, its leftmost occurrences first. */
+/* A text cut into runs of plain text and whole special tokens, the first
+ * pass of both tokenizers (tok_spm.c, tok_bpe.c), in llama.cpp's order: the
+ * longest token first, its leftmost occurrences first. Plain encoding cuts
+ * only user-defined tokens; encoding with special parsing (chat prompts)
+ * also cuts control and unknown tokens, so "<|im_start|>" is one id. */
 #ifndef PI_TOK_PARTITION_H
 #define PI_TOK_PARTITION_H
 
@@ -26,6 +28,16 @@ typedef struct tok_pieces {
     const int32_t *user;
     uint32_t n_user;
 } tok_pieces;
+
+/* GGUF tokenizer.ggml.token_type values, as bits for tok_partition_list. */
+#define TOK_TYPE_BIT(t) (1u << (t))
+enum { TOK_TYPE_UNKNOWN = 2, TOK_TYPE_CONTROL = 3, TOK_TYPE_USER = 4 };
+
+/* The non-empty tokens whose type[i] has its bit in mask, longest first
+ * (lower id first on ties), into *out (malloc'd, NULL when none; caller
+ * frees). 0, or -1 when out of memory. */
+int tok_partition_list(const uint32_t *len, const uint8_t *type, uint32_t n, unsigned mask,
+                       int32_t **out, uint32_t *n_out);
 
 /* Appends text[0..len)'s runs to v (empty v: the caller frees v->a either
  * way). 0, or -1 when out of memory. */

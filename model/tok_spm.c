@@ -1,7 +1,8 @@
 /* SentencePiece-style tokenizer, matching llama.cpp's SPM tokenizer byte for
  * byte (the test vectors in ../shared/vocab come from it). Encoding:
  *   1. user-defined tokens (type 4) are cut out of the text first, longest
- *      first; control tokens are never matched (text stays text);
+ *      first; control and unknown tokens only with parse_special (chat
+ *      prompts), else they stay text;
  *   2. each remaining text fragment that starts the input or follows a cut
  *      token gets a leading space when add_space_prefix; spaces become U+2581;
  *   3. the fragment is split into characters by the UTF-8 lead byte alone
@@ -39,6 +40,8 @@ struct tok_spm {
     int32_t byte_tok[256]; /* fallback token of each byte, -1 = none */
     int32_t *user;      /* user-defined tokens, longest first */
     uint32_t n_user;
+    int32_t *special;   /* user-defined, control and unknown tokens, longest first */
+    uint32_t n_special;
     int32_t bos, eos, unk;
     bool add_space_prefix, add_bos;
 };
@@ -146,18 +149,6 @@ static int spm_hex(char c)
     return -1;
 }
 
-typedef struct spm_len_id {
-    uint32_t len;
-    int32_t id;
-} spm_len_id;
-
-static int spm_cmp_user(const void *a, const void *b)
-{
-    const spm_len_id *x = a, *y = b;
-    if (x->len != y->len)
-        return x->len > y->len ? -1 : 1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
 
 static int spm_load_pieces(tok_spm *s, const gguf_file *f, const gguf_kv *tk, pi_error *err)
 {
@@ -206,30 +197,19 @@ static int spm_load_attrs(tok_spm *s, const gguf_file *f, pi_error *err)
                                     "is not of the form <0xXX>", gguf_path(f), i);
             s->byte_val[i] = (uint8_t)(hi * 16 + lo);
         }
-        if (t == TT_USER && s->len[i] > 0)
-            s->n_user++;
     }
     return 0;
 }
 
-static int spm_build_user(tok_spm *s, pi_error *err)
+/* The tokens the partition cuts out: user-defined ones always, control
+ * and unknown ones too when parsing special tokens. */
+static int spm_build_lists(tok_spm *s, pi_error *err)
 {
-    if (s->n_user == 0)
-        return 0;
-    spm_len_id *tmp = malloc(s->n_user * sizeof *tmp);
-    s->user = malloc(s->n_user * sizeof *s->user);
-    if (!tmp || !s->user) {
-        free(tmp);
+    const unsigned user = TOK_TYPE_BIT(TOK_TYPE_USER);
+    const unsigned special = user | TOK_TYPE_BIT(TOK_TYPE_CONTROL) | TOK_TYPE_BIT(TOK_TYPE_UNKNOWN);
+    if (tok_partition_list(s->len, s->type, s->n, user, &s->user, &s->n_user) != 0 ||
+        tok_partition_list(s->len, s->type, s->n, special, &s->special, &s->n_special) != 0)
         return pi_error_set(err, "tokenizer: out of memory");
-    }
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < s->n; i++)
-        if (s->type[i] == TT_USER && s->len[i] > 0)
-            tmp[k++] = (spm_len_id){s->len[i], (int32_t)i};
-    qsort(tmp, k, sizeof *tmp, spm_cmp_user);
-    for (uint32_t i = 0; i < k; i++)
-        s->user[i] = tmp[i].id;
-    free(tmp);
     return 0;
 }
 
@@ -282,7 +262,7 @@ tok_spm *tok_spm_new(const gguf_file *f, pi_error *err)
     }
     memset(s->map, 0xff, cap * sizeof *s->map);
     if (spm_load_pieces(s, f, tk, err) != 0 || spm_load_attrs(s, f, err) != 0 ||
-        spm_build_user(s, err) != 0)
+        spm_build_lists(s, err) != 0)
         goto fail;
     for (uint32_t i = 0; i < s->n; i++)
         spm_insert(s, (int32_t)i);
@@ -313,6 +293,7 @@ void tok_spm_free(tok_spm **sp)
     free(s->byte_val);
     free(s->map);
     free(s->user);
+    free(s->special);
     free(s);
     *sp = NULL;
 }
@@ -479,7 +460,7 @@ static size_t spm_escape(char *dst, const char *src, size_t n, bool prefix)
     return k;
 }
 
-int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos,
+int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos, int parse_special,
                    int32_t **ids, size_t *n_ids, pi_error *err)
 {
     *ids = NULL;
@@ -495,7 +476,8 @@ int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos,
     size_t esc_cap = 3 * len + 3;
     spm_work w = {.s = s};
     tok_frags frags = {0};
-    const tok_pieces pieces = {s->arena, s->off, s->len, s->user, s->n_user};
+    const tok_pieces pieces = {s->arena, s->off, s->len, parse_special ? s->special : s->user,
+                               parse_special ? s->n_special : s->n_user};
     w.esc = malloc(esc_cap);
     w.sym = malloc(esc_cap * sizeof *w.sym);
     w.out = malloc((4 * len + 4) * sizeof *w.out);

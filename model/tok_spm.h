@@ -22,8 +22,8 @@ int32_t tok_spm_bos(const tok_spm *s);   /* -1 when none */
 int32_t tok_spm_eos(const tok_spm *s);   /* -1 when none */
 size_t tok_spm_max_piece_len(const tok_spm *s);
 
-/* As tokenizer_encode / tokenizer_decode_piece / tokenizer_piece (tokenizer.h). */
-int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos,
+/* As tokenizer_encode (parse_special: tokenizer_encode_special) / tokenizer_decode_piece / tokenizer_piece (tokenizer.h). */
+int tok_spm_encode(const tok_spm *s, const char *text, size_t len, int add_bos, int parse_special,
                    int32_t **ids, size_t *n_ids, pi_error *err);
 int tok_spm_decode_piece(const tok_spm *s, int32_t prev, int32_t tok, char *buf, size_t cap);
 const char *tok_spm_piece(const tok_spm *s, int32_t tok);

@@ -81,8 +81,16 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
                      int32_t **ids, size_t *n_ids, pi_error *err)
 {
     if (t->bpe)
-        return tok_bpe_encode(t->bpe, text, len, add_bos, ids, n_ids, err);
-    return tok_spm_encode(t->spm, text, len, add_bos, ids, n_ids, err);
+        return tok_bpe_encode(t->bpe, text, len, add_bos, 0, ids, n_ids, err);
+    return tok_spm_encode(t->spm, text, len, add_bos, 0, ids, n_ids, err);
+}
+
+int tokenizer_encode_special(const tokenizer *t, const char *text, size_t len, int add_bos,
+                             int32_t **ids, size_t *n_ids, pi_error *err)
+{
+    if (t->bpe)
+        return tok_bpe_encode(t->bpe, text, len, add_bos, 1, ids, n_ids, err);
+    return tok_spm_encode(t->spm, text, len, add_bos, 1, ids, n_ids, err);
 }
 
 int tokenizer_decode_piece(const tokenizer *t, int32_t prev, int32_t tok, char *buf, size_t cap)

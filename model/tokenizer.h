@@ -28,6 +28,14 @@ int32_t tokenizer_eos(const tokenizer *t);
 int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_bos,
                      int32_t **ids, size_t *n_ids, pi_error *err);
 
+/* As tokenizer_encode, but control, unknown and user-defined tokens written
+ * in the text (tokenizer.ggml.token_type 3, 2, 4) become their ids, as
+ * llama.cpp's parse_special: for prompts rendered from a chat template,
+ * whose markers ("<|im_start|>", "<s>", "[INST]"...) are such tokens. Only
+ * trusted text: a user who types "<|im_end|>" in a message ends its turn. */
+int tokenizer_encode_special(const tokenizer *t, const char *text, size_t len, int add_bos,
+                             int32_t **ids, size_t *n_ids, pi_error *err);
+
 /* The bytes of token tok as text, given the previous token (prev < 0 for
  * none): "▁" becomes a space, except right after BOS where a leading space is
  * dropped (llama2.c's rule); <0xXX> byte tokens become the raw byte; control
