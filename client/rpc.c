@@ -23,7 +23,11 @@ struct rpc_client {
     void *mon;    /* PAIR receiving the DEALER's connect/disconnect events */
     uint64_t next_id;
     char endpoint[ENDPOINT_MAX];
+    char token[256];  /* sent in every request; "" = none */
 };
+
+/* --token, seen by rpc_parse_endpoint_flag before any connection. */
+static const char *flag_token;
 
 static int not_running(const char *endpoint, pi_error *err)
 {
@@ -132,6 +136,14 @@ rpc_client *rpc_connect(const char *endpoint, pi_error *err)
         return NULL;
     }
     snprintf(c->endpoint, sizeof c->endpoint, "%s", ep);
+    const char *tok = flag_token ? flag_token : getenv("PI_TOKEN");
+    if (tok && strlen(tok) >= sizeof c->token) {
+        pi_error_set(err, "the token is %zu bytes; pid takes at most %zu", strlen(tok),
+                     sizeof c->token - 1);
+        rpc_close(&c);
+        return NULL;
+    }
+    snprintf(c->token, sizeof c->token, "%s", tok ? tok : "");
     if (open_sockets(c, err) < 0) {
         rpc_close(&c);
         return NULL;
@@ -198,6 +210,7 @@ static int send_cancel(rpc_client *c, uint64_t request_id, pi_error *err)
     cr.request_id = request_id;
     Pi__Request r = PI__REQUEST__INIT;
     r.id = ++c->next_id;
+    r.token = c->token;
     r.kind_case = PI__REQUEST__KIND_CANCEL;
     r.cancel = &cr;
     if (wire_send(c->sock, NULL, 0, WIRE_RPC_HEADER, &r.base, err) < 0)
@@ -220,6 +233,7 @@ int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *
     if (remote_code)
         *remote_code = -1;
     req->id = ++c->next_id;
+    req->token = c->token;
     if (wire_send(c->sock, NULL, 0, WIRE_RPC_HEADER, &req->base, err) < 0)
         return pi_error_wrap(err, "sending %s to pid at %s", wire_request_name(req),
                              c->endpoint);
@@ -302,6 +316,16 @@ int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *
 int rpc_parse_endpoint_flag(int argc, char **argv, int *i, const char **value, pi_error *err)
 {
     const char *a = argv[*i];
+    if (!strncmp(a, "--token=", 8)) {
+        flag_token = a + 8;
+        return 1;
+    }
+    if (!strcmp(a, "--token")) {
+        if (*i + 1 >= argc)
+            return pi_error_set(err, "--token needs a value (or set PI_TOKEN)");
+        flag_token = argv[++*i];
+        return 1;
+    }
     if (!strncmp(a, "--endpoint=", 11)) {
         *value = a + 11;
         return 1;

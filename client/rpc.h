@@ -46,7 +46,9 @@ int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *
 
 /* If argv[*i] is --endpoint E or --endpoint=E, stores E in *value, leaves
  * *i on the last argument consumed and returns 1; 0 for other arguments;
- * -1 with err when the value is missing. */
+ * -1 with err when the value is missing. Also takes --token T (=T): the
+ * token every later connection sends, instead of $PI_TOKEN (docs/protocol.md,
+ * "Access"); *value is left as it was. */
 int rpc_parse_endpoint_flag(int argc, char **argv, int *i, const char **value, pi_error *err);
 
 /* Reads all of path (NULL = stdin; at most WIRE_MAX_BODY bytes) as a

@@ -19,6 +19,7 @@
 #include "endpoint.h"
 #include "engine.h"
 #include "http_server.h"
+#include "rpc_auth.h"
 #include "rpc_server.h"
 #include "wire.h"
 
@@ -39,6 +40,9 @@ static void start_usage(FILE *out)
             "  --gpu-backend B       cuda, host (plain C, no GPU) or auto (default)\n"
             "  --listen ENDPOINT     ipc:///path/pid.sock or tcp://127.0.0.1:PORT\n"
             "  --http HOST:PORT      also serve the OpenAI-compatible HTTP API there (docs/http.md)\n"
+            "  --token T             client token every request must carry (required for tcp)\n"
+            "  --admin-token T       token for shutdown and restart-worker (pid.conf keeps both\n"
+            "                        out of ps: token = / admin_token =)\n"
             "  --foreground          stay attached; log to stderr\n"
             "  --timings             the GPU worker times its phases every step (pictl status shows\n"
             "                        the last decode step; CPU workers' and pid's parts always)\n"
@@ -97,9 +101,14 @@ static int run_folder(const char *endpoint, int explicit, enum dir_mode mode, ch
     return 0;
 }
 
+/* The token stop/status/start send (the admin one when configured, which pid
+ * also takes for every other request); set by load_settings. */
+static const char *call_token = "";
+
 /* One request, one reply (the first Response with its id), within timeout_ms. */
 static Pi__Response *rpc_call(const char *endpoint, Pi__Request *req, int timeout_ms, pi_error *err)
 {
+    req->token = (char *)call_token;
     void *ctx = zmq_ctx_new(), *sock = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
     Pi__Response *out = NULL;
     if (!sock) {
@@ -209,6 +218,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     rpc = rpc_server_new(&c->sampling, &err);
     if (!rpc)
         goto out;
+    rpc_server_set_tokens(rpc, c->token, c->admin_token);
     sched_sink sink = rpc_server_sink(rpc);
     engine_opts o = {.model_path = c->model, .gpu_backend = c->gpu_backend, .ffn = c->ffn,
                      .measure_recall = c->measure_recall, .timings = c->timings,
@@ -223,7 +233,8 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     if (c->http[0]) {
         /* HTTP requests reach the scheduler through the RPC socket (inproc). */
         http_server_opts ho = {.listen = c->http, .zctx = rpc_server_zctx(rpc),
-                               .rpc_endpoint = "inproc://pi-rpc", .model_path = c->model,
+                               .rpc_endpoint = "inproc://pi-rpc", .token = c->token,
+                               .model_path = c->model,
                                .defaults = c->sampling};
         if (rpc_server_bind_inproc(rpc, ho.rpc_endpoint, &err) < 0 ||
             !(http = http_server_start(&ho, &err)))
@@ -289,6 +300,7 @@ static int load_settings(pid_config *c, int argc, char **argv, char *endpoint, c
         fprintf(stderr, "pid %s: %s\n", cmd, err.msg);
         return 2;
     }
+    call_token = c->admin_token[0] ? c->admin_token : c->token;
     if (!c->pid_file[0])
         snprintf(c->pid_file, sizeof c->pid_file, "%.900s/pid.pid", rundir);
     if (!c->log_file[0])
@@ -308,6 +320,12 @@ int pid_cmd_start(int argc, char **argv)
     int r = load_settings(&c, argc, argv, endpoint, rundir, "start", 1, DIR_PREPARE);
     if (r >= 0)
         return r;
+    rpc_auth auth;
+    pi_error aerr = {{0}};
+    if (rpc_auth_init(&auth, c.token, c.admin_token, endpoint, &aerr) < 0) {
+        fprintf(stderr, "pid start: %s\n", aerr.msg);
+        return 2;
+    }
     if (c.http[0] && !http_server_available()) {
         fprintf(stderr, "pid start: --http: %s\n", HTTP_UNAVAILABLE_MSG);
         return 1;
@@ -395,6 +413,12 @@ int pid_cmd_stop(int argc, char **argv)
         req.kind_case = PI__REQUEST__KIND_SHUTDOWN;
         req.shutdown = &sr;
         Pi__Response *resp = rpc_call(endpoint, &req, 5000, &err);
+        if (resp && resp->kind_case == PI__RESPONSE__KIND_ERROR) {
+            fprintf(stderr, "pid stop: pid at %s refused: %s\n", endpoint,
+                    resp->error->message ? resp->error->message : "an error");
+            pi__response__free_unpacked(resp, NULL);
+            return 1;
+        }
         if (resp)
             pi__response__free_unpacked(resp, NULL);
         else if (target > 0)

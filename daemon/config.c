@@ -4,6 +4,7 @@
 #include "ffn_mode.h"
 #include "http_text.h"
 #include "req_limits.h"
+#include "rpc_auth.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -78,6 +79,13 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         if (v[0] && http_listen_parse(v, &addr, &port, err) < 0)
             return -1;
         return set_str(c->http, sizeof c->http, key, v, err);
+    }
+    if (!strcmp(key, "token") || !strcmp(key, "admin_token")) {
+        /* Checked here so a bad token stops `pid start` before it detaches. */
+        if (v[0] && rpc_auth_token_valid(key, v, err) < 0)
+            return -1;
+        return key[0] == 't' ? set_str(c->token, sizeof c->token, key, v, err)
+                             : set_str(c->admin_token, sizeof c->admin_token, key, v, err);
     }
     if (!strcmp(key, "log_file"))
         return set_str(c->log_file, sizeof c->log_file, key, v, err);
@@ -212,6 +220,8 @@ static const struct {
     {"--model", "-m", "model"},
     {"--listen", NULL, "listen"},
     {"--http", NULL, "http"},
+    {"--token", NULL, "token"},
+    {"--admin-token", NULL, "admin_token"},
     {"--cpu-workers", NULL, "cpu_workers"},
     {"--vram-budget", NULL, "vram_budget"},
     {"--gpu-backend", NULL, "gpu_backend"},

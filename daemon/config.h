@@ -14,6 +14,8 @@ typedef struct pid_config {
     char model[PID_PATH_MAX];
     char listen[PID_PATH_MAX];      /* "" = the default endpoint */
     char http[64];                  /* "" = no HTTP API; else HOST:PORT (docs/http.md) */
+    char token[256];                /* client token ("" = none; tcp needs one: rpc_auth.h) */
+    char admin_token[256];          /* for Shutdown / RestartWorker ("" = none) */
     int cpu_workers;                /* -1 = one per NUMA node */
     double vram_budget_gib;         /* < 0 = automatic (backend's rule) */
     char gpu_backend[16];           /* "auto", "cuda" or "host" */

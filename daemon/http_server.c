@@ -48,6 +48,7 @@ struct http_server {
     struct MHD_Daemon *mhd;
     void *zctx;
     char rpc_endpoint[256];
+    char token[256];               /* pid's client token, "" = none */
     char model_id[256];
     gen_params defaults;
     chat_prompt chat;              /* the model's chat template (chat_prompt.h) */
@@ -84,8 +85,10 @@ static void *rpc_open(http_server *s, pi_error *err)
     return sock;
 }
 
-static int rpc_send(void *sock, Pi__Request *req, pi_error *err)
+/* Carries pid's client token: the ROUTER checks every request, inproc too. */
+static int rpc_send(const http_server *s, void *sock, Pi__Request *req, pi_error *err)
 {
+    req->token = (char *)s->token;
     return wire_send(sock, NULL, 0, WIRE_RPC_HEADER, &req->base, err);
 }
 
@@ -134,7 +137,7 @@ static Pi__Response *rpc_status(http_server *s, pi_error *err)
     req.kind_case = PI__REQUEST__KIND_STATUS;
     req.status = &sr;
     Pi__Response *r = NULL;
-    if (rpc_send(sock, &req, err) == 0) {
+    if (rpc_send(s, sock, &req, err) == 0) {
         int got = rpc_next(s, sock, STATUS_TIMEOUT_MS / 1e3, &r, err);
         if (got == 0)
             pi_error_set(err, "pid did not answer Status within %d ms", STATUS_TIMEOUT_MS);
@@ -485,7 +488,7 @@ static void send_cancel(gen_run *r)
     req.kind_case = PI__REQUEST__KIND_CANCEL;
     req.cancel = &cr;
     pi_error err;
-    if (rpc_send(r->sock, &req, &err) < 0)
+    if (rpc_send(r->s, r->sock, &req, &err) < 0)
         fprintf(stderr, "pid: http: cancel: %s\n", err.msg);
 }
 
@@ -516,7 +519,7 @@ static gen_run *gen_start(http_server *s, gen_req *g, int *status, char *msg, si
     req.id = ID_GENERATE;
     req.kind_case = PI__REQUEST__KIND_GENERATE;
     req.generate = &gr;
-    if (!r->sock || rpc_send(r->sock, &req, &err) < 0) {
+    if (!r->sock || rpc_send(r->s, r->sock, &req, &err) < 0) {
         *status = 500;
         snprintf(msg, cap, "cannot reach pid's scheduler: %.400s", err.msg);
         gen_run_free(r);
@@ -993,6 +996,7 @@ http_server *http_server_start(const http_server_opts *o, pi_error *err)
     atomic_init(&s->stopping, 0);
     atomic_init(&s->next_id, 1);
     snprintf(s->rpc_endpoint, sizeof s->rpc_endpoint, "%s", o->rpc_endpoint);
+    snprintf(s->token, sizeof s->token, "%s", o->token ? o->token : "");
     const char *slash = strrchr(o->model_path, '/');
     snprintf(s->model_id, sizeof s->model_id, "%s", slash ? slash + 1 : o->model_path);
     if (chat_prompt_load(o->model_path, &s->chat, err) < 0) {

@@ -19,6 +19,7 @@ typedef struct http_server_opts {
     const char *listen;         /* HOST:PORT (http_listen_parse) */
     void *zctx;                 /* the ZeroMQ context of rpc_endpoint's socket */
     const char *rpc_endpoint;   /* inproc:// endpoint of pid's RPC ROUTER */
+    const char *token;          /* pid's client token for that socket (NULL = none) */
     const char *model_path;     /* its file name is the model id */
     gen_params defaults;        /* pid's sampling defaults for fields a request leaves out */
 } http_server_opts;

@@ -13,6 +13,7 @@
 #include "chat_prompt.h"
 #include "endpoint.h"
 #include "req_limits.h"
+#include "rpc_auth.h"
 #include "wire.h"
 
 _Static_assert((int)SCHED_E_BAD_REQUEST == (int)PI__ERROR__CODE__BAD_REQUEST &&
@@ -30,7 +31,15 @@ struct rpc_server {
     void *zctx, *sock;
     char endpoint[ENDPOINT_MAX];
     int bound_ipc;
+    char token[RPC_AUTH_TOKEN_MAX], admin_token[RPC_AUTH_TOKEN_MAX]; /* as configured */
+    rpc_auth auth;                  /* from them and the endpoint, at bind */
 };
+
+void rpc_server_set_tokens(rpc_server *s, const char *token, const char *admin_token)
+{
+    snprintf(s->token, sizeof s->token, "%s", token);
+    snprintf(s->admin_token, sizeof s->admin_token, "%s", admin_token);
+}
 
 rpc_server *rpc_server_new(const gen_params *defaults, pi_error *err)
 {
@@ -394,8 +403,24 @@ static void on_cancel(rpc_server *s, const wire_msg *m)
     send_resp(s, m->routing_id, m->routing_id_len, &r);
 }
 
+/* Every request passes the token check before it is looked at. */
+static int allowed(rpc_server *s, const wire_msg *m)
+{
+    Pi__Request__KindCase k = m->request->kind_case;
+    int admin = k == PI__REQUEST__KIND_SHUTDOWN || k == PI__REQUEST__KIND_RESTART_WORKER;
+    char what[64], msg[300];
+    snprintf(what, sizeof what, "request %llu (%s)", (unsigned long long)m->id,
+             wire_request_name(m->request));
+    if (rpc_auth_check(&s->auth, m->request->token, admin, what, msg, sizeof msg) == 0)
+        return 1;
+    send_err(s, m->routing_id, m->routing_id_len, m->id, PI__ERROR__CODE__UNAUTHENTICATED, msg);
+    return 0;
+}
+
 static void dispatch(rpc_server *s, const wire_msg *m)
 {
+    if (!allowed(s, m))
+        return;
     switch (m->request->kind_case) {
     case PI__REQUEST__KIND_GENERATE: on_generate(s, m); break;
     case PI__REQUEST__KIND_TOKENIZE: on_tokenize(s, m); break;
@@ -464,6 +489,8 @@ int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *er
 {
     snprintf(s->endpoint, sizeof s->endpoint, "%s", endpoint);
     s->eng = e;
+    if (rpc_auth_init(&s->auth, s->token, s->admin_token, endpoint, err) < 0)
+        return -1;
     if (rpc_endpoint_in_use(endpoint))
         return pi_error_set(err, "another pid is already listening at %s; stop it with "
                                  "`pid stop --listen %s` or choose another --listen", endpoint, endpoint);

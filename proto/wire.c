@@ -377,6 +377,7 @@ const char *wire_error_code_name(int code)
     case PI__ERROR__CODE__WORKER_FAILED: return "WORKER_FAILED";
     case PI__ERROR__CODE__TOO_LONG: return "TOO_LONG";
     case PI__ERROR__CODE__INTERNAL: return "INTERNAL";
+    case PI__ERROR__CODE__UNAUTHENTICATED: return "UNAUTHENTICATED";
     default: return "?";
     }
 }
