@@ -18,11 +18,16 @@ typedef struct rpc_server rpc_server;
  * rpc_server_free. */
 rpc_server *rpc_server_new(const gen_params *defaults, pi_error *err);
 
+/* Tokens (docs/protocol.md, "Access"; "" = none), checked from
+ * rpc_server_bind on: call before it. Copied. */
+void rpc_server_set_tokens(rpc_server *s, const char *token, const char *admin_token);
+
 /* The sink to give engine_new: results go to the requesting client. */
 sched_sink rpc_server_sink(rpc_server *s);
 
 /* Binds endpoint (ipc: folder 0700, socket 0600; refuses when another pid
- * answers there) and registers with the engine's loop. */
+ * answers there, or a tcp endpoint without a token: rpc_auth.h) and
+ * registers with the engine's loop. */
 int rpc_server_bind(rpc_server *s, engine *e, const char *endpoint, pi_error *err);
 
 /* Also binds the RPC socket at inproc://NAME, for clients inside pid (its
