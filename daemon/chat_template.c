@@ -104,14 +104,16 @@ int chat_template_detect(const char *t, chat_style *out, pi_error *err)
     if (!has(t, "<|im_start|>") && (!strncmp(t, "mistral", 7) || has(t, "[INST]"))) {
         if (has(t, "[SYSTEM_PROMPT]"))
             out->family = CHAT_MISTRAL_V7;
-        else if (has(t, "' [INST] ' + system_message") || has(t, "[AVAILABLE_TOOLS]"))
+        else if (has(t, "' [INST] ' + system_message") || has(t, "[AVAILABLE_TOOLS]")) {
             out->family = has(t, " [INST]")       ? CHAT_MISTRAL_V1
                           : has(t, "\"[INST]\"") ? CHAT_MISTRAL_V3_TEKKEN
                                                   : CHAT_MISTRAL_V3;
-        else {
+            out->system_last = has(t, "loop.last and system_message");
+        } else {
             out->family = has(t, "<<SYS>>") ? CHAT_LLAMA2_SYS : CHAT_LLAMA2;
             out->strip = has(t, "content.strip()");
             out->bos_in_history = has(t, "bos_token + '[INST]");
+            out->reply_spaced = has(t, "' ' + eos_token");
         }
         return 0;
     }
@@ -174,21 +176,30 @@ static void render_llama2(sbuf *b, const chat_style *st, const chat_msg *m, cons
             sb_content(b, m[i].content, st->strip);
             sb_str(b, " [/INST]");
         } else {
+            sb_str(b, st->reply_spaced ? " " : "");
             sb_content(b, m[i].content, st->strip);
-            sb_str(b, "</s>");
+            sb_str(b, st->reply_spaced ? " </s>" : "</s>");
             inside = false;
         }
     }
 }
 
-static void render_mistral(sbuf *b, chat_family f, const chat_msg *m, const role *r, size_t n)
+static void render_mistral(sbuf *b, const chat_style *st, const chat_msg *m, const role *r, size_t n)
 {
     /* v1: " [INST] x [/INST] y</s>"; v3: "[INST] x[/INST] y</s>" (y trimmed);
-     * v3-tekken: "[INST]x[/INST]y</s>". A system message opens the turn. */
+     * v3-tekken: "[INST]x[/INST]y</s>". A system message opens the turn,
+     * or with system_last the last message when it is the user's (loop.last:
+     * a chat that ends with a reply shows no system text at all). */
+    chat_family f = st->family;
     const char *lead = f == CHAT_MISTRAL_V1 ? " " : "";
     const char *trail = f == CHAT_MISTRAL_V3_TEKKEN ? "" : " ";
+    const char *sys = NULL;
     bool inside = false;
     for (size_t i = 0; i < n; i++) {
+        if (st->system_last && r[i] == ROLE_SYSTEM) {
+            sys = m[i].content;
+            continue;
+        }
         if (!inside) {
             sb_str(b, lead);
             sb_str(b, "[INST]");
@@ -199,6 +210,10 @@ static void render_mistral(sbuf *b, chat_family f, const chat_msg *m, const role
             sb_str(b, m[i].content);
             sb_str(b, "\n\n");
         } else if (r[i] == ROLE_USER) {
+            if (sys && i + 1 == n) {
+                sb_str(b, sys);
+                sb_str(b, "\n\n");
+            }
             sb_str(b, m[i].content);
             sb_str(b, lead);
             sb_str(b, "[/INST]");
@@ -292,7 +307,7 @@ char *chat_template_render(const chat_style *st, const chat_msg *m, size_t n, bo
     case CHAT_MISTRAL_V1:
     case CHAT_MISTRAL_V3:
     case CHAT_MISTRAL_V3_TEKKEN:
-        render_mistral(&b, st->family, m, r, n);
+        render_mistral(&b, st, m, r, n);
         break;
     case CHAT_MISTRAL_V7:
         for (size_t i = 0; i < n; i++) {

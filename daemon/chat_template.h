@@ -33,6 +33,8 @@ typedef struct chat_style {
     chat_family family;
     bool strip;            /* llama2: content.strip() */
     bool bos_in_history;   /* llama2: "<s>" before each later [INST] */
+    bool reply_spaced;     /* llama2: " reply </s>" (the template writes ' ' + ... + ' ' + eos_token) */
+    bool system_last;      /* mistral v3: the system text opens the last user turn (loop.last) */
 } chat_style;
 
 typedef struct chat_msg {
