@@ -10,6 +10,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"tokenize", cmd_tokenize, "tokenize [-m MODEL] [--no-bos] [--pieces] [--file F | TEXT]   print token ids (locally, or through pid)"},
+    {"chat", cmd_chat, "chat [--endpoint E] [--system TEXT] [--stats] [sampling flags]   multi-turn chat, turns from stdin"},
     {"generate", cmd_generate, "generate [--endpoint E] [sampling flags] [--no-stream] [--json] [--no-bos] PROMPT"},
     {"status", cmd_status, "status [--endpoint E]                            pid, model, placement, queue, workers"},
     {"workers", cmd_workers, "workers [--endpoint E]                           the workers table"},
