@@ -18,7 +18,9 @@ void ffn_cold(const cpu_shard *s, uint32_t l, const float *x, uint32_t n, float 
         for (uint32_t k = 0; k < d->n; k++) {
             const char *rec = d->data + (size_t)k * d->record_bytes;
             float g = pi_dot_row(d->gate_type, rec, xe, dim);
-            float u = pi_dot_row(d->up_type, rec + d->gate_bytes, xe, dim);
+            if (d->gate_b)
+                g += d->gate_b[k];
+            float u = pi_act_uses_up(s->act) ? pi_dot_row(d->up_type, rec + d->gate_bytes, xe, dim) : 0.0f;
             float a = ops_ffn_act(s->act, g, u);
             if (a != 0.0f)
                 pi_axpy_row(d->down_t_type, a, rec + d->gate_bytes + d->up_bytes, oe, dim);

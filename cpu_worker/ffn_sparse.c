@@ -13,18 +13,25 @@ static const void *row_at(const void *base, size_t stride, uint32_t j)
     return (const char *)base + (size_t)j * stride;
 }
 
+/* Neuron j's gate pre-activation: its row's dot with x, plus its bias. */
+static float gate_at(const ffn_kernels *k, const ffn_sparse_layer *l, uint32_t j, const float *x)
+{
+    float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, l->dim);
+    return l->gate_bias ? g + l->gate_bias[j] : g;
+}
+
 void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                       const float *x, const uint32_t *active, size_t n_active, float *out)
 {
     size_t dim = l->dim;
     for (size_t i = 0; i < n_active; i++) {
         uint32_t j = active[i];
-        float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, dim);
+        float g = gate_at(k, l, j, x);
         /* ReLU of a gate <= 0 makes h exactly 0 whatever up is: the up and
          * down rows need not be read (the "exact" FFN mode rests on this). */
         if (act != PI_ACT_SILU && !(g > 0.0f))
             continue;
-        float u = k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim);
+        float u = pi_act_uses_up(act) ? k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim) : 0.0f;
         float h = ops_ffn_act(act, g, u);
         if (h == 0.0f)
             continue;   /* the sparsity the whole design exploits */
@@ -38,8 +45,8 @@ void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act
     size_t dim = l->dim;
     for (size_t i = 0; i < n_active; i++) {
         uint32_t j = active[i];
-        float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, dim);
-        float u = k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim);
+        float g = gate_at(k, l, j, x);
+        float u = pi_act_uses_up(act) ? k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim) : 0.0f;
         k->axpy(l->down_t_type, ops_ffn_act(act, g, u), row_at(l->down_t, l->down_t_stride, j), out, dim);
     }
 }

@@ -25,6 +25,9 @@ typedef struct ffn_sparse_layer {
     pi_type gate_type, up_type, down_t_type;
     const void *gate, *up, *down_t;
     size_t gate_stride, up_stride, down_t_stride;
+    /* OPT's fc1 bias, one float per neuron (added to the gate's dot), or
+     * NULL. With act RELU_SINGLE the up rows are never read. */
+    const float *gate_bias;
 } ffn_sparse_layer;
 
 /* One variant's row kernels. dot returns sum_i row[i] * x[i]; axpy does

@@ -38,6 +38,28 @@ static int32_t pick(const int32_t *const *ids, uint32_t begin, uint32_t l, uint3
     return ids ? ids[l][k] : (int32_t)(begin + k);
 }
 
+/* Each layer's fc1 biases in record order (the ids are set). */
+static int fill_biases(cpu_shard *s, const pi_model *m, pi_error *err)
+{
+    size_t n = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        n += s->layers[l].n;
+    if (!(s->bias_mem = malloc((n ? n : 1) * sizeof *s->bias_mem)))
+        return pi_error_set(err, "cpu shard: out of memory for %zu biases", n);
+    float *q = s->bias_mem;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        cpu_shard_layer *d = &s->layers[l];
+        const float *all = m->layers[l].ffn_gate_b.data;
+        if (!all)
+            return pi_error_set(err, "cpu shard: layer %u has no ffn_up.bias but layer 0 has", l);
+        for (uint32_t k = 0; k < d->n; k++)
+            q[k] = all[d->ids[k]];
+        d->gate_b = q;
+        q += d->n;
+    }
+    return 0;
+}
+
 /* ids NULL: the range [begin, begin + counts0) in every layer. */
 static cpu_shard *build(const pi_model *m, const int32_t *const *ids, const uint32_t *counts, uint32_t begin,
                         uint32_t count0, int numa_node, pi_error *err)
@@ -73,7 +95,7 @@ static cpu_shard *build(const pi_model *m, const int32_t *const *ids, const uint
         d->up_type = y->ffn_up.type;
         d->down_t_type = plan_down_t_type(pi_layer_down_type(y));
         d->gate_bytes = y->ffn_gate.row_bytes;
-        d->up_bytes = y->ffn_up.row_bytes;
+        d->up_bytes = pi_act_uses_up(m->act) ? y->ffn_up.row_bytes : 0;
         if (pi_row_bytes(d->down_t_type, m->dim, &d->down_t_bytes) < 0) {
             pi_error_set(err, "cpu shard: layer %u: bad down row size", l);
             return fail(&s);
@@ -104,6 +126,8 @@ static cpu_shard *build(const pi_model *m, const int32_t *const *ids, const uint
         d->local = local;
         q += (size_t)d->n + m->n_ff;
     }
+    if (m->n_layers && m->layers[0].ffn_gate_b.data && fill_biases(s, m, err) < 0)
+        return fail(&s);
     s->bytes = total;
     if (total == 0)
         return s;   /* an empty shard: more workers than cold neurons */
@@ -175,6 +199,7 @@ void cpu_shard_free(cpu_shard **sp)
             free(s->mem);
     }
     free(s->id_mem);
+    free(s->bias_mem);
     free(s->layers);
     free(s);
     *sp = NULL;
@@ -205,4 +230,5 @@ void cpu_shard_sparse_layer(const cpu_shard *s, uint32_t l, ffn_sparse_layer *f)
     f->up = L->data + L->gate_bytes;
     f->down_t = L->data + L->gate_bytes + L->up_bytes;
     f->gate_stride = f->up_stride = f->down_t_stride = L->record_bytes;
+    f->gate_bias = L->gate_b;
 }

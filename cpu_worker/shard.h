@@ -4,7 +4,9 @@
  * of neurons (plans from a placement: plan_shard_set). Per layer, each
  * neuron's gate row, up row and down^T row (its down column as a row of dim,
  * plan.h's layout) lie together in one record, so computing a neuron reads
- * one contiguous run of memory. Records follow the layer's list order. */
+ * one contiguous run of memory. Records follow the layer's list order.
+ * Gate-less FFNs (RELU_SINGLE) hold no up row (up_bytes 0); OPT's fc1 biases
+ * lie in a separate array beside the records. */
 #ifndef PI_CPU_SHARD_H
 #define PI_CPU_SHARD_H
 
@@ -22,6 +24,7 @@ typedef struct cpu_shard_layer {
     pi_type gate_type, up_type, down_t_type;
     size_t gate_bytes, up_bytes, down_t_bytes;  /* the three parts of a record */
     size_t record_bytes;
+    const float *gate_b;        /* n fc1 biases in record order (OPT), or NULL */
 } cpu_shard_layer;
 
 typedef struct cpu_shard {
@@ -34,6 +37,7 @@ typedef struct cpu_shard {
     void *mem;                  /* one allocation holding every layer's records */
     size_t mem_bytes;
     int32_t *id_mem;            /* every layer's ids and lookup table */
+    float *bias_mem;            /* every layer's gate biases, or NULL */
 } cpu_shard;
 
 /* Copies neurons [begin, end) of every layer of m (which may be closed

@@ -548,6 +548,12 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     }
     if (check_hot_sets(m, cfg, err) != 0)
         return NULL;
+    /* The kernels compute llama's graph only (model/arch.h lists the rest). */
+    if (const char *beyond = model_beyond_llama(m)) {
+        pi_error_set(err, "cuda backend: architecture %s needs %s, which the CUDA backend does not compute yet; "
+                     "run it with --gpu-backend host", m->arch, beyond);
+        return NULL;
+    }
     gpu_backend *b = (gpu_backend *)calloc(1, sizeof *b);
     if (!b) {
         pi_error_set(err, "cuda backend: out of memory");

@@ -11,6 +11,7 @@
  * on how entries are batched. The predict op reads the predictor from the
  * model's mapping, uncounted: the plan reserves predictor bytes only for
  * the CUDA backend. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +27,7 @@ struct gpu_backend {
     uint64_t bytes;                 /* weights + KV + hot FFN held */
     void **allocs;                  /* every counted allocation, for destroy */
     size_t n_allocs, cap_allocs;
-    pi_tensor tok_embd, output, output_norm;
+    pi_tensor tok_embd, output, output_norm, output_norm_b, pos_embd;
     pi_layer *layers;               /* copies; ffn_gate/ffn_up hold the hot rows by slot; ffn_down unused */
     uint32_t *layer_hot;            /* per layer: hot slots */
     int32_t *slot_of;               /* n_layers x n_ff: global neuron -> hot slot, or -1 */
@@ -162,9 +163,33 @@ static int load_layer(gpu_backend *b, const int32_t *const *hot, uint32_t il, pi
         copy_rows(b, &d->wv, &s->wv, s->wv.rows, err) < 0 ||
         copy_rows(b, &d->wo, &s->wo, s->wo.rows, err) < 0 ||
         copy_rows(b, &d->ffn_norm, &s->ffn_norm, s->ffn_norm.rows, err) < 0 ||
-        copy_set(b, &d->ffn_gate, &s->ffn_gate, hs, err) < 0 ||
-        copy_set(b, &d->ffn_up, &s->ffn_up, hs, err) < 0)
+        copy_set(b, &d->ffn_gate, &s->ffn_gate, hs, err) < 0)
         return -1;
+    /* the other architectures' biases (absent ones copy nothing) */
+    if (copy_rows(b, &d->attn_norm_b, &s->attn_norm_b, s->attn_norm_b.rows, err) < 0 ||
+        copy_rows(b, &d->ffn_norm_b, &s->ffn_norm_b, s->ffn_norm_b.rows, err) < 0 ||
+        copy_rows(b, &d->bq, &s->bq, s->bq.rows, err) < 0 || copy_rows(b, &d->bk, &s->bk, s->bk.rows, err) < 0 ||
+        copy_rows(b, &d->bv, &s->bv, s->bv.rows, err) < 0 || copy_rows(b, &d->bo, &s->bo, s->bo.rows, err) < 0 ||
+        copy_rows(b, &d->ffn_down_b, &s->ffn_down_b, s->ffn_down_b.rows, err) < 0)
+        return -1;
+    if (!pi_act_uses_up(b->m->act))
+        d->ffn_up = d->ffn_gate;    /* never read: no up rows held */
+    else if (copy_set(b, &d->ffn_up, &s->ffn_up, hs, err) < 0)
+        return -1;
+    if (s->ffn_gate_b.data && hs.n > 0) {
+        /* fc1's bias of each hot neuron, by hot slot like the gate rows */
+        float *gb = take(b, (size_t)hs.n * sizeof *gb, err);
+        if (!gb)
+            return -1;
+        for (uint32_t k = 0; k < hs.n; k++)
+            gb[k] = ((const float *)s->ffn_gate_b.data)[hs.ids ? (uint32_t)hs.ids[k] : k];
+        d->ffn_gate_b = s->ffn_gate_b;
+        d->ffn_gate_b.cols = hs.n;
+        d->ffn_gate_b.row_bytes = (size_t)hs.n * sizeof *gb;
+        d->ffn_gate_b.data = gb;
+    } else {
+        d->ffn_gate_b.data = NULL;
+    }
     b->down_t_type[il] = plan_down_t_type(pi_layer_down_type(s));
     if (pi_row_bytes(b->down_t_type[il], b->dim, &b->down_t_row_bytes[il]) < 0)
         return pi_error_set(err, "host backend: layer %u: bad down row size", il);
@@ -237,7 +262,9 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
     b->cfg.hot = NULL;          /* the caller's lists are copied into slot_of and the rows */
     b->cfg.hot_count = NULL;
     if (copy_rows(b, &b->tok_embd, &m->tok_embd, m->tok_embd.rows, err) < 0 ||
-        copy_rows(b, &b->output_norm, &m->output_norm, m->output_norm.rows, err) < 0)
+        copy_rows(b, &b->output_norm, &m->output_norm, m->output_norm.rows, err) < 0 ||
+        copy_rows(b, &b->output_norm_b, &m->output_norm_b, m->output_norm_b.rows, err) < 0 ||
+        copy_rows(b, &b->pos_embd, &m->pos_embd, m->pos_embd.rows, err) < 0)
         goto fail;
     if (m->tied_output)
         b->output = b->tok_embd;
@@ -298,8 +325,10 @@ static int host_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *
         if (e[i].slot >= b->cfg.max_seqs || e[i].pos >= b->cfg.n_ctx)
             return pi_error_set(err, "host backend: entry %u: slot %u / pos %u outside max_seqs %u / n_ctx %u",
                                 i, e[i].slot, e[i].pos, b->cfg.max_seqs, b->cfg.n_ctx);
-        pi_dequantize_row(b->tok_embd.type, pi_tensor_row(&b->tok_embd, (uint64_t)e[i].token),
-                          b->h + (size_t)i * b->dim, b->dim);
+        if (b->pos_embd.data && (uint64_t)e[i].pos + b->m->pos_offset >= b->pos_embd.rows)
+            return pi_error_set(err, "host backend: entry %u: pos %u is past the model's %" PRIu64 " learned positions",
+                                i, e[i].pos, b->pos_embd.rows - b->m->pos_offset);
+        ops_embed(b->h + (size_t)i * b->dim, &b->tok_embd, &b->pos_embd, b->m->pos_offset, e[i].token, e[i].pos);
     }
     return 0;
 }
@@ -323,22 +352,29 @@ static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         size_t layer_off = ((size_t)e[i].slot * m->n_layers + l) * b->cfg.n_ctx * kv_dim;
         float *kc = b->k_cache + layer_off, *vc = b->v_cache + layer_off;
         float *k = kc + (size_t)pos * kv_dim, *v = vc + (size_t)pos * kv_dim;
-        ops_rmsnorm(b->xb, x, y->attn_norm.data, dim, m->norm_eps);
+        float *xn = b->xn + (size_t)i * dim;
+        if (m->parallel)    /* falcon: the FFN reads the layer's input, not h after attention */
+            ops_norm(m, xn, x, &y->ffn_norm, &y->ffn_norm_b);
+        ops_norm(m, b->xb, x, &y->attn_norm, &y->attn_norm_b);
         ops_matvec(b->q, &y->wq, b->xb, 0, y->wq.rows);
         ops_matvec(k, &y->wk, b->xb, 0, kv_dim);
         ops_matvec(v, &y->wv, b->xb, 0, kv_dim);
-        ops_rope(b->q, b->q_dim, hd, pos, m->rope_theta);
-        ops_rope(k, kv_dim, hd, pos, m->rope_theta);
+        ops_add_bias(b->q, &y->bq);
+        ops_add_bias(k, &y->bk);
+        ops_add_bias(v, &y->bv);
+        ops_rope_model(m, b->q, b->q_dim, pos);
+        ops_rope_model(m, k, kv_dim, pos);
         for (uint32_t h = 0; h < m->n_heads; h++) {
             uint32_t kvh = h / group;
             ops_attention_head(b->xb + (size_t)h * hd, b->q + (size_t)h * hd, kc + (size_t)kvh * hd,
                                vc + (size_t)kvh * hd, kv_dim, hd, pos + 1, b->att + (size_t)h * b->cfg.n_ctx);
         }
         ops_matvec(b->xb2, &y->wo, b->xb, 0, dim);
+        ops_add_bias(b->xb2, &y->bo);
         for (uint32_t j = 0; j < dim; j++)
             x[j] += b->xb2[j];
-        float *xn = b->xn + (size_t)i * dim;
-        ops_rmsnorm(xn, x, y->ffn_norm.data, dim, m->norm_eps);
+        if (!m->parallel)
+            ops_norm(m, xn, x, &y->ffn_norm, &y->ffn_norm_b);
         memcpy(xn_out + (size_t)i * dim, xn, dim * sizeof *xn);
     }
     b->attn_layer = l;
@@ -389,10 +425,11 @@ static int host_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
         float *out = b->hot + (size_t)i * dim;
         memset(out, 0, dim * sizeof *out);
         for (uint32_t j = 0; j < b->layer_hot[l]; j++) {
-            float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, j), x, dim);
+            float g = ops_gate_biased(y, j, pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, j), x, dim));
             if (b->cfg.ffn == PI_FFN_EXACT && b->m->act != PI_ACT_SILU && !(g > 0.0f))
                 continue; /* relu(g) = 0: up and down cannot matter */
-            float u = pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, j), x, dim);
+            float u = pi_act_uses_up(b->m->act) ? pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, j), x, dim)
+                                                : 0.0f;
             float a = ops_ffn_act(b->m->act, g, u);
             if (a != 0.0f)
                 pi_axpy_row(dt_type, a, dt + (size_t)j * dt_rb, out, dim);
@@ -423,10 +460,12 @@ static int host_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
             if (g_id < 0 || (uint32_t)g_id >= b->m->n_ff || slot_of[g_id] < 0)
                 continue; /* cold: a CPU worker's */
             int32_t j = slot_of[g_id];
-            float g = pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, (uint64_t)j), x, dim);
+            float g = ops_gate_biased(y, (uint64_t)j,
+                                      pi_dot_row(y->ffn_gate.type, pi_tensor_row(&y->ffn_gate, (uint64_t)j), x, dim));
             if (b->m->act != PI_ACT_SILU && !(g > 0.0f))
                 continue;
-            float u = pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, (uint64_t)j), x, dim);
+            float u = pi_act_uses_up(b->m->act)
+                          ? pi_dot_row(y->ffn_up.type, pi_tensor_row(&y->ffn_up, (uint64_t)j), x, dim) : 0.0f;
             float a = ops_ffn_act(b->m->act, g, u);
             if (a != 0.0f)
                 pi_axpy_row(dt_type, a, dt + (size_t)j * dt_rb, out, dim);
@@ -441,12 +480,18 @@ static int host_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *cons
     b->attn_layer = -1;     /* h moves on: a predict now would read the next layer's input */
     if (check_n(b, n, err) < 0)
         return -1;
-    (void)l;
+    if (l >= b->m->n_layers)
+        return pi_error_set(err, "host backend: layer %u of %u", l, b->m->n_layers);
+    /* fc2's bias (OPT) joins the neurons' sum before the residual add, as
+     * in the reference forward */
+    const float *down_b = b->layers[l].ffn_down_b.data;
     size_t total = (size_t)n * b->dim;
     for (size_t i = 0; i < total; i++) {
         float t = b->hot[i];
         for (uint32_t p = 0; p < n_partials; p++)
             t += partials[p][i];
+        if (down_b)
+            t += down_b[i % b->dim];
         b->h[i] += t;
     }
     return 0;
@@ -461,7 +506,7 @@ static int host_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
     for (uint32_t i = 0; i < n; i++) {
         if (!e[i].want_logits)
             continue;
-        ops_rmsnorm(b->xb, b->h + (size_t)i * b->dim, b->output_norm.data, b->dim, m->norm_eps);
+        ops_norm(m, b->xb, b->h + (size_t)i * b->dim, &b->output_norm, &b->output_norm_b);
         ops_matvec(out + row * m->n_vocab, &b->output, b->xb, 0, m->n_vocab);
         row++;
     }

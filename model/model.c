@@ -1,7 +1,9 @@
-/* LLaMA-family model description from GGUF: hyperparameters with llama.cpp's
- * keys and defaults, and a 2-D view of every tensor, each checked against the
- * shape the hyperparameters imply before anything computes with it. */
+/* Model description from GGUF: hyperparameters with llama.cpp's keys and
+ * defaults, and a 2-D view of every tensor, each checked against the shape
+ * the hyperparameters imply before anything computes with it. What differs
+ * between architectures is in arch.c's table. */
 #include "model.h"
+#include "arch.h"
 #include "sidecar.h"
 
 #include <inttypes.h>
@@ -16,6 +18,7 @@ const char *pi_act_name(pi_act a)
     case PI_ACT_SILU: return "silu";
     case PI_ACT_RELU: return "relu";
     case PI_ACT_RELU_BOTH: return "relu_both";
+    case PI_ACT_RELU_SINGLE: return "relu_single";
     }
     return "?";
 }
@@ -99,9 +102,15 @@ static int read_hparams(pi_model *m, pi_error *err)
     const char *path = gguf_path(m->file);
     if (gguf_get_cstr(m->file, "general.architecture", m->arch, sizeof m->arch, err) < 0)
         return pi_error_set(err, "model %s: key general.architecture is missing (not a model file?)", path);
-    if (strcmp(m->arch, "llama") != 0)
-        return pi_error_set(err, "model %s: general.architecture is '%s'; pi supports 'llama'", path, m->arch);
-    if (get_req(m, "context_length", &m->n_ctx, err) < 0 ||
+    const pi_arch_info *ai = pi_arch_find(m->arch);
+    if (!ai)
+        return pi_error_set(err, "model %s: general.architecture is '%s'; pi supports %s", path, m->arch,
+                            pi_arch_names());
+    m->norm = ai->norm;
+    m->rope = ai->rope;
+    m->parallel = ai->parallel;
+    /* OPT files may leave the context to the position table's size */
+    if ((ai->pos_embd ? get_opt_u32(m, "context_length", &m->n_ctx, err) : get_req(m, "context_length", &m->n_ctx, err)) < 0 ||
         get_req(m, "embedding_length", &m->dim, err) < 0 ||
         get_req(m, "block_count", &m->n_layers, err) < 0 ||
         get_req(m, "feed_forward_length", &m->n_ff, err) < 0 ||
@@ -111,7 +120,8 @@ static int read_hparams(pi_model *m, pi_error *err)
     m->norm_eps = 1e-5f;
     m->rope_theta = 10000.0f;
     if (get_opt_u32(m, "attention.head_count_kv", &m->n_kv_heads, err) < 0 ||
-        get_opt_f32(m, "attention.layer_norm_rms_epsilon", &m->norm_eps, err) < 0 ||
+        get_opt_f32(m, ai->norm == PI_NORM_RMS ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon",
+                    &m->norm_eps, err) < 0 ||
         get_opt_f32(m, "rope.freq_base", &m->rope_theta, err) < 0)
         return -1;
     if (m->dim % m->n_heads != 0 || m->n_heads % m->n_kv_heads != 0)
@@ -123,7 +133,7 @@ static int read_hparams(pi_model *m, pi_error *err)
         return pi_error_set(err, "model %s: head size %u is odd; rope needs pairs", path, m->head_dim);
 
     /* PowerInfer's models are ReLU-family; its files carry no activation key. */
-    m->act = has_powerinfer_tensors(m) ? PI_ACT_RELU : PI_ACT_SILU;
+    m->act = ai->act == PI_ACT_SILU && has_powerinfer_tensors(m) ? PI_ACT_RELU : ai->act;
     m->sparse_threshold = 0.0f;
     if (gguf_find_kv(m->file, "powerinfer.sparse_threshold")) {
         if (gguf_get_f32(m->file, "powerinfer.sparse_threshold", &m->sparse_threshold, err) < 0 ||
@@ -137,9 +147,20 @@ static int read_hparams(pi_model *m, pi_error *err)
         if (!strcmp(act, "silu")) m->act = PI_ACT_SILU;
         else if (!strcmp(act, "relu")) m->act = PI_ACT_RELU;
         else if (!strcmp(act, "relu_both")) m->act = PI_ACT_RELU_BOTH;
+        else if (!strcmp(act, "relu_single")) m->act = PI_ACT_RELU_SINGLE;
         else
-            return pi_error_set(err, "model %s: pi.ffn_activation '%s' is not silu, relu or relu_both", path, act);
+            return pi_error_set(err, "model %s: pi.ffn_activation '%s' is not silu, relu, relu_both or relu_single",
+                                path, act);
+        if ((m->act == PI_ACT_RELU_SINGLE) != (ai->single_ffn != 0))
+            return pi_error_set(err, "model %s: pi.ffn_activation '%s' does not fit architecture %s, whose FFN %s a "
+                                "gate", path, act, m->arch, ai->single_ffn ? "has no" : "has");
     }
+    /* Falcon's own checkpoints use GELU, which pi does not compute; PowerInfer's
+     * ReluFalcon files (predictor tensors) and files that say relu_single run. */
+    if (!strcmp(m->arch, "falcon") && !gguf_find_kv(m->file, "pi.ffn_activation") && !has_powerinfer_tensors(m))
+        return pi_error_set(err, "model %s: a falcon file without PowerInfer's predictor is taken to use GELU, which "
+                            "pi does not support; ReLU Falcon files carry blk.N.fc1/fc2 or pi.ffn_activation "
+                            "'relu_single'", path);
     return 0;
 }
 
@@ -171,7 +192,7 @@ static int bind(pi_model *m, pi_tensor *t, const char *name, uint64_t cols, uint
                             "convert it to f32, f16, bf16, q8_0 or q4_0", path, name, tn ? tn : "unknown", (int)g->type);
     }
     if (want_f32 && g->type != PI_TYPE_F32)
-        return pi_error_set(err, "model %s: norm tensor %s has type %s; norms must be f32",
+        return pi_error_set(err, "model %s: tensor %s has type %s; norms and biases must be f32",
                             path, name, pi_type_name((int)g->type));
     size_t rb;
     if (pi_row_bytes(g->type, cols, &rb) < 0)
@@ -218,38 +239,138 @@ static int bind_powerinfer(pi_model *m, uint32_t il, pi_error *err)
     return 0;
 }
 
-static int bind_layer(pi_model *m, uint32_t il, pi_error *err)
+/* *t = rows [r0, r0 + n) of whole: a view, nothing copied. */
+static void view_rows(pi_tensor *t, const pi_tensor *whole, uint64_t r0, uint64_t n)
+{
+    *t = *whole;
+    t->rows = n;
+    t->data = (const char *)whole->data + r0 * whole->row_bytes;
+}
+
+/* "blk.<il>.<suffix>" into buf. */
+static const char *blk_name(char *buf, size_t size, uint32_t il, const char *suffix)
+{
+    snprintf(buf, size, "blk.%u.%s", il, suffix);
+    return buf;
+}
+
+/* The norm weight, and its bias for LayerNorm architectures. */
+static int bind_norm(pi_model *m, pi_tensor *w, pi_tensor *b, uint32_t il, const char *norm, pi_error *err)
+{
+    char name[96], base[64];
+    snprintf(base, sizeof base, "%s.weight", norm);
+    if (bind(m, w, blk_name(name, sizeof name, il, base), m->dim, 0, 1, err) < 0)
+        return -1;
+    if (m->norm != PI_NORM_LAYER)
+        return 0;
+    snprintf(base, sizeof base, "%s.bias", norm);
+    return bind(m, b, blk_name(name, sizeof name, il, base), m->dim, 0, 1, err);
+}
+
+static int bind_attn(pi_model *m, const pi_arch_info *ai, uint32_t il, pi_error *err)
 {
     pi_layer *l = &m->layers[il];
-    uint64_t dim = m->dim, q = (uint64_t)m->n_heads * m->head_dim,
-             kv = (uint64_t)m->n_kv_heads * m->head_dim, ff = m->n_ff;
-    const struct {
-        pi_tensor *t;
-        const char *name;
-        uint64_t cols, rows;
-        int norm;
-    } spec[] = {
-        {&l->attn_norm, "attn_norm", dim, 0, 1},
-        {&l->wq, "attn_q", dim, q, 0},
-        {&l->wk, "attn_k", dim, kv, 0},
-        {&l->wv, "attn_v", dim, kv, 0},
-        {&l->wo, "attn_output", q, dim, 0},
-        {&l->ffn_norm, "ffn_norm", dim, 0, 1},
-        {&l->ffn_gate, "ffn_gate", dim, ff, 0},
-        {&l->ffn_up, "ffn_up", dim, ff, 0},
-        {&l->ffn_down, "ffn_down", ff, dim, 0},
-    };
-    for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "blk.%u.%s.weight", il, spec[i].name);
-        /* PowerInfer's converter writes down only transposed (ffn_down_t,
-         * bound below); every user of down reads it through pi_layer_down_*. */
-        if (!strcmp(spec[i].name, "ffn_down") && !gguf_find_tensor(m->file, name) && find_blk(m, il, "ffn_down_t"))
-            continue;
-        if (bind(m, spec[i].t, name, spec[i].cols, spec[i].rows, spec[i].norm, err) < 0)
+    uint64_t dim = m->dim, q = (uint64_t)m->n_heads * m->head_dim, kv = (uint64_t)m->n_kv_heads * m->head_dim;
+    char name[96];
+    if (ai->fused_qkv) {
+        pi_tensor qkv;
+        if (bind(m, &qkv, blk_name(name, sizeof name, il, "attn_qkv.weight"), dim, q + 2 * kv, 0, err) < 0)
             return -1;
+        view_rows(&l->wq, &qkv, 0, q);
+        view_rows(&l->wk, &qkv, q, kv);
+        view_rows(&l->wv, &qkv, q + kv, kv);
+    } else if (bind(m, &l->wq, blk_name(name, sizeof name, il, "attn_q.weight"), dim, q, 0, err) < 0 ||
+               bind(m, &l->wk, blk_name(name, sizeof name, il, "attn_k.weight"), dim, kv, 0, err) < 0 ||
+               bind(m, &l->wv, blk_name(name, sizeof name, il, "attn_v.weight"), dim, kv, 0, err) < 0) {
+        return -1;
     }
+    if (ai->qkv_bias &&
+        (bind(m, &l->bq, blk_name(name, sizeof name, il, "attn_q.bias"), q, 0, 1, err) < 0 ||
+         bind(m, &l->bk, blk_name(name, sizeof name, il, "attn_k.bias"), kv, 0, 1, err) < 0 ||
+         bind(m, &l->bv, blk_name(name, sizeof name, il, "attn_v.bias"), kv, 0, 1, err) < 0))
+        return -1;
+    if (bind(m, &l->wo, blk_name(name, sizeof name, il, "attn_output.weight"), q, dim, 0, err) < 0)
+        return -1;
+    if (ai->out_bias && bind(m, &l->bo, blk_name(name, sizeof name, il, "attn_output.bias"), dim, 0, 1, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int bind_ffn(pi_model *m, const pi_arch_info *ai, uint32_t il, pi_error *err)
+{
+    pi_layer *l = &m->layers[il];
+    uint64_t dim = m->dim, ff = m->n_ff;
+    char name[96];
+    if (ai->single_ffn) {
+        /* the one input projection (fc1) acts as the gate; see PI_ACT_RELU_SINGLE */
+        if (bind(m, &l->ffn_gate, blk_name(name, sizeof name, il, "ffn_up.weight"), dim, ff, 0, err) < 0)
+            return -1;
+        l->ffn_up = l->ffn_gate;
+    } else if (bind(m, &l->ffn_gate, blk_name(name, sizeof name, il, "ffn_gate.weight"), dim, ff, 0, err) < 0 ||
+               bind(m, &l->ffn_up, blk_name(name, sizeof name, il, "ffn_up.weight"), dim, ff, 0, err) < 0) {
+        return -1;
+    }
+    /* PowerInfer's converter writes down only transposed (ffn_down_t, bound
+     * in bind_powerinfer); every user of down reads it through pi_layer_down_*. */
+    blk_name(name, sizeof name, il, "ffn_down.weight");
+    if ((gguf_find_tensor(m->file, name) || !find_blk(m, il, "ffn_down_t")) &&
+        bind(m, &l->ffn_down, name, ff, dim, 0, err) < 0)
+        return -1;
+    if (!ai->ffn_bias)
+        return 0;
+    if (bind(m, &l->ffn_gate_b, blk_name(name, sizeof name, il, "ffn_up.bias"), ff, 0, 1, err) < 0)
+        return -1;
+    /* fc2's bias: beside ffn_down, or beside ffn_down_t as PowerInfer names it */
+    blk_name(name, sizeof name, il, "ffn_down.bias");
+    if (!gguf_find_tensor(m->file, name))
+        blk_name(name, sizeof name, il, "ffn_down_t.bias");
+    return bind(m, &l->ffn_down_b, name, dim, 0, 1, err);
+}
+
+static int bind_layer(pi_model *m, const pi_arch_info *ai, uint32_t il, pi_error *err)
+{
+    pi_layer *l = &m->layers[il];
+    if (bind_norm(m, &l->attn_norm, &l->attn_norm_b, il, "attn_norm", err) < 0 || bind_attn(m, ai, il, err) < 0)
+        return -1;
+    if (ai->parallel) {
+        /* Falcon 40B normalises the FFN's input apart (attn_norm_2); 7B
+         * feeds both branches the one attn_norm. */
+        char name[96];
+        if (gguf_find_tensor(m->file, blk_name(name, sizeof name, il, "attn_norm_2.weight"))) {
+            if (bind_norm(m, &l->ffn_norm, &l->ffn_norm_b, il, "attn_norm_2", err) < 0)
+                return -1;
+        } else {
+            l->ffn_norm = l->attn_norm;
+            l->ffn_norm_b = l->attn_norm_b;
+        }
+    } else if (bind_norm(m, &l->ffn_norm, &l->ffn_norm_b, il, "ffn_norm", err) < 0) {
+        return -1;
+    }
+    if (bind_ffn(m, ai, il, err) < 0)
+        return -1;
     return bind_powerinfer(m, il, err);
+}
+
+/* OPT's learned positions: position p reads row p + 2 (the offset OPT was
+ * trained with), so the context is the table's rows - 2 at most. */
+static int bind_positions(pi_model *m, pi_error *err)
+{
+    const char *path = gguf_path(m->file);
+    const gguf_tensor *g = gguf_find_tensor(m->file, "position_embd.weight");
+    if (!g)
+        return pi_error_set(err, "model %s: tensor position_embd.weight is missing (architecture %s has learned "
+                            "positions)", path, m->arch);
+    m->pos_offset = 2;
+    if (g->ne[1] <= m->pos_offset || g->ne[1] > INT32_MAX)
+        return pi_error_set(err, "model %s: tensor position_embd.weight has %" PRIu64 " rows; it needs more than %u",
+                            path, g->ne[1], m->pos_offset);
+    uint32_t max_ctx = (uint32_t)g->ne[1] - m->pos_offset;
+    if (m->n_ctx == 0)
+        m->n_ctx = max_ctx;
+    if (m->n_ctx > max_ctx)
+        return pi_error_set(err, "model %s: key %s.context_length is %u but position_embd.weight holds %u positions",
+                            path, m->arch, m->n_ctx, max_ctx);
+    return bind(m, &m->pos_embd, "position_embd.weight", m->dim, g->ne[1], 0, err);
 }
 
 static int bind_all(pi_model *m, pi_error *err)
@@ -268,8 +389,12 @@ static int bind_all(pi_model *m, pi_error *err)
     if (vocab != m->n_vocab)
         return pi_error_set(err, "model %s: key %s.vocab_size is %u but token_embd.weight has %u rows",
                             path, m->arch, vocab, m->n_vocab);
+    const pi_arch_info *ai = pi_arch_find(m->arch);   /* known: read_hparams checked it */
     if (bind(m, &m->tok_embd, "token_embd.weight", m->dim, m->n_vocab, 0, err) < 0 ||
-        bind(m, &m->output_norm, "output_norm.weight", m->dim, 0, 1, err) < 0)
+        bind(m, &m->output_norm, "output_norm.weight", m->dim, 0, 1, err) < 0 ||
+        (m->norm == PI_NORM_LAYER && bind(m, &m->output_norm_b, "output_norm.bias", m->dim, 0, 1, err) < 0))
+        return -1;
+    if (ai->pos_embd && bind_positions(m, err) < 0)
         return -1;
     m->tied_output = gguf_find_tensor(m->file, "output.weight") == NULL;
     if (m->tied_output)
@@ -280,7 +405,7 @@ static int bind_all(pi_model *m, pi_error *err)
     if (!m->layers)
         return pi_error_set(err, "model %s: out of memory for %u layers", path, m->n_layers);
     for (uint32_t il = 0; il < m->n_layers; il++)
-        if (bind_layer(m, il, err) < 0)
+        if (bind_layer(m, ai, il, err) < 0)
             return -1;
     return 0;
 }
@@ -304,9 +429,34 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err)
     }
     /* PowerInfer's llama graph passes ffn_inp (before ffn_norm) to its
      * predictor; its files say so only by their magic. */
-    m->pred_input = m->has_predictor && gguf_is_powerinfer(f) && !strcmp(m->arch, "llama")
+    m->pred_input = m->has_predictor && gguf_is_powerinfer(f) &&
+                    (!strcmp(m->arch, "llama") || !strcmp(m->arch, "bamboo") || !strcmp(m->arch, "opt"))
                         ? PI_PRED_INPUT_RESIDUAL : PI_PRED_INPUT_NORMED;
     return m;
+}
+
+const char *model_beyond_llama(const pi_model *m)
+{
+    if (m->norm != PI_NORM_RMS)
+        return "LayerNorm with bias";
+    if (m->rope != PI_ROPE_NORM)
+        return m->rope == PI_ROPE_NEOX ? "NEOX rotary embedding" : "learned positions";
+    if (m->parallel)
+        return "parallel attention and FFN";
+    if (m->pos_embd.data)
+        return "learned positions";
+    if (m->act == PI_ACT_RELU_SINGLE)
+        return "an FFN without a gate";
+    if (m->output_norm_b.data)
+        return "an output norm bias";
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const pi_layer *y = &m->layers[l];
+        if (y->bq.data || y->bk.data || y->bv.data)
+            return "Q/K/V biases";
+        if (y->bo.data || y->attn_norm_b.data || y->ffn_norm_b.data || y->ffn_gate_b.data || y->ffn_down_b.data)
+            return "biases";
+    }
+    return NULL;
 }
 
 pi_model *model_open(const char *path, pi_error *err)

@@ -1,6 +1,7 @@
-/* A LLaMA-family model described from a GGUF file: hyperparameters and 2-D
- * views of every weight, pointing into the file's mapping (nothing copied).
- * Tensor names and keys follow llama.cpp (docs/formats.md). */
+/* A decoder-only transformer described from a GGUF file: hyperparameters
+ * and 2-D views of every weight, pointing into the file's mapping (nothing
+ * copied). Tensor names and keys follow llama.cpp's and PowerInfer's
+ * converters (docs/formats.md); the architectures are in model/arch.h. */
 #ifndef PI_MODEL_H
 #define PI_MODEL_H
 
@@ -17,7 +18,18 @@ typedef enum pi_act {
     PI_ACT_SILU = 0,
     PI_ACT_RELU = 1,
     PI_ACT_RELU_BOTH = 2,
+    /* No gate (OPT, ReLU Falcon): h = relu(fc1(x) + b); the one input
+     * projection is bound as ffn_gate, and ffn_up is the same tensor, so
+     * every kernel's "gate <= 0 skips the neuron" holds unchanged. */
+    PI_ACT_RELU_SINGLE = 3,
 } pi_act;
+
+/* Whether act reads the up projection (all but RELU_SINGLE): kernels skip
+ * its dot product, and shards and backends hold no up rows, otherwise. */
+static inline int pi_act_uses_up(pi_act act)
+{
+    return act != PI_ACT_RELU_SINGLE;
+}
 
 /* The vector a layer's predictor reads (docs/predictors.md). PowerInfer's
  * llama graph feeds its predictor the residual stream before ffn_norm, pi's
@@ -45,9 +57,16 @@ static inline const void *pi_tensor_row(const pi_tensor *t, uint64_t r)
 
 typedef struct pi_layer {
     pi_tensor attn_norm;            /* dim */
-    pi_tensor wq, wk, wv, wo;       /* rows = outputs */
-    pi_tensor ffn_norm;             /* dim */
-    pi_tensor ffn_gate, ffn_up;     /* n_ff x dim */
+    pi_tensor wq, wk, wv, wo;       /* rows = outputs; views into attn_qkv for falcon */
+    pi_tensor ffn_norm;             /* dim; falcon: attn_norm_2, or attn_norm when absent */
+    pi_tensor ffn_gate, ffn_up;     /* n_ff x dim; RELU_SINGLE: both the one projection */
+    /* Biases (f32 vectors), data NULL when the architecture has none:
+     * LayerNorm shifts (attn_norm_b, ffn_norm_b), qwen2's and OPT's
+     * projections (bq, bk, bv; bo OPT only), OPT's fc1 per neuron (ffn_gate_b,
+     * n_ff) and fc2 per output (ffn_down_b, dim). */
+    pi_tensor attn_norm_b, ffn_norm_b;
+    pi_tensor bq, bk, bv, bo;
+    pi_tensor ffn_gate_b, ffn_down_b;
     pi_tensor ffn_down;             /* dim x n_ff; data NULL in PowerInfer files that hold only ffn_down_t */
     /* PowerInfer files (docs/formats.md); data NULL when absent. */
     pi_tensor pred_fc1;             /* R x dim: predictor hidden layer (GGUF ne [dim, R]) */
@@ -55,14 +74,39 @@ typedef struct pi_layer {
     pi_tensor ffn_down_t;           /* n_ff x dim: down transposed, row j = column j of down */
 } pi_layer;
 
+/* How layers normalise: RMSNorm * w, or LayerNorm * w + b. */
+typedef enum pi_norm {
+    PI_NORM_RMS = 0,
+    PI_NORM_LAYER = 1,
+} pi_norm;
+
+/* Rotary embedding of q and k: NORM turns pairs (2i, 2i+1) of a head (llama,
+ * whose converter permutes q/k for it), NEOX pairs (i, i + head_dim/2) (qwen2,
+ * falcon), NONE: no rotation (OPT's learned positions instead). */
+typedef enum pi_rope {
+    PI_ROPE_NORM = 0,
+    PI_ROPE_NEOX = 1,
+    PI_ROPE_NONE = 2,
+} pi_rope;
+
 typedef struct pi_model {
     gguf_file *file;                /* owned */
     char arch[32];
     uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, n_ff, n_ctx;
     float norm_eps, rope_theta;
     pi_act act;
+    pi_norm norm;
+    pi_rope rope;
+    /* Falcon: attention and FFN both read the layer's input and add to it
+     * together (x += attn(n1(x)) + ffn(n2(x))); 0: one after the other. */
+    int parallel;
     pi_tensor tok_embd;             /* n_vocab x dim */
+    /* OPT: learned positions, row pos + pos_offset added to the embedding
+     * (data NULL otherwise). */
+    pi_tensor pos_embd;
+    uint32_t pos_offset;
     pi_tensor output_norm;          /* dim */
+    pi_tensor output_norm_b;        /* dim, LayerNorm archs; data NULL otherwise */
     pi_tensor output;               /* n_vocab x dim; same data as tok_embd when tied */
     int tied_output;
     pi_layer *layers;               /* n_layers, owned */
@@ -97,6 +141,12 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err);
 void model_close(pi_model **m);
 
 const char *pi_act_name(pi_act a);
+
+/* NULL when m computes exactly as a llama model (RMSNorm, NORM rope, no
+ * biases, gated FFN, sequential blocks, no learned positions), else a short
+ * phrase naming the first thing that differs ("Q/K/V biases", ...): what a
+ * backend that runs only llama's graph (CUDA) must refuse. */
+const char *model_beyond_llama(const pi_model *m);
 const char *pi_pred_input_name(pi_pred_input p);   /* "normed" or "residual" */
 
 /* The layer's down projection as a type: ffn_down's, or ffn_down_t's when

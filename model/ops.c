@@ -15,6 +15,55 @@ void ops_rmsnorm(float *out, const float *x, const float *w, size_t n, float eps
         out[i] = w[i] * (scale * x[i]);
 }
 
+void ops_layernorm(float *out, const float *x, const float *w, const float *b, size_t n, float eps)
+{
+    float mean = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        mean += x[i];
+    mean /= (float)n;
+    float var = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    float scale = 1.0f / sqrtf(var / (float)n + eps);
+    for (size_t i = 0; i < n; i++)
+        out[i] = w[i] * (scale * (x[i] - mean)) + (b ? b[i] : 0.0f);
+}
+
+void ops_norm(const pi_model *m, float *out, const float *x, const pi_tensor *w, const pi_tensor *b)
+{
+    if (m->norm == PI_NORM_LAYER)
+        ops_layernorm(out, x, w->data, b->data, m->dim, m->norm_eps);
+    else
+        ops_rmsnorm(out, x, w->data, m->dim, m->norm_eps);
+}
+
+void ops_add_bias(float *v, const pi_tensor *b)
+{
+    if (!b->data)
+        return;
+    const float *bb = b->data;
+    for (uint64_t i = 0; i < b->cols; i++)
+        v[i] += bb[i];
+}
+
+void ops_embed(float *out, const pi_tensor *tok_embd, const pi_tensor *pos_embd, uint32_t pos_offset,
+               int32_t token, uint32_t pos)
+{
+    size_t dim = (size_t)tok_embd->cols;
+    pi_dequantize_row(tok_embd->type, pi_tensor_row(tok_embd, (uint64_t)token), out, dim);
+    if (!pos_embd->data)
+        return;
+    /* block by block: no scratch of dim floats needed */
+    size_t be = pi_type_block_elems(pos_embd->type), bb = pi_type_block_bytes(pos_embd->type);
+    const char *row = pi_tensor_row(pos_embd, (uint64_t)pos + pos_offset);
+    float blk[PI_MAX_BLOCK_ELEMS];
+    for (size_t c = 0; c < dim; c += be) {
+        pi_dequantize_row(pos_embd->type, row + c / be * bb, blk, be);
+        for (size_t i = 0; i < be; i++)
+            out[c + i] += blk[i];
+    }
+}
+
 void ops_matvec(float *out, const pi_tensor *w, const float *x, uint64_t r0, uint64_t r1)
 {
     for (uint64_t r = r0; r < r1; r++)
@@ -41,6 +90,27 @@ void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta
         v[i] = a * c - b * s;
         v[i + 1] = a * s + b * c;
     }
+}
+
+void ops_rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta)
+{
+    uint32_t half = head_dim / 2;
+    for (uint32_t h0 = 0; h0 + head_dim <= n; h0 += head_dim)
+        for (uint32_t i = 0; i < half; i++) {
+            double ang = (double)pos * pow((double)theta, -(double)(2 * i) / (double)head_dim);
+            float c = (float)cos(ang), s = (float)sin(ang);
+            float a = v[h0 + i], b = v[h0 + i + half];
+            v[h0 + i] = a * c - b * s;
+            v[h0 + i + half] = a * s + b * c;
+        }
+}
+
+void ops_rope_model(const pi_model *m, float *v, uint32_t n, uint32_t pos)
+{
+    if (m->rope == PI_ROPE_NORM)
+        ops_rope(v, n, m->head_dim, pos, m->rope_theta);
+    else if (m->rope == PI_ROPE_NEOX)
+        ops_rope_neox(v, n, m->head_dim, pos, m->rope_theta);
 }
 
 void ops_softmax(float *x, size_t n)
@@ -89,6 +159,8 @@ float ops_ffn_act(pi_act act, float gate, float up)
         return (gate > 0.0f ? gate : 0.0f) * up;
     case PI_ACT_RELU_BOTH:
         return (gate > 0.0f ? gate : 0.0f) * (up > 0.0f ? up : 0.0f);
+    case PI_ACT_RELU_SINGLE:
+        return gate > 0.0f ? gate : 0.0f;
     }
     return 0.0f;
 }
@@ -117,8 +189,8 @@ void ops_ffn_range(const pi_layer *l, pi_act act, const float *x, uint32_t n0, u
 {
     size_t dim = (size_t)l->ffn_gate.cols;
     for (uint32_t j = n0; j < n1; j++) {
-        float g = pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), x, dim);
-        float u = pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), x, dim);
+        float g = ops_gate_biased(l, j, pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), x, dim));
+        float u = pi_act_uses_up(act) ? pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), x, dim) : 0.0f;
         h[j - n0] = ops_ffn_act(act, g, u);
     }
     if (!l->ffn_down.data) {    /* only the transposed down: one row per neuron */
@@ -137,8 +209,8 @@ void ops_ffn_list(const pi_layer *l, pi_act act, const float *x, const uint32_t 
     size_t dim = (size_t)l->ffn_gate.cols;
     for (size_t k = 0; k < n; k++) {
         uint32_t j = idx[k];
-        float g = pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), x, dim);
-        float u = pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), x, dim);
+        float g = ops_gate_biased(l, j, pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), x, dim));
+        float u = pi_act_uses_up(act) ? pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), x, dim) : 0.0f;
         float hj = ops_ffn_act(act, g, u);
         if (hj == 0.0f)
             continue;   /* the sparsity the whole design exploits */

@@ -20,13 +20,17 @@ static uint64_t tensor_bytes(const pi_tensor *t)
 
 uint64_t plan_weight_bytes(const pi_model *m)
 {
-    uint64_t b = tensor_bytes(&m->tok_embd) + tensor_bytes(&m->output_norm);
+    uint64_t b = tensor_bytes(&m->tok_embd) + tensor_bytes(&m->output_norm) + tensor_bytes(&m->output_norm_b) +
+                 tensor_bytes(&m->pos_embd);
     if (!m->tied_output)
         b += tensor_bytes(&m->output);
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const pi_layer *y = &m->layers[l];
         b += tensor_bytes(&y->attn_norm) + tensor_bytes(&y->wq) + tensor_bytes(&y->wk) +
              tensor_bytes(&y->wv) + tensor_bytes(&y->wo) + tensor_bytes(&y->ffn_norm);
+        /* the other architectures' biases (absent ones count 0) */
+        b += tensor_bytes(&y->attn_norm_b) + tensor_bytes(&y->ffn_norm_b) + tensor_bytes(&y->bq) +
+             tensor_bytes(&y->bk) + tensor_bytes(&y->bv) + tensor_bytes(&y->bo) + tensor_bytes(&y->ffn_down_b);
     }
     return b;
 }
@@ -116,7 +120,9 @@ size_t plan_neuron_bytes_layer(const pi_model *m, uint32_t l)
     size_t down_t = 0;
     /* dim is whole elements for every float type: cannot fail */
     (void)pi_row_bytes(plan_down_t_type(pi_layer_down_type(y)), m->dim, &down_t);
-    return y->ffn_gate.row_bytes + y->ffn_up.row_bytes + down_t;
+    /* a gate-less FFN (RELU_SINGLE) holds no up row; OPT's fc1 bias is one float */
+    return y->ffn_gate.row_bytes + (pi_act_uses_up(m->act) ? y->ffn_up.row_bytes : 0) + down_t +
+           (y->ffn_gate_b.data ? sizeof(float) : 0);
 }
 
 /* Rows of ffn_down_t (PowerInfer files without ffn_down) as plan_down_t_type

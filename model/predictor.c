@@ -24,8 +24,8 @@ uint32_t predictor_true_active(const pi_layer *l, pi_act act, const float *xn, i
 {
     uint32_t n_ff = (uint32_t)l->ffn_gate.rows, dim = (uint32_t)l->ffn_gate.cols, n = 0;
     for (uint32_t j = 0; j < n_ff; j++) {
-        float g = pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), xn, dim);
-        float u = act == PI_ACT_SILU || g > 0.0f
+        float g = ops_gate_biased(l, j, pi_dot_row(l->ffn_gate.type, pi_tensor_row(&l->ffn_gate, j), xn, dim));
+        float u = pi_act_uses_up(act) && (act == PI_ACT_SILU || g > 0.0f)
                       ? pi_dot_row(l->ffn_up.type, pi_tensor_row(&l->ffn_up, j), xn, dim)
                       : 0.0f;
         if (ops_ffn_act(act, g, u) != 0.0f)
