@@ -316,7 +316,8 @@ static int on_step(void *ud, const Pi__Step *st, pi_error *err)
 static int serve(cworker *c, pi_error *err)
 {
     ctl_loop loop = {.sock = c->sock, .name = c->name, .heartbeat_ms = HEARTBEAT_MS,
-                     .last_sent_ms = &c->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = c};
+                     .last_sent_ms = &c->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = c,
+                     .zctx = c->zctx, .ctl_endpoint = c->o->ctl, .routing_id = c->name};
     return ctl_loop_run(&loop, err);
 }
 

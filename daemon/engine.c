@@ -414,8 +414,24 @@ static void step_complete(engine *e, const Pi__StepDone *d, double now)
     timings_end(e->tm, pi_now_ms());
 }
 
+/* A worker's in-step heartbeat thread speaks as "NAME/hb" (ctl_heartbeat.h):
+ * proof that its process runs, nothing more. Returns 1 when m was one. */
+static int on_step_heartbeat(engine *e, const wire_msg *m)
+{
+    const char *id = m->routing_id;
+    size_t n = m->routing_id_len;
+    if (n < 4 || memcmp(id + n - 3, "/hb", 3) != 0)
+        return 0;
+    sup_worker *w = supervisor_find(&e->sup, id, n - 3);
+    if (w && w->pid > 0 && m->control->kind_case == PI__CONTROL__KIND_HEARTBEAT)
+        supervisor_seen_hb(w, pi_now_ms());
+    return 1;
+}
+
 static void on_control(engine *e, const wire_msg *m)
 {
+    if (on_step_heartbeat(e, m))
+        return;
     sup_worker *w = supervisor_find(&e->sup, m->routing_id, m->routing_id_len);
     if (!w || w->pid <= 0)
         return; /* a stranger, or a dead worker's last words */
@@ -587,7 +603,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
     }
     reap_children(e);
     double now = pi_now_ms();
-    supervisor_tick(&e->sup, now, e->in_flight);
+    supervisor_tick(&e->sup, now);
     if (!e->starting && !e->quitting) {
         check_lost_workers(e, now);
         if (!e->in_flight && supervisor_all_ready(&e->sup))
@@ -680,7 +696,7 @@ int engine_restart_worker(engine *e, const char *name, uint32_t *new_pid, pi_err
     }
     snprintf(w->last_error, sizeof w->last_error, "restarted on request");
     w->restart_at_ms = 0;
-    supervisor_tick(&e->sup, pi_now_ms(), e->in_flight);
+    supervisor_tick(&e->sup, pi_now_ms());
     if (w->pid <= 0)
         return pi_error_set(err, "worker %s: could not be started again: %s", name, w->last_error);
     *new_pid = (uint32_t)w->pid;
@@ -695,6 +711,8 @@ uint32_t engine_queue_length(const engine *e) { return scheduler_queued(e->sched
 uint32_t engine_active(const engine *e) { return scheduler_active(e->sched); }
 uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(pi_now_ms() - e->t_start); }
 uint32_t engine_max_tokens_limit(const engine *e) { return e->n_ctx; }
+
+uint32_t engine_n_vocab(const engine *e) { return e->model->n_vocab; }
 
 pi_ffn_mode engine_ffn(const engine *e)
 {

@@ -228,7 +228,7 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
     }
     w->pid = p;
     w->state = SUP_STARTING;
-    w->last_seen_ms = now;
+    w->last_seen_ms = w->main_seen_ms = now;
     w->rss_bytes = w->device_bytes = 0;
     return 0;
 }
@@ -268,7 +268,38 @@ sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, in
     return NULL;
 }
 
-void supervisor_tick(supervisor *s, double now, int busy)
+/* The state letter of /proc/PID/stat ('R', 'S', 'T' stopped...), 0 if unknown. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+/* Why w counts as hung now, or NULL. */
+static const char *hung(const sup_worker *w, double now, char *why, size_t cap)
+{
+    double silent = now - w->last_seen_ms, main_silent = now - w->main_seen_ms;
+    if (silent > SUP_STOPPED_MS && proc_state(w->pid) == 'T')
+        snprintf(why, cap, "stopped (SIGSTOP?) and silent for %.0f ms: killed as hung", silent);
+    else if (silent > SUP_HANG_MS)
+        snprintf(why, cap, "no heartbeat for %.0f ms: killed as hung", silent);
+    else if (main_silent > SUP_STEP_MAX_MS)
+        snprintf(why, cap, "its main thread sent nothing for %.0f s while its heartbeat thread "
+                           "beat (one step that long): killed as hung", main_silent / 1e3);
+    else
+        return NULL;
+    return why;
+}
+
+void supervisor_tick(supervisor *s, double now)
 {
     for (uint32_t i = 0; i < s->n; i++) {
         sup_worker *w = &s->w[i];
@@ -281,11 +312,12 @@ void supervisor_tick(supervisor *s, double now, int busy)
                 w->restart_at_ms = now + w->backoff_ms;
             }
         } else if (w->state == SUP_READY && w->pid > 0 &&
-                   now - w->last_seen_ms > (busy ? SUP_BUSY_HANG_MS : SUP_HANG_MS)) {
-            snprintf(w->last_error, sizeof w->last_error, "no heartbeat for %.0f ms: killed as hung",
-                     now - w->last_seen_ms);
+                   hung(w, now, w->last_error, sizeof w->last_error)) {
             kill(w->pid, SIGKILL);
-            w->last_seen_ms = now; /* one kill; SIGCHLD does the rest */
+            /* One kill; SIGCHLD does the rest. SIGCONT lets a stopped
+             * process take the SIGKILL at once. */
+            kill(w->pid, SIGCONT);
+            w->last_seen_ms = w->main_seen_ms = now;
         }
     }
 }
@@ -304,14 +336,16 @@ double supervisor_next_due(const supervisor *s, double now)
     return best;
 }
 
-void supervisor_seen(sup_worker *w, double now) { w->last_seen_ms = now; }
+void supervisor_seen(sup_worker *w, double now) { w->last_seen_ms = w->main_seen_ms = now; }
+
+void supervisor_seen_hb(sup_worker *w, double now) { w->last_seen_ms = now; }
 
 void supervisor_ready(sup_worker *w, double now)
 {
     w->state = SUP_READY;
     w->ever_ready = 1;
     w->backoff_ms = BACKOFF_FIRST_MS;
-    w->last_seen_ms = now;
+    w->last_seen_ms = w->main_seen_ms = now;
     w->last_error[0] = 0;
 }
 

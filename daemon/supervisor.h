@@ -1,8 +1,11 @@
 /* supervisor: the worker processes of one pid. Spawns them (fork + exec from
  * the folder of pid's own binary, flags of docs/architecture.md), tracks
  * their state, restarts the dead with backoff (100 ms doubling to 5 s, reset
- * once a worker is ready) and kills the hung (5 s without a message while
- * idle). Reaping is the caller's: it reads SIGCHLD and calls
+ * once a worker is ready) and kills the hung: SUP_HANG_MS without a word
+ * (workers beat every 500 ms, from a second thread during a step, so a long
+ * step is not a hang), SUP_STOPPED_MS when /proc says the process is stopped
+ * (SIGSTOP), or SUP_STEP_MAX_MS without a word from its main thread while its
+ * heartbeat thread still beats (a step stuck for that long). Reaping is the caller's: it reads SIGCHLD and calls
  * supervisor_reap. Time is passed in (milliseconds, monotonic). */
 #ifndef PI_DAEMON_SUPERVISOR_H
 #define PI_DAEMON_SUPERVISOR_H
@@ -13,8 +16,9 @@
 #include "pi_error.h"
 
 #define SUP_MAX_WORKERS 65
-#define SUP_HANG_MS 5000.0
-#define SUP_BUSY_HANG_MS 60000.0  /* silence allowed while a step runs */
+#define SUP_HANG_MS 5000.0        /* silence (no message at all) that means hung */
+#define SUP_STOPPED_MS 1000.0     /* silence after which a stopped process is killed */
+#define SUP_STEP_MAX_MS 1800000.0 /* 30 min: the main thread's silence inside one step */
 
 typedef enum sup_state { SUP_STARTING, SUP_READY, SUP_DEAD, SUP_RESTARTING } sup_state;
 
@@ -32,7 +36,8 @@ typedef struct sup_worker {
     char cpus[256];         /* CPU list it is pinned to (cpu workers) */
     char detail[256];       /* from Ready */
     char last_error[512];   /* its Error message or how it exited */
-    double last_seen_ms;
+    double last_seen_ms;    /* its last message of any kind */
+    double main_seen_ms;    /* its last message from its main thread */
     double restart_at_ms;
     uint32_t backoff_ms;
     char *argv[32];         /* built once, before any fork */
@@ -71,15 +76,17 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err);
  * was not one of ours. */
 sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, int stopping);
 
-/* Restarts those whose backoff has passed; SIGKILLs the silent ones
- * (busy: a step is in flight, so the longer limit applies). */
-void supervisor_tick(supervisor *s, double now, int busy);
+/* Restarts those whose backoff has passed; SIGKILLs the silent, stopped
+ * and stuck ones (the header comment's limits). */
+void supervisor_tick(supervisor *s, double now);
 
 /* Milliseconds until the next restart is due (or -1 for none). */
 double supervisor_next_due(const supervisor *s, double now);
 
-/* A message arrived from w: it is alive. */
+/* A message arrived from w's main thread: it is alive. */
 void supervisor_seen(sup_worker *w, double now);
+/* A heartbeat arrived from w's in-step heartbeat thread ("NAME/hb"). */
+void supervisor_seen_hb(sup_worker *w, double now);
 /* w sent Ready. */
 void supervisor_ready(sup_worker *w, double now);
 

@@ -395,7 +395,8 @@ static int on_step(void *ud, const Pi__Step *st, pi_error *err)
 static int serve(gworker *g, pi_error *err)
 {
     ctl_loop loop = {.sock = g->sock, .name = "gpu worker", .heartbeat_ms = HEARTBEAT_MS,
-                     .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = g};
+                     .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = g,
+                     .zctx = g->zctx, .ctl_endpoint = g->o->ctl, .routing_id = "gpu"};
     return ctl_loop_run(&loop, err);
 }
 

@@ -1,12 +1,26 @@
 #include "ctl_loop.h"
 
+#include <stdlib.h>
+#include <time.h>
 #include <zmq.h>
 
+#include "ctl_heartbeat.h"
 #include "pi_proc.h"
 #include "wire.h"
 
-int ctl_loop_run(const ctl_loop *l, pi_error *err)
+/* PI_TEST_STEP_DELAY_MS: tests make every step this much longer, to prove a
+ * long step is not taken for a hang (tests/integration/test_heartbeat.sh). */
+static void test_delay(long ms)
 {
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (ms > 0 && nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
+{
+    const char *d = getenv("PI_TEST_STEP_DELAY_MS");
+    long delay_ms = d ? strtol(d, NULL, 10) : 0;
     for (;;) {
         double idle = pi_now_ms() - *l->last_sent_ms;
         if (idle >= l->heartbeat_ms) {
@@ -32,8 +46,12 @@ int ctl_loop_run(const ctl_loop *l, pi_error *err)
         int quit = 0, rc = 0;
         if (r == WIRE_OK) {
             const Pi__Control *c = msg.control;
-            if (c->kind_case == PI__CONTROL__KIND_STEP)
+            if (c->kind_case == PI__CONTROL__KIND_STEP) {
+                ctl_heartbeat_step(hb, 1);
+                test_delay(delay_ms);
                 rc = l->on_step(l->ud, c->step, err);
+                ctl_heartbeat_step(hb, 0);
+            }
             else if (c->kind_case == PI__CONTROL__KIND_QUIT)
                 quit = 1;
         }
@@ -43,4 +61,15 @@ int ctl_loop_run(const ctl_loop *l, pi_error *err)
         if (quit)
             return 0;
     }
+}
+
+int ctl_loop_run(const ctl_loop *l, pi_error *err)
+{
+    ctl_heartbeat *hb = NULL;
+    if (l->zctx && !(hb = ctl_heartbeat_start(l->zctx, l->ctl_endpoint, l->routing_id,
+                                              l->heartbeat_ms, err)))
+        return pi_error_wrap(err, "%s", l->name);
+    int rc = loop(l, hb, err);
+    ctl_heartbeat_stop(&hb);
+    return rc;
 }

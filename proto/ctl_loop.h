@@ -1,6 +1,7 @@
 /* The worker side of pid's control socket, shared by both workers: waits
  * for control messages, sends a heartbeat whenever nothing was sent for
- * heartbeat_ms, hands every Step to on_step and returns on Quit. Messages
+ * heartbeat_ms (and, from a second thread, every heartbeat_ms during a
+ * step), hands every Step to on_step and returns on Quit. Messages
  * pid never sends to workers are ignored. */
 #ifndef PI_CTL_LOOP_H
 #define PI_CTL_LOOP_H
@@ -16,6 +17,11 @@ typedef struct ctl_loop {
     int (*heartbeat)(void *ud, pi_error *err);
     int (*on_step)(void *ud, const Pi__Step *st, pi_error *err);
     void *ud;
+    /* Set all three to beat from a thread while on_step runs
+     * (ctl_heartbeat.h); zctx NULL: no such thread. */
+    void *zctx;                 /* the context of sock */
+    const char *ctl_endpoint;   /* pid's control endpoint */
+    const char *routing_id;     /* sock's routing id: "gpu", "cpu:I" */
 } ctl_loop;
 
 /* 0 after Quit; -1 with err when the socket fails or a callback does. */
