@@ -50,12 +50,14 @@ static int parse(int argc, char **argv, const char *usage, const char **endpoint
         if (r > 0)
             continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: %s\n", usage);
+            printf("usage: %s\n"
+                   "  --endpoint E   pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
+                   "  --token T      pid's admin token (default: $PI_TOKEN)\n", usage);
             return 0;
         }
         if (!arg || *arg || argv[i][0] == '-') {
-            fprintf(stderr, "pictl %s: unexpected argument '%s'\nusage: %s\n", argv[0], argv[i],
-                    usage);
+            fprintf(stderr, "pictl %s: unexpected argument '%s' (see pictl %s --help)\n", argv[0], argv[i],
+                    argv[0]);
             return 2;
         }
         *arg = argv[i];
@@ -88,8 +90,7 @@ int cmd_restart_worker(int argc, char **argv)
     if (rc >= 0)
         return rc;
     if (!name || !worker_name_ok(name)) {
-        fprintf(stderr, "pictl restart-worker: name a worker: gpu or cpu:N (got '%s')\n"
-                        "usage: %s\n", name ? name : "", usage);
+        fprintf(stderr, "pictl restart-worker: name a worker: gpu or cpu:N (got '%s')\n", name ? name : "");
         return 2;
     }
     Pi__RestartWorkerRequest rw = PI__RESTART_WORKER_REQUEST__INIT;

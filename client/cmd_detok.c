@@ -56,8 +56,13 @@ static int call(const char *name, const char *endpoint, Pi__Request *req, rpc_ha
 
 int client_remote_tokenize(int argc, char **argv)
 {
-    const char *usage = "pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]   "
-                        "(stdin when neither is given)";
+    const char *usage = "pictl tokenize [--endpoint E] [--token T] [--no-bos] [--file F | TEXT]   "
+                        "(stdin when neither is given)\n"
+                        "  Tokenizes through a running pid (-m MODEL tokenizes locally: see pictl tokenize -m X --help).\n"
+                        "  --endpoint E   pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
+                        "  --token T      pid's client token (default: $PI_TOKEN)\n"
+                        "  --no-bos       do not prepend the BOS token\n"
+                        "  --file F       read the text from F";
     const char *endpoint = NULL, *file = NULL, *text = NULL;
     int no_bos = 0;
     pi_error err = {{0}};
@@ -78,14 +83,14 @@ int client_remote_tokenize(int argc, char **argv)
             printf("usage: %s\n", usage);
             return 0;
         } else if ((a[0] == '-' && a[1]) || text) {
-            fprintf(stderr, "pictl tokenize: unexpected argument '%s'\nusage: %s\n", a, usage);
+            fprintf(stderr, "pictl tokenize: unexpected argument '%s' (see pictl tokenize --help)\n", a);
             return 2;
         } else {
             text = a;
         }
     }
     if (file && text) {
-        fprintf(stderr, "pictl tokenize: give TEXT or --file F, not both\nusage: %s\n", usage);
+        fprintf(stderr, "pictl tokenize: give TEXT or --file F, not both\n");
         return 2;
     }
     char *owned = NULL;
@@ -138,8 +143,10 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n, size_t *cap, pi_er
 
 int cmd_detokenize(int argc, char **argv)
 {
-    const char *usage = "pictl detokenize [--endpoint E] IDS...   (ids as arguments, "
-                        "separated by spaces or commas)";
+    const char *usage = "pictl detokenize [--endpoint E] [--token T] IDS...\n"
+                        "  Prints the text of the token ids (arguments, separated by spaces or commas), through pid.\n"
+                        "  --endpoint E   pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
+                        "  --token T      pid's client token (default: $PI_TOKEN)";
     const char *endpoint = NULL;
     int32_t *ids = NULL;
     size_t n = 0, cap = 0;
@@ -154,13 +161,13 @@ int cmd_detokenize(int argc, char **argv)
         if (r == 0)
             r = parse_ids(argv[i], &ids, &n, &cap, &err);
         if (r < 0) {
-            fprintf(stderr, "pictl detokenize: %s\nusage: %s\n", err.msg, usage);
+            fprintf(stderr, "pictl detokenize: %s (see --help)\n", err.msg);
             free(ids);
             return 2;
         }
     }
     if (n == 0) {
-        fprintf(stderr, "pictl detokenize: no token ids given\nusage: %s\n", usage);
+        fprintf(stderr, "pictl detokenize: no token ids given (see --help)\n");
         free(ids);
         return 2;
     }

@@ -13,18 +13,24 @@
 #include "commands.h"
 #include "gen_params.h"
 #include "rpc.h"
+#include "stop_text.h"
 #include "utf8.h"
+
+#define MAX_STOPS 8 /* as many --stop strings as the HTTP API takes */
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: pictl generate [--endpoint E] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                  "                      [--min-p M] [--repeat-penalty R] [--repeat-last-n N]\n"
-                 "                      [--seed S] [--no-stream] [--json] [--no-bos] (PROMPT | -f FILE)\n\n"
+                 "                      [--seed S] [--stop TEXT]... [--no-stream] [--json] [--no-bos]\n"
+                 "                      (PROMPT | -f FILE)\n\n"
                  "  --endpoint E          pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
+                 "  --token T             pid's client token (default: $PI_TOKEN)\n"
                  "  --no-stream           print the text once, at the end\n"
                  "  --json                print one JSON object: generated text, tokens and statistics\n"
                  "  --no-bos              do not put BOS before the prompt\n"
                  "  -f, --file FILE       read the prompt from FILE (- = stdin) instead of PROMPT\n"
+                 "  --stop TEXT           end the text where TEXT first appears (not printed); up to 8\n"
                  "%s",
             gen_params_usage());
 }
@@ -39,6 +45,10 @@ typedef struct gen_out {
     Pi__GenerateDone done;
     char stop_reason[32];
     int have_done;
+    const char *const *stops; /* --stop: text is held back while it may start one */
+    size_t n_stops;
+    size_t emitted;           /* bytes of text already printed (stream with stops) */
+    int stopped;              /* a stop string was found: text ends before it */
 } gen_out;
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem, pi_error *err)
@@ -56,12 +66,44 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, pi_error *err)
     return 0;
 }
 
+static int put(const unsigned char *p, size_t n, pi_error *err)
+{
+    if ((n && fwrite(p, 1, n, stdout) != n) || fflush(stdout) != 0)
+        return pi_error_set(err, "writing to stdout failed");
+    return 0;
+}
+
+/* With --stop: text ends where a stop string starts (the call is then
+ * abandoned: pictl exits and pid cancels the request of a client that went
+ * away); streamed text waits while it may still become one. */
+static int check_stops(gen_out *g, pi_error *err)
+{
+    const char *t = (const char *)g->text;
+    long at = stop_text_find(t, g->text_len, g->emitted, g->stops, g->n_stops);
+    if (at >= 0) {
+        g->text_len = (size_t)at;
+        g->stopped = 1;
+        snprintf(g->stop_reason, sizeof g->stop_reason, "stop");
+        if (g->stream && put(g->text + g->emitted, g->text_len - g->emitted, err) < 0)
+            return -1;
+        g->emitted = g->text_len;
+        return pi_error_set(err, "stop string found");
+    }
+    size_t safe = stop_text_safe_len(t, g->text_len, g->stops, g->n_stops);
+    if (g->stream && safe > g->emitted) {
+        if (put(g->text + g->emitted, safe - g->emitted, err) < 0)
+            return -1;
+        g->emitted = safe;
+    }
+    return 0;
+}
+
 static int on_response(const Pi__Response *r, void *user, pi_error *err)
 {
     gen_out *g = user;
     if (r->kind_case == PI__RESPONSE__KIND_CHUNK) {
         const Pi__GenerateChunk *c = r->chunk;
-        if (g->stream) {
+        if (g->stream && g->n_stops == 0) {
             if (c->text.len && fwrite(c->text.data, 1, c->text.len, stdout) != c->text.len)
                 return pi_error_set(err, "writing to stdout failed");
             if (fflush(stdout) != 0)
@@ -78,7 +120,7 @@ static int on_response(const Pi__Response *r, void *user, pi_error *err)
         if (c->n_tokens)
             memcpy(g->tokens + g->n_tokens, c->tokens, c->n_tokens * sizeof *c->tokens);
         g->n_tokens += c->n_tokens;
-        return 0;
+        return g->n_stops ? check_stops(g, err) : 0;
     }
     if (r->kind_case == PI__RESPONSE__KIND_DONE) {
         g->done = *r->done;
@@ -86,6 +128,10 @@ static int on_response(const Pi__Response *r, void *user, pi_error *err)
                  r->done->stop_reason ? r->done->stop_reason : "");
         g->done.stop_reason = g->stop_reason;
         g->have_done = 1;
+        /* The end: what was held back for a stop string goes out. */
+        if (g->stream && g->n_stops && put(g->text + g->emitted, g->text_len - g->emitted, err) < 0)
+            return -1;
+        g->emitted = g->text_len;
         return 0;
     }
     return pi_error_set(err, "pid answered generate with an unexpected message (case %d)",
@@ -147,6 +193,8 @@ int cmd_generate(int argc, char **argv)
     gen_params_default(&gp);
     const char *endpoint = NULL, *prompt = NULL, *file = NULL;
     int no_stream = 0, json = 0, no_bos = 0;
+    const char *stops[MAX_STOPS];
+    size_t n_stops = 0;
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -168,6 +216,16 @@ int cmd_generate(int argc, char **argv)
             json = 1;
         } else if (!strcmp(a, "--no-bos")) {
             no_bos = 1;
+        } else if (!strcmp(a, "--stop")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "pictl generate: --stop needs a non-empty TEXT\n");
+                return 2;
+            }
+            if (n_stops == MAX_STOPS) {
+                fprintf(stderr, "pictl generate: at most %d --stop strings\n", MAX_STOPS);
+                return 2;
+            }
+            stops[n_stops++] = argv[++i];
         } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "pictl generate: %s needs a FILE (- = stdin)\n", a);
@@ -175,8 +233,7 @@ int cmd_generate(int argc, char **argv)
             }
             file = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "pictl generate: unknown flag '%s'\n", a);
-            usage(stderr);
+            fprintf(stderr, "pictl generate: unknown flag '%s' (see pictl generate --help)\n", a);
             return 2;
         } else if (prompt) {
             fprintf(stderr, "pictl generate: one PROMPT only (quote it): got '%s' and '%s'\n",
@@ -191,8 +248,7 @@ int cmd_generate(int argc, char **argv)
         return 2;
     }
     if (!prompt && !file) {
-        fprintf(stderr, "pictl generate: missing PROMPT (use \"\" for none)\n");
-        usage(stderr);
+        fprintf(stderr, "pictl generate: missing PROMPT (use \"\" for none; see --help)\n");
         return 2;
     }
     if (gp.n_predict == 0) {
@@ -236,6 +292,8 @@ int cmd_generate(int argc, char **argv)
     gen_out g;
     memset(&g, 0, sizeof g);
     g.stream = !no_stream && !json;
+    g.stops = stops;
+    g.n_stops = n_stops;
     /* Text output continues the prompt, so show the prompt first (as
      * `pid run` does); --json carries only the generated text. */
     if (!json) {
@@ -274,7 +332,10 @@ int cmd_generate(int argc, char **argv)
         free(g.tokens);
         return 130;
     }
-    if (rc < 0) {
+    if (g.stopped) { /* pid's GenerateDone never came: count what did */
+        g.done.generated_tokens = (uint32_t)g.n_tokens;
+        g.done.stop_reason = g.stop_reason;
+    } else if (rc < 0) {
         if (g.stream)
             fputc('\n', stdout);
         fprintf(stderr, "pictl generate: %s\n", err.msg);
@@ -290,10 +351,13 @@ int cmd_generate(int argc, char **argv)
         fputc('\n', stdout);
     }
     fflush(stdout);
-    fprintf(stderr, "prompt %u tokens, generated %u tokens, first token %.1f ms, %.1f tok/s, "
-                    "seed %llu\n",
-            g.done.prompt_tokens, g.done.generated_tokens, g.done.time_to_first_token_ms,
-            g.done.tokens_per_second, (unsigned long long)g.done.seed);
+    if (g.stopped)
+        fprintf(stderr, "generated %u tokens, stopped at a --stop string\n", g.done.generated_tokens);
+    else
+        fprintf(stderr, "prompt %u tokens, generated %u tokens, first token %.1f ms, %.1f tok/s, "
+                        "seed %llu\n",
+                g.done.prompt_tokens, g.done.generated_tokens, g.done.time_to_first_token_ms,
+                g.done.tokens_per_second, (unsigned long long)g.done.seed);
     free(g.text);
     free(g.tokens);
     return ferror(stdout) ? 1 : 0;

@@ -41,7 +41,13 @@ static int import_llama2c(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: pictl model import-llama2c --checkpoint MODEL.bin --tokenizer TOK.bin -o OUT.gguf\n"
-                   "                                  [--type f32|f16|bf16|q8_0|q4_0] [--act silu|relu|relu_both]\n");
+                   "                                  [--type f32|f16|bf16|q8_0|q4_0] [--act silu|relu|relu_both]\n"
+                   "  Converts a llama2.c checkpoint and its tokenizer to GGUF (docs/llama2c-import.md).\n"
+                   "  --checkpoint F   llama2.c model file (.bin)\n"
+                   "  --tokenizer F    llama2.c tokenizer file (tokenizer.bin)\n"
+                   "  -o, --output OUT the GGUF to write\n"
+                   "  --type T         tensor type of the weight matrices (default f32)\n"
+                   "  --act A          FFN activation recorded in the file (default silu)\n");
             return 0;
         }
         if (!v) {
@@ -236,8 +242,13 @@ static void print_tensors(const gguf_file *f)
 static int inspect(int argc, char **argv)
 {
     if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: pictl model inspect FILE.gguf\n");
-        return argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) ? 0 : 2;
+        int help = argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+        if (help)
+            printf("usage: pictl model inspect FILE.gguf\n"
+                   "  Prints a GGUF's metadata, the model's shape, its tokenizer and its tensors.\n");
+        else
+            fprintf(stderr, "pictl model inspect: give one FILE.gguf (see --help)\n");
+        return help ? 0 : 2;
     }
     const char *path = argv[1];
     pi_error err = {{0}}, merr = {{0}};
@@ -271,9 +282,10 @@ int cmd_model(int argc, char **argv)
                         "       pictl model inspect FILE.gguf\n"
                         "       pictl model synth --shape S --type T -o OUT.gguf [--active A] [--skew Z] [--seed S] [--layers N] [--plain]\n"
                         "       pictl model profile -m MODEL --corpus FILE [--tokens N] [--ctx C] [-o SIDECAR]\n"
-                        "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n";
+                        "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n"
+                        "  Each subcommand's --help describes its flags.\n";
     if (argc < 2) {
-        fputs(usage, stderr);
+        fprintf(stderr, "pictl model: name a subcommand (see pictl model --help)\n");
         return 2;
     }
     if (!strcmp(argv[1], "import-llama2c"))
@@ -290,6 +302,6 @@ int cmd_model(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    fprintf(stderr, "pictl model: unknown subcommand '%s'\n%s", argv[1], usage);
+    fprintf(stderr, "pictl model: unknown subcommand '%s' (see pictl model --help)\n", argv[1]);
     return 2;
 }

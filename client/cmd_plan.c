@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "  Chooses the hot FFN neurons of every layer that maximise the expected share of\n"
             "  activations served by the GPU within the budget (weights outside the FFN, predictors\n"
             "  and the KV cache first), and prints per layer the hot count, GPU share and bytes.\n"
+            "  -m, --model MODEL  the GGUF model\n"
+            "  --vram-budget GIB  device memory to fill, in GiB (e.g. 12.6)\n"
             "  --freq SIDECAR   activation frequencies (default MODEL.pi-sparse.gguf when present,\n"
             "                   else uniform: every neuron equally likely)\n"
             "  --max-seqs S     KV cache slots (default 8, as pid start)\n"

@@ -24,8 +24,11 @@ static void usage(FILE *out)
             "                           [--dump-pairs FILE --pairs-per-layer N]\n"
             "  Runs the model densely over the corpus (windows of C tokens, BOS first, default 256)\n"
             "  and records how often each FFN neuron is active, per layer.\n"
+            "  -m, --model MODEL    the GGUF model\n"
+            "  --corpus FILE        the text to run (plain, or .xz)\n"
+            "  --ctx C              window length in tokens, BOS included (default 256)\n"
             "  --tokens N           stop after N tokens (default: the whole corpus)\n"
-            "  -o SIDECAR           output (default MODEL.pi-sparse.gguf next to the model)\n"
+            "  -o, --output SIDECAR output (default MODEL.pi-sparse.gguf next to the model)\n"
             "  --dump-pairs FILE    also write (x_norm, active set) pairs for the predictor trainer,\n"
             "  --pairs-per-layer N  for N tokens spread evenly over the run (0 = off)\n"
             "  A .xz corpus is read through `xz -dc`.\n");

@@ -128,11 +128,14 @@ static int run(int argc, char **argv, const char *name, int table_only)
         }
         if (r == 0) {
             if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-                printf("usage: pictl %s [--endpoint E]\n", name);
+                printf("usage: pictl %s [--endpoint E] [--token T]\n  %s\n"
+                       "  --endpoint E   pid's endpoint (default: $PI_ENDPOINT, else the local socket)\n"
+                       "  --token T      pid's client token (default: $PI_TOKEN)\n",
+                       name, table_only ? "Prints the workers table: name, pid, state, restarts, memory."
+                                        : "Prints pid's status: model, placement, queue, last step, workers.");
                 return 0;
             }
-            fprintf(stderr, "pictl %s: unknown argument '%s'\nusage: pictl %s [--endpoint E]\n",
-                    name, argv[i], name);
+            fprintf(stderr, "pictl %s: unknown argument '%s' (see pictl %s --help)\n", name, argv[i], name);
             return 2;
         }
     }

@@ -17,11 +17,18 @@ static const char usage[] =
     "usage: pictl model synth --shape tiny|7b|13b|40b|70b --type f16|q8_0|q4_0|f32|bf16 -o FILE.gguf\n"
     "                         [--active 0.11] [--skew 1.0] [--seed 1] [--layers N] [--plain] [--threads N]\n"
     "                         [--sidecar | --no-sidecar]\n"
+    "  Writes a LLaMA-shaped model with random weights whose FFN neurons fire with a\n"
+    "  power-law skew, for benchmarks at real sizes.\n"
+    "  --shape   the layer count and sizes of a known model (tiny: seconds)\n"
+    "  --type    tensor type of the weight matrices\n"
+    "  -o, --output FILE  the GGUF to write\n"
+    "  --seed    random seed; the same seed gives the same bytes\n"
     "  --active  mean fraction of FFN neurons that fire per token\n"
     "  --skew    power-law exponent: neuron of rank r fires with probability ~ r^-skew\n"
     "  --layers  override the shape's layer count (quick benchmarks)\n"
     "  --plain   only llama.cpp's tensors and keys (no predictor, no ffn_down_t, no pi.* keys)\n"
     "  --threads generating threads (default: one per CPU); the bytes do not depend on it\n"
+    "  --no-sidecar  do not write the sidecar below\n"
     "  --sidecar also write FILE.pi-sparse.gguf with every neuron's intended firing probability as\n"
     "            its activation frequency (corpus \"synthetic\"), so pid places hot neurons by it;\n"
     "            on by default unless --plain\n";
@@ -164,7 +171,7 @@ int cmd_model_synth(int argc, char **argv)
         }
     }
     if (!shape || !type || !out) {
-        fprintf(stderr, "pictl model synth: --shape, --type and -o are required\n%s", usage);
+        fprintf(stderr, "pictl model synth: --shape, --type and -o are required (see --help)\n");
         return 2;
     }
     if (synth_shape_find(shape, &o.shape, &err) < 0) {

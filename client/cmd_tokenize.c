@@ -15,9 +15,12 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pictl tokenize -m MODEL.gguf [--no-bos] [--special] [--pieces] [--file F | TEXT]\n"
-            "       pictl tokenize [--endpoint E] [--no-bos] [--file F | TEXT]   (through a running pid)\n"
+            "       pictl tokenize [--endpoint E] [--token T] [--no-bos] [--file F | TEXT]   (through pid)\n"
             "  Prints the token ids of TEXT, of file F, or of stdin when neither is given,\n"
             "  on one line separated by spaces. The text is taken byte for byte.\n"
+            "  -m, --model MODEL  tokenize locally with MODEL's vocabulary (else through pid)\n"
+            "  --file F   read the text from F\n"
+            "  --endpoint E, --token T   pid's endpoint and client token (without -m)\n"
             "  --no-bos   do not prepend the BOS token\n"
             "  --special  control tokens written in the text (<|im_start|>, </s>...) become\n"
             "             their ids, as for a prompt rendered from a chat template\n"
@@ -136,8 +139,7 @@ int cmd_tokenize(int argc, char **argv)
         }
     }
     if (!model) {
-        fprintf(stderr, "pictl tokenize: no model given: use -m MODEL.gguf\n");
-        usage(stderr);
+        fprintf(stderr, "pictl tokenize: no model given: use -m MODEL.gguf (see --help)\n");
         return 2;
     }
     if (file && text) {

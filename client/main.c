@@ -3,13 +3,14 @@
 #include <string.h>
 
 #include "commands.h"
+#include "pi_version.h"
 
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
-    {"tokenize", cmd_tokenize, "tokenize [-m MODEL] [--no-bos] [--pieces] [--file F | TEXT]   print token ids (locally, or through pid)"},
+    {"tokenize", cmd_tokenize, "tokenize [-m MODEL] [--no-bos] [--special] [--pieces] [--file F | TEXT]   print token ids (locally, or through pid)"},
     {"chat", cmd_chat, "chat [--endpoint E] [--system TEXT] [--stats] [sampling flags]   multi-turn chat, turns from stdin"},
     {"generate", cmd_generate, "generate [--endpoint E] [sampling flags] [--no-stream] [--json] [--no-bos] PROMPT"},
     {"status", cmd_status, "status [--endpoint E]                            pid, model, placement, queue, workers"},
@@ -22,21 +23,29 @@ static const struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: pictl COMMAND [ARGS]\n\ncommands:\n");
+    fprintf(out, "usage: pictl COMMAND [ARGS]   (pictl COMMAND --help describes its flags)\n"
+                 "       pictl --version | --help\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %s\n", commands[i].help);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "pictl: name a command (see pictl --help)\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("pictl (pi) %s\n", PI_VERSION);
+        return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "pictl: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "pictl: unknown command '%s' (see pictl --help)\n", argv[1]);
     return 2;
 }

@@ -30,9 +30,12 @@ static void start_usage(FILE *out)
 {
     fprintf(out,
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB]\n"
-            "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--max-seqs N]\n"
-            "                 [--max-batch N] [--max-queue N] [-c|--ctx-size|--n-ctx N] [--log-file F] [--pid-file F]\n"
-            "                 [--foreground] [--timings] [default sampling flags]\n\n"
+            "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--http HOST:PORT]\n"
+            "                 [--token T] [--admin-token T] [--max-seqs N] [--max-batch N] [--max-queue N]\n"
+            "                 [-c|--ctx-size|--n-ctx N] [--ffn MODE] [--measure-recall] [--log-file F]\n"
+            "                 [--pid-file F] [--foreground] [--timings] [default sampling flags]\n\n"
+            "  Every flag also has a key in the settings file: --max-seqs N is max_seqs = N.\n"
+            "  A flag's value may follow '=' (--listen=E).\n"
             "  --config FILE         settings file (etc/pid.conf documents every key); flags override it\n"
             "  -m, --model MODEL     GGUF model file\n"
             "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
@@ -43,11 +46,41 @@ static void start_usage(FILE *out)
             "  --token T             client token every request must carry (required for tcp)\n"
             "  --admin-token T       token for shutdown and restart-worker (pid.conf keeps both\n"
             "                        out of ps: token = / admin_token =)\n"
+            "  --max-seqs N          sequences decoded together, one KV cache slot each (default 8)\n"
+            "  --max-batch N         entries (tokens) per step, prefill included (default 32)\n"
+            "  --max-queue N         requests that may wait for a slot; more are refused (default 256)\n"
+            "  -c, --ctx-size N      KV cache positions per slot (also --n-ctx; default: the\n"
+            "                        model's trained context)\n"
+            "  --ffn MODE            auto, dense, exact or predicted (as pid run --help says)\n"
+            "  --measure-recall      with predicted: measure the predictor's recall (pictl status)\n"
+            "  --log-file F          the daemon's log (default: pid.log in the run folder)\n"
+            "  --pid-file F          the daemon's pid file (default: pid.pid in the run folder)\n"
             "  --foreground          stay attached; log to stderr\n"
             "  --timings             the GPU worker times its phases every step (pictl status shows\n"
             "                        the last decode step; CPU workers' and pid's parts always)\n"
             "sampling defaults for requests that leave them out:\n%s",
             gen_params_usage());
+}
+
+/* pid stop and pid status read the same settings as pid start (so one
+ * command line or config serves all three) but need only where pid listens. */
+static void other_usage(const char *cmd, FILE *out)
+{
+    fprintf(out,
+            "usage: pid %s [--config FILE] [--listen ENDPOINT] [--pid-file F]\n\n"
+            "  %s\n"
+            "  --config FILE         settings file: its listen = and pid_file = are used\n"
+            "  --listen ENDPOINT     where the daemon listens (default: $PI_ENDPOINT, else the\n"
+            "                        local socket in $XDG_RUNTIME_DIR/pi, /run/pi or /tmp/pi-$UID)\n"
+            "  --pid-file F          the daemon's pid file (default: pid.pid in the run folder)\n"
+            "  Every other pid start flag is accepted and ignored, so a start command line also\n"
+            "  works here: -m --model --cpu-workers --vram-budget --gpu-backend --http --token\n"
+            "  --admin-token --max-seqs --max-batch --max-queue -c --ctx-size --n-ctx --ffn\n"
+            "  --measure-recall --log-file --foreground --timings, and the sampling flags -n\n"
+            "  --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed.\n",
+            cmd,
+            !strcmp(cmd, "stop") ? "Asks the daemon to shut down and waits until it and its workers are gone."
+                                 : "Prints the daemon's status: pid, model, placement, queue, workers.");
 }
 
 static double now_s(void)
@@ -283,12 +316,14 @@ static int load_settings(pid_config *c, int argc, char **argv, char *endpoint, c
     }
     int r = pid_config_parse_args(c, argc, argv, &err);
     if (r == 1) {
-        start_usage(stdout);
+        if (!strcmp(cmd, "start"))
+            start_usage(stdout);
+        else
+            other_usage(cmd, stdout);
         return 0;
     }
-    if (r < 0) {
-        fprintf(stderr, "pid %s: %s\n", cmd, err.msg);
-        start_usage(stderr);
+    if (r < 0) { /* one line: the usage would bury it */
+        fprintf(stderr, "pid %s: %s (see pid %s --help)\n", cmd, err.msg, cmd);
         return 2;
     }
     if (need_model && !c->model[0]) {

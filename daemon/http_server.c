@@ -33,6 +33,7 @@ void http_server_stop(http_server **s) { *s = NULL; }
 #include "gguf.h"
 #include "http_metrics.h"
 #include "http_text.h"
+#include "stop_text.h"
 #include "wire.h"
 
 #define BODY_MAX (1u << 20)       /* larger request bodies: 413 */
@@ -568,7 +569,7 @@ static void gen_step(gen_run *r, size_t *from, size_t *to)
                 if (strlen(r->g.stops[i]) > longest)
                     longest = strlen(r->g.stops[i]);
             size_t back = old > longest ? old - longest : 0;
-            long at = http_stop_find(r->text, r->len, back < r->emitted ? r->emitted : back,
+            long at = stop_text_find(r->text, r->len, back < r->emitted ? r->emitted : back,
                                      (const char *const *)r->g.stops, r->g.n_stops);
             if (at >= 0) {
                 r->stopped = 1;
@@ -576,7 +577,7 @@ static void gen_step(gen_run *r, size_t *from, size_t *to)
                 *to = r->cut;
                 send_cancel(r); /* its GenerateDone{"cancelled"} finishes the request */
             } else {
-                *to = http_stop_safe_len(r->text, r->len, (const char *const *)r->g.stops, r->g.n_stops);
+                *to = stop_text_safe_len(r->text, r->len, (const char *const *)r->g.stops, r->g.n_stops);
                 if (*to < r->emitted)
                     *to = r->emitted;
             }

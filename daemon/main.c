@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "pi_version.h"
 
 static const struct {
     const char *name;
@@ -17,21 +18,29 @@ static const struct {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: pid COMMAND [ARGS]\n\ncommands:\n");
+    fprintf(out, "usage: pid COMMAND [ARGS]   (pid COMMAND --help describes its flags)\n"
+                 "       pid --version | --help\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %s\n", commands[i].help);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        fprintf(stderr, "pid: name a command (see pid --help)\n");
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("pid (pi) %s\n", PI_VERSION);
+        return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "pid: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    fprintf(stderr, "pid: unknown command '%s' (see pid --help)\n", argv[1]);
     return 2;
 }

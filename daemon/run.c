@@ -150,8 +150,7 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "pid run: %s needs a value\n", a);
-                usage(stderr);
+                fprintf(stderr, "pid run: %s needs a value (see pid run --help)\n", a);
                 return 2;
             }
             const char *v = argv[++i];
@@ -166,14 +165,12 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
             if (r < 0)
                 fprintf(stderr, "pid run: %s\n", err.msg);
             else
-                fprintf(stderr, "pid run: unknown argument '%s'\n", a);
-            usage(stderr);
+                fprintf(stderr, "pid run: unknown argument '%s' (see pid run --help)\n", a);
             return 2;
         }
     }
     if (!o->model_path) {
-        fprintf(stderr, "pid run: no model given (-m MODEL)\n");
-        usage(stderr);
+        fprintf(stderr, "pid run: no model given (-m MODEL; see pid run --help)\n");
         return 2;
     }
     if (*reference && o->timings) {

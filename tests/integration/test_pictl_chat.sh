@@ -1,5 +1,5 @@
 #!/bin/bash
-# pictl chat against a real pid on stories260K: turns piped on stdin stream replies that equal greedy generation from the whole conversation rendered so far (so history is sent, byte for byte), /exit stops reading, end of input (Ctrl-D) ends the chat, --system opens it, and a bad value is one error line.
+# pictl chat against a real pid on stories260K: turns piped on stdin stream replies that equal greedy generation from the whole conversation rendered so far (so history is sent, byte for byte), /exit stops reading, end of input (Ctrl-D) ends the chat, --system opens it, a bad value is one error line; and pictl generate --stop cuts the text before the stop string.
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup pictl_chat
@@ -55,6 +55,24 @@ timeout 10 "$B/pictl" chat --endpoint "$EP" --temp abc </dev/null >/dev/null 2>"
 st=$?
 [ $st = 2 ] && [ "$(wc -l <"$D/bad.err")" = 1 ] || { cat "$D/bad.err"; fail "--temp abc: status $st, want 2 and one line"; }
 echo "ok: a bad value is one line: $(cat "$D/bad.err")"
+
+# pictl generate --stop (here because pid is up): the greedy text ends right before the
+# first occurrence of the stop string, streamed and --json alike.
+/usr/bin/python3 - "$B/pictl" "$EP" <<'PY' || fail "pictl generate --stop"
+import json, subprocess, sys
+pictl, ep = sys.argv[1], sys.argv[2]
+run = lambda *a: subprocess.run([pictl, "generate", "--endpoint", ep, "--temp", "0", "-n", "60", *a],
+                                capture_output=True, timeout=120)
+full = json.loads(run("--json", "Once").stdout)["text"]
+stop = full[25:29]          # a piece from the middle of the text
+want = full[:full.find(stop)]
+r = run("--stop", stop, "--stop", "NEVER-APPEARS", "Once")
+assert r.returncode == 0, r.stderr
+assert r.stdout.decode() == "Once" + want + "\n", (r.stdout, want)
+j = json.loads(run("--json", "--stop", stop, "Once").stdout)
+assert j["text"] == want and j["stop_reason"] == "stop", j
+print(f"ok: generate --stop {stop!r}: text cut before it ({len(want)} of {len(full)} bytes), streamed and --json")
+PY
 
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null 2>&1 || fail "pid stop"
 echo "PASS"

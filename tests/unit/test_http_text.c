@@ -7,6 +7,7 @@
 #include "check.h"
 #include "http_metrics.h"
 #include "http_text.h"
+#include "stop_text.h"
 
 int main(void)
 {
@@ -24,21 +25,21 @@ int main(void)
 
     const char *stops[] = {"END", "lo w"};
     const char *t = "hello world END";
-    CHECK(http_stop_find(t, strlen(t), 0, stops, 2) == 3, "earliest stop");
-    CHECK(http_stop_find(t, strlen(t), 4, stops, 2) == 12, "from");
-    CHECK(http_stop_find(t, 5, 0, stops, 2) == -1, "stop must end within len");
-    CHECK(http_stop_safe_len("say EN", 6, stops, 2) == 4, "'EN' may become END: held back");
-    CHECK(http_stop_safe_len("say E", 5, stops, 2) == 4, "'E' held back");
-    CHECK(http_stop_safe_len("say x", 5, stops, 2) == 5, "nothing held back");
-    CHECK(http_stop_safe_len("hel", 3, stops, 2) == 2, "'l' may start 'lo w'");
-    CHECK(http_stop_safe_len("abc", 3, NULL, 0) == 3, "no stops");
+    CHECK(stop_text_find(t, strlen(t), 0, stops, 2) == 3, "earliest stop");
+    CHECK(stop_text_find(t, strlen(t), 4, stops, 2) == 12, "from");
+    CHECK(stop_text_find(t, 5, 0, stops, 2) == -1, "stop must end within len");
+    CHECK(stop_text_safe_len("say EN", 6, stops, 2) == 4, "'EN' may become END: held back");
+    CHECK(stop_text_safe_len("say E", 5, stops, 2) == 4, "'E' held back");
+    CHECK(stop_text_safe_len("say x", 5, stops, 2) == 5, "nothing held back");
+    CHECK(stop_text_safe_len("hel", 3, stops, 2) == 2, "'l' may start 'lo w'");
+    CHECK(stop_text_safe_len("abc", 3, NULL, 0) == 3, "no stops");
 
     const char *u = "a\xc3\xa9\xe2\x82\xac";  /* a, e-acute (2 bytes), euro (3 bytes) */
-    CHECK(http_utf8_complete_len(u, 6) == 6, "complete");
-    CHECK(http_utf8_complete_len(u, 5) == 3, "euro cut after 2 of 3 bytes");
-    CHECK(http_utf8_complete_len(u, 4) == 3, "euro cut after 1 byte");
-    CHECK(http_utf8_complete_len(u, 2) == 1, "e-acute cut");
-    CHECK(http_stop_safe_len(u, 5, NULL, 0) == 3, "safe_len keeps characters whole");
+    CHECK(stop_text_utf8_complete_len(u, 6) == 6, "complete");
+    CHECK(stop_text_utf8_complete_len(u, 5) == 3, "euro cut after 2 of 3 bytes");
+    CHECK(stop_text_utf8_complete_len(u, 4) == 3, "euro cut after 1 byte");
+    CHECK(stop_text_utf8_complete_len(u, 2) == 1, "e-acute cut");
+    CHECK(stop_text_safe_len(u, 5, NULL, 0) == 3, "safe_len keeps characters whole");
 
     http_metrics *m = http_metrics_new();
     CHECK(m, "metrics_new");
