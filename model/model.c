@@ -333,16 +333,15 @@ static int bind_layer(pi_model *m, const pi_arch_info *ai, uint32_t il, pi_error
     if (bind_norm(m, &l->attn_norm, &l->attn_norm_b, il, "attn_norm", err) < 0 || bind_attn(m, ai, il, err) < 0)
         return -1;
     if (ai->parallel) {
-        /* Falcon 40B normalises the FFN's input apart (attn_norm_2); 7B
-         * feeds both branches the one attn_norm. */
+        /* Falcon: the FFN reads attn_norm's output. 7B's attention reads it
+         * too; 40B's converter names its attention's own norm (ln_attn)
+         * attn_norm_2 and its MLP's (ln_mlp) attn_norm. */
         char name[96];
-        if (gguf_find_tensor(m->file, blk_name(name, sizeof name, il, "attn_norm_2.weight"))) {
-            if (bind_norm(m, &l->ffn_norm, &l->ffn_norm_b, il, "attn_norm_2", err) < 0)
-                return -1;
-        } else {
-            l->ffn_norm = l->attn_norm;
-            l->ffn_norm_b = l->attn_norm_b;
-        }
+        l->ffn_norm = l->attn_norm;
+        l->ffn_norm_b = l->attn_norm_b;
+        if (gguf_find_tensor(m->file, blk_name(name, sizeof name, il, "attn_norm_2.weight")) &&
+            bind_norm(m, &l->attn_norm, &l->attn_norm_b, il, "attn_norm_2", err) < 0)
+            return -1;
     } else if (bind_norm(m, &l->ffn_norm, &l->ffn_norm_b, il, "ffn_norm", err) < 0) {
         return -1;
     }

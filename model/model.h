@@ -58,7 +58,8 @@ static inline const void *pi_tensor_row(const pi_tensor *t, uint64_t r)
 typedef struct pi_layer {
     pi_tensor attn_norm;            /* dim */
     pi_tensor wq, wk, wv, wo;       /* rows = outputs; views into attn_qkv for falcon */
-    pi_tensor ffn_norm;             /* dim; falcon: attn_norm_2, or attn_norm when absent */
+    pi_tensor ffn_norm;             /* dim; falcon: the file's attn_norm (attn_norm above is then its
+                                       attn_norm_2 when present: 40B's ln_attn) */
     pi_tensor ffn_gate, ffn_up;     /* n_ff x dim; RELU_SINGLE: both the one projection */
     /* Biases (f32 vectors), data NULL when the architecture has none:
      * LayerNorm shifts (attn_norm_b, ffn_norm_b), qwen2's and OPT's

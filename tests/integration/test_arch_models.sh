@@ -5,7 +5,7 @@ tmp=$(mktemp -d "${PI_TMP:-/tmp}/arch_models.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 "$PI_BIN/test_arch_models" --write "$tmp" >/dev/null || fail "test_arch_models --write failed"
-for arch in qwen2 bamboo opt falcon; do
+for arch in qwen2 bamboo opt falcon falcon-40b; do
   m=$tmp/arch-$arch.gguf
   common=(-m "$m" -p "a1" -n 40 --temp 0.8 --seed 7)
   "$PI_BIN/pid" run "${common[@]}" --reference >"$tmp/$arch.ref" 2>"$tmp/$arch.ref.err" \

@@ -9,7 +9,7 @@ The math follows each family's published definition (HF transformers' modelling 
 llama with q/k/v biases and rotate-half rope; bamboo is llama with relu(gate) * relu(up); OPT adds
 learned positions at offset 2, pre-LayerNorms, biases everywhere and relu(fc1) -> fc2, output tied
 to the embedding; falcon (ReLU variant) runs attention and MLP in parallel on the same LayerNorm
-output (or ln_mlp when attn_norm_2 is present), fused qkv, multi-query, rotate-half rope.
+output (7B) or on ln_attn and ln_mlp (40B), fused qkv, multi-query, rotate-half rope.
 """
 import os
 import sys
@@ -134,8 +134,10 @@ def main():
         p = "blk.%d." % l
         an = norm(x, W(p + "attn_norm.weight"), bias(p + "attn_norm.bias", dim))
         if arch == "falcon":
-            mn = an if not has(p + "attn_norm_2.weight") else norm(x, W(p + "attn_norm_2.weight"),
-                                                                   bias(p + "attn_norm_2.bias", dim))
+            # the converter names 40B's ln_mlp attn_norm and its ln_attn attn_norm_2; 7B has one norm
+            mn = an
+            if has(p + "attn_norm_2.weight"):
+                an = norm(x, W(p + "attn_norm_2.weight"), bias(p + "attn_norm_2.bias", dim))
             x = x + attention(l, an) + mlp(l, mn)
             continue
         x = x + attention(l, an)

@@ -31,13 +31,15 @@ typedef struct arch_case {
     const char *arch;
     uint32_t n_kv_heads;
     pi_type type;           /* of the 2-D weights */
+    int norm_2;             /* falcon 40B: blk.N.attn_norm_2 (ln_attn) beside attn_norm (ln_mlp) */
 } arch_case;
 
 static const arch_case cases[] = {
-    {"qwen2", 2, PI_TYPE_F32},      /* GQA, q/k/v biases, NEOX rope */
-    {"bamboo", 4, PI_TYPE_F16},     /* dReLU */
-    {"opt", 4, PI_TYPE_F32},        /* learned positions, LayerNorm, biases, PowerInfer's ffn_down_t */
-    {"falcon", 1, PI_TYPE_F32},     /* multi-query, fused qkv, parallel blocks, ReLU */
+    {"qwen2", 2, PI_TYPE_F32, 0},   /* GQA, q/k/v biases, NEOX rope */
+    {"bamboo", 4, PI_TYPE_F16, 0},  /* dReLU */
+    {"opt", 4, PI_TYPE_F32, 0},     /* learned positions, LayerNorm, biases, PowerInfer's ffn_down_t */
+    {"falcon", 1, PI_TYPE_F32, 0},  /* 7B's shape: multi-query, fused qkv, parallel blocks, ReLU */
+    {"falcon", 2, PI_TYPE_F32, 1},  /* 40B's: grouped kv, attention and MLP normed apart */
 };
 
 /* ---- writing ---- */
@@ -126,6 +128,10 @@ static void write_model(const char *path, const arch_case *c, int with_vocab)
         add(&wr, L("attn_norm.weight"), PI_TYPE_F32, 0, DIM, 0.1f, 1.0f);
         if (layer_norm)
             add(&wr, L("attn_norm.bias"), PI_TYPE_F32, 0, DIM, 0.1f, 0.0f);
+        if (c->norm_2) {
+            add(&wr, L("attn_norm_2.weight"), PI_TYPE_F32, 0, DIM, 0.1f, 1.0f);
+            add(&wr, L("attn_norm_2.bias"), PI_TYPE_F32, 0, DIM, 0.1f, 0.0f);
+        }
         if (falcon) {
             add(&wr, L("attn_qkv.weight"), t, DIM + 2 * kv, DIM, ws, 0.0f);
         } else {
@@ -280,7 +286,9 @@ static void check_case(const arch_case *c, const char *dir)
 {
     pi_error err = {{0}};
     char path[1024];
-    snprintf(path, sizeof path, "%s/arch-%s.gguf", dir, c->arch);
+    char label[32];
+    snprintf(label, sizeof label, "%s%s", c->arch, c->norm_2 ? "-40b" : "");
+    snprintf(path, sizeof path, "%s/arch-%s.gguf", dir, label);
     write_model(path, c, 0);
     pi_model *m = model_open(path, &err);
     CHECK(m, "%s", err.msg);
@@ -334,7 +342,7 @@ static void check_case(const arch_case *c, const char *dir)
             gpu_backend_cuda.destroy(&cb);
     }
 #endif
-    printf("%-7s act %-11s max rel err vs float64: forward %.2e, split dense %.2e; %s\n", c->arch,
+    printf("%-10s act %-11s max rel err vs float64: forward %.2e, split dense %.2e; %s\n", label,
            pi_act_name(m->act), worst_fwd, worst_split, exact_note);
     free(dense);
     free(exact);
@@ -348,7 +356,7 @@ int main(int argc, char **argv)
     if (argc == 3 && !strcmp(argv[1], "--write")) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             char path[1024];
-            snprintf(path, sizeof path, "%s/arch-%s.gguf", argv[2], cases[i].arch);
+            snprintf(path, sizeof path, "%s/arch-%s%s.gguf", argv[2], cases[i].arch, cases[i].norm_2 ? "-40b" : "");
             write_model(path, &cases[i], 1);
             printf("%s\n", path);
         }
