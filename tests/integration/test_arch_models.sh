@@ -7,10 +7,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 "$PI_BIN/test_arch_models" --write "$tmp" >/dev/null || fail "test_arch_models --write failed"
 for arch in qwen2 bamboo opt falcon falcon-40b; do
   m=$tmp/arch-$arch.gguf
-  common=(-m "$m" -p "a1" -n 40 --temp 0.8 --seed 7)
+  common=(-m "$m" -p "a1" -n 40 --temp 0.8 --seed 1)
   "$PI_BIN/pid" run "${common[@]}" --reference >"$tmp/$arch.ref" 2>"$tmp/$arch.ref.err" \
     || { cat "$tmp/$arch.ref.err" >&2; fail "$arch: pid run --reference failed"; }
-  [ "$(wc -c <"$tmp/$arch.ref")" -gt 20 ] || fail "$arch: the reference printed too little text"
+  # seed 1 draws no end-of-text early in any of these models: 40 tokens each
+  [ "$(wc -c <"$tmp/$arch.ref")" -gt 20 ] || fail "$arch: the reference printed too little text (an early end-of-text? try another --seed)"
   modes=(dense)
   [ "$arch" != qwen2 ] && modes+=(exact)
   for mode in "${modes[@]}"; do
