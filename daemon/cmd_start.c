@@ -21,6 +21,7 @@
 #include "http_server.h"
 #include "rpc_auth.h"
 #include "rpc_server.h"
+#include "sd_service.h"
 #include "wire.h"
 
 #define START_TIMEOUT_S 120.0
@@ -245,6 +246,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     rpc_server *rpc = NULL;
     engine *eng = NULL;
     http_server *http = NULL;
+    sd_service *sd = NULL; /* systemd: READY=1 once loaded, watchdog pings */
     if (pidfile_create(c->pid_file, &err) < 0)
         goto out;
     have_pidfile = 1;
@@ -279,6 +281,9 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
         goto out;
     fprintf(stderr, "pid %d: ready, listening at %s\n", (int)getpid(), endpoint);
     daemonize_notify(&notify_fd, '1');
+    pi_error sderr = {{0}};
+    if (sd_service_ready(endpoint, c->token, &sd, &sderr) < 0)
+        fprintf(stderr, "pid %d: systemd: %s\n", (int)getpid(), sderr.msg);
     if (engine_run(eng, 0, &err) < 0)
         goto out;
     fprintf(stderr, "pid %d: stopped\n", (int)getpid());
@@ -286,6 +291,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
 out:
     if (rc)
         fprintf(stderr, "pid: %s\n", err.msg);
+    sd_service_stopping(&sd); /* its probes use the RPC socket */
     http_server_stop(&http); /* before the RPC socket's context ends */
     engine_free(&eng);
     rpc_server_free(&rpc);
