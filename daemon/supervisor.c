@@ -283,12 +283,15 @@ static char proc_state(pid_t pid)
     return rp && rp[1] == ' ' ? rp[2] : 0;
 }
 
-/* Why w counts as hung now, or NULL. */
+/* Why w counts as hung now, or NULL. A starting worker may load for
+ * minutes without a word: only a stopped one is hung then. */
 static const char *hung(const sup_worker *w, double now, char *why, size_t cap)
 {
     double silent = now - w->last_seen_ms, main_silent = now - w->main_seen_ms;
     if (silent > SUP_STOPPED_MS && proc_state(w->pid) == 'T')
         snprintf(why, cap, "stopped (SIGSTOP?) and silent for %.0f ms: killed as hung", silent);
+    else if (w->state != SUP_READY)
+        return NULL;
     else if (silent > SUP_HANG_MS)
         snprintf(why, cap, "no heartbeat for %.0f ms: killed as hung", silent);
     else if (main_silent > SUP_STEP_MAX_MS)
@@ -311,7 +314,7 @@ void supervisor_tick(supervisor *s, double now)
                 snprintf(w->last_error, sizeof w->last_error, "%s", e.msg);
                 w->restart_at_ms = now + w->backoff_ms;
             }
-        } else if (w->state == SUP_READY && w->pid > 0 &&
+        } else if ((w->state == SUP_READY || w->state == SUP_STARTING) && w->pid > 0 &&
                    hung(w, now, w->last_error, sizeof w->last_error)) {
             kill(w->pid, SIGKILL);
             /* One kill; SIGCHLD does the rest. SIGCONT lets a stopped

@@ -4,7 +4,7 @@
  * once a worker is ready) and kills the hung: SUP_HANG_MS without a word
  * (workers beat every 500 ms, from a second thread during a step, so a long
  * step is not a hang), SUP_STOPPED_MS when /proc says the process is stopped
- * (SIGSTOP), or SUP_STEP_MAX_MS without a word from its main thread while its
+ * (SIGSTOP; also while it starts), or SUP_STEP_MAX_MS without a word from its main thread while its
  * heartbeat thread still beats (a step stuck for that long). Reaping is the caller's: it reads SIGCHLD and calls
  * supervisor_reap. Time is passed in (milliseconds, monotonic). */
 #ifndef PI_DAEMON_SUPERVISOR_H
