@@ -1,4 +1,4 @@
-/* Proves that encoding any bytes yields in-range ids that all decode, that BOS only prepends, and that valid UTF-8 text round-trips through encode/decode (SPM and, with the shared MPT vocabulary, byte-level BPE). */
+/* Proves that encoding any bytes (plainly or parsing special tokens) yields in-range ids that all decode, that BOS only prepends, that special parsing changes nothing without a control token's text, and that valid UTF-8 text round-trips through encode/decode (SPM and, with the shared MPT vocabulary, byte-level BPE). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -171,6 +171,19 @@ static void check(const tokenizer *t, bool has_user, bool adds_bos, const uint8_
     if (comparable && (k != size || memcmp(out, data, size) != 0))
         FAIL("decode(encode(text)) differs from the text (%zu bytes in, %zu out)", size, k);
     free(out);
+    /* Special parsing (chat prompts) gives in-range ids too, and the plain
+     * ids when no control token can be in the text (all of these
+     * vocabularies' control tokens start with '<'). */
+    int32_t *sp = NULL;
+    size_t n_sp = 0;
+    if (tokenizer_encode_special(t, (const char *)data, size, 0, &sp, &n_sp, &err) != 0)
+        FAIL("special encode of %zu bytes failed: %s", size, err.msg);
+    for (size_t i = 0; i < n_sp; i++)
+        if (sp[i] < 0 || (uint32_t)sp[i] >= tokenizer_n_vocab(t))
+            FAIL("special id %d out of range", sp[i]);
+    if ((size == 0 || !memchr(data, '<', size)) && (n_sp != n || (n && memcmp(sp, ids, n * sizeof *ids) != 0)))
+        FAIL("special encoding differs from plain on text without '<'");
+    free(sp);
     free(ids);
     free(bos_ids);
 }
