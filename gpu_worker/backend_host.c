@@ -38,6 +38,7 @@ struct gpu_backend {
     /* scratch */
     float *h;                       /* max_batch x dim: residual streams */
     float *xn;                      /* max_batch x dim: ffn input of the current layer */
+    float *x_in;                    /* max_batch x dim: the layer's input, kept for PI_PRED_INPUT_LAYER */
     float *hot;                     /* max_batch x dim: hot partial */
     float *xb, *xb2, *q, *att;      /* one entry: dim, dim, q_dim, n_heads x n_ctx */
     float *pred_hidden;             /* predictor hidden units (widest layer); NULL: no predict */
@@ -118,6 +119,7 @@ static void host_destroy(gpu_backend **bp)
     free(b->down_t_row_bytes);
     free(b->h);
     free(b->xn);
+    free(b->x_in);
     free(b->hot);
     free(b->xb);
     free(b->xb2);
@@ -293,6 +295,8 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
             R = predictor_hidden(&m->layers[il]) > R ? predictor_hidden(&m->layers[il]) : R;
         if (!(b->pred_hidden = scratch(R, 1, err)))
             goto fail;
+        if (m->pred_input == PI_PRED_INPUT_LAYER && !(b->x_in = scratch(cfg->max_batch, b->dim, err)))
+            goto fail;
     }
     b->attn_layer = -1;
     return b;
@@ -353,6 +357,8 @@ static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         float *kc = b->k_cache + layer_off, *vc = b->v_cache + layer_off;
         float *k = kc + (size_t)pos * kv_dim, *v = vc + (size_t)pos * kv_dim;
         float *xn = b->xn + (size_t)i * dim;
+        if (b->x_in)
+            memcpy(b->x_in + (size_t)i * dim, x, dim * sizeof *x);
         if (m->parallel)    /* falcon: the FFN reads the layer's input, not h after attention */
             ops_norm(m, xn, x, &y->ffn_norm, &y->ffn_norm_b);
         ops_norm(m, b->xb, x, &y->attn_norm, &y->attn_norm_b);
@@ -383,8 +389,8 @@ static int host_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
 }
 
 /* Layer l's predictor for the n entries of the last attn, from each entry's
- * residual h (PowerInfer's files: before ffn_norm) or its xn, as the model's
- * pred_input says. */
+ * residual h (PowerInfer's files: before ffn_norm), its layer input (PowerInfer's
+ * falcon) or its xn, as the model's pred_input says. */
 static int host_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *active, int32_t *counts,
                         pi_error *err)
 {
@@ -403,7 +409,8 @@ static int host_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *
             return pi_error_set(err, "host backend: predict: entry %u has no list", i);
     const pi_layer *y = &m->layers[l];
     for (uint32_t i = 0; i < n; i++) {
-        const float *x = predictor_input(m, b->h + (size_t)i * b->dim, b->xn + (size_t)i * b->dim);
+        const float *x = predictor_input(m, b->x_in ? b->x_in + (size_t)i * b->dim : NULL,
+                                         b->h + (size_t)i * b->dim, b->xn + (size_t)i * b->dim);
         counts[i] = (int32_t)predictor_active(y, m->sparse_threshold, x, b->pred_hidden, active[i]);
     }
     return 0;

@@ -28,6 +28,7 @@ const char *pi_pred_input_name(pi_pred_input p)
     switch (p) {
     case PI_PRED_INPUT_NORMED: return "normed";
     case PI_PRED_INPUT_RESIDUAL: return "residual";
+    case PI_PRED_INPUT_LAYER: return "layer_input";
     }
     return "?";
 }
@@ -426,11 +427,12 @@ pi_model *model_from_gguf(gguf_file *f, pi_error *err)
         model_close(&m);
         return NULL;
     }
-    /* PowerInfer's llama graph passes ffn_inp (before ffn_norm) to its
-     * predictor; its files say so only by their magic. */
-    m->pred_input = m->has_predictor && gguf_is_powerinfer(f) &&
-                    (!strcmp(m->arch, "llama") || !strcmp(m->arch, "bamboo") || !strcmp(m->arch, "opt"))
-                        ? PI_PRED_INPUT_RESIDUAL : PI_PRED_INPUT_NORMED;
+    /* PowerInfer's llama, bamboo and opt graphs pass ffn_inp (before
+     * ffn_norm) to the predictor, its falcon graph the layer's input; its
+     * files say so only by their magic. */
+    m->pred_input = PI_PRED_INPUT_NORMED;
+    if (m->has_predictor && gguf_is_powerinfer(f))
+        m->pred_input = m->parallel ? PI_PRED_INPUT_LAYER : PI_PRED_INPUT_RESIDUAL;
     return m;
 }
 

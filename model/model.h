@@ -38,6 +38,7 @@ static inline int pi_act_uses_up(pi_act act)
 typedef enum pi_pred_input {
     PI_PRED_INPUT_NORMED = 0,   /* xn = rmsnorm(h) * ffn_norm, the FFN's own input */
     PI_PRED_INPUT_RESIDUAL = 1, /* h: the residual stream after attention, before ffn_norm */
+    PI_PRED_INPUT_LAYER = 2,    /* the layer's input, before attention (PowerInfer's falcon graph) */
 } pi_pred_input;
 
 /* A matrix of rows x cols; row r starts at data + r * row_bytes. A missing
@@ -116,9 +117,9 @@ typedef struct pi_model {
      * has fc1 and fc2. */
     float sparse_threshold;
     int has_predictor;
-    /* What the predictor reads: RESIDUAL for a PWRI file of the llama
-     * architecture whose predictor is in the file (PowerInfer's own), else
-     * NORMED (GGUF files, synth, a sidecar's predictor). */
+    /* What the predictor reads: for a PWRI file whose predictor is in the
+     * file (PowerInfer's own), RESIDUAL (llama, bamboo, opt) or LAYER
+     * (falcon); else NORMED (GGUF files, synth, a sidecar's predictor). */
     pi_pred_input pred_input;
     /* Set by model_open_sparse when the predictor came from the sidecar
      * (owned; the layers' pred_fc1/pred_fc2 point into it). */

@@ -2,7 +2,8 @@
  * hidden = relu(fc1 . x), logit_j = fc2_j . hidden, neuron j predicted
  * active when logit_j > the model's sparse_threshold. x is what the model's
  * pred_input names: the FFN input xn (after ffn_norm) for pi's predictors,
- * the residual h before ffn_norm for PowerInfer's own files. */
+ * the residual h before ffn_norm for PowerInfer's own files (the layer's
+ * input for its falcon files). */
 #ifndef PI_PREDICTOR_H
 #define PI_PREDICTOR_H
 
@@ -10,12 +11,13 @@
 
 #include "model.h"
 
-/* The predictor's input for one entry of m: h (the residual stream after
- * attention, before ffn_norm) or xn (the FFN input), per m->pred_input.
- * Every caller picks through here, so no path feeds the wrong vector. */
-static inline const float *predictor_input(const pi_model *m, const float *h, const float *xn)
+/* The predictor's input for one entry of m: x_in (the layer's input,
+ * before attention), h (the residual stream after attention, before
+ * ffn_norm) or xn (the FFN input), per m->pred_input. Every caller picks
+ * through here, so no path feeds the wrong vector. */
+static inline const float *predictor_input(const pi_model *m, const float *x_in, const float *h, const float *xn)
 {
-    return m->pred_input == PI_PRED_INPUT_RESIDUAL ? h : xn;
+    return m->pred_input == PI_PRED_INPUT_RESIDUAL ? h : m->pred_input == PI_PRED_INPUT_LAYER ? x_in : xn;
 }
 
 /* Rows of fc1 (the hidden width R); 0 when the layer has no predictor. */

@@ -1,4 +1,4 @@
-/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones, and the CUDA backend refuses what it cannot compute. `test_arch_models --write DIR` only writes the models (with a vocabulary) for tests/integration/test_arch_models.sh. */
+/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones; in PowerInfer's (PWRI) files of bamboo, opt and falcon the predictor reads what PowerInfer's graphs feed it (falcon: the layer's input, checked on the host backend's lists); and the CUDA backend refuses what it cannot compute. `test_arch_models --write DIR` only writes the models (with a vocabulary) for tests/integration/test_arch_models.sh. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "forward.h"
 #include "gguf.h"
 #include "model.h"
+#include "predictor.h"
 #include "shard.h"
 #include "synth_vocab.h"
 
@@ -26,6 +27,7 @@
 #define N_SHARDS 2
 #define MAX_BATCH 4
 #define TOL 1e-4
+#define PRED_R 16           /* predictor hidden width */
 
 typedef struct arch_case {
     const char *arch;
@@ -85,7 +87,8 @@ static void key_u32(writer *wr, const char *arch, const char *k, uint32_t v)
     wr->rc |= gguf_writer_add_u32(wr->w, key, v);
 }
 
-static void write_model(const char *path, const arch_case *c, int with_vocab)
+/* with_pred: PowerInfer's form, magic PWRI and a predictor (fc1/fc2) per layer. */
+static void write_model_as(const char *path, const arch_case *c, int with_vocab, int with_pred)
 {
     pi_error err = {{0}};
     writer wr = {.w = gguf_writer_new(), .seed = 12345 + strlen(c->arch) * 7919};
@@ -163,13 +166,22 @@ static void write_model(const char *path, const arch_case *c, int with_vocab)
         } else {
             add(&wr, L("ffn_down.weight"), t, DIM, N_FF, fs, 0.0f);
         }
+        if (with_pred) {
+            add(&wr, L("fc1.weight"), PI_TYPE_F32, PRED_R, DIM, ws, 0.0f);
+            add(&wr, L("fc2.weight"), PI_TYPE_F32, N_FF, PRED_R, 0.5f, 0.0f);
+        }
 #undef L
     }
     CHECK(wr.rc == 0, "building %s", path);
-    CHECK(gguf_writer_write(wr.w, path, "GGUF", &err) == 0, "%s", err.msg);
+    CHECK(gguf_writer_write(wr.w, path, with_pred ? "PWRI" : "GGUF", &err) == 0, "%s", err.msg);
     gguf_writer_free(&wr.w);
     for (int i = 0; i < wr.n_keep; i++)
         free(wr.keep[i]);
+}
+
+static void write_model(const char *path, const arch_case *c, int with_vocab)
+{
+    write_model_as(path, c, with_vocab, 0);
 }
 
 /* ---- the paths under test ---- */
@@ -351,6 +363,45 @@ static void check_case(const arch_case *c, const char *dir)
     remove(path);
 }
 
+/* PowerInfer's files of each family: the predictor reads what its graph
+ * feeds it (bamboo, opt: the residual before ffn_norm; falcon: the layer's
+ * input). For falcon, layer 0's input is the token's embedding, so the host
+ * backend's predicted lists there must be predictor_active of that row. */
+static void check_predictor_input(const arch_case *c, const char *dir)
+{
+    pi_error err = {{0}};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/arch-%s-pwri.gguf", dir, c->arch);
+    write_model_as(path, c, 0, 1);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    pi_pred_input want = m->parallel ? PI_PRED_INPUT_LAYER : PI_PRED_INPUT_RESIDUAL;
+    CHECK(m->has_predictor && m->pred_input == want, "%s PWRI: predictor input %s, want %s", c->arch,
+          pi_pred_input_name(m->pred_input), pi_pred_input_name(want));
+    if (m->parallel) {
+        gpu_backend_config cfg = {.n_hot = N_FF, .max_seqs = 1, .n_ctx = N_CTX, .max_batch = 2, .ffn = PI_FFN_PREDICTED};
+        gpu_backend *b = gpu_backend_host.create(m, &cfg, &err);
+        CHECK(b, "%s", err.msg);
+        gpu_entry e[2] = {{.slot = 0, .pos = 0, .token = 7}, {.slot = 0, .pos = 1, .token = 200}};
+        float x[2 * DIM], emb[DIM], hidden[PRED_R];
+        int32_t got0[N_FF], got1[N_FF], want_l[N_FF], counts[2];
+        int32_t *lists[2] = {got0, got1};
+        CHECK(gpu_backend_host.embed(b, e, 2, &err) == 0 && gpu_backend_host.attn(b, 0, e, 2, x, &err) == 0 &&
+              gpu_backend_host.predict(b, 0, 2, lists, counts, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < 2; i++) {
+            pi_dequantize_row(m->tok_embd.type, pi_tensor_row(&m->tok_embd, (uint64_t)e[i].token), emb, DIM);
+            uint32_t n = predictor_active(&m->layers[0], m->sparse_threshold, emb, hidden, want_l);
+            CHECK(n == (uint32_t)counts[i] && !memcmp(want_l, lists[i], n * sizeof *want_l),
+                  "falcon: layer 0 predicted %d neurons for entry %d, the embedding row gives %u", counts[i], i, n);
+            CHECK(n > 0 && n < N_FF, "falcon: the predictor names %u of %u neurons: too few or many to tell", n, N_FF);
+        }
+        gpu_backend_host.destroy(&b);
+    }
+    printf("%s PWRI: the predictor reads %s\n", c->arch, pi_pred_input_name(m->pred_input));
+    model_close(&m);
+    remove(path);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write")) {
@@ -372,5 +423,7 @@ int main(int argc, char **argv)
     mkdir(dir, 0755);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_case(&cases[i], dir);
+    for (size_t i = 1; i < sizeof cases / sizeof cases[0]; i++)   /* PowerInfer's families */
+        check_predictor_input(&cases[i], dir);
     return 0;
 }
