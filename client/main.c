@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "pi_version.h"
+#include "perplexity.h"
 
 static const struct {
     const char *name;
@@ -19,6 +20,7 @@ static const struct {
     {"shutdown", cmd_shutdown, "shutdown [--endpoint E]                          stop pid and its workers"},
     {"detokenize", cmd_detokenize, "detokenize [--endpoint E] IDS...                 token ids to text, through pid"},
     {"model", cmd_model, "model import-llama2c|inspect|synth|profile|plan   offline model tools"},
+    {"perplexity", perplexity_main, "perplexity [-m MODEL] --file F [--tokens N] [--ctx C] [--ffn MODE]   through pid's workers"},
 };
 
 static void usage(FILE *out)

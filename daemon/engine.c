@@ -712,6 +712,8 @@ uint32_t engine_active(const engine *e) { return scheduler_active(e->sched); }
 uint64_t engine_uptime_ms(const engine *e) { return (uint64_t)(pi_now_ms() - e->t_start); }
 uint32_t engine_max_tokens_limit(const engine *e) { return e->n_ctx; }
 
+uint32_t engine_n_vocab(const engine *e) { return e->model->n_vocab; }
+
 pi_ffn_mode engine_ffn(const engine *e)
 {
     return e->ffn;

@@ -87,6 +87,7 @@ uint32_t engine_queue_length(const engine *e);
 uint32_t engine_active(const engine *e);
 uint64_t engine_uptime_ms(const engine *e);
 uint32_t engine_max_tokens_limit(const engine *e); /* n_ctx */
+uint32_t engine_n_vocab(const engine *e);          /* the model's logits per row */
 pi_ffn_mode engine_ffn(const engine *e);
 /* Predictor decisions measured since start (all 0 unless measure_recall). */
 void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_t *fp);

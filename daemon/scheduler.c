@@ -16,6 +16,7 @@ typedef struct sched_req {      /* a queued request (malloc'd per request) */
     int32_t *prompt;            /* malloc'd */
     size_t n_prompt;
     uint32_t max_tokens;
+    int score;                  /* sched_request.score */
     sampler *smp;
     double t_submit;
 } sched_req;
@@ -123,6 +124,25 @@ void scheduler_free(scheduler **sp)
     *sp = NULL;
 }
 
+/* A prompt given as token ids: copied after checking each is in the vocabulary. */
+static int prompt_tokens(const scheduler *s, const sched_request *r, sched_req *q, pi_error *err)
+{
+    if (r->n_tokens > (size_t)s->n_ctx + 1)
+        return pi_error_set(err, "request %llu: %zu prompt tokens exceed the context of %u positions",
+                            (unsigned long long)r->id, r->n_tokens, s->n_ctx);
+    for (size_t i = 0; i < r->n_tokens; i++)
+        if (r->tokens[i] < 0 || (uint32_t)r->tokens[i] >= s->n_vocab)
+            return pi_error_set(err, "request %llu: prompt token %zu is id %d, outside the vocabulary "
+                                "of %u", (unsigned long long)r->id, i, r->tokens[i], s->n_vocab);
+    q->prompt = malloc((r->n_tokens ? r->n_tokens : 1) * sizeof *q->prompt);
+    if (!q->prompt)
+        return pi_error_set(err, "request %llu: out of memory", (unsigned long long)r->id);
+    if (r->n_tokens)
+        memcpy(q->prompt, r->tokens, r->n_tokens * sizeof *q->prompt);
+    q->n_prompt = r->n_tokens;
+    return 0;
+}
+
 /* A chat template's markers are its control tokens (tokenizer_encode_special);
  * any other prompt is plain text. */
 static int encode_prompt(const tokenizer *t, const sched_request *r, int32_t **ids, size_t *n,
@@ -144,7 +164,11 @@ int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
         pi_error_set(err, "request %llu: max_tokens must be > 0", (unsigned long long)r->id);
         return SCHED_E_BAD_REQUEST;
     }
-    if (req_limits_check_prompt(r->prompt ? r->prompt : "", r->prompt_len, err) < 0) {
+    if (r->score && !s->sink.score) {
+        pi_error_set(err, "request %llu: scoring is not available here", (unsigned long long)r->id);
+        return SCHED_E_BAD_REQUEST;
+    }
+    if (!r->tokens && req_limits_check_prompt(r->prompt ? r->prompt : "", r->prompt_len, err) < 0) {
         pi_error_wrap(err, "request %llu", (unsigned long long)r->id);
         return SCHED_E_BAD_REQUEST;
     }
@@ -162,10 +186,14 @@ int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err)
     q->tag_len = r->tag_len;
     q->id = r->id;
     q->max_tokens = r->max_tokens;
+    q->score = r->score;
     q->t_submit = now_ms();
     int code = SCHED_E_BAD_REQUEST;
-    if (encode_prompt(s->tok, r, &q->prompt,
-                         &q->n_prompt, err) < 0) {
+    if (r->tokens) {
+        if (prompt_tokens(s, r, q, err) < 0)
+            goto fail;
+    } else if (encode_prompt(s->tok, r, &q->prompt,
+                                &q->n_prompt, err) < 0) {
         pi_error_wrap(err, "request %llu: encoding the prompt", (unsigned long long)r->id);
         goto fail;
     }
@@ -230,7 +258,8 @@ static void add_entries(scheduler *s, sched_entry *out, uint32_t *n, uint32_t sl
     for (uint32_t j = 0; j < k; j++) {
         uint32_t pos = q->cached + j;
         out[*n] = (sched_entry){.slot = slot, .token = q->tokens[pos], .pos = pos,
-                                .want_logits = pos + 1 == q->n_tokens,
+                                .want_logits = pos + 1 == q->n_tokens ||
+                                               (q->req->score && pos + 1 < q->n_prompt),
                                 .decode = k == 1 && pos >= q->n_prompt && pos + 1 == q->n_tokens};
         s->step_seq[*n] = slot;
         if (out[*n].want_logits)
@@ -272,6 +301,8 @@ uint32_t scheduler_build(scheduler *s, sched_entry *out)
         if (!best)
             break;
         uint32_t k = best->n_tokens - best->cached, room = s->max_batch - n;
+        if (best->req->score)
+            k = 1; /* one logits row per sequence and step */
         add_entries(s, out, &n, bi, k < room ? k : room);
     }
     s->step_n = n;
@@ -346,8 +377,11 @@ void scheduler_complete(scheduler *s, const float *logits, size_t row_stride)
             continue;
         q->cached += q->in_step;
         q->in_step = 0;
-        if (q->want_row >= 0)
-            sample_next(s, i, logits + (size_t)q->want_row * row_stride);
+        const float *row = q->want_row >= 0 ? logits + (size_t)q->want_row * row_stride : NULL;
+        if (row && q->req->score && q->cached < q->n_prompt)
+            s->sink.score(s->sink.ud, q->req->tag, q->req->tag_len, q->req->id, q->cached - 1, row);
+        else if (row)
+            sample_next(s, i, row);
         q->want_row = -1;
     }
 }

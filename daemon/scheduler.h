@@ -48,6 +48,11 @@ typedef struct sched_request {
     int parse_special;          /* the prompt came from a chat template (tokenizer_encode_special) */
     uint32_t max_tokens;        /* > 0 */
     sampler_params sampling;
+    const int32_t *tokens;      /* set: the prompt as token ids (prompt and no_bos unused) */
+    size_t n_tokens;
+    int score;                  /* sink.score gets the logits after every prompt position
+                                   but the last (perplexity); the prompt runs one position
+                                   per step */
 } sched_request;
 
 typedef struct sched_stats {
@@ -67,6 +72,10 @@ typedef struct sched_sink {
     void (*done)(void *ud, const void *tag, size_t tag_len, uint64_t id, const sched_stats *st);
     void (*fail)(void *ud, const void *tag, size_t tag_len, uint64_t id, int code,
                  const char *msg);
+    /* Score requests only (NULL: they are refused): row = the n_vocab logits
+     * after prompt position pos, i.e. the prediction of prompt token pos + 1. */
+    void (*score)(void *ud, const void *tag, size_t tag_len, uint64_t id, uint32_t pos,
+                  const float *row);
 } sched_sink;
 
 typedef struct scheduler scheduler;
