@@ -111,8 +111,9 @@ static int read_hparams(pi_model *m, pi_error *err)
     m->rope = ai->rope;
     m->parallel = ai->parallel;
     /* OPT files may leave the context to the position table's size */
-    if ((ai->pos_embd ? get_opt_u32(m, "context_length", &m->n_ctx, err) : get_req(m, "context_length", &m->n_ctx, err)) < 0 ||
-        get_req(m, "embedding_length", &m->dim, err) < 0 ||
+    int ctx_rc = ai->pos_embd ? get_opt_u32(m, "context_length", &m->n_ctx, err)
+                              : get_req(m, "context_length", &m->n_ctx, err);
+    if (ctx_rc < 0 || get_req(m, "embedding_length", &m->dim, err) < 0 ||
         get_req(m, "block_count", &m->n_layers, err) < 0 ||
         get_req(m, "feed_forward_length", &m->n_ff, err) < 0 ||
         get_req(m, "attention.head_count", &m->n_heads, err) < 0)

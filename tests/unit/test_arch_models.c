@@ -1,4 +1,4 @@
-/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones; in PowerInfer's (PWRI) files of bamboo, opt and falcon the predictor reads what PowerInfer's graphs feed it (falcon: the layer's input, checked on the host backend's lists); and the CUDA backend refuses what it cannot compute. `test_arch_models --write DIR` only writes the models (with a vocabulary) for tests/integration/test_arch_models.sh. */
+/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones; in PowerInfer's (PWRI) files of bamboo, opt and falcon the predictor reads what PowerInfer's graphs feed it (falcon: the layer's input, checked on the host backend's lists); and the CUDA backend refuses what it cannot compute. the host backend holds exactly the plan's GPU bytes. `test_arch_models --write DIR` only writes the models (with a vocabulary) for tests/integration/test_arch_models.sh. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "forward.h"
 #include "gguf.h"
 #include "model.h"
+#include "plan.h"
 #include "predictor.h"
 #include "shard.h"
 #include "synth_vocab.h"
@@ -323,6 +324,18 @@ static void check_case(const arch_case *c, const char *dir)
     }
     forward_free(&f);
 
+    /* the host backend holds exactly the plan's GPU bytes, biases and positions included */
+    plan_params pp = {.max_seqs = 1, .n_ctx = N_CTX, .n_cpu_workers = N_SHARDS};
+    pi_plan plan;
+    CHECK(plan_make_fixed(m, &pp, N_FF / 4, &plan, &err) == 0, "%s", err.msg);
+    gpu_backend_config pcfg = {.n_hot = plan.n_hot, .max_seqs = 1, .n_ctx = N_CTX, .max_batch = MAX_BATCH};
+    gpu_backend *pb = gpu_backend_host.create(m, &pcfg, &err);
+    CHECK(pb, "%s", err.msg);
+    CHECK(gpu_backend_host.device_bytes(pb) == plan.gpu_bytes, "%s: host backend holds %llu bytes, the plan %llu",
+          c->arch, (unsigned long long)gpu_backend_host.device_bytes(pb), (unsigned long long)plan.gpu_bytes);
+    gpu_backend_host.destroy(&pb);
+    plan_release(&plan);
+
     /* the split path, dense and exact */
     float *dense = malloc((size_t)N_TOK * N_VOCAB * sizeof *dense), *exact = malloc((size_t)N_TOK * N_VOCAB * sizeof *exact);
     CHECK(dense && exact, "oom");
@@ -371,7 +384,9 @@ static void check_predictor_input(const arch_case *c, const char *dir)
 {
     pi_error err = {{0}};
     char path[1024];
-    snprintf(path, sizeof path, "%s/arch-%s-pwri.gguf", dir, c->arch);
+    char label[32];
+    snprintf(label, sizeof label, "%s%s", c->arch, c->norm_2 ? "-40b" : "");
+    snprintf(path, sizeof path, "%s/arch-%s-pwri.gguf", dir, label);
     write_model_as(path, c, 0, 1);
     pi_model *m = model_open(path, &err);
     CHECK(m, "%s", err.msg);
@@ -397,7 +412,8 @@ static void check_predictor_input(const arch_case *c, const char *dir)
         }
         gpu_backend_host.destroy(&b);
     }
-    printf("%s PWRI: the predictor reads %s\n", c->arch, pi_pred_input_name(m->pred_input));
+    printf("%s PWRI: the predictor reads %s%s\n", label, pi_pred_input_name(m->pred_input),
+           m->parallel ? " (layer 0's lists = the predictor on the embedding row)" : "");
     model_close(&m);
     remove(path);
 }
