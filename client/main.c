@@ -29,6 +29,8 @@ static void usage(FILE *out)
                  "       pictl --version | --help\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %s\n", commands[i].help);
+    fprintf(out, "\nCommands that talk to pid also take --token T (or PI_TOKEN), needed when pid has\n"
+                 "a token (tcp always does); restart-worker and shutdown want its admin token.\n");
 }
 
 int main(int argc, char **argv)
