@@ -1,4 +1,4 @@
-/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones; in PowerInfer's (PWRI) files of bamboo, opt and falcon the predictor reads what PowerInfer's graphs feed it (falcon: the layer's input, checked on the host backend's lists); and the CUDA backend refuses what it cannot compute. the host backend holds exactly the plan's GPU bytes. `test_arch_models --write DIR` only writes the models (with a vocabulary) for tests/integration/test_arch_models.sh. */
+/* Tiny qwen2, bamboo, opt and falcon models written with pi's GGUF writer give, in the reference forward and in the split path (host backend's hot neurons + two CPU shards, --ffn dense and exact), logits within 1e-4 of an independent float64 reference (tests/unit/arch_ref.py, numpy, reading the file itself); for the ReLU-family ones the split path's exact logits equal its dense ones; in PowerInfer's (PWRI) files of bamboo, opt and falcon the predictor reads what PowerInfer's graphs feed it (falcon: the layer's input, checked on the host backend's lists); and the CUDA backend refuses what it cannot compute. the host backend holds exactly the plan's GPU bytes. `test_arch_models --write DIR` only writes the models (with a vocabulary; the PowerInfer families also as PWRI files whose predictor names every neuron) for tests/integration/test_arch_models.sh. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +88,10 @@ static void key_u32(writer *wr, const char *arch, const char *k, uint32_t v)
     wr->rc |= gguf_writer_add_u32(wr->w, key, v);
 }
 
-/* with_pred: PowerInfer's form, magic PWRI and a predictor (fc1/fc2) per layer. */
+/* with_pred: PowerInfer's form, magic PWRI and a predictor (fc1/fc2) per
+ * layer; PRED_ALL also sets powerinfer.sparse_threshold so low that every
+ * neuron is predicted active (then --ffn predicted computes what exact does). */
+#define PRED_ALL 2
 static void write_model_as(const char *path, const arch_case *c, int with_vocab, int with_pred)
 {
     pi_error err = {{0}};
@@ -111,6 +114,8 @@ static void write_model_as(const char *path, const arch_case *c, int with_vocab,
         snprintf(key, sizeof key, "%s.rope.freq_base", a);
         wr.rc |= gguf_writer_add_f32(wr.w, key, 1000000.0f);
     }
+    if (with_pred == PRED_ALL)
+        wr.rc |= gguf_writer_add_f32(wr.w, "powerinfer.sparse_threshold", -1e30f);
     if (falcon)   /* ReLU Falcon without a predictor says so */
         wr.rc |= gguf_writer_add_str(wr.w, "pi.ffn_activation", "relu_single");
     if (with_vocab && synth_vocab_add(wr.w, N_VOCAB, &err) < 0)
@@ -426,6 +431,12 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s/arch-%s%s.gguf", argv[2], cases[i].arch, cases[i].norm_2 ? "-40b" : "");
             write_model(path, &cases[i], 1);
             printf("%s\n", path);
+            if (strcmp(cases[i].arch, "qwen2")) {
+                snprintf(path, sizeof path, "%s/arch-%s%s-pwri.gguf", argv[2], cases[i].arch,
+                         cases[i].norm_2 ? "-40b" : "");
+                write_model_as(path, &cases[i], 1, PRED_ALL);
+                printf("%s\n", path);
+            }
         }
         return 0;
     }
