@@ -1,4 +1,5 @@
-/* Reference dense forward pass for the LLaMA family, plain C with fp32
+/* Reference dense forward pass for every architecture pi reads (llama,
+ * qwen2, bamboo, opt, falcon: model/arch.h), plain C with fp32
  * accumulation: the oracle for every later test. One sequence, one token at
  * a time, KV cache held in the state. */
 #ifndef PI_FORWARD_H

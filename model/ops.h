@@ -1,5 +1,6 @@
-/* The plain math of a LLaMA-family layer, llama2.c-style: small functions
- * over float vectors and pi_tensor rows, fp32 accumulation, no allocation.
+/* The plain math of a layer of every architecture pi reads, llama2.c-style:
+ * small functions over float vectors and pi_tensor rows, fp32 accumulation,
+ * no allocation.
  * The reference forward pass and the workers share these definitions. */
 #ifndef PI_OPS_H
 #define PI_OPS_H
