@@ -361,6 +361,9 @@ static void check_case(const arch_case *c, const char *dir)
         snprintf(exact_note, sizeof exact_note, "exact == dense (%.0f%% of activations are 0)",
                  100.0 * (double)z.zero / (double)z.all);
     }
+    /* what the CUDA backend refuses: everything but bamboo (llama's graph with dReLU) */
+    const char *beyond = model_beyond_llama(m);
+    CHECK(!beyond == !strcmp(c->arch, "bamboo"), "%s: model_beyond_llama says %s", c->arch, beyond ? beyond : "nothing");
 #ifdef PI_HAVE_CUDA
     if (pi_cuda_device_count() > 0) {
         gpu_backend_config cfg = {.n_hot = N_FF, .max_seqs = 1, .n_ctx = N_CTX, .max_batch = MAX_BATCH};
@@ -372,8 +375,8 @@ static void check_case(const arch_case *c, const char *dir)
             gpu_backend_cuda.destroy(&cb);
     }
 #endif
-    printf("%-10s act %-11s max rel err vs float64: forward %.2e, split dense %.2e; %s\n", label,
-           pi_act_name(m->act), worst_fwd, worst_split, exact_note);
+    printf("%-10s act %-11s max rel err vs float64: forward %.2e, split dense %.2e; %s; cuda: %s\n", label,
+           pi_act_name(m->act), worst_fwd, worst_split, exact_note, beyond ? beyond : "runs it");
     free(dense);
     free(exact);
     free(ref);
