@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "config.h"
 #include "daemonize.h"
+#include "default_model.h"
 #include "endpoint.h"
 #include "engine.h"
 #include "http_server.h"
@@ -333,8 +334,8 @@ static int load_settings(pid_config *c, int argc, char **argv, char *endpoint, c
         fprintf(stderr, "pid %s: %s (see pid %s --help)\n", cmd, err.msg, cmd);
         return 2;
     }
-    if (need_model && !c->model[0]) {
-        fprintf(stderr, "pid %s: no model given (-m MODEL, or model = in the config)\n", cmd);
+    if (need_model && !c->model[0] && default_model_pick(c->model, sizeof c->model, &err) < 0) {
+        fprintf(stderr, "pid %s: %s; or model = in the config\n", cmd, err.msg);
         return 2;
     }
     if (endpoint_resolve(c->listen[0] ? c->listen : NULL, endpoint, ENDPOINT_MAX, &err) < 0 ||

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "default_model.h"
 #include "forward.h"
 #include "gen_params.h"
 #include "model.h"
@@ -169,10 +170,6 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
             return 2;
         }
     }
-    if (!o->model_path) {
-        fprintf(stderr, "pid run: no model given (-m MODEL; see pid run --help)\n");
-        return 2;
-    }
     if (*reference && o->timings) {
         fprintf(stderr, "pid run: --timings measures the worker processes; leave out --reference\n");
         return 2;
@@ -313,5 +310,13 @@ int pid_cmd_run(int argc, char **argv)
     int rc = parse_args(argc, argv, &o, &reference);
     if (rc >= 0)
         return rc;
+    char picked[4096];
+    pi_error err = {{0}};
+    if (!o.model_path && default_model_pick(picked, sizeof picked, &err) < 0) {
+        fprintf(stderr, "pid run: %s\n", err.msg);
+        return 2;
+    }
+    if (!o.model_path)
+        o.model_path = picked;
     return reference ? run_reference(o.model_path, o.prompt, &o.gen) : run_on_workers(&o);
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The main job: set up, build, start the pid daemon on the default model and
-# generate with it. The default model is stories260K (llama2.c's tiny Llama),
-# imported from ../shared/models into models/stories260K.gguf.
+# generate with it. The default model is models/pi-tiny-gutenberg.gguf (ours,
+# models/MODEL_CARD.md) when the tree has it; until then stories260K
+# (llama2.c's tiny Llama), imported from ../shared/models.
 # Usage: scripts/quickstart.sh [PROMPT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prompt=${1:-"Once upon a time"}
+prompt=${1:-"It was a dark and stormy night"}
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 
 scripts/setup.sh
@@ -13,7 +14,11 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=AUTO >/dev/null
 cmake --build build -j"$(nproc)"
 
 shared=${PI_SHARED:-../shared}
-model=models/stories260K.gguf
+model=models/pi-tiny-gutenberg.gguf
+if [ ! -f "$model" ]; then
+  model=models/stories260K.gguf
+  echo "quickstart: $model is used: models/pi-tiny-gutenberg.gguf is not in the tree yet (scripts/train/all.sh)"
+fi
 if [ ! -f "$model" ]; then
   if [ ! -f "$shared/models/stories260K.bin" ]; then
     echo "quickstart: the default model's source ($shared/models/stories260K.bin, tok512.bin) is absent." >&2

@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config git xz-utils procps
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libnuma-dev
       clang libclang-rt-dev
       libmicrohttpd-dev libcjson-dev curl
-      python3 python3-zmq python3-protobuf python3-numpy python3-requests python3-jinja2)
+      python3 python3-zmq python3-protobuf python3-numpy python3-requests python3-jinja2
+      wamerican)  # /usr/share/dict/words: the default model's English check
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -19,6 +19,10 @@ cmake --build build-test -j"$jobs"
 echo "== ctest =="
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd build-test && ctest --output-on-failure -j"$jobs")
+# ctest names skipped tests but not why: each test prints its reason on a line starting "SKIP".
+echo "== skipped, and why =="
+awk '/^[0-9]+\/[0-9]+ Test: /{name=$3} /^SKIP/{print "  " name ": " $0; n++} END{if(!n) print "  none"}' \
+  build-test/Testing/Temporary/LastTest.log
 
 echo "== ThreadSanitizer: the CPU worker's thread pool and the shm counters =="
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPI_SANITIZE=thread -DPI_CUDA=OFF >build-tsan.log 2>&1 \

@@ -75,8 +75,12 @@ class Block(nn.Module):
         h = self.attn_norm(x)
         q, k, v = (w(h).view(B, T, H, D // H).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
         q, k = rope(q, cos, sin), rope(k, cos, sin)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(D // H) + mask[:T, :T]
-        y = (F.softmax(att.float(), dim=-1).to(v.dtype) @ v).transpose(1, 2).reshape(B, T, D)
+        if hasattr(F, "scaled_dot_product_attention") and x.is_cuda:  # the same math, fused (PyTorch >= 2)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(D // H) + mask[:T, :T]
+            y = F.softmax(att.float(), dim=-1).to(v.dtype) @ v
+        y = y.transpose(1, 2).reshape(B, T, D)
         x = x + self.wo(y)
         a = self.ffn_act(self.ffn_norm(x))
         return x + self.down(a), a

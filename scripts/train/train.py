@@ -33,7 +33,7 @@ def windows(data, rng, batch, ctx):
 
 
 @torch.no_grad()
-def evaluate(model, val, ctx, n_windows=64, batch=16):
+def evaluate(model, val, ctx, dev="cpu", n_windows=64, batch=16):
     model.eval()
     rng = np.random.default_rng(12345)
     loss, n = 0.0, 0
@@ -41,8 +41,9 @@ def evaluate(model, val, ctx, n_windows=64, batch=16):
     counts = None
     for i in range(0, n_windows, batch):
         x, y = windows(val, rng, batch, ctx)
+        x, y = x.to(dev), y.to(dev)
         acts = []
-        logits = model(x, acts)
+        logits = model(x, acts).float()
         loss += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
         n += y.numel()
         a = torch.stack([t.reshape(-1, t.shape[-1]) for t in acts])  # layers, tokens, ffn
@@ -57,6 +58,32 @@ def evaluate(model, val, ctx, n_windows=64, batch=16):
     return loss / n, zero.tolist(), top.tolist()
 
 
+def calibrate_steps(model, train, a, dev, amp):
+    """Steps that fill a.minutes, timed on 20 throw-away steps (after 5 of warm-up) of a copy."""
+    import copy
+    m = copy.deepcopy(model)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    rng = np.random.default_rng(0)
+    for i in range(25):
+        if i == 5:
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+        x, y = windows(train, rng, a.batch, a.ctx)
+        with amp:
+            logits = m(x.to(dev))
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.to(dev).reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    per = (time.time() - t0) / 20
+    steps = max(a.warmup + 1, int(a.minutes * 60 / per * 0.92))  # evaluation and saving take the rest
+    print("train: %.1f ms per step: --steps %d fills %.1f minutes" % (per * 1e3, steps, a.minutes), flush=True)
+    return steps
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True)
@@ -69,6 +96,9 @@ def main():
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--minutes", type=float, default=0.0,
+                    help="choose --steps from the speed of 20 warm-up steps so that training takes about "
+                         "this long (the chosen count is printed and saved: pass it as --steps to reproduce)")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--l1", type=float, default=0.0)
@@ -93,6 +123,15 @@ def main():
     other = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev == "cuda" else torch.autocast("cpu", enabled=False)
+    if a.minutes > 0:
+        a.steps = calibrate_steps(model, train, a, dev, amp)
+        torch.manual_seed(a.seed)  # the run itself starts from the same state as with --steps
+        model = Model(cfg).to(dev)
+        decay = [p for p in model.parameters() if p.dim() == 2]
+        other = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                                lr=a.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(a.seed)
     history = []
     t0 = time.time()
@@ -105,8 +144,9 @@ def main():
         x, y = windows(train, rng, a.batch, a.ctx)
         x, y = x.to(dev), y.to(dev)
         acts = [] if a.l1 > 0 else None
-        logits = model(x, acts)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        with amp:
+            logits = model(x, acts)
+        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
         total = loss + (a.l1 * sum(t.abs().mean() for t in acts) / len(acts) if acts else 0.0)
         opt.zero_grad(set_to_none=True)
         total.backward()
@@ -118,7 +158,7 @@ def main():
             print("step %d/%d loss %.4f lr %.2e %.0f tok/s %.0f s" %
                   (step, a.steps, ema, lr, step * a.batch * a.ctx / el, el), flush=True)
         if step % a.eval_every == 0 or step == a.steps:
-            vl, zero, top = evaluate(model, val, a.ctx)
+            vl, zero, top = evaluate(model, val, a.ctx, dev, 256 if step == a.steps else 64)
             history.append({"step": step, "train_loss": ema, "val_loss": vl, "sparsity": zero, "top20": top})
             print("eval step %d: val loss %.4f (ppl %.2f), sparsity %s mean %.3f, top-20%% share %s mean %.3f" %
                   (step, vl, math.exp(vl), " ".join("%.3f" % z for z in zero), sum(zero) / len(zero),
