@@ -283,6 +283,7 @@ int cmd_model(int argc, char **argv)
                         "       pictl model synth --shape S --type T -o OUT.gguf [--active A] [--skew Z] [--seed S] [--layers N] [--plain]\n"
                         "       pictl model profile -m MODEL --corpus FILE [--tokens N] [--ctx C] [-o SIDECAR]\n"
                         "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n"
+                        "       pictl model set-template MODEL.gguf --file TEMPLATE -o OUT.gguf\n"
                         "  Each subcommand's --help describes its flags.\n";
     if (argc < 2) {
         fprintf(stderr, "pictl model: name a subcommand (see pictl model --help)\n");
@@ -298,6 +299,8 @@ int cmd_model(int argc, char **argv)
         return cmd_model_profile(argc - 1, argv + 1);
     if (!strcmp(argv[1], "plan"))
         return cmd_model_plan(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "set-template"))
+        return cmd_model_set_template(argc - 1, argv + 1);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage, stdout);
         return 0;

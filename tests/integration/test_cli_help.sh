@@ -38,6 +38,7 @@ commands = [
     ("pictl model synth", [B + "/pictl", "model", "synth", "--help"], ["client/cmd_synth.c"]),
     ("pictl model profile", [B + "/pictl", "model", "profile", "--help"], ["client/cmd_profile.c"]),
     ("pictl model plan", [B + "/pictl", "model", "plan", "--help"], ["client/cmd_plan.c"]),
+    ("pictl model set-template", [B + "/pictl", "model", "set-template", "--help"], ["client/cmd_template.c"]),
     ("pictl perplexity", [B + "/pictl", "perplexity", "--help"], ["daemon/perplexity.c"]),
     ("pid run", [B + "/pid", "run", "--help"], ["daemon/run.c", gen]),
     ("pid start", [B + "/pid", "start", "--help"], [conf, gen]),
@@ -115,6 +116,7 @@ pictl model inspect
 pictl model synth --layers x
 pictl model profile --tokens x
 pictl model plan --max-seqs x
+pictl model set-template x.gguf --file
 pictl bogus
 pid run -m x.gguf --temp x
 pid run --bogus

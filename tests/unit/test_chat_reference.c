@@ -146,7 +146,7 @@ int main(void)
 {
     const char *src = getenv("PI_SRC");
     char cmd[1024], path[512];
-    snprintf(cmd, sizeof cmd, "python3 %s/tests/integration/chat_reference.py", src ? src : ".");
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/integration/chat_reference.py", src ? src : ".");
     test_tmp("test_chat_reference.gguf", path, sizeof path);
     FILE *f = popen(cmd, "r");
     CHECK(f, "cannot run %s", cmd);
