@@ -124,6 +124,16 @@ class Daemon:
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
+    def fds_settled(self, at_most, timeout_s=10.0):
+        """pid's fd count once it is at most at_most, or after timeout_s: the connections of
+        clients that just finished close in ZeroMQ's I/O thread, a moment after the client."""
+        t0 = time.time()
+        n = self.fds()
+        while n > at_most and time.time() - t0 < timeout_s:
+            time.sleep(0.1)
+            n = self.fds()
+        return n
+
     def rss_kib(self):
         for line in open("/proc/%d/status" % self.pid):
             if line.startswith("VmRSS:"):

@@ -121,7 +121,7 @@ def main():
         elapsed = time.time() - t_all
         # Quiet pid: its sockets to finished clients close, its children are the workers.
         time.sleep(0.5)
-        fds1, kids1, rss1 = d.fds(), sorted(d.children()), d.rss_kib()
+        fds1, kids1, rss1 = d.fds_settled(fds0), sorted(d.children()), d.rss_kib()
         print("%d trials in %.0f s (%.1f s each): %d kill -9, %d SIGSTOP/SIGCONT, %d hit a running "
               "generation, %d came before the workers were all back; workers hit %s; requests: %d identical to the undisturbed text, %d failed "
               "with a clear error" % (TRIALS, elapsed, elapsed / max(1, TRIALS), stats["kill"], stats["stop"],

@@ -141,7 +141,7 @@ def main():
         if errors:
             fail("lost or wrong request: %s" % errors[0], d.log)
         time.sleep(0.5)
-        rss_end, fds_end = d.rss_kib(), d.fds()
+        rss_end, fds_end = d.rss_kib(), d.fds_settled(fds_warm)
         total = sum(counts[k] for k in ("greedy", "sampled", "cancelled", "tokenize", "status"))
         print("%d requests in %.0f s: %s; no request lost" % (total, elapsed, counts), flush=True)
         print("pid RSS: %d KiB after warm-up, max %d, end %d; fds %d after warm-up, %d at the end" %
