@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -198,21 +199,46 @@ int profile_tokenize_corpus(const char *path, const tokenizer *tok, uint64_t max
 
 /* ---- the run ---- */
 
+/* One window's run: its own forward state, counters and pairs bytes, so
+ * windows run on threads at once and merge in window order (the result is
+ * the same bytes as one thread's). */
 typedef struct prof_ctx {
     pi_act act;
     uint32_t n_ff, dim;
     uint64_t *counts;       /* n_layers x n_ff */
-    FILE *pairs;            /* NULL = no dump */
+    int dump;               /* pairs are wanted */
+    uint8_t *buf;           /* this window's pairs records */
+    size_t len, cap;
     uint8_t *bits;          /* (n_ff + 7) / 8 scratch */
     uint32_t pos;           /* position of the token being run */
     int sampled;            /* this token's pairs are written */
-    int io_failed;
+    int oom;
 } prof_ctx;
 
 static void write_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
         p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put(prof_ctx *c, const void *src, size_t n)
+{
+    if (c->oom)
+        return;
+    if (c->len + n > c->cap) {
+        size_t cap = c->cap ? c->cap : 1 << 16;
+        while (cap < c->len + n)
+            cap *= 2;
+        uint8_t *b = realloc(c->buf, cap);
+        if (!b) {
+            c->oom = 1;
+            return;
+        }
+        c->buf = b;
+        c->cap = cap;
+    }
+    memcpy(c->buf + c->len, src, n);
+    c->len += n;
 }
 
 static void observe(void *ud, uint32_t layer, const float *x_norm, const float *h, uint32_t n_ff)
@@ -223,7 +249,7 @@ static void observe(void *ud, uint32_t layer, const float *x_norm, const float *
         for (uint32_t j = 0; j < n_ff; j++)
             mx = fmaxf(mx, fabsf(h[j]));
     uint64_t *cnt = c->counts + (size_t)layer * n_ff;
-    int dump = c->pairs && c->sampled;
+    int dump = c->dump && c->sampled;
     if (dump)
         memset(c->bits, 0, (n_ff + 7) / 8);
     for (uint32_t j = 0; j < n_ff; j++)
@@ -237,10 +263,9 @@ static void observe(void *ud, uint32_t layer, const float *x_norm, const float *
         write_u32(head, layer);
         write_u32(head + 4, c->pos);
         /* x_norm as little-endian f32: the host order on every machine pi builds for */
-        if (fwrite(head, 1, sizeof head, c->pairs) != sizeof head ||
-            fwrite(x_norm, sizeof *x_norm, c->dim, c->pairs) != c->dim ||
-            fwrite(c->bits, 1, (n_ff + 7) / 8, c->pairs) != (n_ff + 7) / 8)
-            c->io_failed = 1;
+        put(c, head, sizeof head);
+        put(c, x_norm, (size_t)c->dim * sizeof *x_norm);
+        put(c, c->bits, (n_ff + 7) / 8);
     }
 }
 
@@ -278,6 +303,44 @@ static int is_sampled(uint64_t t, uint64_t n, uint64_t total)
     return (t + 1) * n / total > t * n / total;
 }
 
+/* A window: n tokens (BOS first when the options say so) starting at the
+ * run's token index first. */
+typedef struct prof_job {
+    const pi_model *m;
+    forward_state *fs;
+    prof_ctx c;
+    int32_t bos;
+    const int32_t *ids;     /* the window's corpus tokens */
+    uint32_t n;             /* forward passes in the window */
+    uint64_t first, n_pairs, total;
+    int bad_pos;            /* >= 0: that position's token is out of range */
+    pthread_t thread;
+} prof_job;
+
+static void *run_window(void *arg)
+{
+    prof_job *j = arg;
+    j->bad_pos = -1;
+    j->c.len = 0;
+    uint32_t k = 0;
+    for (uint32_t pos = 0; pos < j->n; pos++) {
+        int32_t t = pos == 0 && j->bos >= 0 ? j->bos : j->ids[k++];
+        j->c.pos = pos;
+        j->c.sampled = is_sampled(j->first + pos, j->n_pairs, j->total);
+        if (!forward_token(j->fs, t, pos)) {
+            j->bad_pos = (int)pos;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static uint32_t profile_threads(const profile_opts *o)
+{
+    long n = o->threads ? (long)o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1u : n > 64 ? 64u : (uint32_t)n;
+}
+
 int profile_run(const pi_model *m, const int32_t *ids, size_t n_ids, const profile_opts *o, pi_sidecar *sc,
                 pi_error *err)
 {
@@ -293,70 +356,112 @@ int profile_run(const pi_model *m, const int32_t *ids, size_t n_ids, const profi
     if (total == 0)
         return pi_error_set(err, "profile %s: no tokens to run", path);
 
-    prof_ctx c = {.act = m->act, .n_ff = m->n_ff, .dim = m->dim};
+    uint32_t n_threads = profile_threads(o);
+    uint64_t n_windows = (total + window - 1) / window;
+    if (n_threads > n_windows)
+        n_threads = (uint32_t)n_windows;
     size_t n_counts;
     int rc = 0;
-    forward_state *fs = NULL;
-    if (pi_mul_size(m->n_layers, m->n_ff, &n_counts) < 0 || !(c.counts = calloc(n_counts, sizeof *c.counts)) ||
-        !(c.bits = calloc((m->n_ff + 7) / 8, 1))) {
+    FILE *pairs = NULL;
+    uint64_t *counts = NULL;
+    prof_job *jobs = calloc(n_threads, sizeof *jobs);
+    if (!jobs || pi_mul_size(m->n_layers, m->n_ff, &n_counts) < 0 || !(counts = calloc(n_counts, sizeof *counts))) {
         rc = pi_error_set(err, "profile %s: out of memory for the counters", path);
-        goto done;
-    }
-    if (!(fs = forward_new(m, window, err))) {
-        rc = pi_error_wrap(err, "profile %s", path);
         goto done;
     }
     uint64_t n_pairs = 0;
     if (o->pairs_path && o->pairs_per_layer) {
         n_pairs = o->pairs_per_layer < total ? o->pairs_per_layer : total;
-        if (!(c.pairs = fopen(o->pairs_path, "wb")) || write_pairs_header(c.pairs, m, n_pairs) < 0) {
+        if (!(pairs = fopen(o->pairs_path, "wb")) || write_pairs_header(pairs, m, n_pairs) < 0) {
             rc = pi_error_set(err, "profile: pairs file %s: %s", o->pairs_path, strerror(errno));
             goto done;
         }
     }
-    forward_set_ffn_observer(fs, observe, &c);
-
-    uint64_t done_tokens = 0;
-    size_t i = 0;
-    while (done_tokens < total) {
-        for (uint32_t pos = 0; pos < window && done_tokens < total; pos++) {
-            int32_t t;
-            if (pos == 0 && o->bos >= 0)
-                t = o->bos;
-            else if (i < n_ids)
-                t = ids[i++];
-            else
-                break;
-            c.pos = pos;
-            c.sampled = is_sampled(done_tokens, n_pairs, total);
-            if (!forward_token(fs, t, pos)) {
-                rc = pi_error_set(err, "profile %s: token %d at position %u is out of range (vocabulary %u)", path,
-                                  t, pos, m->n_vocab);
-                goto done;
-            }
-            if (c.io_failed) {
-                rc = pi_error_set(err, "profile: writing pairs file %s failed (disk full?)", o->pairs_path);
-                goto done;
-            }
-            done_tokens++;
-            if (o->progress)
-                o->progress(o->progress_ud, done_tokens, total);
+    for (uint32_t t = 0; t < n_threads; t++) {
+        prof_job *j = &jobs[t];
+        j->c = (prof_ctx){.act = m->act, .n_ff = m->n_ff, .dim = m->dim, .dump = pairs != NULL};
+        if (!(j->c.counts = calloc(n_counts, sizeof *j->c.counts)) || !(j->c.bits = calloc((m->n_ff + 7) / 8, 1))) {
+            rc = pi_error_set(err, "profile %s: out of memory for the counters", path);
+            goto done;
         }
-        if (i >= n_ids)
+        if (!(j->fs = forward_new(m, window, err))) {
+            rc = pi_error_wrap(err, "profile %s", path);
+            goto done;
+        }
+        forward_set_ffn_observer(j->fs, observe, &j->c);
+        *j = (prof_job){.m = m, .fs = j->fs, .c = j->c, .bos = o->bos, .n_pairs = n_pairs, .total = total};
+    }
+
+    /* Batches of n_threads windows: run at once, merged in window order. */
+    uint64_t done_tokens = 0;
+    size_t next_id = 0;
+    while (done_tokens < total && rc == 0) {
+        uint32_t started = 0;
+        uint64_t first = done_tokens;
+        for (uint32_t t = 0; t < n_threads && first < total; t++) {
+            prof_job *j = &jobs[t];
+            uint64_t n = total - first < window ? total - first : window;
+            size_t avail = n_ids - next_id;
+            if (avail == 0)
+                break;   /* a window starts only while the corpus lasts */
+            uint64_t corpus_n = o->bos >= 0 ? n - 1 : n;   /* 0: the budget ends after a BOS */
+            if (corpus_n > avail)
+                corpus_n = avail;
+            j->n = (uint32_t)(corpus_n + (o->bos >= 0 ? 1 : 0));
+            j->ids = ids + next_id;
+            j->first = first;
+            next_id += corpus_n;
+            first += j->n;
+            int e = pthread_create(&j->thread, NULL, run_window, j);
+            if (e != 0) {
+                rc = pi_error_set(err, "profile: starting a thread: %s", strerror(e));
+                break;
+            }
+            started++;
+        }
+        for (uint32_t t = 0; t < started; t++)
+            pthread_join(jobs[t].thread, NULL);
+        for (uint32_t t = 0; t < started && rc == 0; t++) {
+            prof_job *j = &jobs[t];
+            if (j->bad_pos >= 0) {
+                int32_t bad = j->bad_pos == 0 && o->bos >= 0 ? o->bos : j->ids[j->bad_pos - (o->bos >= 0)];
+                rc = pi_error_set(err, "profile %s: token %d at position %d is out of range (vocabulary %u)", path,
+                                  bad, j->bad_pos, m->n_vocab);
+            } else if (j->c.oom) {
+                rc = pi_error_set(err, "profile %s: out of memory for a window's pairs", path);
+            } else if (pairs && j->c.len && fwrite(j->c.buf, 1, j->c.len, pairs) != j->c.len) {
+                rc = pi_error_set(err, "profile: writing pairs file %s failed (disk full?)", o->pairs_path);
+            } else {
+                done_tokens += j->n;
+                if (o->progress)
+                    o->progress(o->progress_ud, done_tokens, total);
+            }
+        }
+        if (started == 0)
             break;   /* the corpus ran out (total counts it exactly; this guards the loop) */
     }
-    for (size_t k = 0; k < n_counts; k++)
-        sc->freq[k] = (float)((double)c.counts[k] / (double)done_tokens);
-    sc->tokens = done_tokens;
+    if (rc == 0) {
+        for (uint32_t t = 0; t < n_threads; t++)
+            for (size_t k = 0; k < n_counts; k++)
+                counts[k] += jobs[t].c.counts[k];
+        for (size_t k = 0; k < n_counts; k++)
+            sc->freq[k] = (float)((double)counts[k] / (double)done_tokens);
+        sc->tokens = done_tokens;
+    }
 done:
-    if (c.pairs) {
-        if (fclose(c.pairs) != 0 && rc == 0)
+    if (pairs) {
+        if (fclose(pairs) != 0 && rc == 0)
             rc = pi_error_set(err, "profile: closing pairs file %s: %s", o->pairs_path, strerror(errno));
         if (rc < 0)
             remove(o->pairs_path);
     }
-    forward_free(&fs);
-    free(c.counts);
-    free(c.bits);
+    for (uint32_t t = 0; jobs && t < n_threads; t++) {
+        forward_free(&jobs[t].fs);
+        free(jobs[t].c.counts);
+        free(jobs[t].c.bits);
+        free(jobs[t].c.buf);
+    }
+    free(jobs);
+    free(counts);
     return rc;
 }

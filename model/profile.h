@@ -34,7 +34,7 @@ int profile_is_active(pi_act act, float h, float max_abs_h);
 int profile_tokenize_corpus(const char *path, const tokenizer *tok, uint64_t max_tokens, int32_t **ids,
                             size_t *n_ids, pi_error *err);
 
-/* Called after every token with the tokens done and the total. */
+/* Called after every window with the tokens done and the total. */
 typedef void (*profile_progress_fn)(void *ud, uint64_t done, uint64_t total);
 
 typedef struct profile_opts {
@@ -43,6 +43,8 @@ typedef struct profile_opts {
     uint64_t max_tokens;        /* forward passes (BOS included) to run; 0 = every corpus token */
     const char *pairs_path;     /* training pairs file, NULL = none */
     uint32_t pairs_per_layer;   /* tokens sampled evenly over the run for pairs; 0 = none */
+    uint32_t threads;           /* windows run at once, each on its own thread; 0 = the online CPUs.
+                                   The result does not depend on it. */
     profile_progress_fn progress;
     void *progress_ud;
 } profile_opts;
