@@ -144,8 +144,10 @@ def main():
         rss_end, fds_end = d.rss_kib(), d.fds_settled(fds_warm)
         total = sum(counts[k] for k in ("greedy", "sampled", "cancelled", "tokenize", "status"))
         print("%d requests in %.0f s: %s; no request lost" % (total, elapsed, counts), flush=True)
-        print("pid RSS: %d KiB after warm-up, max %d, end %d; fds %d after warm-up, %d at the end" %
-              (rss_warm, max(rss) if rss else rss_end, rss_end, fds_warm, fds_end), flush=True)
+        quarters = [rss[min(len(rss) - 1, len(rss) * q // 4)] for q in (1, 2, 3)] if rss else []
+        print("pid RSS: %d KiB after warm-up, at each quarter %s, max %d, end %d; fds %d after "
+              "warm-up, %d at the end" % (rss_warm, quarters, max(rss) if rss else rss_end, rss_end,
+                                          fds_warm, fds_end), flush=True)
         if rss_end > rss_warm + RSS_SLACK_KIB:
             fail("pid's RSS grew from %d KiB to %d KiB" % (rss_warm, rss_end), d.log)
         if fds_end > fds_warm:
