@@ -1,6 +1,7 @@
 /* Tensor element types: names, block layouts, fp16/bf16 conversion and the
  * plain reference row kernels that optimised variants are tested against. */
 #include "quant.h"
+#include "quant_simd.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -455,6 +456,8 @@ float pi_dot_row(pi_type type, const void *row, const float *x, size_t n)
 {
     size_t be = pi_type_block_elems(type);
     float buf[PI_MAX_BLOCK_ELEMS], sum = 0.0f;
+    if (quant_simd_dot(type, row, x, n, &sum))
+        return sum;
     for (size_t i = 0; i < n / be; i++) {
         block_to_f32(type, row, i, buf);
         for (size_t j = 0; j < be; j++)
@@ -467,6 +470,8 @@ void pi_axpy_row(pi_type type, float a, const void *row, float *y, size_t n)
 {
     size_t be = pi_type_block_elems(type);
     float buf[PI_MAX_BLOCK_ELEMS];
+    if (quant_simd_axpy(type, a, row, y, n))
+        return;
     for (size_t i = 0; i < n / be; i++) {
         block_to_f32(type, row, i, buf);
         for (size_t j = 0; j < be; j++)
