@@ -33,5 +33,5 @@ const pi_arch_info *pi_arch_find(const char *name)
 
 const char *pi_arch_names(void)
 {
-    return "llama, qwen2, bamboo, opt, falcon";
+    return "'llama', 'qwen2', 'bamboo', 'opt' and 'falcon'";
 }

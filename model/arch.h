@@ -24,7 +24,7 @@ typedef struct pi_arch_info {
 /* The architecture named name, or NULL. */
 const pi_arch_info *pi_arch_find(const char *name);
 
-/* "llama, qwen2, ...": the supported names, for error messages. */
+/* "'llama', 'qwen2', ...": the supported names, quoted, for error messages. */
 const char *pi_arch_names(void);
 
 #endif
