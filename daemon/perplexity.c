@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemonize.h"
 #include "default_model.h"
@@ -29,6 +30,7 @@ typedef struct ppl {
     uint64_t n_scored;
     FILE *dump;              /* --dump-logits */
     int dump_err;
+    int tty;                 /* stderr is a terminal: progress redrawn in place */
     char msg[512];
 } ppl;
 
@@ -65,9 +67,11 @@ static void on_done(void *ud, const void *tag, size_t tag_len, uint64_t id, cons
     ppl *p = ud;
     (void)tag, (void)tag_len, (void)id, (void)st;
     p->done++;
-    if (p->done % 16 == 0 || p->done == p->n_chunks)
-        fprintf(stderr, "\rperplexity: %zu/%zu chunks, running perplexity %.4f", p->done, p->n_chunks,
-                p->n_scored ? exp(p->nll / (double)p->n_scored) : 0.0);
+    /* A terminal gets one line redrawn; a log a line per tenth of the chunks. */
+    size_t step = p->tty ? 16 : (p->n_chunks + 9) / 10;
+    if (p->done % step == 0 || p->done == p->n_chunks)
+        fprintf(stderr, "%sperplexity: %zu/%zu chunks, running perplexity %.4f%s", p->tty ? "\r" : "", p->done,
+                p->n_chunks, p->n_scored ? exp(p->nll / (double)p->n_scored) : 0.0, p->tty ? "" : "\n");
 }
 
 static void on_fail(void *ud, const void *tag, size_t tag_len, uint64_t id, int code, const char *msg)
@@ -319,6 +323,7 @@ int perplexity_main(int argc, char **argv)
         pi_error_set(&err, "cannot write %s: %s", o.dump, strerror(errno));
         goto fail;
     }
+    p.tty = isatty(STDERR_FILENO);
     uint64_t n_tok = 0;
     for (size_t i = 0; i < p.n_chunks; i++)
         n_tok += p.chunks[i].n - 1;
@@ -341,7 +346,8 @@ int perplexity_main(int argc, char **argv)
     }
     if (engine_run(e, 1, &err) < 0)
         goto fail;
-    fputc('\n', stderr);
+    if (p.tty)
+        fputc('\n', stderr);
     if (p.failed) {
         pi_error_set(&err, "%zu chunks failed; the last: %s", p.failed, p.msg);
         goto fail;

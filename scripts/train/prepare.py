@@ -14,7 +14,7 @@ normalisation and no whitespace collapsing (what pi's llama SPM tokenizer implem
 space as Llama's, trained on --spm-sample-mb of the training text.
 
 Writes: train.txt, val.txt, split.txt, tok.model, tok.vocab, train.bin and val.bin (uint16 token ids,
-each paragraph BOS-less, documents separated by BOS = 1).
+each book after a BOS = 1).
 """
 import argparse
 import lzma
@@ -121,15 +121,11 @@ def main():
     for name in ("train", "val"):
         docs = open(paths[name], encoding="utf-8").read().split("\n\n\f\n\n")
         ids = []
-        for d in docs:
-            ids.append(1)  # BOS opens every book
-            # Paragraph by paragraph (each with the dummy prefix space, as pi encodes a prompt), joined by
-            # the tokens of "\n\n".
-            nl = sp.encode("\n\n")[1:] if sp.encode("\n\n")[:1] == [sp.piece_to_id("▁")] else sp.encode("\n\n")
-            for i, p in enumerate(d.split("\n\n")):
-                if i:
-                    ids.extend(nl)
-                ids.extend(sp.encode(p))
+        # Each book encoded whole, as pi encodes a prompt (one dummy prefix space, newlines as they
+        # are), after BOS.
+        for enc in sp.encode(docs, num_threads=os.cpu_count() or 1):
+            ids.append(1)
+            ids.extend(enc)
         arr = np.array(ids, dtype=np.uint16)
         arr.tofile(os.path.join(a.out, name + ".bin"))
         print("prepare: %s.bin: %d tokens (%.2f bytes per token)" % (name, len(arr), os.path.getsize(paths[name]) / max(1, len(arr))))

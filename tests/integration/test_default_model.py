@@ -31,7 +31,7 @@ def fail(msg):
 
 
 def perplexity(ffn):
-    p = subprocess.run([os.path.join(BIN, "pictl"), "perplexity", "--file", HELDIN, "--ctx", "256", "--ffn", ffn,
+    p = subprocess.run([os.path.join(BIN, "pictl"), "perplexity", "--file", HELDIN, "--ffn", ffn,
                         "--gpu-backend", "host", "--cpu-workers", "1"], capture_output=True, text=True, timeout=900)
     if p.returncode != 0:
         fail("pictl perplexity --ffn %s: %s" % (ffn, p.stderr))
