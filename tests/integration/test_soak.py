@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Soak: random concurrent requests (greedy and sampled generations of random lengths, some cancelled, tokenize and status) against pid on loopback tcp with a token, for PI_SOAK_SECONDS (CI default 60; 600 for the 10-minute run): no request lost (each ends with its tokens, its cancel, or a clear error), greedy texts equal the undisturbed ones, and pid's RSS and fds are flat."""
+"""Soak: random concurrent requests (greedy and sampled generations of random lengths, some cancelled, tokenize and status) against pid on loopback tcp with a token, for PI_SOAK_SECONDS (CI default 30; 600 for the 10-minute run): no request lost (each ends with its tokens, its cancel, or a clear error), greedy texts equal the undisturbed ones, and pid's RSS and fds are flat."""
 import json
 import os
 import random
@@ -13,7 +13,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fault_lib import Daemon, daemon_env, fail  # noqa: E402
 
-SECONDS = float(os.environ.get("PI_SOAK_SECONDS", "60"))
+# 30 s in CI (the ASan suite already takes ~19 of CI's 25 min); PI_SOAK_SECONDS=600 is the
+# issue's 10-minute run.
+SECONDS = float(os.environ.get("PI_SOAK_SECONDS", "30"))
 SEED = int(os.environ.get("PI_SOAK_SEED", str(int(time.time()))))
 CLIENTS = 5
 PROMPTS = ["", "Once upon a time", "The little dog", "Lily and Ben went to the park", "One day"]
@@ -32,7 +34,8 @@ def free_port():
 
 
 def main():
-    print("soak: %.0f s (PI_SOAK_SECONDS), seed %d (PI_SOAK_SEED), %d concurrent clients" %
+    print("soak: %.0f s (PI_SOAK_SECONDS; 30 in CI, where the suite leaves little time; 600 = the "
+          "10-minute run), seed %d (PI_SOAK_SEED), %d concurrent clients" %
           (SECONDS, SEED, CLIENTS), flush=True)
     d = Daemon("soak", cpu_workers=2, max_seqs=4)
     d.ep = "tcp://127.0.0.1:%d" % free_port()
