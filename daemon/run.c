@@ -178,7 +178,7 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
 }
 
 /* --reference: the in-process dense forward, token by token. */
-static int run_reference(const char *model_path, const char *prompt, const gen_params *gp)
+static int run_reference(const char *model_path, const char *prompt, const gen_params *gp, uint32_t ctx_size)
 {
     const gen_params g = *gp;
     pi_error err = {{0}};
@@ -206,7 +206,11 @@ static int run_reference(const char *model_path, const char *prompt, const gen_p
         fprintf(stderr, "pid run: encoding the prompt: %s\n", err.msg);
         goto out;
     }
-    uint32_t n_ctx_model = r.model->n_ctx;
+    /* -c sets the context, past the trained one too (as on the workers, with a warning). */
+    uint32_t n_ctx_model = ctx_size ? ctx_size : r.model->n_ctx;
+    if (ctx_size > r.model->n_ctx)
+        fprintf(stderr, "pid run: warning: -c %u is past %s's trained context of %u positions; quality may drop\n",
+                ctx_size, model_path, r.model->n_ctx);
     if (n_prompt == 0) {
         fprintf(stderr, "pid run: the prompt encoded to no tokens and the model has no BOS token\n");
         goto out;
@@ -318,5 +322,5 @@ int pid_cmd_run(int argc, char **argv)
     }
     if (!o.model_path)
         o.model_path = picked;
-    return reference ? run_reference(o.model_path, o.prompt, &o.gen) : run_on_workers(&o);
+    return reference ? run_reference(o.model_path, o.prompt, &o.gen, o.ctx_size) : run_on_workers(&o);
 }
