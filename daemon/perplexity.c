@@ -26,6 +26,7 @@ typedef struct ppl {
     chunk *chunks;
     size_t n_chunks, done, failed;
     uint32_t n_vocab;
+    uint32_t score_from;     /* positions before it are run but not scored (--llamacpp) */
     double nll;              /* summed over scored tokens */
     uint64_t n_scored;
     FILE *dump;              /* --dump-logits */
@@ -38,7 +39,7 @@ static void on_score(void *ud, const void *tag, size_t tag_len, uint64_t id, uin
 {
     ppl *p = ud;
     (void)tag, (void)tag_len;
-    if (id >= p->n_chunks || pos + 1 >= p->chunks[id].n)
+    if (id >= p->n_chunks || pos + 1 >= p->chunks[id].n || pos < p->score_from)
         return;
     double mx = row[0];
     for (uint32_t i = 1; i < p->n_vocab; i++)
@@ -86,14 +87,14 @@ typedef struct ppl_opts {
     const char *model, *file, *ffn, *gpu_backend, *dump;
     uint64_t max_tokens;     /* 0 = the whole file */
     uint32_t ctx;            /* 0 = the model's context (at most 512) */
-    int lines, cpu_workers;
+    int lines, llamacpp, cpu_workers;
     double vram_budget_gib;
 } ppl_opts;
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pictl perplexity [-m MODEL] --file F [--tokens N] [--ctx C] [--ffn MODE] [--lines]\n"
+            "usage: pictl perplexity [-m MODEL] --file F [--tokens N] [--ctx C] [--ffn MODE] [--lines | --llamacpp]\n"
             "                        [--gpu-backend B] [--cpu-workers N] [--vram-budget GIB]\n"
             "                        [--dump-logits OUT]\n"
             "Runs the text through pid's workers and prints its perplexity (last line 'perplexity: X').\n"
@@ -103,6 +104,9 @@ static void usage(FILE *out)
             "  -c, --ctx C           chunk length in positions, BOS included (default: the model's\n"
             "                        context, at most 512); every chunk starts from an empty cache\n"
             "  --lines               one chunk per line instead (cut at C positions)\n"
+            "  --llamacpp            llama.cpp's perplexity protocol, to compare figures with it: the text\n"
+            "                        after a BOS cut into whole chunks of C tokens, each chunk's first\n"
+            "                        token replaced by BOS, only its second half scored\n"
             "  --ffn MODE            auto, dense, exact or predicted (as pid run)\n"
             "  --gpu-backend B       auto, cuda or host\n"
             "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
@@ -136,8 +140,8 @@ static int parse(int argc, char **argv, ppl_opts *o)
             usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--lines")) {
-            o->lines = 1;
+        if (!strcmp(a, "--lines") || !strcmp(a, "--llamacpp")) {
+            *(a[2] == 'l' && a[3] == 'i' ? &o->lines : &o->llamacpp) = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -184,6 +188,10 @@ static int parse(int argc, char **argv, ppl_opts *o)
             usage(stderr);
             return 2;
         }
+    }
+    if (o->lines && o->llamacpp) {
+        fprintf(stderr, "pictl perplexity: --lines and --llamacpp cut the text differently; give one\n");
+        return 2;
     }
     if (!o->file) {
         fprintf(stderr, "pictl perplexity: no text given (--file F)\n");
@@ -289,6 +297,33 @@ static int make_chunks(const tokenizer *tok, const char *text, size_t len, const
     return 0;
 }
 
+/* llama.cpp's protocol (its perplexity tool): BOS + the text's tokens, cut
+ * into whole chunks of ctx tokens; each chunk's first token becomes BOS. */
+static int make_llamacpp_chunks(const tokenizer *tok, const char *text, size_t len, uint32_t ctx, int32_t **seq,
+                                chunk **chunks, size_t *n_chunks, pi_error *err)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tokenizer_encode(tok, text, len, 1, &ids, &n, err) < 0)
+        return -1;
+    *n_chunks = n / ctx;
+    if (*n_chunks < 2) {
+        free(ids);
+        return pi_error_set(err, "the text is %zu tokens; llama.cpp's protocol needs at least 2 chunks of %u", n, ctx);
+    }
+    *chunks = malloc(*n_chunks * sizeof **chunks);
+    if (!*chunks) {
+        free(ids);
+        return pi_error_set(err, "out of memory");
+    }
+    for (size_t c = 0; c < *n_chunks; c++) {
+        ids[c * ctx] = tokenizer_bos(tok);
+        (*chunks)[c] = (chunk){.ids = ids + c * ctx, .n = ctx};
+    }
+    *seq = ids;
+    return 0;
+}
+
 int perplexity_main(int argc, char **argv)
 {
     ppl_opts o;
@@ -317,8 +352,13 @@ int perplexity_main(int argc, char **argv)
         goto fail;
     uint32_t ctx = engine_max_tokens_limit(e);
     p.n_vocab = engine_n_vocab(e);
-    if (make_chunks(engine_tokenizer(e), text, len, &o, ctx, &seq, &p.chunks, &p.n_chunks, &err) < 0)
+    if (o.llamacpp) {
+        p.score_from = ctx / 2;
+        if (make_llamacpp_chunks(engine_tokenizer(e), text, len, ctx, &seq, &p.chunks, &p.n_chunks, &err) < 0)
+            goto fail;
+    } else if (make_chunks(engine_tokenizer(e), text, len, &o, ctx, &seq, &p.chunks, &p.n_chunks, &err) < 0) {
         goto fail;
+    }
     if (o.dump && !(p.dump = fopen(o.dump, "wb"))) {
         pi_error_set(&err, "cannot write %s: %s", o.dump, strerror(errno));
         goto fail;
