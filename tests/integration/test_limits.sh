@@ -5,8 +5,10 @@ set -u
 daemon_setup limits
 RAW="/usr/bin/python3 $(dirname "$0")/rpc_raw.py"
 
-# One slot and at most 2 waiting, so the 4th concurrent request overflows the queue.
-timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 1 --gpu-backend host --listen "$EP" \
+# One slot and at most 2 waiting, so the 4th concurrent request overflows the queue. Steps are
+# made 8 ms longer (PI_TEST_STEP_DELAY_MS) so a 500-token generation lasts seconds: on a fast
+# machine the first one ended before the 4th request came, and the queue had room again.
+PI_TEST_STEP_DELAY_MS=8 timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 1 --gpu-backend host --listen "$EP" \
     --max-seqs 1 --max-queue 2 --log-file "$D/pid.log" --pid-file "$D/pid.pid" >"$D/start.out" 2>&1 \
     || { cat "$D/start.out"; fail "pid start"; }
 remember_pids
@@ -50,7 +52,9 @@ rpc_refuses "max_tokens 512 (RPC)" '^error 5 .*prompt \(2 tokens\) \+ max_tokens
 active() { timeout 10 "$B/pictl" status --endpoint "$EP" 2>/dev/null | awk '/^requests:/{print $2, $4}'; }
 GENS=""
 for i in 1 2 3; do
-    timeout 300 "$B/pictl" generate --endpoint "$EP" --temp 0.8 -n 500 "Once upon a time" >"$D/q$i.out" 2>"$D/q$i.err" &
+    # greedy: stories260K writes 500 tokens with no end-of-text, so none of the three ends early
+    # (sampled ones sometimes did, and the queue was no longer full when the 4th came)
+    timeout 300 "$B/pictl" generate --endpoint "$EP" --temp 0 -n 500 "Once upon a time" >"$D/q$i.out" 2>"$D/q$i.err" &
     GENS="$GENS $!"
 done
 PIDS_TO_KILL="$PIDS_TO_KILL $GENS"
