@@ -19,6 +19,7 @@
 
 typedef struct chunk {
     const int32_t *ids;      /* BOS + the chunk's tokens (into ppl.seq) */
+    size_t off;              /* ids - seq: seq grows (moves) while chunks are cut */
     uint32_t n;
 } chunk;
 
@@ -141,7 +142,10 @@ static int parse(int argc, char **argv, ppl_opts *o)
             return 0;
         }
         if (!strcmp(a, "--lines") || !strcmp(a, "--llamacpp")) {
-            *(a[2] == 'l' && a[3] == 'i' ? &o->lines : &o->llamacpp) = 1;
+            if (!strcmp(a, "--lines"))
+                o->lines = 1;
+            else
+                o->llamacpp = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -279,8 +283,7 @@ static int make_chunks(const tokenizer *tok, const char *text, size_t len, const
             }
             (*seq)[n_seq] = bos;
             memcpy(*seq + n_seq + 1, ids + i, take * sizeof *ids);
-            /* ids are offsets until seq stops moving: fixed up below */
-            (*chunks)[*n_chunks] = (chunk){.ids = (const int32_t *)(uintptr_t)n_seq, .n = (uint32_t)take + 1};
+            (*chunks)[*n_chunks] = (chunk){.off = n_seq, .n = (uint32_t)take + 1};
             (*n_chunks)++;
             n_seq += take + 1;
             i += take;
@@ -291,7 +294,7 @@ static int make_chunks(const tokenizer *tok, const char *text, size_t len, const
         free(ids);
     }
     for (size_t i = 0; i < *n_chunks; i++)
-        (*chunks)[i].ids = *seq + (uintptr_t)(*chunks)[i].ids;
+        (*chunks)[i].ids = *seq + (*chunks)[i].off;
     if (*n_chunks == 0)
         return pi_error_set(err, "the text has no tokens to score");
     return 0;
