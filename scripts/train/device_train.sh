@@ -4,7 +4,7 @@
 #   device: run(command="scripts/train/device_train.sh", carry=[".deps"])
 #   here:   scripts/train/device_train.sh --unpack DIR   (DIR = the call's files_at: models/ filled in)
 # On the device it builds pi (host backend only: the model runs on CPU workers in CI), runs
-# scripts/train/all.sh with PI_TRAIN_MINUTES (default 5) per activation, and leaves under $OUT
+# scripts/train/all.sh with PI_TRAIN_MINUTES (default 4) per activation, and leaves under $OUT
 # the model in 15 MiB parts (files come back at most 16 MiB each), its sidecar, the held-in
 # slice, the card, sha256.txt, all.log and the run's other logs (work.tar.xz): 8 files.
 set -euo pipefail
@@ -38,8 +38,11 @@ cmake -S . -B build-train -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=OFF "${PI_DEPS_CM
 cmake --build build-train -j"$(nproc)" >/tmp/build.log 2>&1 || { tail -30 /tmp/build.log; exit 1; }
 work=/tmp/pi-train
 status=0
-PYTHONUNBUFFERED=1 PI_BIN=build-train/bin PI_SHARED=.deps/shared PI_TRAIN_MINUTES=${PI_TRAIN_MINUTES:-5} \
-  scripts/train/all.sh "$work" 2>&1 | tee "$out/all.log" || status=1
+# A call is cut at 600 s and then nothing is copied back: all.sh gets what is left of PI_TRAIN_DEADLINE_S
+# (570 s from the start), so whatever it finished (the model is exported before the checks) comes back.
+left=$(( ${PI_TRAIN_DEADLINE_S:-570} - SECONDS ))
+PYTHONUNBUFFERED=1 PI_BIN=build-train/bin PI_SHARED=.deps/shared PI_TRAIN_MINUTES=${PI_TRAIN_MINUTES:-4} \
+  timeout "$left" scripts/train/all.sh "$work" 2>&1 | tee "$out/all.log" || status=1
 split -b 15M -d "$model.gguf" "$out/model.gguf.part-" 2>/dev/null || true
 cp "$model.pi-sparse.gguf" "$out/model.pi-sparse.gguf" 2>/dev/null || true
 cp models/heldin.txt models/MODEL_CARD.md "$out/" 2>/dev/null || true
