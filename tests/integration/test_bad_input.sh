@@ -51,8 +51,8 @@ timeout 60 "$B/pictl" generate --endpoint "$EP" --temp 0 -n 5 "héllo wörld ✓
     || fail "valid UTF-8 refused: $(cat "$D/utf8.out")"
 echo "ok: valid multi-byte UTF-8 accepted"
 
-# Longer than the context (512 positions for stories260K).
-pictl_refuses "prompt + n beyond the context" 1 'TOO_LONG: .*exceed the context of 512 positions.*-c/--ctx-size' -n 600 "Once"
+# Longer than the model's context.
+pictl_refuses "prompt + n beyond the context" 1 "TOO_LONG: .*exceed the context of $MODEL_CTX positions.*-c/--ctx-size" -n $((MODEL_CTX + 88)) "Once"
 long=$(printf 'Once upon a time %.0s' $(seq 1 200))
 pictl_refuses "prompt beyond the context" 1 'TOO_LONG: .*-c/--ctx-size' -n 1 "$long"
 

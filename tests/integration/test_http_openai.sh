@@ -30,14 +30,14 @@ cat >"$D/js/check.js" <<'JS'
 const fs = require('fs');
 const mod = require('openai');
 const OpenAI = mod.OpenAI || mod.default || mod;
-const [base, pictlFile] = process.argv.slice(2);
+const [base, pictlFile, modelName] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: base + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 120000 });
 function check(cond, what) { if (!cond) { console.error('FAIL: ' + what); process.exit(1); } }
 (async () => {
   const models = await client.models.list();
   const ids = [];
   for await (const m of models) ids.push(m.id);
-  check(ids.includes('stories260K.gguf'), 'models.list: ' + JSON.stringify(ids));
+  check(ids.includes(modelName), 'models.list: ' + JSON.stringify(ids));
   console.log('ok: models.list ' + JSON.stringify(ids));
 
   let want = fs.readFileSync(pictlFile, 'utf8');
@@ -71,6 +71,6 @@ function check(cond, what) { if (!cond) { console.error('FAIL: ' + what); proces
   }
 })().catch((e) => { console.error('FAIL: ' + (e.stack || e)); process.exit(1); });
 JS
-(cd "$D/js" && timeout 300 node check.js "http://127.0.0.1:$PORT" "$D/pictl.txt") || fail "openai client checks"
+(cd "$D/js" && timeout 300 node check.js "http://127.0.0.1:$PORT" "$D/pictl.txt" "$MODEL_NAME") || fail "openai client checks"
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
 echo PASS

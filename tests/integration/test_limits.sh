@@ -40,21 +40,22 @@ rc=$?
 still_serving "a 1 MiB + 1 prompt"
 echo "ok: pictl -f with a 1 MiB + 1 byte prompt: $(cat "$D/err")"
 rpc_refuses "1 MiB + 1 prompt (RPC)" '^error 1 .*the prompt is 1048577 bytes, more than pid accepts' --body-bytes 1048577
-rpc_refuses "1 MiB prompt (RPC)" '^error 5 .*exceed the context of 512 positions' --body-bytes 1048576
+rpc_refuses "1 MiB prompt (RPC)" "^error 5 .*exceed the context of $MODEL_CTX positions" --body-bytes 1048576
 
-# max_tokens: at most the context (512 here, counting the prompt).
-out=$(timeout 60 $RAW "$EP" generate --prompt-hex 4f6e6365 --temp 0 --max-tokens 510) || fail "max_tokens 510: $out"
-[ "$out" = "done 510" ] || fail "prompt 2 tokens + 510 fits 512 positions, got: $out"
-echo "ok: max_tokens 510 with a 2-token prompt fits the 512-position context: $out"
-rpc_refuses "max_tokens 512 (RPC)" '^error 5 .*prompt \(2 tokens\) \+ max_tokens \(512\) exceed the context of 512 positions.*-c/--ctx-size' --prompt-hex 4f6e6365 --max-tokens 512
+# max_tokens: at most the context (MODEL_CTX, counting the prompt).
+C=$MODEL_CTX fit=$((MODEL_CTX - 2))
+out=$(timeout 60 $RAW "$EP" generate --prompt-hex 4f6e6365 --temp 0 --max-tokens $fit) || fail "max_tokens $fit: $out"
+[ "$out" = "done $fit" ] || fail "a 2-3 token prompt + $fit fits $C positions, got: $out"
+echo "ok: max_tokens $fit with a short prompt fits the $C-position context: $out"
+rpc_refuses "max_tokens $C (RPC)" "^error 5 .*prompt \\([23] tokens\\) \\+ max_tokens \\($C\\) exceed the context of $C positions.*-c/--ctx-size" --prompt-hex 4f6e6365 --max-tokens $C
 
 # Queue: 1 active + 2 waiting; the next one is refused at once with "queue full".
 active() { timeout 10 "$B/pictl" status --endpoint "$EP" 2>/dev/null | awk '/^requests:/{print $2, $4}'; }
 GENS=""
 for i in 1 2 3; do
-    # greedy: stories260K writes 500 tokens with no end-of-text, so none of the three ends early
+    # greedy: both models write this many tokens with no end-of-text, so none of the three ends early
     # (sampled ones sometimes did, and the queue was no longer full when the 4th came)
-    timeout 300 "$B/pictl" generate --endpoint "$EP" --temp 0 -n 500 "Once upon a time" >"$D/q$i.out" 2>"$D/q$i.err" &
+    timeout 300 "$B/pictl" generate --endpoint "$EP" --temp 0 -n $((MODEL_CTX - 12)) "Once upon a time" >"$D/q$i.out" 2>"$D/q$i.err" &
     GENS="$GENS $!"
 done
 PIDS_TO_KILL="$PIDS_TO_KILL $GENS"

@@ -4,8 +4,8 @@ set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup timings
 
-# 1. pid run --timings: the same text as llama2.c, then the table on stderr.
-common=(-m "$MODEL" -n 200 --temp 0 --gpu-backend host --cpu-workers 2 --vram-budget 0.00073)
+# 1. pid run --timings: the reference text, then the table on stderr.
+common=(-m "$MODEL" -n 200 --temp 0 --gpu-backend host --cpu-workers 2 --vram-budget $RUN_COLD_GIB)
 timeout 300 "$B/pid" run "${common[@]}" --timings >"$D/run.out" 2>"$D/run.err" \
     || { cat "$D/run.err" >&2; fail "pid run --timings"; }
 cat "$D/run.err"
