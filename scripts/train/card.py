@@ -18,6 +18,18 @@ sys.path.insert(0, os.path.dirname(HERE))
 import gguf_py  # noqa: E402
 
 
+# Issue 8 asks for a top-20% share of at least 60%, or this card saying what was tried and why not.
+SKEW_NOTE = (
+    "**Skew below the 60%% goal** (the top 20%% of neurons carry %.1f%% of activations). Tried: relu against "
+    "dReLU, same shape, seed and time (the table above); dReLU is both sparser and more skewed, and is kept. "
+    "Not tried: the --l1 activation penalty of train.py (it pushes sparsity, which is already 92%%, not skew) "
+    "and a penalty graded by neuron index, which would force a power law on the neurons' frequencies. The "
+    "skew of large ReLU LLMs comes from many neurons specialising on rare features over a long training run; "
+    "a 13M-parameter model after 4 minutes (87M tokens) spreads its activations more evenly. The run was the "
+    "session's one training call on the GPU machine. What it costs pi: a placement that gives the GPU a "
+    "quarter of the neurons covers 58%% of activations (the sample's placement line below), and the "
+    "predicted FFN's perplexity cost is still small (the table above).\n")
+
 def read(path):
     return open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else "(missing: %s)" % path
 
@@ -91,6 +103,8 @@ def main():
     for x in L:
         o.append("| %d | %.4f | %.3f | %.3f | %.3f |" % x)
     o.append("| mean | %.4f | | %.3f | |\n" % (sp_mean, top20))
+    if top20 < 0.60:
+        o.append(SKEW_NOTE % (100 * top20))
     o.append("## Predictors (scripts/train_predictor.py, held-out 10% of the profiled tokens)\n")
     o.append("```\n%s```\n" % read(os.path.join(w, "predictor.log")))
     o.append("## Logits against PyTorch (scripts/train/check_logits.py)\n")
