@@ -52,7 +52,8 @@ struct cuda_layer {
 };
 
 // What an allocation is, for device_bytes' parts.
-enum mem_kind { MEM_SCRATCH, MEM_PLAN, MEM_PRED };
+// MEM_HOST: pinned host memory the kernels read through its mapping (not VRAM).
+enum mem_kind { MEM_SCRATCH, MEM_PLAN, MEM_PRED, MEM_HOST };
 
 // One captured step: a graph per batch shape.
 struct step_graph {
@@ -81,6 +82,7 @@ struct gpu_backend {
     uint64_t scratch_bytes;         // everything else
     void **allocs;                  // every device allocation, for destroy
     size_t n_allocs, cap_allocs;
+    void *h_embd;                   // an untied model's token_embd, pinned and mapped
 
     cuda_mat tok_embd, output;      // output = tok_embd when tied
     float *output_norm;
@@ -177,6 +179,11 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_e
     *p = NULL;
     if (bytes == 0)
         return 0;
+    if (kind == MEM_HOST) {         // one such allocation: the embedding table
+        CU(cudaHostAlloc(&b->h_embd, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined));
+        CU(cudaHostGetDevicePointer(p, b->h_embd, 0));
+        return 0;
+    }
     if (b->n_allocs == b->cap_allocs) {
         size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;
         void **a = (void **)realloc(b->allocs, cap * sizeof *a);
@@ -209,11 +216,12 @@ static int scratch_floats(gpu_backend *b, float **p, size_t n, pi_error *err)
     return dev_alloc(b, (void **)p, (n ? n : 1) * sizeof(float), MEM_SCRATCH, err);
 }
 
-// Copies bytes from host memory (pageable or not) to the device.
+// Copies bytes from host memory (pageable or not) to the device, or to
+// mapped host memory through its device address.
 static int upload(void *dst, const void *src, size_t bytes, pi_error *err)
 {
     if (bytes > 0)
-        CU(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+        CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
     return 0;
 }
 
@@ -362,6 +370,7 @@ static void free_all(gpu_backend *b)
     free(b->allocs);
     free(b->layers);
     free(b->hot_count);
+    cudaFreeHost(b->h_embd);
     cudaFreeHost(b->h_blk);
     cudaFreeHost(b->h_lists);
     cudaFreeHost(b->h_pcounts);
@@ -467,7 +476,11 @@ static int create_inner(gpu_backend *b, pi_error *err)
     // The predictor only where the worker will call predict.
     b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
 
-    if (upload_mat(b, &b->tok_embd, &m->tok_embd, NULL, m->n_vocab, "token_embd", err) ||
+    // An untied model reads one embedding row per token: the table stays in
+    // host memory (mapped, read over the bus, as llama.cpp keeps it on the
+    // CPU) and its VRAM goes to hot neurons (plan_weight_bytes leaves it out).
+    if (upload_mat_as(b, &b->tok_embd, &m->tok_embd, NULL, m->n_vocab, "token_embd",
+                      m->tied_output ? MEM_PLAN : MEM_HOST, err) ||
         upload_norm(b, &b->output_norm, &m->output_norm, "output_norm", err))
         return -1;
     if (m->tied_output)

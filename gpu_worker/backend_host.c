@@ -1,7 +1,8 @@
 /* The host backend: the GPU worker's part of every layer in plain C over
  * model/ops.h, for machines without a GPU and as the multi-process oracle.
  * It copies what the plan puts on the GPU into its own allocations, so
- * device_bytes counts real memory: embeddings, norms, attention, lm_head, the
+ * device_bytes counts real memory: norms, attention, lm_head (the embeddings
+ * when tied to it; an untied table is read from the model's mapping), the
  * KV cache, and per layer the hot gate/up rows plus the hot down columns
  * stored as rows of dim (plan.h's down^T layout): neurons [0, K), or the
  * layer's hot set (cfg->hot) in list order, hot slot k = the k-th listed
@@ -263,7 +264,10 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
         b->layer_hot[il] = cfg->hot ? cfg->hot_count[il] : cfg->n_hot;
     b->cfg.hot = NULL;          /* the caller's lists are copied into slot_of and the rows */
     b->cfg.hot_count = NULL;
-    if (copy_rows(b, &b->tok_embd, &m->tok_embd, m->tok_embd.rows, err) < 0 ||
+    /* As the CUDA backend: an untied model's embedding table stays in host
+     * memory (the model's mapping), uncounted; tied, it is the output. */
+    b->tok_embd = m->tok_embd;
+    if ((m->tied_output && copy_rows(b, &b->tok_embd, &m->tok_embd, m->tok_embd.rows, err) < 0) ||
         copy_rows(b, &b->output_norm, &m->output_norm, m->output_norm.rows, err) < 0 ||
         copy_rows(b, &b->output_norm_b, &m->output_norm_b, m->output_norm_b.rows, err) < 0 ||
         copy_rows(b, &b->pos_embd, &m->pos_embd, m->pos_embd.rows, err) < 0)

@@ -20,10 +20,10 @@ static uint64_t tensor_bytes(const pi_tensor *t)
 
 uint64_t plan_weight_bytes(const pi_model *m)
 {
-    uint64_t b = tensor_bytes(&m->tok_embd) + tensor_bytes(&m->output_norm) + tensor_bytes(&m->output_norm_b) +
-                 tensor_bytes(&m->pos_embd);
-    if (!m->tied_output)
-        b += tensor_bytes(&m->output);
+    uint64_t b = tensor_bytes(&m->output_norm) + tensor_bytes(&m->output_norm_b) + tensor_bytes(&m->pos_embd);
+    /* An untied model's token_embd is read a row per token and stays in host
+     * memory; tied, it is the output matrix, read whole every token. */
+    b += tensor_bytes(m->tied_output ? &m->tok_embd : &m->output);
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const pi_layer *y = &m->layers[l];
         b += tensor_bytes(&y->attn_norm) + tensor_bytes(&y->wq) + tensor_bytes(&y->wk) +
