@@ -1,5 +1,6 @@
 /* pictl model: offline model tools.
  *   import-llama2c --checkpoint F --tokenizer F -o OUT [--type T] [--act A]
+ *   import-hf DIR -o OUT [--type T] (cmd_import_hf.c)
  *   inspect FILE
  *   synth --shape S --type T -o OUT [...] (cmd_synth.c) */
 #include <inttypes.h>
@@ -279,6 +280,7 @@ static int inspect(int argc, char **argv)
 int cmd_model(int argc, char **argv)
 {
     const char *usage = "usage: pictl model import-llama2c --checkpoint F --tokenizer F -o OUT.gguf [--type T] [--act A]\n"
+                        "       pictl model import-hf DIR -o OUT.gguf [--type T]\n"
                         "       pictl model inspect FILE.gguf\n"
                         "       pictl model synth --shape S --type T -o OUT.gguf [--active A] [--skew Z] [--seed S] [--layers N] [--plain]\n"
                         "       pictl model profile -m MODEL --corpus FILE [--tokens N] [--ctx C] [-o SIDECAR]\n"
@@ -291,6 +293,8 @@ int cmd_model(int argc, char **argv)
     }
     if (!strcmp(argv[1], "import-llama2c"))
         return import_llama2c(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "import-hf"))
+        return cmd_model_import_hf(argc - 1, argv + 1);
     if (!strcmp(argv[1], "inspect"))
         return inspect(argc - 1, argv + 1);
     if (!strcmp(argv[1], "synth"))

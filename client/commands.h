@@ -15,6 +15,7 @@ int cmd_shutdown(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 /* `pictl model set-template` (cmd_template.c): argv[0] is "set-template". */
 int cmd_model_set_template(int argc, char **argv);
+int cmd_model_import_hf(int argc, char **argv);
 /* `pictl chat` (cmd_chat.c): multi-turn chat, turns read from stdin. */
 int cmd_chat(int argc, char **argv);
 /* `pictl model profile` (cmd_profile.c): argv[0] is "profile". */

@@ -19,7 +19,7 @@ static const struct {
     {"restart-worker", cmd_restart_worker, "restart-worker [--endpoint E] gpu|cpu:N         restart one worker"},
     {"shutdown", cmd_shutdown, "shutdown [--endpoint E]                          stop pid and its workers"},
     {"detokenize", cmd_detokenize, "detokenize [--endpoint E] IDS...                 token ids to text, through pid"},
-    {"model", cmd_model, "model import-llama2c|inspect|synth|profile|plan|set-template   offline model tools"},
+    {"model", cmd_model, "model import-llama2c|import-hf|inspect|synth|profile|plan|set-template   offline model tools"},
     {"perplexity", perplexity_main, "perplexity [-m MODEL] --file F [--tokens N] [--ctx C] [--ffn MODE]   through pid's workers"},
 };
 
