@@ -13,41 +13,68 @@ static const void *row_at(const void *base, size_t stride, uint32_t j)
     return (const char *)base + (size_t)j * stride;
 }
 
-/* Neuron j's gate pre-activation: its row's dot with x, plus its bias. */
-static float gate_at(const ffn_kernels *k, const ffn_sparse_layer *l, uint32_t j, const float *x)
+/* The rows of active[i], and the row expected after each: a neuron reads
+ * gate, up (unless RELU_SINGLE), down^T, then the next neuron's gate. The
+ * "expected" rows only steer the kernels' prefetch (ffn_kernels.dot_then):
+ * a ReLU neuron that stops after its gate wastes the prefetch of one
+ * FFN_PREFETCH_AHEAD into its up row, and changes no result. */
+typedef struct neuron_rows {
+    const void *gate, *up, *down, *after_gate, *next_gate;
+} neuron_rows;
+
+static neuron_rows rows_of(const ffn_sparse_layer *l, pi_act act, const uint32_t *active,
+                           size_t n_active, size_t i)
 {
-    float g = k->dot(l->gate_type, row_at(l->gate, l->gate_stride, j), x, l->dim);
+    uint32_t j = active[i];
+    neuron_rows r = {
+        .gate = row_at(l->gate, l->gate_stride, j),
+        .up = row_at(l->up, l->up_stride, j),
+        .down = row_at(l->down_t, l->down_t_stride, j),
+        .next_gate = i + 1 < n_active ? row_at(l->gate, l->gate_stride, active[i + 1]) : NULL,
+    };
+    r.after_gate = pi_act_uses_up(act) ? r.up : r.down;
+    return r;
+}
+
+/* Neuron j's gate pre-activation: its row's dot with x, plus its bias. */
+static float gate_at(const ffn_kernels *k, const ffn_sparse_layer *l, uint32_t j,
+                     const neuron_rows *r, const float *x)
+{
+    float g = k->dot_then(l->gate_type, r->gate, x, l->dim, r->after_gate);
     return l->gate_bias ? g + l->gate_bias[j] : g;
+}
+
+static float up_at(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                   const neuron_rows *r, const float *x)
+{
+    return pi_act_uses_up(act) ? k->dot_then(l->up_type, r->up, x, l->dim, r->down) : 0.0f;
 }
 
 void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                       const float *x, const uint32_t *active, size_t n_active, float *out)
 {
-    size_t dim = l->dim;
     for (size_t i = 0; i < n_active; i++) {
-        uint32_t j = active[i];
-        float g = gate_at(k, l, j, x);
+        neuron_rows r = rows_of(l, act, active, n_active, i);
+        float g = gate_at(k, l, active[i], &r, x);
         /* ReLU of a gate <= 0 makes h exactly 0 whatever up is: the up and
          * down rows need not be read (the "exact" FFN mode rests on this). */
         if (act != PI_ACT_SILU && !(g > 0.0f))
             continue;
-        float u = pi_act_uses_up(act) ? k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim) : 0.0f;
-        float h = ops_ffn_act(act, g, u);
+        float h = ops_ffn_act(act, g, up_at(k, l, act, &r, x));
         if (h == 0.0f)
             continue;   /* the sparsity the whole design exploits */
-        k->axpy(l->down_t_type, h, row_at(l->down_t, l->down_t_stride, j), out, dim);
+        k->axpy_then(l->down_t_type, h, r.down, out, l->dim, r.next_gate);
     }
 }
 
 void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                      const float *x, const uint32_t *active, size_t n_active, float *out)
 {
-    size_t dim = l->dim;
     for (size_t i = 0; i < n_active; i++) {
-        uint32_t j = active[i];
-        float g = gate_at(k, l, j, x);
-        float u = pi_act_uses_up(act) ? k->dot(l->up_type, row_at(l->up, l->up_stride, j), x, dim) : 0.0f;
-        k->axpy(l->down_t_type, ops_ffn_act(act, g, u), row_at(l->down_t, l->down_t_stride, j), out, dim);
+        neuron_rows r = rows_of(l, act, active, n_active, i);
+        float g = gate_at(k, l, active[i], &r, x);
+        float h = ops_ffn_act(act, g, up_at(k, l, act, &r, x));
+        k->axpy_then(l->down_t_type, h, r.down, out, l->dim, r.next_gate);
     }
 }
 
@@ -58,10 +85,26 @@ void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
     ffn_sparse_accum(ffn_kernels_plain(), l, act, x, active, n_active, out);
 }
 
+static float plain_dot_then(pi_type type, const void *row, const float *x, size_t n,
+                            const void *next)
+{
+    (void)next;
+    return pi_dot_row(type, row, x, n);
+}
+
+static void plain_axpy_then(pi_type type, float a, const void *row, float *y, size_t n,
+                            const void *next)
+{
+    (void)next;
+    pi_axpy_row(type, a, row, y, n);
+}
+
 static const ffn_kernels plain = {
     .name = "plain",
     .dot = pi_dot_row,
     .axpy = pi_axpy_row,
+    .dot_then = plain_dot_then,
+    .axpy_then = plain_axpy_then,
 };
 
 const ffn_kernels *ffn_kernels_plain(void)

@@ -32,12 +32,41 @@ typedef struct ffn_sparse_layer {
 
 /* One variant's row kernels. dot returns sum_i row[i] * x[i]; axpy does
  * y[i] += a * row[i]; n is a multiple of the type's block. Types a variant
- * has no fast path for go to the plain pi_dot_row / pi_axpy_row. */
+ * has no fast path for go to the plain pi_dot_row / pi_axpy_row.
+ * dot_then and axpy_then compute exactly the same, and are told the row
+ * that will most likely be read next (NULL: none): the fast variants
+ * prefetch FFN_PREFETCH_AHEAD bytes ahead of their reads through row and on
+ * into next, so a scattered row's first lines are on their way before it is
+ * reached (ffn_prefetch_ahead). The plain variant ignores next. */
 typedef struct ffn_kernels {
     const char *name;                   /* "plain", "avx2", "avx512" */
     float (*dot)(pi_type type, const void *row, const float *x, size_t n);
     void (*axpy)(pi_type type, float a, const void *row, float *y, size_t n);
+    float (*dot_then)(pi_type type, const void *row, const float *x, size_t n, const void *next);
+    void (*axpy_then)(pi_type type, float a, const void *row, float *y, size_t n,
+                      const void *next);
 } ffn_kernels;
+
+/* How far ahead of its reads a fast row kernel prefetches, in bytes. One
+ * core's share of the memory bandwidth times the memory latency is ~1-2 KB;
+ * the hardware prefetcher covers the inside of a row but starts again at
+ * every row and every 4 KB page. */
+#ifndef FFN_PREFETCH_AHEAD
+#define FFN_PREFETCH_AHEAD 2048
+#endif
+
+/* Called by a row kernel as it reads byte at of a row of row_bytes bytes:
+ * prefetches the byte FFN_PREFETCH_AHEAD further on, past the row's end in
+ * next (when not NULL). A prefetch never faults, and changes no result. */
+static inline void ffn_prefetch_ahead(const void *row, size_t row_bytes, const void *next,
+                                      size_t at)
+{
+    size_t p = at + FFN_PREFETCH_AHEAD;
+    if (p < row_bytes)
+        __builtin_prefetch((const char *)row + p, 0, 3);
+    else if (next)
+        __builtin_prefetch((const char *)next + (p - row_bytes), 0, 3);
+}
 
 /* The plain definition: out (dim floats) = sum over k < n_active of
  * h_j * downT_j with j = active[k], summed in list order; neurons with

@@ -40,11 +40,13 @@ AVX2 static __m256 f16x8(const uint8_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
-AVX2 static float dot_f32(const char *w, const float *x, size_t n)
+AVX2 static float dot_f32(const char *w, const float *x, size_t n, const void *next)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        ffn_prefetch_ahead(w, 4 * n, next, 4 * i);
+        ffn_prefetch_ahead(w, 4 * n, next, 4 * i + 64);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i)), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i + 32)), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i + 64)), _mm256_loadu_ps(x + i + 16), a2);
@@ -58,11 +60,12 @@ AVX2 static float dot_f32(const char *w, const float *x, size_t n)
     return s;
 }
 
-AVX2 static float dot_f16(const uint8_t *w, const float *x, size_t n)
+AVX2 static float dot_f16(const uint8_t *w, const float *x, size_t n, const void *next)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
         a0 = _mm256_fmadd_ps(f16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(f16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(f16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
@@ -99,12 +102,14 @@ AVX2 static __m256 block_q(pi_type type, const uint8_t *b, __m128i *lo, __m128i 
     return d;
 }
 
-AVX2 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n)
+AVX2 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n,
+                        const void *next)
 {
     size_t bb = pi_type_block_bytes(type);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (size_t blk = 0; blk < n / QK; blk++) {
         __m128i lo, hi;
+        ffn_prefetch_ahead(w, n / QK * bb, next, blk * bb);   /* a block is < 64 bytes */
         __m256 d = block_q(type, w + blk * bb, &lo, &hi);
         const float *xb = x + blk * QK;
         a0 = _mm256_fmadd_ps(q8x8(lo, d), _mm256_loadu_ps(xb), a0);
@@ -115,44 +120,58 @@ AVX2 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n
     return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-AVX2 static float avx2_dot(pi_type type, const void *row, const float *x, size_t n)
+AVX2 static float avx2_dot_then(pi_type type, const void *row, const float *x, size_t n,
+                                const void *next)
 {
     switch (type) {
-    case PI_TYPE_F32: return dot_f32(row, x, n);
-    case PI_TYPE_F16: return dot_f16(row, x, n);
+    case PI_TYPE_F32: return dot_f32(row, x, n, next);
+    case PI_TYPE_F16: return dot_f16(row, x, n, next);
     case PI_TYPE_Q8_0:
-    case PI_TYPE_Q4_0: return dot_q(type, row, x, n);
+    case PI_TYPE_Q4_0: return dot_q(type, row, x, n, next);
     default: return pi_dot_row(type, row, x, n);
     }
 }
 
-AVX2 static void axpy_f32(float a, const char *w, float *y, size_t n)
+AVX2 static float avx2_dot(pi_type type, const void *row, const float *x, size_t n)
+{
+    return avx2_dot_then(type, row, x, n, NULL);
+}
+
+AVX2 static void axpy_f32(float a, const char *w, float *y, size_t n, const void *next)
 {
     __m256 va = _mm256_set1_ps(a);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
+    for (; i + 8 <= n; i += 8) {
+        if (i % 16 == 0)   /* every 64 bytes */
+            ffn_prefetch_ahead(w, 4 * n, next, 4 * i);
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i)), va,
                                                 _mm256_loadu_ps(y + i)));
+    }
     for (; i < n; i++)
         y[i] += a * load_f32(w + 4 * i);
 }
 
-AVX2 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n)
+AVX2 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n, const void *next)
 {
     __m256 va = _mm256_set1_ps(a);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8)
+    for (; i + 8 <= n; i += 8) {
+        if (i % 32 == 0)   /* every 64 bytes */
+            ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
         _mm256_storeu_ps(y + i, _mm256_fmadd_ps(f16x8(w + 2 * i), va, _mm256_loadu_ps(y + i)));
+    }
     for (; i < n; i++)
         y[i] += a * load_f16(w + 2 * i);
 }
 
-AVX2 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n)
+AVX2 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n,
+                        const void *next)
 {
     size_t bb = pi_type_block_bytes(type);
     __m256 va = _mm256_set1_ps(a);
     for (size_t blk = 0; blk < n / QK; blk++) {
         __m128i lo, hi;
+        ffn_prefetch_ahead(w, n / QK * bb, next, blk * bb);
         __m256 d = block_q(type, w + blk * bb, &lo, &hi);
         float *yb = y + blk * QK;
         _mm256_storeu_ps(yb, _mm256_fmadd_ps(q8x8(lo, d), va, _mm256_loadu_ps(yb)));
@@ -164,21 +183,29 @@ AVX2 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_
     }
 }
 
-AVX2 static void avx2_axpy(pi_type type, float a, const void *row, float *y, size_t n)
+AVX2 static void avx2_axpy_then(pi_type type, float a, const void *row, float *y, size_t n,
+                                const void *next)
 {
     switch (type) {
-    case PI_TYPE_F32: axpy_f32(a, row, y, n); return;
-    case PI_TYPE_F16: axpy_f16(a, row, y, n); return;
+    case PI_TYPE_F32: axpy_f32(a, row, y, n, next); return;
+    case PI_TYPE_F16: axpy_f16(a, row, y, n, next); return;
     case PI_TYPE_Q8_0:
-    case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n); return;
+    case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n, next); return;
     default: pi_axpy_row(type, a, row, y, n); return;
     }
+}
+
+AVX2 static void avx2_axpy(pi_type type, float a, const void *row, float *y, size_t n)
+{
+    avx2_axpy_then(type, a, row, y, n, NULL);
 }
 
 static const ffn_kernels avx2 = {
     .name = "avx2",
     .dot = avx2_dot,
     .axpy = avx2_axpy,
+    .dot_then = avx2_dot_then,
+    .axpy_then = avx2_axpy_then,
 };
 
 const ffn_kernels *ffn_kernels_avx2(void)

@@ -34,11 +34,13 @@ AVX512 static __m512 f16x16_mask(const uint8_t *p, __mmask16 m)
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-AVX512 static float dot_f32(const float *w, const float *x, size_t n)
+AVX512 static float dot_f32(const float *w, const float *x, size_t n, const void *next)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
+        for (size_t b = 0; b < 256; b += 64)
+            ffn_prefetch_ahead(w, 4 * n, next, 4 * i + b);
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
@@ -53,11 +55,13 @@ AVX512 static float dot_f32(const float *w, const float *x, size_t n)
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-AVX512 static float dot_f16(const uint8_t *w, const float *x, size_t n)
+AVX512 static float dot_f16(const uint8_t *w, const float *x, size_t n, const void *next)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
+        ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
+        ffn_prefetch_ahead(w, 2 * n, next, 2 * i + 64);
         a0 = _mm512_fmadd_ps(f16x16(w + 2 * i), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(f16x16(w + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
         a2 = _mm512_fmadd_ps(f16x16(w + 2 * i + 64), _mm512_loadu_ps(x + i + 32), a2);
@@ -96,12 +100,15 @@ AVX512 static __m512 block_q(pi_type type, const uint8_t *b, __m128i *lo, __m128
 
 /* Per block: s = sum q_i x_i over its 32 lanes, then acc += d * s, so the
  * scale costs one multiply per block instead of one per vector. */
-AVX512 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n)
+AVX512 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t n,
+                          const void *next)
 {
     size_t bb = pi_type_block_bytes(type), nb = n / QK, blk = 0;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
     for (; blk + 2 <= nb; blk += 2) {   /* two blocks: two independent sums */
         __m128i lo, hi, lo2, hi2;
+        ffn_prefetch_ahead(w, nb * bb, next, blk * bb);   /* a block is < 64 bytes */
+        ffn_prefetch_ahead(w, nb * bb, next, (blk + 1) * bb);
         __m512 d = block_q(type, w + blk * bb, &lo, &hi);
         __m512 d2 = block_q(type, w + (blk + 1) * bb, &lo2, &hi2);
         const float *xb = x + blk * QK;
@@ -123,23 +130,31 @@ AVX512 static float dot_q(pi_type type, const uint8_t *w, const float *x, size_t
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-AVX512 static float avx512_dot(pi_type type, const void *row, const float *x, size_t n)
+AVX512 static float avx512_dot_then(pi_type type, const void *row, const float *x, size_t n,
+                                    const void *next)
 {
     switch (type) {
-    case PI_TYPE_F32: return dot_f32(row, x, n);
-    case PI_TYPE_F16: return dot_f16(row, x, n);
+    case PI_TYPE_F32: return dot_f32(row, x, n, next);
+    case PI_TYPE_F16: return dot_f16(row, x, n, next);
     case PI_TYPE_Q8_0:
-    case PI_TYPE_Q4_0: return dot_q(type, row, x, n);
+    case PI_TYPE_Q4_0: return dot_q(type, row, x, n, next);
     default: return pi_dot_row(type, row, x, n);
     }
 }
 
-AVX512 static void axpy_f32(float a, const float *w, float *y, size_t n)
+AVX512 static float avx512_dot(pi_type type, const void *row, const float *x, size_t n)
+{
+    return avx512_dot_then(type, row, x, n, NULL);
+}
+
+AVX512 static void axpy_f32(float a, const float *w, float *y, size_t n, const void *next)
 {
     __m512 va = _mm512_set1_ps(a);
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    for (; i + 16 <= n; i += 16) {
+        ffn_prefetch_ahead(w, 4 * n, next, 4 * i);
         _mm512_storeu_ps(y + i, _mm512_fmadd_ps(_mm512_loadu_ps(w + i), va, _mm512_loadu_ps(y + i)));
+    }
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
         __m512 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), va, _mm512_maskz_loadu_ps(m, y + i));
@@ -147,12 +162,15 @@ AVX512 static void axpy_f32(float a, const float *w, float *y, size_t n)
     }
 }
 
-AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n)
+AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n, const void *next)
 {
     __m512 va = _mm512_set1_ps(a);
     size_t i = 0;
-    for (; i + 16 <= n; i += 16)
+    for (; i + 16 <= n; i += 16) {
+        if (i % 32 == 0)   /* every 64 bytes */
+            ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
         _mm512_storeu_ps(y + i, _mm512_fmadd_ps(f16x16(w + 2 * i), va, _mm512_loadu_ps(y + i)));
+    }
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
         __m512 r = _mm512_fmadd_ps(f16x16_mask(w + 2 * i, m), va, _mm512_maskz_loadu_ps(m, y + i));
@@ -161,11 +179,13 @@ AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n)
 }
 
 /* y += (a * d) * q: one scalar multiply per block. */
-AVX512 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n)
+AVX512 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n,
+                          const void *next)
 {
     size_t bb = pi_type_block_bytes(type);
     for (size_t blk = 0; blk < n / QK; blk++) {
         __m128i lo, hi;
+        ffn_prefetch_ahead(w, n / QK * bb, next, blk * bb);
         __m512 ad = _mm512_mul_ps(block_q(type, w + blk * bb, &lo, &hi), _mm512_set1_ps(a));
         float *yb = y + blk * QK;
         _mm512_storeu_ps(yb, _mm512_fmadd_ps(qf(lo), ad, _mm512_loadu_ps(yb)));
@@ -173,21 +193,29 @@ AVX512 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, siz
     }
 }
 
-AVX512 static void avx512_axpy(pi_type type, float a, const void *row, float *y, size_t n)
+AVX512 static void avx512_axpy_then(pi_type type, float a, const void *row, float *y, size_t n,
+                                    const void *next)
 {
     switch (type) {
-    case PI_TYPE_F32: axpy_f32(a, row, y, n); return;
-    case PI_TYPE_F16: axpy_f16(a, row, y, n); return;
+    case PI_TYPE_F32: axpy_f32(a, row, y, n, next); return;
+    case PI_TYPE_F16: axpy_f16(a, row, y, n, next); return;
     case PI_TYPE_Q8_0:
-    case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n); return;
+    case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n, next); return;
     default: pi_axpy_row(type, a, row, y, n); return;
     }
+}
+
+AVX512 static void avx512_axpy(pi_type type, float a, const void *row, float *y, size_t n)
+{
+    avx512_axpy_then(type, a, row, y, n, NULL);
 }
 
 static const ffn_kernels avx512 = {
     .name = "avx512",
     .dot = avx512_dot,
     .axpy = avx512_axpy,
+    .dot_then = avx512_dot_then,
+    .axpy_then = avx512_axpy_then,
 };
 
 const ffn_kernels *ffn_kernels_avx512(void)

@@ -1,4 +1,4 @@
-/* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..5 threads, computes the plain definition's result, the pool's parallel reduction bit for bit equal to the serial sum in thread order, across spinning and sleeping waits, with helpers pinned. */
+/* Proves every sparse FFN variant this CPU runs, and the thread pool at 1..5 threads, computes the plain definition's result (and, bit for bit, what it computed before its row kernels prefetched the next row), the pool's parallel reduction bit for bit equal to the serial sum in thread order, across spinning and sleeping waits, with helpers pinned. */
 /* Under ThreadSanitizer (the pool's hand-off and barrier must stay race-free;
  * scripts/test.sh runs it so):
  *   cmake -S . -B build-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -214,6 +214,28 @@ static void serial_sum(const ffn_kernels *k, const shard *s, pi_act act, const f
     free(buf);
 }
 
+/* ffn_sparse_accum / ffn_dense_accum as they were before the kernels were
+ * told the next row (dot_then, axpy_then): one neuron at a time through
+ * k->dot and k->axpy. The prefetch must not change a single bit. */
+static void accum_unhinted(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
+                           const float *x, const uint32_t *idx, size_t na, int dense, float *out)
+{
+    for (size_t i = 0; i < na; i++) {
+        uint32_t j = idx[i];
+        float g = k->dot(l->gate_type, (const char *)l->gate + j * l->gate_stride, x, l->dim);
+        g = l->gate_bias ? g + l->gate_bias[j] : g;
+        if (!dense && act != PI_ACT_SILU && !(g > 0.0f))
+            continue;
+        float u = pi_act_uses_up(act)
+                      ? k->dot(l->up_type, (const char *)l->up + j * l->up_stride, x, l->dim)
+                      : 0.0f;
+        float h = ops_ffn_act(act, g, u);
+        if (!dense && h == 0.0f)
+            continue;
+        k->axpy(l->down_t_type, h, (const char *)l->down_t + j * l->down_t_stride, out, l->dim);
+    }
+}
+
 static int cases, skipped_notes;
 static double worst_float, worst_quant;   /* largest error seen, for the log */
 
@@ -244,6 +266,19 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
                 *w = e > *w ? e : *w;
                 CHECK(e <= tol, "%s %s dim %u act %s list %d (%zu active): rel err %.3g > %.0e",
                       ks[v]->name, pi_type_name(type), dim, pi_act_name(acts[a]), kind, na, e, tol);
+                for (int dense = 0; dense < 2; dense++) {
+                    memset(got, 0, dim * sizeof *got);
+                    memset(one, 0, dim * sizeof *one);
+                    if (dense)
+                        ffn_dense_accum(ks[v], &s.l, acts[a], x, idx, na, got);
+                    else
+                        ffn_sparse_accum(ks[v], &s.l, acts[a], x, idx, na, got);
+                    accum_unhinted(ks[v], &s.l, acts[a], x, idx, na, dense, one);
+                    CHECK(memcmp(got, one, dim * sizeof *got) == 0,
+                          "%s %s %s dim %u act %s list %d: prefetching changed the bits",
+                          dense ? "dense" : "sparse", ks[v]->name, pi_type_name(type), dim,
+                          pi_act_name(acts[a]), kind);
+                }
                 /* The pool: 1 thread is the variant itself; 2..5 split the list
                  * (5 leaves dims whose lines do not divide evenly). */
                 for (uint32_t t = 1; t <= 5; t++) {
