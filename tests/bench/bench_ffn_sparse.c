@@ -4,7 +4,10 @@
  * Every listed neuron reads its gate, up and down^T rows (SiLU keeps every
  * h_j non-zero, as when the predictor is right), so bytes = active x 3 rows.
  * Each call takes the next of 32 random active lists: the shard (60-425 MB)
- * is far larger than the caches, as the cold rows of a real model are.
+ * is larger than most caches, as the cold rows of a real model are; not
+ * than the GPU host's 300 MiB L3, where --n-ff 55296 --active 0.01 (553
+ * active, a 1.7 GB F16 shard) stands for a 13B layer's cold neurons
+ * (docs/benchmarks.md, "Prefetching the next row").
  * --gap-us N idles the caller N us between calls (spinning, as a worker waits
  * for the next layer tick while the GPU runs attention), like a real step;
  * the gap is not counted, so the figures show what waking the pool costs;
