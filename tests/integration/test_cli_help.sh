@@ -34,6 +34,7 @@ commands = [
     ("pictl restart-worker", [B + "/pictl", "restart-worker", "--help"], ["client/cmd_admin.c", rpc]),
     ("pictl shutdown", [B + "/pictl", "shutdown", "--help"], ["client/cmd_admin.c", rpc]),
     ("pictl model import-llama2c", [B + "/pictl", "model", "import-llama2c", "--help"], [("client/cmd_model.c", "import_llama2c")]),
+    ("pictl model import-hf", [B + "/pictl", "model", "import-hf", "--help"], ["client/cmd_import_hf.c"]),
     ("pictl model inspect", [B + "/pictl", "model", "inspect", "--help"], [("client/cmd_model.c", "inspect")]),
     ("pictl model synth", [B + "/pictl", "model", "synth", "--help"], ["client/cmd_synth.c"]),
     ("pictl model profile", [B + "/pictl", "model", "profile", "--help"], ["client/cmd_profile.c"]),
