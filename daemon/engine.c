@@ -291,6 +291,7 @@ void engine_free(engine **ep)
                 e->sup.w[i].pid = 0;
             }
     }
+    supervisor_close(&e->sup);
     if (e->ctl)
         zmq_close(e->ctl);
     if (e->zctx)
@@ -453,6 +454,10 @@ static void on_control(engine *e, const wire_msg *m)
         snprintf(w->detail, sizeof w->detail, "%s", r->detail ? r->detail : "");
         fprintf(stderr, "pid: worker %s ready (pid %d%s%s)\n", w->name, (int)w->pid,
                 w->detail[0] ? ", " : "", w->detail);
+        uint64_t kept = w->is_gpu ? supervisor_take_vram(&e->sup) : 0;
+        if (kept)
+            fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB) for its restarts\n",
+                    (double)kept / 1048576.0);
         break;
     }
     case PI__CONTROL__KIND_HEARTBEAT:

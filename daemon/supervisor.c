@@ -1,6 +1,7 @@
 /* Worker processes: spawn, reap, restart with backoff, hang detection. */
 #include "supervisor.h"
 #include "pi_proc.h"
+#include "fd_pass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ int supervisor_bin_dir(char *buf, size_t cap, pi_error *err)
 
 /* Appends a formatted argument to w's argv, inside argbuf. */
 #define SUP_SHM_FD 3
+#define SUP_VRAM_FD 4       /* the GPU worker's end of the kept-VRAM socket */
 
 static int argf(sup_worker *w, size_t *used, size_t *argc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -133,6 +136,7 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir);
         bad |= argf(w, &used, &argc, "--backend") | argf(w, &used, &argc, "%s", c->backend);
         bad |= argf(w, &used, &argc, "--max-batch") | argf(w, &used, &argc, "%u", c->max_batch);
+        bad |= argf(w, &used, &argc, "--vram-sock") | argf(w, &used, &argc, "%d", SUP_VRAM_FD);
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
         if (c->measure_recall)
             bad |= argf(w, &used, &argc, "--measure-recall");
@@ -165,6 +169,7 @@ static int build_argv(sup_worker *w, const sup_config *c)
 int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
 {
     memset(s, 0, sizeof *s);
+    s->vram_sock = s->kept_fd = -1;
     if (c->n_cpu + 1 > SUP_MAX_WORKERS)
         return pi_error_set(err, "%u CPU workers: at most %d", c->n_cpu, SUP_MAX_WORKERS - 1);
     int nodes = numa_available() >= 0 ? numa_num_configured_nodes() : 1;
@@ -196,12 +201,71 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
     return 0;
 }
 
+/* A new socket to the GPU worker about to start, with pid's offer already
+ * in it: the kept arena, or none. *child = the worker's end. */
+static int vram_offer(supervisor *s, int *child, pi_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return pi_error_set(err, "worker gpu: socketpair: %s", strerror(errno));
+    fd_pass_msg m = {.magic = FD_PASS_MAGIC, .kind = s->kept_fd >= 0 ? FD_PASS_VRAM : FD_PASS_NONE,
+                     .bytes = s->kept_bytes};
+    snprintf(m.backend, sizeof m.backend, "%s", s->kept_backend);
+    if (fd_pass_send(sv[0], &m, s->kept_fd, err) < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (s->vram_sock >= 0)
+        close(s->vram_sock);
+    s->vram_sock = sv[0];
+    *child = sv[1];
+    return 0;
+}
+
+uint64_t supervisor_take_vram(supervisor *s)
+{
+    fd_pass_msg m;
+    int fd = -1;
+    pi_error e;
+    if (s->vram_sock < 0 || fd_pass_recv(s->vram_sock, 1, &m, &fd, &e) != 1)
+        return 0;
+    if (m.kind != FD_PASS_VRAM || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    if (s->kept_fd >= 0)
+        close(s->kept_fd);
+    s->kept_fd = fd;
+    s->kept_bytes = m.bytes;
+    snprintf(s->kept_backend, sizeof s->kept_backend, "%s", m.backend);
+    return m.bytes;
+}
+
+void supervisor_close(supervisor *s)
+{
+    if (!s->n)
+        return;     /* never initialised: its fds are not set */
+    if (s->vram_sock >= 0)
+        close(s->vram_sock);
+    if (s->kept_fd >= 0)
+        close(s->kept_fd);
+    s->vram_sock = s->kept_fd = -1;
+}
+
 int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
 {
     pid_t parent = getpid();
+    int vram_child = -1;
+    if (w->is_gpu && vram_offer(s, &vram_child, err) < 0)
+        return -1;
     pid_t p = fork();
-    if (p < 0)
+    if (p < 0) {
+        if (vram_child >= 0)
+            close(vram_child);
         return pi_error_set(err, "worker %s: fork: %s", w->name, strerror(errno));
+    }
     if (p == 0) {
         /* Only async-signal-safe calls here: pid has ZeroMQ threads. */
         sigset_t none;
@@ -210,6 +274,10 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
+        /* Out of the way of fd 3 first; dup2 onto fd 4 below drops close-on-exec. */
+        int vram = vram_child >= 0 ? fcntl(vram_child, F_DUPFD_CLOEXEC, 10) : -1;
+        if (vram_child >= 0 && vram < 0)
+            _exit(126);
         /* The step segment (a huge-page memfd has no name) stays open
          * across exec as fd SUP_SHM_FD; every other fd is close-on-exec. */
         if (s->shm_fd > 0) {
@@ -218,6 +286,8 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
             if (fcntl(SUP_SHM_FD, F_SETFD, 0) < 0)
                 _exit(126);
         }
+        if (vram >= 0 && dup2(vram, SUP_VRAM_FD) < 0)
+            _exit(126);
         execv(w->argv[0], w->argv);
         static const char m1[] = "pid: cannot exec ", m2[] = " (the worker binaries belong next to pid)\n";
         ssize_t r = write(2, m1, sizeof m1 - 1);
@@ -226,6 +296,8 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         (void)r;
         _exit(127);
     }
+    if (vram_child >= 0)
+        close(vram_child);
     w->pid = p;
     w->state = SUP_STARTING;
     w->last_seen_ms = w->main_seen_ms = now;

@@ -58,12 +58,25 @@ typedef struct sup_config {
 typedef struct supervisor {
     uint32_t n;             /* workers[0] is "gpu", then "cpu:0".."cpu:N-1" */
     int shm_fd;             /* from sup_config */
+    /* The GPU worker's VRAM kept across its restarts (docs/reliability.md):
+     * pid's end of the socket to the current GPU worker (-1: none), and the
+     * arena it last handed over (kept_fd -1: none) with its size and backend. */
+    int vram_sock, kept_fd;
+    uint64_t kept_bytes;
+    char kept_backend[16];
     sup_worker w[SUP_MAX_WORKERS];
 } supervisor;
 
 /* Fills s (does not start anything): CPU workers spread over the NUMA nodes
  * round-robin, each node's allowed CPUs split among its workers. */
 int supervisor_init(supervisor *s, const sup_config *c, pi_error *err);
+
+/* Closes the kept VRAM and the socket (the memory is freed with the last fd). */
+void supervisor_close(supervisor *s);
+
+/* After the GPU worker's Ready: takes the arena it handed over, if any (then
+ * kept, the one before it let go). Returns its size in bytes, 0 when none. */
+uint64_t supervisor_take_vram(supervisor *s);
 
 /* The folder of the running binary (/proc/self/exe). */
 int supervisor_bin_dir(char *buf, size_t cap, pi_error *err);

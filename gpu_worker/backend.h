@@ -39,6 +39,15 @@ typedef struct gpu_backend_config {
     int device;             /* CUDA device ordinal */
     pi_ffn_mode ffn;        /* exact: hot neurons with a ReLU gate <= 0 skip up/down
                                in both backends */
+    /* Memory that outlives the worker (docs/reliability.md, "VRAM kept by
+     * pid"): arena_bytes > 0 puts the weights, predictors, KV cache and hot
+     * rows in one arena of about that size that keep_fd can hand to pid;
+     * kept_bytes > 0 offers kept_fd, an arena kept from an earlier worker:
+     * when its manifest says it holds this model and config, nothing is
+     * copied in again (the caller still owns kept_fd). 0: plain allocations. */
+    uint64_t arena_bytes;
+    uint64_t kept_bytes;
+    int kept_fd;
 } gpu_backend_config;
 
 typedef struct gpu_backend gpu_backend;
@@ -120,6 +129,12 @@ typedef struct gpu_backend_ops {
      * Requires map_host's mapping; links must not change between calls. */
     int (*run_step)(gpu_backend *b, const gpu_step_links *links, const gpu_entry *e, uint32_t n, uint32_t tick0,
                     uint32_t abort_past, int predicted, gpu_step_times *times, pi_error *err);
+    /* Optional: a new descriptor of the arena (cfg.arena_bytes) for pid to
+     * keep, *bytes its size; -1 when there is none to keep. */
+    int (*keep_fd)(gpu_backend *b, uint64_t *bytes);
+    /* Optional: bytes copied into the arena at create; 0 when a kept arena
+     * was taken as it was. */
+    uint64_t (*copied_bytes)(const gpu_backend *b);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;

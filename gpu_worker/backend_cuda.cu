@@ -20,6 +20,7 @@
 #include <cuda_runtime.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +28,11 @@
 #include "cuda_matvec.cuh"
 #include "cuda_predict.cuh"
 #include "cuda_step.cuh"
+#include "cuda_vmm.cuh"
 
 extern "C" {
 #include "plan.h"
+#include "vram_arena.h"
 }
 
 // plan_scratch_bytes counts with these.
@@ -83,6 +86,14 @@ struct gpu_backend {
     void **allocs;                  // every device allocation, for destroy
     size_t n_allocs, cap_allocs;
     void *h_embd;                   // an untied model's token_embd, pinned and mapped
+    // cfg.arena_bytes > 0: weights, predictors, KV and hot rows in one VMM
+    // allocation pid can keep (vram_arena.h); attached: a kept one that
+    // holds all of it already. copied: bytes uploaded into it (or, with no
+    // arena, every upload) at create.
+    cuda_vmm vmm;
+    int arena_on, attached;
+    char *arena;
+    uint64_t arena_cap, arena_used, signature, copied;
 
     cuda_mat tok_embd, output;      // output = tok_embd when tied
     float *output_norm;
@@ -179,6 +190,21 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_e
     *p = NULL;
     if (bytes == 0)
         return 0;
+    if (b->arena_on && (kind == MEM_PLAN || kind == MEM_PRED)) {
+        uint64_t at = (b->arena_used + VRAM_ARENA_ALIGN - 1) / VRAM_ARENA_ALIGN * VRAM_ARENA_ALIGN;
+        if (at + bytes <= b->arena_cap - VRAM_ARENA_HEADER) {
+            b->arena_used = at + bytes;
+            *p = b->arena + VRAM_ARENA_HEADER + at;
+            (kind == MEM_PLAN ? b->device_bytes : b->pred_bytes) += bytes;
+            return 0;
+        }
+        if (b->attached)
+            return pi_error_set(err, "cuda backend: the kept arena (%llu bytes) is too small for its own layout",
+                                (unsigned long long)b->arena_cap);
+        b->arena_on = 0;            // too small: the rest in plain allocations, nothing kept
+        fprintf(stderr, "cuda backend: the arena of %llu bytes is too small for the plan; VRAM will not be kept "
+                "across restarts\n", (unsigned long long)b->arena_cap);
+    }
     if (kind == MEM_HOST) {         // one such allocation: the embedding table
         CU(cudaHostAlloc(&b->h_embd, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined));
         CU(cudaHostGetDevicePointer(p, b->h_embd, 0));
@@ -216,12 +242,21 @@ static int scratch_floats(gpu_backend *b, float **p, size_t n, pi_error *err)
     return dev_alloc(b, (void **)p, (n ? n : 1) * sizeof(float), MEM_SCRATCH, err);
 }
 
-// Copies bytes from host memory (pageable or not) to the device, or to
-// mapped host memory through its device address.
-static int upload(void *dst, const void *src, size_t bytes, pi_error *err)
+// 1 when p lies in a kept arena that already holds its bytes.
+static int kept(const gpu_backend *b, const void *p)
 {
-    if (bytes > 0)
-        CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    return b->attached && (const char *)p >= b->arena && (const char *)p < b->arena + b->arena_cap;
+}
+
+// Copies bytes from host memory (pageable or not) to the device, or to
+// mapped host memory through its device address; nothing into a kept arena.
+static int upload(gpu_backend *b, void *dst, const void *src, size_t bytes, pi_error *err)
+{
+    if (bytes == 0 || kept(b, dst))
+        return 0;
+    CU(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+    if (!b->arena || ((char *)dst >= b->arena && (char *)dst < b->arena + b->arena_cap))
+        b->copied += bytes;
     return 0;
 }
 
@@ -232,7 +267,7 @@ static int upload_norm(gpu_backend *b, float **dst, const pi_tensor *t, const ch
     size_t bytes = (size_t)t->cols * sizeof(float);
     if (dev_alloc(b, (void **)dst, bytes, MEM_PLAN, err) != 0)
         return -1;
-    return upload(*dst, t->data, bytes, err);
+    return upload(b, *dst, t->data, bytes, err);
 }
 
 // d = rows rows[0..nr) of t (rows NULL: [0, nr)) in t's type, in the layout
@@ -258,8 +293,13 @@ static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const 
     if (nr == 0)
         return 0;
     int blocks = t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0;
+    size_t qb0 = t->type == PI_TYPE_Q8_0 ? 32 : 16;
+    if (blocks)
+        d->scales = (const uint16_t *)(d->data + (size_t)nr * (t->cols / 32) * qb0);
+    if (kept(b, p))
+        return 0;                   // a kept arena holds these bytes already
     if (!blocks && !rows)
-        return upload(p, t->data, bytes, err);
+        return upload(b, p, t->data, bytes, err);
     unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
         return pi_error_set(err, "cuda backend: out of host memory staging %s (%zu bytes)", what, bytes);
@@ -275,9 +315,7 @@ static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const 
             memcpy(h + (size_t)nr * qrow + ((size_t)r * nb + k) * 2, src + k * bb, 2);
         }
     }
-    if (blocks)
-        d->scales = (const uint16_t *)(d->data + (size_t)nr * qrow);
-    int rc = upload(p, h, bytes, err);
+    int rc = upload(b, p, h, bytes, err);
     free(h);
     return rc;
 }
@@ -320,7 +358,7 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
     L->fc2.cols = (uint32_t)f2->cols;
     L->fc2.row_bytes = f2->row_bytes;
     L->fc2.data = (const unsigned char *)p;
-    return upload(p, f2->data, bytes, err);
+    return upload(b, p, f2->data, bytes, err);
 }
 
 // The down columns hot[0..K) (NULL: [0, K)) of layer l as K rows of dim, in
@@ -347,7 +385,7 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     if (dev_alloc(b, &p, bytes, MEM_PLAN, err) != 0)
         return -1;
     d->data = (const unsigned char *)p;
-    if (K == 0)
+    if (K == 0 || kept(b, p))
         return 0;
     unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
@@ -355,7 +393,7 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     plan_set set = {hot, 0, K};
     int rc = plan_write_down_t_set(m, l, set, h, dim * es, err);
     if (rc == 0)
-        rc = upload(p, h, bytes, err);
+        rc = upload(b, p, h, bytes, err);
     free(h);
     return rc;
 }
@@ -371,6 +409,7 @@ static void free_all(gpu_backend *b)
     free(b->layers);
     free(b->hot_count);
     cudaFreeHost(b->h_embd);
+    cuda_vmm_close(&b->vmm);
     cudaFreeHost(b->h_blk);
     cudaFreeHost(b->h_lists);
     cudaFreeHost(b->h_pcounts);
@@ -444,13 +483,44 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
     }
     int rc = 0;
     if (hot && (rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err)) == 0)
-        rc = upload(L->map, map, m->n_ff * sizeof *map, err);
+        rc = upload(b, L->map, map, m->n_ff * sizeof *map, err);
     if (rc == 0 && b->predicting &&
         (rc = dev_alloc(b, (void **)&L->hot_bits, words * sizeof *bits, MEM_SCRATCH, err)) == 0)
-        rc = upload(L->hot_bits, bits, words * sizeof *bits, err);
+        rc = upload(b, L->hot_bits, bits, words * sizeof *bits, err);
     free(map);
     free(bits);
     return rc;
+}
+
+// The arena: the kept allocation when its manifest matches this model and
+// config, else a new one the size of cfg.arena_bytes.
+static int open_arena(gpu_backend *b, pi_error *err)
+{
+    const gpu_backend_config *c = &b->cfg;
+    b->signature = vram_signature(b->m, c, "cuda");
+    if (c->kept_bytes >= VRAM_ARENA_HEADER && c->kept_fd >= 0) {
+        pi_error e2 = {{0}};
+        vram_manifest h;
+        if (cuda_vmm_open(&b->vmm, c->device, c->kept_bytes, c->kept_fd, &e2) == 0) {
+            if (cudaMemcpy(&h, (const void *)b->vmm.ptr, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess &&
+                b->vmm.size == c->kept_bytes && vram_manifest_ok(&h, b->signature, b->vmm.size - VRAM_ARENA_HEADER)) {
+                b->arena = (char *)b->vmm.ptr;
+                b->arena_cap = b->vmm.size;
+                b->arena_on = b->attached = 1;
+                return 0;
+            }
+            (void)cudaGetLastError();
+            cuda_vmm_close(&b->vmm);    // another model or config: start afresh
+        } else {
+            fprintf(stderr, "cuda backend: the kept VRAM could not be imported (%s); loading afresh\n", e2.msg);
+        }
+    }
+    if (cuda_vmm_open(&b->vmm, c->device, c->arena_bytes, -1, err) != 0)
+        return pi_error_wrap(err, "cuda backend: an arena of %llu bytes", (unsigned long long)c->arena_bytes);
+    b->arena = (char *)b->vmm.ptr;
+    b->arena_cap = b->vmm.size;
+    b->arena_on = 1;
+    return 0;
 }
 
 static int create_inner(gpu_backend *b, pi_error *err)
@@ -472,6 +542,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync) != cudaSuccess)
         (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    if (c->arena_bytes && open_arena(b, err) != 0)
+        return -1;
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.
     b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
@@ -545,6 +617,18 @@ static int create_inner(gpu_backend *b, pi_error *err)
 
 // ---------------------------------------------------------------- ops
 
+// Last at create, once the arena holds everything: what a restarted worker
+// checks before it takes the arena as it is.
+static int write_manifest(gpu_backend *b, pi_error *err)
+{
+    if (!b->arena_on || b->attached)
+        return 0;
+    vram_manifest h;
+    vram_manifest_fill(&h, b->signature, b->arena_used);
+    CU(cudaMemcpy(b->arena, &h, sizeof h, cudaMemcpyHostToDevice));
+    return 0;
+}
+
 static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg, pi_error *err)
 {
     if (cfg->n_hot > m->n_ff || cfg->max_batch == 0 || cfg->max_batch > CUDA_MAX_BATCH || cfg->max_seqs == 0 ||
@@ -578,7 +662,7 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     b->ash = {m->n_layers, cfg->n_ctx, m->n_heads, m->n_kv_heads, m->head_dim, m->rope_theta};
     b->xn_layer = -1;
     b->pred_layer = -1;
-    if (create_inner(b, err) != 0) {
+    if (create_inner(b, err) != 0 || write_manifest(b, err) != 0) {
         free_all(b);
         free(b);
         return NULL;
@@ -1158,8 +1242,26 @@ static int cuda_map_host(gpu_backend *b, void *base, size_t size, pi_error *err)
     return 0;
 }
 
+static int cuda_keep_fd(gpu_backend *b, uint64_t *bytes)
+{
+    *bytes = b->arena_cap;
+    int fd = -1;
+    pi_error e = {{0}};
+    if (!b->arena_on || cuda_vmm_export(&b->vmm, &fd, &e) != 0) {
+        if (b->arena_on)
+            fprintf(stderr, "cuda backend: %s; VRAM will not be kept across restarts\n", e.msg);
+        return -1;
+    }
+    return fd;
+}
+
+static uint64_t cuda_copied_bytes(const gpu_backend *b)
+{
+    return b->copied;
+}
+
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
     cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host, cuda_predict,
-    cuda_run_step,
+    cuda_run_step, cuda_keep_fd, cuda_copied_bytes,
 };

@@ -12,14 +12,19 @@
  * on how entries are batched. The predict op reads the predictor from the
  * model's mapping, uncounted: the plan reserves predictor bytes only for
  * the CUDA backend. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "ops.h"
 #include "plan.h"
 #include "predictor.h"
+#include "vram_arena.h"
 
 struct gpu_backend {
     const pi_model *m;
@@ -47,12 +52,30 @@ struct gpu_backend {
      * its result (-1 after embed and finish), so predict reads the right state. */
     int64_t attn_layer;
     uint32_t attn_n;
+    /* cfg.arena_bytes > 0: the counted memory is one memfd (arena_fd, mapped
+     * at arena) that pid can keep; attached: a kept one holding all of it
+     * already, so nothing is copied. copied: bytes copied in at create. */
+    int arena_fd;
+    char *arena;
+    uint64_t arena_cap, arena_used, signature, copied;
+    int attached;
 };
 
 static void *take(gpu_backend *b, size_t bytes, pi_error *err)
 {
     if (bytes == 0)
         return NULL;
+    if (b->arena) {             /* a fresh memfd reads as zeros, like calloc */
+        uint64_t at = (b->arena_used + VRAM_ARENA_ALIGN - 1) / VRAM_ARENA_ALIGN * VRAM_ARENA_ALIGN;
+        if (at + bytes > b->arena_cap - VRAM_ARENA_HEADER) {
+            pi_error_set(err, "host backend: the arena of %" PRIu64 " bytes is too small for the plan "
+                         "(%" PRIu64 " more needed)", b->arena_cap, at + bytes - (b->arena_cap - VRAM_ARENA_HEADER));
+            return NULL;
+        }
+        b->arena_used = at + bytes;
+        b->bytes += bytes;
+        return b->arena + VRAM_ARENA_HEADER + at;
+    }
     if (b->n_allocs == b->cap_allocs) {
         size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;
         void **a = realloc(b->allocs, cap * sizeof *a);
@@ -75,6 +98,15 @@ static void *take(gpu_backend *b, size_t bytes, pi_error *err)
 }
 
 /* dst = rows [0, rows) of src in a counted allocation. */
+/* Copies into counted memory, unless a kept arena holds it already. */
+static void put(gpu_backend *b, void *dst, const void *src, size_t n)
+{
+    if (b->attached)
+        return;
+    memcpy(dst, src, n);
+    b->copied += n;
+}
+
 static int copy_rows(gpu_backend *b, pi_tensor *dst, const pi_tensor *src, uint64_t rows, pi_error *err)
 {
     *dst = *src;
@@ -86,7 +118,7 @@ static int copy_rows(gpu_backend *b, pi_tensor *dst, const pi_tensor *src, uint6
     void *p = take(b, bytes, err);
     if (!p)
         return -1;
-    memcpy(p, src->data, bytes);
+    put(b, p, src->data, bytes);
     dst->data = p;
     return 0;
 }
@@ -109,6 +141,10 @@ static void host_destroy(gpu_backend **bp)
     if (!bp || !*bp)
         return;
     gpu_backend *b = *bp;
+    if (b->arena)
+        munmap(b->arena, b->arena_cap);
+    if (b->arena_fd >= 0)
+        close(b->arena_fd);
     for (size_t i = 0; i < b->n_allocs; i++)
         free(b->allocs[i]);
     free(b->allocs);
@@ -145,7 +181,7 @@ static int copy_set(gpu_backend *b, pi_tensor *dst, const pi_tensor *src, plan_s
     if (!p)
         return -1;
     for (uint32_t k = 0; k < hs.n; k++)
-        memcpy(p + (size_t)k * src->row_bytes, pi_tensor_row(src, (uint64_t)hs.ids[k]), src->row_bytes);
+        put(b, p + (size_t)k * src->row_bytes, pi_tensor_row(src, (uint64_t)hs.ids[k]), src->row_bytes);
     dst->data = p;
     return 0;
 }
@@ -185,7 +221,7 @@ static int load_layer(gpu_backend *b, const int32_t *const *hot, uint32_t il, pi
         if (!gb)
             return -1;
         for (uint32_t k = 0; k < hs.n; k++)
-            gb[k] = ((const float *)s->ffn_gate_b.data)[hs.ids ? (uint32_t)hs.ids[k] : k];
+            put(b, &gb[k], (const float *)s->ffn_gate_b.data + (hs.ids ? (uint32_t)hs.ids[k] : k), sizeof *gb);
         d->ffn_gate_b = s->ffn_gate_b;
         d->ffn_gate_b.cols = hs.n;
         d->ffn_gate_b.row_bytes = (size_t)hs.n * sizeof *gb;
@@ -197,9 +233,12 @@ static int load_layer(gpu_backend *b, const int32_t *const *hot, uint32_t il, pi
     if (pi_row_bytes(b->down_t_type[il], b->dim, &b->down_t_row_bytes[il]) < 0)
         return pi_error_set(err, "host backend: layer %u: bad down row size", il);
     if (hs.n > 0) {
-        void *p = take(b, (size_t)hs.n * b->down_t_row_bytes[il], err);
-        if (!p || plan_write_down_t_set(b->m, il, hs, p, b->down_t_row_bytes[il], err) < 0)
+        size_t n = (size_t)hs.n * b->down_t_row_bytes[il];
+        void *p = take(b, n, err);
+        if (!p || (!b->attached && plan_write_down_t_set(b->m, il, hs, p, b->down_t_row_bytes[il], err) < 0))
             return -1;
+        if (!b->attached)
+            b->copied += n;
         b->down_t[il] = p;
     }
     return 0;
@@ -226,6 +265,36 @@ static int check_hot(const pi_model *m, const gpu_backend_config *cfg, pi_error 
     return 0;
 }
 
+/* The arena: the kept memfd when its manifest matches this model and config,
+ * else a new one (a memfd pid can keep; its pages are zero until written). */
+static int open_arena(gpu_backend *b, const gpu_backend_config *cfg, pi_error *err)
+{
+    b->signature = vram_signature(b->m, cfg, "host");
+    if (cfg->kept_bytes >= VRAM_ARENA_HEADER && cfg->kept_fd >= 0) {
+        void *p = mmap(NULL, cfg->kept_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, cfg->kept_fd, 0);
+        if (p != MAP_FAILED && vram_manifest_ok(p, b->signature, cfg->kept_bytes - VRAM_ARENA_HEADER) &&
+            (b->arena_fd = fcntl(cfg->kept_fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+            b->arena = p;
+            b->arena_cap = cfg->kept_bytes;
+            b->attached = 1;
+            return 0;
+        }
+        if (p != MAP_FAILED)
+            munmap(p, cfg->kept_bytes);   /* another model or config: start afresh */
+    }
+    b->arena_cap = cfg->arena_bytes;
+    if ((b->arena_fd = memfd_create("pi-vram", MFD_CLOEXEC)) < 0)
+        return pi_error_set(err, "host backend: memfd_create: %s", strerror(errno));
+    if (ftruncate(b->arena_fd, (off_t)b->arena_cap) < 0)
+        return pi_error_set(err, "host backend: an arena of %" PRIu64 " bytes: %s", b->arena_cap, strerror(errno));
+    void *p = mmap(NULL, b->arena_cap, PROT_READ | PROT_WRITE, MAP_SHARED, b->arena_fd, 0);
+    if (p == MAP_FAILED)
+        return pi_error_set(err, "host backend: mapping an arena of %" PRIu64 " bytes: %s", b->arena_cap,
+                            strerror(errno));
+    b->arena = p;
+    return 0;
+}
+
 static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg, pi_error *err)
 {
     if (cfg->n_hot > m->n_ff || cfg->max_seqs == 0 || cfg->n_ctx == 0 || cfg->max_batch == 0) {
@@ -243,6 +312,7 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
     }
     b->m = m;
     b->cfg = *cfg;
+    b->arena_fd = -1;
     b->dim = m->dim;
     b->hd = m->head_dim;
     b->q_dim = m->n_heads * m->head_dim;
@@ -262,6 +332,8 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
     }
     for (uint32_t il = 0; il < L; il++)
         b->layer_hot[il] = cfg->hot ? cfg->hot_count[il] : cfg->n_hot;
+    if (cfg->arena_bytes && open_arena(b, cfg, err) < 0)
+        goto fail;
     b->cfg.hot = NULL;          /* the caller's lists are copied into slot_of and the rows */
     b->cfg.hot_count = NULL;
     /* As the CUDA backend: an untied model's embedding table stays in host
@@ -302,11 +374,24 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
         if (m->pred_input == PI_PRED_INPUT_LAYER && !(b->x_in = scratch(cfg->max_batch, b->dim, err)))
             goto fail;
     }
+    if (b->arena && !b->attached)   /* the manifest last: the arena is whole now */
+        vram_manifest_fill((vram_manifest *)b->arena, b->signature, b->arena_used);
     b->attn_layer = -1;
     return b;
 fail:
     host_destroy(&b);
     return NULL;
+}
+
+static int host_keep_fd(gpu_backend *b, uint64_t *bytes)
+{
+    *bytes = b->arena_cap;
+    return b->arena_fd >= 0 ? fcntl(b->arena_fd, F_DUPFD_CLOEXEC, 0) : -1;
+}
+
+static uint64_t host_copied_bytes(const gpu_backend *b)
+{
+    return b->copied;
 }
 
 static uint64_t host_device_bytes(const gpu_backend *b)
@@ -536,4 +621,6 @@ const gpu_backend_ops gpu_backend_host = {
     .finish = host_finish,
     .logits = host_logits,
     .predict = host_predict,
+    .keep_fd = host_keep_fd,
+    .copied_bytes = host_copied_bytes,
 };

@@ -15,7 +15,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K | --plan FILE] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
-               "       [--ffn dense|exact|predicted] [--measure-recall]\n"
+               "       [--ffn dense|exact|predicted] [--measure-recall] [--vram-sock FD]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
 }
 
@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 {
     /* pid gone = nothing left to serve */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    gpu_worker_opts o = {.backend = "host", .n_hot = -1, .max_seqs = 1, .max_batch = 1};
+    gpu_worker_opts o = {.backend = "host", .n_hot = -1, .max_seqs = 1, .max_batch = 1, .vram_sock = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -78,6 +78,8 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, 256, &u), o.n_cpu_workers = (uint32_t)u;
         else if (!strcmp(a, "--device"))
             bad = parse_u64(a, v, 1024, &u), o.device = (int)u;
+        else if (!strcmp(a, "--vram-sock"))
+            bad = parse_u64(a, v, 65535, &u), o.vram_sock = (int)u;
         else {
             fprintf(stderr, "pi-gpu-worker: unknown flag %s\n", a);
             usage(stderr);

@@ -22,6 +22,8 @@
 #include <zmq.h>
 
 #include "backend.h"
+#include "fd_pass.h"
+#include "vram_arena.h"
 #include "model.h"
 #include "plan.h"
 #include "segment.h"
@@ -52,7 +54,7 @@ typedef struct gworker {
     gpu_step_links links;       /* its view of the segment */
     const uint32_t **done_words;    /* the CPU workers' done counter words */
     gpu_step_times times;       /* this step's phases (Step.timings) */
-    char detail[256];
+    char detail[512];           /* Ready.detail: placement, shape, ffn mode, kept VRAM */
     double last_sent_ms;
 } gworker;
 
@@ -123,6 +125,48 @@ static int link_segment(gworker *g, pi_error *err)
     return 0;
 }
 
+/* pid's offer (sent before this process started): the arena an earlier GPU
+ * worker left, if pid keeps one; and the size of the arena this one needs. */
+static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
+{
+    const pi_model *m = g->m;
+    const pi_plan *p = &g->plan;
+    int cuda = !strcmp(g->ops->name, "cuda");
+    /* the plan's layout as the backend allocates it (cuda: fp16 KV, predictors on the device) */
+    uint64_t layout = p->weight_bytes + p->hot_bytes +
+                      (cuda ? plan_kv_bytes_elem(m, p->max_seqs, p->n_ctx, 2) + plan_predictor_bytes(m) : p->kv_bytes);
+    cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
+    fd_pass_msg msg;
+    int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
+    if (rc < 0)
+        return pi_error_wrap(err, "gpu worker: the kept VRAM");
+    if (rc == 1 && msg.kind == FD_PASS_VRAM && fd >= 0 && !strcmp(msg.backend, g->ops->name)) {
+        cfg->kept_fd = fd;
+        cfg->kept_bytes = msg.bytes;
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    return 0;
+}
+
+/* Hands pid this arena to keep (a new descriptor), and says in out what was
+ * copied in at create. */
+static int give_kept(gworker *g, char *out, size_t cap, pi_error *err)
+{
+    uint64_t bytes = 0, copied = g->ops->copied_bytes ? g->ops->copied_bytes(g->b) : 0;
+    int fd = g->ops->keep_fd ? g->ops->keep_fd(g->b, &bytes) : -1;
+    fd_pass_msg msg = {.magic = FD_PASS_MAGIC, .kind = fd >= 0 ? FD_PASS_VRAM : FD_PASS_NONE, .bytes = bytes};
+    snprintf(msg.backend, sizeof msg.backend, "%s", g->ops->name);
+    int rc = fd_pass_send(g->o->vram_sock, &msg, fd, err);
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        return pi_error_wrap(err, "gpu worker: handing pid the VRAM to keep");
+    snprintf(out, cap, "; %.1f MiB copied in, %s", (double)copied / 1048576.0,
+             fd < 0 ? "memory not kept" : copied ? "kept by pid" : "kept memory taken as it was");
+    return 0;
+}
+
 static int load(gworker *g, pi_error *err)
 {
     const gpu_worker_opts *o = g->o;
@@ -141,15 +185,22 @@ static int load(gworker *g, pi_error *err)
     g->n_hot = plan->n_hot;
     gpu_backend_config cfg = {.n_hot = plan->n_hot, .hot = plan->hot_ids, .hot_count = plan->layer_hot,
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
-                              .device = o->device, .ffn = o->ffn};
-    if (!(g->b = g->ops->create(g->m, &cfg, err)))
+                              .device = o->device, .ffn = o->ffn, .kept_fd = -1};
+    if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
-    char what[200];
+    g->b = g->ops->create(g->m, &cfg, err);
+    if (cfg.kept_fd >= 0)
+        close(cfg.kept_fd);         /* the backend mapped what it needed */
+    if (!g->b)
+        return -1;
+    char what[200], kept[96] = "";
     plan_describe_hot(plan, what, sizeof what);
-    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s", what, plan->max_seqs, plan->n_ctx,
+    if (o->vram_sock >= 0 && give_kept(g, kept, sizeof kept, err) < 0)
+        return -1;
+    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s%s", what, plan->max_seqs, plan->n_ctx,
              pi_ffn_mode_name(o->ffn),
              o->ffn != PI_FFN_PREDICTED ? ""
-             : !strcmp(g->ops->name, "cuda") ? " (predictor on the GPU)" : " (predictor on the host)");
+             : !strcmp(g->ops->name, "cuda") ? " (predictor on the GPU)" : " (predictor on the host)", kept);
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))

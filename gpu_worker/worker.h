@@ -24,6 +24,7 @@ typedef struct gpu_worker_opts {
     int device;                 /* CUDA device ordinal */
     pi_ffn_mode ffn;
     int measure_recall;         /* predicted: also find the true active sets, count hits */
+    int vram_sock;              /* >= 0: pid's socket for the kept VRAM (fd_pass.h); -1: none */
 } gpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a

@@ -9,6 +9,7 @@
 daemon_setup() {
     local name=$1 src=${PI_SRC:-$(dirname "$0")/../..}
     B=${PI_BIN:?PI_BIN not set}
+    GPU_BACKEND=${PI_TEST_GPU_BACKEND:-host}   # cuda on the GPU machine (scripts/device_vram_check.sh)
     DEFAULT_MODEL=0
     if [ "${PI_DAEMON_MODEL:-}" = default ] || [ -z "${PI_SHARED:-}" ] || [ ! -f "$PI_SHARED/models/stories260K.bin" ]; then
         DEFAULT_MODEL=1

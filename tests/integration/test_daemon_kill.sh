@@ -1,10 +1,10 @@
 #!/bin/bash
-# kill -9 of a CPU worker, then of the GPU worker, during a generation: the request completes (or fails with a clear error), the worker is back (new pid, ready) within 2 s, and the next greedy generation is byte-identical to the reference.
+# kill -9 of a CPU worker, then of the GPU worker, during a generation: the request completes (or fails with a clear error), the worker is back (new pid, ready) within 2 s, the restarted GPU worker copies nothing in (it takes the memory pid kept), and the next greedy generation is byte-identical to the reference.
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup daemon_kill
 
-timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 2 --gpu-backend host --max-seqs 4 \
+timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 2 --gpu-backend "$GPU_BACKEND" --max-seqs 4 \
     --listen "$EP" >"$D/start.out" 2>&1 || { cat "$D/start.out"; fail "pid start"; }
 remember_pids
 
@@ -54,6 +54,12 @@ PY
 
 kill_during_generation cpu:0
 kill_during_generation gpu
+
+# The restarted GPU worker took the memory pid kept as it was: nothing copied in again.
+grep -q "pid: keeping the GPU worker's memory" "$D/pid.log" || fail "pid did not keep the GPU worker's memory"
+n=$(grep -c "worker gpu ready.*0.0 MiB copied in, kept memory taken as it was" "$D/pid.log")
+[ "$n" = 1 ] || { grep "worker gpu ready" "$D/pid.log" >&2; fail "want one GPU worker restart that copied nothing, got $n"; }
+echo "ok: $(grep -o "worker gpu ready.*" "$D/pid.log" | tail -1 | grep -o "[0-9.]* MiB copied in[^)]*")"
 
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
 grep -q "ERROR: LeakSanitizer\|runtime error" "$D/pid.log" && fail "sanitizer report in pid.log"

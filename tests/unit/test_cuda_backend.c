@@ -16,9 +16,11 @@
 #include "synth.h"
 #include "seqcount.h"
 #include "step_layout.h"
+#include "vram_arena.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #ifndef PI_HAVE_CUDA
 int main(void)
@@ -674,6 +676,89 @@ static void run_device(const pi_model *m, const oracle *o, const hotcfg *h, pi_f
     free(d.base);
 }
 
+/* One step (sequence 0, positions 0..3 of the oracle's tokens) through b with
+ * every cold neuron on the CPU: the logits of its last entry into out. */
+static void kept_step(gpu_backend *b, const pi_model *m, const oracle *o, const hotcfg *h, float *out)
+{
+    pi_error err = {{0}};
+    gpu_entry e[4];
+    for (uint32_t i = 0; i < 4; i++)
+        e[i] = (gpu_entry){.slot = 0, .pos = i, .token = o->tok[0][i], .want_logits = i == 3};
+    float *xn = malloc((size_t)4 * m->dim * sizeof(float)), *cold = malloc((size_t)4 * m->dim * sizeof(float));
+    uint32_t *idx = malloc(m->n_ff * sizeof(uint32_t));
+    CHECK(xn && cold && idx, "oom");
+    CHECK(gpu_backend_cuda.embed(b, e, 4, &err) == 0, "kept: embed: %s", err.msg);
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        CHECK(gpu_backend_cuda.attn(b, l, e, 4, xn, &err) == 0, "kept: attn: %s", err.msg);
+        CHECK(gpu_backend_cuda.ffn_hot(b, l, 4, &err) == 0, "kept: ffn_hot: %s", err.msg);
+        cold_part(m, h, l, xn, 4, NULL, NULL, idx, cold);
+        const float *parts[1] = {cold};
+        CHECK(gpu_backend_cuda.finish(b, l, 4, parts, 1, &err) == 0, "kept: finish: %s", err.msg);
+    }
+    CHECK(gpu_backend_cuda.logits(b, e, 4, out, &err) == 0, "kept: logits: %s", err.msg);
+    free(xn);
+    free(cold);
+    free(idx);
+}
+
+/* VRAM kept across a restart (vram_arena.h): a backend in an arena hands out
+ * a descriptor, is destroyed, and a new one given that descriptor copies
+ * nothing in and computes the same logits; a config the arena was not made
+ * for (another hot count) loads afresh. */
+static void run_kept(const pi_model *m, const oracle *o, const char *name)
+{
+    hotcfg h;
+    hot_random(m, 0.4, 11, &h);
+    pi_error err = {{0}};
+    gpu_backend_config cfg = {.n_hot = h.n_hot, .hot = (const int32_t *const *)h.sets, .hot_count = h.count,
+                              .max_seqs = N_SEQ, .n_ctx = N_POS, .max_batch = MAX_BATCH, .device = 0,
+                              .ffn = PI_FFN_DENSE, .kept_fd = -1};
+    gpu_backend *plain = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(plain, "%s kept: create: %s", name, err.msg);
+    uint64_t part, pred, scratch;
+    gpu_backend_cuda_bytes(plain, &part, &pred, &scratch);
+    float *want = malloc(m->n_vocab * sizeof(float)), *got = malloc(m->n_vocab * sizeof(float));
+    CHECK(want && got, "oom");
+    kept_step(plain, m, o, &h, want);
+    gpu_backend_cuda.destroy(&plain);
+
+    cfg.arena_bytes = vram_arena_size(part + pred, m->n_layers);
+    gpu_backend *a = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(a, "%s kept: create in an arena: %s", name, err.msg);
+    uint64_t copied_a = gpu_backend_cuda.copied_bytes(a), bytes = 0;
+    CHECK(copied_a >= part, "%s kept: %llu bytes copied in, the weights alone are %llu", name,
+          (unsigned long long)copied_a, (unsigned long long)part);
+    kept_step(a, m, o, &h, got);
+    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept: the arena changed the logits", name);
+    int fd = gpu_backend_cuda.keep_fd(a, &bytes);
+    CHECK(fd >= 0 && bytes >= cfg.arena_bytes, "%s kept: keep_fd %d (%llu bytes)", name, fd, (unsigned long long)bytes);
+    gpu_backend_cuda.destroy(&a);       /* the worker's exit: only the descriptor holds the memory now */
+
+    cfg.kept_fd = fd;
+    cfg.kept_bytes = bytes;
+    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(b, "%s kept: create from the kept arena: %s", name, err.msg);
+    CHECK(gpu_backend_cuda.copied_bytes(b) == 0, "%s kept: %llu bytes copied in again", name,
+          (unsigned long long)gpu_backend_cuda.copied_bytes(b));
+    kept_step(b, m, o, &h, got);
+    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept: logits from the kept arena differ", name);
+    gpu_backend_cuda.destroy(&b);
+
+    cfg.n_hot = h.n_hot - 1;            /* another config: the manifest does not match */
+    cfg.hot = NULL;
+    cfg.hot_count = NULL;
+    gpu_backend *c = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(c, "%s kept: create for another config: %s", name, err.msg);
+    CHECK(gpu_backend_cuda.copied_bytes(c) > 0, "%s kept: another config took the kept arena as it was", name);
+    gpu_backend_cuda.destroy(&c);
+    close(fd);
+    printf("%-44s kept arena of %llu bytes: %llu copied in first, 0 after the restart, logits equal\n", name,
+           (unsigned long long)bytes, (unsigned long long)copied_a);
+    free(want);
+    free(got);
+    hot_free(m, &h);
+}
+
 static void run_model(const pi_model *m, const char *name, int relu)
 {
     oracle o;
@@ -710,6 +795,7 @@ static void run_model(const pi_model *m, const char *name, int relu)
         run_predicted(m, &o, &h, 0, name);
         hot_free(m, &h);
     }
+    run_kept(m, &o, name);
     free(o.logits);
 }
 
@@ -808,6 +894,10 @@ int main(void)
     run_model(m, "stories260K f32", 0);
     model_close(&m);
     remove(out);
+    if (getenv("PI_CUDA_TEST_QUICK")) {     /* a short device call: stories260K only */
+        printf("PI_CUDA_TEST_QUICK: the synthetic, random and 13B-width models skipped\n");
+        return 0;
+    }
 
     run_synth(PI_TYPE_F16, 0, 1);
     run_synth(PI_TYPE_Q8_0, 0, 1);

@@ -1,0 +1,32 @@
+/* One file descriptor and a small message over an AF_UNIX SOCK_SEQPACKET
+ * socket (SCM_RIGHTS): how pid keeps the GPU worker's VRAM alive across
+ * the worker's restarts (docs/reliability.md, "VRAM kept by pid"). */
+#ifndef PI_SHM_FD_PASS_H
+#define PI_SHM_FD_PASS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pi_error.h"
+
+/* What travels with the descriptor: which memory it is and how big. */
+typedef struct fd_pass_msg {
+    uint32_t magic;         /* FD_PASS_MAGIC */
+    uint32_t kind;          /* FD_PASS_NONE (no descriptor) or FD_PASS_VRAM */
+    uint64_t bytes;         /* the memory's size */
+    char backend[16];       /* "host" (a memfd) or "cuda" (a CUDA VMM handle) */
+} fd_pass_msg;
+
+#define FD_PASS_MAGIC 0x4b565049u   /* "IPVK" */
+#define FD_PASS_NONE 0u
+#define FD_PASS_VRAM 1u
+
+/* Sends msg, and fd when fd >= 0 (the caller keeps its own copy). */
+int fd_pass_send(int sock, const fd_pass_msg *msg, int fd, pi_error *err);
+
+/* Receives one message; *fd = the descriptor that came with it (close-on-exec)
+ * or -1. Returns 1 when a message came, 0 when none is waiting (nonblock set),
+ * -1 on an error or a malformed message. */
+int fd_pass_recv(int sock, int nonblock, fd_pass_msg *msg, int *fd, pi_error *err);
+
+#endif
