@@ -19,7 +19,10 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +95,8 @@ struct gpu_backend {
     // arena, every upload) at create.
     cuda_vmm vmm;
     int arena_on, attached;
+    int kept_fd;                    // attached: our copy of pid's descriptor (an imported
+                                    // handle cannot be exported again)
     char *arena;
     uint64_t arena_cap, arena_used, signature, copied;
 
@@ -410,6 +415,8 @@ static void free_all(gpu_backend *b)
     free(b->hot_count);
     cudaFreeHost(b->h_embd);
     cuda_vmm_close(&b->vmm);
+    if (b->attached && b->kept_fd >= 0)
+        close(b->kept_fd);
     cudaFreeHost(b->h_blk);
     cudaFreeHost(b->h_lists);
     cudaFreeHost(b->h_pcounts);
@@ -507,6 +514,8 @@ static int open_arena(gpu_backend *b, pi_error *err)
                 b->arena = (char *)b->vmm.ptr;
                 b->arena_cap = b->vmm.size;
                 b->arena_on = b->attached = 1;
+                if ((b->kept_fd = fcntl(c->kept_fd, F_DUPFD_CLOEXEC, 0)) < 0)
+                    return pi_error_set(err, "cuda backend: dup of the kept VRAM's descriptor: %s", strerror(errno));
                 return 0;
             }
             (void)cudaGetLastError();
@@ -1247,6 +1256,8 @@ static int cuda_keep_fd(gpu_backend *b, uint64_t *bytes)
     *bytes = b->arena_cap;
     int fd = -1;
     pi_error e = {{0}};
+    if (b->attached)
+        return fcntl(b->kept_fd, F_DUPFD_CLOEXEC, 0);
     if (!b->arena_on || cuda_vmm_export(&b->vmm, &fd, &e) != 0) {
         if (b->arena_on)
             fprintf(stderr, "cuda backend: %s; VRAM will not be kept across restarts\n", e.msg);
