@@ -4,7 +4,8 @@
  * the CPU has these instructions. x stays in fp32 (it is never quantized):
  * a quantized weight is widened to q * d, which is exact in fp32 (8-bit q
  * times an fp16 scale), so results differ from the plain ones only by the
- * order of the fp32 sums. BF16 rows go to the plain kernels. */
+ * order of the fp32 sums. F16 and BF16 rows share one kernel (bf picks the
+ * widening; BF16 widens exactly by a shift). */
 #include "ffn_sparse.h"
 
 #if defined(__x86_64__)
@@ -40,6 +41,26 @@ AVX2 static __m256 f16x8(const uint8_t *p)
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
 
+/* One half-width value (bf: bf16, else f16) as a float. */
+AVX2 static float load_h16(const uint8_t *p, int bf)
+{
+    if (!bf)
+        return load_f16(p);
+    uint32_t u = (uint32_t)(p[0] | (p[1] << 8)) << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Eight half-width lanes as floats; bf16 is the top half of its float. */
+AVX2 static __m256 h16x8(const uint8_t *p, int bf)
+{
+    if (!bf)
+        return f16x8(p);
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
 AVX2 static float dot_f32(const char *w, const float *x, size_t n, const void *next)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -60,22 +81,22 @@ AVX2 static float dot_f32(const char *w, const float *x, size_t n, const void *n
     return s;
 }
 
-AVX2 static float dot_f16(const uint8_t *w, const float *x, size_t n, const void *next)
+AVX2 static float dot_h16(const uint8_t *w, const float *x, size_t n, const void *next, int bf)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
-        a0 = _mm256_fmadd_ps(f16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
-        a1 = _mm256_fmadd_ps(f16x8(w + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
-        a2 = _mm256_fmadd_ps(f16x8(w + 2 * i + 32), _mm256_loadu_ps(x + i + 16), a2);
-        a3 = _mm256_fmadd_ps(f16x8(w + 2 * i + 48), _mm256_loadu_ps(x + i + 24), a3);
+        a0 = _mm256_fmadd_ps(h16x8(w + 2 * i, bf), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(h16x8(w + 2 * i + 16, bf), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(h16x8(w + 2 * i + 32, bf), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(h16x8(w + 2 * i + 48, bf), _mm256_loadu_ps(x + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8)
-        a0 = _mm256_fmadd_ps(f16x8(w + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a0 = _mm256_fmadd_ps(h16x8(w + 2 * i, bf), _mm256_loadu_ps(x + i), a0);
     float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++)
-        s += load_f16(w + 2 * i) * x[i];
+        s += load_h16(w + 2 * i, bf) * x[i];
     return s;
 }
 
@@ -125,7 +146,8 @@ AVX2 static float avx2_dot_then(pi_type type, const void *row, const float *x, s
 {
     switch (type) {
     case PI_TYPE_F32: return dot_f32(row, x, n, next);
-    case PI_TYPE_F16: return dot_f16(row, x, n, next);
+    case PI_TYPE_F16: return dot_h16(row, x, n, next, 0);
+    case PI_TYPE_BF16: return dot_h16(row, x, n, next, 1);
     case PI_TYPE_Q8_0:
     case PI_TYPE_Q4_0: return dot_q(type, row, x, n, next);
     default: return pi_dot_row(type, row, x, n);
@@ -151,17 +173,17 @@ AVX2 static void axpy_f32(float a, const char *w, float *y, size_t n, const void
         y[i] += a * load_f32(w + 4 * i);
 }
 
-AVX2 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n, const void *next)
+AVX2 static void axpy_h16(float a, const uint8_t *w, float *y, size_t n, const void *next, int bf)
 {
     __m256 va = _mm256_set1_ps(a);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         if (i % 32 == 0)   /* every 64 bytes */
             ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(f16x8(w + 2 * i), va, _mm256_loadu_ps(y + i)));
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(h16x8(w + 2 * i, bf), va, _mm256_loadu_ps(y + i)));
     }
     for (; i < n; i++)
-        y[i] += a * load_f16(w + 2 * i);
+        y[i] += a * load_h16(w + 2 * i, bf);
 }
 
 AVX2 static void axpy_q(pi_type type, float a, const uint8_t *w, float *y, size_t n,
@@ -188,7 +210,8 @@ AVX2 static void avx2_axpy_then(pi_type type, float a, const void *row, float *y
 {
     switch (type) {
     case PI_TYPE_F32: axpy_f32(a, row, y, n, next); return;
-    case PI_TYPE_F16: axpy_f16(a, row, y, n, next); return;
+    case PI_TYPE_F16: axpy_h16(a, row, y, n, next, 0); return;
+    case PI_TYPE_BF16: axpy_h16(a, row, y, n, next, 1); return;
     case PI_TYPE_Q8_0:
     case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n, next); return;
     default: pi_axpy_row(type, a, row, y, n); return;

@@ -2,7 +2,8 @@
  * lanes wide; a row's ragged end is read and written with masked loads and
  * stores (BW+VL for the 16-bit ones), which never touch memory past the row.
  * As in the AVX2 file: target attributes on the functions only, x kept in
- * fp32 (never quantized), BF16 rows to the plain kernels. A quantized block
+ * fp32 (never quantized). F16 and BF16 rows share one kernel (bf picks the
+ * widening; BF16 widens exactly by a shift). A quantized block
  * is widened to its exact int8 values and its fp16 scale applied once per
  * block: results differ from the plain ones only by fp32 rounding order. */
 #include "ffn_sparse.h"
@@ -34,6 +35,23 @@ AVX512 static __m512 f16x16_mask(const uint8_t *p, __mmask16 m)
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
+/* 16 bf16 lanes as floats: each the top half of its float. */
+AVX512 static __m512 bf16_widen(__m256i h)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* 16 half-width lanes (bf: bf16, else f16) as floats. */
+AVX512 static __m512 h16x16(const uint8_t *p, int bf)
+{
+    return bf ? bf16_widen(_mm256_loadu_si256((const __m256i *)p)) : f16x16(p);
+}
+
+AVX512 static __m512 h16x16_mask(const uint8_t *p, __mmask16 m, int bf)
+{
+    return bf ? bf16_widen(_mm256_maskz_loadu_epi16(m, p)) : f16x16_mask(p, m);
+}
+
 AVX512 static float dot_f32(const float *w, const float *x, size_t n, const void *next)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -55,23 +73,23 @@ AVX512 static float dot_f32(const float *w, const float *x, size_t n, const void
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-AVX512 static float dot_f16(const uint8_t *w, const float *x, size_t n, const void *next)
+AVX512 static float dot_h16(const uint8_t *w, const float *x, size_t n, const void *next, int bf)
 {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
     for (; i + 64 <= n; i += 64) {
         ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
         ffn_prefetch_ahead(w, 2 * n, next, 2 * i + 64);
-        a0 = _mm512_fmadd_ps(f16x16(w + 2 * i), _mm512_loadu_ps(x + i), a0);
-        a1 = _mm512_fmadd_ps(f16x16(w + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
-        a2 = _mm512_fmadd_ps(f16x16(w + 2 * i + 64), _mm512_loadu_ps(x + i + 32), a2);
-        a3 = _mm512_fmadd_ps(f16x16(w + 2 * i + 96), _mm512_loadu_ps(x + i + 48), a3);
+        a0 = _mm512_fmadd_ps(h16x16(w + 2 * i, bf), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(h16x16(w + 2 * i + 32, bf), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(h16x16(w + 2 * i + 64, bf), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(h16x16(w + 2 * i + 96, bf), _mm512_loadu_ps(x + i + 48), a3);
     }
     for (; i + 16 <= n; i += 16)
-        a0 = _mm512_fmadd_ps(f16x16(w + 2 * i), _mm512_loadu_ps(x + i), a0);
+        a0 = _mm512_fmadd_ps(h16x16(w + 2 * i, bf), _mm512_loadu_ps(x + i), a0);
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
-        a1 = _mm512_fmadd_ps(f16x16_mask(w + 2 * i, m), _mm512_maskz_loadu_ps(m, x + i), a1);
+        a1 = _mm512_fmadd_ps(h16x16_mask(w + 2 * i, m, bf), _mm512_maskz_loadu_ps(m, x + i), a1);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
@@ -135,7 +153,8 @@ AVX512 static float avx512_dot_then(pi_type type, const void *row, const float *
 {
     switch (type) {
     case PI_TYPE_F32: return dot_f32(row, x, n, next);
-    case PI_TYPE_F16: return dot_f16(row, x, n, next);
+    case PI_TYPE_F16: return dot_h16(row, x, n, next, 0);
+    case PI_TYPE_BF16: return dot_h16(row, x, n, next, 1);
     case PI_TYPE_Q8_0:
     case PI_TYPE_Q4_0: return dot_q(type, row, x, n, next);
     default: return pi_dot_row(type, row, x, n);
@@ -162,18 +181,18 @@ AVX512 static void axpy_f32(float a, const float *w, float *y, size_t n, const v
     }
 }
 
-AVX512 static void axpy_f16(float a, const uint8_t *w, float *y, size_t n, const void *next)
+AVX512 static void axpy_h16(float a, const uint8_t *w, float *y, size_t n, const void *next, int bf)
 {
     __m512 va = _mm512_set1_ps(a);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         if (i % 32 == 0)   /* every 64 bytes */
             ffn_prefetch_ahead(w, 2 * n, next, 2 * i);
-        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(f16x16(w + 2 * i), va, _mm512_loadu_ps(y + i)));
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(h16x16(w + 2 * i, bf), va, _mm512_loadu_ps(y + i)));
     }
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
-        __m512 r = _mm512_fmadd_ps(f16x16_mask(w + 2 * i, m), va, _mm512_maskz_loadu_ps(m, y + i));
+        __m512 r = _mm512_fmadd_ps(h16x16_mask(w + 2 * i, m, bf), va, _mm512_maskz_loadu_ps(m, y + i));
         _mm512_mask_storeu_ps(y + i, m, r);
     }
 }
@@ -198,7 +217,8 @@ AVX512 static void avx512_axpy_then(pi_type type, float a, const void *row, floa
 {
     switch (type) {
     case PI_TYPE_F32: axpy_f32(a, row, y, n, next); return;
-    case PI_TYPE_F16: axpy_f16(a, row, y, n, next); return;
+    case PI_TYPE_F16: axpy_h16(a, row, y, n, next, 0); return;
+    case PI_TYPE_BF16: axpy_h16(a, row, y, n, next, 1); return;
     case PI_TYPE_Q8_0:
     case PI_TYPE_Q4_0: axpy_q(type, a, row, y, n, next); return;
     default: pi_axpy_row(type, a, row, y, n); return;

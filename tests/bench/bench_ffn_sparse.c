@@ -52,7 +52,7 @@ static int usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--dim N] [--n-ff N] [--active FRACTION] [--threads MAX]\n"
-            "          [--seconds S] [--gap-us US] [--spin-us US] [--types f32,f16,q8_0,q4_0]\n"
+            "          [--seconds S] [--gap-us US] [--spin-us US] [--types f32,f16,bf16,q8_0,q4_0]\n"
             "          [--variants plain,avx2,avx512]\n",
             argv0);
     return 2;
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
     opts o;
     if (parse(argc, argv, &o) != 0)
         return usage(argv[0]);
-    static const pi_type types[] = {PI_TYPE_F32, PI_TYPE_F16, PI_TYPE_Q8_0, PI_TYPE_Q4_0};
+    static const pi_type types[] = {PI_TYPE_F32, PI_TYPE_F16, PI_TYPE_BF16, PI_TYPE_Q8_0, PI_TYPE_Q4_0};
     static const char *const variants[] = {"plain", "avx2", "avx512"};
     uint32_t threads[16], n_threads = 0;
     for (uint32_t t = 1; t < o.max_threads && n_threads < 15; t *= 2)

@@ -563,13 +563,14 @@ int main(void)
     check_pool_waits(ks[nk - 1]);
     check_pinning(ks[nk - 1]);
 
-    /* F32/F16: dims that are not multiples of 64 (or even 8) hit the tails. */
+    /* F32/F16/BF16: dims that are not multiples of 64 (or even 8) hit the tails. */
     static const uint32_t float_dims[] = {1, 7, 40, 100, 333, 1000, 1024, 5120};
     static const uint32_t quant_dims[] = {32, 96, 160, 1024, 5120};
     for (size_t i = 0; i < sizeof float_dims / sizeof float_dims[0]; i++) {
         uint32_t n = float_dims[i] >= 1024 ? 24 : 48;
         check_shard(PI_TYPE_F32, float_dims[i], n, ks, nk);
         check_shard(PI_TYPE_F16, float_dims[i], n, ks, nk);
+        check_shard(PI_TYPE_BF16, float_dims[i], n, ks, nk);
     }
     for (size_t i = 0; i < sizeof quant_dims / sizeof quant_dims[0]; i++) {
         uint32_t n = quant_dims[i] >= 1024 ? 24 : 48;
