@@ -17,6 +17,7 @@
 
 #include "model.h"
 #include "segment.h"
+#include "sidecar.h"
 #include "stale.h"
 #include "step_layout.h"
 #include "wire.h"
@@ -458,6 +459,11 @@ static void on_control(engine *e, const wire_msg *m)
         if (kept)
             fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB) for its restarts\n",
                     (double)kept / 1048576.0);
+        /* Its KV cache survived with the rest: no replay. */
+        uint32_t resumed = w->is_gpu && r->memory_kept ? scheduler_restore_kv(e->sched) : 0;
+        if (resumed)
+            fprintf(stderr, "pid: %u sequence%s resume from the kept KV cache (no replay)\n", resumed,
+                    resumed == 1 ? "" : "s");
         break;
     }
     case PI__CONTROL__KIND_HEARTBEAT:

@@ -28,6 +28,8 @@ typedef struct sched_seq {      /* an active sequence; one per KV slot */
     int32_t *tokens;            /* n_ctx + 1, preallocated per slot */
     uint32_t n_tokens, n_prompt, generated;
     uint32_t cached;            /* tokens whose KV is in the cache */
+    uint32_t cached_lost;       /* cached when the GPU worker died (scheduler_reset_kv) */
+    const sched_req *lost_req;  /* and the request it held then */
     uint32_t in_step;           /* entries in the step being run */
     int32_t want_row;           /* its logits row in that step, or -1 */
     uint32_t retried;
@@ -409,8 +411,28 @@ int scheduler_step_failed(scheduler *s, const char *why)
 
 void scheduler_reset_kv(scheduler *s)
 {
-    for (uint32_t i = 0; i < s->max_seqs; i++)
-        s->seqs[i].cached = 0;
+    for (uint32_t i = 0; i < s->max_seqs; i++) {
+        sched_seq *q = &s->seqs[i];
+        q->cached_lost = q->active ? q->cached : 0;
+        q->lost_req = q->active ? q->req : NULL;
+        q->cached = 0;
+    }
+}
+
+uint32_t scheduler_restore_kv(scheduler *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->max_seqs; i++) {
+        sched_seq *q = &s->seqs[i];
+        /* the same request, and no step since (none runs while the GPU worker is down) */
+        if (q->active && q->req == q->lost_req && q->cached == 0 && q->cached_lost) {
+            q->cached = q->cached_lost;
+            n++;
+        }
+        q->cached_lost = 0;
+        q->lost_req = NULL;
+    }
+    return n;
 }
 
 static int same_req(const sched_req *r, const void *tag, size_t tag_len, uint64_t id)

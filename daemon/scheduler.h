@@ -110,6 +110,11 @@ int scheduler_step_failed(scheduler *s, const char *why);
  * its history from position 0. */
 void scheduler_reset_kv(scheduler *s);
 
+/* The new GPU worker kept the old one's memory, KV cache included: every
+ * sequence that was active then, and still is with no step since, takes
+ * back its cached length instead of replaying. Returns how many did. */
+uint32_t scheduler_restore_kv(scheduler *s);
+
 /* Cancels the request (tag, id), queued or active: it finishes at once with
  * stop_reason "cancelled" (sink.done) and its slot is free for the next
  * build; a step in flight that holds it just has its entries ignored.

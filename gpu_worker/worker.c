@@ -28,6 +28,7 @@
 #include "plan.h"
 #include "segment.h"
 #include "seqcount.h"
+#include "sidecar.h"
 #include "step_layout.h"
 #include "wire.h"
 
@@ -55,6 +56,8 @@ typedef struct gworker {
     const uint32_t **done_words;    /* the CPU workers' done counter words */
     gpu_step_times times;       /* this step's phases (Step.timings) */
     char detail[512];           /* Ready.detail: placement, shape, ffn mode, kept VRAM */
+    uint64_t copied;            /* bytes copied into the backend's memory at load */
+    int memory_kept;            /* it took the arena pid kept as it was */
     double last_sent_ms;
 } gworker;
 
@@ -162,6 +165,8 @@ static int give_kept(gworker *g, char *out, size_t cap, pi_error *err)
         close(fd);
     if (rc < 0)
         return pi_error_wrap(err, "gpu worker: handing pid the VRAM to keep");
+    g->copied = copied;
+    g->memory_kept = fd >= 0 && copied == 0;
     snprintf(out, cap, "; %.1f MiB copied in, %s", (double)copied / 1048576.0,
              fd < 0 ? "memory not kept" : copied ? "kept by pid" : "kept memory taken as it was");
     return 0;
@@ -295,6 +300,8 @@ static int send_ready(gworker *g, pi_error *err)
     r.backend = (char *)g->ops->name;
     r.numa_node = -1;
     r.detail = g->detail;
+    r.copied_bytes = g->copied;
+    r.memory_kept = g->memory_kept;
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_READY;
     c.ready = &r;

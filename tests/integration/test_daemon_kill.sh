@@ -39,6 +39,7 @@ j = json.load(open(sys.argv[1]))
 want = open(sys.argv[2], encoding='utf-8').read().rstrip('\n')
 got = j['text'].rstrip('\n')
 print("   retried steps:", j.get('retried_steps'), "generated:", j.get('generated_tokens'))
+open(sys.argv[1] + ".retried", "w").write(str(j.get('retried_steps') or 0))
 sys.exit(0 if got == want else 1)
 PY
         echo "ok: the generation in flight completed, identical to the reference"
@@ -60,6 +61,16 @@ grep -q "pid: keeping the GPU worker's memory" "$D/pid.log" || fail "pid did not
 n=$(grep -c "worker gpu ready.*0.0 MiB copied in, kept memory taken as it was" "$D/pid.log")
 [ "$n" = 1 ] || { grep "worker gpu ready" "$D/pid.log" >&2; fail "want one GPU worker restart that copied nothing, got $n"; }
 echo "ok: $(grep -o "worker gpu ready.*" "$D/pid.log" | tail -1 | grep -o "[0-9.]* MiB copied in[^)]*")"
+# ... its KV cache too: the generation in flight went on from where it was, without a replay (and its
+# text was checked equal to the reference above).
+# (When the kill came after the generation had ended, there was nothing to resume.)
+if [ "$(cat "$D/kill-gpu.json.retried" 2>/dev/null || echo 0)" -gt 0 ]; then
+    grep -q "pid: 1 sequence resume from the kept KV cache (no replay)" "$D/pid.log" ||
+        { grep "kept KV\|keeping" "$D/pid.log" >&2; fail "the sequence in flight replayed instead of resuming from the kept KV cache"; }
+    echo "ok: the generation in flight resumed from the kept KV cache"
+else
+    echo "note: the kill of gpu came after the generation ended (no step retried): nothing to resume"
+fi
 
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
 grep -q "ERROR: LeakSanitizer\|runtime error" "$D/pid.log" && fail "sanitizer report in pid.log"
