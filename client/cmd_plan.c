@@ -1,5 +1,5 @@
 /* pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C] [--no-cache]
- * Solves the placement (model/placement.h) for a VRAM budget and prints per
+ * Solves the placement (sparse/placement.h) for a VRAM budget and prints per
  * layer the hot count, the expected share of activations served by the GPU
  * and the bytes on each side, then totals. Frequencies come from the sparse
  * sidecar (--freq, else MODEL.pi-sparse.gguf when it exists), else every

@@ -1,5 +1,5 @@
 /* pictl model synth: writes a synthetic LLaMA-shaped ReLU model with a
- * chosen activation sparsity (model/synth.h, docs/formats.md). */
+ * chosen activation sparsity (sparse/synth.h, docs/formats.md). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

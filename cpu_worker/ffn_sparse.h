@@ -1,7 +1,7 @@
 /* Sparse FFN kernels of a CPU worker (issue "activation sparsity"): for the
  * ACTIVE neurons j of a shard only,
  *     h_j = act(gate_j . x, up_j . x)      out += h_j * downT_j
- * One plain definition of the math (ffn_sparse.c, built on model/quant.h's
+ * One plain definition of the math (ffn_sparse.c, built on gguf/quant.h's
  * row kernels) and optimised row kernels beside it (ffn_sparse_avx2.c,
  * ffn_sparse_avx512.c), picked once at start-up (ffn_dispatch.c). A worker
  * runs a layer through its thread pool: ffn_sparse_run in ffn_pool.h. */

@@ -1,6 +1,6 @@
 /* http_text: the text rules of the HTTP API that need no HTTP library: the
  * listen address (HOST:PORT). Stop strings over streamed text are
- * model/stop_text.h's, shared with pictl generate --stop. */
+ * tokenizer/stop_text.h's, shared with pictl generate --stop. */
 #ifndef PI_DAEMON_HTTP_TEXT_H
 #define PI_DAEMON_HTTP_TEXT_H
 

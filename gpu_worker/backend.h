@@ -28,7 +28,7 @@ typedef struct gpu_entry {
 typedef struct gpu_backend_config {
     uint32_t n_hot;         /* hot neurons per layer: [0, n_hot), unless hot is set */
     /* Optional per-layer hot sets chosen from activation frequencies
-     * (model/placement.h): hot[l] lists hot_count[l] ascending global neuron
+     * (sparse/placement.h): hot[l] lists hot_count[l] ascending global neuron
      * ids of layer l, each <= n_hot of them (n_hot is then their maximum).
      * NULL: every layer's hot neurons are [0, n_hot). */
     const int32_t *const *hot;
@@ -106,7 +106,7 @@ typedef struct gpu_backend_ops {
      * device copies to and from it directly (cudaHostRegister). Called once,
      * before the first step; the memory stays mapped until destroy. */
     int (*map_host)(gpu_backend *b, void *base, size_t size, pi_error *err);
-    /* Optional (NULL: the worker runs model/predictor.h on the host): the
+    /* Optional (NULL: the worker runs sparse/predictor.h on the host): the
      * predictor of layer l for --ffn predicted, on the attn call just made
      * for these n entries (its input: predictor_input(m, h_i, xn_i), the
      * residual for PowerInfer's llama files): active[i] = the ascending ids j

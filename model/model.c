@@ -4,7 +4,6 @@
  * between architectures is in arch.c's table. */
 #include "model.h"
 #include "arch.h"
-#include "sidecar.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -474,34 +473,10 @@ void model_close(pi_model **mp)
     if (!mp || !*mp)
         return;
     pi_model *m = *mp;
-    sidecar_free(&m->sidecar);
+    if (m->sidecar_free)
+        m->sidecar_free(&m->sidecar);
     gguf_close(&m->file);
     free(m->layers);
     free(m);
     *mp = NULL;
-}
-
-pi_model *model_open_sparse(const char *path, pi_error *err)
-{
-    pi_model *m = model_open(path, err);
-    if (!m || m->has_predictor)
-        return m;
-    char sp[4096];
-    if (sidecar_path_for(path, sp, sizeof sp) < 0)
-        return m;
-    pi_error ignored;
-    pi_sidecar *s = sidecar_open(sp, m, &ignored);
-    if (!s || !s->has_predictor) {
-        sidecar_free(&s);
-        return m;
-    }
-    for (uint32_t l = 0; l < m->n_layers; l++) {
-        m->layers[l].pred_fc1 = *sidecar_fc1(s, l);
-        m->layers[l].pred_fc2 = *sidecar_fc2(s, l);
-    }
-    m->sparse_threshold = s->threshold;
-    m->has_predictor = 1;
-    m->pred_input = PI_PRED_INPUT_NORMED;   /* the trainer's pairs hold x_norm */
-    m->sidecar = s;
-    return m;
 }

@@ -121,9 +121,12 @@ typedef struct pi_model {
      * file (PowerInfer's own), RESIDUAL (llama, bamboo, opt) or LAYER
      * (falcon); else NORMED (GGUF files, synth, a sidecar's predictor). */
     pi_pred_input pred_input;
-    /* Set by model_open_sparse when the predictor came from the sidecar
-     * (owned; the layers' pred_fc1/pred_fc2 point into it). */
+    /* Set by model_open_sparse (sparse/sidecar.h) when the predictor came
+     * from the sidecar (owned; the layers' pred_fc1/pred_fc2 point into it).
+     * model_close frees it with sidecar_free, which the opener leaves here:
+     * model/ does not link sparse/. */
     struct pi_sidecar *sidecar;
+    void (*sidecar_free)(struct pi_sidecar **s);
 } pi_model;
 
 /* Opens and validates (every tensor present with the shape the
@@ -132,12 +135,6 @@ typedef struct pi_model {
  * PWRI file's activation is ReLU unless pi.ffn_activation says otherwise.
  * Caller owns the result: model_close. */
 pi_model *model_open(const char *path, pi_error *err);
-/* model_open, then, when the file has no predictor but its sparse sidecar
- * (sidecar_path_for) was made for it and holds one (scripts/train_predictor.py
- * writes it there), the sidecar's predictor and threshold are used. A
- * sidecar that is absent, for another model or without a predictor is
- * ignored (pictl model inspect/plan report on it). */
-pi_model *model_open_sparse(const char *path, pi_error *err);
 /* Same over an already-open file, taking ownership of it (also on failure). */
 pi_model *model_from_gguf(gguf_file *f, pi_error *err);
 void model_close(pi_model **m);

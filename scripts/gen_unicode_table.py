@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes model/unicode_table.c: the Unicode general-category class of every code point as a
-sorted table of ranges, for the byte-level BPE pre-tokenizers (model/tok_bpe.c).
+"""Writes tokenizer/unicode_table.c: the Unicode general-category class of every code point as a
+sorted table of ranges, for the byte-level BPE pre-tokenizers (tokenizer/tok_bpe.c).
 
-    python3 scripts/gen_unicode_table.py > model/unicode_table.c
-    python3 scripts/gen_unicode_table.py --unicode-data UnicodeData.txt > model/unicode_table.c
+    python3 scripts/gen_unicode_table.py > tokenizer/unicode_table.c
+    python3 scripts/gen_unicode_table.py --unicode-data UnicodeData.txt > tokenizer/unicode_table.c
 
-Classes (model/unicode_table.h): letter (L*), number (N*), mark (M*), punctuation (P*),
+Classes (tokenizer/unicode_table.h): letter (L*), number (N*), mark (M*), punctuation (P*),
 symbol (S*), separator (Z*), control/other (Cc, Cf, Cs, Co) and undefined (Cn), from Python's
 unicodedata; the whitespace bit is Unicode's White_Space property (PropList.txt), listed below
 because unicodedata does not expose it (str.isspace also counts U+001C..U+001F, which
@@ -77,7 +77,7 @@ def main():
     elif len(sys.argv) == 1:
         cats = [unicodedata.category(chr(cp)) for cp in range(MAX_CP)]
     else:
-        sys.exit('usage: gen_unicode_table.py [--unicode-data UnicodeData.txt] > model/unicode_table.c')
+        sys.exit('usage: gen_unicode_table.py [--unicode-data UnicodeData.txt] > tokenizer/unicode_table.c')
     ws = set()
     for lo, hi in WHITE_SPACE:
         ws.update(range(lo, hi + 1))

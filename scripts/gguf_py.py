@@ -1,7 +1,7 @@
 """A small GGUF reader and writer in pure Python + numpy, for pi's scripts (the predictor trainer).
 
 Only what the scripts need: read every key and tensor of a GGUF v2/v3 file (magic "GGUF" or "PWRI"),
-and write a version 3 file laid out exactly as pi's C writer does (model/gguf_write.c, docs/formats.md
+and write a version 3 file laid out exactly as pi's C writer does (gguf/gguf_write.c, docs/formats.md
 "GGUF"): keys in order, tensor infos in order, zero padding up to the alignment, each tensor at an
 offset that is a multiple of the alignment, no padding after the last tensor. Reading a file and
 writing it back unchanged gives the same bytes. Little-endian only.

@@ -5,7 +5,7 @@
     python3 scripts/train_predictor.py --pairs pairs.bin --sidecar M.pi-sparse.gguf
 
 Per layer, a 2-layer MLP  x (dim) -> relu(fc1 x) (R) -> fc2 (n_ff logits)  without biases (the runtime has
-none: model/predictor.h) is trained with BCE-with-logits on the profiler's (x_norm, active bitmap) pairs,
+none: sparse/predictor.h) is trained with BCE-with-logits on the profiler's (x_norm, active bitmap) pairs,
 Adam, the positives weighted by (1 - a) / a with a the layer's active rate. The last 10% of the sampled
 tokens (the end of the corpus) are held out. The runtime has one threshold per model, so one threshold is
 chosen for all layers: the largest (on a grid of 1/32 steps) whose mean held-out recall over the layers is

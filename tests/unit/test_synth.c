@@ -1,4 +1,4 @@
-/* Synthetic models (model/synth.c) load, run stably, and their real FFN activations follow the requested sparsity and power law; the predictor predicts them; --plain has no extras; output is deterministic. */
+/* Synthetic models (sparse/synth.c) load, run stably, and their real FFN activations follow the requested sparsity and power law; the predictor predicts them; --plain has no extras; output is deterministic. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,54 +11,12 @@
 #include <unistd.h>
 
 #include "placement.h"
+#include "plan_bytes.h"
 #include "sidecar.h"
-
-static uint64_t tensor_bytes(const pi_tensor *t)
-{
-    return (uint64_t)t->rows * t->row_bytes;
-}
-
-uint64_t plan_weight_bytes(const pi_model *m)
-{
-    uint64_t b = tensor_bytes(&m->output_norm) + tensor_bytes(&m->output_norm_b) + tensor_bytes(&m->pos_embd);
-    /* An untied model's token_embd is read a row per token and stays in host
-     * memory; tied, it is the output matrix, read whole every token. */
-    b += tensor_bytes(m->tied_output ? &m->tok_embd : &m->output);
-    for (uint32_t l = 0; l < m->n_layers; l++) {
-        const pi_layer *y = &m->layers[l];
-        b += tensor_bytes(&y->attn_norm) + tensor_bytes(&y->wq) + tensor_bytes(&y->wk) +
-             tensor_bytes(&y->wv) + tensor_bytes(&y->wo) + tensor_bytes(&y->ffn_norm);
-        /* the other architectures' biases (absent ones count 0) */
-        b += tensor_bytes(&y->attn_norm_b) + tensor_bytes(&y->ffn_norm_b) + tensor_bytes(&y->bq) +
-             tensor_bytes(&y->bk) + tensor_bytes(&y->bv) + tensor_bytes(&y->bo) + tensor_bytes(&y->ffn_down_b);
-    }
-    return b;
-}
-
-uint64_t plan_kv_bytes_elem(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx, uint32_t elem_bytes)
-{
-    uint64_t kv_dim = (uint64_t)m->n_kv_heads * m->head_dim;
-    return (uint64_t)max_seqs * m->n_layers * n_ctx * kv_dim * 2 * elem_bytes;
-}
-
-uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx)
-{
-    return plan_kv_bytes_elem(m, max_seqs, n_ctx, sizeof(float));
-}
 
 uint32_t plan_kv_elem_bytes(const plan_params *p)
 {
     return p->max_batch ? PLAN_CUDA_KV_ELEM_BYTES : (uint32_t)sizeof(float);
-}
-
-uint64_t plan_predictor_bytes(const pi_model *m)
-{
-    if (!m->has_predictor)
-        return 0;
-    uint64_t b = 0;
-    for (uint32_t l = 0; l < m->n_layers; l++)
-        b += tensor_bytes(&m->layers[l].pred_fc1) + tensor_bytes(&m->layers[l].pred_fc2);
-    return b;
 }
 
 /* cudaMalloc'd floats: backend_cuda.cu allocates at least one. */
@@ -107,22 +65,6 @@ uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)
         return 0;
     return plan_predictor_bytes(m) + plan_scratch_bytes(m, p->max_batch, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
            PLAN_CUDA_CONTEXT_BYTES;
-}
-
-pi_type plan_down_t_type(pi_type t)
-{
-    return (t == PI_TYPE_F16 || t == PI_TYPE_BF16) ? t : PI_TYPE_F32;
-}
-
-size_t plan_neuron_bytes_layer(const pi_model *m, uint32_t l)
-{
-    const pi_layer *y = &m->layers[l];
-    size_t down_t = 0;
-    /* dim is whole elements for every float type: cannot fail */
-    (void)pi_row_bytes(plan_down_t_type(pi_layer_down_type(y)), m->dim, &down_t);
-    /* a gate-less FFN (RELU_SINGLE) holds no up row; OPT's fc1 bias is one float */
-    return y->ffn_gate.row_bytes + (pi_act_uses_up(m->act) ? y->ffn_up.row_bytes : 0) + down_t +
-           (y->ffn_gate_b.data ? sizeof(float) : 0);
 }
 
 /* Rows of ffn_down_t (PowerInfer files without ffn_down) as plan_down_t_type

@@ -37,7 +37,7 @@
 #include <string.h>
 
 #include "gguf.h"
-#include "plan.h"
+#include "plan_bytes.h"
 #include "sidecar.h"
 
 #define MAX_NEURON_BYTES (UINT64_C(1) << 29)

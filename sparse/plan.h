@@ -3,7 +3,7 @@
  * CPU worker holds. Two kinds:
  *  - index order (plan_make, plan_make_fixed): neurons [0, n_hot) of every
  *    layer are hot, the cold [n_hot, n_ff) split into contiguous ranges;
- *  - from a placement (plan_make_from_placement, model/placement.h): each
+ *  - from a placement (plan_make_from_placement, sparse/placement.h): each
  *    layer has its own hot set chosen from activation frequencies, and its
  *    cold neurons (ascending) are cut into N contiguous chunks of that list,
  *    balanced by count.
@@ -23,6 +23,7 @@
 
 #include "model.h"
 #include "pi_error.h"
+#include "plan_bytes.h"
 
 #define PLAN_MAX_SHARDS 256
 
@@ -136,10 +137,6 @@ int plan_load_for_model(const pi_model *m, const char *plan_path, const plan_par
  * shards than cold neurons). */
 plan_shard plan_shard_range(uint32_t n_hot, uint32_t n_ff, uint32_t index, uint32_t of);
 
-/* GPU bytes of the fixed part alone (weights + KV), for messages and tests. */
-uint64_t plan_weight_bytes(const pi_model *m);
-uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);     /* fp32 (host backend) */
-uint64_t plan_kv_bytes_elem(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx, uint32_t elem_bytes);
 /* Bytes of one KV cache element for p: fp16 on a CUDA device (max_batch > 0),
  * else fp32. */
 uint32_t plan_kv_elem_bytes(const plan_params *p);
@@ -163,9 +160,6 @@ uint32_t plan_kv_elem_bytes(const plan_params *p);
 /* Its per-step parameter block, status word and phase timestamps. */
 #define PLAN_CUDA_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
 
-/* Bytes of the model's predictors (fc1 + fc2 of every layer in their
- * types), which the CUDA backend holds for --ffn predicted; 0 without. */
-uint64_t plan_predictor_bytes(const pi_model *m);
 /* An upper bound of the CUDA backend's scratch (activations, attention
  * scores, split-K partials, logits, active lists, hot-set lookup tables, the
  * predictor's hidden layer, masks and lists) for steps of max_batch entries,
@@ -179,10 +173,6 @@ uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p);
 
 /* ---- the neuron layout (shared by the host backend and the CPU shards) ---- */
 
-/* Type of a down^T row for a down tensor of type t. */
-pi_type plan_down_t_type(pi_type t);
-/* Bytes of the gate row, up row and down^T row of one neuron of layer l. */
-size_t plan_neuron_bytes_layer(const pi_model *m, uint32_t l);
 /* Writes the down columns [n0, n1) of layer l as rows of dim elements of
  * plan_down_t_type: row j - n0 at dst + (j - n0) * stride. Float types are
  * copied bit-exactly; block types are dequantized to F32. */

@@ -67,4 +67,11 @@ int sidecar_path_for(const char *model_path, char *buf, size_t cap);
  * re-conversion, re-quantization or different model changes it. */
 void sidecar_model_hash(const gguf_file *f, char out[17]);
 
+/* model_open, then, when the file has no predictor but its sparse sidecar
+ * (sidecar_path_for) was made for it and holds one (scripts/train_predictor.py
+ * writes it there), the sidecar's predictor and threshold are used. A
+ * sidecar that is absent, for another model or without a predictor is
+ * ignored (pictl model inspect/plan report on it). */
+pi_model *model_open_sparse(const char *path, pi_error *err);
+
 #endif
