@@ -1,6 +1,6 @@
 /* The plain definition of the sparse FFN math (ffn_sparse.h): row dots for
  * gate and up, the activation of ops.h, an axpy of the down^T row, all in
- * fp32 through model/quant.h's reference row kernels. Every optimised
+ * fp32 through gguf/quant.h's reference row kernels. Every optimised
  * variant is tested against ffn_sparse_ref. */
 #include "ffn_sparse.h"
 
