@@ -68,6 +68,29 @@ static int get_opt_f32(const pi_model *m, const char *name, float *out, pi_error
     return 0;
 }
 
+/* rope.scaling.type (none or linear; others are refused) and its factor
+ * (rope.scaling.factor, or the older rope.scale_linear) as llama.cpp reads
+ * them: the angles are multiplied by 1 / factor. */
+static int read_rope_scaling(pi_model *m, pi_error *err)
+{
+    char key[96], type[32] = "none";
+    m->rope_freq_scale = 1.0f;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch);
+    if (gguf_find_kv(m->file, key) && gguf_get_cstr(m->file, key, type, sizeof type, err) < 0)
+        return pi_error_set(err, "model %s: key %s is not a string", gguf_path(m->file), key);
+    if (strcmp(type, "none") != 0 && strcmp(type, "linear") != 0)
+        return pi_error_set(err, "model %s: rope scaling '%s' is not supported yet (pi computes none and linear, "
+                            "and Llama 3's rope_freqs)", gguf_path(m->file), type);
+    float factor = 0.0f;
+    if (get_opt_f32(m, "rope.scaling.factor", &factor, err) < 0)
+        return -1;
+    if (factor == 0.0f && get_opt_f32(m, "rope.scale_linear", &factor, err) < 0)
+        return -1;
+    if (factor > 0.0f)
+        m->rope_freq_scale = 1.0f / factor;
+    return 0;
+}
+
 /* Blk tensor "blk.<il>.<name>.weight", or NULL. */
 static const gguf_tensor *find_blk(const pi_model *m, uint32_t il, const char *name)
 {
@@ -124,6 +147,8 @@ static int read_hparams(pi_model *m, pi_error *err)
         get_opt_f32(m, ai->norm == PI_NORM_RMS ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon",
                     &m->norm_eps, err) < 0 ||
         get_opt_f32(m, "rope.freq_base", &m->rope_theta, err) < 0)
+        return -1;
+    if (read_rope_scaling(m, err) < 0)
         return -1;
     if (m->dim % m->n_heads != 0 || m->n_heads % m->n_kv_heads != 0)
         return pi_error_set(err, "model %s: embedding_length %u, head_count %u, head_count_kv %u: "
@@ -396,6 +421,10 @@ static int bind_all(pi_model *m, pi_error *err)
         return -1;
     if (ai->pos_embd && bind_positions(m, err) < 0)
         return -1;
+    /* Llama 3.x: per-pair divisors of the rope frequencies */
+    if (gguf_find_tensor(m->file, "rope_freqs.weight") &&
+        bind(m, &m->rope_freqs, "rope_freqs.weight", m->head_dim / 2, 0, 1, err) < 0)
+        return -1;
     m->tied_output = gguf_find_tensor(m->file, "output.weight") == NULL;
     if (m->tied_output)
         m->output = m->tok_embd;
@@ -442,6 +471,8 @@ const char *model_beyond_llama(const pi_model *m)
         return "LayerNorm with bias";
     if (m->rope != PI_ROPE_NORM)
         return m->rope == PI_ROPE_NEOX ? "NEOX rotary embedding" : "learned positions";
+    if (m->rope_freq_scale != 1.0f || m->rope_freqs.data)
+        return "rope scaling (rope.scaling.factor or rope_freqs.weight)";
     if (m->parallel)
         return "parallel attention and FFN";
     if (m->pos_embd.data)

@@ -96,6 +96,12 @@ typedef struct pi_model {
     char arch[32];
     uint32_t n_vocab, dim, n_layers, n_heads, n_kv_heads, head_dim, n_ff, n_ctx;
     float norm_eps, rope_theta;
+    /* Rope scaling as llama.cpp reads it: angles times rope_freq_scale
+     * (1 / rope.scaling.factor, linear scaling; 1 = none), and pair i's
+     * frequency divided by rope_freqs[i] when the file has rope_freqs.weight
+     * (head_dim / 2 F32 factors: Llama 3.x). */
+    float rope_freq_scale;
+    pi_tensor rope_freqs;
     pi_act act;
     pi_norm norm;
     pi_rope rope;

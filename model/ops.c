@@ -79,12 +79,19 @@ float ops_tensor_get(const pi_tensor *t, uint64_t r, uint64_t c)
     return blk[c % be];
 }
 
-void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta)
+double ops_rope_angle(uint32_t pos, uint32_t i, uint32_t head_dim, float theta, float scale, const float *freqs)
+{
+    /* in double: pos * freq loses digits in float at long positions */
+    double ang = (double)pos * (double)scale * pow((double)theta, -(double)(2 * i) / (double)head_dim);
+    return freqs ? ang / (double)freqs[i] : ang;
+}
+
+static void rope_norm(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta, float scale,
+                      const float *freqs)
 {
     for (uint32_t i = 0; i + 1 < n; i += 2) {
         uint32_t d = i % head_dim;   /* even index of the pair inside its head */
-        /* the angle in double: pos * freq loses digits in float at long positions */
-        double ang = (double)pos * pow((double)theta, -(double)d / (double)head_dim);
+        double ang = ops_rope_angle(pos, d / 2, head_dim, theta, scale, freqs);
         float c = (float)cos(ang), s = (float)sin(ang);
         float a = v[i], b = v[i + 1];
         v[i] = a * c - b * s;
@@ -92,12 +99,18 @@ void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta
     }
 }
 
-void ops_rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta)
+void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta)
+{
+    rope_norm(v, n, head_dim, pos, theta, 1.0f, NULL);
+}
+
+static void rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta, float scale,
+                      const float *freqs)
 {
     uint32_t half = head_dim / 2;
     for (uint32_t h0 = 0; h0 + head_dim <= n; h0 += head_dim)
         for (uint32_t i = 0; i < half; i++) {
-            double ang = (double)pos * pow((double)theta, -(double)(2 * i) / (double)head_dim);
+            double ang = ops_rope_angle(pos, i, head_dim, theta, scale, freqs);
             float c = (float)cos(ang), s = (float)sin(ang);
             float a = v[h0 + i], b = v[h0 + i + half];
             v[h0 + i] = a * c - b * s;
@@ -105,12 +118,18 @@ void ops_rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float 
         }
 }
 
+void ops_rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta)
+{
+    rope_neox(v, n, head_dim, pos, theta, 1.0f, NULL);
+}
+
 void ops_rope_model(const pi_model *m, float *v, uint32_t n, uint32_t pos)
 {
+    const float *freqs = m->rope_freqs.data;
     if (m->rope == PI_ROPE_NORM)
-        ops_rope(v, n, m->head_dim, pos, m->rope_theta);
+        rope_norm(v, n, m->head_dim, pos, m->rope_theta, m->rope_freq_scale, freqs);
     else if (m->rope == PI_ROPE_NEOX)
-        ops_rope_neox(v, n, m->head_dim, pos, m->rope_theta);
+        rope_neox(v, n, m->head_dim, pos, m->rope_theta, m->rope_freq_scale, freqs);
 }
 
 void ops_softmax(float *x, size_t n)

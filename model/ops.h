@@ -43,7 +43,11 @@ void ops_rope(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta
  * turn by pos * theta^(-2i / head_dim). */
 void ops_rope_neox(float *v, uint32_t n, uint32_t head_dim, uint32_t pos, float theta);
 
-/* The model's rotation (m->rope) of n = heads * head_dim values. */
+/* Pair i's angle at pos, as ops_rope and ops_rope_neox turn it, with rope
+ * scaling: pos * scale * theta^(-2i / head_dim) / (freqs ? freqs[i] : 1). */
+double ops_rope_angle(uint32_t pos, uint32_t i, uint32_t head_dim, float theta, float scale, const float *freqs);
+
+/* The model's rotation (m->rope, with its scaling) of n = heads * head_dim values. */
 void ops_rope_model(const pi_model *m, float *v, uint32_t n, uint32_t pos);
 
 /* In place, numerically stable (max subtracted). */

@@ -46,6 +46,9 @@ def main():
     layer_norm = arch in ("opt", "falcon")
     eps = float(key("attention.layer_norm_epsilon" if layer_norm else "attention.layer_norm_rms_epsilon", 1e-5))
     theta = float(key("rope.freq_base", 10000.0))
+    # rope scaling as llama.cpp applies it: angles / factor (linear), pair i's frequency / rope_freqs[i]
+    scale = 1.0 / float(key("rope.scaling.factor", 1.0))
+    ffreq = W("rope_freqs.weight") if "rope_freqs.weight" in tensors else np.ones(hd // 2)
     rope = {"llama": "norm", "bamboo": "norm", "qwen2": "neox", "falcon": "neox", "opt": None}[arch]
     act = f.get("pi.ffn_activation")
     act = act.decode() if isinstance(act, bytes) else act
@@ -64,7 +67,7 @@ def main():
         v = v.reshape(T, nh, hd).copy()
         pos = np.arange(T, dtype=np.float64)[:, None]
         if rope == "norm":  # adjacent pairs
-            freq = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+            freq = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd) * scale / ffreq
             ang = pos * freq[None, :]
             c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
             a, b = v[..., 0::2].copy(), v[..., 1::2].copy()
@@ -72,7 +75,7 @@ def main():
             v[..., 1::2] = a * s + b * c
         else:  # rotate half
             half = hd // 2
-            freq = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+            freq = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd) * scale / ffreq
             ang = pos * freq[None, :]
             c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
             a, b = v[..., :half].copy(), v[..., half:].copy()

@@ -35,14 +35,16 @@ typedef struct arch_case {
     uint32_t n_kv_heads;
     pi_type type;           /* of the 2-D weights */
     int norm_2;             /* falcon 40B: blk.N.attn_norm_2 (ln_attn) beside attn_norm (ln_mlp) */
+    int rope_scaled;        /* linear rope scaling (factor 4) and Llama 3's rope_freqs.weight */
 } arch_case;
 
 static const arch_case cases[] = {
-    {"qwen2", 2, PI_TYPE_F32, 0},   /* GQA, q/k/v biases, NEOX rope */
-    {"bamboo", 4, PI_TYPE_F16, 0},  /* dReLU */
-    {"opt", 4, PI_TYPE_F32, 0},     /* learned positions, LayerNorm, biases, PowerInfer's ffn_down_t */
-    {"falcon", 1, PI_TYPE_F32, 0},  /* 7B's shape: multi-query, fused qkv, parallel blocks, ReLU */
-    {"falcon", 2, PI_TYPE_F32, 1},  /* 40B's: grouped kv, attention and MLP normed apart */
+    {"qwen2", 2, PI_TYPE_F32, 0, 0},   /* GQA, q/k/v biases, NEOX rope */
+    {"bamboo", 4, PI_TYPE_F16, 0, 0},  /* dReLU */
+    {"opt", 4, PI_TYPE_F32, 0, 0},     /* learned positions, LayerNorm, biases, PowerInfer's ffn_down_t */
+    {"falcon", 1, PI_TYPE_F32, 0, 0},  /* 7B's shape: multi-query, fused qkv, parallel blocks, ReLU */
+    {"falcon", 2, PI_TYPE_F32, 1, 0},  /* 40B's: grouped kv, attention and MLP normed apart */
+    {"llama", 2, PI_TYPE_F32, 0, 1},  /* rope scaling: rope.scaling.factor and rope_freqs.weight */
 };
 
 /* ---- writing ---- */
@@ -114,6 +116,12 @@ static void write_model_as(const char *path, const arch_case *c, int with_vocab,
         snprintf(key, sizeof key, "%s.rope.freq_base", a);
         wr.rc |= gguf_writer_add_f32(wr.w, key, 1000000.0f);
     }
+    if (c->rope_scaled) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+        wr.rc |= gguf_writer_add_str(wr.w, key, "linear");
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+        wr.rc |= gguf_writer_add_f32(wr.w, key, 4.0f);
+    }
     if (with_pred == PRED_ALL)
         wr.rc |= gguf_writer_add_f32(wr.w, "powerinfer.sparse_threshold", -1e30f);
     if (falcon)   /* ReLU Falcon without a predictor says so */
@@ -127,6 +135,8 @@ static void write_model_as(const char *path, const arch_case *c, int with_vocab,
     if (opt)
         add(&wr, "position_embd.weight", t, N_CTX + 2, DIM, 0.5f, 0.0f);
     add(&wr, "output_norm.weight", PI_TYPE_F32, 0, DIM, 0.1f, 1.0f);
+    if (c->rope_scaled)     /* divisors of the pair frequencies, around 2 */
+        add(&wr, "rope_freqs.weight", PI_TYPE_F32, 0, hd / 2, 0.5f, 2.0f);
     if (layer_norm)
         add(&wr, "output_norm.bias", PI_TYPE_F32, 0, DIM, 0.1f, 0.0f);
     if (!opt)   /* OPT ties its output to the embedding */
