@@ -3,6 +3,7 @@
  * from the mapped safetensors, so checkpoints larger than RAM convert. */
 #include "hf_import.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@ typedef struct hparams {
     pi_act act;
     uint32_t dim, n_ff, n_layers, n_heads, n_kv_heads, n_vocab, n_ctx, head_dim;
     float eps, theta;
+    float rope_linear;      /* rope_scaling linear: its factor (0: none) */
+    float rope_freqs[512];  /* rope_scaling llama3: each pair's frequency divisor (GGUF rope_freqs) */
+    int has_rope_freqs;
     int tied;
     int64_t bos, eos;
 } hparams;
@@ -41,6 +45,52 @@ typedef struct job {
     uint32_t permute;
     progress *pg;
 } job;
+
+/* config.json's rope_scaling: linear (GGUF rope.scaling.type/factor) or
+ * llama3, whose per-frequency rule becomes GGUF's rope_freqs divisors: a
+ * pair whose wavelength (2 pi / frequency) is shorter than
+ * original_max_position_embeddings / high_freq_factor keeps its frequency,
+ * one longer than ... / low_freq_factor has it divided by factor, and in
+ * between the two are blended by where orig / wavelength lies between the
+ * low and high factors. */
+static int read_rope_scaling(const cJSON *rs, hparams *h, const char *cfg, pi_error *err)
+{
+    if (!rs || cJSON_IsNull(rs))
+        return 0;
+    const char *type = hf_json_str(rs, "rope_type");
+    if (!type)
+        type = hf_json_str(rs, "type");
+    double factor = hf_json_num(rs, "factor", 0.0);
+    if (!type || !(factor > 0))
+        return pi_error_set(err, "%s: rope_scaling needs a rope_type and a factor > 0", cfg);
+    if (!strcmp(type, "linear")) {
+        h->rope_linear = (float)factor;
+        return 0;
+    }
+    if (strcmp(type, "llama3") != 0)
+        return pi_error_set(err, "%s: rope_scaling type '%s' is not supported (pi converts linear and llama3)",
+                            cfg, type);
+    double lo = hf_json_num(rs, "low_freq_factor", 0.0), hi = hf_json_num(rs, "high_freq_factor", 0.0);
+    double orig = hf_json_num(rs, "original_max_position_embeddings", 0.0);
+    if (!(lo > 0) || !(hi > lo) || !(orig > 0) || h->head_dim / 2 > sizeof h->rope_freqs / sizeof h->rope_freqs[0])
+        return pi_error_set(err, "%s: rope_scaling llama3 needs 0 < low_freq_factor < high_freq_factor and "
+                            "original_max_position_embeddings > 0 (head size at most 1024)", cfg);
+    for (uint32_t i = 0; i < h->head_dim / 2; i++) {
+        double freq = pow((double)h->theta, -(double)(2 * i) / (double)h->head_dim);
+        double wave = 2.0 * M_PI / freq, div;
+        if (wave < orig / hi)
+            div = 1.0;
+        else if (wave > orig / lo)
+            div = factor;
+        else {
+            double t = (orig / wave - lo) / (hi - lo);   /* 0 at the low end, 1 at the high end */
+            div = 1.0 / ((1.0 - t) / factor + t);
+        }
+        h->rope_freqs[i] = (float)div;
+    }
+    h->has_rope_freqs = 1;
+    return 0;
+}
 
 static int act_of(const char *arch, const char *hidden_act, hparams *h, const char *cfg, pi_error *err)
 {
@@ -119,18 +169,14 @@ static int read_config(const char *dir, hparams *h, pi_error *err)
         goto done;
     }
     h->head_dim = h->dim / h->n_heads;
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(c, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        rc = pi_error_set(err, "%s: rope_scaling is set; pi computes plain RoPE only (drop rope_scaling "
-                          "for contexts within the original training length)", cfg);
-        goto done;
-    }
     h->eps = (float)hf_json_num(c, "rms_norm_eps", 1e-6);
     h->theta = (float)hf_json_num(c, "rope_theta", 10000.0);
     if (!(h->eps > 0) || !(h->theta > 0)) {
         rc = pi_error_set(err, "%s: rms_norm_eps and rope_theta must be > 0", cfg);
         goto done;
     }
+    if ((rc = read_rope_scaling(cJSON_GetObjectItemCaseSensitive(c, "rope_scaling"), h, cfg, err)) < 0)
+        goto done;
     h->tied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "tie_word_embeddings"));
     h->bos = hf_json_int(c, "bos_token_id", -1);
     h->eos = hf_json_int(c, "eos_token_id", -1);
@@ -241,6 +287,12 @@ static int add_keys(gguf_writer *w, const hparams *h, const char *dir)
     rc |= gguf_writer_add_f32(w, key, h->eps);
     snprintf(key, sizeof key, "%s.rope.freq_base", h->arch);
     rc |= gguf_writer_add_f32(w, key, h->theta);
+    if (h->rope_linear > 0) {
+        snprintf(key, sizeof key, "%s.rope.scaling.type", h->arch);
+        rc |= gguf_writer_add_str(w, key, "linear");
+        snprintf(key, sizeof key, "%s.rope.scaling.factor", h->arch);
+        rc |= gguf_writer_add_f32(w, key, h->rope_linear);
+    }
     /* llama's default is silu: ReluLLaMA/ProSparse say relu here (model/model.c reads it) */
     rc |= gguf_writer_add_str(w, "pi.ffn_activation", pi_act_name(h->act));
     return rc;
@@ -253,6 +305,9 @@ static int add_tensors(gguf_writer *w, hf_st *st, job *jobs, size_t *n, const hp
     if (add(w, st, jobs, n, "model.embed_tokens.weight", "token_embd.weight", dim, h->n_vocab, type, 0, info,
             dir, err) < 0)
         return -1;
+    uint64_t nf = h->head_dim / 2;
+    if (h->has_rope_freqs && gguf_writer_add_tensor(w, "rope_freqs.weight", PI_TYPE_F32, 1, &nf, h->rope_freqs) != 0)
+        return pi_error_set(err, "import-hf: out of memory queueing rope_freqs.weight");
     for (uint32_t l = 0; l < h->n_layers; l++) {
         const struct {
             const char *hf, *gguf;

@@ -242,10 +242,29 @@ def rotate_half(x):
     return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
 
 
+def hf_inv_freq(cfg, hd):
+    """The rotary frequencies as transformers defines them, rope_scaling included: linear divides every
+    frequency by the factor; llama3 divides the long wavelengths (> original / low_freq_factor) by it,
+    keeps the short ones (< original / high_freq_factor) and blends those between."""
+    inv = cfg["rope_theta"] ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return inv
+    f = rs["factor"]
+    if rs["rope_type"] == "linear":
+        return inv / f
+    lo, hi, orig = rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+    wave = 2 * np.pi / inv
+    scaled = np.where(wave > orig / lo, inv / f, inv)
+    t = (orig / wave - lo) / (hi - lo)
+    mid = (wave >= orig / hi) & (wave <= orig / lo)
+    return np.where(mid, (1 - t) * scaled / f + t * scaled, scaled)
+
+
 def hf_forward(cfg, W, ids):
     d, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd, eps, T = d // nh, cfg["rms_norm_eps"], len(ids)
-    inv = cfg["rope_theta"] ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+    inv = hf_inv_freq(cfg, hd)
     ang = np.outer(np.arange(T), inv)
     cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
     x = W["model.embed_tokens.weight"][ids]
@@ -299,7 +318,7 @@ def pi_logits(gguf, V):
     return [1] + ids, np.array([rows[(0, p)] for p in range(len(ids))], dtype=np.float64)
 
 
-def check_logits(what, gguf, cfg, W, tol):
+def check_logits(what, gguf, cfg, W, tol, unlike=None):
     seq, got = pi_logits(gguf, cfg["vocab_size"])
     ref = hf_forward(cfg, W, seq[:-1])
     err = np.abs(got - ref).max() / np.abs(ref).max()
@@ -307,6 +326,12 @@ def check_logits(what, gguf, cfg, W, tol):
           % (what, len(seq) - 1, cfg["vocab_size"], err, tol))
     if not err < tol:
         fail("%s: logits differ by %.3e relative" % (what, err))
+    if unlike is not None:  # the feature under test must matter: this other config's logits are far off
+        other = hf_forward(unlike, W, seq[:-1])
+        far = np.abs(got - other).max() / np.abs(other).max()
+        print("   without it the reference is %.2e away" % far)
+        if not far > 100 * tol:
+            fail("%s: the check cannot tell (%.2e from the unscaled reference)" % (what, far))
 
 
 rng = np.random.default_rng(11)
@@ -354,6 +379,19 @@ write_checkpoint(drelu_dir, drelu_cfg, W, tok, "F32", 1, None)
 drelu = os.path.join(TMP, "drelu.gguf")
 print("import: " + pictl(["model", "import-hf", drelu_dir, "-o", drelu, "--type", "f32"]).stdout.strip())
 check_logits("dReLU (bamboo) F32", drelu, drelu_cfg, {k: v.astype(np.float64) for k, v in W.items()}, 1e-4)
+
+# (4b) rope_scaling: linear, and llama3 (every band of its rule used: head size 16, theta 10000, original 256)
+for rs in ({"rope_type": "linear", "factor": 4.0},
+           {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 256}):
+    cfg = dict(base, rope_scaling=rs)
+    d = os.path.join(TMP, "rope_" + rs["rope_type"])
+    W = make_weights(cfg, rng)
+    write_checkpoint(d, cfg, W, tok, "F32", 1, None)
+    out = d + ".gguf"
+    print("import: " + pictl(["model", "import-hf", d, "-o", out, "--type", "f32"]).stdout.strip())
+    check_logits("rope_scaling %s F32" % rs["rope_type"], out, cfg, {k: v.astype(np.float64) for k, v in W.items()},
+                 1e-4, unlike=base)
 
 # (5) q8_0 of the silu checkpoint
 q8 = os.path.join(TMP, "silu_q8.gguf")
