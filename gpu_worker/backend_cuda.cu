@@ -196,10 +196,9 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_e
     if (bytes == 0)
         return 0;
     if (b->arena_on && (kind == MEM_PLAN || kind == MEM_PRED)) {
-        uint64_t at = (b->arena_used + VRAM_ARENA_ALIGN - 1) / VRAM_ARENA_ALIGN * VRAM_ARENA_ALIGN;
-        if (at + bytes <= b->arena_cap - VRAM_ARENA_HEADER) {
-            b->arena_used = at + bytes;
-            *p = b->arena + VRAM_ARENA_HEADER + at;
+        uint64_t off = vram_arena_take(&b->arena_used, b->arena_cap, bytes);
+        if (off) {
+            *p = b->arena + off;
             (kind == MEM_PLAN ? b->device_bytes : b->pred_bytes) += bytes;
             return 0;
         }

@@ -66,15 +66,14 @@ static void *take(gpu_backend *b, size_t bytes, pi_error *err)
     if (bytes == 0)
         return NULL;
     if (b->arena) {             /* a fresh memfd reads as zeros, like calloc */
-        uint64_t at = (b->arena_used + VRAM_ARENA_ALIGN - 1) / VRAM_ARENA_ALIGN * VRAM_ARENA_ALIGN;
-        if (at + bytes > b->arena_cap - VRAM_ARENA_HEADER) {
+        uint64_t off = vram_arena_take(&b->arena_used, b->arena_cap, bytes);
+        if (!off) {
             pi_error_set(err, "host backend: the arena of %" PRIu64 " bytes is too small for the plan "
-                         "(%" PRIu64 " more needed)", b->arena_cap, at + bytes - (b->arena_cap - VRAM_ARENA_HEADER));
+                         "(%" PRIu64 " laid out, %zu more asked)", b->arena_cap, b->arena_used, bytes);
             return NULL;
         }
-        b->arena_used = at + bytes;
         b->bytes += bytes;
-        return b->arena + VRAM_ARENA_HEADER + at;
+        return b->arena + off;
     }
     if (b->n_allocs == b->cap_allocs) {
         size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;

@@ -66,6 +66,17 @@ static inline void vram_manifest_fill(vram_manifest *h, uint64_t sig, uint64_t u
     h->complete = 1;
 }
 
+/* The offset from the arena's start of bytes more of layout, aligned, after
+ * *used bytes (which grows by them); 0 when they do not fit in cap bytes. */
+static inline uint64_t vram_arena_take(uint64_t *used, uint64_t cap, uint64_t bytes)
+{
+    uint64_t at = (*used + VRAM_ARENA_ALIGN - 1) / VRAM_ARENA_ALIGN * VRAM_ARENA_ALIGN;
+    if (cap < VRAM_ARENA_HEADER || at + bytes > cap - VRAM_ARENA_HEADER)
+        return 0;
+    *used = at + bytes;
+    return VRAM_ARENA_HEADER + at;
+}
+
 /* Bytes an arena needs: the layout (gpu bytes) plus each allocation's
  * alignment and the header. */
 static inline uint64_t vram_arena_size(uint64_t layout_bytes, uint32_t n_layers)

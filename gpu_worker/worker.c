@@ -135,9 +135,14 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
     const pi_model *m = g->m;
     const pi_plan *p = &g->plan;
     int cuda = !strcmp(g->ops->name, "cuda");
-    /* the plan's layout as the backend allocates it (cuda: fp16 KV, predictors on the device) */
-    uint64_t layout = p->weight_bytes + p->hot_bytes +
-                      (cuda ? plan_kv_bytes_elem(m, p->max_seqs, p->n_ctx, 2) + plan_predictor_bytes(m) : p->kv_bytes);
+    /* the plan's layout as the backend allocates it (cuda: fp16 KV, and the predictors on the
+     * device when it predicts: no arena bytes beyond what it lays out, they would be VRAM held) */
+    uint64_t layout = p->weight_bytes + p->hot_bytes;
+    if (!cuda)
+        layout += p->kv_bytes;
+    else
+        layout += plan_kv_bytes_elem(m, p->max_seqs, p->n_ctx, PLAN_CUDA_KV_ELEM_BYTES) +
+                  (g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0);
     cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
     fd_pass_msg msg;
     int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
