@@ -208,6 +208,10 @@ static int plan_base(const pi_model *m, const plan_params *p, pi_plan *out, pi_e
     for (uint32_t l = 0; l < m->n_layers; l++)
         out->neuron_bytes += plan_neuron_bytes_layer(m, l);
     out->n_shards = p->n_cpu_workers;
+    out->device_free_bytes = p->device_free_bytes;
+    out->device_total_bytes = p->device_total_bytes;
+    out->asked_seqs = out->max_seqs;
+    out->asked_ctx = out->n_ctx;
     return 0;
 }
 
@@ -235,9 +239,10 @@ static int plan_finish(pi_plan *out, uint32_t n_hot, pi_error *err)
     out->gpu_share = out->n_ff ? (double)n_hot / out->n_ff : 1.0;
     snprintf(out->summary, sizeof out->summary,
              "hot %u/%u neurons per layer (%.1f%%), index order [0, K) (no activation frequencies); GPU %s = "
-             "weights %s + KV %s (%u seqs x %u ctx) + hot FFN %s; cold FFN %s over %u CPU shard%s",
+             "weights %s + KV cache %s (%u positions x %u sequence%s) + hot FFN %s; cold FFN %s over %u CPU shard%s",
              n_hot, out->n_ff, out->n_ff ? 100.0 * n_hot / out->n_ff : 0.0, gpu, w, kv,
-             out->max_seqs, out->n_ctx, hot, cold, out->n_shards, out->n_shards == 1 ? "" : "s");
+             out->n_ctx, out->max_seqs, out->max_seqs == 1 ? "" : "s", hot, cold, out->n_shards,
+             out->n_shards == 1 ? "" : "s");
     return 0;
 }
 
@@ -271,20 +276,184 @@ int plan_make_fixed(const pi_model *m, const plan_params *p, uint32_t n_hot, pi_
     return 0;
 }
 
+uint64_t plan_budget_from_free(uint64_t free_bytes)
+{
+    _Static_assert(PLAN_FREE_PCT % 10 == 0, "whole tenths: the arithmetic below");
+    uint64_t b = free_bytes / 10 * (PLAN_FREE_PCT / 10); /* no overflow */
+    return b >= PLAN_BUDGET_ROUND_FROM ? b / PLAN_BUDGET_ROUND * PLAN_BUDGET_ROUND : b;
+}
+
+/* GiB as --vram-budget takes it, rounded down (up: round_up): two
+ * decimals, four below 1 GiB. */
+static void fmt_gib(char *buf, size_t cap, uint64_t b, int round_up)
+{
+    uint64_t scale = b >= (1ull << 30) ? 100 : 10000, mib = b >> 20;
+    if (round_up && (b & ((1ull << 20) - 1)))
+        mib++;
+    uint64_t units = (mib * scale + (round_up ? 1023 : 0)) / 1024; /* cannot overflow */
+    snprintf(buf, cap, "%" PRIu64 ".%0*" PRIu64, units / scale, scale == 100 ? 2 : 4, units % scale);
+}
+
+/* The budget the plan fills: the one given, else PLAN_FREE_PCT% of the
+ * device's free memory, else 0 (no device known). A budget given that the
+ * device cannot hold is refused here, before anything is allocated. */
+static int plan_budget(const plan_params *p, uint64_t *budget, pi_error *err)
+{
+    *budget = p->budget_bytes ? p->budget_bytes : plan_budget_from_free(p->device_free_bytes);
+    uint64_t free_b = p->device_free_bytes;
+    if (!p->budget_bytes || !free_b || p->budget_bytes <= free_b)
+        return 0;
+    char want[32], have[32], total[32], most[32];
+    fmt_bytes(want, sizeof want, p->budget_bytes);
+    fmt_bytes(have, sizeof have, free_b);
+    fmt_bytes(total, sizeof total, p->device_total_bytes ? p->device_total_bytes : free_b);
+    fmt_gib(most, sizeof most, free_b, 0);
+    return pi_error_set(err, "plan: the VRAM budget %s is larger than the GPU's free memory (%s free of %s); "
+                        "give --vram-budget %s or less, or leave it out to use %d%% of the free memory",
+                        want, have, total, most, PLAN_FREE_PCT);
+}
+
+static uint64_t kv_of(const pi_model *m, const plan_params *q)
+{
+    return plan_kv_bytes_elem(m, q->max_seqs, q->n_ctx, plan_kv_elem_bytes(q));
+}
+
+/* What room bytes of KV cache hold: positions at q's sequences, sequences
+ * at q's positions. */
+static void kv_fits_text(const plan_params *q, uint64_t room, uint64_t pos, char *buf, size_t cap)
+{
+    uint64_t ctx_fit = room / ((uint64_t)q->max_seqs * pos), seqs_fit = room / ((uint64_t)q->n_ctx * pos);
+    const char *s = q->max_seqs == 1 ? "" : "s";
+    if (ctx_fit == 0)
+        snprintf(buf, cap, "not one position for %u sequence%s fits", q->max_seqs, s);
+    else if (seqs_fit == 0)
+        snprintf(buf, cap, "%u sequence%s x %" PRIu64 " positions would fit", q->max_seqs, s, ctx_fit);
+    else
+        snprintf(buf, cap, "%u sequence%s x %" PRIu64 " positions or %" PRIu64 " x %u would fit", q->max_seqs, s,
+                 ctx_fit, seqs_fit, q->n_ctx);
+}
+
+/* The ways out besides smaller sizes: a budget of need bytes, unless the
+ * GPU has less free. */
+static void kv_way_text(const plan_params *q, uint64_t need, char *buf, size_t cap)
+{
+    char n[32], f[32];
+    fmt_bytes(n, sizeof n, need);
+    fmt_bytes(f, sizeof f, q->device_free_bytes);
+    if (q->device_free_bytes && need > q->device_free_bytes) {
+        snprintf(buf, cap, " (they would need a budget of %s, more than the GPU's %s free)", n, f);
+        return;
+    }
+    char g[32];
+    fmt_gib(g, sizeof g, need, 1);
+    snprintf(buf, cap, ", or --vram-budget %s or more (%" PRIu64 " bytes)", g, need);
+}
+
+/* The error for a KV cache asked for that the room (budget - fixed) cannot
+ * hold: the sizes that would fit, and the ways out. */
+static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, int from_free, uint64_t fixed,
+                     pi_error *err)
+{
+    uint64_t room = budget - fixed, pos = plan_kv_bytes_elem(m, 1, 1, plan_kv_elem_bytes(q)), kv = kv_of(m, q);
+    uint64_t reserve = plan_reserve_bytes(m, q);
+    char need[32], bud[32], left[32], w[32], r[32], f[32], res[64] = "", src[96] = "", fits[160], way[160];
+    fmt_bytes(need, sizeof need, kv);
+    fmt_bytes(bud, sizeof bud, budget);
+    fmt_bytes(left, sizeof left, room);
+    fmt_bytes(w, sizeof w, plan_weight_bytes(m));
+    fmt_bytes(r, sizeof r, reserve);
+    fmt_bytes(f, sizeof f, q->device_free_bytes);
+    if (reserve)
+        snprintf(res, sizeof res, " and CUDA reserve (%s)", r);
+    if (from_free)
+        snprintf(src, sizeof src, " (%d%% of the GPU's %s free)", PLAN_FREE_PCT, f);
+    kv_fits_text(q, room, pos, fits, sizeof fits);
+    kv_way_text(q, fixed + kv, way, sizeof way);
+    /* pi_error holds 512 bytes, the caller's context included: kept short */
+    return pi_error_set(err, "plan: a KV cache of %u positions x %u sequence%s needs %s, but the VRAM budget %s%s "
+                        "leaves %s beside the weights (%s)%s: %s. Give a smaller --ctx-size or --max-seqs%s",
+                        q->n_ctx, q->max_seqs, q->max_seqs == 1 ? "" : "s", need, bud, src, left, w, res, fits, way);
+}
+
+/* The KV cache within the budget. When the cache asked for does not fit in
+ * the room the budget leaves after the weights and the CUDA reserve (or,
+ * with the budget from the free memory, which nobody sized, takes more than
+ * half of it), the sizes in q->fit are lowered until it takes half the room,
+ * the other half buying hot neurons: sequences first (down to 1), then
+ * positions (in steps of PLAN_CTX_STEP). Sizes asked for are kept, and
+ * refused when they do not fit. */
+static int kv_fit(const pi_model *m, plan_params *q, uint64_t budget, int from_free, pi_error *err)
+{
+    uint64_t pos = plan_kv_bytes_elem(m, 1, 1, plan_kv_elem_bytes(q));
+    uint64_t fixed = plan_weight_bytes(m) + plan_reserve_bytes(m, q);
+    if (budget == 0 || q->max_seqs == 0 || q->n_ctx == 0 || pos == 0 || budget <= fixed)
+        return 0; /* plan_base or plan_make's fixed-part check says what is wrong */
+    uint64_t room = budget - fixed, half = room / 2;
+    if (q->fit && kv_of(m, q) > (from_free ? half : room)) {
+        if ((q->fit & PLAN_FIT_SEQS) && kv_of(m, q) > half) {
+            uint64_t s = half / ((uint64_t)q->n_ctx * pos); /* < max_seqs here */
+            q->max_seqs = s < 1 ? 1 : (uint32_t)s;
+        }
+        if ((q->fit & PLAN_FIT_CTX) && kv_of(m, q) > half) {
+            uint32_t least = q->n_ctx < PLAN_CTX_STEP ? q->n_ctx : PLAN_CTX_STEP;
+            uint64_t c = half / ((uint64_t)q->max_seqs * pos) / PLAN_CTX_STEP * PLAN_CTX_STEP; /* < n_ctx */
+            q->n_ctx = c < least ? least : (uint32_t)c;
+        }
+    }
+    /* the scratch shrinks with n_ctx: the room only grew */
+    fixed = plan_weight_bytes(m) + plan_reserve_bytes(m, q);
+    if (kv_of(m, q) <= budget - fixed)
+        return 0;
+    return kv_refuse(m, q, budget, from_free, fixed, err);
+}
+
+/* Where the budget came from and what became of the KV cache, after the
+ * summary (pid's log, pid run's placement line, pictl status). */
+static void size_note(pi_plan *out)
+{
+    char a[32], b[32], c[32];
+    size_t n = strlen(out->summary);
+    if (out->budget_from_free) {
+        fmt_bytes(a, sizeof a, out->budget_bytes);
+        fmt_bytes(b, sizeof b, out->device_free_bytes);
+        fmt_bytes(c, sizeof c, out->device_total_bytes ? out->device_total_bytes : out->device_free_bytes);
+        snprintf(out->summary + n, sizeof out->summary - n,
+                 "; budget %s = %d%% of the GPU's %s free (a %d%% margin left free; %s total)", a,
+                 PLAN_FREE_PCT, b, 100 - PLAN_FREE_PCT, c);
+    } else if (out->device_free_bytes) {
+        fmt_bytes(b, sizeof b, out->device_free_bytes);
+        fmt_bytes(c, sizeof c, out->device_total_bytes ? out->device_total_bytes : out->device_free_bytes);
+        snprintf(out->summary + n, sizeof out->summary - n, "; the GPU has %s free of %s", b, c);
+    }
+    if (out->asked_seqs == out->max_seqs && out->asked_ctx == out->n_ctx)
+        return;
+    n = strlen(out->summary);
+    snprintf(out->summary + n, sizeof out->summary - n,
+             "; KV cache lowered from %u positions x %u sequence%s to fit the budget (--ctx-size and "
+             "--max-seqs choose)", out->asked_ctx, out->asked_seqs, out->asked_seqs == 1 ? "" : "s");
+}
+
 int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *err)
 {
-    if (plan_base(m, p, out, err) < 0)
+    uint64_t budget;
+    if (plan_budget(p, &budget, err) < 0)
         return -1;
-    uint64_t budget = p->budget_bytes;
-    if (budget == 0 && p->device_free_bytes > 0)
-        budget = p->device_free_bytes / 10 * 9;
+    /* q: p with the KV cache sizes this budget holds */
+    plan_params q = *p;
+    q.n_ctx = p->n_ctx ? p->n_ctx : m->n_ctx;
+    int from_free = !p->budget_bytes && budget > 0;
+    if (kv_fit(m, &q, budget, from_free, err) < 0 || plan_base(m, &q, out, err) < 0)
+        return -1;
+    out->asked_seqs = p->max_seqs;
+    out->asked_ctx = p->n_ctx ? p->n_ctx : m->n_ctx;
+    out->budget_from_free = from_free;
     uint32_t n_hot;
     if (budget == 0) {
         /* host backend default: a quarter hot, so the CPU path always runs */
-        n_hot = p->n_cpu_workers ? m->n_ff / 4 : m->n_ff;
+        n_hot = q.n_cpu_workers ? m->n_ff / 4 : m->n_ff;
     } else {
         /* the CUDA backend's predictors and scratch come out of the budget too */
-        uint64_t reserve = plan_reserve_bytes(m, p), fixed = out->fixed_bytes + reserve;
+        uint64_t reserve = plan_reserve_bytes(m, &q), fixed = out->fixed_bytes + reserve;
         if (budget < fixed) {
             char need[32], have[32];
             fmt_bytes(need, sizeof need, fixed);
@@ -301,7 +470,8 @@ int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *e
     if (plan_finish(out, n_hot, err) < 0)
         return -1;
     out->budget_bytes = budget;
-    reserve_finish(m, p, out);
+    reserve_finish(m, &q, out);
+    size_note(out);
     return 0;
 }
 
@@ -470,11 +640,11 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
     fmt_bytes(budget, sizeof budget, out->budget_bytes);
     snprintf(out->summary, sizeof out->summary,
              "hot %" PRIu64 "/%" PRIu64 " neurons (%.1f%%; %u..%u of %u per layer) %s, expected GPU share of "
-             "activations %.1f%%; GPU %s of budget %s = weights %s + KV %s (%u seqs x %u ctx) + hot FFN %s; "
-             "cold FFN %s over %u CPU shard%s",
+             "activations %.1f%%; GPU %s of budget %s = weights %s + KV cache %s (%u positions x %u sequence%s) + "
+             "hot FFN %s; cold FFN %s over %u CPU shard%s",
              n_hot_all, n_all, n_all ? 100.0 * (double)n_hot_all / (double)n_all : 0.0, lo, hi, m->n_ff,
-             source_name(out), 100.0 * out->gpu_share, gpu, budget, w, kv, out->max_seqs, out->n_ctx, hot, cold,
-             out->n_shards, out->n_shards == 1 ? "" : "s");
+             source_name(out), 100.0 * out->gpu_share, gpu, budget, w, kv, out->n_ctx, out->max_seqs,
+             out->max_seqs == 1 ? "" : "s", hot, cold, out->n_shards, out->n_shards == 1 ? "" : "s");
     reserve_finish(m, pp, out);
     return 0;
 }
@@ -523,6 +693,14 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
         plan_path[0] = 0;
     if (plan_make(m, pp, out, err) < 0)
         return -1;
+    /* The placement and the workers use the sizes plan_make chose. */
+    plan_params fp = *pp;
+    fp.max_seqs = out->max_seqs;
+    fp.n_ctx = out->n_ctx;
+    fp.fit = 0;
+    pp = &fp;
+    uint32_t asked_seqs = out->asked_seqs, asked_ctx = out->asked_ctx;
+    int from_free = out->budget_from_free;
     char side[4096];
     if (sidecar_path_for(model_path, side, sizeof side) < 0 || access(side, R_OK) != 0)
         return 0;
@@ -575,6 +753,12 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
     }
     plan_release(out);
     rc = plan_make_from_placement(m, pp, pl, out, err);
+    if (rc == 0) {
+        out->asked_seqs = asked_seqs;
+        out->asked_ctx = asked_ctx;
+        out->budget_from_free = from_free;
+        size_note(out);
+    }
 out:
     if (rc < 0) {
         pi_error_wrap(err, "placement from %s", side);

@@ -27,17 +27,41 @@
 
 #define PLAN_MAX_SHARDS 256
 
+/* Without a budget, plan_make takes this share of the GPU's free memory
+ * (pid learns it from pi-gpu-worker --probe-memory); the rest is a margin
+ * left free for the driver, other processes and fragmentation. */
+#define PLAN_FREE_PCT 90
+/* ...rounded down to a multiple of PLAN_BUDGET_ROUND from PLAN_BUDGET_ROUND_FROM
+ * up, so that restarts, which see a few MiB more or less free, find the same
+ * plan cache (its name holds the budget). */
+#define PLAN_BUDGET_ROUND (64ull << 20)
+#define PLAN_BUDGET_ROUND_FROM (1ull << 30)
+/* A KV cache the plan lowers (plan_params.fit) gets half the room the
+ * budget leaves after the weights (the other half buys hot neurons), its
+ * positions cut in steps of PLAN_CTX_STEP, never below PLAN_CTX_STEP (or
+ * the asked n_ctx when smaller). */
+#define PLAN_CTX_STEP 256
+/* plan_params.fit: which KV cache sizes were not asked for, so the plan may lower them. */
+#define PLAN_FIT_SEQS 1u
+#define PLAN_FIT_CTX 2u
+
 typedef struct plan_params {
     uint32_t max_seqs;          /* KV cache slots, >= 1 */
     uint32_t n_ctx;             /* positions per slot; 0 = the model's n_ctx */
     uint32_t n_cpu_workers;     /* cold shards; 0 = every neuron must be hot */
     uint64_t budget_bytes;      /* GPU memory for weights + KV cache; 0 = default: */
-    uint64_t device_free_bytes; /* ...90% of this when > 0 (CUDA), else a quarter
-                                   of the neurons hot (host backend) */
+    uint64_t device_free_bytes; /* ...PLAN_FREE_PCT% of this when > 0, else a quarter of
+                                   the neurons hot (host backend, no device). A budget
+                                   given is refused when larger than this (when > 0) */
+    uint64_t device_total_bytes; /* the device's size, for messages (0 = unknown) */
     uint32_t max_batch;         /* > 0: the GPU is a CUDA device running steps of up to
                                    max_batch entries: its predictors and scratch
                                    (plan_reserve_bytes) are reserved inside the budget;
                                    0: nothing beyond weights + KV + hot (host backend) */
+    uint32_t fit;               /* PLAN_FIT_SEQS | PLAN_FIT_CTX: with a budget (given or from
+                                   the free memory), plan_make may lower max_seqs (to 1),
+                                   then n_ctx, so the KV cache fits (plan.c, kv_fit); sizes
+                                   not in fit are kept, and refused when they do not fit */
 } plan_params;
 
 typedef struct plan_shard {
@@ -79,12 +103,25 @@ typedef struct pi_plan {
     int32_t *order;
     uint32_t *layer_hot;        /* [n_layers] hot count of each layer */
     const int32_t **hot_ids;    /* [n_layers] = order + l * n_ff (gpu_backend_config.hot) */
-    char summary[640];          /* human-readable, one line */
+    /* How the budget and the KV cache were sized (plan_make) */
+    uint64_t device_free_bytes, device_total_bytes; /* plan_params' (0 = unknown) */
+    int budget_from_free;       /* budget_bytes = PLAN_FREE_PCT% of device_free_bytes */
+    uint32_t asked_seqs, asked_ctx; /* the KV cache asked for; max_seqs x n_ctx is smaller
+                                   when the plan lowered it to fit */
+    char summary[1024];         /* human-readable, one line */
 } pi_plan;
 
-/* Fills *out from the model and p. Errors: a budget below the fixed part
- * (the message says how many bytes are needed), no CPU workers but not
- * every neuron fits, more than PLAN_MAX_SHARDS workers, max_seqs 0. */
+/* The budget plan_make takes from free_bytes of free device memory. */
+uint64_t plan_budget_from_free(uint64_t free_bytes);
+
+/* Fills *out from the model and p. The budget: p's, else PLAN_FREE_PCT% of
+ * p->device_free_bytes, else none (a quarter of the neurons hot). With a
+ * budget, the KV cache sizes in p->fit are lowered to fit it (out->max_seqs,
+ * out->n_ctx). Errors: a budget larger than the device's free memory (the
+ * message names it), a KV cache asked for that does not fit (the message
+ * says what would), a budget below the fixed part (the message says how many
+ * bytes are needed), no CPU workers but not every neuron fits, more than
+ * PLAN_MAX_SHARDS workers, max_seqs 0. */
 int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *err);
 
 /* Same, but with K chosen by the caller (pid's --hot, or a worker told K):
@@ -112,9 +149,10 @@ plan_set plan_shard_set(const pi_plan *p, uint32_t shard, uint32_t l);
 void plan_describe_hot(const pi_plan *p, char *buf, size_t cap);
 void plan_describe_shard(const pi_plan *p, uint32_t shard, char *buf, size_t cap);
 
-/* pid's plan. When the model has a sparse sidecar (sidecar_path_for) made
- * for it, solves the placement from its frequencies for the budget (pp's;
- * none given: what the index-order default would put on the GPU), reusing
+/* pid's plan. plan_make's budget and KV cache sizes; when the model has a
+ * sparse sidecar (sidecar_path_for) made for it, solves the placement from
+ * its frequencies for that budget (none: what the index-order default
+ * would put on the GPU) and those sizes, reusing
  * the plan cache when it matches, and writes the cache (placement_cache_path,
  * or into fallback_dir when the model's folder is not writable). The workers'
  * copy: saved again at worker_copy when given (a file private to this pid,
