@@ -1,6 +1,7 @@
 /* pi-gpu-worker: parses the flags pid passes (docs/architecture.md) and runs
  * the worker loop. Exit codes: 0 after Quit, 1 on a fatal error (printed and
- * sent to pid), 2 on bad flags. */
+ * sent to pid), 2 on bad flags. With --probe-memory it only reports the
+ * device's memory (below) and exits. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -11,12 +12,78 @@
 
 #include "worker.h"
 
+#ifdef PI_HAVE_CUDA
+/* cuda_probe.cu */
+int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *total_bytes, char *why, size_t cap);
+#endif
+
+/* Stands in for the device's memory, for any backend, in --probe-memory:
+ * "FREE" or "FREE,TOTAL" in bytes. Lets tests on machines without a GPU
+ * (CI) take pid's free-memory path (docs/architecture.md, "VRAM budget"). */
+#define PRETEND_ENV "PI_PRETEND_GPU_MEMORY"
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K | --plan FILE] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
                "       [--ffn dense|exact|predicted] [--measure-recall] [--vram-sock FD]\n"
-               "Started by pid; serves the GPU part of each step (docs/architecture.md).\n");
+               "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
+               "Started by pid; serves the GPU part of each step (docs/architecture.md).\n"
+               "--probe-memory prints 'free F total T source S' (bytes of the device; S = cuda, pretend\n"
+               "or none: the host backend has no device) or 'error MESSAGE' (exit 1); pid runs it to\n"
+               "size its VRAM budget without a CUDA context of its own. " PRETEND_ENV "=FREE[,TOTAL]\n"
+               "(bytes) stands in for the device.\n");
+}
+
+/* PRETEND_ENV's value: FREE, or FREE,TOTAL with TOTAL >= FREE > 0. */
+static int parse_pretend(const char *v, uint64_t *free_b, uint64_t *total_b)
+{
+    char buf[64];
+    if (strlen(v) >= sizeof buf)
+        return -1;
+    memcpy(buf, v, strlen(v) + 1);
+    char *comma = strchr(buf, ',');
+    if (comma)
+        *comma = 0;
+    if (pi_parse_u64(buf, UINT64_MAX, free_b) < 0 || *free_b == 0)
+        return -1;
+    *total_b = *free_b;
+    if (comma && (pi_parse_u64(comma + 1, UINT64_MAX, total_b) < 0 || *total_b < *free_b))
+        return -1;
+    return 0;
+}
+
+/* --probe-memory: one line on stdout for pid (daemon/gpu_probe.c). */
+static int probe_memory(const char *backend, int device)
+{
+    uint64_t f = 0, t = 0;
+    const char *source = "none", *pretend = getenv(PRETEND_ENV);
+    if (pretend && *pretend) {
+        if (parse_pretend(pretend, &f, &t) < 0) {
+            printf("error %s='%s': expected FREE or FREE,TOTAL in bytes (TOTAL >= FREE > 0)\n", PRETEND_ENV,
+                   pretend);
+            return 1;
+        }
+        source = "pretend";
+    } else if (!strcmp(backend, "cuda")) {
+#ifdef PI_HAVE_CUDA
+        char why[300];
+        if (pi_cuda_mem_info(device, &f, &t, why, sizeof why) < 0) {
+            printf("error %s\n", why);
+            return 1;
+        }
+        source = "cuda";
+#else
+        (void)device;
+        printf("error this build has no CUDA backend (rebuild with -DPI_CUDA=ON)\n");
+        return 1;
+#endif
+    } else if (strcmp(backend, "host")) {
+        printf("error unknown backend '%s': use host or cuda\n", backend);
+        return 1;
+    }
+    printf("free %" PRIu64 " total %" PRIu64 " source %s\n", f, t, source);
+    return fflush(stdout) == 0 ? 0 : 1;
 }
 
 /* A whole-number flag value; the message names the flag. */
@@ -33,6 +100,7 @@ int main(int argc, char **argv)
     /* pid gone = nothing left to serve */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     gpu_worker_opts o = {.backend = "host", .n_hot = -1, .max_seqs = 1, .max_batch = 1, .vram_sock = -1};
+    int probe = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -41,6 +109,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--measure-recall")) {
             o.measure_recall = 1;
+            continue;
+        }
+        if (!strcmp(a, "--probe-memory")) {
+            probe = 1;
             continue;
         }
         if (i + 1 >= argc) {
@@ -88,6 +160,8 @@ int main(int argc, char **argv)
         if (bad)
             return 2;
     }
+    if (probe)
+        return probe_memory(o.backend, o.device);
     if (!o.model_path || !o.ctl || !o.shm_name) {
         fprintf(stderr, "pi-gpu-worker: --model, --ctl and --shm are required\n");
         usage(stderr);
