@@ -80,6 +80,21 @@ static void print_last_step(const Pi__StepReport *r)
     printf(" ms (beside the GPU's hot ffn + wait)\n");
 }
 
+/* The plan line's KV cache clause ("KV cache 3.12 GiB (4096 positions x 1
+ * sequence)": sparse/plan.c) on a line of its own, and whether pid lowered
+ * it to fit the budget; nothing for a pid whose line has none. */
+static void print_kv(const char *placement)
+{
+    static const char key[] = "KV cache ";
+    const char *k = placement ? strstr(placement, key) : NULL;
+    const char *end = k ? strchr(k, ')') : NULL;
+    if (!end)
+        return;
+    k += sizeof key - 1;
+    printf("kv cache:    %.*s%s\n", (int)(end + 1 - k), k,
+           strstr(placement, "KV cache lowered") ? ", lowered to fit the VRAM budget" : "");
+}
+
 static void print_status(const Pi__StatusReply *s)
 {
     uint64_t up = s->uptime_ms / 1000;
@@ -90,6 +105,7 @@ static void print_status(const Pi__StatusReply *s)
            (unsigned long long)(up % 60));
     printf("model:       %s\n", s->model);
     printf("placement:   %s\n", s->placement);
+    print_kv(s->placement);
     /* the GPU worker's device_bytes counts every allocation it made */
     const Pi__WorkerInfo *gpu = NULL;
     for (size_t i = 0; i < s->n_workers; i++)

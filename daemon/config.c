@@ -19,7 +19,7 @@ void pid_config_default(pid_config *c)
     c->vram_budget_gib = -1.0;
     snprintf(c->gpu_backend, sizeof c->gpu_backend, "auto");
     snprintf(c->ffn, sizeof c->ffn, "auto");
-    c->max_seqs = 8;
+    c->max_seqs = 0; /* auto: up to ENGINE_MAX_SEQS_DEFAULT, as many as the budget fits */
     c->max_batch = 32;
     c->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     c->n_ctx = 0;
@@ -138,8 +138,15 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         c->vram_budget_gib = g;
         return 0;
     }
-    if (!strcmp(key, "max_seqs"))
-        return parse_u32(key, v, 1, 4096, &c->max_seqs, err);
+    if (!strcmp(key, "max_seqs")) {
+        if (!strcmp(v, "auto")) {
+            c->max_seqs = 0;
+            return 0;
+        }
+        if (parse_u32(key, v, 1, 4096, &c->max_seqs, err) < 0)
+            return pi_error_wrap(err, "(or 'auto': up to 8, as many as the VRAM budget fits)");
+        return 0;
+    }
     if (!strcmp(key, "max_batch"))
         return parse_u32(key, v, 1, 65536, &c->max_batch, err);
     if (!strcmp(key, "max_queue"))

@@ -17,13 +17,15 @@ typedef struct pid_config {
     char token[256];                /* client token ("" = none; tcp needs one: rpc_auth.h) */
     char admin_token[256];          /* for Shutdown / RestartWorker ("" = none) */
     int cpu_workers;                /* -1 = one per NUMA node */
-    double vram_budget_gib;         /* < 0 = automatic (backend's rule) */
+    double vram_budget_gib;         /* < 0 = automatic (90% of the GPU's free memory; none on
+                                       the host backend) */
     char gpu_backend[16];           /* "auto", "cuda" or "host" */
     char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
     int measure_recall;             /* predicted: measure the predictor (a dense gate pass) */
-    uint32_t max_seqs, max_batch;
+    uint32_t max_seqs;              /* 0 = auto: up to 8, as many as the budget fits */
+    uint32_t max_batch;
     uint32_t max_queue;             /* requests waiting for a slot (req_limits.h) */
-    uint32_t n_ctx;                 /* 0 = the model's */
+    uint32_t n_ctx;                 /* 0 = the model's, lowered to fit the budget */
     char log_file[PID_PATH_MAX];    /* "" = <rundir>/pid.log when daemonized */
     char pid_file[PID_PATH_MAX];    /* "" = <rundir>/pid.pid */
     gen_params sampling;            /* defaults for requests that leave them out */

@@ -15,6 +15,7 @@
 #include <numa.h>
 #include <zmq.h>
 
+#include "gpu_probe.h"
 #include "model.h"
 #include "segment.h"
 #include "sidecar.h"
@@ -24,6 +25,7 @@
 
 #define WORKER_LOST_MS 30000.0 /* requests wait this long for a worker that will not come back */
 #define QUIT_WAIT_MS 3000.0
+#define GPU_PROBE_MS 30000.0   /* a driver that takes longer is stuck: pid says so */
 
 struct engine {
     char model_path[1024];
@@ -93,6 +95,38 @@ static int check_backend(const char *backend, pi_error *err)
     return pi_error_set(err, "--gpu-backend cuda: this build has no CUDA backend (rebuild with "
                              "-DPI_CUDA=ON where the CUDA toolkit is installed); use --gpu-backend host");
 #endif
+}
+
+/* The GPU's free memory for the plan (gpu_probe.h). Without it a CUDA run
+ * with no budget has nothing to size by; anything else plans without it. */
+static int learn_device(const char *backend, const engine_opts *o, const char *bin_dir, gpu_memory *mem,
+                        pi_error *err)
+{
+    pi_error perr = {{0}};
+    if (gpu_probe_memory(bin_dir, backend, GPU_PROBE_MS, mem, &perr) == 0)
+        return 0;
+    if (!strcmp(backend, "cuda") && !(o->vram_budget_gib > 0))
+        return pi_error_set(err, "%s; give --vram-budget GiB to start without the GPU's free memory", perr.msg);
+    fprintf(stderr, "pid: warning: %s; the VRAM budget is not checked against the GPU\n", perr.msg);
+    return 0;
+}
+
+/* The plan's parameters: the KV cache sizes not asked for may be lowered to
+ * fit the budget, which is the one given or comes from the free memory. */
+static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_t n_cpu, int cuda,
+                                   const gpu_memory *mem)
+{
+    return (plan_params){
+        .max_seqs = o->max_seqs ? o->max_seqs : ENGINE_MAX_SEQS_DEFAULT,
+        .n_ctx = n_ctx,
+        .n_cpu_workers = n_cpu,
+        .budget_bytes = o->vram_budget_gib > 0 ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30)) : 0,
+        .device_free_bytes = mem->free_bytes,
+        .device_total_bytes = mem->total_bytes,
+        /* CUDA: its predictors and scratch come out of the budget too */
+        .max_batch = cuda ? o->max_batch : 0,
+        .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
+    };
 }
 
 engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
@@ -168,12 +202,11 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->ffn = ffn;
     uint32_t n_cpu = o->cpu_workers >= 0 ? (uint32_t)o->cpu_workers
                                          : (uint32_t)(numa_nodes_or_one());
-    plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = e->n_ctx, .n_cpu_workers = n_cpu,
-                      .budget_bytes = o->vram_budget_gib > 0
-                                          ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30))
-                                          : 0,
-                      /* CUDA: its predictors and scratch come out of the budget too */
-                      .max_batch = strcmp(e->backend, "cuda") ? 0 : o->max_batch};
+    char bin_dir[1024];
+    gpu_memory mem;
+    if (supervisor_bin_dir(bin_dir, sizeof bin_dir, err) < 0 || learn_device(e->backend, o, bin_dir, &mem, err) < 0)
+        goto fail;
+    plan_params pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem);
     /* The workers read a copy of the plan private to this pid: the cache
      * beside the model may be rewritten (another budget setup) while
      * workers restart. */
@@ -184,6 +217,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         pi_error_wrap(err, "placement for %s", o->model_path);
         goto fail;
     }
+    e->n_ctx = e->plan.n_ctx; /* the KV cache as the plan sized it */
+    uint32_t max_seqs = e->plan.max_seqs;
 
     step_params sp = {.n_layers = e->model->n_layers, .dim = e->model->dim, .n_ff = e->model->n_ff,
                       .n_vocab = e->model->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = n_cpu};
@@ -223,19 +258,16 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         goto fail;
     }
 
-    char bin_dir[1024];
-    if (supervisor_bin_dir(bin_dir, sizeof bin_dir, err) < 0)
-        goto fail;
     sup_config sc = {.bin_dir = bin_dir, .model = e->model_path, .ctl = e->ctl_ep,
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
                      .n_hot = e->plan.n_hot, .plan = e->plan_path,
-                     .max_seqs = o->max_seqs, .max_batch = o->max_batch,
+                     .max_seqs = max_seqs, .max_batch = o->max_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
                      .measure_recall = o->measure_recall};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
-    e->sched = scheduler_new(e->tok, e->model->n_vocab, o->max_seqs, o->max_batch, e->n_ctx, sink, err);
+    e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);
     if (e->sched && o->max_queue)
         scheduler_set_max_queue(e->sched, o->max_queue);
     e->entries = calloc(o->max_batch, sizeof *e->entries);

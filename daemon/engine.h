@@ -19,6 +19,8 @@
 #include "timings.h"
 #include "tokenizer.h"
 
+#define ENGINE_MAX_SEQS_DEFAULT 8
+
 typedef struct engine_opts {
     const char *model_path;
     const char *gpu_backend;    /* "auto", "cuda" or "host" */
@@ -26,10 +28,13 @@ typedef struct engine_opts {
     int measure_recall;         /* predicted: the GPU worker also computes the true active
                                    sets and reports recall/precision (costs a dense gate pass) */
     int cpu_workers;            /* -1 = one per NUMA node */
-    double vram_budget_gib;     /* < 0 = automatic */
-    uint32_t max_seqs, max_batch;
+    double vram_budget_gib;     /* < 0 = automatic: PLAN_FREE_PCT% of the GPU's free memory
+                                   (pi-gpu-worker --probe-memory), none on the host backend */
+    uint32_t max_seqs;          /* KV cache slots; 0 = up to ENGINE_MAX_SEQS_DEFAULT, as
+                                   many as fit the budget (plan.h, PLAN_FIT_SEQS) */
+    uint32_t max_batch;
     uint32_t max_queue;         /* 0 = REQ_LIMITS_MAX_QUEUE_DEFAULT */
-    uint32_t n_ctx;             /* 0 = the model's */
+    uint32_t n_ctx;             /* 0 = the model's, lowered to fit the budget (PLAN_FIT_CTX) */
     int n_ctx_bound;            /* n_ctx is only what a run could need: capped at the model's
                                    trained context, silently (pid run without -c) */
     const char *rundir;         /* folder for the control socket */
@@ -42,7 +47,8 @@ typedef struct engine engine;
 /* Called when sock (a ZeroMQ socket) is readable. */
 typedef void (*engine_io_fn)(void *ud);
 
-/* Opens and validates the model, makes the plan, creates the step segment
+/* Opens and validates the model, learns the GPU's free memory
+ * (pi-gpu-worker --probe-memory), makes the plan, creates the step segment
  * and binds the control socket. Blocks SIGCHLD/SIGTERM/SIGINT in the calling
  * thread (call before starting other threads). Results of requests go to
  * sink. Caller owns the result: engine_free. Starts no worker yet. */
