@@ -19,6 +19,7 @@
  * the word, the waker changes the word and then reads sleepers, all seq_cst,
  * and the kernel rechecks the word under its lock, so a wake-up is never lost. */
 #include "ffn_pool.h"
+#include "ffn_batch.h"
 
 #include <limits.h>
 #include <linux/futex.h>
@@ -59,9 +60,11 @@ typedef struct helper {
  * not disturb the threads spinning on gen or the caller polling pending. */
 struct ffn_pool {
     uint32_t n_threads, max_dim;
+    uint32_t max_pass;     /* entries one batched job takes (buffers for each) */
     const ffn_kernels *k;
-    float *bufs;           /* n_threads - 1 partial buffers of stride floats */
+    float *bufs;           /* n_threads - 1 partial buffers of stride floats per pass entry */
     size_t stride;
+    ffn_batch_scratch *scratch;   /* per thread: its walk over a batch's shares */
     pthread_t *threads;
     helper *helpers;
     uint32_t n_started;
@@ -78,6 +81,7 @@ struct ffn_pool {
     const uint32_t *active;
     size_t n_active;
     float *out;
+    const ffn_batch *batch;         /* a batched job (else the one-entry fields above) */
     int dense;                      /* every listed neuron's three rows, no skipping */
     _Atomic uint32_t gen;           /* job number; a change wakes helpers */
     _Atomic uint32_t gen_sleepers;
@@ -203,27 +207,68 @@ static void dim_slice(uint32_t dim, uint32_t t, uint32_t n, size_t *b, size_t *e
     *e = le < dim ? le : dim;
 }
 
-static float *partial(ffn_pool *p, uint32_t t)
+/* Thread t's buffer for entry e of a pass (e = 0 for a one-entry call). */
+static float *partial(ffn_pool *p, uint32_t t, uint32_t e)
 {
-    return p->bufs + (size_t)(t - 1) * p->stride;
+    return p->bufs + ((size_t)(t - 1) * p->max_pass + e) * p->stride;
+}
+
+/* Thread t's share of a one-entry job, into its buffer (thread 0: out). */
+static void accum_one(ffn_pool *p, uint32_t t)
+{
+    size_t b, e;
+    slice(p->n_active, t, p->n_threads, &b, &e);
+    float *acc = t ? partial(p, t, 0) : p->out;
+    if (t == 0 || e > b)
+        memset(acc, 0, (size_t)p->l->dim * sizeof *acc);
+    if (e > b) {
+        if (p->dense)
+            ffn_dense_accum(p->k, p->l, p->act, p->x, p->active + b, e - b, acc);
+        else
+            ffn_sparse_accum(p->k, p->l, p->act, p->x, p->active + b, e - b, acc);
+    }
+}
+
+/* Thread t's share of a batched job: of every entry's list the slice a
+ * one-entry call would give it, so each entry's buffers hold what they would
+ * hold alone; the slices of all entries walked together. */
+static void accum_batch(ffn_pool *p, uint32_t t)
+{
+    const ffn_batch *bt = p->batch;
+    ffn_batch_scratch *s = &p->scratch[t];
+    for (uint32_t e = 0; e < bt->n; e++) {
+        slice(bt->n_active[e], t, p->n_threads, &s->cur[e], &s->end[e]);
+        s->acc[e] = t ? partial(p, t, e) : bt->out[e];
+        if (t == 0 || s->end[e] > s->cur[e])
+            memset(s->acc[e], 0, (size_t)p->l->dim * sizeof(float));
+    }
+    ffn_batch_accum(p->k, p->l, p->act, p->dense, bt, s);
+}
+
+/* Adds the buffers of threads 1, 2, ... in order into out's dims [db, de),
+ * skipping threads whose slice of the n_active-long list was empty (never
+ * written; adding zeros would also turn -0 into +0). */
+static void reduce_into(ffn_pool *p, float *restrict out, size_t n_active, uint32_t e, size_t db, size_t de)
+{
+    for (uint32_t u = 1; u < p->n_threads; u++) {
+        size_t b, end;
+        slice(n_active, u, p->n_threads, &b, &end);
+        if (end == b)
+            continue;
+        const float *restrict buf = partial(p, u, e);
+        for (size_t i = db; i < de; i++)
+            out[i] += buf[i];
+    }
 }
 
 /* Thread t's part of the job: accumulate, barrier, reduce. */
 static void work(ffn_pool *p, uint32_t t)
 {
-    const ffn_sparse_layer *l = p->l;
     uint32_t n = p->n_threads;
-    size_t b, e;
-    slice(p->n_active, t, n, &b, &e);
-    float *acc = t ? partial(p, t) : p->out;
-    if (t == 0 || e > b)
-        memset(acc, 0, (size_t)l->dim * sizeof *acc);
-    if (e > b) {
-        if (p->dense)
-            ffn_dense_accum(p->k, l, p->act, p->x, p->active + b, e - b, acc);
-        else
-            ffn_sparse_accum(p->k, l, p->act, p->x, p->active + b, e - b, acc);
-    }
+    if (p->batch)
+        accum_batch(p, t);
+    else
+        accum_one(p, t);
     if (n == 1)
         return;
     /* Nobody adds a buffer before every buffer is complete. */
@@ -232,16 +277,13 @@ static void work(ffn_pool *p, uint32_t t)
     else
         wait_until(p, &p->arrived, n, &p->arrived_sleepers);
     size_t db, de;
-    dim_slice(l->dim, t, n, &db, &de);
-    float *restrict out = p->out;
-    for (uint32_t u = 1; u < n; u++) {
-        slice(p->n_active, u, n, &b, &e);
-        if (e == b)   /* never written; adding zeros would also turn -0 into +0 */
-            continue;
-        const float *restrict buf = partial(p, u);
-        for (size_t i = db; i < de; i++)
-            out[i] += buf[i];
+    dim_slice(p->l->dim, t, n, &db, &de);
+    if (!p->batch) {
+        reduce_into(p, p->out, p->n_active, 0, db, de);
+        return;
     }
+    for (uint32_t e = 0; e < p->batch->n; e++)
+        reduce_into(p, p->batch->out[e], p->batch->n_active[e], e, db, de);
 }
 
 /* Pins the calling helper to its CPU; a failure costs speed, not results. */
@@ -296,6 +338,10 @@ void ffn_pool_free(ffn_pool **pp)
     if (!p)
         return;
     stop_threads(p);
+    if (p->scratch)
+        for (uint32_t t = 0; t < p->n_threads; t++)
+            ffn_batch_scratch_free(&p->scratch[t]);
+    free(p->scratch);
     free(p->bufs);
     free(p->threads);
     free(p->helpers);
@@ -324,9 +370,16 @@ static int allowed_cpus(ffn_pool *p)
 
 ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *k, pi_error *err)
 {
-    if (n_threads < 1 || n_threads > 1024 || max_dim == 0 || !k) {
+    return ffn_pool_new_batch(n_threads, max_dim, 1, k, err);
+}
+
+ffn_pool *ffn_pool_new_batch(uint32_t n_threads, uint32_t max_dim, uint32_t max_pass, const ffn_kernels *k,
+                             pi_error *err)
+{
+    if (n_threads < 1 || n_threads > 1024 || max_dim == 0 || max_pass < 1 || max_pass > 4096 || !k) {
         pi_error_set(err, "ffn_pool: bad arguments (threads %u: use 1..1024; max_dim %u: "
-                     "must be > 0; kernels %s)", n_threads, max_dim, k ? "set" : "missing");
+                     "must be > 0; max_pass %u: use 1..4096; kernels %s)", n_threads, max_dim, max_pass,
+                     k ? "set" : "missing");
         return NULL;
     }
     size_t size = (sizeof(ffn_pool) + LINE - 1) / LINE * LINE;   /* aligned_alloc wants a multiple */
@@ -338,20 +391,27 @@ ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *
     memset(p, 0, size);
     p->n_threads = n_threads;
     p->max_dim = max_dim;
+    p->max_pass = max_pass;
     p->k = k;
     p->stride = ((size_t)max_dim + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
     uint32_t n_helpers = n_threads - 1;
-    if (n_helpers > 0) {
+    p->scratch = calloc(n_threads, sizeof *p->scratch);
+    int oom = !p->scratch;
+    for (uint32_t t = 0; !oom && t < n_threads; t++)
+        oom = ffn_batch_scratch_init(&p->scratch[t], max_pass) != 0;
+    if (!oom && n_helpers > 0) {
         void *mem = NULL;
         p->threads = calloc(n_helpers, sizeof *p->threads);
         p->helpers = calloc(n_helpers, sizeof *p->helpers);
-        if (!p->threads || !p->helpers || allowed_cpus(p) != 0 ||
-            posix_memalign(&mem, LINE, (size_t)n_helpers * p->stride * sizeof(float)) != 0) {
-            pi_error_set(err, "ffn_pool: out of memory for %u threads of dim %u", n_threads, max_dim);
-            ffn_pool_free(&p);
-            return NULL;
-        }
+        oom = !p->threads || !p->helpers || allowed_cpus(p) != 0 ||
+              posix_memalign(&mem, LINE, (size_t)n_helpers * max_pass * p->stride * sizeof(float)) != 0;
         p->bufs = mem;
+    }
+    if (oom) {
+        pi_error_set(err, "ffn_pool: out of memory for %u threads of dim %u, %u entries a pass", n_threads,
+                     max_dim, max_pass);
+        ffn_pool_free(&p);
+        return NULL;
     }
     /* More threads than CPUs: a spinning thread only holds a CPU another needs. */
     int crowded = p->n_cpus > 0 && n_threads > p->n_cpus;
@@ -380,6 +440,11 @@ uint32_t ffn_pool_threads(const ffn_pool *p)
     return p->n_threads;
 }
 
+uint32_t ffn_pool_max_pass(const ffn_pool *p)
+{
+    return p->max_pass;
+}
+
 const ffn_kernels *ffn_pool_kernels(const ffn_pool *p)
 {
     return p->k;
@@ -399,14 +464,69 @@ int ffn_dense_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const floa
     return run(p, l, act, x, all, l->n_neurons, out, err);
 }
 
-static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
-               const uint32_t *active, size_t n_active, float *out, pi_error *err)
+/* The checks every call makes before any thread starts: 0, or -1 with err. */
+static int check_call(const ffn_pool *p, const ffn_sparse_layer *l, const char *what, pi_error *err)
 {
     if (ffn_sparse_layer_check(l, err))
         return -1;
     if (l->dim > p->max_dim)
-        return pi_error_set(err, "ffn_sparse_run: layer dim %u exceeds the pool's max_dim %u; "
-                            "create the pool with the model's dim", l->dim, p->max_dim);
+        return pi_error_set(err, "%s: layer dim %u exceeds the pool's max_dim %u; "
+                            "create the pool with the model's dim", what, l->dim, p->max_dim);
+    return 0;
+}
+
+/* Hands the job the caller wrote into p to the helpers, does thread 0's
+ * part and returns once every helper is done with it. */
+static void dispatch(ffn_pool *p)
+{
+    uint32_t n = p->n_threads;
+    if (n > 1) {
+        atomic_store(&p->arrived, 0);
+        atomic_store(&p->pending, n - 1);
+        atomic_fetch_add(&p->gen, 1);
+        wake(&p->gen, &p->gen_sleepers);
+    }
+    work(p, 0);
+    if (n > 1)
+        wait_until(p, &p->pending, 0, &p->pending_sleepers);
+}
+
+static int run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const ffn_batch *b, int dense,
+                     pi_error *err)
+{
+    if (check_call(p, l, "ffn_sparse_run_batch", err) || ffn_batch_check(l, b, err))
+        return -1;
+    p->l = l;
+    p->act = act;
+    p->dense = dense;
+    /* Passes of at most max_pass entries: an entry's result does not depend
+     * on which others share its pass. */
+    for (uint32_t e0 = 0; e0 < b->n; e0 += p->max_pass) {
+        uint32_t m = b->n - e0 < p->max_pass ? b->n - e0 : p->max_pass;
+        ffn_batch pass = {.n = m, .x = b->x + e0, .active = b->active + e0, .n_active = b->n_active + e0,
+                          .out = b->out + e0};
+        p->batch = &pass;
+        dispatch(p);
+    }
+    p->batch = NULL;
+    return 0;
+}
+
+int ffn_sparse_run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const ffn_batch *b, pi_error *err)
+{
+    return run_batch(p, l, act, b, 0, err);
+}
+
+int ffn_dense_run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const ffn_batch *b, pi_error *err)
+{
+    return run_batch(p, l, act, b, 1, err);
+}
+
+static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
+               const uint32_t *active, size_t n_active, float *out, pi_error *err)
+{
+    if (check_call(p, l, "ffn_sparse_run", err))
+        return -1;
     for (size_t i = 0; i < n_active; i++)
         if (active[i] >= l->n_neurons)
             return pi_error_set(err, "ffn_sparse_run: active[%zu] = %u is outside the shard's "
@@ -418,15 +538,7 @@ static int run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *
     p->active = active;
     p->n_active = n_active;
     p->out = out;
-    uint32_t n = p->n_threads;
-    if (n > 1) {
-        atomic_store(&p->arrived, 0);
-        atomic_store(&p->pending, n - 1);
-        atomic_fetch_add(&p->gen, 1);
-        wake(&p->gen, &p->gen_sleepers);
-    }
-    work(p, 0);
-    if (n > 1)
-        wait_until(p, &p->pending, 0, &p->pending_sleepers);
+    p->batch = NULL;
+    dispatch(p);
     return 0;
 }

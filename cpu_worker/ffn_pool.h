@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ffn_batch.h"
 #include "ffn_sparse.h"
 
 /* Default spin between calls: far above a layer's attention gap, short
@@ -41,6 +42,11 @@ typedef struct ffn_pool ffn_pool;
  * or 0 when n_threads exceeds the CPUs allowed (a spinning thread would
  * only take the CPU from one with work). Caller owns the result: ffn_pool_free. */
 ffn_pool *ffn_pool_new(uint32_t n_threads, uint32_t max_dim, const ffn_kernels *k, pi_error *err);
+/* The same, able to take up to max_pass (1..4096) entries of a batch in one
+ * pass over the rows (ffn_sparse_run_batch): each thread holds max_pass
+ * partial buffers of max_dim floats. ffn_pool_new is max_pass 1. */
+ffn_pool *ffn_pool_new_batch(uint32_t n_threads, uint32_t max_dim, uint32_t max_pass, const ffn_kernels *k,
+                             pi_error *err);
 /* Stops and joins the threads, frees everything, NULLs *p. */
 void ffn_pool_free(ffn_pool **p);
 
@@ -49,6 +55,7 @@ void ffn_pool_free(ffn_pool **p);
 void ffn_pool_set_spin_us(ffn_pool *p, uint32_t us);
 
 uint32_t ffn_pool_threads(const ffn_pool *p);
+uint32_t ffn_pool_max_pass(const ffn_pool *p);
 const ffn_kernels *ffn_pool_kernels(const ffn_pool *p);
 
 /* One layer for one sequence: out (l->dim floats) is overwritten with
@@ -65,5 +72,22 @@ int ffn_sparse_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const flo
  * compare like with like). */
 int ffn_dense_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const float *x,
                   const uint32_t *all, float *out, pi_error *err);
+
+/* One layer for the b->n entries of a step (ffn_batch.h), in passes of at
+ * most ffn_pool_max_pass entries, each pass reading a neuron's rows once per
+ * thread that has it in its share, not once per entry. Entry e's out[e] gets
+ * exactly the bits of ffn_sparse_run(p, l, act, x[e], active[e],
+ * n_active[e], out[e]) on this pool: every entry's list is split across the
+ * threads as that call splits it, walked in the same order, and its buffers
+ * added in the same thread order. Lists must be strictly ascending (else,
+ * as for an index out of range, -1 with err naming the entry, and no out is
+ * touched). */
+int ffn_sparse_run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const ffn_batch *b,
+                         pi_error *err);
+/* The dense path for a batch: every listed neuron's rows read and applied;
+ * with each list all = 0..n_neurons-1, entry e gets exactly the bits of
+ * ffn_dense_run(p, l, act, x[e], all, out[e]). */
+int ffn_dense_run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const ffn_batch *b,
+                        pi_error *err);
 
 #endif
