@@ -318,19 +318,32 @@ static uint64_t kv_of(const pi_model *m, const plan_params *q)
     return plan_kv_bytes_elem(m, q->max_seqs, q->n_ctx, plan_kv_elem_bytes(q));
 }
 
+/* What the budget holds beside the weights, the KV cache and the hot
+ * neurons: the CUDA reserve, or on the host backend the predictors, which
+ * a placement reserves all the same (placement_predictor_bytes). */
+static uint64_t kv_beside(const pi_model *m, const plan_params *q)
+{
+    return q->max_batch ? plan_reserve_bytes(m, q) : plan_predictor_bytes(m);
+}
+
 /* What room bytes of KV cache hold: positions at q's sequences, sequences
- * at q's positions. */
+ * at q's positions, else one sequence as long as fits. */
 static void kv_fits_text(const plan_params *q, uint64_t room, uint64_t pos, char *buf, size_t cap)
 {
     uint64_t ctx_fit = room / ((uint64_t)q->max_seqs * pos), seqs_fit = room / ((uint64_t)q->n_ctx * pos);
-    const char *s = q->max_seqs == 1 ? "" : "s";
-    if (ctx_fit == 0)
-        snprintf(buf, cap, "not one position for %u sequence%s fits", q->max_seqs, s);
-    else if (seqs_fit == 0)
-        snprintf(buf, cap, "%u sequence%s x %" PRIu64 " positions would fit", q->max_seqs, s, ctx_fit);
+    char a[64] = "", b[64] = "";
+    if (ctx_fit)
+        snprintf(a, sizeof a, "%u sequence%s x %" PRIu64 " position%s", q->max_seqs, q->max_seqs == 1 ? "" : "s",
+                 ctx_fit, ctx_fit == 1 ? "" : "s");
+    if (seqs_fit)
+        snprintf(b, sizeof b, "%" PRIu64 " sequence%s x %u positions", seqs_fit, seqs_fit == 1 ? "" : "s",
+                 q->n_ctx);
+    if (!ctx_fit && !seqs_fit && room >= pos)
+        snprintf(a, sizeof a, "1 sequence x %" PRIu64 " position%s", room / pos, room / pos == 1 ? "" : "s");
+    if (!a[0] && !b[0])
+        snprintf(buf, cap, "not one position fits");
     else
-        snprintf(buf, cap, "%u sequence%s x %" PRIu64 " positions or %" PRIu64 " x %u would fit", q->max_seqs, s,
-                 ctx_fit, seqs_fit, q->n_ctx);
+        snprintf(buf, cap, "%s%s%s would fit", a, a[0] && b[0] ? " or " : "", b);
 }
 
 /* The ways out besides smaller sizes: a budget of need bytes, unless the
@@ -355,7 +368,7 @@ static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, i
                      pi_error *err)
 {
     uint64_t room = budget - fixed, pos = plan_kv_bytes_elem(m, 1, 1, plan_kv_elem_bytes(q)), kv = kv_of(m, q);
-    uint64_t reserve = plan_reserve_bytes(m, q);
+    uint64_t reserve = kv_beside(m, q);
     char need[32], bud[32], left[32], w[32], r[32], f[32], res[64] = "", src[96] = "", fits[160], way[160];
     fmt_bytes(need, sizeof need, kv);
     fmt_bytes(bud, sizeof bud, budget);
@@ -364,7 +377,7 @@ static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, i
     fmt_bytes(r, sizeof r, reserve);
     fmt_bytes(f, sizeof f, q->device_free_bytes);
     if (reserve)
-        snprintf(res, sizeof res, " and CUDA reserve (%s)", r);
+        snprintf(res, sizeof res, " and %s (%s)", q->max_batch ? "CUDA reserve" : "predictors", r);
     if (from_free)
         snprintf(src, sizeof src, " (%d%% of the GPU's %s free)", PLAN_FREE_PCT, f);
     kv_fits_text(q, room, pos, fits, sizeof fits);
@@ -376,7 +389,7 @@ static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, i
 }
 
 /* The KV cache within the budget. When the cache asked for does not fit in
- * the room the budget leaves after the weights and the CUDA reserve (or,
+ * the room the budget leaves beside the weights and kv_beside (or,
  * with the budget from the free memory, which nobody sized, takes more than
  * half of it), the sizes in q->fit are lowered until it takes half the room,
  * the other half buying hot neurons: sequences first (down to 1), then
@@ -385,7 +398,7 @@ static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, i
 static int kv_fit(const pi_model *m, plan_params *q, uint64_t budget, int from_free, pi_error *err)
 {
     uint64_t pos = plan_kv_bytes_elem(m, 1, 1, plan_kv_elem_bytes(q));
-    uint64_t fixed = plan_weight_bytes(m) + plan_reserve_bytes(m, q);
+    uint64_t fixed = plan_weight_bytes(m) + kv_beside(m, q);
     if (budget == 0 || q->max_seqs == 0 || q->n_ctx == 0 || pos == 0 || budget <= fixed)
         return 0; /* plan_base or plan_make's fixed-part check says what is wrong */
     uint64_t room = budget - fixed, half = room / 2;
@@ -401,7 +414,7 @@ static int kv_fit(const pi_model *m, plan_params *q, uint64_t budget, int from_f
         }
     }
     /* the scratch shrinks with n_ctx: the room only grew */
-    fixed = plan_weight_bytes(m) + plan_reserve_bytes(m, q);
+    fixed = plan_weight_bytes(m) + kv_beside(m, q);
     if (kv_of(m, q) <= budget - fixed)
         return 0;
     return kv_refuse(m, q, budget, from_free, fixed, err);

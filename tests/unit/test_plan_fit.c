@@ -148,7 +148,8 @@ static void check_asked(const pi_model *m)
     printf("too large a KV cache: %s\n", err.msg);
     uint32_t s, c;
     parse_fit(err.msg, &s, &c);
-    CHECK(s == 8 && c == room / (8 * pos), "said %u x %u", s, c);
+    CHECK(s == 8 && c == room / (8 * pos) && strstr(err.msg, " or 5 sequences x 2048 positions would fit"),
+          "said %u x %u: '%s'", s, c, err.msg);
     pp.n_ctx = c;
     CHECK(plan_make(m, &pp, &p, &err) == 0 && p.n_ctx == c && p.max_seqs == 8, "what fits: %s", err.msg);
     pp.n_ctx = c + 1;
@@ -191,7 +192,18 @@ static void check_lowered(const pi_model *m)
           p.n_ctx == room / 2 / (6 * pos) / PLAN_CTX_STEP * PLAN_CTX_STEP, "positions: %u x %u", p.max_seqs,
           p.n_ctx);
     pp.max_seqs = 1000; /* not even PLAN_CTX_STEP positions each: refused */
-    CHECK(plan_make(m, &pp, &p, &err) < 0 && strstr(err.msg, "256 positions x 1000 sequences"), "'%s'", err.msg);
+    char want[128];
+    snprintf(want, sizeof want, ": 1000 sequences x %" PRIu64 " positions or %" PRIu64 " sequences x 256 positions "
+             "would fit", room / (1000 * pos), room / (256 * pos));
+    CHECK(plan_make(m, &pp, &p, &err) < 0 && strstr(err.msg, "256 positions x 1000 sequences") &&
+          strstr(err.msg, want), "'%s' lacks '%s'", err.msg, want);
+    pp.max_seqs = 20000; /* asked for; neither size alone can give way enough: one sequence */
+    pp.n_ctx = 100000;
+    pp.fit = 0;
+    snprintf(want, sizeof want, ": 1 sequence x %" PRIu64 " positions would fit", room / pos);
+    CHECK(plan_make(m, &pp, &p, &err) < 0 && strstr(err.msg, want), "'%s' lacks '%s'", err.msg, want);
+    pp.budget_bytes = plan_weight_bytes(m) + pos / 2;
+    CHECK(plan_make(m, &pp, &p, &err) < 0 && strstr(err.msg, ": not one position fits"), "'%s'", err.msg);
 }
 
 /* pictl model synth --shape 13b --type f16 (40 layers, dim 5120, n_ff 13824,
