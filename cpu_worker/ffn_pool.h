@@ -7,6 +7,9 @@
  * was empty. Per element that is exactly the serial sum out = ((b0 + b1) + b2)
  * + ..., so a result depends only on the inputs and the thread count, never
  * on timing or on how the dims are split. The calling thread is thread 0.
+ * A batched call (ffn_sparse_run_batch) splits every entry's list the same
+ * way, with a buffer per thread and entry, so each entry's result is the one
+ * its own call gives.
  *
  * Between calls the other n_threads - 1 threads spin (pause, a clock read
  * every few dozen pauses) for spin_us, then sleep on a futex: a step's next

@@ -3,9 +3,12 @@
  * epoch), compute this shard's partial FFN output for every entry from the
  * segment's x into this worker's partial buffer, publish done = t; before the
  * last layer's tick, the step's wait and compute times go into this worker's
- * stats line (docs/shm.md). Waits inside a step spin. The model
- * file is closed once the shard is copied out: the worker keeps only its
- * rows. A step allocates nothing. */
+ * stats line (docs/shm.md). A step of several entries goes through the
+ * batched kernels (ffn_sparse_run_batch: each neuron's rows read once for
+ * all the entries that need it, each entry's result bit for bit its own
+ * call's); a step of one entry through ffn_sparse_run. Waits inside a step
+ * spin. The model file is closed once the shard is copied out: the worker
+ * keeps only its rows. A step allocates nothing. */
 #include "worker.h"
 #include "ctl_loop.h"
 #include "pi_proc.h"
@@ -30,6 +33,9 @@
 
 #define HEARTBEAT_MS 500
 #define SPIN_MIN_CPUS 8   /* online CPUs from which waits inside a step spin */
+/* Entries one batched pass takes: every thread holds a dim-float buffer per
+ * entry of a pass, and a larger step goes in several passes. */
+#define BATCH_PASS_MAX 16
 
 typedef struct cworker {
     const cpu_worker_opts *o;
@@ -40,7 +46,13 @@ typedef struct cworker {
     ffn_pool *pool;             /* exact/predicted: the fast kernels' threads */
     ffn_sparse_layer *sparse;   /* per layer: the shard as ffn_sparse rows */
     uint32_t *all;              /* 0..n-1: the exact mode's candidate list */
-    uint32_t *local;            /* predicted: one entry's active neurons in this shard */
+    uint32_t *local;            /* predicted: max_batch lists of the entries' active neurons in this shard */
+    size_t local_stride;        /* room for one entry's list: the largest layer's neuron count */
+    /* A batched layer's entries (max_batch each): inputs, lists, counts, outputs. */
+    const float **bx;
+    const uint32_t **bact;
+    size_t *bcount;
+    float **bout;
     shm_segment *seg;
     void *base;
     step_layout lay;
@@ -111,8 +123,9 @@ static int connect_ctl(cworker *c, pi_error *err)
 }
 
 /* The fast path: the shard's layers as ffn_sparse rows, a pool with one
- * thread per CPU this worker may run on, the best kernels this CPU has. */
-static int make_pool(cworker *c, pi_error *err)
+ * thread per CPU this worker may run on, the best kernels this CPU has, and
+ * room for a step of max_batch entries. */
+static int make_pool(cworker *c, uint32_t max_batch, pi_error *err)
 {
     const cpu_shard *sh = c->shard;
     uint32_t n = 0;     /* the largest layer's neuron count */
@@ -131,12 +144,22 @@ static int make_pool(cworker *c, pi_error *err)
         return pi_error_set(err, "%s: out of memory", c->name);
     for (uint32_t j = 0; j < n; j++)
         c->all[j] = j;
-    c->local = malloc((n ? n : 1) * sizeof *c->local);
-    if (!c->local)
-        return pi_error_set(err, "%s: out of memory", c->name);
+    c->local_stride = n ? n : 1;
+    size_t local_n;
+    if (pi_mul_size(max_batch, c->local_stride, &local_n) || pi_mul_size(local_n, sizeof *c->local, &local_n))
+        return pi_error_set(err, "%s: a step of %u entries of %zu neurons is too large", c->name, max_batch,
+                            c->local_stride);
+    c->local = malloc(local_n);
+    c->bx = malloc(max_batch * sizeof *c->bx);
+    c->bact = malloc(max_batch * sizeof *c->bact);
+    c->bcount = malloc(max_batch * sizeof *c->bcount);
+    c->bout = malloc(max_batch * sizeof *c->bout);
+    if (!c->local || !c->bx || !c->bact || !c->bcount || !c->bout)
+        return pi_error_set(err, "%s: out of memory for a step of %u entries", c->name, max_batch);
     for (uint32_t l = 0; l < sh->n_layers; l++)
         cpu_shard_sparse_layer(sh, l, &c->sparse[l]);
-    c->pool = ffn_pool_new(threads, sh->dim, k, err);
+    c->pool = ffn_pool_new_batch(threads, sh->dim, max_batch < BATCH_PASS_MAX ? max_batch : BATCH_PASS_MAX, k,
+                                 err);
     return c->pool ? 0 : pi_error_wrap(err, "%s", c->name);
 }
 
@@ -187,11 +210,6 @@ static int load(cworker *c, pi_error *err)
     model_close(&m);
     if (!c->shard)
         return pi_error_wrap(err, "%s", c->name);
-    if (make_pool(c, err) < 0)
-        return -1;
-    snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
-             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
-             c->pool ? ", kernels " : "", c->pool ? ffn_pool_kernels(c->pool)->name : "");
 
     /* The step segment. max_batch is pid's choice: take it from the header,
      * then let the check compare everything else with this model. */
@@ -202,6 +220,11 @@ static int load(cworker *c, pi_error *err)
         sp.max_batch = step_header_at(c->base)->params.max_batch;
     if (step_header_check(c->base, shm_segment_size(c->seg), &sp, &c->lay, err) < 0)
         return pi_error_wrap(err, "%s: segment %s", c->name, o->shm_name);
+    if (make_pool(c, c->lay.p.max_batch, err) < 0)
+        return -1;
+    snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
+             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
+             c->pool ? ", kernels " : "", c->pool ? ffn_pool_kernels(c->pool)->name : "");
     return 0;
 }
 
@@ -229,13 +252,16 @@ static int send_heartbeat(cworker *c, pi_error *err)
 }
 
 /* --ffn predicted: entry e's active neurons of layer l (the GPU worker's
- * list) that this shard holds, as record indices in c->local. */
-static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e)
+ * list) that this shard holds, as record indices in entry e's room of
+ * c->local (returned in *list); returns their count. */
+static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e, const uint32_t **list)
 {
     const int32_t *idx = step_active_idx(c->base, &c->lay, e);
     int32_t cnt = step_active_counts(c->base, &c->lay)[e];
     uint32_t n = cnt < 0 ? 0 : cnt > (int32_t)c->lay.p.n_ff ? c->lay.p.n_ff : (uint32_t)cnt;
-    return cpu_shard_local_list(c->shard, l, idx, n, c->local);
+    uint32_t *local = c->local + e * c->local_stride;
+    *list = local;
+    return cpu_shard_local_list(c->shard, l, idx, n, local);
 }
 
 /* Entry e of layer l: this shard's partial FFN output into pe. */
@@ -243,10 +269,44 @@ static int shard_ffn(cworker *c, uint32_t l, const float *xe, float *pe, uint32_
 {
     if (c->o->ffn == PI_FFN_DENSE)
         return ffn_dense_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, pe, err);
-    if (c->o->ffn == PI_FFN_PREDICTED)
-        return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->local, shard_active(c, l, e), pe,
-                              err);
+    if (c->o->ffn == PI_FFN_PREDICTED) {
+        const uint32_t *list;
+        uint32_t na = shard_active(c, l, e, &list);
+        return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, list, na, pe, err);
+    }
     return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, c->shard->layers[l].n, pe, err);
+}
+
+/* All n entries of layer l in one batched call, each entry's partial bit
+ * for bit what shard_ffn gives it. The GPU worker writes ascending lists, so
+ * the shard-local ones are ascending too; should one not be (the merge needs
+ * them sorted), the layer goes entry by entry with the same lists. */
+static int shard_ffn_batch(cworker *c, uint32_t l, uint32_t n, const float *x, float *partial, pi_error *err)
+{
+    const ffn_sparse_layer *fl = &c->sparse[l];
+    uint32_t dim = c->shard->dim;
+    int sorted = 1;
+    for (uint32_t e = 0; e < n; e++) {
+        c->bx[e] = x + (size_t)e * dim;
+        c->bout[e] = partial + (size_t)e * dim;
+        if (c->o->ffn == PI_FFN_PREDICTED) {
+            c->bcount[e] = shard_active(c, l, e, &c->bact[e]);
+            sorted = sorted && ffn_list_ascending(c->bact[e], c->bcount[e]);
+        } else {
+            c->bact[e] = c->all;   /* exact and dense: every neuron of the shard */
+            c->bcount[e] = fl->n_neurons;
+        }
+    }
+    if (!sorted) {
+        for (uint32_t e = 0; e < n; e++)
+            if (ffn_sparse_run(c->pool, fl, c->shard->act, c->bx[e], c->bact[e], c->bcount[e], c->bout[e], err) < 0)
+                return -1;
+        return 0;
+    }
+    ffn_batch b = {.n = n, .x = c->bx, .active = c->bact, .n_active = c->bcount, .out = c->bout};
+    if (c->o->ffn == PI_FFN_DENSE)
+        return ffn_dense_run_batch(c->pool, fl, c->shard->act, &b, err);
+    return ffn_sparse_run_batch(c->pool, fl, c->shard->act, &b, err);
 }
 
 static uint64_t ms_to_ns(double ms) { return ms > 0 ? (uint64_t)(ms * 1e6 + 0.5) : 0; }
@@ -277,7 +337,6 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
     seq_counter *done = step_done_seq(c->base, &c->lay, c->o->index);
     const float *x = step_x(c->base, &c->lay);
     float *partial = step_partial(c->base, &c->lay, c->o->index);
-    uint32_t dim = c->shard->dim;
     double wait_ms = 0, cold_ms = 0;
     for (uint32_t l = 0; l < L; l++) {
         uint32_t t = step_tick(st->step_no, L, l);
@@ -288,9 +347,9 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
         if (r != 0)
             return pi_error_set(err, "%s: step %" PRIu64 ": waiting for layer %u failed", c->name, st->step_no, l);
         double t1 = pi_now_ms();
-        for (uint32_t e = 0; e < n; e++)
-            if (shard_ffn(c, l, x + (size_t)e * dim, partial + (size_t)e * dim, e, err) < 0)
-                return pi_error_wrap(err, "%s: layer %u", c->name, l);
+        int rc = n == 1 ? shard_ffn(c, l, x, partial, 0, err) : n > 1 ? shard_ffn_batch(c, l, n, x, partial, err) : 0;
+        if (rc < 0)
+            return pi_error_wrap(err, "%s: layer %u", c->name, l);
         double t2 = pi_now_ms();
         wait_ms += t1 - t0;
         cold_ms += t2 - t1;
@@ -352,6 +411,10 @@ out:
     free(c.sparse);
     free(c.all);
     free(c.local);
+    free((void *)c.bx);
+    free((void *)c.bact);
+    free(c.bcount);
+    free(c.bout);
     cpu_shard_free(&c.shard);
     shm_segment_destroy(&c.seg);
     if (c.sock) {
