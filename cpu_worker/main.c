@@ -15,7 +15,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-cpu-worker --model PATH --ctl ENDPOINT --shm NAME --index I --of N\n"
-               "       [--hot K | --plan FILE] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
+               "       [--hot K | --plan FILE] [--warm-share F] [--numa-node NODE] [--cpus LIST] [--ffn dense|exact|predicted]\n"
                "       [--max-seqs S] [--n-ctx C]\n"
                "Started by pid; computes cold-neuron shard I of N of every FFN layer.\n");
 }
@@ -69,6 +69,14 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_ctx = (uint32_t)u;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
+        else if (!strcmp(a, "--warm-share")) {
+            char *end;
+            o.warm_share = strtod(v, &end);
+            if (!*v || *end || !(o.warm_share >= 0.0 && o.warm_share <= 1.0)) {
+                fprintf(stderr, "pi-cpu-worker: --warm-share '%s': expected a share from 0 to 1\n", v);
+                bad = -1;
+            }
+        }
         else if (!strcmp(a, "--ffn")) {
             if (pi_ffn_mode_parse(v, &o.ffn) < 0) {
                 fprintf(stderr, "pi-cpu-worker: --ffn '%s': expected dense, exact or predicted\n", v);

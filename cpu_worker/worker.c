@@ -173,7 +173,8 @@ static int load(cworker *c, pi_error *err)
     if (!m)
         return -1;
     /* The default K is the plan's; max_seqs does not change it. */
-    plan_params pp = {.max_seqs = o->max_seqs ? o->max_seqs : 1, .n_ctx = o->n_ctx, .n_cpu_workers = o->of};
+    plan_params pp = {.max_seqs = o->max_seqs ? o->max_seqs : 1, .n_ctx = o->n_ctx, .n_cpu_workers = o->of,
+                      .warm_share = o->warm_share};
     pi_plan plan;
     int rc = o->plan_path ? plan_load_for_model(m, o->plan_path, &pp, &plan, err)
              : o->n_hot < 0 ? plan_make(m, &pp, &plan, err)

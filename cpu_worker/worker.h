@@ -18,6 +18,7 @@ typedef struct cpu_worker_opts {
     uint32_t index, of;         /* shard index of of */
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
     const char *plan_path;      /* pid's plan cache (--plan): per-layer cold sets; overrides n_hot */
+    double warm_share;          /* plan_params.warm_share (--warm-share; pid passes the same to every worker) */
     int numa_node;              /* -1: no NUMA placement */
     uint32_t max_seqs, n_ctx;   /* pid's KV cache shape (a plan file is checked against it);
                                    0 = 1 sequence, the model's context */

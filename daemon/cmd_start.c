@@ -31,7 +31,7 @@
 static void start_usage(FILE *out)
 {
     fprintf(out,
-            "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB]\n"
+            "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB] [--warm-share F]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--http HOST:PORT]\n"
             "                 [--token T] [--admin-token T] [--max-seqs N] [--max-batch N] [--max-queue N]\n"
             "                 [-c|--ctx-size|--n-ctx N] [--ffn MODE] [--measure-recall] [--log-file F]\n"
@@ -44,6 +44,8 @@ static void start_usage(FILE *out)
             "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
             "  --vram-budget GiB     GPU memory for weights, KV cache and hot neurons (default: 90%%\n"
             "                        of the GPU's free memory; refused when larger than that)\n"
+            "  --warm-share F        CUDA with CPU workers: the share (0..1) of the cold neurons the\n"
+            "                        GPU reads from pinned host memory over PCIe (default: 0.3)\n"
             "  --gpu-backend B       cuda, host (plain C, no GPU) or auto (default)\n"
             "  --listen ENDPOINT     ipc:///path/pid.sock or tcp://127.0.0.1:PORT\n"
             "  --http HOST:PORT      also serve the OpenAI-compatible HTTP API there (docs/http.md)\n"
@@ -81,7 +83,7 @@ static void other_usage(const char *cmd, FILE *out)
             "                        local socket in $XDG_RUNTIME_DIR/pi, /run/pi or /tmp/pi-$UID)\n"
             "  --pid-file F          the daemon's pid file (default: pid.pid in the run folder)\n"
             "  Every other pid start flag is accepted and ignored, so a start command line also\n"
-            "  works here: -m --model --cpu-workers --vram-budget --gpu-backend --http --token\n"
+            "  works here: -m --model --cpu-workers --vram-budget --warm-share --gpu-backend --http --token\n"
             "  --admin-token --max-seqs --max-batch --max-queue -c --ctx-size --n-ctx --ffn\n"
             "  --measure-recall --log-file --foreground --timings, and the sampling flags -n\n"
             "  --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed.\n",
@@ -264,6 +266,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     engine_opts o = {.model_path = c->model, .gpu_backend = c->gpu_backend, .ffn = c->ffn,
                      .measure_recall = c->measure_recall, .timings = c->timings,
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
+                     .warm_share = c->warm_share,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,
                      .max_queue = c->max_queue, .rundir = rundir};
     eng = engine_new(&o, &sink, &err);

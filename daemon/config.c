@@ -17,6 +17,7 @@ void pid_config_default(pid_config *c)
     memset(c, 0, sizeof *c);
     c->cpu_workers = -1;
     c->vram_budget_gib = -1.0;
+    c->warm_share = -1.0;
     snprintf(c->gpu_backend, sizeof c->gpu_backend, "auto");
     snprintf(c->ffn, sizeof c->ffn, "auto");
     c->max_seqs = 0; /* auto: up to ENGINE_MAX_SEQS_DEFAULT, as many as the budget fits */
@@ -125,6 +126,15 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         c->cpu_workers = (int)n;
         return 0;
     }
+    if (!strcmp(key, "warm_share")) {
+        char *end;
+        errno = 0;
+        double f = strcmp(v, "auto") ? strtod(v, &end) : -1.0;
+        if (strcmp(v, "auto") && (!*v || *end || errno || !(f >= 0.0 && f <= 1.0)))
+            return pi_error_set(err, "warm_share: '%s' is not a share from 0 to 1 (or 'auto')", v);
+        c->warm_share = f;
+        return 0;
+    }
     if (!strcmp(key, "vram_budget")) {
         if (!strcmp(v, "auto")) {
             c->vram_budget_gib = -1.0;
@@ -231,6 +241,7 @@ static const struct {
     {"--admin-token", NULL, "admin_token"},
     {"--cpu-workers", NULL, "cpu_workers"},
     {"--vram-budget", NULL, "vram_budget"},
+    {"--warm-share", NULL, "warm_share"},
     {"--gpu-backend", NULL, "gpu_backend"},
     {"--ffn", NULL, "ffn"},
     {"--max-seqs", NULL, "max_seqs"},

@@ -19,6 +19,7 @@ typedef struct pid_config {
     int cpu_workers;                /* -1 = one per NUMA node */
     double vram_budget_gib;         /* < 0 = automatic (90% of the GPU's free memory; none on
                                        the host backend) */
+    double warm_share;              /* < 0 = automatic (engine.h); else the cold share the GPU reads */
     char gpu_backend[16];           /* "auto", "cuda" or "host" */
     char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
     int measure_recall;             /* predicted: measure the predictor (a dense gate pass) */

@@ -126,6 +126,7 @@ static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_
         /* CUDA: its predictors and scratch come out of the budget too */
         .max_batch = cuda ? o->max_batch : 0,
         .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
+        .warm_share = o->warm_share >= 0 ? o->warm_share : cuda && n_cpu > 0 ? ENGINE_WARM_SHARE_CUDA : 0,
     };
 }
 
@@ -264,7 +265,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .n_hot = e->plan.n_hot, .plan = e->plan_path,
                      .max_seqs = max_seqs, .max_batch = o->max_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
-                     .measure_recall = o->measure_recall};
+                     .measure_recall = o->measure_recall, .warm_share = pp.warm_share};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
     e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);

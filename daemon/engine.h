@@ -19,6 +19,10 @@
 #include "timings.h"
 #include "tokenizer.h"
 
+/* The warm share pid picks for CUDA: the GPU reads that share of the cold
+ * rows over PCIe (~36 GB/s on the H200 machine) while the CPU reads the rest
+ * (~66 GB/s beside it), so both finish together (docs/benchmarks.md). */
+#define ENGINE_WARM_SHARE_CUDA 0.3
 #define ENGINE_MAX_SEQS_DEFAULT 8
 
 typedef struct engine_opts {
@@ -30,6 +34,9 @@ typedef struct engine_opts {
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic: PLAN_FREE_PCT% of the GPU's free memory
                                    (pi-gpu-worker --probe-memory), none on the host backend */
+    double warm_share;          /* < 0 = automatic: ENGINE_WARM_SHARE_CUDA with a CUDA GPU and CPU
+                                   workers, else 0; else this share of each layer's cold neurons
+                                   is warm (plan.h, plan_params.warm_share) */
     uint32_t max_seqs;          /* KV cache slots; 0 = up to ENGINE_MAX_SEQS_DEFAULT, as
                                    many as fit the budget (plan.h, PLAN_FIT_SEQS) */
     uint32_t max_batch;

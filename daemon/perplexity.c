@@ -349,7 +349,7 @@ int perplexity_main(int argc, char **argv)
     enum { SEQS = 4 };
     engine_opts eo = {.model_path = o.model, .gpu_backend = o.gpu_backend, .ffn = o.ffn,
                       .cpu_workers = o.cpu_workers, .vram_budget_gib = o.vram_budget_gib, .max_seqs = SEQS,
-                      .max_batch = SEQS, .max_queue = REQ_LIMITS_MAX_QUEUE_MAX, .n_ctx = o.ctx ? o.ctx : 512, .n_ctx_bound = !o.ctx, .rundir = rundir};
+                      .max_batch = SEQS, .max_queue = REQ_LIMITS_MAX_QUEUE_MAX, .n_ctx = o.ctx ? o.ctx : 512, .n_ctx_bound = !o.ctx, .rundir = rundir, .warm_share = -1.0};
     e = engine_new(&eo, &sink, &err);
     if (!e)
         goto fail;

@@ -23,12 +23,15 @@ static void usage(FILE *out)
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
                  "               [--ffn auto|dense|exact|predicted] [--measure-recall] [--timings]\n"
-                 "               [-c|--ctx-size N] [--reference]\n\n"
+                 "               [-c|--ctx-size N] [--warm-share F] [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
                  "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
                  "  --gpu-backend B       the GPU worker's backend (default auto: cuda when usable)\n"
                  "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
+                 "  --warm-share F        CUDA with CPU workers: this share (0..1) of the cold neurons\n"
+                 "                        is read by the GPU from pinned host memory over PCIe beside\n"
+                 "                        the CPU workers (default: 0.3 with cuda and CPU workers)\n"
                  "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
                  "                        model's trained context; more is allowed, with a warning)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
@@ -115,6 +118,12 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
             return 2;
         }
         o->ctx_size = (uint32_t)n;
+    } else if (!strcmp(a, "--warm-share")) {
+        o->warm_share = strtod(v, &end);
+        if (!*v || *end || !(o->warm_share >= 0.0 && o->warm_share <= 1.0)) {
+            fprintf(stderr, "pid run: --warm-share '%s' is not a share from 0 to 1\n", v);
+            return 2;
+        }
     } else {
         o->vram_budget_gib = strtod(v, &end);
         if (!*v || *end || !(o->vram_budget_gib >= 0)) {
@@ -129,7 +138,7 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
 static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference)
 {
     *o = (run_workers_opts){.prompt = "", .gpu_backend = "auto", .ffn = "auto", .cpu_workers = -1,
-                            .vram_budget_gib = -1.0};
+                            .vram_budget_gib = -1.0, .warm_share = -1.0};
     gen_params_default(&o->gen);
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
@@ -147,7 +156,7 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
         }
         int valued = !strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") ||
                      !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn") || !strcmp(a, "--ctx-size") ||
-                     !strcmp(a, "-c");
+                     !strcmp(a, "-c") || !strcmp(a, "--warm-share");
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {

@@ -92,6 +92,7 @@ int run_on_workers(const run_workers_opts *o)
     engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
                       .measure_recall = o->measure_recall,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
+                      .warm_share = o->warm_share,
                       .max_seqs = 1, .max_batch = 64, .n_ctx = o->ctx_size ? o->ctx_size : ctx_needed(o),
                       .n_ctx_bound = !o->ctx_size, .rundir = rundir,
                       .timings = o->timings};

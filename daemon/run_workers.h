@@ -13,6 +13,7 @@ typedef struct run_workers_opts {
     const char *gpu_backend;    /* "auto", "cuda", "host" */
     int cpu_workers;            /* -1 = one per NUMA node */
     double vram_budget_gib;     /* < 0 = automatic */
+    double warm_share;          /* < 0 = automatic (engine.h) */
     const char *ffn;            /* "auto", "dense", "exact", "predicted" */
     int measure_recall;         /* predicted: report the predictor's recall and precision */
     int timings;                /* print where each decode step's time went (stderr) */

@@ -163,6 +163,8 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "--hot") | argf(w, &used, &argc, "%u", c->n_hot);
     if (c->ffn)
         bad |= argf(w, &used, &argc, "--ffn") | argf(w, &used, &argc, "%s", c->ffn);
+    if (c->warm_share > 0)
+        bad |= argf(w, &used, &argc, "--warm-share") | argf(w, &used, &argc, "%.17g", c->warm_share);
     return bad ? -1 : 0;
 }
 

@@ -49,6 +49,7 @@ typedef struct sup_config {
     const char *model, *ctl, *shm_name, *backend;
     int shm_fd;             /* > 0: handed to workers as fd 3 ("--shm fd:3"); else by name */
     uint32_t n_hot, max_seqs, max_batch, n_ctx, n_cpu;
+    double warm_share;      /* --warm-share for every worker (plan.h), 0 = none */
     const char *plan;       /* plan cache with per-layer sets: --plan for every worker
                                instead of --hot; NULL or "" = --hot n_hot */
     const char *ffn;        /* --ffn for every worker; NULL = the workers' default (dense) */

@@ -33,6 +33,11 @@ typedef struct gpu_backend_config {
      * NULL: every layer's hot neurons are [0, n_hot). */
     const int32_t *const *hot;
     const uint32_t *hot_count;
+    /* Optional, with hot: hot[l][0 .. hot_vram[l]) are in VRAM; the rest,
+     * the warm neurons (a second ascending run), sit in pinned host memory
+     * that the GPU reads over PCIe beside the CPU workers (CUDA; the host
+     * backend holds them like the others). NULL: all in VRAM. */
+    const uint32_t *hot_vram;
     uint32_t max_seqs;      /* KV cache slots */
     uint32_t n_ctx;         /* positions per slot */
     uint32_t max_batch;     /* entries per step */

@@ -89,6 +89,9 @@ struct gpu_backend {
     void **allocs;                  // every device allocation, for destroy
     size_t n_allocs, cap_allocs;
     void *h_embd;                   // an untied model's token_embd, pinned and mapped
+    void **warm;                    // pinned, mapped host allocations of warm rows
+    size_t n_warm, cap_warm;
+    uint64_t warm_bytes;
     // cfg.arena_bytes > 0: weights, predictors, KV and hot rows in one VMM
     // allocation pid can keep (vram_arena.h); attached: a kept one that
     // holds all of it already. copied: bytes uploaded into it (or, with no
@@ -274,6 +277,74 @@ static int upload_norm(gpu_backend *b, float **dst, const pi_tensor *t, const ch
     return upload(b, *dst, t->data, bytes, err);
 }
 
+// Rows rows[0..nr) of t (rows NULL: [0, nr)) into h in the layout of
+// cuda_mat: nr * t->row_bytes bytes (block types: quants, then scales).
+static void stage_rows(const pi_tensor *t, const int32_t *rows, uint32_t nr, unsigned char *h)
+{
+    int blocks = t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0;
+    size_t nb = t->cols / 32, qb = t->type == PI_TYPE_Q8_0 ? 32 : 16, bb = qb + 2, qrow = nb * qb;
+    for (uint32_t r = 0; r < nr; r++) {
+        const unsigned char *src = (const unsigned char *)pi_tensor_row(t, rows ? (uint64_t)rows[r] : r);
+        if (!blocks) {
+            memcpy(h + (size_t)r * t->row_bytes, src, t->row_bytes);
+            continue;
+        }
+        for (size_t k = 0; k < nb; k++) {
+            memcpy(h + (size_t)r * qrow + k * qb, src + k * bb + 2, qb);
+            memcpy(h + (size_t)nr * qrow + ((size_t)r * nb + k) * 2, src + k * bb, 2);
+        }
+    }
+}
+
+// bytes of pinned host memory the kernels read through its mapping (warm
+// rows): *h to write it, *dev for the kernels.
+static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **dev, size_t bytes, pi_error *err)
+{
+    if (b->n_warm == b->cap_warm) {
+        size_t cap = b->cap_warm ? b->cap_warm * 2 : 64;
+        void **a = (void **)realloc(b->warm, cap * sizeof *a);
+        if (!a)
+            return pi_error_set(err, "cuda backend: out of host memory");
+        b->warm = a;
+        b->cap_warm = cap;
+    }
+    void *p = NULL;
+    cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return pi_error_set(err, "cuda backend: cannot pin %zu bytes of host memory for warm rows (%.1f MiB "
+                            "pinned so far): %s; lower --warm-share", bytes, (double)b->warm_bytes / 1048576.0,
+                            cudaGetErrorString(e));
+    }
+    b->warm[b->n_warm++] = p;
+    b->warm_bytes += bytes;
+    void *d = NULL;
+    CU(cudaHostGetDevicePointer(&d, p, 0));
+    *h = (unsigned char *)p;
+    *dev = (const unsigned char *)d;
+    return 0;
+}
+
+// d's rows [nv, nr) (rows[nv..nr)) into pinned host memory: the GPU reads
+// them over PCIe. d already holds rows [0, nv) on the device.
+static int attach_warm(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
+                       uint32_t nv, pi_error *err)
+{
+    if (nr == nv)
+        return 0;
+    unsigned char *h;
+    const unsigned char *dev;
+    if (warm_alloc(b, &h, &dev, (size_t)(nr - nv) * t->row_bytes, err) != 0)
+        return -1;
+    stage_rows(t, rows ? rows + nv : NULL, nr - nv, h);
+    d->rows = nr;
+    d->nv = nv;
+    d->hdata = dev;
+    if (t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0)
+        d->hscales = (const uint16_t *)(dev + (size_t)(nr - nv) * (t->cols / 32) * (t->type == PI_TYPE_Q8_0 ? 32 : 16));
+    return 0;
+}
+
 // d = rows rows[0..nr) of t (rows NULL: [0, nr)) in t's type, in the layout
 // of cuda_mat: nr * t->row_bytes bytes.
 static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
@@ -307,18 +378,7 @@ static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const 
     unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
         return pi_error_set(err, "cuda backend: out of host memory staging %s (%zu bytes)", what, bytes);
-    size_t nb = t->cols / 32, qb = t->type == PI_TYPE_Q8_0 ? 32 : 16, bb = qb + 2, qrow = nb * qb;
-    for (uint32_t r = 0; r < nr; r++) {
-        const unsigned char *src = (const unsigned char *)pi_tensor_row(t, rows ? (uint64_t)rows[r] : r);
-        if (!blocks) {
-            memcpy(h + (size_t)r * t->row_bytes, src, t->row_bytes);
-            continue;
-        }
-        for (size_t k = 0; k < nb; k++) {
-            memcpy(h + (size_t)r * qrow + k * qb, src + k * bb + 2, qb);
-            memcpy(h + (size_t)nr * qrow + ((size_t)r * nb + k) * 2, src + k * bb, 2);
-        }
-    }
+    stage_rows(t, rows, nr, h);
     int rc = upload(b, p, h, bytes, err);
     free(h);
     return rc;
@@ -328,6 +388,13 @@ static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int
                       const char *what, pi_error *err)
 {
     return upload_mat_as(b, d, t, rows, nr, what, MEM_PLAN, err);
+}
+
+// Hot FFN rows: rows[0..nv) on the device, rows[nv..nr) warm (host).
+static int upload_mat_hot(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
+                          uint32_t nv, const char *what, pi_error *err)
+{
+    return upload_mat_as(b, d, t, rows, nv, what, MEM_PLAN, err) || attach_warm(b, d, t, rows, nr, nv, err);
 }
 
 // The predictor of layer l: fc1 as a cuda_mat (the matvec kernels); fc2 as
@@ -369,7 +436,8 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
 // plan_down_t_type: float types bit-exact, block types dequantized to F32
 // (plan_write_down_t_set's values). PowerInfer files hold only ffn_down_t
 // (rows already): those rows are gathered as they are.
-static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t *hot, uint32_t K, pi_error *err)
+static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t *hot, uint32_t K, uint32_t nv,
+                         pi_error *err)
 {
     const pi_model *m = b->m;
     const pi_layer *P = &m->layers[l];
@@ -384,17 +452,28 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     d->type = dt;
     d->rows = K;
     d->cols = (uint32_t)dim;
-    size_t bytes = (size_t)K * dim * es;
+    if (nv < K) {                   // warm rows [nv, K): straight into pinned host memory
+        unsigned char *hw;
+        const unsigned char *dev;
+        if (!hot)
+            return pi_error_set(err, "cuda backend: warm rows need hot sets");
+        if (warm_alloc(b, &hw, &dev, (size_t)(K - nv) * dim * es, err) != 0 ||
+            plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
+            return -1;
+        d->nv = nv;
+        d->hdata = dev;
+    }
+    size_t bytes = (size_t)nv * dim * es;
     void *p;
     if (dev_alloc(b, &p, bytes, MEM_PLAN, err) != 0)
         return -1;
     d->data = (const unsigned char *)p;
-    if (K == 0 || kept(b, p))
+    if (nv == 0 || kept(b, p))
         return 0;
     unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
         return pi_error_set(err, "cuda backend: out of host memory staging layer %u down^T (%zu bytes)", l, bytes);
-    plan_set set = {hot, 0, K};
+    plan_set set = {hot, 0, nv};
     int rc = plan_write_down_t_set(m, l, set, h, dim * es, err);
     if (rc == 0)
         rc = upload(b, p, h, bytes, err);
@@ -413,6 +492,9 @@ static void free_all(gpu_backend *b)
     free(b->layers);
     free(b->hot_count);
     cudaFreeHost(b->h_embd);
+    for (size_t i = 0; i < b->n_warm; i++)
+        cudaFreeHost(b->warm[i]);
+    free(b->warm);
     cuda_vmm_close(&b->vmm);
     if (b->attached && b->kept_fd >= 0)
         close(b->kept_fd);
@@ -427,6 +509,13 @@ static void free_all(gpu_backend *b)
         cudaStreamDestroy(b->stream);
 }
 
+// Of layer l's hot neurons, how many are in VRAM (the rest are warm).
+static uint32_t hot_vram(const gpu_backend_config *c, uint32_t l)
+{
+    uint32_t K = c->hot ? c->hot_count[l] : c->n_hot;
+    return c->hot && c->hot_vram ? c->hot_vram[l] : K;
+}
+
 // Hot sets, when given, must be ascending ids below n_ff, at most n_hot each.
 static int check_hot_sets(const pi_model *m, const gpu_backend_config *c, pi_error *err)
 {
@@ -438,11 +527,15 @@ static int check_hot_sets(const pi_model *m, const gpu_backend_config *c, pi_err
         if (c->hot_count[l] > c->n_hot || (c->hot_count[l] > 0 && !c->hot[l]))
             return pi_error_set(err, "cuda backend: layer %u has %u hot neurons, more than n_hot %u (or no list)",
                                 l, c->hot_count[l], c->n_hot);
-        for (uint32_t s = 0; s < c->hot_count[l]; s++) {
+        uint32_t nv = hot_vram(c, l);
+        if (nv > c->hot_count[l])
+            return pi_error_set(err, "cuda backend: layer %u: %u of its %u hot neurons in VRAM", l, nv,
+                                c->hot_count[l]);
+        for (uint32_t s = 0; s < c->hot_count[l]; s++) {   // two ascending runs: VRAM, warm
             int32_t j = c->hot[l][s];
-            if (j < 0 || (uint32_t)j >= m->n_ff || (s > 0 && j <= c->hot[l][s - 1]))
+            if (j < 0 || (uint32_t)j >= m->n_ff || (s > 0 && s != nv && j <= c->hot[l][s - 1]))
                 return pi_error_set(err, "cuda backend: layer %u hot neuron %u is %d: hot sets must be "
-                                    "ascending ids below %u", l, s, j, m->n_ff);
+                                    "ascending ids below %u (VRAM, then warm)", l, s, j, m->n_ff);
         }
     }
     return 0;
@@ -455,7 +548,7 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
     const pi_layer *P = &m->layers[l];
     cuda_layer *L = &b->layers[l];
     const int32_t *hot = c->hot ? c->hot[l] : NULL;
-    uint32_t K = c->hot ? c->hot_count[l] : c->n_hot;
+    uint32_t K = c->hot ? c->hot_count[l] : c->n_hot, nv = hot_vram(c, l);
     b->hot_count[l] = K;
     if (upload_norm(b, &L->attn_norm, &P->attn_norm, "attn_norm", err) ||
         upload_norm(b, &L->ffn_norm, &P->ffn_norm, "ffn_norm", err) ||
@@ -463,9 +556,9 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
         upload_mat(b, &L->wk, &P->wk, NULL, (uint32_t)P->wk.rows, "attn_k", err) ||
         upload_mat(b, &L->wv, &P->wv, NULL, (uint32_t)P->wv.rows, "attn_v", err) ||
         upload_mat(b, &L->wo, &P->wo, NULL, (uint32_t)P->wo.rows, "attn_output", err) ||
-        upload_mat(b, &L->gate, &P->ffn_gate, hot, K, "ffn_gate", err) ||
-        upload_mat(b, &L->up, &P->ffn_up, hot, K, "ffn_up", err) ||
-        upload_down_t(b, &L->down_t, l, hot, K, err))
+        upload_mat_hot(b, &L->gate, &P->ffn_gate, hot, K, nv, "ffn_gate", err) ||
+        upload_mat_hot(b, &L->up, &P->ffn_up, hot, K, nv, "ffn_up", err) ||
+        upload_down_t(b, &L->down_t, l, hot, K, nv, err))
         return -1;
     if (P->ffn_gate.type != P->ffn_up.type)
         return pi_error_set(err, "cuda backend: ffn_gate and ffn_up types differ (%d, %d)",
@@ -482,13 +575,15 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
     }
     for (uint32_t j = 0; j < m->n_ff; j++)
         map[j] = -1;
-    for (uint32_t s = 0; s < K; s++) {
+    int rc = 0;
+    for (uint32_t s = 0; s < K && rc == 0; s++) {
         uint32_t j = hot ? (uint32_t)hot[s] : s;
+        if (map[j] >= 0)
+            rc = pi_error_set(err, "cuda backend: layer %u lists neuron %u twice (VRAM and warm)", l, j);
         map[j] = (int32_t)s;
         bits[j / 32] |= 1u << (j % 32);
     }
-    int rc = 0;
-    if (hot && (rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err)) == 0)
+    if (rc == 0 && hot && (rc = dev_alloc(b, (void **)&L->map, m->n_ff * sizeof *map, MEM_SCRATCH, err)) == 0)
         rc = upload(b, L->map, map, m->n_ff * sizeof *map, err);
     if (rc == 0 && b->predicting &&
         (rc = dev_alloc(b, (void **)&L->hot_bits, words * sizeof *bits, MEM_SCRATCH, err)) == 0)

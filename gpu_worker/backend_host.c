@@ -254,9 +254,10 @@ static int check_hot(const pi_model *m, const gpu_backend_config *cfg, pi_error 
         if (cfg->hot_count[l] > cfg->n_hot || (cfg->hot_count[l] && !cfg->hot[l]))
             return pi_error_set(err, "host backend: layer %u lists %u hot neurons, more than n_hot %u", l,
                                 cfg->hot_count[l], cfg->n_hot);
-        for (uint32_t k = 0; k < cfg->hot_count[l]; k++) {
+        uint32_t nv = cfg->hot_vram ? cfg->hot_vram[l] : cfg->hot_count[l];
+        for (uint32_t k = 0; k < cfg->hot_count[l]; k++) {   /* two ascending runs: VRAM, warm */
             int32_t j = cfg->hot[l][k];
-            if (j < 0 || (uint32_t)j >= m->n_ff || (k && j <= cfg->hot[l][k - 1]))
+            if (j < 0 || (uint32_t)j >= m->n_ff || (k && k != nv && j <= cfg->hot[l][k - 1]))
                 return pi_error_set(err, "host backend: layer %u: hot neuron %d at position %u is out of order "
                                     "or not below n_ff %u", l, j, k, m->n_ff);
         }
@@ -335,6 +336,7 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
         goto fail;
     b->cfg.hot = NULL;          /* the caller's lists are copied into slot_of and the rows */
     b->cfg.hot_count = NULL;
+    b->cfg.hot_vram = NULL;
     /* As the CUDA backend: an untied model's embedding table stays in host
      * memory (the model's mapping), uncounted; tied, it is the output. */
     b->tok_embd = m->tok_embd;

@@ -38,11 +38,27 @@ struct chunk {
 
 template <int T> struct wt;
 
+// Where row lives: its part's base (and scales), row made relative to it.
+__device__ __forceinline__ const unsigned char *mat_base(const cuda_mat &m, uint32_t &row)
+{
+    if (m.hdata && row >= m.nv) {
+        row -= m.nv;
+        return m.hdata;
+    }
+    return m.data;
+}
+
+__device__ __forceinline__ const uint16_t *mat_scales(const cuda_mat &m, const unsigned char *base)
+{
+    return base == m.data ? m.scales : m.hscales;
+}
+
 template <> struct wt<PI_TYPE_F32> {
     static constexpr int E = 4;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 4) + c), 0.0f};
+        const unsigned char *b = mat_base(m, row);
+        return {__ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * m.cols * 4) + c), 0.0f};
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
@@ -57,7 +73,8 @@ template <> struct wt<PI_TYPE_F16> {
     static constexpr int E = 8;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2) + c), 0.0f};
+        const unsigned char *b = mat_base(m, row);
+        return {__ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * m.cols * 2) + c), 0.0f};
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
@@ -75,7 +92,8 @@ template <> struct wt<PI_TYPE_BF16> {
     static constexpr int E = 8;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols * 2) + c), 0.0f};
+        const unsigned char *b = mat_base(m, row);
+        return {__ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * m.cols * 2) + c), 0.0f};
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
@@ -93,8 +111,9 @@ template <> struct wt<PI_TYPE_Q8_0> {
     static constexpr int E = 16;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * m.cols) + c),
-                half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c / 2))};
+        const unsigned char *b = mat_base(m, row);
+        return {__ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * m.cols) + c),
+                half_bits(__ldg(mat_scales(m, b) + (size_t)row * (m.cols / 32) + c / 2))};
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
@@ -112,8 +131,9 @@ template <> struct wt<PI_TYPE_Q4_0> {
     static constexpr int E = 32;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
     {
-        return {__ldg(reinterpret_cast<const uint4 *>(m.data + (size_t)row * (m.cols / 2)) + c),
-                half_bits(__ldg(m.scales + (size_t)row * (m.cols / 32) + c))};
+        const unsigned char *b = mat_base(m, row);
+        return {__ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * (m.cols / 2)) + c),
+                half_bits(__ldg(mat_scales(m, b) + (size_t)row * (m.cols / 32) + c))};
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {

@@ -24,11 +24,19 @@ extern "C" {
 // first the quants of every row (cols or cols/2 bytes a row), then the fp16
 // scales of every row (cols/32 a row) at `scales`. Either way the allocation
 // is rows * the model's row bytes: the plan's count.
+//
+// Warm rows: when hdata is set, rows [nv, rows) live in pinned, mapped host
+// memory (hdata/hscales, laid out as above for rows - nv rows) and the
+// kernels read them over PCIe; rows [0, nv) are at data. hdata NULL (a
+// zeroed cuda_mat): every row is at data.
 struct cuda_mat {
     int type;               // pi_type
     uint32_t rows, cols;
     const unsigned char *data;
     const uint16_t *scales; // block types only
+    uint32_t nv;            // rows at data when hdata is set
+    const unsigned char *hdata;
+    const uint16_t *hscales;
 };
 
 // The active lists of one step (ffn_hot_active): list[i] is a device-readable

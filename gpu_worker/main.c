@@ -25,7 +25,7 @@ int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *total_bytes, ch
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
-               "       [--hot K | --plan FILE] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
+               "       [--hot K | --plan FILE] [--warm-share F] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
                "       [--ffn dense|exact|predicted] [--measure-recall] [--vram-sock FD]\n"
                "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n"
@@ -135,6 +135,14 @@ int main(int argc, char **argv)
             o.plan_path = v;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
+        else if (!strcmp(a, "--warm-share")) {
+            char *end;
+            o.warm_share = strtod(v, &end);
+            if (!*v || *end || !(o.warm_share >= 0.0 && o.warm_share <= 1.0)) {
+                fprintf(stderr, "pi-gpu-worker: --warm-share '%s': expected a share from 0 to 1\n", v);
+                bad = -1;
+            }
+        }
         else if (!strcmp(a, "--ffn")) {
             if (pi_ffn_mode_parse(v, &o.ffn) < 0) {
                 fprintf(stderr, "pi-gpu-worker: --ffn '%s': expected dense, exact or predicted\n", v);

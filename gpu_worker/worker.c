@@ -139,7 +139,7 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
      * device when it predicts: no arena bytes beyond what it lays out, they would be VRAM held) */
     uint64_t layout = p->weight_bytes + p->hot_bytes;
     if (!cuda)
-        layout += p->kv_bytes;
+        layout += p->kv_bytes + p->warm_bytes;    /* the host backend holds warm rows like hot ones */
     else
         layout += plan_kv_bytes_elem(m, p->max_seqs, p->n_ctx, PLAN_CUDA_KV_ELEM_BYTES) +
                   (g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0);
@@ -184,7 +184,8 @@ static int load(gworker *g, pi_error *err)
         return -1;
     if (!(g->m = model_open_sparse(o->model_path, err)))
         return -1;
-    plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers};
+    plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
+                      .warm_share = o->warm_share};
     pi_plan *plan = &g->plan;
     int rc = o->plan_path ? plan_load_for_model(g->m, o->plan_path, &pp, plan, err)
              : o->n_hot < 0 ? plan_make(g->m, &pp, plan, err)
@@ -194,6 +195,7 @@ static int load(gworker *g, pi_error *err)
         return pi_error_wrap(err, "gpu worker");
     g->n_hot = plan->n_hot;
     gpu_backend_config cfg = {.n_hot = plan->n_hot, .hot = plan->hot_ids, .hot_count = plan->layer_hot,
+                              .hot_vram = plan->layer_vram,
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
                               .device = o->device, .ffn = o->ffn, .kept_fd = -1};
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)

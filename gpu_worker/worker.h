@@ -18,6 +18,7 @@ typedef struct gpu_worker_opts {
     const char *backend;        /* "host" or "cuda" */
     int64_t n_hot;              /* hot neurons per layer; < 0 = the plan's default */
     const char *plan_path;      /* pid's plan cache (--plan): per-layer hot sets; overrides n_hot */
+    double warm_share;          /* plan_params.warm_share (--warm-share; pid passes the same to every worker) */
     uint32_t max_seqs, max_batch;
     uint32_t n_ctx;             /* 0 = the model's */
     uint32_t n_cpu_workers;

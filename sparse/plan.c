@@ -5,6 +5,7 @@
 #include "plan.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -496,9 +497,11 @@ void plan_release(pi_plan *p)
         return;
     free(p->order);
     free(p->layer_hot);
+    free(p->layer_vram);
     free(p->hot_ids);
     p->order = NULL;
     p->layer_hot = NULL;
+    p->layer_vram = NULL;
     p->hot_ids = NULL;
 }
 
@@ -570,6 +573,29 @@ void plan_describe_shard(const pi_plan *p, uint32_t shard, char *buf, size_t cap
              source_name(p), lo, hi, p->n_ff);
 }
 
+/* Moves every cold neuron of o[h, n_ff) (ascending) whose running count
+ * crosses a multiple of 1/share into a run right after the hot ones, the
+ * rest after it, both still ascending; returns the warm count. Interleaved
+ * rather than the first ones, so the warm get about `share` of the cold
+ * activations whatever order the frequencies have (the plan keeps no
+ * per-neuron frequencies), and every process computes the same split. */
+static uint32_t split_warm(int32_t *o, uint32_t h, uint32_t n_ff, double share, int32_t *tmp)
+{
+    uint32_t nc = n_ff - h, nw = 0;
+    for (uint32_t i = 0; i < nc; i++)
+        if (floor((double)(i + 1) * share) > floor((double)i * share))
+            nw++;
+    uint32_t w = 0, c = nw;
+    for (uint32_t i = 0; i < nc; i++) {
+        if (floor((double)(i + 1) * share) > floor((double)i * share))
+            tmp[w++] = o[h + i];
+        else
+            tmp[c++] = o[h + i];
+    }
+    memcpy(o + h, tmp, (size_t)nc * sizeof *o);
+    return nw;
+}
+
 static int from_placement_fail(pi_plan *out, int rc)
 {
     plan_release(out);
@@ -607,11 +633,16 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
     uint32_t L = m->n_layers ? m->n_layers : 1;
     out->order = malloc((n_ids ? n_ids : 1) * sizeof *out->order);
     out->layer_hot = calloc(L, sizeof *out->layer_hot);
+    out->layer_vram = calloc(L, sizeof *out->layer_vram);
     out->hot_ids = calloc(L, sizeof *out->hot_ids);
-    if (!out->order || !out->layer_hot || !out->hot_ids)
+    double share = pp->warm_share > 0 && pp->warm_share <= 1 && out->n_shards > 0 ? pp->warm_share : 0;
+    int32_t *tmp = share > 0 ? malloc((m->n_ff ? m->n_ff : 1) * sizeof *tmp) : NULL;
+    if (!out->order || !out->layer_hot || !out->layer_vram || !out->hot_ids || (share > 0 && !tmp)) {
+        free(tmp);
         return from_placement_fail(out, pi_error_set(err, "plan: out of memory for %u x %u neuron ids",
                                                      m->n_layers, m->n_ff));
-    uint64_t n_hot_all = 0, n_cold_any = 0;
+    }
+    uint64_t n_hot_all = 0, n_cold_any = 0, n_warm_all = 0;
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const placement_layer *y = &pl->layers[l];
         int32_t *o = out->order + (size_t)l * m->n_ff;
@@ -621,18 +652,25 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
         for (uint32_t i = 0; i < m->n_ff; i++)
             if (!y->is_hot[i])
                 o[k++] = (int32_t)i;
-        if (k != m->n_ff)
+        if (k != m->n_ff) {
+            free(tmp);
             return from_placement_fail(out, pi_error_set(err, "plan: layer %u of the placement lists %u hot "
                                                          "neurons that disagree with its flags", l, y->n_hot));
-        out->layer_hot[l] = y->n_hot;
+        }
+        uint32_t nw = share > 0 ? split_warm(o, y->n_hot, m->n_ff, share, tmp) : 0;
+        out->layer_vram[l] = y->n_hot;
+        out->layer_hot[l] = y->n_hot + nw;
         out->hot_ids[l] = o;
-        out->n_hot = y->n_hot > out->n_hot ? y->n_hot : out->n_hot;
+        out->n_hot = out->layer_hot[l] > out->n_hot ? out->layer_hot[l] : out->n_hot;
         uint64_t nb = plan_neuron_bytes_layer(m, l);
         out->hot_bytes += y->n_hot * nb;
-        out->cold_bytes += (uint64_t)(m->n_ff - y->n_hot) * nb;
+        out->warm_bytes += (uint64_t)nw * nb;
+        out->cold_bytes += (uint64_t)(m->n_ff - y->n_hot - nw) * nb;
         n_hot_all += y->n_hot;
-        n_cold_any += m->n_ff - y->n_hot;
+        n_warm_all += nw;
+        n_cold_any += m->n_ff - y->n_hot - nw;
     }
+    free(tmp);
     if (out->n_shards == 0 && n_cold_any > 0)
         return from_placement_fail(out, pi_error_set(err, "plan: %" PRIu64 " neurons would be cold but there "
                                                      "are no CPU workers; give a larger VRAM budget or at least "
@@ -642,8 +680,19 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
     out->from_freq = !pl->uniform;
     out->gpu_share = placement_share(pl);
     uint64_t n_all = (uint64_t)m->n_layers * m->n_ff;
-    uint32_t lo, hi;
-    count_range(out, 1, 0, &lo, &hi);
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        lo = out->layer_vram[l] < lo ? out->layer_vram[l] : lo;
+        hi = out->layer_vram[l] > hi ? out->layer_vram[l] : hi;
+    }
+    lo = lo > hi ? hi : lo;
+    char warm[160] = "", wb[32];
+    if (n_warm_all > 0) {
+        fmt_bytes(wb, sizeof wb, out->warm_bytes);
+        snprintf(warm, sizeof warm, "; warm %" PRIu64 " neurons (%.1f%%, %s of pinned host memory, ~%.1f%% of "
+                 "activations) read by the GPU over PCIe", n_warm_all, 100.0 * (double)n_warm_all / (double)n_all,
+                 wb, 100.0 * share * (1.0 - out->gpu_share));
+    }
     char gpu[32], w[32], kv[32], hot[32], cold[32], budget[32];
     fmt_bytes(gpu, sizeof gpu, out->gpu_bytes);
     fmt_bytes(w, sizeof w, out->weight_bytes);
@@ -654,10 +703,10 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
     snprintf(out->summary, sizeof out->summary,
              "hot %" PRIu64 "/%" PRIu64 " neurons (%.1f%%; %u..%u of %u per layer) %s, expected GPU share of "
              "activations %.1f%%; GPU %s of budget %s = weights %s + KV cache %s (%u positions x %u sequence%s) + "
-             "hot FFN %s; cold FFN %s over %u CPU shard%s",
+             "hot FFN %s%s; cold FFN %s over %u CPU shard%s",
              n_hot_all, n_all, n_all ? 100.0 * (double)n_hot_all / (double)n_all : 0.0, lo, hi, m->n_ff,
              source_name(out), 100.0 * out->gpu_share, gpu, budget, w, kv, out->n_ctx, out->max_seqs,
-             out->max_seqs == 1 ? "" : "s", hot, cold, out->n_shards, out->n_shards == 1 ? "" : "s");
+             out->max_seqs == 1 ? "" : "s", hot, warm, cold, out->n_shards, out->n_shards == 1 ? "" : "s");
     reserve_finish(m, pp, out);
     return 0;
 }

@@ -58,6 +58,12 @@ typedef struct plan_params {
                                    max_batch entries: its predictors and scratch
                                    (plan_reserve_bytes) are reserved inside the budget;
                                    0: nothing beyond weights + KV + hot (host backend) */
+    double warm_share;          /* in [0, 1]: with a placement and CPU workers, this share of
+                                   each layer's cold neurons (every 1/share-th of its ascending
+                                   cold list, so about that share of the cold activations)
+                                   becomes warm: held by the GPU worker in pinned host memory
+                                   and read by the GPU over PCIe while the CPU workers compute
+                                   the rest (plan.c, split_warm). 0: none */
     uint32_t fit;               /* PLAN_FIT_SEQS | PLAN_FIT_CTX: with a budget (given or from
                                    the free memory), plan_make may lower max_seqs (to 1),
                                    then n_ctx, so the KV cache fits (plan.c, kv_fit); sizes
@@ -99,9 +105,13 @@ typedef struct pi_plan {
     double gpu_share;           /* expected share of activations served by the GPU (index
                                    order, or a uniform placement: the hot fraction) */
     /* From a placement only (NULL in index-order plans); owned: plan_release.
-     * order + l * n_ff: layer l's hot neurons ascending, then its cold ones ascending. */
+     * order + l * n_ff: layer l's hot neurons ascending, its warm ones ascending, then its
+     * cold ones ascending. */
     int32_t *order;
-    uint32_t *layer_hot;        /* [n_layers] hot count of each layer */
+    uint32_t *layer_hot;        /* [n_layers] the GPU side's count of each layer: hot + warm */
+    uint32_t *layer_vram;       /* [n_layers] of those, the first layer_vram[l] are in VRAM;
+                                   the rest (a second ascending run) are warm */
+    uint64_t warm_bytes;        /* the warm neurons' bytes (pinned host memory, not VRAM) */
     const int32_t **hot_ids;    /* [n_layers] = order + l * n_ff (gpu_backend_config.hot) */
     /* How the budget and the KV cache were sized (plan_make) */
     uint64_t device_free_bytes, device_total_bytes; /* plan_params' (0 = unknown) */

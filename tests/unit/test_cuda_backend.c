@@ -104,6 +104,7 @@ typedef struct hotcfg {
     uint32_t n_hot;
     int32_t **sets;
     uint32_t *count;
+    uint32_t *vram;     /* NULL, or per layer: sets[l][0 .. vram[l]) in VRAM, the rest warm */
     uint8_t *is_hot;    /* [layer][n_ff] */
 } hotcfg;
 
@@ -138,8 +139,29 @@ static void hot_random(const pi_model *m, double frac, uint64_t seed, hotcfg *h)
     }
 }
 
+/* Every other neuron of each layer's hot set becomes warm (pinned host
+ * memory, read over PCIe): the set is reordered into its VRAM run, then its
+ * warm run, both ascending, as the plan orders them. */
+static void hot_warm(const pi_model *m, hotcfg *h)
+{
+    CHECK(h->sets && (h->vram = calloc(m->n_layers, sizeof *h->vram)), "hot_warm: needs hot sets; oom");
+    int32_t *tmp = malloc(m->n_ff * sizeof *tmp);
+    CHECK(tmp, "oom");
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        uint32_t n = h->count[l], v = 0;
+        for (uint32_t k = 0; k < n; k += 2)
+            tmp[v++] = h->sets[l][k];
+        for (uint32_t k = 1, w = v; k < n; k += 2)
+            tmp[w++] = h->sets[l][k];
+        memcpy(h->sets[l], tmp, n * sizeof *tmp);
+        h->vram[l] = v;
+    }
+    free(tmp);
+}
+
 static void hot_free(const pi_model *m, hotcfg *h)
 {
+    free(h->vram);
     for (uint32_t l = 0; h->sets && l < m->n_layers; l++)
         free(h->sets[l]);
     free(h->sets);
@@ -151,7 +173,7 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
 {
     pi_error err = {{0}};
     gpu_backend_config cfg = {.n_hot = h->n_hot, .hot = (const int32_t *const *)h->sets, .hot_count = h->count,
-                              .max_seqs = N_SEQ, .n_ctx = N_POS, .max_batch = MAX_BATCH, .device = 0,
+                              .hot_vram = h->vram, .max_seqs = N_SEQ, .n_ctx = N_POS, .max_batch = MAX_BATCH, .device = 0,
                               .ffn = mode};
     gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
     CHECK(b, "%s: create: %s", label, err.msg);
@@ -165,7 +187,7 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
     if (h->sets) {
         want = plan.fixed_bytes;
         for (uint32_t l = 0; l < m->n_layers; l++)
-            want += (uint64_t)h->count[l] * plan_neuron_bytes_layer(m, l);
+            want += (uint64_t)(h->vram ? h->vram[l] : h->count[l]) * plan_neuron_bytes_layer(m, l);
     }
     uint64_t part, pred, scratch, total = gpu_backend_cuda.device_bytes(b);
     gpu_backend_cuda_bytes(b, &part, &pred, &scratch);
@@ -209,7 +231,7 @@ static void cold_part(const pi_model *m, const hotcfg *h, uint32_t l, const floa
 static void run_ref(const pi_model *m, const oracle *o, const hotcfg *h, pi_ffn_mode mode, const char *name)
 {
     char label[160];
-    snprintf(label, sizeof label, "%s %s K=%u %s", name, h->sets ? "hot sets" : "uniform", h->n_hot,
+    snprintf(label, sizeof label, "%s %s K=%u %s", name, h->vram ? "hot+warm sets" : h->sets ? "hot sets" : "uniform", h->n_hot,
              pi_ffn_mode_name(mode));
     pi_error err = {{0}};
     gpu_backend *b = make_cuda(m, h, mode, label);
@@ -266,7 +288,7 @@ static void run_ref(const pi_model *m, const oracle *o, const hotcfg *h, pi_ffn_
 static void run_predicted(const pi_model *m, const oracle *o, const hotcfg *h, int in_place, const char *name)
 {
     char label[160];
-    snprintf(label, sizeof label, "%s %s K=%u predicted%s", name, h->sets ? "hot sets" : "uniform", h->n_hot,
+    snprintf(label, sizeof label, "%s %s K=%u predicted%s", name, h->vram ? "hot+warm sets" : h->sets ? "hot sets" : "uniform", h->n_hot,
              in_place ? " (lists in place)" : "");
     pi_error err = {{0}};
     CHECK(m->has_predictor, "%s: the model has no predictor", label);
@@ -597,7 +619,7 @@ static void run_device(const pi_model *m, const oracle *o, const hotcfg *h, pi_f
                        const char *name)
 {
     char label[160];
-    snprintf(label, sizeof label, "%s %s K=%u %s, run_step, %u cpu", name, h->sets ? "hot sets" : "uniform",
+    snprintf(label, sizeof label, "%s %s K=%u %s, run_step, %u cpu", name, h->vram ? "hot+warm sets" : h->sets ? "hot sets" : "uniform",
              h->n_hot, pi_ffn_mode_name(mode), n_cpu);
     pi_error err = {{0}};
     int predicted = mode == PI_FFN_PREDICTED;
@@ -788,6 +810,12 @@ static void run_model(const pi_model *m, const char *name, int relu)
         run_predicted(m, &o, &h, 1, name);
         run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
     }
+    /* the same sets with half of each warm: the same results */
+    hot_warm(m, &h);
+    run_ref(m, &o, &h, PI_FFN_DENSE, name);
+    run_device(m, &o, &h, PI_FFN_DENSE, 1, name);
+    if (m->has_predictor)
+        run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
     hot_free(m, &h);
     hot_uniform(m, m->n_ff, &h);
     run_device(m, &o, &h, PI_FFN_DENSE, 0, name);
@@ -873,6 +901,8 @@ static void run_real_width(void)
     hot_free(m, &h);
     hot_random(m, 0.3, 5, &h);
     run_ref(m, &o, &h, PI_FFN_EXACT, name);
+    run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
+    hot_warm(m, &h);
     run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
     hot_free(m, &h);
     free(o.logits);

@@ -1,5 +1,6 @@
 /* The placement plan respects the VRAM budget, splits the cold neurons [K, n_ff) into contiguous shards that cover them exactly, and refuses impossible budgets with the bytes needed; plans from a frequency placement put every neuron exactly once (hot, or in one balanced cold chunk), hold what the host backend allocates, stay in the budget, and reach the workers through the plan cache; for a CUDA GPU (max_batch > 0) the backend's scratch is reserved inside the budget too. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +75,42 @@ static void check_sets(const pi_model *m, const pi_plan *p, const placement *pl)
     free(seen);
 }
 
+/* With a warm share: each layer's GPU set is the placement's hot neurons
+ * (VRAM), then floor(share x cold) warm ones, both runs ascending; the CPU
+ * shards hold the rest; every neuron once; VRAM bytes unchanged (base: the
+ * same plan without warm). */
+static void check_warm(const pi_model *m, const pi_plan *p, const pi_plan *base, const placement *pl, double share)
+{
+    uint8_t *seen = malloc(m->n_ff);
+    CHECK(seen && p->layer_vram, "oom / no layer_vram");
+    uint64_t warm_bytes = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        memset(seen, 0, m->n_ff);
+        uint32_t hot = pl->layers[l].n_hot, cold = m->n_ff - hot, nw = (uint32_t)floor(cold * share);
+        plan_set g = plan_hot_set(p, l);
+        CHECK(p->layer_vram[l] == hot && g.n == hot + nw && g.n <= p->n_hot,
+              "layer %u: %u VRAM + %u on the GPU side, want %u + %u", l, p->layer_vram[l], g.n, hot, nw);
+        for (uint32_t k = 0; k < g.n; k++) {
+            CHECK(k == 0 || k == hot || g.ids[k] > g.ids[k - 1], "layer %u: GPU set not two ascending runs", l);
+            CHECK(k >= hot ? !pl->layers[l].is_hot[g.ids[k]] : (uint32_t)g.ids[k] == pl->layers[l].hot[k],
+                  "layer %u: position %u of the GPU set", l, k);
+            seen[g.ids[k]]++;
+        }
+        for (uint32_t i = 0; i < p->n_shards; i++) {
+            plan_set c = plan_shard_set(p, i, l);
+            for (uint32_t k = 0; k < c.n; k++)
+                seen[c.ids[k]]++;
+        }
+        for (uint32_t j = 0; j < m->n_ff; j++)
+            CHECK(seen[j] == 1, "layer %u neuron %u placed %u times with warm", l, j, seen[j]);
+        warm_bytes += (uint64_t)nw * plan_neuron_bytes_layer(m, l);
+    }
+    CHECK(p->hot_bytes == base->hot_bytes && p->gpu_bytes == base->gpu_bytes && p->warm_bytes == warm_bytes &&
+          p->warm_bytes + p->cold_bytes == base->cold_bytes, "warm plan bytes");
+    CHECK(warm_bytes == 0 || strstr(p->summary, "warm "), "summary without warm: %s", p->summary);
+    free(seen);
+}
+
 /* The host backend given the plan's hot sets holds exactly the plan's GPU bytes. */
 static void check_backend_bytes(const pi_model *m, const pi_plan *p)
 {
@@ -145,6 +182,17 @@ static void check_from_placement(const pi_model *m, const char *model_path)
                   "summary '%s'", p.summary);
             check_sets(m, &p, pl);
             check_backend_bytes(m, &p);
+            if (shards > 0) {
+                for (int k = 1; k <= 3; k++) {
+                    double share = k == 3 ? 1.0 : 0.3 * k;
+                    plan_params wp = pp;
+                    wp.warm_share = share;
+                    pi_plan q;
+                    CHECK(plan_make_from_placement(m, &wp, pl, &q, &err) == 0, "%s", err.msg);
+                    check_warm(m, &q, &p, pl, share);
+                    plan_release(&q);
+                }
+            }
             /* A second plan over the same struct after release, and release twice. */
             plan_release(&p);
             plan_release(&p);
