@@ -40,6 +40,7 @@ extern "C" {
 
 // plan_scratch_bytes counts with these.
 static_assert(CUDA_DOWN_PART_ROWS == PLAN_CUDA_DOWN_PART_ROWS, "plan.h's copy of CUDA_DOWN_PART_ROWS");
+static_assert(CUDA_MAX_BATCH == PLAN_CUDA_MAX_BATCH, "plan.h's copy of CUDA_MAX_BATCH");
 static_assert(sizeof(gpu_entry) <= PLAN_CUDA_ENTRY_BYTES, "plan.h's bound of a device entry");
 static_assert(PLAN_CUDA_KV_ELEM_BYTES == sizeof(__half), "plan.h counts an fp16 KV cache");
 
@@ -674,7 +675,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
         return -1;
     size_t nb = c->max_batch;
-    size_t attn_part = nb * m->n_heads * cuda_attn_splits(c->n_ctx) * (m->head_dim + 2);
+    size_t attn_part = cuda_attn_part_floats(nb, m->n_heads, c->n_ctx, m->head_dim);
     if (scratch_floats(b, &b->x, nb * m->dim, err) || scratch_floats(b, &b->xb, nb * m->dim, err) ||
         scratch_floats(b, &b->q, nb * m->dim, err) || scratch_floats(b, &b->k, nb * b->kv_dim, err) ||
         scratch_floats(b, &b->v, nb * b->kv_dim, err) || scratch_floats(b, &b->attn_part, attn_part, err) ||
@@ -684,6 +685,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
         scratch_floats(b, &b->logits, nb * m->n_vocab, err) ||
         dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err))
         return -1;
+    CU(cudaMemset(b->attn_part, 0, attn_part * sizeof(float)));    // its split counters start at zero
     // The step block: entries, logit rows | parameters | stamps | peers.
     b->off_rows = nb * sizeof(gpu_entry);
     b->off_params = (b->off_rows + nb * sizeof(uint32_t) + 63) / 64 * 64;

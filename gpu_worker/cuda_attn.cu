@@ -6,8 +6,6 @@
 namespace {
 
 constexpr unsigned NORM_THREADS = 1024;  // one block per row: 5 floats a thread at dim 5120
-constexpr unsigned ATTN_THREADS = 128;   // >= CUDA_ATTN_CHUNK: one thread per position for the scores
-static_assert(CUDA_ATTN_CHUNK <= ATTN_THREADS, "a chunk's scores are one per thread");
 
 __device__ __forceinline__ float warp_sum(float v)
 {
@@ -104,83 +102,158 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
     }
 }
 
-// Block (split s, head h, entry i): positions [s * CHUNK, min(pos + 1, ..)).
-// Writes o (head_dim floats, weights relative to the chunk's max), the max
-// and the sum of the weights. Splits past pos write nothing: the merge reads
-// only the splits that cover 0..pos.
-__global__ void __launch_bounds__(ATTN_THREADS) k_attn_split(float *part, const float *q, const __half *kc,
-                                                             const __half *vc, const gpu_entry *e, uint32_t layer,
-                                                             cuda_attn_shape sh)
+// Block (split s, head h, entry i): positions [s * CHUNK, min(pos + 1, ..)),
+// ATTN_WARPS warps. Scores: warp w takes positions w, w + ATTN_WARPS, ...,
+// each lane 2 dims of a key row per 64 (rows are read coalesced, all of a
+// warp's rows in flight at once), summed over the warp. Softmax over the
+// chunk in shared memory. Values: the same positions per warp, each lane 2
+// output dims per 64; the warps' sums added in warp order. One split (pos <
+// CHUNK) writes out; several write their part (o, max, sum) and the last
+// block of the (entry, head) to finish, counted in cnt, merges the splits in
+// order and resets the count: one launch, any position.
+constexpr unsigned ATTN_WARPS = 4;
+constexpr unsigned ATTN_PER_WARP = CUDA_ATTN_CHUNK / ATTN_WARPS;
+constexpr unsigned ATTN_MAX_HD = 256;   // 4 pairs a lane
+static_assert(CUDA_ATTN_CHUNK % ATTN_WARPS == 0, "whole positions per warp");
+
+__global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *part, uint32_t *cnt, const float *q,
+                                                          const __half *kc, const __half *vc, const gpu_entry *e,
+                                                          uint32_t layer, cuda_attn_shape sh)
 {
-    extern __shared__ float sm[];   // q (head_dim), then CHUNK weights
+    extern __shared__ float fac[];          // the merge: one factor per split
+    __shared__ float s_sc[CUDA_ATTN_CHUNK];
+    __shared__ float s_o[ATTN_WARPS][ATTN_MAX_HD];
     __shared__ float red[32];
+    __shared__ int last;
     const uint32_t s = blockIdx.x, h = blockIdx.y, i = blockIdx.z, splits = gridDim.x;
-    const uint32_t pos = e[i].pos, t0 = s * CUDA_ATTN_CHUNK, hd = sh.head_dim;
-    if (t0 > pos)
+    const uint32_t pos = e[i].pos, used = pos / CUDA_ATTN_CHUNK + 1, hd = sh.head_dim;
+    if (s >= used)
         return;
-    const uint32_t len = min(pos + 1 - t0, (uint32_t)CUDA_ATTN_CHUNK);
+    const uint32_t t0 = s * CUDA_ATTN_CHUNK, len = min(pos + 1 - t0, (uint32_t)CUDA_ATTN_CHUNK);
     const uint32_t kv_dim = sh.n_kv_heads * hd, kvh = h / (sh.n_heads / sh.n_kv_heads);
+    const uint32_t lane = threadIdx.x & 31u, w = threadIdx.x >> 5, kd = (hd + 63) / 64;
     const size_t base = ((size_t)e[i].slot * sh.n_layers + layer) * sh.n_ctx * kv_dim + (size_t)kvh * hd +
                         (size_t)t0 * kv_dim;
-    float *qs = sm, *w = sm + hd;
-    const float *qh = q + ((size_t)i * sh.n_heads + h) * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x)
-        qs[d] = qh[d] * scale;
-    __syncthreads();
-    // One position per thread: its key row is head_dim contiguous halves.
-    float sc = -INFINITY;
-    if (threadIdx.x < len) {
-        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + base + (size_t)threadIdx.x * kv_dim);
-        float acc = 0.0f;
-#pragma unroll 8
-        for (uint32_t d2 = 0; d2 < hd / 2; d2++) {
-            float2 kf = __half22float2(kr[d2]);
-            acc = fmaf(qs[2 * d2], kf.x, acc);
-            acc = fmaf(qs[2 * d2 + 1], kf.y, acc);
-        }
-        sc = acc;
+    const float *qh = q + ((size_t)i * sh.n_heads + h) * hd;
+    float2 qv[4];
+#pragma unroll
+    for (uint32_t k = 0; k < 4; k++) {
+        const uint32_t d = 2 * lane + 64 * k;
+        qv[k] = k < kd && d < hd ? make_float2(qh[d] * scale, qh[d + 1] * scale) : make_float2(0.0f, 0.0f);
     }
-    const float mx = block_reduce<1>(sc, red);
-    const float p = threadIdx.x < len ? expf(sc - mx) : 0.0f;
+    float sc[ATTN_PER_WARP];
+#pragma unroll
+    for (uint32_t u = 0; u < ATTN_PER_WARP; u++) {
+        const uint32_t j = w + ATTN_WARPS * u;
+        float a = 0.0f;
+        if (j < len) {
+            const __half2 *kr = reinterpret_cast<const __half2 *>(kc + base + (size_t)j * kv_dim);
+#pragma unroll
+            for (uint32_t k = 0; k < 4; k++) {
+                const uint32_t d = 2 * lane + 64 * k;
+                if (k < kd && d < hd) {
+                    float2 kf = __half22float2(kr[d / 2]);
+                    a = fmaf(qv[k].x, kf.x, fmaf(qv[k].y, kf.y, a));
+                }
+            }
+        }
+        sc[u] = a;
+    }
+#pragma unroll
+    for (uint32_t u = 0; u < ATTN_PER_WARP; u++) {
+        const float v = warp_sum(sc[u]);
+        const uint32_t j = w + ATTN_WARPS * u;
+        if (lane == 0 && j < CUDA_ATTN_CHUNK)
+            s_sc[j] = j < len ? v : -INFINITY;
+    }
+    __syncthreads();
+    const float my = threadIdx.x < len ? s_sc[threadIdx.x] : -INFINITY;
+    const float mx = block_reduce<1>(my, red);
+    const float p = threadIdx.x < len ? expf(my - mx) : 0.0f;
+    const float sum = block_reduce<0>(p, red);   // its barriers order the reads of s_sc above
     if (threadIdx.x < CUDA_ATTN_CHUNK)
-        w[threadIdx.x] = p;
-    const float sum = block_reduce<0>(p, red);   // its barriers also publish w
-    float *pp = part + (((size_t)i * sh.n_heads + h) * splits + s) * (hd + 2);
+        s_sc[threadIdx.x] = p;                  // now the weights
+    __syncthreads();
+    float2 acc[4];
+#pragma unroll
+    for (uint32_t k = 0; k < 4; k++)
+        acc[k] = make_float2(0.0f, 0.0f);
+#pragma unroll
+    for (uint32_t u = 0; u < ATTN_PER_WARP; u++) {
+        const uint32_t j = w + ATTN_WARPS * u;
+        if (j < len) {
+            const float wt = s_sc[j];
+            const __half2 *vr = reinterpret_cast<const __half2 *>(vc + base + (size_t)j * kv_dim);
+#pragma unroll
+            for (uint32_t k = 0; k < 4; k++) {
+                const uint32_t d = 2 * lane + 64 * k;
+                if (k < kd && d < hd) {
+                    float2 vf = __half22float2(vr[d / 2]);
+                    acc[k].x = fmaf(wt, vf.x, acc[k].x);
+                    acc[k].y = fmaf(wt, vf.y, acc[k].y);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (uint32_t k = 0; k < 4; k++) {
+        const uint32_t d = 2 * lane + 64 * k;
+        if (k < kd && d < hd) {
+            s_o[w][d] = acc[k].x;
+            s_o[w][d + 1] = acc[k].y;
+        }
+    }
+    __syncthreads();
+    float *oh = out + ((size_t)i * sh.n_heads + h) * hd;
+    if (used == 1) {
+        const float inv = 1.0f / sum;
+        for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
+            float o = 0.0f;
+            for (uint32_t ww = 0; ww < ATTN_WARPS; ww++)
+                o += s_o[ww][d];
+            oh[d] = o * inv;
+        }
+        return;
+    }
+    float *pp = part + CUDA_ATTN_COUNTERS(sh.n_heads) + ((size_t)i * sh.n_heads + h) * splits * (hd + 2);
     for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        const __half *vr = vc + base + d;
-        float acc = 0.0f;
-#pragma unroll 8
-        for (uint32_t j = 0; j < len; j++)
-            acc = fmaf(w[j], __half2float(vr[(size_t)j * kv_dim]), acc);
-        pp[d] = acc;
+        float o = 0.0f;
+        for (uint32_t ww = 0; ww < ATTN_WARPS; ww++)
+            o += s_o[ww][d];
+        pp[(size_t)s * (hd + 2) + d] = o;
     }
     if (threadIdx.x == 0) {
-        pp[hd] = mx;
-        pp[hd + 1] = sum;
+        pp[(size_t)s * (hd + 2) + hd] = mx;
+        pp[(size_t)s * (hd + 2) + hd + 1] = sum;
     }
-}
-
-// Block (head h, entry i): merges the splits 0..pos / CHUNK.
-__global__ void __launch_bounds__(ATTN_THREADS) k_attn_merge(float *out, const float *part, const gpu_entry *e,
-                                                             cuda_attn_shape sh, uint32_t splits)
-{
-    const uint32_t h = blockIdx.x, i = blockIdx.y, hd = sh.head_dim;
-    const uint32_t used = e[i].pos / CUDA_ATTN_CHUNK + 1;
-    const float *pp = part + ((size_t)i * sh.n_heads + h) * splits * (hd + 2);
+    __threadfence();        // this split's part is visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        uint32_t *c = cnt + (size_t)i * sh.n_heads + h;
+        last = atomicAdd(c, 1u) == used - 1;
+        if (last)
+            *c = 0;         // ready for the next launch (only this block still uses it)
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
     float M = -INFINITY;
-    for (uint32_t s = 0; s < used; s++)
-        M = fmaxf(M, pp[(size_t)s * (hd + 2) + hd]);
+    for (uint32_t t = 0; t < used; t++)
+        M = fmaxf(M, __ldcg(pp + (size_t)t * (hd + 2) + hd));
+    for (uint32_t t = threadIdx.x; t < used; t += blockDim.x)
+        fac[t] = expf(__ldcg(pp + (size_t)t * (hd + 2) + hd) - M);
+    __syncthreads();
     float L = 0.0f;
-    for (uint32_t s = 0; s < used; s++)
-        L += pp[(size_t)s * (hd + 2) + hd + 1] * expf(pp[(size_t)s * (hd + 2) + hd] - M);
+    for (uint32_t t = 0; t < used; t++)
+        L += __ldcg(pp + (size_t)t * (hd + 2) + hd + 1) * fac[t];
     const float inv = 1.0f / L;
-    float *oh = out + ((size_t)i * sh.n_heads + h) * hd;
     for (uint32_t d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f;
-        for (uint32_t s = 0; s < used; s++)
-            acc += pp[(size_t)s * (hd + 2) + d] * expf(pp[(size_t)s * (hd + 2) + hd] - M);
-        oh[d] = acc * inv;
+        float o = 0.0f;
+        for (uint32_t t = 0; t < used; t++)
+            o += __ldcg(pp + (size_t)t * (hd + 2) + d) * fac[t];
+        oh[d] = o * inv;
     }
 }
 
@@ -211,17 +284,23 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
     return cudaGetLastError();
 }
 
+size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint32_t head_dim)
+{
+    return CUDA_ATTN_COUNTERS(n_heads) + (size_t)n * n_heads * cuda_attn_splits(n_ctx) * (head_dim + 2);
+}
+
 cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
                            float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n)
 {
     if (n == 0)
         return cudaSuccess;
+    if (sh.head_dim > ATTN_MAX_HD || sh.head_dim % 2 != 0)
+        return cudaErrorInvalidValue;
     uint32_t splits = cuda_attn_splits(sh.n_ctx);
-    size_t smem = (sh.head_dim + CUDA_ATTN_CHUNK) * sizeof(float);
-    k_attn_split<<<dim3(splits, sh.n_heads, n), ATTN_THREADS, smem, s>>>(part, q, k_cache, v_cache, e, layer, sh);
-    cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess)
-        return err;
-    k_attn_merge<<<dim3(sh.n_heads, n), ATTN_THREADS, 0, s>>>(out, part, e, sh, splits);
+    if (n > PLAN_CUDA_MAX_BATCH)
+        return cudaErrorInvalidValue;
+    uint32_t *cnt = reinterpret_cast<uint32_t *>(part);
+    k_attn<<<dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s>>>(out, part, cnt, q, k_cache,
+                                                                                      v_cache, e, layer, sh);
     return cudaGetLastError();
 }

@@ -2,10 +2,10 @@
 // norm, RoPE with the store into the fp16 KV cache, and split-K attention
 // (flash-decoding): the positions of each (entry, head) are cut into chunks
 // of CUDA_ATTN_CHUNK, one block each computes its chunk's scores, a local
-// softmax and the weighted values; a second kernel merges the chunks. Grids
-// depend only on the batch size and n_ctx, never on positions (which the
-// kernels read from the device's entries), so a captured graph replays for
-// any position.
+// softmax and the weighted values; the last block of an (entry, head) to
+// finish merges the chunks, in the same launch. Grids depend only on the
+// batch size and n_ctx, never on positions (which the kernels read from the
+// device's entries), so a captured graph replays for any position.
 #ifndef PI_CUDA_ATTN_CUH
 #define PI_CUDA_ATTN_CUH
 
@@ -28,6 +28,13 @@ struct cuda_attn_shape {
 // Chunks of n_ctx positions: the splits of one (entry, head).
 uint32_t cuda_attn_splits(uint32_t n_ctx);
 
+// The attention scratch (part): first one counter per (entry, head) for
+// CUDA_MAX_BATCH entries, which must be zero when the buffer is made (each
+// launch leaves them zero), then n x n_heads x splits x (head_dim + 2)
+// floats of partial results.
+#define CUDA_ATTN_COUNTERS(n_heads) ((size_t)PLAN_CUDA_MAX_BATCH * (n_heads))
+size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint32_t head_dim);
+
 // y[r] = x[r] / rms(x[r]) * w for r < n rows of dim, after x[r] += add[r]
 // when add is given (a residual add fused in); when y_host is given (a
 // device pointer into mapped host memory) the rows go there too, fenced for
@@ -41,8 +48,8 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
                             const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
 
 // out[i] = softmax(q_i . K / sqrt(head_dim)) V over positions 0..pos_i of the
-// entry's slot, per head (GQA: heads share kv heads in groups). part holds
-// n x n_heads x splits x (head_dim + 2) floats.
+// entry's slot, per head (GQA: heads share kv heads in groups); head_dim
+// even, at most 256. part: cuda_attn_part_floats(n, ...) floats.
 cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
                            float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
 

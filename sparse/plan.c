@@ -38,7 +38,8 @@ uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ct
     uint64_t words = (n_ff + 31) / 32;
     uint64_t s = 5 * dev_floats(nb * dim)                       /* x, xb, q, tmp, hot */
                  + 2 * dev_floats(nb * kv_dim)                  /* k, v */
-                 + dev_floats(nb * m->n_heads * splits * (m->head_dim + 2)) /* split-K attention partials */
+                 + dev_floats(PLAN_CUDA_MAX_BATCH * m->n_heads + nb * m->n_heads * splits * (m->head_dim + 2))
+                                                                /* split-K attention: counters, partials */
                  + dev_floats(nb * n_hot)                       /* hot coefficients */
                  + dev_floats((uint64_t)PLAN_CUDA_DOWN_PART_ROWS * dim) /* split-K partials */
                  + dev_floats(nb * m->n_vocab)                  /* logits */

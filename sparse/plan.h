@@ -200,6 +200,8 @@ uint32_t plan_kv_elem_bytes(const plan_params *p);
  * positions into chunks of this many (split-K, flash-decoding). */
 #define PLAN_CUDA_KV_ELEM_BYTES 2
 #define PLAN_CUDA_ATTN_CHUNK 64
+/* The most entries a step may have on the CUDA backend (CUDA_MAX_BATCH). */
+#define PLAN_CUDA_MAX_BATCH 64
 /* What the GPU worker's process holds beyond its allocations: the CUDA
  * context, the loaded kernels and the step graphs (measured 0.62 GiB on an
  * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).

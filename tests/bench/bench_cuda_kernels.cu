@@ -5,6 +5,8 @@
 // Weights rotate over several copies so the 50 MB L2 does not serve them.
 // Run on the GPU machine: build-dev/bin/pi-bench-cuda-kernels [reps].
 #include <cuda_fp16.h>
+#include <math.h>
+#include <vector>
 #include <cuda_runtime.h>
 
 #include <stdio.h>
@@ -166,15 +168,66 @@ int main(int argc, char **argv)
     k_fill_half<<<1024, 256>>>(vc, (size_t)CTX * DIM, 8, 1.0f);
     gpu_entry *e;
     CK(cudaMalloc(&e, sizeof(gpu_entry)));
-    float *part = make_floats((size_t)HEADS * cuda_attn_splits(CTX) * (HD + 2), 9, 0, 0);
+    float *part = make_floats(cuda_attn_part_floats(1, HEADS, CTX, HD), 9, 0, 0);   // zero: the split counters
     float *q = make_floats(DIM, 11, 1.0f, 0.0f), *k = make_floats(DIM, 12, 1.0f, 0.0f), *v = make_floats(DIM, 13, 1.0f, 0.0f);
+    // Correct at any position: against a float64 reference over the same fp16 cache, twice (the split
+    // counters must come back to zero), before any timing.
+    {
+        std::vector<__half> hk((size_t)CTX * DIM), hv((size_t)CTX * DIM);
+        std::vector<float> hq(DIM), got(DIM);
+        CK(cudaMemcpy(hk.data(), kc, hk.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(hv.data(), vc, hv.size() * sizeof(__half), cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(hq.data(), q, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+        for (uint32_t pos : {0u, 63u, 64u, 127u, 1023u, 4000u, CTX - 1}) {
+            gpu_entry he = {0, pos, 1, 1};
+            CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
+            double worst = 0;
+            for (int rep = 0; rep < 2; rep++) {
+                CK(cudaMemset(y, 0xff, DIM * sizeof(float)));     // NaN: every output must be written
+                CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1));
+                CK(cudaDeviceSynchronize());
+                CK(cudaMemcpy(got.data(), y, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+                for (uint32_t h = 0; h < HEADS; h++) {
+                    std::vector<double> sc(pos + 1), o(HD, 0.0);
+                    double mx = -1e300, sum = 0, num = 0, den = 0;
+                    for (uint32_t j = 0; j <= pos; j++) {
+                        double a = 0;
+                        for (uint32_t d = 0; d < HD; d++)
+                            a += (double)hq[h * HD + d] * (double)__half2float(hk[(size_t)j * DIM + h * HD + d]);
+                        sc[j] = a / sqrt((double)HD);
+                        mx = sc[j] > mx ? sc[j] : mx;
+                    }
+                    for (uint32_t j = 0; j <= pos; j++) {
+                        double p = exp(sc[j] - mx);
+                        sum += p;
+                        for (uint32_t d = 0; d < HD; d++)
+                            o[d] += p * (double)__half2float(hv[(size_t)j * DIM + h * HD + d]);
+                    }
+                    for (uint32_t d = 0; d < HD; d++) {
+                        double r = o[d] / sum, g = got[h * HD + d];
+                        num += (g - r) * (g - r);
+                        den += r * r;
+                        if (!(g == g))
+                            num = 1e300;   // NaN: not written
+                    }
+                    double rel = sqrt(num / (den > 0 ? den : 1));
+                    worst = rel > worst ? rel : worst;
+                }
+            }
+            printf("attention check, position %u: worst relative error per head %.2e (two launches)\n", pos, worst);
+            if (!(worst < 1e-5)) {
+                fprintf(stderr, "FAIL: attention at position %u: relative error %.2e > 1e-5\n", pos, worst);
+                return 1;
+            }
+        }
+    }
     for (uint32_t pos : {127u, 1023u, 4000u}) {
         gpu_entry he = {0, pos, 1, 1};
         CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
         char name[64];
         if (pos == 127)
             row("rope + KV store, 1 entry", time_us(t, [&](int) { CK(cuda_rope_store(0, q, k, v, kc, vc, e, 0, sh, 1)); }), 0);
-        snprintf(name, sizeof name, "attention (split + merge), position %u", pos);
+        snprintf(name, sizeof name, "attention (one launch, split-K), position %u", pos);
         row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1)); }),
             2.0 * (pos + 1) * DIM * sizeof(__half));
     }

@@ -292,7 +292,8 @@ static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
     /* n_ctx 100 in splits of PLAN_CUDA_ATTN_CHUNK positions; head_dim 16 */
     const uint64_t splits = (100 + PLAN_CUDA_ATTN_CHUNK - 1) / PLAN_CUDA_ATTN_CHUNK;
     uint64_t scr = 5 * 8 * 64 * 4 + 2 * 8 * 32 * 4 /* x xb q tmp hot, k v */ +
-                   8 * 4 * splits * (16 + 2) * 4 /* attention partials */ + 8 * 10 * 4 /* coef */ +
+                   (PLAN_CUDA_MAX_BATCH * 4 + 8 * 4 * splits * (16 + 2)) * 4 /* attention counters, partials */ +
+                   8 * 10 * 4 /* coef */ +
                    256 * 64 * 4 /* split-K */ + 8 * 48 * 4 /* logits */ + 8 * 16 + 8 * 4 /* entries, rows */ +
                    8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */ + PLAN_CUDA_STEP_BYTES(3);
     CHECK(plan_scratch_bytes(m, 8, 100, 10) == scr, "scratch %" PRIu64 " != %" PRIu64,
