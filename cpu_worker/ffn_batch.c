@@ -1,15 +1,13 @@
-/* The batched sparse FFN body (ffn_batch.h): a merge of the entries' sorted
- * ranges, one neuron of the union at a time, through the kernels' many-input
- * dots and axpys. Per entry the operations are ffn_sparse_accum's (gate dot
- * plus bias, the ReLU skip, the up dot, the activation, the h == 0 skip, the
- * axpy), on the same neurons in the same order: only the rows' reads are
- * shared. */
+/* The batched sparse FFN walk (ffn_batch.h): a merge of the entries' sorted
+ * ranges, cut into blocks of the union; inside a block each entry runs its
+ * own neurons through ffn_sparse_accum, so its operations are exactly those
+ * of its list run alone, in the same order (a block boundary only splits
+ * one ffn_sparse_accum call into two consecutive ones, which changes no
+ * arithmetic: it accumulates into the same buffer neuron by neuron). */
 #include "ffn_batch.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#include "ops.h"
 
 int ffn_batch_scratch_init(ffn_batch_scratch *s, uint32_t max)
 {
@@ -19,17 +17,9 @@ int ffn_batch_scratch_init(ffn_batch_scratch *s, uint32_t max)
     s->cur = malloc(n * sizeof *s->cur);
     s->end = malloc(n * sizeof *s->end);
     s->acc = malloc(n * sizeof *s->acc);
+    s->start = malloc(n * sizeof *s->start);
     s->who = malloc(n * sizeof *s->who);
-    s->who_next = malloc(n * sizeof *s->who_next);
-    s->xs = malloc(n * sizeof *s->xs);
-    s->ys = malloc(n * sizeof *s->ys);
-    s->g = malloc(n * sizeof *s->g);
-    s->u = malloc(n * sizeof *s->u);
-    s->h = malloc(n * sizeof *s->h);
-    if (!s->cur || !s->end || !s->acc || !s->who || !s->who_next || !s->xs || !s->ys || !s->g || !s->u ||
-        !s->h)
-        return -1;
-    return 0;
+    return s->cur && s->end && s->acc && s->start && s->who ? 0 : -1;
 }
 
 void ffn_batch_scratch_free(ffn_batch_scratch *s)
@@ -37,13 +27,8 @@ void ffn_batch_scratch_free(ffn_batch_scratch *s)
     free(s->cur);
     free(s->end);
     free(s->acc);
+    free(s->start);
     free(s->who);
-    free(s->who_next);
-    free((void *)s->xs);
-    free(s->ys);
-    free(s->g);
-    free(s->u);
-    free(s->h);
     memset(s, 0, sizeof *s);
 }
 
@@ -72,10 +57,20 @@ int ffn_batch_check(const ffn_sparse_layer *l, const ffn_batch *b, pi_error *err
     return 0;
 }
 
-/* The next neuron of the union: the smallest b->active[e][cur[e]] over the
- * entries not yet at their end. The entries listing it go into who, in
- * entry order, and step past it; returns how many (0: the walk is over). */
-static uint32_t next_neuron(const ffn_batch *b, size_t *cur, const size_t *end, uint32_t *j, uint32_t *who)
+size_t ffn_batch_block_neurons(const ffn_sparse_layer *l, pi_act act, size_t block_bytes)
+{
+    size_t gate, up, down;
+    if (pi_row_bytes(l->gate_type, l->dim, &gate) || pi_row_bytes(l->up_type, l->dim, &up) ||
+        pi_row_bytes(l->down_t_type, l->dim, &down))
+        return 1;   /* a layer that passed ffn_sparse_layer_check has row sizes */
+    size_t per = gate + (pi_act_uses_up(act) ? up : 0) + down;
+    return per && block_bytes / per ? block_bytes / per : 1;
+}
+
+/* Steps every entry past the next neuron of the union (the smallest
+ * b->active[e][cur[e]] over the entries not at their end): 1, or 0 when
+ * the walk is over. */
+static int take_neuron(const ffn_batch *b, size_t *cur, const size_t *end, uint32_t *who)
 {
     uint32_t best = 0, nw = 0;
     for (uint32_t e = 0; e < b->n; e++) {
@@ -91,71 +86,27 @@ static uint32_t next_neuron(const ffn_batch *b, size_t *cur, const size_t *end, 
     }
     for (uint32_t i = 0; i < nw; i++)
         cur[who[i]]++;
-    *j = best;
-    return nw;
-}
-
-static const void *row_at(const void *base, size_t stride, uint32_t j)
-{
-    return (const char *)base + (size_t)j * stride;
-}
-
-/* Neuron j for the nw entries who: its rows read once for all of them.
- * next_gate (or NULL) is the row the walk reads after this neuron. */
-static void neuron(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act, int dense,
-                   const ffn_batch *b, uint32_t j, const uint32_t *who, uint32_t nw, const void *next_gate,
-                   ffn_batch_scratch *s)
-{
-    const void *gate = row_at(l->gate, l->gate_stride, j);
-    const void *up = row_at(l->up, l->up_stride, j);
-    const void *down = row_at(l->down_t, l->down_t_stride, j);
-    int uses_up = pi_act_uses_up(act);
-    for (uint32_t i = 0; i < nw; i++)
-        s->xs[i] = b->x[who[i]];
-    k->dot_many(l->gate_type, gate, s->xs, nw, l->dim, s->g, uses_up ? up : down);
-    /* Keep the entries whose gate lets the neuron through (ffn_sparse_accum:
-     * a ReLU gate <= 0 makes h exactly 0, up and down unread). */
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < nw; i++) {
-        float g = l->gate_bias ? s->g[i] + l->gate_bias[j] : s->g[i];
-        if (!dense && act != PI_ACT_SILU && !(g > 0.0f))
-            continue;
-        s->g[m] = g;
-        s->xs[m] = s->xs[i];
-        s->ys[m] = s->acc[who[i]];
-        m++;
-    }
-    if (m == 0)
-        return;
-    if (uses_up)
-        k->dot_many(l->up_type, up, s->xs, m, l->dim, s->u, down);
-    uint32_t na = 0;
-    for (uint32_t i = 0; i < m; i++) {
-        float h = ops_ffn_act(act, s->g[i], uses_up ? s->u[i] : 0.0f);
-        if (!dense && h == 0.0f)
-            continue;
-        s->h[na] = h;
-        s->ys[na] = s->ys[i];
-        na++;
-    }
-    if (na > 0)
-        k->axpy_many(l->down_t_type, s->h, down, s->ys, na, l->dim, next_gate);
+    return nw > 0;
 }
 
 void ffn_batch_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act, int dense,
-                     const ffn_batch *b, ffn_batch_scratch *s)
+                     const ffn_batch *b, size_t block_neurons, ffn_batch_scratch *s)
 {
-    /* One neuron ahead, so each neuron's kernels know the next gate row. */
-    uint32_t j = 0, j_next = 0;
-    uint32_t nw = next_neuron(b, s->cur, s->end, &j, s->who);
-    while (nw > 0) {
-        uint32_t nw_next = next_neuron(b, s->cur, s->end, &j_next, s->who_next);
-        const void *next_gate = nw_next ? row_at(l->gate, l->gate_stride, j_next) : NULL;
-        neuron(k, l, act, dense, b, j, s->who, nw, next_gate, s);
-        uint32_t *t = s->who;
-        s->who = s->who_next;
-        s->who_next = t;
-        j = j_next;
-        nw = nw_next;
+    for (;;) {
+        memcpy(s->start, s->cur, b->n * sizeof *s->start);
+        size_t taken = 0;
+        while (taken < block_neurons && take_neuron(b, s->cur, s->end, s->who))
+            taken++;
+        if (taken == 0)
+            return;
+        /* Entry e's mask of this block: its neurons start[e] .. cur[e). */
+        for (uint32_t e = 0; e < b->n; e++) {
+            size_t m = s->cur[e] - s->start[e];
+            const uint32_t *list = b->active[e] + s->start[e];
+            if (m > 0 && dense)
+                ffn_dense_accum(k, l, act, b->x[e], list, m, s->acc[e]);
+            else if (m > 0)
+                ffn_sparse_accum(k, l, act, b->x[e], list, m, s->acc[e]);
+        }
     }
 }

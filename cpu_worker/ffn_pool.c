@@ -65,6 +65,7 @@ struct ffn_pool {
     float *bufs;           /* n_threads - 1 partial buffers of stride floats per pass entry */
     size_t stride;
     ffn_batch_scratch *scratch;   /* per thread: its walk over a batch's shares */
+    size_t block_bytes;    /* rows per block of a batch's union (ffn_batch.h); the caller's */
     pthread_t *threads;
     helper *helpers;
     uint32_t n_started;
@@ -82,6 +83,7 @@ struct ffn_pool {
     size_t n_active;
     float *out;
     const ffn_batch *batch;         /* a batched job (else the one-entry fields above) */
+    size_t block_neurons;           /* its union's neurons per block */
     int dense;                      /* every listed neuron's three rows, no skipping */
     _Atomic uint32_t gen;           /* job number; a change wakes helpers */
     _Atomic uint32_t gen_sleepers;
@@ -242,7 +244,7 @@ static void accum_batch(ffn_pool *p, uint32_t t)
         if (t == 0 || s->end[e] > s->cur[e])
             memset(s->acc[e], 0, (size_t)p->l->dim * sizeof(float));
     }
-    ffn_batch_accum(p->k, p->l, p->act, p->dense, bt, s);
+    ffn_batch_accum(p->k, p->l, p->act, p->dense, bt, p->block_neurons, s);
 }
 
 /* Adds the buffers of threads 1, 2, ... in order into out's dims [db, de),
@@ -392,6 +394,7 @@ ffn_pool *ffn_pool_new_batch(uint32_t n_threads, uint32_t max_dim, uint32_t max_
     p->n_threads = n_threads;
     p->max_dim = max_dim;
     p->max_pass = max_pass;
+    p->block_bytes = FFN_BATCH_BLOCK_BYTES;
     p->k = k;
     p->stride = ((size_t)max_dim + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
     uint32_t n_helpers = n_threads - 1;
@@ -443,6 +446,11 @@ uint32_t ffn_pool_threads(const ffn_pool *p)
 uint32_t ffn_pool_max_pass(const ffn_pool *p)
 {
     return p->max_pass;
+}
+
+void ffn_pool_set_batch_block(ffn_pool *p, size_t bytes)
+{
+    p->block_bytes = bytes ? bytes : 1;
 }
 
 const ffn_kernels *ffn_pool_kernels(const ffn_pool *p)
@@ -499,6 +507,7 @@ static int run_batch(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const f
     p->l = l;
     p->act = act;
     p->dense = dense;
+    p->block_neurons = ffn_batch_block_neurons(l, act, p->block_bytes);
     /* Passes of at most max_pass entries: an entry's result does not depend
      * on which others share its pass. */
     for (uint32_t e0 = 0; e0 < b->n; e0 += p->max_pass) {

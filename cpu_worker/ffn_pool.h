@@ -59,6 +59,10 @@ void ffn_pool_set_spin_us(ffn_pool *p, uint32_t us);
 
 uint32_t ffn_pool_threads(const ffn_pool *p);
 uint32_t ffn_pool_max_pass(const ffn_pool *p);
+/* Rows per block of a batch's union (ffn_batch.h; default
+ * FFN_BATCH_BLOCK_BYTES), from the next batched call on: a tuning knob for
+ * a core's L2. Results do not depend on it. */
+void ffn_pool_set_batch_block(ffn_pool *p, size_t bytes);
 const ffn_kernels *ffn_pool_kernels(const ffn_pool *p);
 
 /* One layer for one sequence: out (l->dim floats) is overwritten with
@@ -77,8 +81,9 @@ int ffn_dense_run(ffn_pool *p, const ffn_sparse_layer *l, pi_act act, const floa
                   const uint32_t *all, float *out, pi_error *err);
 
 /* One layer for the b->n entries of a step (ffn_batch.h), in passes of at
- * most ffn_pool_max_pass entries, each pass reading a neuron's rows once per
- * thread that has it in its share, not once per entry. Entry e's out[e] gets
+ * most ffn_pool_max_pass entries, each pass reading a neuron's rows from
+ * memory once per thread that has it in its share (the other entries find
+ * them in that core's cache), not once per entry. Entry e's out[e] gets
  * exactly the bits of ffn_sparse_run(p, l, act, x[e], active[e],
  * n_active[e], out[e]) on this pool: every entry's list is split across the
  * threads as that call splits it, walked in the same order, and its buffers

@@ -99,31 +99,12 @@ static void plain_axpy_then(pi_type type, float a, const void *row, float *y, si
     pi_axpy_row(type, a, row, y, n);
 }
 
-/* The definition of the many-input kernels: one input at a time. */
-static void plain_dot_many(pi_type type, const void *row, const float *const *xs, size_t nx, size_t n,
-                           float *res, const void *next)
-{
-    (void)next;
-    for (size_t k = 0; k < nx; k++)
-        res[k] = pi_dot_row(type, row, xs[k], n);
-}
-
-static void plain_axpy_many(pi_type type, const float *as, const void *row, float *const *ys, size_t ny,
-                            size_t n, const void *next)
-{
-    (void)next;
-    for (size_t k = 0; k < ny; k++)
-        pi_axpy_row(type, as[k], row, ys[k], n);
-}
-
 static const ffn_kernels plain = {
     .name = "plain",
     .dot = pi_dot_row,
     .axpy = pi_axpy_row,
     .dot_then = plain_dot_then,
     .axpy_then = plain_axpy_then,
-    .dot_many = plain_dot_many,
-    .axpy_many = plain_axpy_many,
 };
 
 const ffn_kernels *ffn_kernels_plain(void)

@@ -5,7 +5,7 @@
  * row kernels) and optimised row kernels beside it (ffn_sparse_avx2.c,
  * ffn_sparse_avx512.c), picked once at start-up (ffn_dispatch.c). A worker
  * runs a layer through its thread pool: ffn_sparse_run in ffn_pool.h, or
- * ffn_sparse_run_batch for all of a step's entries in one pass. */
+ * ffn_sparse_run_batch for all of a step's entries at once. */
 #ifndef PI_CPU_FFN_SPARSE_H
 #define PI_CPU_FFN_SPARSE_H
 
@@ -46,14 +46,6 @@ typedef struct ffn_kernels {
     float (*dot_then)(pi_type type, const void *row, const float *x, size_t n, const void *next);
     void (*axpy_then)(pi_type type, float a, const void *row, float *y, size_t n,
                       const void *next);
-    /* Several inputs at once (a step's entries, ffn_batch.h), bit for bit
-     * what dot_then / axpy_then give each: res[k] = row . xs[k] for k < nx;
-     * ys[k] += as[k] * row for k < ny. The fast variants read and widen the
-     * row once for a group of inputs instead of once per input. */
-    void (*dot_many)(pi_type type, const void *row, const float *const *xs, size_t nx, size_t n,
-                     float *res, const void *next);
-    void (*axpy_many)(pi_type type, const float *as, const void *row, float *const *ys, size_t ny,
-                      size_t n, const void *next);
 } ffn_kernels;
 
 /* How far ahead of its reads a fast row kernel prefetches, in bytes. One

@@ -34,8 +34,9 @@
 #define HEARTBEAT_MS 500
 #define SPIN_MIN_CPUS 8   /* online CPUs from which waits inside a step spin */
 /* Entries one batched pass takes: every thread holds a dim-float buffer per
- * entry of a pass, and a larger step goes in several passes. */
-#define BATCH_PASS_MAX 16
+ * entry of a pass (64 x 20 KB at dim 5120), and a larger step goes in
+ * several passes, each reading the rows again. */
+#define BATCH_PASS_MAX 64
 
 typedef struct cworker {
     const cpu_worker_opts *o;

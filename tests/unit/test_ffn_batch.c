@@ -1,4 +1,4 @@
-/* Proves the batched cold FFN (ffn_sparse_run_batch, ffn_dense_run_batch) gives every entry exactly the bits ffn_sparse_run / ffn_dense_run give it alone on the same pool, for every type, variant, activation and thread count, B = 1..8 entries whose lists overlap, are disjoint, identical or empty, in one pass or several; that the many-input row kernels equal the one-input ones bit for bit; and that bad lists are refused with out untouched. */
+/* Proves the batched cold FFN (ffn_sparse_run_batch, ffn_dense_run_batch) gives every entry exactly the bits ffn_sparse_run / ffn_dense_run give it alone on the same pool, for every type, variant, activation and thread count, B = 1..8 entries whose lists overlap, are disjoint, identical or empty, in one pass or several, in blocks of the union of every size; and that bad lists are refused with out untouched. */
 /* Under ThreadSanitizer, as test_ffn_sparse:
  *   cmake -S . -B build-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
  *   cmake --build build-tsan -j2 --target test_ffn_batch && build-tsan/bin/test_ffn_batch */
@@ -150,7 +150,9 @@ static void check_batch(ffn_pool *p, const shard *s, pi_act act, int kind, uint3
 }
 
 /* Every activation, kind and B = 1..8 on one shard and variant, at 1..3
- * threads and passes of 3 and of 8 entries (so B > 3 takes several). */
+ * threads, passes of 3 and of 8 entries (so B > 3 takes several at 2
+ * threads), and blocks of the union of the default size, of one neuron and
+ * of about three. */
 static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernels *k)
 {
     shard s;
@@ -164,15 +166,18 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
         uint32_t pass = t == 2 ? 3 : MAX_B;
         ffn_pool *p = ffn_pool_new_batch(t, dim, pass, k, &err);
         CHECK(p, "%s", err.msg);
+        size_t rec = (size_t)s.l.gate_stride;
+        size_t block = t == 1 ? FFN_BATCH_BLOCK_BYTES : t == 2 ? 1 : 3 * rec;
+        ffn_pool_set_batch_block(p, block);
         for (size_t a = 0; a < sizeof acts / sizeof acts[0]; a++) {
             s.l.gate_bias = a % 2 ? s.bias : NULL;   /* OPT's fc1 bias on half the cases */
             for (int kind = 0; kind < N_KINDS; kind++)
                 for (uint32_t B = 1; B <= MAX_B; B++) {
                     if (dim >= 1000 && (B + (uint32_t)kind + t) % 4 != 0)
                         continue;   /* large dims: a quarter of the grid, every kind and thread count met */
-                    char what[96];
-                    snprintf(what, sizeof what, "%s %s dim %u, %u threads, pass %u", k->name,
-                             pi_type_name(type), dim, t, pass);
+                    char what[160];
+                    snprintf(what, sizeof what, "%s %s dim %u, %u threads, pass %u, block %zu neurons", k->name,
+                             pi_type_name(type), dim, t, pass, ffn_batch_block_neurons(&s.l, acts[a], block));
                     check_batch(p, &s, acts[a], kind, B, xs, what);
                 }
         }
@@ -180,50 +185,6 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
     }
     free(xs);
     shard_free(&s);
-}
-
-/* dot_many / axpy_many against dot_then / axpy_then, input by input, for
- * 0..9 inputs (whole groups and every remainder). */
-static void check_many(pi_type type, uint32_t dim, const ffn_kernels *k)
-{
-    enum { NX = 9 };
-    size_t rb;
-    CHECK(pi_row_bytes(type, dim, &rb) == 0, "row bytes");
-    char *row = malloc(rb);
-    float *f = malloc(dim * sizeof *f), *xs = malloc((size_t)NX * dim * sizeof *xs);
-    float *ys = malloc((size_t)NX * dim * sizeof *ys), *one = malloc((size_t)NX * dim * sizeof *one);
-    CHECK(row && f && xs && ys && one, "out of memory");
-    for (uint32_t i = 0; i < dim; i++)
-        f[i] = rndf();
-    pi_quantize_row(type, f, row, dim);
-    for (size_t i = 0; i < (size_t)NX * dim; i++)
-        xs[i] = rndf();
-    const float *xp[NX];
-    float *yp[NX], as[NX], res[NX];
-    for (uint32_t nx = 0; nx <= NX; nx++) {
-        for (uint32_t i = 0; i < nx; i++) {
-            xp[i] = xs + (size_t)i * dim;
-            yp[i] = ys + (size_t)i * dim;
-            as[i] = rndf();
-        }
-        memcpy(ys, xs, (size_t)NX * dim * sizeof *ys);
-        memcpy(one, xs, (size_t)NX * dim * sizeof *one);
-        k->dot_many(type, row, xp, nx, dim, res, NULL);
-        k->axpy_many(type, as, row, yp, nx, dim, row);
-        for (uint32_t i = 0; i < nx; i++) {
-            float d = k->dot_then(type, row, xp[i], dim, NULL);
-            CHECK(memcmp(&d, &res[i], sizeof d) == 0, "%s %s dim %u: dot_many input %u of %u: %.9g, alone %.9g",
-                  k->name, pi_type_name(type), dim, i, nx, res[i], d);
-            k->axpy_then(type, as[i], row, one + (size_t)i * dim, dim, NULL);
-        }
-        CHECK(memcmp(ys, one, (size_t)NX * dim * sizeof *ys) == 0, "%s %s dim %u: axpy_many of %u inputs",
-              k->name, pi_type_name(type), dim, nx);
-    }
-    free(row);
-    free(f);
-    free(xs);
-    free(ys);
-    free(one);
 }
 
 /* Bad batches are refused before any thread starts: no out is touched. */
@@ -295,16 +256,13 @@ int main(void)
     for (size_t v = 0; v < nk; v++) {
         for (size_t ti = 0; ti < 3; ti++)
             for (size_t d = 0; d < sizeof float_dims / sizeof float_dims[0]; d++) {
-                check_many(float_types[ti], float_dims[d], ks[v]);
                 check_shard(float_types[ti], float_dims[d], float_dims[d] >= 1000 ? 24 : 40, ks[v]);
             }
         for (size_t ti = 0; ti < 2; ti++)
             for (size_t d = 0; d < sizeof quant_dims / sizeof quant_dims[0]; d++) {
-                check_many(quant_types[ti], quant_dims[d], ks[v]);
                 check_shard(quant_types[ti], quant_dims[d], quant_dims[d] >= 1000 ? 24 : 40, ks[v]);
             }
-        /* A K-quant: the variants' one-input-at-a-time fallback. */
-        check_many(PI_TYPE_Q4_K, 256, ks[v]);
+        /* A K-quant: the variants' plain fallback. */
         check_shard(PI_TYPE_Q4_K, 256, 24, ks[v]);
         check_shard(PI_TYPE_F16, 64, 0, ks[v]);   /* an empty shard */
         printf("%s: bit for bit\n", ks[v]->name);
