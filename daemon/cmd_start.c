@@ -45,7 +45,7 @@ static void start_usage(FILE *out)
             "  --vram-budget GiB     GPU memory for weights, KV cache and hot neurons (default: 90%%\n"
             "                        of the GPU's free memory; refused when larger than that)\n"
             "  --warm-share F        CUDA with CPU workers: the share (0..1) of the cold neurons the\n"
-            "                        GPU reads from pinned host memory over PCIe (default: 0.3)\n"
+            "                        GPU reads from pinned host memory over PCIe (default: 0.4)\n"
             "  --gpu-backend B       cuda, host (plain C, no GPU) or auto (default)\n"
             "  --listen ENDPOINT     ipc:///path/pid.sock or tcp://127.0.0.1:PORT\n"
             "  --http HOST:PORT      also serve the OpenAI-compatible HTTP API there (docs/http.md)\n"

@@ -31,7 +31,7 @@ static void usage(FILE *out)
                  "  --vram-budget GIB     device memory for the GPU worker (default: automatic)\n"
                  "  --warm-share F        CUDA with CPU workers: this share (0..1) of the cold neurons\n"
                  "                        is read by the GPU from pinned host memory over PCIe beside\n"
-                 "                        the CPU workers (default: 0.3 with cuda and CPU workers)\n"
+                 "                        the CPU workers (default: 0.4 with cuda and CPU workers)\n"
                  "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
                  "                        model's trained context; more is allowed, with a warning)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"

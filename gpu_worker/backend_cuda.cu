@@ -881,13 +881,18 @@ static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_o
     else
         CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
     CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out));
-    CU(cuda_pred_union(b->stream, b->u_list, b->u_list + m->n_ff, b->p_mask, n, L->hot_bits, m->n_ff));
+    if (n > 1)      // one entry: its own list is the union (step_union), cold ids skipped by the kernels
+        CU(cuda_pred_union(b->stream, b->u_list, b->u_list + m->n_ff, b->p_mask, n, L->hot_bits, m->n_ff));
     return 0;
 }
 
-static cuda_union step_union(const gpu_backend *b)
+static cuda_union step_union(const gpu_backend *b, uint32_t n)
 {
     cuda_union u = {b->u_list, b->u_list + b->m->n_ff, b->p_mask, cuda_pred_words(b->m->n_ff)};
+    if (n == 1) {
+        u.list = b->p_lists;
+        u.count = b->p_counts;
+    }
     return u;
 }
 
@@ -897,7 +902,7 @@ static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, pi_err
 {
     const cuda_layer *L = &b->layers[l];
     if (predicted) {
-        cuda_union u = step_union(b);
+        cuda_union u = step_union(b, n);
         CU(cuda_ffn_gate_up_union(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &u, L->map, (int)b->m->act));
         CU(cuda_ffn_down_union(b->stream, b->hot, b->part, &L->down_t, b->coef, n, &u, L->map));
         return 0;

@@ -195,11 +195,19 @@ __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32
 // (every lane ends with the same sums). Each lane takes chunks lane,
 // lane + 32, ... in order, fetching BATCH of them before using any, so
 // several 16-byte loads per lane are in flight. The caller's warp must be whole.
-template <int T, int NT>
+//
+// BATCH: the matrix products keep 4 (many warps per SM hide the latency);
+// the hot FFN's scattered rows take ROW_BATCH, so a warp has a whole F16
+// row of dim 5120 (20 chunks a lane) in flight in two round trips instead
+// of five (at one entry a group; more entries would spill registers). The
+// same chunks are added in the same order either way.
+constexpr int ROW_BATCH = 10;
+
+template <int T, int NT, int BATCH = 4>
 __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const float *x, uint32_t xs, uint32_t nv,
                                         float *acc)
 {
-    constexpr int E = wt<T>::E, BATCH = 4;
+    constexpr int E = wt<T>::E;
     const uint32_t lane = threadIdx.x & 31u, nch = m.cols / E;
 #pragma unroll
     for (int i = 0; i < NT; i++)
@@ -213,6 +221,18 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 #pragma unroll
         for (int b = 0; b < BATCH; b++)
             dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
+    }
+    if (BATCH > 4 && c < nch) {     // the rest of the row, also fetched before use
+        chunk k[BATCH];
+#pragma unroll
+        for (int b = 0; b < BATCH; b++)
+            if (c + 32 * b < nch)
+                k[b] = wt<T>::fetch(m, row, c + 32 * b);
+#pragma unroll
+        for (int b = 0; b < BATCH; b++)
+            if (c + 32 * b < nch)
+                dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
+        c = nch;
     }
     for (; c < nch; c += 32)
         dot_chunk<T, NT>(wt<T>::fetch(m, row, c), x, xs, c, nv, acc);
@@ -297,10 +317,10 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_active(float *coef, cuda
         return;
     const float *xi = x + (size_t)i * xs;
     float g, u = 0.0f;
-    row_dot<T, 1>(gate, (uint32_t)slot, xi, xs, 1, &g);
+    row_dot<T, 1, ROW_BATCH>(gate, (uint32_t)slot, xi, xs, 1, &g);
     if (act != PI_ACT_SILU && !(g > 0.0f))
         return; // relu(g) = 0: the zeroed coefficient stands
-    row_dot<T, 1>(up, (uint32_t)slot, xi, xs, 1, &u);
+    row_dot<T, 1, ROW_BATCH>(up, (uint32_t)slot, xi, xs, 1, &u);
     if (lane == 0)
         coef[(size_t)i * K + (uint32_t)slot] = ffn_act(act, g, u);
 }
@@ -382,7 +402,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_union(float *coef, cuda_
         for (uint32_t g0 = 0; g0 < n; g0 += NT) {
             float g[NT], v[NT];
             bool want[NT], any = false;
-            row_dot<T, NT>(gate, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, g);
+            row_dot<T, NT, NT == 1 ? ROW_BATCH : 4>(gate, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, g);
 #pragma unroll
             for (int i = 0; i < NT; i++) {
                 want[i] = g0 + i < n && mask_bit(u.mask, u.words, g0 + i, id) &&
@@ -390,7 +410,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_union(float *coef, cuda_
                 any = any || want[i];   // warp-uniform: every lane holds the same sums
             }
             if (any)
-                row_dot<T, NT>(up, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, v);
+                row_dot<T, NT, NT == 1 ? ROW_BATCH : 4>(up, (uint32_t)slot, x + (size_t)g0 * xs, xs, n - g0, v);
 #pragma unroll
             for (int i = 0; i < NT; i++)
                 if (lane == (uint32_t)i && g0 + i < n)

@@ -103,9 +103,11 @@ cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, 
                            float threshold);
 
 // The hot neurons of one --ffn predicted step as device-side data (so a
-// captured graph replays for any prediction): list[0..*count) = the
-// ascending global ids that some entry predicted and that are hot in the
-// layer; mask = each entry's predicted bits (n x words).
+// captured graph replays for any prediction): list[0..*count) = ascending
+// global ids that some entry predicted, every hot one among them (ids
+// without a hot slot may be listed too: the kernels skip them; a one-entry
+// step passes the entry's own list); mask = each entry's predicted bits
+// (n x words).
 struct cuda_union {
     const int32_t *list;
     const int32_t *count;

@@ -12,7 +12,8 @@
 namespace {
 
 constexpr unsigned MASK_THREADS = 256;      // rows per block of k_pred_mask (whole warps)
-constexpr unsigned COMPACT_THREADS = 256;   // threads per entry of k_pred_compact (<= 1024)
+constexpr unsigned COMPACT_THREADS = 1024;  // threads per entry of k_pred_compact (<= 1024): a word or
+                                            // two each at n_ff 13824-28672
 
 // Element r of an fc2 row in the model's layout, as block_to_f32 gives it.
 template <int T> __device__ __forceinline__ float pred_elem(const unsigned char *row, uint32_t r);
