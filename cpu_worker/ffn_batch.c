@@ -1,9 +1,10 @@
 /* The batched sparse FFN walk (ffn_batch.h): a merge of the entries' sorted
  * ranges, cut into blocks of the union; inside a block each entry runs its
- * own neurons through ffn_sparse_accum, so its operations are exactly those
- * of its list run alone, in the same order (a block boundary only splits
- * one ffn_sparse_accum call into two consecutive ones, which changes no
- * arithmetic: it accumulates into the same buffer neuron by neuron). */
+ * own neurons through ffn_sparse_accum_rows, as the one-entry pool does, so
+ * its operations are exactly those of its list run alone, in the same
+ * order (a block boundary only splits one call into two consecutive ones,
+ * which changes no arithmetic: each neuron's dots are its own, and the
+ * output is updated neuron by neuron in list order either way). */
 #include "ffn_batch.h"
 
 #include <stdlib.h>
@@ -103,10 +104,8 @@ void ffn_batch_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act
         for (uint32_t e = 0; e < b->n; e++) {
             size_t m = s->cur[e] - s->start[e];
             const uint32_t *list = b->active[e] + s->start[e];
-            if (m > 0 && dense)
-                ffn_dense_accum(k, l, act, b->x[e], list, m, s->acc[e]);
-            else if (m > 0)
-                ffn_sparse_accum(k, l, act, b->x[e], list, m, s->acc[e]);
+            if (m > 0)
+                ffn_sparse_accum_rows(k, l, act, dense, b->x[e], list, m, s->acc[e]);
         }
     }
 }

@@ -3,15 +3,16 @@
  * lists are walked together in neuron order, a block of the union at a
  * time: the block's neurons (rows of about FFN_BATCH_BLOCK_BYTES, so they
  * stay in the core's L2) are applied to every entry that lists them, each
- * entry's share of the block (its mask) run through ffn_sparse_accum. The
- * first entry brings the rows in, the others find them in the cache, and
- * each entry's x and accumulator stay in L1 while it works.
+ * entry's share of the block (its mask) run through ffn_sparse_accum_rows.
+ * The first entry brings the rows in, the others find them in the cache,
+ * and each entry's x and accumulator stay near the core while it works.
  *
  * Entry-major inside a block, not neuron-major (one neuron's rows applied to
  * every entry in turn, the rows widened once for several x): measured on a
  * Zen 4 core at dim 5120, neuron-major streams every entry's x and y (20 KB
  * each) from L2 for every neuron, which at 16 entries cost more than the
- * reads it saved (0.55-0.75x of B separate calls, against 1.9x here).
+ * reads it saved (0.55-0.75x of 16 separate calls, against 1.6-1.9x for
+ * this walk with the same one-row kernels).
  *
  * Each entry's arithmetic is ffn_sparse_accum's on its own neurons in its
  * own order, so its result has the same bits as its list run alone. The

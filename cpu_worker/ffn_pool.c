@@ -223,12 +223,8 @@ static void accum_one(ffn_pool *p, uint32_t t)
     float *acc = t ? partial(p, t, 0) : p->out;
     if (t == 0 || e > b)
         memset(acc, 0, (size_t)p->l->dim * sizeof *acc);
-    if (e > b) {
-        if (p->dense)
-            ffn_dense_accum(p->k, p->l, p->act, p->x, p->active + b, e - b, acc);
-        else
-            ffn_sparse_accum(p->k, p->l, p->act, p->x, p->active + b, e - b, acc);
-    }
+    if (e > b)
+        ffn_sparse_accum_rows(p->k, p->l, p->act, p->dense, p->x, p->active + b, e - b, acc);
 }
 
 /* Thread t's share of a batched job: of every entry's list the slice a

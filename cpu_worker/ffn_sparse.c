@@ -78,6 +78,52 @@ void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act
     }
 }
 
+void ffn_sparse_accum_rows(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act, int dense,
+                           const float *x, const uint32_t *active, size_t n_active, float *out)
+{
+    int uses_up = pi_act_uses_up(act);
+    for (size_t i = 0; i < n_active; i += FFN_ROWS_MAX) {
+        size_t nr = n_active - i < FFN_ROWS_MAX ? n_active - i : FFN_ROWS_MAX;
+        const void *gate[FFN_ROWS_MAX], *up[FFN_ROWS_MAX], *down[FFN_ROWS_MAX];
+        float g[FFN_ROWS_MAX], u[FFN_ROWS_MAX], h[FFN_ROWS_MAX];
+        uint32_t j[FFN_ROWS_MAX];
+        for (size_t r = 0; r < nr; r++) {
+            j[r] = active[i + r];
+            gate[r] = row_at(l->gate, l->gate_stride, j[r]);
+            up[r] = row_at(l->up, l->up_stride, j[r]);
+            down[r] = row_at(l->down_t, l->down_t_stride, j[r]);
+        }
+        const void *next_gate = i + nr < n_active ? row_at(l->gate, l->gate_stride, active[i + nr]) : NULL;
+        k->dot_rows(l->gate_type, gate, nr, x, l->dim, g, uses_up ? up[0] : down[0]);
+        /* The neurons ffn_sparse_accum would go on with, in list order. */
+        size_t m = 0;
+        for (size_t r = 0; r < nr; r++) {
+            float gr = l->gate_bias ? g[r] + l->gate_bias[j[r]] : g[r];
+            if (!dense && act != PI_ACT_SILU && !(gr > 0.0f))
+                continue;
+            g[m] = gr;
+            up[m] = up[r];
+            down[m] = down[r];
+            m++;
+        }
+        if (m == 0)
+            continue;
+        if (uses_up)
+            k->dot_rows(l->up_type, up, m, x, l->dim, u, down[0]);
+        size_t na = 0;
+        for (size_t r = 0; r < m; r++) {
+            float hr = ops_ffn_act(act, g[r], uses_up ? u[r] : 0.0f);
+            if (!dense && hr == 0.0f)
+                continue;
+            h[na] = hr;
+            down[na] = down[r];
+            na++;
+        }
+        if (na > 0)
+            k->axpy_rows(l->down_t_type, h, down, na, out, l->dim, next_gate);
+    }
+}
+
 void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
                     const uint32_t *active, size_t n_active, float *out)
 {
@@ -99,12 +145,31 @@ static void plain_axpy_then(pi_type type, float a, const void *row, float *y, si
     pi_axpy_row(type, a, row, y, n);
 }
 
+/* The definition of the row-group kernels: one row at a time. */
+static void plain_dot_rows(pi_type type, const void *const *rows, size_t nr, const float *x, size_t n,
+                           float *res, const void *next)
+{
+    (void)next;
+    for (size_t r = 0; r < nr; r++)
+        res[r] = pi_dot_row(type, rows[r], x, n);
+}
+
+static void plain_axpy_rows(pi_type type, const float *as, const void *const *rows, size_t nr, float *y,
+                            size_t n, const void *next)
+{
+    (void)next;
+    for (size_t r = 0; r < nr; r++)
+        pi_axpy_row(type, as[r], rows[r], y, n);
+}
+
 static const ffn_kernels plain = {
     .name = "plain",
     .dot = pi_dot_row,
     .axpy = pi_axpy_row,
     .dot_then = plain_dot_then,
     .axpy_then = plain_axpy_then,
+    .dot_rows = plain_dot_rows,
+    .axpy_rows = plain_axpy_rows,
 };
 
 const ffn_kernels *ffn_kernels_plain(void)

@@ -46,7 +46,20 @@ typedef struct ffn_kernels {
     float (*dot_then)(pi_type type, const void *row, const float *x, size_t n, const void *next);
     void (*axpy_then)(pi_type type, float a, const void *row, float *y, size_t n,
                       const void *next);
+    /* Several rows at once, bit for bit what dot_then / axpy_then give each
+     * row in turn: res[r] = rows[r] . x for r < nr; y += as[0] * rows[0],
+     * then as[1] * rows[1], ... (each element updated in that order). The
+     * fast variants load each vector of x (dots) or y (axpy) once for up to
+     * FFN_ROWS_MAX rows instead of once per row; next is the row expected
+     * after the last. */
+    void (*dot_rows)(pi_type type, const void *const *rows, size_t nr, const float *x, size_t n,
+                     float *res, const void *next);
+    void (*axpy_rows)(pi_type type, const float *as, const void *const *rows, size_t nr, float *y,
+                      size_t n, const void *next);
 } ffn_kernels;
+
+/* Rows a fast variant's dot_rows / axpy_rows take in one pass. */
+#define FFN_ROWS_MAX 4
 
 /* How far ahead of its reads a fast row kernel prefetches, in bytes. One
  * core's share of the memory bandwidth times the memory latency is ~1-2 KB;
@@ -75,8 +88,9 @@ static inline void ffn_prefetch_ahead(const void *row, size_t row_bytes, const v
 void ffn_sparse_ref(const ffn_sparse_layer *l, pi_act act, const float *x,
                     const uint32_t *active, size_t n_active, float *out);
 
-/* The same math through kernels k, ADDING into out (not overwriting): the
- * body each pool thread runs over its share of the active list. */
+/* The same math through kernels k, ADDING into out (not overwriting), one
+ * neuron at a time: what each pool thread computes over its share of the
+ * active list (it runs ffn_sparse_accum_rows, which gives the same bits). */
 void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                       const float *x, const uint32_t *active, size_t n_active, float *out);
 
@@ -84,6 +98,14 @@ void ffn_sparse_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act ac
  * down rows are read and applied (the dense path's cost, same result). */
 void ffn_dense_accum(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act,
                      const float *x, const uint32_t *active, size_t n_active, float *out);
+
+/* ffn_sparse_accum (dense: ffn_dense_accum) bit for bit, FFN_ROWS_MAX
+ * neurons of the list at a time through dot_rows / axpy_rows: x is read
+ * once per group's gate and up dots and out once per group's axpy, instead
+ * of once per neuron (at dim 5120 they are 20 KB each, and with a neuron's
+ * rows they no longer fit in L1). What the pool runs. */
+void ffn_sparse_accum_rows(const ffn_kernels *k, const ffn_sparse_layer *l, pi_act act, int dense,
+                           const float *x, const uint32_t *active, size_t n_active, float *out);
 
 /* Checks l's types (pi_type_supported), dim (a multiple of every row's
  * block) and pointers: 0, or -1 with err naming the field. */

@@ -1,4 +1,4 @@
-/* Proves the batched cold FFN (ffn_sparse_run_batch, ffn_dense_run_batch) gives every entry exactly the bits ffn_sparse_run / ffn_dense_run give it alone on the same pool, for every type, variant, activation and thread count, B = 1..8 entries whose lists overlap, are disjoint, identical or empty, in one pass or several, in blocks of the union of every size; and that bad lists are refused with out untouched. */
+/* Proves the batched cold FFN (ffn_sparse_run_batch, ffn_dense_run_batch) gives every entry exactly the bits ffn_sparse_run / ffn_dense_run give it alone on the same pool, for every type, variant, activation and thread count, B = 1..8 entries whose lists overlap, are disjoint, identical or empty, in one pass or several, in blocks of the union of every size; that the row-group accumulate both paths run equals one neuron at a time; and that bad lists are refused with out untouched. */
 /* Under ThreadSanitizer, as test_ffn_sparse:
  *   cmake -S . -B build-tsan -DPI_CUDA=OFF -DPI_SANITIZE=thread -DCMAKE_BUILD_TYPE=RelWithDebInfo
  *   cmake --build build-tsan -j2 --target test_ffn_batch && build-tsan/bin/test_ffn_batch */
@@ -187,6 +187,44 @@ static void check_shard(pi_type type, uint32_t dim, uint32_t n, const ffn_kernel
     shard_free(&s);
 }
 
+/* ffn_sparse_accum_rows (what the pool runs, FFN_ROWS_MAX neurons at a
+ * time) against ffn_sparse_accum / ffn_dense_accum one neuron at a time:
+ * lists of 0..13 neurons in any order, so every group size and a partial
+ * last group are met. */
+static void check_rows(pi_type type, uint32_t dim, const ffn_kernels *k)
+{
+    shard s;
+    shard_make(&s, type, dim, 16);
+    float *x = malloc(dim * sizeof *x), *a = malloc(dim * sizeof *a), *b = malloc(dim * sizeof *b);
+    CHECK(x && a && b, "out of memory");
+    for (uint32_t i = 0; i < dim; i++)
+        x[i] = rndf();
+    uint32_t idx[13];
+    for (size_t ai = 0; ai < sizeof acts / sizeof acts[0]; ai++) {
+        s.l.gate_bias = ai % 2 ? s.bias : NULL;
+        for (size_t na = 0; na <= 13; na++) {
+            for (size_t i = 0; i < na; i++)
+                idx[i] = rnd() % 16;   /* any order, repeats allowed: the one-entry path takes them */
+            for (int dense = 0; dense < 2; dense++) {
+                for (uint32_t i = 0; i < dim; i++)
+                    a[i] = b[i] = rndf();   /* they add to what is there */
+                if (dense)
+                    ffn_dense_accum(k, &s.l, acts[ai], x, idx, na, a);
+                else
+                    ffn_sparse_accum(k, &s.l, acts[ai], x, idx, na, a);
+                ffn_sparse_accum_rows(k, &s.l, acts[ai], dense, x, idx, na, b);
+                CHECK(memcmp(a, b, dim * sizeof *a) == 0, "%s %s dim %u act %s %s, %zu neurons: "
+                      "ffn_sparse_accum_rows differs from one neuron at a time", k->name, pi_type_name(type),
+                      dim, pi_act_name(acts[ai]), dense ? "dense" : "sparse", na);
+            }
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+    shard_free(&s);
+}
+
 /* Bad batches are refused before any thread starts: no out is touched. */
 static void check_errors(const ffn_kernels *k)
 {
@@ -256,13 +294,16 @@ int main(void)
     for (size_t v = 0; v < nk; v++) {
         for (size_t ti = 0; ti < 3; ti++)
             for (size_t d = 0; d < sizeof float_dims / sizeof float_dims[0]; d++) {
+                check_rows(float_types[ti], float_dims[d], ks[v]);
                 check_shard(float_types[ti], float_dims[d], float_dims[d] >= 1000 ? 24 : 40, ks[v]);
             }
         for (size_t ti = 0; ti < 2; ti++)
             for (size_t d = 0; d < sizeof quant_dims / sizeof quant_dims[0]; d++) {
+                check_rows(quant_types[ti], quant_dims[d], ks[v]);
                 check_shard(quant_types[ti], quant_dims[d], quant_dims[d] >= 1000 ? 24 : 40, ks[v]);
             }
         /* A K-quant: the variants' plain fallback. */
+        check_rows(PI_TYPE_Q4_K, 256, ks[v]);
         check_shard(PI_TYPE_Q4_K, 256, 24, ks[v]);
         check_shard(PI_TYPE_F16, 64, 0, ks[v]);   /* an empty shard */
         printf("%s: bit for bit\n", ks[v]->name);
