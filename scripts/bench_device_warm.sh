@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# On the lent GPU machine, in one call (carry .deps: scripts/bench_compare.sh --stage prepare): builds pi
+# and PowerInfer, writes the anchors' 13B PWRI model to /dev/shm, then
+#  - pi-bench-cuda-kernels (its attention check against float64 at positions 0..4095 first);
+#  - the greedy checks: stories260K with cuda (0 and 2 CPU workers) against expected.txt, the default model
+#    with cuda (warm shares 0 and 0.5) against pid run --reference;
+#  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
+#    "0.3 0.4"), PowerInfer at 12.6 GiB, pi with everything in VRAM (--timings);
+#  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
+# Every line it prints also goes to $OUT/bench_device_warm.txt; the logs to $OUT/logs.tgz.
+# Exit status 1 when a check says DIFFERENT or FAIL. Figures: docs/benchmarks.md, "Warm neurons".
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+exec > >(tee "$out/bench_device_warm.txt") 2>&1
+# shellcheck source=scripts/device_env.sh
+source scripts/device_env.sh; pi_device_env .deps/offline-debs
+shared=$(pwd)/.deps/shared A=$shared/anchors fails=0
+t0=$(date +%s)
+( bash "$A/build_powerinfer.sh" /tmp/powerinfer >"$out/pwi-build.log" 2>&1; echo "powerinfer build rc=$?" >>"$out/pwi-build.log" ) &
+export PATH=/opt/torch/.venv/bin:$PATH
+mkdir -p /tmp/pwi && tar -xJf "$A/powerinfer-d3ebd7c.tar.xz" -C /tmp/pwi
+gp=$(find /tmp/pwi -maxdepth 3 -type d -name gguf-py | head -1)
+M=/dev/shm/m13/pwri.gguf; mkdir -p /dev/shm/m13
+( python3 "$A/mk_powerinfer_gguf.py" "$gp" $M 13b "$shared/vocab/ggml-vocab-llama-spm.gguf" >"$out/mk.log" 2>&1 &&
+  python3 "$A/freq_to_sidecar.py" $M /dev/shm/m13/activation/freq.npy scripts >>"$out/mk.log" 2>&1; echo "model rc=$?" >>"$out/mk.log" ) &
+cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${PI_DEPS_CMAKE[@]}" \
+  -DPI_SHARED_DIR="$shared" >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
+cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test_cuda_backend pi-bench-cuda-kernels \
+  >"$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
+bin=build-dev/bin T0=$(date +%s)
+echo "pi build $((T0 - t0)) s"
+$bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
+grep -E "FAIL|position|union" "$out/kernels.md"
+m=/tmp/stories260K.gguf
+$bin/pictl model import-llama2c --checkpoint "$shared/models/stories260K.bin" --tokenizer "$shared/models/tok512.bin" -o $m >/dev/null
+printf '%s\n' "$(cat "$shared/models/stories260K.expected.txt")" >/tmp/expected.txt
+same() { # name file reference
+  if cmp -s "$2" "$3"; then echo "$1: SAME"; else echo "$1: DIFFERENT"; fails=$((fails + 1)); fi
+}
+for w in 0 2; do
+  budget=(); [ $w -gt 0 ] && budget=(--vram-budget 0.6890)
+  timeout 60 $bin/pid run -m $m -n 200 --temp 0 --gpu-backend cuda --cpu-workers $w "${budget[@]}" >/tmp/g.txt 2>/tmp/g.err
+  printf '%s\n' "$(cat /tmp/g.txt)" >/tmp/g.norm
+  same "stories260K cuda, $w CPU workers, vs expected.txt" /tmp/g.norm /tmp/expected.txt
+done
+$bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null
+for ws in 0 0.5; do
+  timeout 60 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget 0.75 --warm-share $ws \
+    >/tmp/d-cuda.txt 2>/tmp/d-cuda.err
+  same "default model cuda, warm share $ws, vs --reference" /tmp/d-cuda.txt /tmp/d-ref.txt
+done
+wait; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
+P="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
+pirun() { # name args...
+  local n=$1; shift
+  timeout 100 $bin/pid run -m $M -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn predicted --timings "$@" \
+    >"$out/$n.txt" 2>"$out/$n.err"
+  echo "== pi $n rc=$? ($*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
+  grep -E "pid run:   (gpu (attn|predict|hot|wait)|cpu)" "$out/$n.err"
+}
+for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
+( cd /tmp && PYTHONPATH=$A/pyshim GGUF_PY=$gp timeout 100 /tmp/powerinfer/build/bin/main -m $M -n 128 -t 16 -s 1 -p "$P" \
+    --ignore-eos --vram-budget 12.6 >"$out/powerinfer.txt" 2>&1 )
+echo "== PowerInfer 12.6 GiB rc=$?: $(grep -E ' eval time' "$out/powerinfer.txt" | grep -oE '[0-9.]+ tokens per second')"
+pirun all-vram --vram-budget 40 --cpu-workers 1
+(cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram.txt)
+left=$((${PI_WARM_BUDGET_S:-330} - ($(date +%s) - T0)))
+echo "test_cuda_backend with ${left} s"
+PI_SHARED=$shared PI_TMP=/tmp timeout $left $bin/test_cuda_backend >"$out/cuda_backend.txt" 2>&1
+rc=$?
+echo "test_cuda_backend rc=$rc ($(grep -c worst "$out/cuda_backend.txt") cases passed)"
+[ $rc = 0 ] || [ $rc = 124 ] || fails=$((fails + 1))
+echo "bench_device_warm: $fails failures"
+exit $((fails > 0))
