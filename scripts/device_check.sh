@@ -103,6 +103,22 @@ else
 fi
 
 fi
+echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
+$bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
+for ws in 0 0.5; do
+  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget 0.75 \
+      --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
+    echo "default model cuda, warm share $ws: SAME as --reference"
+  else
+    echo "default model cuda, warm share $ws: DIFFERENT or failed: $(tail -1 /tmp/d-cuda.err)"
+    fail "default model cuda --warm-share $ws"
+  fi
+done
+
+echo "== CUDA kernels: attention checked against float64 at positions 0..4095, then timed"
+$bin/pi-bench-cuda-kernels 10 >"$out/kernels.md" 2>&1 || fail "pi-bench-cuda-kernels (see kernels.md)"
+grep -E "FAIL|attention check" "$out/kernels.md"
+
 echo "== sync benchmark"
 if [ -z "${PI_SKIP_TESTS:-}" ]; then
   for w in 1 2 4; do
