@@ -15,6 +15,7 @@
 #include <numa.h>
 #include <zmq.h>
 
+#include "cuda_needs.h"
 #include "gpu_probe.h"
 #include "model.h"
 #include "segment.h"
@@ -123,7 +124,8 @@ static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_
         .budget_bytes = o->vram_budget_gib > 0 ? (uint64_t)(o->vram_budget_gib * (double)(1ull << 30)) : 0,
         .device_free_bytes = mem->free_bytes,
         .device_total_bytes = mem->total_bytes,
-        /* CUDA: its predictors and scratch come out of the budget too */
+        /* CUDA: its fp16 KV cache, and its predictors, scratch and context out of the budget too */
+        .backend = cuda ? cuda_needs() : NULL,
         .max_batch = cuda ? o->max_batch : 0,
         .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
         .warm_share = o->warm_share >= 0 ? o->warm_share : cuda && n_cpu > 0 ? ENGINE_WARM_SHARE_CUDA : 0,

@@ -8,7 +8,7 @@
 // the predictors (fc1, fc2 in their types) are held too and the predict op
 // runs them (cuda_predict.cu). Scratch is sized at create; device_bytes
 // counts every allocation; the plan reserves predictors and scratch beside
-// its own count (plan_predictor_bytes, plan_scratch_bytes, term by term).
+// its own count (plan_predictor_bytes; cuda_needs_scratch_bytes, term by term).
 //
 // Two ways to run a step. Layer by layer (the ops the worker calls per
 // layer; the host waits where data leaves the GPU), or run_step: the whole
@@ -34,15 +34,17 @@
 #include "cuda_vmm.cuh"
 
 extern "C" {
+#include "cuda_needs.h"
 #include "plan.h"
 #include "vram_arena.h"
 }
 
-// plan_scratch_bytes counts with these.
-static_assert(CUDA_DOWN_PART_ROWS == PLAN_CUDA_DOWN_PART_ROWS, "plan.h's copy of CUDA_DOWN_PART_ROWS");
-static_assert(CUDA_MAX_BATCH == PLAN_CUDA_MAX_BATCH, "plan.h's copy of CUDA_MAX_BATCH");
-static_assert(sizeof(gpu_entry) <= PLAN_CUDA_ENTRY_BYTES, "plan.h's bound of a device entry");
-static_assert(PLAN_CUDA_KV_ELEM_BYTES == sizeof(__half), "plan.h counts an fp16 KV cache");
+// cuda_needs_scratch_bytes (what the plan reserves) counts with these.
+static_assert(CUDA_DOWN_PART_ROWS == CUDA_NEEDS_DOWN_PART_ROWS, "cuda_needs.h's copy of CUDA_DOWN_PART_ROWS");
+static_assert(CUDA_MAX_BATCH == CUDA_NEEDS_MAX_BATCH, "cuda_needs.h's copy of CUDA_MAX_BATCH");
+static_assert(CUDA_ATTN_CHUNK == CUDA_NEEDS_ATTN_CHUNK, "cuda_needs.h's copy of CUDA_ATTN_CHUNK");
+static_assert(sizeof(gpu_entry) <= CUDA_NEEDS_ENTRY_BYTES, "cuda_needs.h's bound of a device entry");
+static_assert(CUDA_NEEDS_KV_ELEM_BYTES == sizeof(__half), "cuda_needs.h counts an fp16 KV cache");
 
 namespace {
 
@@ -693,8 +695,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
     b->off_peers = b->off_stamps + ((size_t)m->n_layers * STAMPS_PER_LAYER + 8) * sizeof(unsigned long long);
     size_t n_peers = PLAN_MAX_SHARDS;
     b->blk_bytes = b->off_peers + 2 * n_peers * sizeof(void *);
-    if (b->blk_bytes > nb * PLAN_CUDA_ENTRY_BYTES + nb * sizeof(uint32_t) + PLAN_CUDA_STEP_BYTES(m->n_layers))
-        return pi_error_set(err, "cuda backend: the step block (%zu bytes) outgrew plan.h's reservation",
+    if (b->blk_bytes > nb * CUDA_NEEDS_ENTRY_BYTES + nb * sizeof(uint32_t) + CUDA_NEEDS_STEP_BYTES(m->n_layers))
+        return pi_error_set(err, "cuda backend: the step block (%zu bytes) outgrew cuda_needs.h's reservation",
                             b->blk_bytes);
     if (dev_alloc(b, (void **)&b->d_blk, b->blk_bytes, MEM_SCRATCH, err))
         return -1;

@@ -297,7 +297,7 @@ cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __h
     if (sh.head_dim > ATTN_MAX_HD || sh.head_dim % 2 != 0)
         return cudaErrorInvalidValue;
     uint32_t splits = cuda_attn_splits(sh.n_ctx);
-    if (n > PLAN_CUDA_MAX_BATCH)
+    if (n > CUDA_NEEDS_MAX_BATCH)
         return cudaErrorInvalidValue;
     uint32_t *cnt = reinterpret_cast<uint32_t *>(part);
     k_attn<<<dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s>>>(out, part, cnt, q, k_cache,

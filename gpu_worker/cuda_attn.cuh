@@ -15,10 +15,11 @@
 
 extern "C" {
 #include "backend.h"
-#include "plan.h"
+#include "cuda_needs.h"
 }
 
-#define CUDA_ATTN_CHUNK PLAN_CUDA_ATTN_CHUNK
+// Positions per split (backend_cuda.cu checks cuda_needs.h's copy).
+#define CUDA_ATTN_CHUNK 64
 
 struct cuda_attn_shape {
     uint32_t n_layers, n_ctx, n_heads, n_kv_heads, head_dim;
@@ -32,7 +33,7 @@ uint32_t cuda_attn_splits(uint32_t n_ctx);
 // CUDA_MAX_BATCH entries, which must be zero when the buffer is made (each
 // launch leaves them zero), then n x n_heads x splits x (head_dim + 2)
 // floats of partial results.
-#define CUDA_ATTN_COUNTERS(n_heads) ((size_t)PLAN_CUDA_MAX_BATCH * (n_heads))
+#define CUDA_ATTN_COUNTERS(n_heads) ((size_t)CUDA_NEEDS_MAX_BATCH * (n_heads))
 size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint32_t head_dim);
 
 // y[r] = x[r] / rms(x[r]) * w for r < n rows of dim, after x[r] += add[r]

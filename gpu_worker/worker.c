@@ -22,6 +22,7 @@
 #include <zmq.h>
 
 #include "backend.h"
+#include "cuda_needs.h"
 #include "fd_pass.h"
 #include "vram_arena.h"
 #include "model.h"
@@ -135,14 +136,14 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
     const pi_model *m = g->m;
     const pi_plan *p = &g->plan;
     int cuda = !strcmp(g->ops->name, "cuda");
-    /* the plan's layout as the backend allocates it (cuda: fp16 KV, and the predictors on the
-     * device when it predicts: no arena bytes beyond what it lays out, they would be VRAM held) */
-    uint64_t layout = p->weight_bytes + p->hot_bytes;
+    /* the plan's layout as the backend allocates it (the KV cache in the backend's element, the
+     * plan's; cuda: the predictors on the device when it predicts: no arena bytes beyond what it
+     * lays out, they would be VRAM held) */
+    uint64_t layout = p->weight_bytes + p->hot_bytes + p->kv_bytes;
     if (!cuda)
-        layout += p->kv_bytes + p->warm_bytes;    /* the host backend holds warm rows like hot ones */
+        layout += p->warm_bytes;    /* the host backend holds warm rows like hot ones */
     else
-        layout += plan_kv_bytes_elem(m, p->max_seqs, p->n_ctx, PLAN_CUDA_KV_ELEM_BYTES) +
-                  (g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0);
+        layout += g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0;
     cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
     fd_pass_msg msg;
     int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
@@ -184,8 +185,10 @@ static int load(gworker *g, pi_error *err)
         return -1;
     if (!(g->m = model_open_sparse(o->model_path, err)))
         return -1;
+    /* the backend's needs: its KV element sizes the plan's kv_bytes (take_kept) */
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
-                      .warm_share = o->warm_share};
+                      .warm_share = o->warm_share, .max_batch = o->max_batch,
+                      .backend = !strcmp(g->ops->name, "cuda") ? cuda_needs() : NULL};
     pi_plan *plan = &g->plan;
     int rc = o->plan_path ? plan_load_for_model(g->m, o->plan_path, &pp, plan, err)
              : o->n_hot < 0 ? plan_make(g->m, &pp, plan, err)

@@ -67,7 +67,7 @@ typedef struct placement_params {
     uint32_t max_seqs, n_ctx;       /* KV cache as in plan.h; n_ctx 0 = the model's */
     uint32_t kv_elem_bytes;         /* bytes of a KV element (plan_kv_elem_bytes); 0 = fp32 */
     uint64_t predictor_bytes;       /* predictors kept on the GPU (sidecar); 0 = none */
-    uint64_t scratch_bytes;         /* the GPU backend's scratch (plan_scratch_bytes); 0 = none */
+    uint64_t scratch_bytes;         /* the GPU backend's scratch and context (plan_backend); 0 = none */
     uint64_t budget_bytes;
 } placement_params;
 

@@ -17,56 +17,22 @@
 
 uint32_t plan_kv_elem_bytes(const plan_params *p)
 {
-    return p->max_batch ? PLAN_CUDA_KV_ELEM_BYTES : (uint32_t)sizeof(float);
+    return p->backend ? p->backend->kv_elem_bytes : (uint32_t)sizeof(float);
 }
 
-/* cudaMalloc'd floats: backend_cuda.cu allocates at least one. */
-static uint64_t dev_floats(uint64_t n)
+/* The backend's scratch for q's steps at n_ctx positions and n_hot hot
+ * neurons a layer; 0 on the host backend. */
+static uint64_t backend_scratch(const pi_model *m, const plan_params *q, uint32_t n_ctx, uint32_t n_hot)
 {
-    return (n ? n : 1) * sizeof(float);
-}
-
-/* Term by term what backend_cuda.cu's create_inner and load_layer allocate
- * outside weights, KV and hot rows (keep the two in step; test_cuda_backend
- * checks the sum stays below this). */
-uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot)
-{
-    if (max_batch == 0)
-        return 0;
-    uint64_t nb = max_batch, dim = m->dim, kv_dim = (uint64_t)m->n_kv_heads * m->head_dim, n_ff = m->n_ff;
-    uint64_t splits = ((uint64_t)n_ctx + PLAN_CUDA_ATTN_CHUNK - 1) / PLAN_CUDA_ATTN_CHUNK;
-    uint64_t words = (n_ff + 31) / 32;
-    uint64_t s = 5 * dev_floats(nb * dim)                       /* x, xb, q, tmp, hot */
-                 + 2 * dev_floats(nb * kv_dim)                  /* k, v */
-                 + dev_floats(PLAN_CUDA_MAX_BATCH * m->n_heads + nb * m->n_heads * splits * (m->head_dim + 2))
-                                                                /* split-K attention: counters, partials */
-                 + dev_floats(nb * n_hot)                       /* hot coefficients */
-                 + dev_floats((uint64_t)PLAN_CUDA_DOWN_PART_ROWS * dim) /* split-K partials */
-                 + dev_floats(nb * m->n_vocab)                  /* logits */
-                 + nb * PLAN_CUDA_ENTRY_BYTES + nb * sizeof(uint32_t) /* entries, logit rows */
-                 + nb * n_ff * sizeof(int32_t)                  /* active lists copied in */
-                 + (uint64_t)m->n_layers * n_ff * sizeof(int32_t) /* hot-set lookup tables */
-                 + PLAN_CUDA_STEP_BYTES(m->n_layers);           /* step parameters, status, timestamps */
-    uint64_t R = 0;
-    for (uint32_t l = 0; m->has_predictor && l < m->n_layers; l++)
-        if (m->layers[l].pred_fc1.rows > R)
-            R = m->layers[l].pred_fc1.rows;
-    if (R > 0)
-        s += dev_floats(nb * R)                                 /* predictor hidden layer */
-             + nb * words * sizeof(uint32_t)                    /* predicted bit masks */
-             + nb * n_ff * sizeof(int32_t)                      /* predicted lists */
-             + nb * sizeof(int32_t)                             /* their counts */
-             + (uint64_t)m->n_layers * words * sizeof(uint32_t) /* hot-set bit masks */
-             + (n_ff + 1) * sizeof(int32_t);                    /* the step's hot union list + count */
-    return s;
+    return q->backend && q->backend->scratch_bytes ? q->backend->scratch_bytes(m, q->max_batch, n_ctx, n_hot) : 0;
 }
 
 uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)
 {
-    if (p->max_batch == 0)
+    if (!p->backend)
         return 0;
-    return plan_predictor_bytes(m) + plan_scratch_bytes(m, p->max_batch, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
-           PLAN_CUDA_CONTEXT_BYTES;
+    return plan_predictor_bytes(m) + backend_scratch(m, p, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
+           p->backend->context_bytes;
 }
 
 /* Rows of ffn_down_t (PowerInfer files without ffn_down) as plan_down_t_type
@@ -200,6 +166,9 @@ static int plan_base(const pi_model *m, const plan_params *p, pi_plan *out, pi_e
     if (p->n_cpu_workers > PLAN_MAX_SHARDS)
         return pi_error_set(err, "plan: %u CPU workers; at most %d are supported", p->n_cpu_workers,
                             PLAN_MAX_SHARDS);
+    if (p->backend && p->backend->kv_elem_bytes < PLAN_KV_ELEM_LEAST)
+        return pi_error_set(err, "plan: the %s backend keeps %u-byte KV elements; the plan assumes at least %d",
+                            p->backend->name, p->backend->kv_elem_bytes, PLAN_KV_ELEM_LEAST);
     out->n_layers = m->n_layers;
     out->n_ff = m->n_ff;
     out->n_ctx = p->n_ctx ? p->n_ctx : m->n_ctx;
@@ -248,15 +217,15 @@ static int plan_finish(pi_plan *out, uint32_t n_hot, pi_error *err)
     return 0;
 }
 
-/* K and gpu_bytes known: what the CUDA backend holds besides (p->max_batch
- * > 0), noted in the summary. */
+/* K and gpu_bytes known: what the GPU backend holds besides (p->backend),
+ * noted in the summary. */
 static void reserve_finish(const pi_model *m, const plan_params *p, pi_plan *out)
 {
-    out->predictor_bytes = p->max_batch ? plan_predictor_bytes(m) : 0;
-    out->scratch_bytes = plan_scratch_bytes(m, p->max_batch, out->n_ctx, out->n_hot);
-    out->context_bytes = p->max_batch ? PLAN_CUDA_CONTEXT_BYTES : 0;
+    out->predictor_bytes = p->backend ? plan_predictor_bytes(m) : 0;
+    out->scratch_bytes = backend_scratch(m, p, out->n_ctx, out->n_hot);
+    out->context_bytes = p->backend ? p->backend->context_bytes : 0;
     out->reserved_bytes = out->gpu_bytes + out->predictor_bytes + out->scratch_bytes + out->context_bytes;
-    if (!p->max_batch)
+    if (!p->backend)
         return;
     char pred[32], scr[32], ctx[32], all[32];
     fmt_bytes(pred, sizeof pred, out->predictor_bytes);
@@ -265,7 +234,8 @@ static void reserve_finish(const pi_model *m, const plan_params *p, pi_plan *out
     fmt_bytes(all, sizeof all, out->reserved_bytes);
     size_t n = strlen(out->summary);
     snprintf(out->summary + n, sizeof out->summary - n,
-             "; CUDA backend besides: predictors %s + scratch %s + context %s (GPU total %s)", pred, scr, ctx, all);
+             "; %s backend besides: predictors %s + scratch %s + context %s (GPU total %s)", p->backend->name, pred,
+             scr, ctx, all);
 }
 
 int plan_make_fixed(const pi_model *m, const plan_params *p, uint32_t n_hot, pi_plan *out,
@@ -321,11 +291,12 @@ static uint64_t kv_of(const pi_model *m, const plan_params *q)
 }
 
 /* What the budget holds beside the weights, the KV cache and the hot
- * neurons: the CUDA reserve, or on the host backend the predictors, which
- * a placement reserves all the same (placement_predictor_bytes). */
+ * neurons: the GPU backend's reserve, or on the host backend the
+ * predictors, which a placement reserves all the same
+ * (placement_predictor_bytes). */
 static uint64_t kv_beside(const pi_model *m, const plan_params *q)
 {
-    return q->max_batch ? plan_reserve_bytes(m, q) : plan_predictor_bytes(m);
+    return q->backend ? plan_reserve_bytes(m, q) : plan_predictor_bytes(m);
 }
 
 /* What room bytes of KV cache hold: positions at q's sequences, sequences
@@ -371,15 +342,17 @@ static int kv_refuse(const pi_model *m, const plan_params *q, uint64_t budget, i
 {
     uint64_t room = budget - fixed, pos = plan_kv_bytes_elem(m, 1, 1, plan_kv_elem_bytes(q)), kv = kv_of(m, q);
     uint64_t reserve = kv_beside(m, q);
-    char need[32], bud[32], left[32], w[32], r[32], f[32], res[64] = "", src[96] = "", fits[160], way[160];
+    char need[32], bud[32], left[32], w[32], r[32], f[32], res[96] = "", src[96] = "", fits[160], way[160];
     fmt_bytes(need, sizeof need, kv);
     fmt_bytes(bud, sizeof bud, budget);
     fmt_bytes(left, sizeof left, room);
     fmt_bytes(w, sizeof w, plan_weight_bytes(m));
     fmt_bytes(r, sizeof r, reserve);
     fmt_bytes(f, sizeof f, q->device_free_bytes);
-    if (reserve)
-        snprintf(res, sizeof res, " and %s (%s)", q->max_batch ? "CUDA reserve" : "predictors", r);
+    if (reserve && q->backend)
+        snprintf(res, sizeof res, " and %.24s reserve (%s)", q->backend->name, r);
+    else if (reserve)
+        snprintf(res, sizeof res, " and predictors (%s)", r);
     if (from_free)
         snprintf(src, sizeof src, " (%d%% of the GPU's %s free)", PLAN_FREE_PCT, f);
     kv_fits_text(q, room, pos, fits, sizeof fits);
@@ -467,17 +440,18 @@ int plan_make(const pi_model *m, const plan_params *p, pi_plan *out, pi_error *e
         /* host backend default: a quarter hot, so the CPU path always runs */
         n_hot = q.n_cpu_workers ? m->n_ff / 4 : m->n_ff;
     } else {
-        /* the CUDA backend's predictors and scratch come out of the budget too */
+        /* the GPU backend's predictors, scratch and context come out of the budget too */
         uint64_t reserve = plan_reserve_bytes(m, &q), fixed = out->fixed_bytes + reserve;
         if (budget < fixed) {
             char need[32], have[32];
             fmt_bytes(need, sizeof need, fixed);
             fmt_bytes(have, sizeof have, budget);
             return pi_error_set(err, "plan: VRAM budget %" PRIu64 " bytes (%s) is below the fixed GPU part "
-                                "%" PRIu64 " bytes (%s: weights %" PRIu64 " + KV cache %" PRIu64 " + CUDA "
+                                "%" PRIu64 " bytes (%s: weights %" PRIu64 " + KV cache %" PRIu64 " + %.24s%s"
                                 "predictors and scratch %" PRIu64 "); raise the budget to at least %" PRIu64
                                 " bytes or lower max_seqs/n_ctx/max_batch",
-                                budget, have, fixed, need, out->weight_bytes, out->kv_bytes, reserve, fixed);
+                                budget, have, fixed, need, out->weight_bytes, out->kv_bytes,
+                                q.backend ? q.backend->name : "", q.backend ? " " : "", reserve, fixed);
         }
         uint64_t fit = out->neuron_bytes ? (budget - fixed) / out->neuron_bytes : m->n_ff;
         n_hot = fit >= m->n_ff ? m->n_ff : (uint32_t)fit;
@@ -622,8 +596,8 @@ int plan_make_from_placement(const pi_model *m, const plan_params *pp, const pla
                                 pl->layers[l].neuron_bytes, l, plan_neuron_bytes_layer(m, l));
     /* The placement's KV may be fp16 (pid planned for CUDA) while this
      * process counts fp32 (a CPU worker): compare with the least this
-     * max_seqs x n_ctx can need. */
-    uint64_t least = out->weight_bytes + plan_kv_bytes_elem(m, out->max_seqs, out->n_ctx, PLAN_CUDA_KV_ELEM_BYTES);
+     * max_seqs x n_ctx can need on any backend. */
+    uint64_t least = out->weight_bytes + plan_kv_bytes_elem(m, out->max_seqs, out->n_ctx, PLAN_KV_ELEM_LEAST);
     if (pl->fixed_bytes < least)
         return pi_error_set(err, "plan: the placement reserved %" PRIu64 " GPU bytes for weights and KV cache, "
                             "this setup needs %" PRIu64 " (a larger max_seqs or n_ctx); re-plan for it",
@@ -782,11 +756,11 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
         freq[l] = sidecar_freq(sc, l);
     placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx, .kv_elem_bytes = plan_kv_elem_bytes(pp),
                            .predictor_bytes = placement_predictor_bytes(m, sc)};
-    if (pp->max_batch) {
-        /* CUDA: the predictors it uploads (the model's own) and its scratch */
+    if (pp->backend) {
+        /* a GPU backend: the predictors it uploads (the model's own), its scratch and context */
         uint64_t own = plan_predictor_bytes(m);
         lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
-        lp.scratch_bytes = plan_scratch_bytes(m, pp->max_batch, out->n_ctx, m->n_ff) + PLAN_CUDA_CONTEXT_BYTES;
+        lp.scratch_bytes = backend_scratch(m, pp, out->n_ctx, m->n_ff) + pp->backend->context_bytes;
     }
     /* no budget given: buy what the index-order default would hold */
     lp.budget_bytes = out->budget_bytes ? out->budget_bytes

@@ -45,6 +45,29 @@
 #define PLAN_FIT_SEQS 1u
 #define PLAN_FIT_CTX 2u
 
+/* What a GPU backend needs from the budget beyond weights + KV cache + hot
+ * neurons, described by the backend itself (the CUDA backend's:
+ * gpu_worker/cuda_needs.h), so that the planner holds none of a backend's
+ * constants. A backend described here holds the model's predictors
+ * (plan_predictor_bytes) on the device too. plan_params.backend points to
+ * one; NULL is the host backend: an fp32 KV cache and nothing beyond
+ * weights + KV + hot. */
+typedef struct plan_backend {
+    const char *name;           /* in the summary and messages, e.g. "CUDA" */
+    uint32_t kv_elem_bytes;     /* bytes of one KV cache element, >= PLAN_KV_ELEM_LEAST */
+    uint64_t context_bytes;     /* what its process holds beyond its allocations (the runtime's
+                                   context, the loaded kernels, step graphs) */
+    /* An upper bound of its scratch (everything it allocates beyond weights,
+     * KV cache, hot rows and predictors) for steps of max_batch entries,
+     * n_ctx positions and at most n_hot hot neurons in a layer. */
+    uint64_t (*scratch_bytes)(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
+} plan_backend;
+
+/* The narrowest KV cache element a backend keeps (fp16). A process that
+ * reads a placement planned for a backend it does not run (a CPU worker
+ * reading pid's plan for CUDA) checks it against KV elements of this size. */
+#define PLAN_KV_ELEM_LEAST 2
+
 typedef struct plan_params {
     uint32_t max_seqs;          /* KV cache slots, >= 1 */
     uint32_t n_ctx;             /* positions per slot; 0 = the model's n_ctx */
@@ -54,10 +77,11 @@ typedef struct plan_params {
                                    the neurons hot (host backend, no device). A budget
                                    given is refused when larger than this (when > 0) */
     uint64_t device_total_bytes; /* the device's size, for messages (0 = unknown) */
-    uint32_t max_batch;         /* > 0: the GPU is a CUDA device running steps of up to
-                                   max_batch entries: its predictors and scratch
-                                   (plan_reserve_bytes) are reserved inside the budget;
-                                   0: nothing beyond weights + KV + hot (host backend) */
+    const plan_backend *backend; /* the GPU backend's needs: its KV element, and its predictors,
+                                   scratch and context (plan_reserve_bytes) reserved inside the
+                                   budget; NULL: the host backend (fp32 KV, nothing beyond
+                                   weights + KV + hot) */
+    uint32_t max_batch;         /* entries per step: sizes the backend's scratch (with backend) */
     double warm_share;          /* in [0, 1]: with a placement and CPU workers, this share of
                                    each layer's cold neurons (every 1/share-th of its ascending
                                    cold list, so about that share of the cold activations)
@@ -93,9 +117,9 @@ typedef struct pi_plan {
     uint64_t neuron_bytes;      /* one neuron in every layer (gate + up + down^T rows) */
     uint64_t hot_bytes;         /* bytes of every layer's hot neurons (n_hot * neuron_bytes) */
     uint64_t gpu_bytes;         /* fixed_bytes + hot_bytes (the host backend's device_bytes) */
-    uint64_t predictor_bytes;   /* reserved for the CUDA backend's predictors (max_batch > 0) */
-    uint64_t scratch_bytes;     /* reserved for its scratch: plan_scratch_bytes(.., n_hot) */
-    uint64_t context_bytes;     /* reserved for the CUDA context (PLAN_CUDA_CONTEXT_BYTES) */
+    uint64_t predictor_bytes;   /* reserved for the backend's predictors (plan_params.backend) */
+    uint64_t scratch_bytes;     /* reserved for its scratch: backend->scratch_bytes(.., n_hot) */
+    uint64_t context_bytes;     /* reserved for its context (backend->context_bytes) */
     uint64_t reserved_bytes;    /* gpu_bytes + predictor_bytes + scratch_bytes + context_bytes:
                                    all the GPU worker's process may hold, within the budget */
     uint64_t cold_bytes;        /* the cold neurons' bytes, over all shards */
@@ -185,40 +209,12 @@ int plan_load_for_model(const pi_model *m, const char *plan_path, const plan_par
  * shards than cold neurons). */
 plan_shard plan_shard_range(uint32_t n_hot, uint32_t n_ff, uint32_t index, uint32_t of);
 
-/* Bytes of one KV cache element for p: fp16 on a CUDA device (max_batch > 0),
- * else fp32. */
+/* Bytes of one KV cache element for p: its backend's, else (host) fp32. */
 uint32_t plan_kv_elem_bytes(const plan_params *p);
 
-/* ---- the CUDA backend's device memory beyond weights + KV + hot FFN ---- */
-
-/* Constants of gpu_worker/backend_cuda.cu that size its scratch (it checks
- * them at compile time): split-K rows of the down product, bytes of one
- * step entry on the device. */
-#define PLAN_CUDA_DOWN_PART_ROWS 256
-#define PLAN_CUDA_ENTRY_BYTES 16
-/* Its KV cache holds fp16 (accumulation stays fp32); attention splits the
- * positions into chunks of this many (split-K, flash-decoding). */
-#define PLAN_CUDA_KV_ELEM_BYTES 2
-#define PLAN_CUDA_ATTN_CHUNK 64
-/* The most entries a step may have on the CUDA backend (CUDA_MAX_BATCH). */
-#define PLAN_CUDA_MAX_BATCH 64
-/* What the GPU worker's process holds beyond its allocations: the CUDA
- * context, the loaded kernels and the step graphs (measured 0.62 GiB on an
- * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).
- * Reserved inside the budget, so the process stays within --vram-budget. */
-#define PLAN_CUDA_CONTEXT_BYTES (704ull << 20)
-/* Its per-step parameter block, status word and phase timestamps. */
-#define PLAN_CUDA_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
-
-/* An upper bound of the CUDA backend's scratch (activations, attention
- * scores, split-K partials, logits, active lists, hot-set lookup tables, the
- * predictor's hidden layer, masks and lists) for steps of max_batch entries,
- * n_ctx positions and at most n_hot hot neurons in a layer; 0 when
- * max_batch is 0. */
-uint64_t plan_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
 /* What a budget must hold beyond weights + KV + hot neurons for p: the
- * predictors, plan_scratch_bytes with n_hot = n_ff (hot counts are not
- * known before planning) and the CUDA context; 0 when p->max_batch is 0. */
+ * predictors, the backend's scratch with n_hot = n_ff (hot counts are not
+ * known before planning) and its context; 0 on the host backend. */
 uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p);
 
 /* ---- the neuron layout (shared by the host backend and the CPU shards) ---- */

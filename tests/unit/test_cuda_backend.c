@@ -5,6 +5,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "cuda_needs.h"
 #include "forward.h"
 #include "llama2c.h"
 #include "model.h"
@@ -181,7 +182,8 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
      * (plus the predictors for --ffn predicted), and every allocation fits
      * in what the plan reserves for a CUDA GPU with this max_batch. */
     pi_plan plan;
-    plan_params pp = {.max_seqs = N_SEQ, .n_ctx = N_POS, .n_cpu_workers = 1, .max_batch = MAX_BATCH};
+    plan_params pp = {.max_seqs = N_SEQ, .n_ctx = N_POS, .n_cpu_workers = 1, .max_batch = MAX_BATCH,
+                      .backend = cuda_needs()};
     CHECK(plan_make_fixed(m, &pp, h->n_hot, &plan, &err) == 0, "%s: plan: %s", label, err.msg);
     uint64_t want = plan.gpu_bytes;
     if (h->sets) {

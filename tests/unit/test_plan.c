@@ -1,4 +1,4 @@
-/* The placement plan respects the VRAM budget, splits the cold neurons [K, n_ff) into contiguous shards that cover them exactly, and refuses impossible budgets with the bytes needed; plans from a frequency placement put every neuron exactly once (hot, or in one balanced cold chunk), hold what the host backend allocates, stay in the budget, and reach the workers through the plan cache; for a CUDA GPU (max_batch > 0) the backend's scratch is reserved inside the budget too. */
+/* The placement plan respects the VRAM budget, splits the cold neurons [K, n_ff) into contiguous shards that cover them exactly, and refuses impossible budgets with the bytes needed; plans from a frequency placement put every neuron exactly once (hot, or in one balanced cold chunk), hold what the host backend allocates, stay in the budget, and reach the workers through the plan cache; for a CUDA GPU (plan_params.backend, gpu_worker/cuda_needs.h) the backend's scratch is reserved inside the budget too. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "check.h"
+#include "cuda_needs.h"
 #include "placement.h"
 #include "plan.h"
 #include "rand_model.h"
@@ -284,32 +285,37 @@ static void check_from_placement(const pi_model *m, const char *model_path)
     free(f);
 }
 
-/* CUDA: plan_scratch_bytes term by term for the q8_0 test model (no
- * predictor), and the budget buys neurons only after weights + KV + it. */
+/* CUDA: the backend's scratch (cuda_needs.h) term by term for the q8_0
+ * test model (no predictor), and the budget buys neurons only after
+ * weights + KV + it; the host backend reserves nothing. */
 static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
 {
     pi_error err = {{0}};
-    /* n_ctx 100 in splits of PLAN_CUDA_ATTN_CHUNK positions; head_dim 16 */
-    const uint64_t splits = (100 + PLAN_CUDA_ATTN_CHUNK - 1) / PLAN_CUDA_ATTN_CHUNK;
+    const plan_backend *cuda = cuda_needs();
+    /* n_ctx 100 in splits of CUDA_NEEDS_ATTN_CHUNK positions; head_dim 16 */
+    const uint64_t splits = (100 + CUDA_NEEDS_ATTN_CHUNK - 1) / CUDA_NEEDS_ATTN_CHUNK;
     uint64_t scr = 5 * 8 * 64 * 4 + 2 * 8 * 32 * 4 /* x xb q tmp hot, k v */ +
-                   (PLAN_CUDA_MAX_BATCH * 4 + 8 * 4 * splits * (16 + 2)) * 4 /* attention counters, partials */ +
+                   (CUDA_NEEDS_MAX_BATCH * 4 + 8 * 4 * splits * (16 + 2)) * 4 /* attention counters, partials */ +
                    8 * 10 * 4 /* coef */ +
                    256 * 64 * 4 /* split-K */ + 8 * 48 * 4 /* logits */ + 8 * 16 + 8 * 4 /* entries, rows */ +
-                   8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */ + PLAN_CUDA_STEP_BYTES(3);
-    CHECK(plan_scratch_bytes(m, 8, 100, 10) == scr, "scratch %" PRIu64 " != %" PRIu64,
-          plan_scratch_bytes(m, 8, 100, 10), scr);
-    CHECK(plan_scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m) == 0, "host: nothing reserved");
+                   8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */ + CUDA_NEEDS_STEP_BYTES(3);
+    CHECK(cuda->scratch_bytes(m, 8, 100, 10) == scr, "scratch %" PRIu64 " != %" PRIu64,
+          cuda->scratch_bytes(m, 8, 100, 10), scr);
+    CHECK(cuda->scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m) == 0, "no steps: no scratch");
     plan_params pp = {.max_seqs = 4, .n_ctx = 100, .n_cpu_workers = 3, .max_batch = 8};
+    CHECK(plan_reserve_bytes(m, &pp) == 0 && plan_kv_elem_bytes(&pp) == 4, "host: nothing reserved, fp32 KV");
+    pp.backend = cuda;
+    CHECK(plan_kv_elem_bytes(&pp) == 2, "CUDA: fp16 KV");
     uint64_t reserve = plan_reserve_bytes(m, &pp);
-    CHECK(reserve == plan_scratch_bytes(m, 8, 100, 96) + PLAN_CUDA_CONTEXT_BYTES, "reserve %" PRIu64, reserve);
+    CHECK(reserve == cuda->scratch_bytes(m, 8, 100, 96) + CUDA_NEEDS_CONTEXT_BYTES, "reserve %" PRIu64, reserve);
     pi_plan p;
     CHECK(plan_make_fixed(m, &pp, 0, &p, &err) == 0, "%s", err.msg);
     for (uint64_t extra = 0; extra < 3000; extra += 97) {
         pp.budget_bytes = w + kv + reserve + 10 * p.neuron_bytes + extra;
         CHECK(plan_make(m, &pp, &p, &err) == 0, "%s", err.msg);
         CHECK(p.n_hot == 10 + extra / p.neuron_bytes, "K %u for %" PRIu64 " extra bytes", p.n_hot, extra);
-        CHECK(p.scratch_bytes == plan_scratch_bytes(m, 8, 100, p.n_hot) && p.predictor_bytes == 0 &&
-              p.context_bytes == PLAN_CUDA_CONTEXT_BYTES &&
+        CHECK(p.scratch_bytes == cuda->scratch_bytes(m, 8, 100, p.n_hot) && p.predictor_bytes == 0 &&
+              p.context_bytes == CUDA_NEEDS_CONTEXT_BYTES &&
               p.reserved_bytes == p.gpu_bytes + p.scratch_bytes + p.context_bytes && p.reserved_bytes <= pp.budget_bytes,
               "reserved %" PRIu64 " (scratch %" PRIu64 ") over budget %" PRIu64, p.reserved_bytes, p.scratch_bytes,
               pp.budget_bytes);
@@ -409,7 +415,7 @@ int main(void)
     CHECK(plan_make(m, &pp, &p, &err) == 0 && p.n_ctx == 128 && p.kv_bytes == plan_kv_bytes(m, 1, 128), "n_ctx 0");
     printf("%s\n", p.summary);
 
-    check_reserve(m, w, kv / 2); /* CUDA (max_batch > 0): fp16 KV */
+    check_reserve(m, w, kv / 2); /* CUDA: fp16 KV */
     printf("CUDA reserve: ok\n");
     check_from_placement(m, path);
     printf("plans from placements: ok\n");

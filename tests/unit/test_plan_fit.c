@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "cuda_needs.h"
 #include "plan.h"
 #include "quant.h"
 
@@ -221,7 +222,8 @@ static void check_13b(void)
     pi_plan p;
     for (uint64_t free_mib = 16 * 1024; free_mib <= 23 * 1024 + 512; free_mib += 512) {
         plan_params pp = {.max_seqs = 8, .n_cpu_workers = 1, .device_free_bytes = free_mib * MIB,
-                          .device_total_bytes = 24564 * MIB, .max_batch = 32, .fit = PLAN_FIT_SEQS | PLAN_FIT_CTX};
+                          .device_total_bytes = 24564 * MIB, .backend = cuda_needs(), .max_batch = 32,
+                          .fit = PLAN_FIT_SEQS | PLAN_FIT_CTX};
         CHECK(plan_make(m, &pp, &p, &err) == 0, "13B, %" PRIu64 " MiB free: %s", free_mib, err.msg);
         CHECK(p.reserved_bytes <= p.budget_bytes && p.budget_bytes <= pp.device_free_bytes && p.n_hot > 0,
               "13B, %" PRIu64 " MiB free: GPU total %" PRIu64 " of budget %" PRIu64 ", %u hot", free_mib,
@@ -239,7 +241,7 @@ static void check_13b(void)
     }
     /* the issue's --vram-budget 12.6 with the defaults: starts, the KV cache lowered */
     plan_params pp = {.max_seqs = 8, .n_cpu_workers = 1, .budget_bytes = (uint64_t)(12.6 * (double)GIB),
-                      .max_batch = 32, .fit = PLAN_FIT_SEQS | PLAN_FIT_CTX};
+                      .backend = cuda_needs(), .max_batch = 32, .fit = PLAN_FIT_SEQS | PLAN_FIT_CTX};
     CHECK(plan_make(m, &pp, &p, &err) == 0 && p.max_seqs == 1 && p.n_ctx >= 1024 && p.reserved_bytes <= pp.budget_bytes,
           "13B at 12.6 GiB: %s", err.msg);
     printf("13B at --vram-budget 12.6: %s\n", p.summary);

@@ -1,0 +1,45 @@
+/* What the CUDA backend (backend_cuda.cu) needs from a VRAM budget beyond
+ * weights + KV cache + hot neurons, described for the planner
+ * (sparse/plan.h, plan_backend). Plain C over the model's shapes that
+ * touches no CUDA runtime: pid, which makes no CUDA context and links no
+ * libcudart, plans with it (the library pi_gpu_needs). The constants below
+ * are the backend's; backend_cuda.cu checks them against its kernels' own
+ * at compile time (CUDA_MAX_BATCH, CUDA_DOWN_PART_ROWS, CUDA_ATTN_CHUNK,
+ * sizeof(gpu_entry), the fp16 KV element). */
+#ifndef PI_CUDA_NEEDS_H
+#define PI_CUDA_NEEDS_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "plan.h"
+
+/* Split-K rows of the down product; bytes of one step entry on the device. */
+#define CUDA_NEEDS_DOWN_PART_ROWS 256
+#define CUDA_NEEDS_ENTRY_BYTES 16
+/* Its KV cache holds fp16 (accumulation stays fp32); attention splits the
+ * positions into chunks of this many (split-K, flash-decoding). */
+#define CUDA_NEEDS_KV_ELEM_BYTES 2
+#define CUDA_NEEDS_ATTN_CHUNK 64
+/* The most entries a step may have (the kernels' CUDA_MAX_BATCH). */
+#define CUDA_NEEDS_MAX_BATCH 64
+/* What the GPU worker's process holds beyond its allocations: the CUDA
+ * context, the loaded kernels and the step graphs (measured 0.62 GiB on an
+ * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).
+ * Reserved inside the budget, so the process stays within --vram-budget. */
+#define CUDA_NEEDS_CONTEXT_BYTES (704ull << 20)
+/* Its per-step parameter block, status word and phase timestamps. */
+#define CUDA_NEEDS_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
+
+/* An upper bound of the CUDA backend's scratch (activations, attention
+ * scores, split-K partials, logits, active lists, hot-set lookup tables, the
+ * predictor's hidden layer, masks and lists) for steps of max_batch entries,
+ * n_ctx positions and at most n_hot hot neurons in a layer; 0 when
+ * max_batch is 0. */
+uint64_t cuda_needs_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
+
+/* The CUDA backend's description for plan_params.backend (static, never
+ * freed): "CUDA", fp16 KV, cuda_needs_scratch_bytes, CUDA_NEEDS_CONTEXT_BYTES. */
+const plan_backend *cuda_needs(void);
+
+#endif
