@@ -261,6 +261,28 @@ static void check_from_placement(const pi_model *m, const char *model_path)
     remove(copy);
     remove(cache);
     plan_release(&p);
+    /* pid planning for CUDA (fp16 KV, its reserve in the placement's fixed part): the CPU workers,
+     * which plan with no backend, and the GPU worker, with the CUDA backend's needs, build its sets. */
+    plan_params cp = pp;
+    cp.backend = cuda_needs();
+    cp.max_batch = 8;
+    cp.budget_bytes = fixed + plan_reserve_bytes(m, &cp) + 50 * nb;
+    CHECK(plan_make_for_model(m, model_path, &cp, NULL, NULL, &p, plan_path, sizeof plan_path, &err) == 0, "%s",
+          err.msg);
+    CHECK(p.order && p.reserved_bytes <= cp.budget_bytes && p.kv_bytes == plan_kv_bytes(m, 2, 64) / 2 &&
+          strstr(p.summary, "CUDA backend besides"), "CUDA plan: %s", p.summary);
+    for (int gpu = 0; gpu < 2; gpu++) {
+        plan_params vp = {.max_seqs = 2, .n_ctx = 64, .n_cpu_workers = 2, .backend = gpu ? cuda_needs() : NULL,
+                          .max_batch = gpu ? 8 : 0};
+        CHECK(plan_load_for_model(m, plan_path, &vp, &q, &err) == 0, "%s", err.msg);
+        CHECK(!memcmp(q.order, p.order, (size_t)m->n_layers * m->n_ff * sizeof *q.order) &&
+              q.kv_bytes == (gpu ? p.kv_bytes : 2 * p.kv_bytes) &&
+              q.reserved_bytes == (gpu ? p.reserved_bytes : q.gpu_bytes),
+              "%s worker's plan of pid's CUDA plan differs", gpu ? "the GPU" : "a CPU");
+        plan_release(&q);
+    }
+    remove(plan_path);
+    plan_release(&p);
     pp.budget_bytes = 0;   /* host default: the index-order default's bytes, bought by frequency */
     CHECK(plan_make_for_model(m, model_path, &pp, NULL, NULL, &r, plan_path, sizeof plan_path, &err) == 0, "%s",
           err.msg);
