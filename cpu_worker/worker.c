@@ -34,8 +34,9 @@
 #define HEARTBEAT_MS 500
 #define SPIN_MIN_CPUS 8   /* online CPUs from which waits inside a step spin */
 /* Entries one batched pass takes: every thread holds a dim-float buffer per
- * entry of a pass (64 x 20 KB at dim 5120), and a larger step goes in
- * several passes, each reading the rows again. */
+ * entry of a pass (64 x 20 KB at dim 5120) and the worker a list per entry
+ * (64 x the largest layer's cold neurons); a larger step goes in several
+ * passes, each reading the rows again. */
 #define BATCH_PASS_MAX 64
 
 typedef struct cworker {
@@ -47,9 +48,10 @@ typedef struct cworker {
     ffn_pool *pool;             /* exact/predicted: the fast kernels' threads */
     ffn_sparse_layer *sparse;   /* per layer: the shard as ffn_sparse rows */
     uint32_t *all;              /* 0..n-1: the exact mode's candidate list */
-    uint32_t *local;            /* predicted: max_batch lists of the entries' active neurons in this shard */
+    uint32_t *local;            /* predicted: a pass's lists of the entries' active neurons in this shard */
     size_t local_stride;        /* room for one entry's list: the largest layer's neuron count */
-    /* A batched layer's entries (max_batch each): inputs, lists, counts, outputs. */
+    uint32_t pass;              /* entries a batched pass takes: min(max_batch, BATCH_PASS_MAX) */
+    /* A batched pass's entries (pass each): inputs, lists, counts, outputs. */
     const float **bx;
     const uint32_t **bact;
     size_t *bcount;
@@ -125,7 +127,7 @@ static int connect_ctl(cworker *c, pi_error *err)
 
 /* The fast path: the shard's layers as ffn_sparse rows, a pool with one
  * thread per CPU this worker may run on, the best kernels this CPU has, and
- * room for a step of max_batch entries. */
+ * room for a batched pass of a step of max_batch entries. */
 static int make_pool(cworker *c, uint32_t max_batch, pi_error *err)
 {
     const cpu_shard *sh = c->shard;
@@ -146,21 +148,18 @@ static int make_pool(cworker *c, uint32_t max_batch, pi_error *err)
     for (uint32_t j = 0; j < n; j++)
         c->all[j] = j;
     c->local_stride = n ? n : 1;
-    size_t local_n;
-    if (pi_mul_size(max_batch, c->local_stride, &local_n) || pi_mul_size(local_n, sizeof *c->local, &local_n))
-        return pi_error_set(err, "%s: a step of %u entries of %zu neurons is too large", c->name, max_batch,
-                            c->local_stride);
-    c->local = malloc(local_n);
-    c->bx = malloc(max_batch * sizeof *c->bx);
-    c->bact = malloc(max_batch * sizeof *c->bact);
-    c->bcount = malloc(max_batch * sizeof *c->bcount);
-    c->bout = malloc(max_batch * sizeof *c->bout);
+    c->pass = max_batch == 0 ? 1 : max_batch < BATCH_PASS_MAX ? max_batch : BATCH_PASS_MAX;
+    c->local = malloc((size_t)c->pass * c->local_stride * sizeof *c->local);
+    c->bx = malloc(c->pass * sizeof *c->bx);
+    c->bact = malloc(c->pass * sizeof *c->bact);
+    c->bcount = malloc(c->pass * sizeof *c->bcount);
+    c->bout = malloc(c->pass * sizeof *c->bout);
     if (!c->local || !c->bx || !c->bact || !c->bcount || !c->bout)
-        return pi_error_set(err, "%s: out of memory for a step of %u entries", c->name, max_batch);
+        return pi_error_set(err, "%s: out of memory for %u entries a pass of %zu neurons", c->name, c->pass,
+                            c->local_stride);
     for (uint32_t l = 0; l < sh->n_layers; l++)
         cpu_shard_sparse_layer(sh, l, &c->sparse[l]);
-    c->pool = ffn_pool_new_batch(threads, sh->dim, max_batch < BATCH_PASS_MAX ? max_batch : BATCH_PASS_MAX, k,
-                                 err);
+    c->pool = ffn_pool_new_batch(threads, sh->dim, c->pass, k, err);
     return c->pool ? 0 : pi_error_wrap(err, "%s", c->name);
 }
 
@@ -254,14 +253,14 @@ static int send_heartbeat(cworker *c, pi_error *err)
 }
 
 /* --ffn predicted: entry e's active neurons of layer l (the GPU worker's
- * list) that this shard holds, as record indices in entry e's room of
- * c->local (returned in *list); returns their count. */
-static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e, const uint32_t **list)
+ * list) that this shard holds, as record indices in room `slot` (< c->pass)
+ * of c->local (returned in *list); returns their count. */
+static uint32_t shard_active(cworker *c, uint32_t l, uint32_t e, uint32_t slot, const uint32_t **list)
 {
     const int32_t *idx = step_active_idx(c->base, &c->lay, e);
     int32_t cnt = step_active_counts(c->base, &c->lay)[e];
     uint32_t n = cnt < 0 ? 0 : cnt > (int32_t)c->lay.p.n_ff ? c->lay.p.n_ff : (uint32_t)cnt;
-    uint32_t *local = c->local + e * c->local_stride;
+    uint32_t *local = c->local + slot * c->local_stride;
     *list = local;
     return cpu_shard_local_list(c->shard, l, idx, n, local);
 }
@@ -273,35 +272,38 @@ static int shard_ffn(cworker *c, uint32_t l, const float *xe, float *pe, uint32_
         return ffn_dense_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, pe, err);
     if (c->o->ffn == PI_FFN_PREDICTED) {
         const uint32_t *list;
-        uint32_t na = shard_active(c, l, e, &list);
+        uint32_t na = shard_active(c, l, e, 0, &list);
         return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, list, na, pe, err);
     }
     return ffn_sparse_run(c->pool, &c->sparse[l], c->shard->act, xe, c->all, c->shard->layers[l].n, pe, err);
 }
 
-/* All n entries of layer l in one batched call, each entry's partial bit
- * for bit what shard_ffn gives it. The GPU worker writes ascending lists, so
- * the shard-local ones are ascending too; should one not be (the merge needs
- * them sorted), the layer goes entry by entry with the same lists. */
-static int shard_ffn_batch(cworker *c, uint32_t l, uint32_t n, const float *x, float *partial, pi_error *err)
+/* Entries e0 .. e0 + n of layer l (n <= c->pass) in one batched call, each
+ * entry's partial bit for bit what shard_ffn gives it. The GPU worker writes
+ * ascending lists, so the shard-local ones are ascending too; should one
+ * not be (the merge needs them sorted), the pass goes entry by entry with
+ * the same lists. */
+static int shard_ffn_pass(cworker *c, uint32_t l, uint32_t e0, uint32_t n, const float *x, float *partial,
+                          pi_error *err)
 {
     const ffn_sparse_layer *fl = &c->sparse[l];
     uint32_t dim = c->shard->dim;
     int sorted = 1;
-    for (uint32_t e = 0; e < n; e++) {
-        c->bx[e] = x + (size_t)e * dim;
-        c->bout[e] = partial + (size_t)e * dim;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t e = e0 + i;
+        c->bx[i] = x + (size_t)e * dim;
+        c->bout[i] = partial + (size_t)e * dim;
         if (c->o->ffn == PI_FFN_PREDICTED) {
-            c->bcount[e] = shard_active(c, l, e, &c->bact[e]);
-            sorted = sorted && ffn_list_ascending(c->bact[e], c->bcount[e]);
+            c->bcount[i] = shard_active(c, l, e, i, &c->bact[i]);
+            sorted = sorted && ffn_list_ascending(c->bact[i], c->bcount[i]);
         } else {
-            c->bact[e] = c->all;   /* exact and dense: every neuron of the shard */
-            c->bcount[e] = fl->n_neurons;
+            c->bact[i] = c->all;   /* exact and dense: every neuron of the shard */
+            c->bcount[i] = fl->n_neurons;
         }
     }
     if (!sorted) {
-        for (uint32_t e = 0; e < n; e++)
-            if (ffn_sparse_run(c->pool, fl, c->shard->act, c->bx[e], c->bact[e], c->bcount[e], c->bout[e], err) < 0)
+        for (uint32_t i = 0; i < n; i++)
+            if (ffn_sparse_run(c->pool, fl, c->shard->act, c->bx[i], c->bact[i], c->bcount[i], c->bout[i], err) < 0)
                 return -1;
         return 0;
     }
@@ -309,6 +311,15 @@ static int shard_ffn_batch(cworker *c, uint32_t l, uint32_t n, const float *x, f
     if (c->o->ffn == PI_FFN_DENSE)
         return ffn_dense_run_batch(c->pool, fl, c->shard->act, &b, err);
     return ffn_sparse_run_batch(c->pool, fl, c->shard->act, &b, err);
+}
+
+/* All n entries of layer l, c->pass at a time. */
+static int shard_ffn_batch(cworker *c, uint32_t l, uint32_t n, const float *x, float *partial, pi_error *err)
+{
+    for (uint32_t e0 = 0; e0 < n; e0 += c->pass)
+        if (shard_ffn_pass(c, l, e0, n - e0 < c->pass ? n - e0 : c->pass, x, partial, err) < 0)
+            return -1;
+    return 0;
 }
 
 static uint64_t ms_to_ns(double ms) { return ms > 0 ? (uint64_t)(ms * 1e6 + 0.5) : 0; }
