@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-device-out}; mkdir -p "$out"
 . scripts/device_env.sh
 pi_device_env .deps/offline-debs || { echo "device_check: unpacking .deps/offline-debs failed"; exit 1; }
-# CUDA budgets include the 0.6875 GiB the plan reserves for the CUDA context (PLAN_CUDA_CONTEXT_BYTES).
+# CUDA budgets include the 0.6875 GiB the plan reserves for the CUDA context (CUDA_NEEDS_CONTEXT_BYTES, gpu_worker/cuda_needs.h).
 shared=$(pwd)/.deps/shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
