@@ -2,7 +2,8 @@
 # Warm neurons (--warm-share): on the committed default model (its sidecar gives a placement), pid run with
 # half of the cold neurons warm prints the same greedy text as the reference, its plan line counts the warm
 # neurons, and the CPU workers hold fewer neurons per layer than without warm; pid start passes the share to
-# restarted workers (the text stays the same after a CPU worker is killed); a share outside 0..1 is refused.
+# restarted workers (the text stays the same after a CPU worker, then the GPU worker, is killed; the new GPU
+# worker takes the kept memory with its warm rows as it was); a share outside 0..1 is refused.
 # (The host backend holds warm rows like hot ones; on CUDA they sit in pinned host memory and the GPU reads
 # them over PCIe: test_cuda_backend's hot+warm cases.)
 set -u
@@ -45,5 +46,14 @@ for _ in $(seq 100); do n=$(worker_field cpu:1 2); [ -n "$n" ] && [ "$n" != "$w"
 generate_expected "$D/g2.txt"
 same_as_expected "$D/g2.txt" || fail "after cpu:1 was restarted the text differs from the reference"
 echo "ok: pid start --warm-share 0.5 serves the reference text, also after cpu:1 was killed and restarted"
+# The GPU worker too: its kept arena holds the warm rows beside the hot ones (host backend), so the new one
+# takes it as it was, and the text stays the reference.
+g=$(worker_field gpu 2) && [ -n "$g" ] && kill -9 "$g" || fail "no gpu worker to kill"
+for _ in $(seq 100); do n=$(worker_field gpu 2); [ -n "$n" ] && [ "$n" != "$g" ] && break; sleep 0.1; done
+generate_expected "$D/g3.txt"
+same_as_expected "$D/g3.txt" || fail "after the GPU worker was restarted the text differs from the reference"
+grep -q "worker gpu ready.*0.0 MiB copied in, kept memory taken as it was" "$D/pid.log" ||
+    { grep "worker gpu ready" "$D/pid.log" >&2; fail "the restarted GPU worker did not take the kept memory as it was"; }
+echo "ok: after a kill -9 the new GPU worker took the kept memory (warm rows included) and serves the reference text"
 timeout 60 "$B/pid" stop --listen "$EP" >/dev/null || fail "pid stop"
 echo "PASS"
