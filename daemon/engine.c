@@ -222,6 +222,12 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     }
     e->n_ctx = e->plan.n_ctx; /* the KV cache as the plan sized it */
     uint32_t max_seqs = e->plan.max_seqs;
+    if (o->warm_share > 0 && !e->plan.layer_vram)   /* asked for, but an index-order plan has none */
+        fprintf(stderr, "pid: warning: --warm-share %g has no effect: warm neurons need a placement from "
+                "activation frequencies (a sparse sidecar for this model: pictl model profile)\n", o->warm_share);
+    else if (o->warm_share > 0 && n_cpu == 0)
+        fprintf(stderr, "pid: warning: --warm-share %g has no effect without CPU workers (every neuron is hot)\n",
+                o->warm_share);
 
     step_params sp = {.n_layers = e->model->n_layers, .dim = e->model->dim, .n_ff = e->model->n_ff,
                       .n_vocab = e->model->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = n_cpu};

@@ -3,7 +3,8 @@
 # half of the cold neurons warm prints the same greedy text as the reference, its plan line counts the warm
 # neurons, and the CPU workers hold fewer neurons per layer than without warm; pid start passes the share to
 # restarted workers (the text stays the same after a CPU worker, then the GPU worker, is killed; the new GPU
-# worker takes the kept memory with its warm rows as it was); a share outside 0..1 is refused.
+# worker takes the kept memory with its warm rows as it was); a share outside 0..1 is refused, and without a
+# sidecar (index-order plan) pid warns that the share has no effect.
 # (The host backend holds warm rows like hot ones; on CUDA they sit in pinned host memory and the GPU reads
 # them over PCIe: test_cuda_backend's hot+warm cases.)
 set -u
@@ -29,6 +30,14 @@ echo "ok: --warm-share 0.5 prints the reference text; plan: $line"
 a=$(cpu_most "$D/run-0.err") b=$(cpu_most "$D/run-0.5.err")
 [ -n "$a" ] && [ -n "$b" ] && [ "$b" -lt "$a" ] || fail "CPU workers hold at most $b neurons per layer with warm, $a without"
 echo "ok: CPU workers hold at most $b neurons per layer with half the cold warm, $a without"
+
+# Without a sidecar the plan is in index order: no warm neurons, and pid says why.
+mkdir -p "$D/bare" && cp "$MODEL" "$D/bare/" || fail "copy the model without its sidecar"
+timeout 120 "$B/pid" run -m "$D/bare/$MODEL_NAME" --temp 0 -n 8 -p "" --gpu-backend host --cpu-workers 2 \
+    --vram-budget "$RUN_COLD_GIB" --warm-share 0.5 >/dev/null 2>"$D/bare.err" || fail "pid run without a sidecar: $(tail -3 "$D/bare.err")"
+grep -q "warm-share 0.5 has no effect: warm neurons need a placement" "$D/bare.err" ||
+    fail "no warning that --warm-share needs a sidecar: $(grep -i warm "$D/bare.err")"
+echo "ok: without a sidecar pid warns: $(grep -o "warning: --warm-share.*" "$D/bare.err")"
 
 timeout 30 "$B/pid" run -m "$MODEL" -n 1 --warm-share 1.5 >/dev/null 2>"$D/bad.err" && fail "--warm-share 1.5 accepted"
 grep -q "warm-share '1.5'" "$D/bad.err" || fail "--warm-share 1.5: $(cat "$D/bad.err")"
