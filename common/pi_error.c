@@ -57,6 +57,17 @@ int pi_add_size(size_t a, size_t b, size_t *out)
     return 0;
 }
 
+int pi_parse_share(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0.0 && v <= 1.0))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 int pi_parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
     char *end;

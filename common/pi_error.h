@@ -28,5 +28,8 @@ int pi_add_size(size_t a, size_t b, size_t *out);
 /* Parses an unsigned decimal (no sign, no trailing junk) of at most max:
  * 0 and *out set, or -1. For command-line flags; the caller says what is wrong. */
 int pi_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* Parses a share: a decimal number from 0 to 1 (no trailing junk): 0 and
+ * *out set, or -1 (--warm-share and its settings key). */
+int pi_parse_share(const char *s, double *out);
 
 #endif

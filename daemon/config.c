@@ -127,12 +127,10 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         return 0;
     }
     if (!strcmp(key, "warm_share")) {
-        char *end;
-        errno = 0;
-        double f = strcmp(v, "auto") ? strtod(v, &end) : -1.0;
-        if (strcmp(v, "auto") && (!*v || *end || errno || !(f >= 0.0 && f <= 1.0)))
+        if (!strcmp(v, "auto"))
+            c->warm_share = -1.0;
+        else if (pi_parse_share(v, &c->warm_share) < 0)
             return pi_error_set(err, "warm_share: '%s' is not a share from 0 to 1 (or 'auto')", v);
-        c->warm_share = f;
         return 0;
     }
     if (!strcmp(key, "vram_budget")) {

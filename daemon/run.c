@@ -119,8 +119,7 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
         }
         o->ctx_size = (uint32_t)n;
     } else if (!strcmp(a, "--warm-share")) {
-        o->warm_share = strtod(v, &end);
-        if (!*v || *end || !(o->warm_share >= 0.0 && o->warm_share <= 1.0)) {
+        if (pi_parse_share(v, &o->warm_share) < 0) {
             fprintf(stderr, "pid run: --warm-share '%s' is not a share from 0 to 1\n", v);
             return 2;
         }

@@ -136,9 +136,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
         else if (!strcmp(a, "--warm-share")) {
-            char *end;
-            o.warm_share = strtod(v, &end);
-            if (!*v || *end || !(o.warm_share >= 0.0 && o.warm_share <= 1.0)) {
+            if (pi_parse_share(v, &o.warm_share) < 0) {
                 fprintf(stderr, "pi-gpu-worker: --warm-share '%s': expected a share from 0 to 1\n", v);
                 bad = -1;
             }
