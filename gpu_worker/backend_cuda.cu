@@ -195,6 +195,21 @@ static unsigned blocks_for(size_t n, unsigned threads)
     return (unsigned)((n + threads - 1) / threads);
 }
 
+// Room for one more pointer in the list *a of n (capacity *cap), which
+// records allocations for destroy.
+static int ptr_room(void ***a, size_t n, size_t *cap, pi_error *err)
+{
+    if (n < *cap)
+        return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    void **g = (void **)realloc(*a, c * sizeof *g);
+    if (!g)
+        return pi_error_set(err, "cuda backend: out of host memory");
+    *a = g;
+    *cap = c;
+    return 0;
+}
+
 // *p = bytes of device memory (NULL when bytes is 0), counted as kind.
 static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_error *err)
 {
@@ -220,14 +235,8 @@ static int dev_alloc(gpu_backend *b, void **p, size_t bytes, mem_kind kind, pi_e
         CU(cudaHostGetDevicePointer(p, b->h_embd, 0));
         return 0;
     }
-    if (b->n_allocs == b->cap_allocs) {
-        size_t cap = b->cap_allocs ? b->cap_allocs * 2 : 64;
-        void **a = (void **)realloc(b->allocs, cap * sizeof *a);
-        if (!a)
-            return pi_error_set(err, "cuda backend: out of host memory");
-        b->allocs = a;
-        b->cap_allocs = cap;
-    }
+    if (ptr_room(&b->allocs, b->n_allocs, &b->cap_allocs, err) != 0)
+        return -1;
     cudaError_t e = cudaMalloc(p, bytes);
     if (e != cudaSuccess) {
         *p = NULL;
@@ -303,14 +312,8 @@ static void stage_rows(const pi_tensor *t, const int32_t *rows, uint32_t nr, uns
 // rows): *h to write it, *dev for the kernels.
 static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **dev, size_t bytes, pi_error *err)
 {
-    if (b->n_warm == b->cap_warm) {
-        size_t cap = b->cap_warm ? b->cap_warm * 2 : 64;
-        void **a = (void **)realloc(b->warm, cap * sizeof *a);
-        if (!a)
-            return pi_error_set(err, "cuda backend: out of host memory");
-        b->warm = a;
-        b->cap_warm = cap;
-    }
+    if (ptr_room(&b->warm, b->n_warm, &b->cap_warm, err) != 0)
+        return -1;
     void *p = NULL;
     cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined);
     if (e != cudaSuccess) {
