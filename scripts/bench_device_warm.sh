@@ -6,6 +6,7 @@
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
 #    "0.3 0.4"), PowerInfer at 12.6 GiB, pi with everything in VRAM (--timings);
+#  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
 # Every line it prints also goes to $OUT/bench_device_warm.txt; the logs to $OUT/logs.tgz.
 # Exit status 1 when a check says DIFFERENT or FAIL. Figures: docs/benchmarks.md, "Warm neurons".
@@ -17,13 +18,23 @@ exec > >(tee "$out/bench_device_warm.txt") 2>&1
 source scripts/device_env.sh; pi_device_env .deps/offline-debs
 shared=$(pwd)/.deps/shared A=$shared/anchors fails=0
 t0=$(date +%s)
+# Background jobs are waited for by pid: a bare `wait` also waits for the tee above (bash >= 5.1) and hangs.
 ( bash "$A/build_powerinfer.sh" /tmp/powerinfer >"$out/pwi-build.log" 2>&1; echo "powerinfer build rc=$?" >>"$out/pwi-build.log" ) &
+jobs_bg=($!)
 export PATH=/opt/torch/.venv/bin:$PATH
 mkdir -p /tmp/pwi && tar -xJf "$A/powerinfer-d3ebd7c.tar.xz" -C /tmp/pwi
 gp=$(find /tmp/pwi -maxdepth 3 -type d -name gguf-py | head -1)
 M=/dev/shm/m13/pwri.gguf; mkdir -p /dev/shm/m13
 ( python3 "$A/mk_powerinfer_gguf.py" "$gp" $M 13b "$shared/vocab/ggml-vocab-llama-spm.gguf" >"$out/mk.log" 2>&1 &&
   python3 "$A/freq_to_sidecar.py" $M /dev/shm/m13/activation/freq.npy scripts >>"$out/mk.log" 2>&1; echo "model rc=$?" >>"$out/mk.log" ) &
+jobs_bg+=($!)
+P0=/dev/shm/m13/plain.gguf
+if [ -n "${PI_DENSE:-}" ]; then
+  ( mkdir -p /tmp/lgp && tar xJf "$A/llama.cpp-c392e509.tar.xz" -C /tmp/lgp gguf-py &&
+    python3 "$A/mk_llama_gguf.py" /tmp/lgp/gguf-py $P0 13b "$shared/vocab/ggml-vocab-llama-spm.gguf" >"$out/mk-plain.log" 2>&1
+    echo "plain model rc=$?" >>"$out/mk-plain.log" ) &
+  jobs_bg+=($!)
+fi
 cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${PI_DEPS_CMAKE[@]}" \
   -DPI_SHARED_DIR="$shared" >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
 cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test_cuda_backend pi-bench-cuda-kernels \
@@ -50,7 +61,7 @@ for ws in 0 0.5; do
     >/tmp/d-cuda.txt 2>/tmp/d-cuda.err
   same "default model cuda, warm share $ws, vs --reference" /tmp/d-cuda.txt /tmp/d-ref.txt
 done
-wait; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
+wait "${jobs_bg[@]}"; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
 P="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
 pirun() { # name args...
   local n=$1; shift
@@ -64,6 +75,13 @@ for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cp
     --ignore-eos --vram-budget 12.6 >"$out/powerinfer.txt" 2>&1 )
 echo "== PowerInfer 12.6 GiB rc=$?: $(grep -E ' eval time' "$out/powerinfer.txt" | grep -oE '[0-9.]+ tokens per second')"
 pirun all-vram --vram-budget 40 --cpu-workers 1
+if [ -n "${PI_DENSE:-}" ]; then
+  tail -1 "$out/mk-plain.log"
+  timeout 100 $bin/pid run -m $P0 -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn dense --timings --vram-budget 40 \
+    --cpu-workers 1 >"$out/dense-all.txt" 2>"$out/dense-all.err"
+  echo "== pi dense all in VRAM rc=$?: $(grep -oE '[0-9.]+ tok/s' "$out/dense-all.err" | tail -1)"
+  grep -E "pid run:   gpu" "$out/dense-all.err"
+fi
 (cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram.txt)
 left=$((${PI_WARM_BUDGET_S:-330} - ($(date +%s) - T0)))
 echo "test_cuda_backend with ${left} s"
