@@ -29,6 +29,7 @@
 
 #include "cuda_attn.cuh"
 #include "cuda_matvec.cuh"
+#include "cuda_pdl.cuh"
 #include "cuda_predict.cuh"
 #include "cuda_step.cuh"
 #include "cuda_vmm.cuh"
@@ -163,18 +164,11 @@ struct gpu_backend {
                                 cudaGetErrorString(e_));                                 \
     } while (0)
 
-#define LAUNCHED()                                                                       \
-    do {                                                                                 \
-        cudaError_t e_ = cudaGetLastError();                                             \
-        if (e_ != cudaSuccess)                                                           \
-            return pi_error_set(err, "cuda backend: kernel launch failed: %s",           \
-                                cudaGetErrorString(e_));                                 \
-    } while (0)
-
 // ---------------------------------------------------------------- kernels
 
 __global__ void k_add(float *x, const float *y, size_t n)
 {
+    pdl_begin();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
         x[i] += y[i];
@@ -183,6 +177,7 @@ __global__ void k_add(float *x, const float *y, size_t n)
 // Row rows[b] of src to row b of dst, b < *nrows... of the launch's grid.
 __global__ void k_gather_rows(float *dst, const float *src, const uint32_t *rows, uint32_t dim)
 {
+    pdl_begin();
     const float *s = src + (size_t)rows[blockIdx.x] * dim;
     for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
         dst[(size_t)blockIdx.x * dim + i] = s[i];
@@ -924,8 +919,7 @@ static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
     const pi_model *m = b->m;
     if (nrows == 0)
         return 0;
-    k_gather_rows<<<nrows, 128, 0, b->stream>>>(b->tmp, b->x, b->d_rows, m->dim);
-    LAUNCHED();
+    CU(pdl_launch(k_gather_rows, nrows, 128, 0, b->stream, b->tmp, b->x, b->d_rows, m->dim));
     CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows));
     CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
     return 0;
@@ -1116,11 +1110,9 @@ static int cuda_finish(gpu_backend *b, uint32_t l, uint32_t n, const float *cons
     // reuse of b->q between one copy's add and the next copy.
     for (uint32_t i = 0; i < n_partials; i++) {
         CU(cudaMemcpyAsync(b->q, partials[i], len * sizeof(float), cudaMemcpyHostToDevice, b->stream));
-        k_add<<<grid, 256, 0, b->stream>>>(b->tmp, b->q, len);
-        LAUNCHED();
+        CU(pdl_launch(k_add, grid, 256, 0, b->stream, b->tmp, b->q, len));
     }
-    k_add<<<grid, 256, 0, b->stream>>>(b->x, b->tmp, len);
-    LAUNCHED();
+    CU(pdl_launch(k_add, grid, 256, 0, b->stream, b->x, b->tmp, len));
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "cuda_attn.cuh"
+#include "cuda_pdl.cuh"
 
 namespace {
 
@@ -43,6 +44,7 @@ template <int MAX> __device__ float block_reduce(float v, float *red)
 __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_host, float *x, const float *add,
                                                           const float *w, uint32_t dim, float eps)
 {
+    pdl_begin();
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *ar = add ? add + (size_t)blockIdx.x * dim : nullptr;
@@ -75,6 +77,7 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_hos
 __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache, __half *v_cache, const gpu_entry *e,
                              uint32_t layer, cuda_attn_shape sh)
 {
+    pdl_begin();
     const uint32_t n = blockIdx.x, h = blockIdx.y, pos = e[n].pos, hd = sh.head_dim;
     const uint32_t dim = sh.n_heads * hd, kv_dim = sh.n_kv_heads * hd;
     const size_t base = (((size_t)e[n].slot * sh.n_layers + layer) * sh.n_ctx + pos) * kv_dim;
@@ -120,6 +123,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
                                                           const __half *kc, const __half *vc, const gpu_entry *e,
                                                           uint32_t layer, cuda_attn_shape sh)
 {
+    pdl_begin();
     extern __shared__ float fac[];          // the merge: one factor per split
     __shared__ float s_sc[CUDA_ATTN_CHUNK];
     __shared__ float s_o[ATTN_WARPS][ATTN_MAX_HD];
@@ -269,7 +273,7 @@ cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, cons
 {
     if (n == 0)
         return cudaSuccess;
-    k_rmsnorm<<<n, NORM_THREADS, 0, s>>>(y, y_host, x, add, w, dim, eps);
+    PDL_LAUNCH(k_rmsnorm, n, NORM_THREADS, 0, s, y, y_host, x, add, w, dim, eps);
     return cudaGetLastError();
 }
 
@@ -279,8 +283,9 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
     if (n == 0)
         return cudaSuccess;
     unsigned threads = (sh.head_dim / 2 + 31) / 32 * 32;
-    k_rope_store<<<dim3(n, sh.n_heads), threads > 256 ? 256 : threads, 0, s>>>(q, k, v, k_cache, v_cache, e, layer,
-                                                                                sh);
+    if (threads > 256)
+        threads = 256;
+    PDL_LAUNCH(k_rope_store, dim3(n, sh.n_heads), threads, 0, s, q, k, v, k_cache, v_cache, e, layer, sh);
     return cudaGetLastError();
 }
 
@@ -300,7 +305,7 @@ cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __h
     if (n > CUDA_NEEDS_MAX_BATCH)
         return cudaErrorInvalidValue;
     uint32_t *cnt = reinterpret_cast<uint32_t *>(part);
-    k_attn<<<dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s>>>(out, part, cnt, q, k_cache,
+    PDL_LAUNCH(k_attn, dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s, out, part, cnt, q, k_cache,
                                                                                       v_cache, e, layer, sh);
     return cudaGetLastError();
 }

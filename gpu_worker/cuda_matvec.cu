@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda_matvec.cuh"
+#include "cuda_pdl.cuh"
 
 namespace {
 
@@ -249,6 +250,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
                                                        int relu)
 {
+    pdl_begin();
     uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32;
     const uint32_t lane = threadIdx.x & 31u;
     int k = 0;
@@ -273,6 +275,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(WARPS * 32) k_gate_up(float *coef, cuda_mat gate, cuda_mat up, const float *x,
                                                         uint32_t n, int act, int skip_dead)
 {
+    pdl_begin();
     const uint32_t j = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
     const uint32_t K = gate.rows, xs = gate.cols;
     if (j >= K)
@@ -305,6 +308,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_gate_up_active(float *coef, cuda
                                                                const float *x, cuda_active lists,
                                                                const int32_t *map, uint32_t n_ff, int act)
 {
+    pdl_begin();
     const uint32_t i = blockIdx.y, k = blockIdx.x * WARPS + threadIdx.x / 32, lane = threadIdx.x & 31u;
     const uint32_t K = gate.rows, xs = gate.cols;
     if ((int32_t)k >= lists.count[i])
@@ -331,6 +335,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(128) k_down(float *part, cuda_mat dt, const float *coef, uint32_t n,
                                               uint32_t slice)
 {
+    pdl_begin();
     constexpr int E = wt<T>::E;
     const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x, K = dt.rows, dim = dt.cols;
     const uint32_t s = blockIdx.y, g0 = blockIdx.z * NT;
@@ -393,6 +398,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(WARPS * 32) k_gate_up_union(float *coef, cuda_mat gate, cuda_mat up, const float *x,
                                                               uint32_t n, cuda_union u, const int32_t *map, int act)
 {
+    pdl_begin();
     const uint32_t lane = threadIdx.x & 31u, K = gate.rows, xs = gate.cols;
     const uint32_t count = (uint32_t)*u.count, stride = gridDim.x * WARPS;
     for (uint32_t k = blockIdx.x * WARPS + threadIdx.x / 32; k < count; k += stride) {
@@ -425,6 +431,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, const float *coef, uint32_t n,
                                                     cuda_union u, const int32_t *map, uint32_t K_coef)
 {
+    pdl_begin();
     constexpr int E = wt<T>::E;
     const uint32_t c = blockIdx.x * blockDim.x + threadIdx.x, dim = dt.cols, K = dt.rows;
     const uint32_t s = blockIdx.y, slices = gridDim.y, g0 = blockIdx.z * NT;
@@ -511,6 +518,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2, const float *hidden, uint32_t n,
                                                     float threshold)
 {
+    pdl_begin();
     __shared__ uint32_t hit[NT][32];
     const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u, row = blockIdx.x * 32 + wid;
     const uint32_t g0 = blockIdx.y * NT, R = fc2.cols, words = (fc2.rows + 31) / 32;
@@ -540,6 +548,7 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
 // out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim.
 __global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices)
 {
+    pdl_begin();
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= len)
         return;
@@ -552,6 +561,7 @@ __global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t s
 template <int T>
 __global__ void k_embed(float *x, cuda_mat table, const gpu_entry *e)
 {
+    pdl_begin();
     constexpr int E = wt<T>::E;
     const uint32_t dim = table.cols, row = (uint32_t)e[blockIdx.x].token;
     float *xr = x + (size_t)blockIdx.x * dim;
@@ -581,13 +591,13 @@ cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x
         rows += set.w[k].rows;
     dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
     if (n == 1)
-        k_matvec<T, 1><<<grid, block, 0, s>>>(set, x, xs, n, relu);
+        PDL_LAUNCH(k_matvec<T, 1>, grid, block, 0, s, set, x, xs, n, relu);
     else if (n == 2)
-        k_matvec<T, 2><<<grid, block, 0, s>>>(set, x, xs, n, relu);
+        PDL_LAUNCH(k_matvec<T, 2>, grid, block, 0, s, set, x, xs, n, relu);
     else if (n <= 4)
-        k_matvec<T, 4><<<grid, block, 0, s>>>(set, x, xs, n, relu);
+        PDL_LAUNCH(k_matvec<T, 4>, grid, block, 0, s, set, x, xs, n, relu);
     else
-        k_matvec<T, GROUP><<<grid, block, 0, s>>>(set, x, xs, n, relu);
+        PDL_LAUNCH(k_matvec<T, GROUP>, grid, block, 0, s, set, x, xs, n, relu);
     return cudaGetLastError();
 }
 
@@ -597,13 +607,13 @@ cudaError_t launch_gate_up(cudaStream_t s, float *coef, const cuda_mat &g, const
 {
     dim3 grid(div_up(g.rows, WARPS)), block(WARPS * 32);
     if (n == 1)
-        k_gate_up<T, 1><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+        PDL_LAUNCH(k_gate_up<T, 1>, grid, block, 0, s, coef, g, u, x, n, act, skip);
     else if (n == 2)
-        k_gate_up<T, 2><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+        PDL_LAUNCH(k_gate_up<T, 2>, grid, block, 0, s, coef, g, u, x, n, act, skip);
     else if (n <= 4)
-        k_gate_up<T, 4><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+        PDL_LAUNCH(k_gate_up<T, 4>, grid, block, 0, s, coef, g, u, x, n, act, skip);
     else
-        k_gate_up<T, GROUP><<<grid, block, 0, s>>>(coef, g, u, x, n, act, skip);
+        PDL_LAUNCH(k_gate_up<T, GROUP>, grid, block, 0, s, coef, g, u, x, n, act, skip);
     return cudaGetLastError();
 }
 
@@ -616,13 +626,13 @@ cudaError_t launch_down(cudaStream_t s, float *part, const cuda_mat &dt, const f
     unsigned threads = chunks >= 128 ? 128 : (unsigned)((chunks + 31) / 32 * 32);
     dim3 block(threads);
     if (n == 1)
-        k_down<T, 1><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+        PDL_LAUNCH(k_down<T, 1>, dim3(div_up(chunks, threads), slices, 1), block, 0, s, part, dt, coef, n, slice);
     else if (n == 2)
-        k_down<T, 2><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+        PDL_LAUNCH(k_down<T, 2>, dim3(div_up(chunks, threads), slices, 1), block, 0, s, part, dt, coef, n, slice);
     else if (n <= 4)
-        k_down<T, 4><<<dim3(div_up(chunks, threads), slices, 1), block, 0, s>>>(part, dt, coef, n, slice);
+        PDL_LAUNCH(k_down<T, 4>, dim3(div_up(chunks, threads), slices, 1), block, 0, s, part, dt, coef, n, slice);
     else
-        k_down<T, GROUP><<<dim3(div_up(chunks, threads), slices, div_up(n, GROUP)), block, 0, s>>>(
+        PDL_LAUNCH(k_down<T, GROUP>, dim3(div_up(chunks, threads), slices, div_up(n, GROUP)), block, 0, s, 
             part, dt, coef, n, slice);
     return cudaGetLastError();
 }
@@ -634,13 +644,13 @@ cudaError_t launch_gate_up_union(cudaStream_t s, float *coef, const cuda_mat &g,
     // Enough warps for the longest union (every hot neuron), capped: they stride.
     dim3 grid(div_up(g.rows < 8192 ? g.rows : 8192, WARPS)), block(WARPS * 32);
     if (n == 1)
-        k_gate_up_union<T, 1><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+        PDL_LAUNCH(k_gate_up_union<T, 1>, grid, block, 0, s, coef, g, u, x, n, un, map, act);
     else if (n == 2)
-        k_gate_up_union<T, 2><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+        PDL_LAUNCH(k_gate_up_union<T, 2>, grid, block, 0, s, coef, g, u, x, n, un, map, act);
     else if (n <= 4)
-        k_gate_up_union<T, 4><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+        PDL_LAUNCH(k_gate_up_union<T, 4>, grid, block, 0, s, coef, g, u, x, n, un, map, act);
     else
-        k_gate_up_union<T, GROUP><<<grid, block, 0, s>>>(coef, g, u, x, n, un, map, act);
+        PDL_LAUNCH(k_gate_up_union<T, GROUP>, grid, block, 0, s, coef, g, u, x, n, un, map, act);
     return cudaGetLastError();
 }
 
@@ -653,13 +663,13 @@ cudaError_t launch_down_union(cudaStream_t s, float *part, const cuda_mat &dt, c
     unsigned threads = chunks >= 128 ? 128 : (unsigned)((chunks + 31) / 32 * 32);
     dim3 grid(div_up(chunks, threads), slices, n <= 4 ? 1 : div_up(n, GROUP)), block(threads);
     if (n == 1)
-        k_down_union<T, 1><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+        PDL_LAUNCH(k_down_union<T, 1>, grid, block, 0, s, part, dt, coef, n, un, map, dt.rows);
     else if (n == 2)
-        k_down_union<T, 2><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+        PDL_LAUNCH(k_down_union<T, 2>, grid, block, 0, s, part, dt, coef, n, un, map, dt.rows);
     else if (n <= 4)
-        k_down_union<T, 4><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+        PDL_LAUNCH(k_down_union<T, 4>, grid, block, 0, s, part, dt, coef, n, un, map, dt.rows);
     else
-        k_down_union<T, GROUP><<<grid, block, 0, s>>>(part, dt, coef, n, un, map, dt.rows);
+        PDL_LAUNCH(k_down_union<T, GROUP>, grid, block, 0, s, part, dt, coef, n, un, map, dt.rows);
     return cudaGetLastError();
 }
 
@@ -669,13 +679,13 @@ cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2
 {
     unsigned gx = div_up(fc2.rows, 32);
     if (n == 1)
-        k_pred_rows<T, 1><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 1>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
     else if (n == 2)
-        k_pred_rows<T, 2><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 2>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
     else if (n <= 4)
-        k_pred_rows<T, 4><<<dim3(gx, 1), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 4>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
     else
-        k_pred_rows<T, GROUP><<<dim3(gx, div_up(n, GROUP)), 1024, 0, s>>>(mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, GROUP>, dim3(gx, div_up(n, GROUP)), 1024, 0, s, mask, fc2, hidden, n, thr);
     return cudaGetLastError();
 }
 
@@ -742,11 +752,11 @@ cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, con
     if (n == 0)
         return cudaSuccess;
     switch (table->type) {
-    case PI_TYPE_F32: k_embed<PI_TYPE_F32><<<n, 128, 0, s>>>(x, *table, e); break;
-    case PI_TYPE_F16: k_embed<PI_TYPE_F16><<<n, 128, 0, s>>>(x, *table, e); break;
-    case PI_TYPE_BF16: k_embed<PI_TYPE_BF16><<<n, 128, 0, s>>>(x, *table, e); break;
-    case PI_TYPE_Q8_0: k_embed<PI_TYPE_Q8_0><<<n, 128, 0, s>>>(x, *table, e); break;
-    case PI_TYPE_Q4_0: k_embed<PI_TYPE_Q4_0><<<n, 128, 0, s>>>(x, *table, e); break;
+    case PI_TYPE_F32: PDL_LAUNCH(k_embed<PI_TYPE_F32>, n, 128, 0, s, x, *table, e); break;
+    case PI_TYPE_F16: PDL_LAUNCH(k_embed<PI_TYPE_F16>, n, 128, 0, s, x, *table, e); break;
+    case PI_TYPE_BF16: PDL_LAUNCH(k_embed<PI_TYPE_BF16>, n, 128, 0, s, x, *table, e); break;
+    case PI_TYPE_Q8_0: PDL_LAUNCH(k_embed<PI_TYPE_Q8_0>, n, 128, 0, s, x, *table, e); break;
+    case PI_TYPE_Q4_0: PDL_LAUNCH(k_embed<PI_TYPE_Q4_0>, n, 128, 0, s, x, *table, e); break;
     default: return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
@@ -781,19 +791,19 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
     dim3 grid(div_up(max_count, WARPS), n), block(WARPS * 32);
     switch (gate->type) {
     case PI_TYPE_F32:
-        k_gate_up_active<PI_TYPE_F32><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        PDL_LAUNCH(k_gate_up_active<PI_TYPE_F32>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
         break;
     case PI_TYPE_F16:
-        k_gate_up_active<PI_TYPE_F16><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        PDL_LAUNCH(k_gate_up_active<PI_TYPE_F16>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
         break;
     case PI_TYPE_BF16:
-        k_gate_up_active<PI_TYPE_BF16><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        PDL_LAUNCH(k_gate_up_active<PI_TYPE_BF16>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
         break;
     case PI_TYPE_Q8_0:
-        k_gate_up_active<PI_TYPE_Q8_0><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        PDL_LAUNCH(k_gate_up_active<PI_TYPE_Q8_0>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
         break;
     case PI_TYPE_Q4_0:
-        k_gate_up_active<PI_TYPE_Q4_0><<<grid, block, 0, s>>>(coef, *gate, *up, x, *lists, map, n_ff, act);
+        PDL_LAUNCH(k_gate_up_active<PI_TYPE_Q4_0>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
         break;
     default:
         return cudaErrorInvalidValue;
@@ -828,7 +838,7 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
     }
     if (e != cudaSuccess)
         return e;
-    k_down_sum<<<div_up(len, 256), 256, 0, s>>>(out, part, len, slices);
+    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices);
     return cudaGetLastError();
 }
 
@@ -874,7 +884,7 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     }
     if (e != cudaSuccess)
         return e;
-    k_down_sum<<<div_up(len, 256), 256, 0, s>>>(out, part, len, slices);
+    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices);
     return cudaGetLastError();
 }
 

@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include "cuda_predict.cuh"
+#include "cuda_pdl.cuh"
 
 namespace {
 
@@ -58,6 +59,7 @@ template <int T, int NT>
 __global__ void __launch_bounds__(MASK_THREADS) k_pred_mask(uint32_t *mask, cuda_pred_fc2 w, const float *hidden,
                                                             uint32_t n, float threshold)
 {
+    pdl_begin();
     const uint32_t j = blockIdx.x * blockDim.x + threadIdx.x, g0 = blockIdx.y * NT, R = w.cols;
     const uint32_t words = (w.rows + 31) / 32;
     float acc[NT];
@@ -91,6 +93,7 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_pred_compact(int32_t *lists
                                                                   const uint32_t *mask, uint32_t rows,
                                                                   cuda_pred_out out)
 {
+    pdl_begin();
     __shared__ uint32_t warp_sums[32];
     const uint32_t i = blockIdx.x, t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
     const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
@@ -153,6 +156,7 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list
                                                                    const uint32_t *mask, uint32_t n,
                                                                    const uint32_t *hot, uint32_t rows)
 {
+    pdl_begin();
     __shared__ uint32_t warp_sums[32];
     const uint32_t t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
     const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
@@ -208,13 +212,13 @@ cudaError_t launch_mask(cudaStream_t s, uint32_t *mask, const cuda_pred_fc2 &w, 
 {
     unsigned gx = (unsigned)((w.rows + MASK_THREADS - 1) / MASK_THREADS);
     if (n == 1)
-        k_pred_mask<T, 1><<<dim3(gx, 1), MASK_THREADS, 0, s>>>(mask, w, hidden, n, threshold);
+        PDL_LAUNCH(k_pred_mask<T, 1>, dim3(gx, 1), MASK_THREADS, 0, s, mask, w, hidden, n, threshold);
     else if (n == 2)
-        k_pred_mask<T, 2><<<dim3(gx, 1), MASK_THREADS, 0, s>>>(mask, w, hidden, n, threshold);
+        PDL_LAUNCH(k_pred_mask<T, 2>, dim3(gx, 1), MASK_THREADS, 0, s, mask, w, hidden, n, threshold);
     else if (n <= 4)
-        k_pred_mask<T, 4><<<dim3(gx, 1), MASK_THREADS, 0, s>>>(mask, w, hidden, n, threshold);
+        PDL_LAUNCH(k_pred_mask<T, 4>, dim3(gx, 1), MASK_THREADS, 0, s, mask, w, hidden, n, threshold);
     else
-        k_pred_mask<T, 8><<<dim3(gx, (n + 7) / 8), MASK_THREADS, 0, s>>>(mask, w, hidden, n, threshold);
+        PDL_LAUNCH(k_pred_mask<T, 8>, dim3(gx, (n + 7) / 8), MASK_THREADS, 0, s, mask, w, hidden, n, threshold);
     return cudaGetLastError();
 }
 
@@ -254,7 +258,7 @@ cudaError_t cuda_pred_compact(cudaStream_t s, int32_t *lists, int32_t *counts, c
         return cudaSuccess;
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
-    k_pred_compact<<<n, COMPACT_THREADS, 0, s>>>(lists, counts, mask, rows, *out);
+    PDL_LAUNCH(k_pred_compact, n, COMPACT_THREADS, 0, s, lists, counts, mask, rows, *out);
     return cudaGetLastError();
 }
 
@@ -263,6 +267,6 @@ cudaError_t cuda_pred_union(cudaStream_t s, int32_t *list, int32_t *count, const
 {
     if (n == 0 || n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
-    k_union_compact<<<1, COMPACT_THREADS, 0, s>>>(list, count, mask, n, hot, rows);
+    PDL_LAUNCH(k_union_compact, 1, COMPACT_THREADS, 0, s, list, count, mask, n, hot, rows);
     return cudaGetLastError();
 }

@@ -1,5 +1,6 @@
 // Publish, wait and finish kernels of the device-driven step (cuda_step.cuh).
 #include "cuda_step.cuh"
+#include "cuda_pdl.cuh"
 
 namespace {
 
@@ -31,11 +32,13 @@ __device__ __forceinline__ bool reached(uint32_t cur, uint32_t v)
 
 __global__ void k_stamp(unsigned long long *slot)
 {
+    pdl_begin();
     *slot = global_timer();
 }
 
 __global__ void k_publish(uint32_t *counter, const cuda_step_params *p, uint32_t layer)
 {
+    pdl_begin();
     __threadfence_system();
     store_release_sys(counter, p->tick0 + layer);
 }
@@ -46,6 +49,7 @@ __global__ void __launch_bounds__(FINISH_THREADS) k_wait_finish(float *x, const 
                                                                 cuda_step_params *p, uint32_t layer, size_t len4,
                                                                 unsigned long long *stamp)
 {
+    pdl_begin();
     __shared__ int give_up;
     if (threadIdx.x == 0) {
         const uint32_t tick = p->tick0 + layer;
@@ -89,13 +93,13 @@ __global__ void __launch_bounds__(FINISH_THREADS) k_wait_finish(float *x, const 
 
 cudaError_t cuda_stamp(cudaStream_t s, unsigned long long *slot)
 {
-    k_stamp<<<1, 1, 0, s>>>(slot);
+    PDL_LAUNCH(k_stamp, 1, 1, 0, s, slot);
     return cudaGetLastError();
 }
 
 cudaError_t cuda_publish(cudaStream_t s, uint32_t *counter, const cuda_step_params *p, uint32_t layer)
 {
-    k_publish<<<1, 1, 0, s>>>(counter, p, layer);
+    PDL_LAUNCH(k_publish, 1, 1, 0, s, counter, p, layer);
     return cudaGetLastError();
 }
 
@@ -106,6 +110,6 @@ cudaError_t cuda_wait_finish(cudaStream_t s, float *x, const float *hot, const c
         return cudaErrorInvalidValue;
     size_t len4 = len / 4;
     unsigned blocks = (unsigned)((len4 + FINISH_THREADS - 1) / FINISH_THREADS);
-    k_wait_finish<<<blocks ? blocks : 1, FINISH_THREADS, 0, s>>>(x, hot, *peers, p, layer, len4, stamp);
+    PDL_LAUNCH(k_wait_finish, blocks ? blocks : 1, FINISH_THREADS, 0, s, x, hot, *peers, p, layer, len4, stamp);
     return cudaGetLastError();
 }
