@@ -7,6 +7,10 @@
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
 #    "0.3 0.4"), PowerInfer at 12.6 GiB, pi with everything in VRAM (--timings);
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
+#  - with PI_AB="VAR=value ..." (e.g. PI_CUDA_PDL=0), the kernel bench and every pi run once more with that
+#    environment, its text compared with the first run's (greedy at 128 tokens: the same, or DIFFERENT);
+#  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
+#    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
 # Every line it prints also goes to $OUT/bench_device_warm.txt; the logs to $OUT/logs.tgz.
 # Exit status 1 when a check says DIFFERENT or FAIL. Figures: docs/benchmarks.md, "Warm neurons".
@@ -43,6 +47,15 @@ bin=build-dev/bin T0=$(date +%s)
 echo "pi build $((T0 - t0)) s"
 $bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
 grep -E "FAIL|position|union" "$out/kernels.md"
+if [ -n "${PI_AB:-}" ]; then
+  # shellcheck disable=SC2086  # PI_AB is a list of VAR=value words
+  env $PI_AB $bin/pi-bench-cuda-kernels 30 >"$out/kernels-ab.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels ($PI_AB)"; fails=$((fails + 1)); }
+fi
+if [ -n "${PI_NCU:-}" ]; then
+  ncu --clock-control none -k 'regex:k_matvec|k_attn|k_rmsnorm|k_gate_up_union|k_down_union|k_pred_rows|k_rope' -c 40 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
+    $bin/pi-bench-cuda-kernels 1 >"$out/ncu.txt" 2>&1 || echo "ncu rc=$? (see ncu.txt)"
+fi
 m=/tmp/stories260K.gguf
 $bin/pictl model import-llama2c --checkpoint "$shared/models/stories260K.bin" --tokenizer "$shared/models/tok512.bin" -o $m >/dev/null
 printf '%s\n' "$(cat "$shared/models/stories260K.expected.txt")" >/tmp/expected.txt
@@ -63,12 +76,22 @@ for ws in 0 0.5; do
 done
 wait "${jobs_bg[@]}"; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
 P="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-pirun() { # name args...
-  local n=$1; shift
-  timeout 100 $bin/pid run -m $M -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn predicted --timings "$@" \
+pirun1() { # name env-words model ffn args...
+  local n=$1 e=$2 mf=$3 f=$4; shift 4
+  # shellcheck disable=SC2086  # e is a list of VAR=value words
+  timeout 100 env $e $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" --timings "$@" \
     >"$out/$n.txt" 2>"$out/$n.err"
-  echo "== pi $n rc=$? ($*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
+  echo "== pi $n rc=$? (${e:+$e }--ffn $f $*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
   grep -E "pid run:   (gpu (attn|predict|hot|wait)|cpu)" "$out/$n.err"
+}
+pirun() { # name [--dense] args...: predicted on the PWRI file (--dense: dense on the plain file), and with PI_AB
+  local n=$1 mf=$M f=predicted; shift
+  [ "${1:-}" = --dense ] && { mf=$P0 f=dense; shift; }
+  pirun1 "$n" "" "$mf" "$f" "$@"
+  if [ -n "${PI_AB:-}" ]; then
+    pirun1 "$n-ab" "$PI_AB" "$mf" "$f" "$@"
+    same "$n: text with $PI_AB vs without" "$out/$n-ab.txt" "$out/$n.txt"
+  fi
 }
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
 ( cd /tmp && PYTHONPATH=$A/pyshim GGUF_PY=$gp timeout 100 /tmp/powerinfer/build/bin/main -m $M -n 128 -t 16 -s 1 -p "$P" \
@@ -77,17 +100,18 @@ echo "== PowerInfer 12.6 GiB rc=$?: $(grep -E ' eval time' "$out/powerinfer.txt"
 pirun all-vram --vram-budget 40 --cpu-workers 1
 if [ -n "${PI_DENSE:-}" ]; then
   tail -1 "$out/mk-plain.log"
-  timeout 100 $bin/pid run -m $P0 -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn dense --timings --vram-budget 40 \
-    --cpu-workers 1 >"$out/dense-all.txt" 2>"$out/dense-all.err"
-  echo "== pi dense all in VRAM rc=$?: $(grep -oE '[0-9.]+ tok/s' "$out/dense-all.err" | tail -1)"
-  grep -E "pid run:   gpu" "$out/dense-all.err"
+  pirun dense-all --dense --vram-budget 40 --cpu-workers 1
 fi
-(cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram.txt)
+(cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram*.txt dense-all*.txt)
 left=$((${PI_WARM_BUDGET_S:-330} - ($(date +%s) - T0)))
 echo "test_cuda_backend with ${left} s"
 PI_SHARED=$shared PI_TMP=/tmp timeout $left $bin/test_cuda_backend >"$out/cuda_backend.txt" 2>&1
 rc=$?
 echo "test_cuda_backend rc=$rc ($(grep -c worst "$out/cuda_backend.txt") cases passed)"
 [ $rc = 0 ] || [ $rc = 124 ] || fails=$((fails + 1))
+# At most 8 files come back from a device call: everything but the summary, the tables and ncu.txt goes in logs.tgz.
+(cd "$out" && tar czf logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt \
+  --exclude=logs-all.tgz . && find . -maxdepth 1 -type f ! -name bench_device_warm.txt ! -name '*.md' ! -name ncu.txt \
+  ! -name logs-all.tgz -delete)
 echo "bench_device_warm: $fails failures"
 exit $((fails > 0))
