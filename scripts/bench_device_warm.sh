@@ -52,6 +52,7 @@ if [ -n "${PI_AB:-}" ]; then
   env $PI_AB $bin/pi-bench-cuda-kernels 30 >"$out/kernels-ab.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels ($PI_AB)"; fails=$((fails + 1)); }
 fi
 if [ -n "${PI_NCU:-}" ]; then
+  command -v ncu >/dev/null || PATH=$PATH:/usr/local/cuda/bin
   ncu --clock-control none -k 'regex:k_matvec|k_attn|k_rmsnorm|k_gate_up_union|k_down_union|k_pred_rows|k_rope' -c 40 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats \
     $bin/pi-bench-cuda-kernels 1 >"$out/ncu.txt" 2>&1 || echo "ncu rc=$? (see ncu.txt)"
