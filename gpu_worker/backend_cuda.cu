@@ -897,19 +897,21 @@ static cuda_union step_union(const gpu_backend *b, uint32_t n)
 }
 
 // hot = the hot neurons' FFN output: the predicted union (after enq_predict)
-// or every hot neuron (exact: dead ReLU rows skipped; dense: all).
-static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, pi_error *err)
+// or every hot neuron (exact: dead ReLU rows skipped; dense: all). into_x:
+// added to x instead (the residual add, when no CPU worker has a part).
+static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, int into_x, pi_error *err)
 {
     const cuda_layer *L = &b->layers[l];
+    float *out = into_x ? b->x : b->hot;
     if (predicted) {
         cuda_union u = step_union(b, n);
         CU(cuda_ffn_gate_up_union(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &u, L->map, (int)b->m->act));
-        CU(cuda_ffn_down_union(b->stream, b->hot, b->part, &L->down_t, b->coef, n, &u, L->map));
+        CU(cuda_ffn_down_union(b->stream, out, b->part, &L->down_t, b->coef, n, &u, L->map, into_x));
         return 0;
     }
     int skip = b->cfg.ffn != PI_FFN_DENSE;
     CU(cuda_ffn_gate_up(b->stream, b->coef, &L->gate, &L->up, b->xb, n, (int)b->m->act, skip));
-    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
+    CU(cuda_ffn_down(b->stream, out, b->part, &L->down_t, b->coef, n, into_x));
     return 0;
 }
 
@@ -961,7 +963,7 @@ static int cuda_ffn_hot(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
 {
     if (check_step(b, l, n, err) != 0)
         return -1;
-    return enq_hot(b, l, n, 0, err);
+    return enq_hot(b, l, n, 0, 0, err);
 }
 
 static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int32_t *const *active,
@@ -994,7 +996,7 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
             in_place = 0;
     }
     if (from_pred)
-        return enq_hot(b, l, n, 1, err);
+        return enq_hot(b, l, n, 1, 0, err);
     if (in_place) {
         for (uint32_t i = 0; i < n; i++)
             if (counts[i] > 0)
@@ -1016,7 +1018,7 @@ static int cuda_ffn_hot_active(gpu_backend *b, uint32_t l, uint32_t n, const int
         CU(cudaMemsetAsync(b->coef, 0, (size_t)n * K * sizeof(float), b->stream));
     CU(cuda_ffn_gate_up_active(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &lists, max_count, L->map,
                                m->n_ff, (int)m->act));
-    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n));
+    CU(cuda_ffn_down(b->stream, b->hot, b->part, &L->down_t, b->coef, n, 0));
     return 0;
 }
 
@@ -1174,11 +1176,15 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
             return -1;
         if (W > 0)
             CU(cuda_publish(b->stream, dev_of(b, k->layer_tick), b->d_params, l));
-        if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, err) ||
+        // No CPU workers: the hot output goes straight into x (the same sum, one kernel fewer).
+        if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, W == 0, err) ||
             stamp(b, timed, l * S + ST_WAIT, err))
             return -1;
-        CU(cuda_wait_finish(b->stream, b->x, b->hot, &b->peers, b->d_params, l, (size_t)n * m->dim,
-                            timed ? st + ST_WAITED : NULL));
+        if (W > 0)
+            CU(cuda_wait_finish(b->stream, b->x, b->hot, &b->peers, b->d_params, l, (size_t)n * m->dim,
+                                timed ? st + ST_WAITED : NULL));
+        else if (stamp(b, timed, l * S + ST_WAITED, err))
+            return -1;
         if (stamp(b, timed, l * S + ST_END, err))
             return -1;
     }

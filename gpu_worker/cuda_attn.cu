@@ -44,6 +44,7 @@ template <int MAX> __device__ float block_reduce(float v, float *red)
 __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_host, float *x, const float *add,
                                                           const float *w, uint32_t dim, float eps)
 {
+    prefetch_l2(w, (size_t)dim * sizeof(float), threadIdx.x, blockDim.x);   // the norm's weights, early
     pdl_begin();
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
@@ -123,21 +124,28 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
                                                           const __half *kc, const __half *vc, const gpu_entry *e,
                                                           uint32_t layer, cuda_attn_shape sh)
 {
-    pdl_begin();
     extern __shared__ float fac[];          // the merge: one factor per split
     __shared__ float s_sc[CUDA_ATTN_CHUNK];
     __shared__ float s_o[ATTN_WARPS][ATTN_MAX_HD];
     __shared__ float red[32];
     __shared__ int last;
     const uint32_t s = blockIdx.x, h = blockIdx.y, i = blockIdx.z, splits = gridDim.x;
+    // The entries come from the host before the step's first kernel, so they
+    // may be read before pdl_begin(); so may the cache rows into L2 (a hint:
+    // the row rope_store is writing now is read after the wait).
     const uint32_t pos = e[i].pos, used = pos / CUDA_ATTN_CHUNK + 1, hd = sh.head_dim;
-    if (s >= used)
+    if (s >= used) {
+        pdl_begin();
         return;
+    }
     const uint32_t t0 = s * CUDA_ATTN_CHUNK, len = min(pos + 1 - t0, (uint32_t)CUDA_ATTN_CHUNK);
     const uint32_t kv_dim = sh.n_kv_heads * hd, kvh = h / (sh.n_heads / sh.n_kv_heads);
     const uint32_t lane = threadIdx.x & 31u, w = threadIdx.x >> 5, kd = (hd + 63) / 64;
     const size_t base = ((size_t)e[i].slot * sh.n_layers + layer) * sh.n_ctx * kv_dim + (size_t)kvh * hd +
                         (size_t)t0 * kv_dim;
+    for (uint32_t j = threadIdx.x; j < 2 * len; j += blockDim.x)
+        prefetch_l2((j < len ? kc : vc) + base + (size_t)(j % len) * kv_dim, hd * sizeof(__half), 0, 1);
+    pdl_begin();
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = q + ((size_t)i * sh.n_heads + h) * hd;
     float2 qv[4];

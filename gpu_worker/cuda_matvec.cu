@@ -54,6 +54,19 @@ __device__ __forceinline__ const uint16_t *mat_scales(const cuda_mat &m, const u
     return base == m.data ? m.scales : m.hscales;
 }
 
+// Row `row` of m into L2, by the 32 lanes of a warp (device rows only: warm
+// rows sit in host memory). Weights are never written during a step, so
+// this may run before pdl_begin().
+__device__ __forceinline__ void prefetch_row(const cuda_mat &m, uint32_t row)
+{
+    if (m.hdata && row >= m.nv)
+        return;
+    size_t bytes = m.type == PI_TYPE_F32 ? (size_t)m.cols * 4
+                 : m.type == PI_TYPE_F16 || m.type == PI_TYPE_BF16 ? (size_t)m.cols * 2
+                 : m.type == PI_TYPE_Q8_0 ? (size_t)m.cols : (size_t)m.cols / 2;
+    prefetch_l2(m.data + (size_t)row * bytes, bytes, threadIdx.x & 31u, 32);
+}
+
 template <> struct wt<PI_TYPE_F32> {
     static constexpr int E = 4;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
@@ -250,12 +263,14 @@ template <int T, int NT>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
                                                        int relu)
 {
-    pdl_begin();
     uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32;
     const uint32_t lane = threadIdx.x & 31u;
     int k = 0;
     while (k < set.count && row >= set.w[k].rows)
         row -= set.w[k++].rows;
+    if (k < set.count)
+        prefetch_row(set.w[k], row);    // while the kernel before still runs
+    pdl_begin();
     if (k == set.count)
         return; // the whole warp: rows are per warp
     const cuda_mat &m = set.w[k];
@@ -518,10 +533,12 @@ template <int T, int NT>
 __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2, const float *hidden, uint32_t n,
                                                     float threshold)
 {
-    pdl_begin();
     __shared__ uint32_t hit[NT][32];
     const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u, row = blockIdx.x * 32 + wid;
     const uint32_t g0 = blockIdx.y * NT, R = fc2.cols, words = (fc2.rows + 31) / 32;
+    if (row < fc2.rows)
+        prefetch_row(fc2, row);     // while fc1 still runs
+    pdl_begin();
     float acc[NT];
     if (row < fc2.rows) {
         row_dot<T, NT>(fc2, row, hidden + (size_t)g0 * R, R, n - g0, acc);
@@ -545,8 +562,9 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
     }
 }
 
-// out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim.
-__global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices)
+// out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim;
+// with add, out[t] += that sum.
+__global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices, int add)
 {
     pdl_begin();
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -555,7 +573,7 @@ __global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t s
     float sum = 0.0f;
     for (uint32_t s = 0; s < slices; s++)
         sum += part[(size_t)s * len + t];
-    out[t] = sum;
+    out[t] = add ? out[t] + sum : sum;
 }
 
 template <int T>
@@ -812,14 +830,14 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
 }
 
 cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
-                          uint32_t n)
+                          uint32_t n, int add)
 {
     if (n == 0)
         return cudaSuccess;
     uint32_t K = down_t->rows, dim = down_t->cols;
     size_t len = (size_t)n * dim;
     if (K == 0)
-        return cudaMemsetAsync(out, 0, len * sizeof(float), s);
+        return add ? cudaSuccess : cudaMemsetAsync(out, 0, len * sizeof(float), s);
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
     // Slices of >= 32 neurons, as many as the scratch holds for n entries
@@ -838,7 +856,7 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
     }
     if (e != cudaSuccess)
         return e;
-    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices);
+    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices, add);
     return cudaGetLastError();
 }
 
@@ -860,14 +878,14 @@ cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *
 }
 
 cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
-                                uint32_t n, const cuda_union *u, const int32_t *map)
+                                uint32_t n, const cuda_union *u, const int32_t *map, int add)
 {
     if (n == 0)
         return cudaSuccess;
     uint32_t dim = down_t->cols;
     size_t len = (size_t)n * dim;
     if (down_t->rows == 0)
-        return cudaMemsetAsync(out, 0, len * sizeof(float), s);
+        return add ? cudaSuccess : cudaMemsetAsync(out, 0, len * sizeof(float), s);
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
     // A fixed number of slices (the union's length is only known on the
@@ -884,7 +902,7 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     }
     if (e != cudaSuccess)
         return e;
-    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices);
+    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices, add);
     return cudaGetLastError();
 }
 

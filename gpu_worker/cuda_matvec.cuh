@@ -89,9 +89,10 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
 // out[i * dim + d] = sum_j coef[i * K + j] * down_t[j][d] (K = down_t.rows,
 // dim = down_t.cols), skipping j whose coefficients are all 0; split over
 // slices of j into part (CUDA_DOWN_PART_ROWS x dim floats), then summed in
-// slice order, so results do not depend on scheduling.
+// slice order, so results do not depend on scheduling. add: out += that sum
+// (the residual add, when no CPU worker's part joins it).
 cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
-                          uint32_t n);
+                          uint32_t n, int add);
 
 // The predictor's second layer, fc2 held as a cuda_mat (R = fc2.cols a
 // multiple of cuda_mat_align): bit b of mask[i * words + w] =
@@ -122,8 +123,9 @@ cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *
                                    const float *x, uint32_t n, const cuda_union *u, const int32_t *map, int act);
 
 // out[i * dim ..] = sum over the listed ids of coef[i * K + slot] * down_t[slot],
-// split over a fixed number of slices of the list into part, summed in slice order.
+// split over a fixed number of slices of the list into part, summed in slice order
+// (add: out += that sum, as cuda_ffn_down).
 cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
-                                uint32_t n, const cuda_union *u, const int32_t *map);
+                                uint32_t n, const cuda_union *u, const int32_t *map, int add);
 
 #endif

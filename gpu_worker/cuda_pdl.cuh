@@ -9,7 +9,7 @@
 // pdl_begin() waits until the previous grid has completed and its writes
 // are visible (so, kernel by kernel, every earlier one has), then lets the
 // next kernel be scheduled. Reading weights, which no kernel writes, may
-// come before it. Elsewhere (older GPUs, PI_CUDA_PDL=0) the launch is an
+// come before it (prefetch_l2 below). Elsewhere (older GPUs, PI_CUDA_PDL=0) the launch is an
 // ordinary one and pdl_begin() does nothing.
 #ifndef PI_CUDA_PDL_CUH
 #define PI_CUDA_PDL_CUH
@@ -24,6 +24,18 @@ __device__ __forceinline__ void pdl_begin()
     asm volatile("griddepcontrol.wait;" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Asks L2 for the bytes [p, p + bytes), a 128-byte line per thread of the
+// `threads` that call it with their index t. A hint: loads after pdl_begin()
+// read the current data whatever was prefetched, since every multiprocessor
+// shares L2 and the prefetch leaves L1 alone. Before pdl_begin() it streams
+// weights in while the previous kernel finishes.
+__device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes, unsigned t, unsigned threads)
+{
+    const char *c = static_cast<const char *>(p);
+    for (size_t off = (size_t)t * 128; off < bytes; off += (size_t)threads * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
 }
 
 // PI_CUDA_PDL=0 launches every kernel the ordinary way (to measure the

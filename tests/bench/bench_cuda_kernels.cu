@@ -288,7 +288,7 @@ int main(int argc, char **argv)
     row(name, time_us(t, [&](int r) { CK(cuda_ffn_gate_up_union(0, coef, &gate[r % COPIES], &up[r % COPIES], x, 1, &u, d_map, PI_ACT_RELU)); }),
         2.0 * active * DIM * 2);
     snprintf(name, sizeof name, "hot down over the union (%u of %u; ~half live)", active, K);
-    row(name, time_us(t, [&](int r) { CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[r % COPIES], coef, 1, &u, d_map)); }),
+    row(name, time_us(t, [&](int r) { CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[r % COPIES], coef, 1, &u, d_map, 0)); }),
         0.5 * active * DIM * 2);
     printf("\n(rows of 0 GB/s: latency-bound steps with no weight bytes to speak of)\n");
     return 0;
