@@ -10,7 +10,9 @@
 #          [--prompt TEXT] [--only ENGINES] [--out DIR] [--ngl auto|N] [--timeout 180] [--no-timings]
 #          [--rebuild] [--model-dir /dev/shm/pi-bench] [--shape 13b|tiny] [--gpu-backend cuda|host]
 #          [--build-dir build-dev] [--anchors DIR] [--llama-tool cli|bench]
+#          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode]
 #        scripts/bench_compare.sh --parse eval|prompt|pi|llama-bench FILE   # the tok/s a saved log holds
+#        scripts/bench_compare.sh --parse prefill|pictl|batched-bench FILE   # the --ttft / --streams figures
 #        scripts/bench_compare.sh --table [--out DIR]     # the table from the results stored so far
 # STAGES: build, models, run, all (= build,models,run) or a comma list; prepare runs HERE, before the
 #   device call: it copies what the device needs from ../shared into .deps/ (offline-debs, shared/{models,
@@ -31,6 +33,24 @@
 #           Each run is limited by --timeout; nvidia-smi samples the memory of the GPU's processes every
 #           100 ms. Results persist under MODEL_DIR, so `--stage run --only pi` after an earlier
 #           `--only powerinfer,llamacpp` still prints the whole table (rows from earlier calls are marked).
+#   Two optional measurements, off by default (then nothing more runs and the output is as before), after
+#   the decode runs of the run stage, each with its own table in bench_compare.md (--table shows them too):
+#   --ttft L1,L2..  time to first token at --budget for prompts of L tokens (BOS included, cut with
+#           `pictl tokenize` on the anchors' vocabulary, which both files use): the corpus's first ASCII text
+#           (else --prompt repeated), whitespace made single spaces, kept in MODEL_DIR so every engine and
+#           every later call reads the same text. PowerInfer (-f FILE) and llama.cpp (llama-cli -f FILE,
+#           -ngl at the budget for that context) report their `prompt eval time` line; pi --ffn predicted
+#           and dense run `pid run --timings` and report its "prefill excluded: S steps, T tokens, M ms"
+#           (pid run prints no first-token time of its own). 8 tokens decoded, -c the prompt + 8 + 16.
+#   --streams N1,N2..  aggregate decode at --budget with N concurrent streams: pi --ffn predicted as a
+#           daemon (`pid start --max-seqs N`, one start per N; without it, pid sizing its KV cache, where pid
+#           refuses N sequences at the budget), N `pictl generate` clients of --tokens
+#           tokens on --prompt at once, tok/s = tokens generated / wall time of the N clients; then pid stop.
+#           llama.cpp: llama-batched-bench if bench-engines/ holds one (build_llamacpp.sh builds only
+#           llama-bench and llama-cli, so "not built" otherwise); PowerInfer: no run (its build has only main,
+#           which decodes one sequence).
+#   --no-decode  skip the batch-1 decode runs (the table keeps what earlier calls stored), so a call can be
+#           spent on --ttft / --streams alone within the device's 10-minute limit.
 # OUT (default $OUT, else bench-out): bench_compare.md and bench_compare-logs.tgz (every log), both
 # rewritten after each run so a call cut short still brings back what it measured.
 # Exit status: non-zero when a build, a model or a run of this call failed.
@@ -43,13 +63,13 @@ cmdline="scripts/bench_compare.sh$(printf ' %q' "$@")"
 stages=all budget=12.6 all_budget=40 tokens=128 only=pi,powerinfer,llamacpp out=${OUT:-bench-out} ngl=auto
 llama_tool=cli timeout_s=180 timings=1 rebuild='' mdir=/dev/shm/pi-bench shape=13b backend=cuda build_dir=build-dev anchors=''
 prompt="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-parse_kind='' parse_file='' table_only=''
+parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode=''
 abs() { case $1 in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }   # paths given relative to the caller's folder
 usage() { sed -n '/^# usage:/,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 bad() { echo "bench_compare: $*; see --help" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
-    --no-timings|--rebuild|--table|-h|--help) ;; --parse) [ $# -ge 3 ] || bad "--parse KIND FILE" ;;
+    --no-timings|--rebuild|--table|--no-decode|-h|--help) ;; --parse) [ $# -ge 3 ] || bad "--parse KIND FILE" ;;
     *) [ $# -ge 2 ] || bad "$1 needs a value" ;;
   esac
   case $1 in
@@ -60,6 +80,7 @@ while [ $# -gt 0 ]; do
     --shape) shape=$2; shift 2 ;; --gpu-backend) backend=$2; shift 2 ;; --build-dir) build_dir=$2; shift 2 ;;
     --anchors) anchors=$(abs "$2"); shift 2 ;; --llama-tool) llama_tool=$2; shift 2 ;;
     --parse) parse_kind=$2; parse_file=$(abs "$3"); shift 3 ;; --table) table_only=1; shift ;;
+    --ttft) ttft=$2; shift 2 ;; --streams) streams=$2; shift 2 ;; --no-decode) no_decode=1; shift ;;
     -h|--help) usage ;;
     *) bad "unknown argument $1" ;;
   esac
@@ -76,6 +97,14 @@ done
 case $shape in 13b) lshape=13b ;; tiny) lshape=small ;; *) bad "--shape 13b|tiny" ;; esac
 case $llama_tool in cli|bench) ;; *) bad "--llama-tool cli|bench" ;; esac
 case $ngl in auto|[0-9]|[0-9][0-9]|[0-9][0-9][0-9]) ;; *) bad "--ngl auto|N" ;; esac
+# A list of counts, each a positive integer: sorted and without repeats, so results stored under one
+# spelling are found under another.
+counts() { # option value -> prints the sorted list, comma-separated
+  [[ $2 =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || bad "$1 takes a comma list of positive counts, e.g. $3"
+  tr , '\n' <<<"$2" | sort -n -u | paste -sd, -
+}
+[ -z "$ttft" ] || ttft=$(counts --ttft "$ttft" 128,512,2048) || exit 2
+[ -z "$streams" ] || streams=$(counts --streams "$streams" 1,4,16,32) || exit 2
 
 # ---------------------------------------------------------------- log parsers (--parse KIND FILE)
 # llama.cpp / PowerInfer: "llama_print_timings:        eval time =  4321.00 ms /   127 runs   (   34.02 ms
@@ -91,11 +120,31 @@ parse_llama_bench() {
     c && t { f = $t; gsub(/ /, "", f); if (f ~ /^tg[0-9]+$/) { n = split($c, v, " "); for (k = 1; k <= n; k++) if (v[k] ~ /^[0-9.]+$/) { r = v[k]; break } } }
     END { if (r != "") print r }' "$1"
 }
+# --ttft: "TOKENS MS" of the prompt's evaluation. PowerInfer / llama.cpp: "llama_print_timings: prompt eval time =
+# 3110.47 ms /   506 tokens (    6.15 ms per token, ...)" (llama_perf_context_print in newer llama.cpp); pid run
+# --timings: "pid run: timings per decode step, ms (7 steps, 1.00 tokens each; prefill excluded: 13 steps, 773
+# tokens, 821.762 ms)": the wall time of the steps that fed the prompt, the last of which yields the first token.
+parse_prefill() {
+  sed -n -e 's/.*prompt eval time *= *\([0-9][0-9.]*\) ms *\/ *\([0-9][0-9]*\) tokens.*/\2 \1/p' \
+    -e 's/.*prefill excluded: [0-9]* steps, \([0-9][0-9]*\) tokens, \([0-9][0-9.]*\) ms).*/\1 \2/p' "$1" | tail -1
+}
+# --streams, pi: pictl generate's statistics on stderr, "prompt 24 tokens, generated 128 tokens, first token 35.2
+# ms, 61.3 tok/s, seed 1" -> "GENERATED FIRST_MS TOK_S" (its tok/s counts the tokens after the first).
+parse_pictl() {
+  sed -n 's/^prompt [0-9]* tokens, generated \([0-9]*\) tokens, first token \([0-9.]*\) ms, \([0-9.]*\) tok\/s.*/\1 \2 \3/p' "$1" | tail -1
+}
+# --streams, llama.cpp: llama-batched-bench's rows "| PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s |
+# T s | S t/s |" -> "B S_TG B*TG/T" a row: S_TG is decode alone; B*TG/T counts the whole run, prefill included, as
+# pi's tokens over the clients' wall time do (its own S t/s would count the prompt tokens too).
+parse_batched_bench() {
+  awk -F'|' 'NF >= 12 && $2 ~ /^ *[0-9]+ *$/ && $10 + 0 > 0 { printf "%d %.2f %.2f\n", $4, $9, $4 * $3 / $10 }' "$1"
+}
 if [ -n "$parse_kind" ]; then
   case $parse_kind in
     eval) parse_eval "$parse_file" ;; prompt) parse_prompt "$parse_file" ;; pi) parse_pi "$parse_file" ;;
-    llama-bench) parse_llama_bench "$parse_file" ;;
-    *) bad "--parse eval|prompt|pi|llama-bench FILE" ;;
+    llama-bench) parse_llama_bench "$parse_file" ;; prefill) parse_prefill "$parse_file" ;;
+    pictl) parse_pictl "$parse_file" ;; batched-bench) parse_batched_bench "$parse_file" ;;
+    *) bad "--parse eval|prompt|pi|llama-bench|prefill|pictl|batched-bench FILE" ;;
   esac
   exit 0
 fi
@@ -204,6 +253,21 @@ PY
   } >"$meta.tmp" && mv "$meta.tmp" "$meta"
 }
 getmeta() { sed -n "s/^$1=//p" "$meta" 2>/dev/null | tail -1; }
+# llama.cpp's -ngl at the budget for a context of CTX positions (--ngl N: N): as many layers as fit the budget
+# with their KV cache, 0.5 GiB kept for buffers. Sets ngl_n and says how it was chosen.
+llama_ngl() { # ctx
+  ngl_n=$ngl
+  [ "$ngl_n" = auto ] || return 0
+  local L lb kp
+  L=$(getmeta n_layer) lb=$(getmeta layer_bytes) kp=$(getmeta kv_bytes_per_pos)
+  if [ -n "$L" ] && [ -n "$lb" ] && [ -n "$kp" ]; then
+    ngl_n=$(awk -v B="$budget" -v lb="$lb" -v kp="$kp" -v c="$1" -v L="$L" 'BEGIN {
+      n = int((B * 1073741824 - 0.5 * 1073741824) / (lb + kp * c)); if (n < 0) n = 0; if (n > L) n = L; print n }')
+    echo "llama.cpp: -ngl $ngl_n at $budget GiB ($L layers of $(gib "$lb") GiB + KV $(gib $((kp * $1))) GiB at -c $1; 0.5 GiB kept for buffers)"
+  else
+    ngl_n=20; echo "llama.cpp: no shape in $meta (run --stage models); -ngl 20"
+  fi
+}
 
 # ---------------------------------------------------------------- run
 gib() { awk -v b="$1" 'BEGIN { if (b == "") print "n/a"; else printf "%.2f", b / 1073741824 }'; }
@@ -250,6 +314,7 @@ run_one() {
     eval) tps=$(parse_eval "$log"); ptps=$(parse_prompt "$log") ;;
     llama-bench) tps=$(parse_llama_bench "$log") ;;
     pi) tps=$(parse_pi "$log") ;;
+    batched-bench) tps=$(parse_batched_bench "$log" | tail -1 | cut -d' ' -f3) ;;   # its largest count
   esac
   local status=ok
   if [ "$rc" -ne 0 ] || [ -z "$tps" ]; then
@@ -270,7 +335,209 @@ get() { sed -n "s/^$2=//p" "$res/$1" 2>/dev/null | tail -1; }
 # What a result must have been measured with to count in this call's table: the same model shape, budgets,
 # tokens and prompt (results of other settings stay on disk but are left out).
 params="$shape|$budget|$all_budget|$tokens|$(printf %s "$prompt" | cksum | cut -d' ' -f1)"
-have() { [ -f "$res/$1" ] && [ "$(get "$1" params)" = "$params" ]; }
+plen=$(printf %s "$prompt" | wc -c)
+ctx=$(( (tokens + plen + 16 + 63) / 64 * 64 ))   # a prompt never has more tokens than bytes (+ BOS)
+have() { [ -f "$res/$1" ] && [ "$(get "$1" params)" = "${2:-$params}" ]; }   # id [the params of a --ttft/--streams run]
+
+# ---------------------------------------------------------------- --ttft
+ttft_gen=8   # tokens decoded after the prompt: pid run prints its prefill time only once a decode step has run
+# Tokens of the text on stdin, BOS included, by the anchors' vocabulary (both model files carry it) through pi's
+# tokenizer; fails where pictl is not built.
+ntok() { [ -x "$bin/pictl" ] && [ -f "$vocab" ] || return 1; "$bin/pictl" tokenize -m "$vocab" | wc -w; }
+# The prompt of L tokens: STATE/ttft-L.txt, written once and then reused, so every engine and every later call
+# reads the same bytes (STATE/ttft-L.tokens: its count by pictl, or ~L where none was there to count). The text:
+# the corpus's start, printable ASCII only and every run of other bytes one space (one line, no multi-byte
+# character to cut in half), else --prompt repeated. Cut to the longest prefix of at most L tokens by bisection
+# (the count grows with the prefix, give or take a merge at the cut); without pictl, 4 bytes a token.
+ttft_prompt() { # L -> prints the file
+  local L=$1 f=$state/ttft-$1.txt src corpus need lo hi mid n how
+  if [ -s "$f" ] && [ -s "${f%.txt}.tokens" ]; then echo "$f"; return 0; fi
+  need=$((L * 8 + 4096))   # English is ~4.5 bytes a token in this vocabulary: never too short
+  corpus=$(first_dir .deps/shared/corpus ../shared/corpus)/gutenberg-train.txt.xz
+  src=$({ xz -dc "$corpus" 2>/dev/null || true; } | head -c $((need * 2)) | LC_ALL=C tr -c '\041-\176' ' ' \
+    | tr -s ' ' | sed 's/^ //' | head -c "$need")
+  while [ ${#src} -lt "$need" ]; do src+="${src:+ }$prompt"; done
+  if n=$(printf %s "$src" | ntok); then
+    lo=0 hi=${#src}
+    [ "$n" -le "$L" ] && lo=$hi
+    while [ $((hi - lo)) -gt 1 ]; do
+      mid=$(((lo + hi) / 2))
+      if [ "$(printf %s "${src:0:mid}" | ntok)" -le "$L" ]; then lo=$mid; else hi=$mid; fi
+    done
+    n=$(printf %s "${src:0:lo}" | ntok) how="$n tokens by pictl tokenize"
+  else
+    lo=$(((L - 1) * 4)) n="~$L" how="no pictl to count with: 4 bytes a token, the engines' counts say what it is"
+  fi
+  printf %s "${src:0:lo}" >"$f.tmp" && mv "$f.tmp" "$f" && echo "$n" >"${f%.txt}.tokens" || return 1
+  echo "ttft: the prompt of $L tokens: $f, $lo bytes, $how" >&2
+  echo "$f"
+}
+# What a --ttft result must have been measured with: the shape, the budget and the prompt's bytes.
+ttft_params() { # L
+  local f=$state/ttft-$1.txt
+  echo "$shape|$budget|$1|$([ -f "$f" ] && cksum <"$f" | cut -d' ' -f1)"
+}
+ttft_figs() { # "TOKENS MS" -> the figures in words
+  awk -v t="${1% *}" -v ms="${1#* }" 'BEGIN { printf "%d tokens, TTFT %.3f s, %.1f prompt tok/s", t, ms / 1000, (ms > 0 ? t * 1000 / ms : 0) }'
+}
+# ttft_one ID L KIND CMD...: run_one under the prompt's params, then the prefill ("TOKENS MS") of its log; a run
+# whose log has none failed (pid run without --timings, an engine that stopped before printing its timings).
+ttft_one() {
+  local id=$1 params; params=$(ttft_params "$2"); shift 2
+  run_one "$id" "$@"
+  local p; p=$(parse_prefill "$logs/$id.log")
+  echo "prefill=$p" >>"$res/$id"
+  if [ -n "$p" ]; then
+    echo "  $id prefill: $(ttft_figs "$p")"
+  elif [ "$(get "$id" status)" = ok ]; then
+    echo "status=FAILED (no prompt eval time in its log)" >>"$res/$id"   # get reads the last
+    failed "$id: no prompt eval time in its log"
+  fi
+  publish
+}
+run_ttft() {
+  local L f c tk pi_timings=''
+  want pi && "$bin/pid" run --help 2>&1 | grep -q -- --timings && pi_timings=1
+  echo "== ttft ($(date -u +%H:%M:%S)): prompts of $ttft tokens at $budget GiB, $ttft_gen tokens decoded after each"
+  for L in ${ttft//,/ }; do
+    f=$(ttft_prompt "$L") || { failed "ttft: could not write the prompt of $L tokens under $state"; continue; }
+    tk=$(cat "${f%.txt}.tokens")
+    case $tk in "~"*) tk=$(($(stat -c %s "$f") + 1)) ;; esac   # uncounted: never more tokens than bytes + BOS
+    c=$(((tk + ttft_gen + 16 + 63) / 64 * 64))   # + 16: an engine that counts a token or two more
+    if want powerinfer; then
+      rm -f "$pwri.generated.gpuidx"   # PowerInfer reuses a split solved for another budget or context
+      ttft_one "powerinfer-ttft-$L" "$L" eval "${engine_env[@]}" PYTHONPATH="$anchors/pyshim" \
+        GGUF_PY="$(gguf_py powerinfer powerinfer-d3ebd7c.tar.xz)" "$pinf/build/bin/main" -m "$pwri" \
+        -n "$ttft_gen" -c "$c" -t "$nthreads" -s 1 -f "$f" --ignore-eos --vram-budget "$budget"
+    fi
+    if want llamacpp; then
+      llama_ngl "$c"   # llama-cli whatever --llama-tool says: llama-bench's prompt test is not this text
+      ttft_one "llamacpp-ttft-$L" "$L" eval "${engine_env[@]}" "$lcpp/build/bin/llama-cli" -m "$plain" \
+        -ngl "$ngl_n" -n "$ttft_gen" -c "$c" -t "$nthreads" -s 1 -f "$f" --ignore-eos -no-cnv
+    fi
+    if want pi && [ -z "$pi_timings" ]; then
+      failed "pi --ttft: \`pid run --help\` lists no --timings, so pid run prints no prefill time"
+    elif want pi; then
+      ttft_one "pi-predicted-ttft-$L" "$L" pi "$bin/pid" run -m "$pwri" -n "$ttft_gen" --temp 0 -p "$(cat "$f")" \
+        --gpu-backend "$backend" --vram-budget "$budget" --ffn predicted --cpu-workers 1 -c "$c" --timings
+      ttft_one "pi-dense-ttft-$L" "$L" pi "$bin/pid" run -m "$plain" -n "$ttft_gen" --temp 0 -p "$(cat "$f")" \
+        --gpu-backend "$backend" --vram-budget "$budget" --ffn dense --cpu-workers 1 -c "$c" --timings
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- --streams
+# What a --streams result must have been measured with: shape, budget, tokens, prompt, and the count (pi) or
+# "batched" (llama.cpp's one run for every count).
+streams_params() { echo "$shape|$budget|$tokens|$(printf %s "$prompt" | cksum | cut -d' ' -f1)|$1"; }
+# The daemon of one count is stopped by its own command (pid stop waits for its workers to go), else by the
+# pids it and `pictl workers` reported; also on exit, so a call cut short leaves no daemon holding the GPU.
+sd_dir='' sd_pids=''
+streams_daemon_stop() {
+  [ -n "$sd_dir" ] || return 0
+  if ! timeout 60 "$bin/pid" stop --listen "ipc://$sd_dir/pid.sock" --pid-file "$sd_dir/pid.pid" >>"$sd_dir/stop.log" 2>&1; then
+    local p
+    for p in $(cat "$sd_dir/pid.pid" 2>/dev/null) $sd_pids; do kill -9 "$p" 2>/dev/null; done
+  fi
+  sd_dir='' sd_pids=''
+}
+# pi with N streams: `pid start --max-seqs N` (its KV cache for N sequences comes out of the budget, as a
+# server's would), then N `pictl generate` clients at once; tok/s = what they generated / the wall time from
+# the first client's start to the last one's end, prefill and first tokens included. Where pid refuses N
+# sequences' KV cache at the budget, it starts again without --max-seqs and sizes the cache itself (sequences
+# lowered until the cache takes half of what the weights leave, at most 8): the clients beyond wait in its
+# queue, and the table says how many sequences ran. Writes results/pi-streams-N.
+streams_pi() { # N ctx
+  local n=$1 c=$2 id=pi-streams-$1 d=$state/streams-$1 params i rc=0 st=ok t0 wall='' sums nok gen agg dsum fmean fmax seqs=''
+  params=$(streams_params "$n")
+  rm -rf "$d" && mkdir -p "$d" || return 1
+  printf %s "$prompt" >"$d/prompt.txt"
+  local mb=(); [ "$n" -gt 32 ] && mb=(--max-batch "$n")   # a step holds one entry of every stream (default 32)
+  local cmd=("$bin/pid" start -m "$pwri" --ffn predicted --gpu-backend "$backend" --vram-budget "$budget" \
+    --cpu-workers 1 "${mb[@]}" -c "$c" --listen "ipc://$d/pid.sock" --pid-file "$d/pid.pid" --log-file "$d/pid.log")
+  local shown; shown=$(printf ' %q' "${cmd[@]}" --max-seqs "$n"); shown=${shown# }
+  echo "$shown" >"$logs/$id.log.cmd"
+  vram_start "$logs/$id.vram"
+  sd_dir=$d
+  timeout -k 10 "$timeout_s" "${cmd[@]}" --max-seqs "$n" >"$logs/$id.log" 2>&1 </dev/null; rc=$?
+  if [ "$rc" -ne 0 ] && grep -q "plan: a KV cache of .* needs" "$logs/$id.log"; then
+    shown=$(printf ' %q' "${cmd[@]}"); shown=${shown# }
+    echo "--- $n sequences do not fit $budget GiB: again, without --max-seqs: $shown" | tee -a "$logs/$id.log"
+    timeout -k 10 "$timeout_s" "${cmd[@]}" >>"$logs/$id.log" 2>&1 </dev/null; rc=$?
+  fi
+  if [ "$rc" -eq 0 ]; then
+    sd_pids=$(timeout 10 "$bin/pictl" workers --endpoint "ipc://$d/pid.sock" 2>/dev/null | awk 'NR > 1 { print $2 }')
+    seqs=$(sed -n 's/.*KV cache [^(]*([0-9]* positions x \([0-9]*\) sequences\{0,1\}).*/\1/p' "$d/pid.log" | head -1)
+    local pids=()
+    t0=$(date +%s.%N)
+    for ((i = 0; i < n; i++)); do
+      timeout -k 10 "$timeout_s" "$bin/pictl" generate --endpoint "ipc://$d/pid.sock" --temp 0 -n "$tokens" \
+        -f "$d/prompt.txt" >"$d/out-$i" 2>"$d/err-$i" </dev/null &
+      pids+=($!)
+    done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
+    wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  else
+    st="FAILED (pid start)"
+  fi
+  vram_stop "$logs/$id.vram"
+  streams_daemon_stop
+  cp "$d/pid.log" "$logs/$id.pid.log" 2>/dev/null
+  for ((i = 0; i < n; i++)); do
+    [ -f "$d/err-$i" ] && { echo "--- client $i (pictl generate), stderr:"; cat "$d/err-$i"; } >>"$logs/$id.log"
+  done
+  sums=$(for ((i = 0; i < n; i++)); do [ -f "$d/err-$i" ] && parse_pictl "$d/err-$i"; done | awk -v w="$wall" '
+    { k++; g += $1; f += $2; r += $3; if ($2 > m) m = $2 }
+    END { if (k) printf "%d %d %.1f %.1f %.3f %.3f\n", k, g, (w > 0 ? g / w : 0), r, f / k / 1000, m / 1000; else print 0 }')
+  read -r nok gen agg dsum fmean fmax <<<"$sums"
+  if [ "$st" = ok ] && { [ "$rc" -ne 0 ] || [ "$nok" -lt "$n" ]; }; then
+    st="FAILED ($nok of $n clients reported)"
+    case $rc in 124|137) st="FAILED (timeout ${timeout_s} s; $nok of $n clients reported)" ;; esac
+  fi
+  {
+    echo "status=$st"; echo "rc=$rc"; echo "nok=$nok"; echo "seqs=$seqs"; echo "gen=${gen:-}"; echo "agg=${agg:-}"; echo "dsum=${dsum:-}"
+    echo "fmean=${fmean:-}"; echo "fmax=${fmax:-}"; echo "peak_app=$peak_app"; echo "peak_gpu=$peak_gpu"
+    echo "wall=$wall"; echo "when=$(date +%s)"; echo "params=$params"; echo "cmd=$shown"
+  } >"$res/$id"
+  if [ "$st" = ok ]; then
+    echo "$id: $agg tok/s ($gen tokens in $wall s, ${seqs:-?} at once), decode $dsum tok/s summed, first token $fmean s mean, peak VRAM (GiB) $(cell_peak "$id" "$params")"
+  else
+    failed "$id: $st (rc $rc); last lines of $id.log:"; tail -6 "$logs/$id.log" | sed 's/^/    /'
+  fi
+}
+# llama.cpp: llama-batched-bench, one run for every count (prompts of P dummy tokens, P = --prompt's count, not
+# shared), where a build made it; build_llamacpp.sh does not, and the table says "not built" then.
+streams_llamacpp() {
+  local b=$lcpp/build/bin/llama-batched-bench id=llamacpp-streams params pp c max=${streams##*,}
+  if [ ! -x "$b" ]; then
+    echo "llama.cpp --streams: not built ($b; build_llamacpp.sh builds llama-bench and llama-cli only)"
+    return 0
+  fi
+  params=$(streams_params batched)
+  pp=$(printf %s "$prompt" | ntok) || pp=$(($(printf %s "$prompt" | wc -c) / 4 + 1))
+  c=$(((max * (pp + tokens) + 63) / 64 * 64))   # every stream's prompt and tokens in one KV cache
+  llama_ngl "$c"
+  run_one "$id" batched-bench "${engine_env[@]}" "$b" -m "$plain" -ngl "$ngl_n" -c "$c" -b 2048 -ub 512 \
+    -npp "$pp" -ntg "$tokens" -npl "$streams" -t "$nthreads"
+  parse_batched_bench "$logs/$id.log" | while read -r k stg agg; do echo "b$k=$agg $stg"; done >>"$res/$id"
+  publish
+}
+run_streams() {
+  local n
+  echo "== streams ($(date -u +%H:%M:%S)): $streams concurrent streams of $tokens tokens at $budget GiB"
+  if want pi; then
+    local pt c
+    pt=$(printf %s "$prompt" | ntok) || pt=$plen   # bytes bound a prompt's tokens where pictl cannot count them
+    c=$(((pt + tokens + 16 + 63) / 64 * 64))   # every KV position counts N times: no more than the streams use
+    trap streams_daemon_stop EXIT
+    trap 'streams_daemon_stop; exit 130' INT TERM
+    for n in ${streams//,/ }; do streams_pi "$n" "$c"; publish; done
+    trap - EXIT INT TERM
+  fi
+  want llamacpp && streams_llamacpp
+  want powerinfer && echo "PowerInfer --streams: not run (its build makes only main, which decodes one sequence)"
+  return 0
+}
 
 # The table (and bench_compare.md) from every result stored under MODEL_DIR.
 cell_tps() { # id
@@ -280,8 +547,8 @@ cell_tps() { # id
   local m=""; [ "$(get "$1" when)" -lt "$this_call" ] && m=" †"
   echo "$(get "$1" tps)$m"
 }
-cell_peak() { # id
-  have "$1" || { echo "–"; return; }
+cell_peak() { # id [params]
+  have "$1" "${2:-}" || { echo "–"; return; }
   local a g; a=$(get "$1" peak_app) g=$(get "$1" peak_gpu)
   if [ -n "$a" ]; then gib $((a << 20)); elif [ -n "$g" ]; then echo "~$(gib $((g << 20)))"; else echo "n/a"; fi
 }
@@ -348,6 +615,141 @@ render() {
     echo "- $id --timings ($(get "$id-timings" status), $(get "$id-timings" tps) tok/s), stderr, last 20 lines:"
     echo '  ```'; tail -20 "$logs/$id-timings.log" | sed 's/^/  /'; echo '  ```'
   done
+  render_ttft
+  render_streams
+}
+# ---------------------------------------------------------------- the --ttft and --streams tables
+# Their counts: the option's, else those of the results stored so far with this call's settings, so --table
+# shows them; with neither, no section at all (the output of a call without the options is as it was).
+stored_counts() { # ttft|streams -> the counts some stored result names, one a line
+  { find "$res" -maxdepth 1 -name "*-$1-*" -printf '%f\n' 2>/dev/null | sed -n "s/.*-$1-\([0-9][0-9]*\)$/\1/p"
+    [ "$1" = streams ] && have llamacpp-streams "$(streams_params batched)" && sed -n 's/^b\([0-9][0-9]*\)=.*/\1/p' "$res/llamacpp-streams"
+  } | sort -n -u
+}
+earlier() { [ "$(get "$1" when)" -lt "$this_call" ] && echo " †"; }   # id (stored): measured by an earlier call
+cmd_ngl() { local c; c=$(get "$1" cmd); case $c in *" -ngl "*) c=${c#* -ngl }; echo "${c%% *}" ;; *) echo "?" ;; esac; }
+fail_notes() { # params id...: the status and the end of the log of each stored run that failed
+  local p=$1 id; shift
+  for id in "$@"; do
+    have "$id" "$p" || continue
+    [ "$(get "$id" status)" = ok ] && continue
+    echo "- $id $(get "$id" status), rc $(get "$id" rc); last lines of its log:"
+    echo '  ```'; tail -6 "$logs/$id.log" | sed 's/^/  /'; echo '  ```'
+  done
+}
+ttft_cells() { # id params -> tokens | TTFT s | prompt tok/s
+  have "$1" "$2" || { echo "– | – | –"; return; }
+  [ "$(get "$1" status)" = ok ] || { echo "FAILED | – | –"; return; }
+  get "$1" prefill | awk -v m="$(earlier "$1")" '{ printf "%d | %.3f%s | %.1f", $1, $2 / 1000, m, ($2 > 0 ? $1 * 1000 / $2 : 0) }'
+}
+ttft_ratio() { # id id params: the first's prompt tok/s over the second's
+  if have "$1" "$3" && have "$2" "$3" && [ "$(get "$1" status)" = ok ] && [ "$(get "$2" status)" = ok ]; then
+    awk -v a="$(get "$1" prefill)" -v b="$(get "$2" prefill)" 'BEGIN { split(a, x, " "); split(b, y, " ")
+      if (x[2] > 0 && y[2] > 0 && y[1] > 0) printf "%.2fx", (x[1] / x[2]) / (y[1] / y[2]); else print "n/a" }'
+  else echo "n/a"; fi
+}
+render_ttft() {
+  local list=$ttft L p e id name
+  if [ -z "$list" ]; then
+    for L in $(stored_counts ttft); do
+      p=$(ttft_params "$L")
+      for e in powerinfer llamacpp pi-predicted pi-dense; do have "$e-ttft-$L" "$p" && { list+=,$L; break; }; done
+    done
+    list=${list#,}
+  fi
+  [ -n "$list" ] || return 0
+  echo
+  echo "## Time to first token @ $budget GiB (--ttft)"
+  echo
+  echo "| prompt (tokens) | engine / config | prompt tokens it counted | TTFT s | prompt tok/s | peak VRAM GiB |"
+  echo "|---|---|---|---|---|---|"
+  for L in ${list//,/ }; do
+    p=$(ttft_params "$L")
+    for e in powerinfer llamacpp pi-predicted pi-dense; do
+      id=$e-ttft-$L
+      case $e in
+        powerinfer) name="PowerInfer (PWRI, --vram-budget $budget)" ;;
+        llamacpp) name="llama.cpp dense (plain, llama-cli -ngl $(cmd_ngl "$id"))" ;;
+        pi-predicted) name="pi --ffn predicted (PWRI, --vram-budget $budget)" ;;
+        pi-dense) name="pi --ffn dense (plain, --vram-budget $budget)" ;;
+      esac
+      echo "| $L | $name | $(ttft_cells "$id" "$p") | $(cell_peak "$id" "$p") |"
+    done
+  done
+  echo
+  for L in ${list//,/ }; do
+    p=$(ttft_params "$L")
+    echo "- $L-token prompt, prompt tok/s: pi predicted / PowerInfer $(ttft_ratio "pi-predicted-ttft-$L" "powerinfer-ttft-$L" "$p");" \
+      "pi dense / llama.cpp dense $(ttft_ratio "pi-dense-ttft-$L" "llamacpp-ttft-$L" "$p")"
+  done
+  echo
+  echo "Notes (--ttft):"
+  echo "- The prompt of L tokens: $state/ttft-L.txt, the corpus's start as one line of ASCII (else --prompt"
+  echo "  repeated) cut to L tokens, BOS included, by pictl tokenize on the anchors' vocabulary (ttft-L.tokens: the"
+  echo "  count); the same bytes for every engine (PowerInfer and llama.cpp -f, pi -p). -c: the prompt + $ttft_gen + 16,"
+  echo "  in 64s; $ttft_gen tokens decoded after it. llama.cpp's -ngl fits the budget with that context's KV cache."
+  echo "- TTFT: PowerInfer and llama.cpp, their \`prompt eval time\`; pi, \`pid run --timings\`' prefill (the wall time"
+  echo "  of the steps that fed the prompt, the last of which gives the first token's logits; with the timestamps"
+  echo "  --timings adds). None counts loading, tokenizing or sampling the first token. prompt tok/s = tokens / TTFT."
+  for L in ${list//,/ }; do
+    fail_notes "$(ttft_params "$L")" "powerinfer-ttft-$L" "llamacpp-ttft-$L" "pi-predicted-ttft-$L" "pi-dense-ttft-$L"
+  done
+}
+stream_cells_pi() { # N -> generated / wall | decode summed | first token mean / max | peak VRAM
+  local id=pi-streams-$1 p; p=$(streams_params "$1")
+  have "$id" "$p" || { echo "– | – | – | –"; return; }
+  if [ "$(get "$id" status)" != ok ]; then echo "FAILED | – | – | $(cell_peak "$id" "$p")"; return; fi
+  # The streams' own rates add up only while they all decode together: not where some waited in pid's queue.
+  local q d; q=$(get "$id" seqs) d=$(get "$id" dsum)
+  if [ "$q" = "$1" ]; then q=''; else q=" (${q:-?} at once)" d="n/a (in turns)"; fi
+  echo "$(get "$id" agg)$q$(earlier "$id") | $d | $(get "$id" fmean) / $(get "$id" fmax) | $(cell_peak "$id" "$p")"
+}
+stream_cells_llama() { # N -> generated / wall | decode (S_TG)
+  local id=llamacpp-streams p r; p=$(streams_params batched)
+  if ! have "$id" "$p"; then
+    if [ -x "$lcpp/build/bin/llama-batched-bench" ]; then echo "– | –"; else echo "not built | not built"; fi
+    return
+  fi
+  [ "$(get "$id" status)" = ok ] || { echo "FAILED | FAILED"; return; }
+  r=$(get "$id" "b$1")
+  if [ -n "$r" ]; then echo "${r% *}$(earlier "$id") | ${r#* }"; else echo "– | –"; fi
+}
+render_streams() {
+  local list=$streams n
+  if [ -z "$list" ]; then
+    for n in $(stored_counts streams); do
+      { have "pi-streams-$n" "$(streams_params "$n")" || [ -n "$(get llamacpp-streams "b$n")" ]; } && list+=,$n
+    done
+    list=${list#,}
+  fi
+  [ -n "$list" ] || return 0
+  echo
+  echo "## Concurrent streams @ $budget GiB, $tokens tokens each (--streams)"
+  echo
+  echo "| streams | pi --ffn predicted: tok/s, generated / wall | pi: decode tok/s, the streams' summed | pi: first token s, mean / max | pi: peak VRAM GiB | llama.cpp dense: tok/s, generated / wall | llama.cpp: decode tok/s (S_TG) |"
+  echo "|---|---|---|---|---|---|---|"
+  for n in ${list//,/ }; do echo "| $n | $(stream_cells_pi "$n") | $(stream_cells_llama "$n") |"; done
+  echo
+  echo "Notes (--streams):"
+  echo "- pi: for each count N, \`pid start -m $(basename "$pwri") --ffn predicted --vram-budget $budget --cpu-workers 1 --max-seqs N"
+  echo "  -c C\` (C: the prompt's tokens + $tokens + 16, in 64s; the KV cache of N sequences comes out of the budget, so"
+  echo "  the hot set shrinks as N grows; where pid refuses it, pid sizes the cache itself without --max-seqs, and"
+  echo "  \"(M at once)\" says how many sequences it decoded together, the other clients waiting in its queue), then N"
+  echo "  \`pictl generate --temp 0 -n $tokens\` clients on --prompt, started together; generated / wall: the tokens they"
+  echo "  got over the time from the first one's start to the last one's end (prefill and first tokens included);"
+  echo "  decode: the sum of the clients' own tok/s (tokens after the first over their time), where all N ran at"
+  echo "  once; then \`pid stop\`."
+  echo "- llama.cpp: llama-batched-bench -npl LIST -npp P -ntg $tokens (P dummy prompt tokens per stream, not shared;"
+  echo "  -ngl fitting the budget with the KV cache of the largest count); generated / wall = B x TG / T. build_llamacpp.sh"
+  echo "  builds llama-bench and llama-cli only: \"not built\" unless bench-engines/llama.cpp holds llama-batched-bench."
+  echo "- PowerInfer: not run. build_powerinfer.sh builds only \`main\`, which decodes one sequence; the batched examples"
+  echo "  in its tree are not built, and building them would change the anchors' build."
+  for n in ${list//,/ }; do
+    have "pi-streams-$n" "$(streams_params "$n")" && grep -m1 '^pid [0-9]*: hot ' "$logs/pi-streams-$n.pid.log" 2>/dev/null \
+      | sed "s/^pid [0-9]*: /- pi-streams-$n placement: /; s/; starting workers$//"
+  done
+  for n in ${list//,/ }; do fail_notes "$(streams_params "$n")" "pi-streams-$n"; done
+  fail_notes "$(streams_params batched)" llamacpp-streams
 }
 publish() { render >"$out/bench_compare.md"; pack_logs; }
 
@@ -402,9 +804,7 @@ fi
 
 if want_stage run; then
   echo "== run ($(date -u +%H:%M:%S)): $only, $tokens tokens, budget $budget GiB / all $all_budget GiB, timeout ${timeout_s} s per run"
-  plen=$(printf %s "$prompt" | wc -c)
-  ctx=$(( (tokens + plen + 16 + 63) / 64 * 64 ))   # a prompt never has more tokens than bytes (+ BOS)
-  if want powerinfer; then
+  if [ -z "$no_decode" ] && want powerinfer; then
     for cfg in "budget $budget" "all $all_budget"; do
       # shellcheck disable=SC2086  # "name value"
       set -- $cfg
@@ -415,18 +815,8 @@ if want_stage run; then
       publish
     done
   fi
-  if want llamacpp; then
-    n=$ngl
-    if [ "$n" = auto ]; then
-      L=$(getmeta n_layer) lb=$(getmeta layer_bytes) kp=$(getmeta kv_bytes_per_pos)
-      if [ -n "$L" ] && [ -n "$lb" ] && [ -n "$kp" ]; then
-        n=$(awk -v B="$budget" -v lb="$lb" -v kp="$kp" -v c="$ctx" -v L="$L" 'BEGIN {
-          n = int((B * 1073741824 - 0.5 * 1073741824) / (lb + kp * c)); if (n < 0) n = 0; if (n > L) n = L; print n }')
-        echo "llama.cpp: -ngl $n at $budget GiB ($L layers of $(gib "$lb") GiB + KV $(gib $((kp * ctx))) GiB at -c $ctx; 0.5 GiB kept for buffers)"
-      else
-        n=20; echo "llama.cpp: no shape in $meta (run --stage models); -ngl 20"
-      fi
-    fi
+  if [ -z "$no_decode" ] && want llamacpp; then
+    llama_ngl "$ctx"; n=$ngl_n
     for cfg in "budget $n" "all 99"; do
       # shellcheck disable=SC2086  # "name value"
       set -- $cfg
@@ -454,6 +844,8 @@ if want_stage run; then
       pirun "pi-dense-budget$x" "$plain" dense "$budget" "$@"
       pirun "pi-dense-all$x" "$plain" dense "$all_budget" "$@"
     }
+  fi
+  if [ -z "$no_decode" ] && want pi; then
     pi_all ""
     if [ -n "$timings" ]; then
       if "$bin/pid" run --help 2>&1 | grep -q -- --timings; then
@@ -463,6 +855,8 @@ if want_stage run; then
       fi
     fi
   fi
+  [ -z "$ttft" ] || run_ttft
+  [ -z "$streams" ] || run_streams
 fi
 
 publish
