@@ -54,19 +54,6 @@ __device__ __forceinline__ const uint16_t *mat_scales(const cuda_mat &m, const u
     return base == m.data ? m.scales : m.hscales;
 }
 
-// Row `row` of m into L2, by the 32 lanes of a warp (device rows only: warm
-// rows sit in host memory). Weights are never written during a step, so
-// this may run before pdl_begin().
-__device__ __forceinline__ void prefetch_row(const cuda_mat &m, uint32_t row)
-{
-    if (m.hdata && row >= m.nv)
-        return;
-    size_t bytes = m.type == PI_TYPE_F32 ? (size_t)m.cols * 4
-                 : m.type == PI_TYPE_F16 || m.type == PI_TYPE_BF16 ? (size_t)m.cols * 2
-                 : m.type == PI_TYPE_Q8_0 ? (size_t)m.cols : (size_t)m.cols / 2;
-    prefetch_l2(m.data + (size_t)row * bytes, bytes, threadIdx.x & 31u, 32);
-}
-
 template <> struct wt<PI_TYPE_F32> {
     static constexpr int E = 4;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
@@ -268,8 +255,6 @@ __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const fl
     int k = 0;
     while (k < set.count && row >= set.w[k].rows)
         row -= set.w[k++].rows;
-    if (k < set.count)
-        prefetch_row(set.w[k], row);    // while the kernel before still runs
     pdl_begin();
     if (k == set.count)
         return; // the whole warp: rows are per warp
@@ -536,8 +521,6 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
     __shared__ uint32_t hit[NT][32];
     const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u, row = blockIdx.x * 32 + wid;
     const uint32_t g0 = blockIdx.y * NT, R = fc2.cols, words = (fc2.rows + 31) / 32;
-    if (row < fc2.rows)
-        prefetch_row(fc2, row);     // while fc1 still runs
     pdl_begin();
     float acc[NT];
     if (row < fc2.rows) {

@@ -30,7 +30,9 @@ __device__ __forceinline__ void pdl_begin()
 // `threads` that call it with their index t. A hint: loads after pdl_begin()
 // read the current data whatever was prefetched, since every multiprocessor
 // shares L2 and the prefetch leaves L1 alone. Before pdl_begin() it streams
-// weights in while the previous kernel finishes.
+// data in while the previous kernel finishes. (Tried on the matrix products'
+// rows too: QKV 41.6 -> 51.3 us in isolation and no change in a step, so
+// only the attention kernel's cache rows use it.)
 __device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes, unsigned t, unsigned threads)
 {
     const char *c = static_cast<const char *>(p);
