@@ -284,7 +284,7 @@ int cmd_model(int argc, char **argv)
                         "       pictl model inspect FILE.gguf\n"
                         "       pictl model synth --shape S --type T -o OUT.gguf [--active A] [--skew Z] [--seed S] [--layers N] [--plain]\n"
                         "       pictl model profile -m MODEL --corpus FILE [--tokens N] [--ctx C] [-o SIDECAR]\n"
-                        "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n"
+                        "       pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C] [--gpu-backend B]\n"
                         "       pictl model set-template MODEL.gguf --file TEMPLATE -o OUT.gguf\n"
                         "  Each subcommand's --help describes its flags.\n";
     if (argc < 2) {

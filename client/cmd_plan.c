@@ -1,5 +1,8 @@
-/* pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C] [--no-cache]
- * Solves the placement (sparse/placement.h) for a VRAM budget and prints per
+/* pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]
+ *                  [--gpu-backend host|cuda] [--max-batch B] [--no-cache]
+ * Solves the placement (sparse/placement.h) for a VRAM budget, with the fixed
+ * part the chosen backend needs as pid counts it (plan_placement_params: the
+ * CUDA backend's fp16 KV cache, its scratch and context), and prints per
  * layer the hot count, the expected share of activations served by the GPU
  * and the bytes on each side, then totals. Frequencies come from the sparse
  * sidecar (--freq, else MODEL.pi-sparse.gguf when it exists), else every
@@ -12,6 +15,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "cuda_needs.h"
 #include "model.h"
 #include "placement.h"
 #include "plan.h"
@@ -21,7 +25,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pictl model plan -m MODEL.gguf --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n"
-            "                        [--no-cache]\n"
+            "                        [--gpu-backend host|cuda] [--max-batch B] [--no-cache]\n"
             "  Chooses the hot FFN neurons of every layer that maximise the expected share of\n"
             "  activations served by the GPU within the budget (weights outside the FFN, predictors\n"
             "  and the KV cache first), and prints per layer the hot count, GPU share and bytes.\n"
@@ -31,6 +35,10 @@ static void usage(FILE *out)
             "                   else uniform: every neuron equally likely)\n"
             "  --max-seqs S     KV cache slots (default 8, as pid start)\n"
             "  --n-ctx C        positions per slot (default: the model's context)\n"
+            "  --gpu-backend B  the backend to plan for, as pid run/start --gpu-backend (default host:\n"
+            "                   fp32 KV cache; cuda: fp16 KV cache, and its predictors, scratch and\n"
+            "                   CUDA context inside the budget, as pid plans it)\n"
+            "  --max-batch B    entries per step the CUDA scratch is sized for (default 32, as pid start)\n"
             "  --no-cache       neither read nor write MODEL.pi-plan-<MiB>.gguf\n");
 }
 
@@ -57,14 +65,21 @@ static int parse_u32(const char *v, uint32_t min, uint32_t *out)
 static void print_plan(const placement *p, const pi_model *m, const placement_params *pp)
 {
     char b1[32], b2[32], b3[32], b4[32], b5[32];
-    uint64_t kv = plan_kv_bytes(m, pp->max_seqs, pp->n_ctx ? pp->n_ctx : m->n_ctx);
+    uint64_t kv = plan_kv_bytes_elem(m, pp->max_seqs, pp->n_ctx ? pp->n_ctx : m->n_ctx,
+                                     pp->kv_elem_bytes ? pp->kv_elem_bytes : (uint32_t)sizeof(float));
     fmt_bytes(b1, sizeof b1, p->budget_bytes);
     fmt_bytes(b2, sizeof b2, p->fixed_bytes);
     fmt_bytes(b3, sizeof b3, plan_weight_bytes(m));
     fmt_bytes(b4, sizeof b4, kv);
     fmt_bytes(b5, sizeof b5, pp->predictor_bytes);
-    printf("budget  %s (%" PRIu64 " bytes); fixed GPU part %s = weights %s + KV cache %s (%u seqs x %u ctx) + "
-           "predictors %s\n", b1, p->budget_bytes, b2, b3, b4, pp->max_seqs, pp->n_ctx ? pp->n_ctx : m->n_ctx, b5);
+    printf("budget  %s (%" PRIu64 " bytes); fixed GPU part %s = weights %s + KV cache %s (%u seqs x %u ctx, "
+           "%s) + predictors %s", b1, p->budget_bytes, b2, b3, b4, pp->max_seqs, pp->n_ctx ? pp->n_ctx : m->n_ctx,
+           pp->kv_elem_bytes == 2 ? "fp16" : "fp32", b5);
+    if (pp->scratch_bytes) {
+        fmt_bytes(b1, sizeof b1, pp->scratch_bytes);
+        printf(" + backend scratch and context %s", b1);
+    }
+    printf("\n");
     printf("%5s %8s %8s %7s %10s %12s %12s\n", "layer", "hot", "of", "hot%", "GPU share", "GPU bytes", "CPU bytes");
     uint64_t n_hot = 0;
     for (uint32_t l = 0; l < p->n_layers; l++) {
@@ -92,8 +107,9 @@ static void print_plan(const placement *p, const pi_model *m, const placement_pa
 
 int cmd_model_plan(int argc, char **argv)
 {
-    const char *model_path = NULL, *freq_path = NULL, *budget_s = NULL;
+    const char *model_path = NULL, *freq_path = NULL, *budget_s = NULL, *backend = "host";
     placement_params pp = {.max_seqs = 8};
+    uint32_t max_batch = 32;
     int use_cache = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -114,6 +130,19 @@ int cmd_model_plan(int argc, char **argv)
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--freq")) freq_path = v;
         else if (!strcmp(a, "--vram-budget")) budget_s = v;
+        else if (!strcmp(a, "--gpu-backend")) {
+            if (strcmp(v, "host") && strcmp(v, "cuda")) {
+                fprintf(stderr, "pictl model plan: --gpu-backend '%s': expected host or cuda\n", v);
+                return 2;
+            }
+            backend = v;
+        } else if (!strcmp(a, "--max-batch")) {
+            if (parse_u32(v, 1, &max_batch) < 0 || max_batch > CUDA_NEEDS_MAX_BATCH) {
+                fprintf(stderr, "pictl model plan: --max-batch '%s' is not a number from 1 to %d\n", v,
+                        CUDA_NEEDS_MAX_BATCH);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--max-seqs")) {
             if (parse_u32(v, 1, &pp.max_seqs) < 0) {
                 fprintf(stderr, "pictl model plan: --max-seqs '%s' is not a number >= 1\n", v);
@@ -171,10 +200,18 @@ int cmd_model_plan(int argc, char **argv)
         for (uint32_t l = 0; l < m->n_layers; l++)
             freq[l] = sidecar_freq(sc, l);
     }
-    pp.predictor_bytes = placement_predictor_bytes(m, sc);
+    /* The fixed part as pid plans it for this backend (engine.c's plan_params). */
+    int cuda = !strcmp(backend, "cuda");
+    plan_params qp = {.max_seqs = pp.max_seqs, .n_ctx = pp.n_ctx, .backend = cuda ? cuda_needs() : NULL,
+                      .max_batch = cuda ? max_batch : 0};
+    uint64_t budget = pp.budget_bytes;
+    pp = plan_placement_params(m, &qp, pp.max_seqs, pp.n_ctx, sc);
+    pp.budget_bytes = budget;
     uint64_t model_hash = placement_model_hash(m);
     printf("model   %s: %u layers x %u FFN neurons, hash %016" PRIx64 "\n", model_path, m->n_layers, m->n_ff,
            model_hash);
+    printf("backend %s\n", cuda ? "cuda: fp16 KV cache; its predictors, scratch and CUDA context inside the budget"
+                                 : "host: fp32 KV cache (--gpu-backend cuda plans as pid does for a GPU)");
     if (sc)
         printf("profile %s: %" PRIu64 " tokens of %s (%s)\n", freq_path, sc->tokens, sc->corpus, sc->date);
     else

@@ -722,6 +722,20 @@ static void note(pi_plan *out, const char *fmt, const char *a, const char *b)
     snprintf(out->summary + n, sizeof out->summary - n, fmt, a, b);
 }
 
+placement_params plan_placement_params(const pi_model *m, const plan_params *pp, uint32_t max_seqs, uint32_t n_ctx,
+                                       const pi_sidecar *sc)
+{
+    placement_params lp = {.max_seqs = max_seqs, .n_ctx = n_ctx, .kv_elem_bytes = plan_kv_elem_bytes(pp),
+                           .predictor_bytes = placement_predictor_bytes(m, sc)};
+    if (pp->backend) {
+        /* a GPU backend: the predictors it uploads (the model's own), its scratch and context */
+        uint64_t own = plan_predictor_bytes(m);
+        lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
+        lp.scratch_bytes = backend_scratch(m, pp, n_ctx ? n_ctx : m->n_ctx, m->n_ff) + pp->backend->context_bytes;
+    }
+    return lp;
+}
+
 int plan_make_for_model(const pi_model *m, const char *model_path, const plan_params *pp,
                         const char *fallback_dir, const char *worker_copy, pi_plan *out, char *plan_path,
                         size_t cap, pi_error *err)
@@ -754,14 +768,7 @@ int plan_make_for_model(const pi_model *m, const char *model_path, const plan_pa
     }
     for (uint32_t l = 0; l < m->n_layers; l++)
         freq[l] = sidecar_freq(sc, l);
-    placement_params lp = {.max_seqs = out->max_seqs, .n_ctx = out->n_ctx, .kv_elem_bytes = plan_kv_elem_bytes(pp),
-                           .predictor_bytes = placement_predictor_bytes(m, sc)};
-    if (pp->backend) {
-        /* a GPU backend: the predictors it uploads (the model's own), its scratch and context */
-        uint64_t own = plan_predictor_bytes(m);
-        lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
-        lp.scratch_bytes = backend_scratch(m, pp, out->n_ctx, m->n_ff) + pp->backend->context_bytes;
-    }
+    placement_params lp = plan_placement_params(m, pp, out->max_seqs, out->n_ctx, sc);
     /* no budget given: buy what the index-order default would hold */
     lp.budget_bytes = out->budget_bytes ? out->budget_bytes
                                         : out->gpu_bytes + lp.predictor_bytes + lp.scratch_bytes;

@@ -23,6 +23,7 @@
 
 #include "model.h"
 #include "pi_error.h"
+#include "placement.h"
 #include "plan_bytes.h"
 
 #define PLAN_MAX_SHARDS 256
@@ -198,6 +199,13 @@ void plan_describe_shard(const pi_plan *p, uint32_t shard, char *buf, size_t cap
 int plan_make_for_model(const pi_model *m, const char *model_path, const plan_params *pp,
                         const char *fallback_dir, const char *worker_copy, pi_plan *out, char *plan_path,
                         size_t cap, pi_error *err);
+
+/* The placement's parameters for a KV cache of max_seqs x n_ctx under pp
+ * (as plan_make_for_model solves it): pp's KV element size, the predictors
+ * the GPU holds (the sidecar sc's, on a GPU backend at least the model's
+ * own) and the backend's scratch and context. budget_bytes is left 0. */
+placement_params plan_placement_params(const pi_model *m, const plan_params *pp, uint32_t max_seqs, uint32_t n_ctx,
+                                       const pi_sidecar *sc);
 
 /* A worker's plan from pid's plan cache (--plan FILE): placement_load, checked
  * against m's hash, then plan_make_from_placement. */

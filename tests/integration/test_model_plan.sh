@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves `pictl model plan` prints a per-layer plan within the budget (uniform without a sidecar, said in the output; from the sidecar's frequencies when one exists), writes and reuses its cache, re-plans when the cache belongs to another budget setup, and refuses a budget below the fixed part with the bytes needed.
+# Proves `pictl model plan` prints a per-layer plan within the budget (uniform without a sidecar, said in the output; from the sidecar's frequencies when one exists), writes and reuses its cache, re-plans when the cache belongs to another budget setup, refuses a budget below the fixed part with the bytes needed, and with --gpu-backend cuda counts the CUDA backend's fp16 KV cache, scratch and context as pid does.
 set -euo pipefail
 
 models="${PI_SHARED:-../shared}/models"
@@ -50,4 +50,18 @@ grep -q "gap to the optimum" "$tmp/d.out" || fail "no optimality gap printed"
 # 4. Budget below the fixed part: a clear error with the bytes needed.
 if plan --vram-budget 0.0001 --no-cache >"$tmp/e.out" 2>"$tmp/e.err"; then fail "tiny budget accepted"; fi
 grep -q "below the fixed GPU part .* raise the budget to at least" "$tmp/e.err" || { cat "$tmp/e.err"; fail "unclear error"; }
+# 5. --gpu-backend cuda plans as pid does for the CUDA backend: an fp16 KV cache (half the host's fp32 one) and its
+#    scratch and context inside the budget, so a budget the host plan fits in is refused for cuda.
+plan --vram-budget 0.0012 --no-cache --gpu-backend cuda >"$tmp/f.out" 2>"$tmp/f.err" && fail "cuda: a 1.2 MiB budget accepted beside the CUDA context"
+grep -q "below the fixed GPU part" "$tmp/f.err" || { cat "$tmp/f.err"; fail "cuda: unclear error"; }
+plan --vram-budget 1 --no-cache --gpu-backend cuda >"$tmp/g.out" || fail "cuda plan at 1 GiB failed"
+plan --vram-budget 1 --no-cache >"$tmp/h.out" || fail "host plan at 1 GiB failed"
+grep -q "^backend cuda: fp16 KV cache" "$tmp/g.out" || fail "cuda: the backend line is missing"
+grep -qE "KV cache [0-9.]+ [KM]iB \(2 seqs x 128 ctx, fp16\) .* backend scratch and context" "$tmp/g.out" ||
+  { grep budget "$tmp/g.out"; fail "cuda: the fixed part names no fp16 KV cache or backend scratch"; }
+kv() { grep -oE "KV cache [0-9.]+ [KM]iB" "$1" | awk '{ print $3 * ($4 == "MiB" ? 1024 : 1) }'; }
+awk -v c="$(kv "$tmp/g.out")" -v h="$(kv "$tmp/h.out")" 'BEGIN { exit !(c > 0 && c * 2 == h) }' ||
+  fail "cuda KV cache $(kv "$tmp/g.out") KiB is not half the host's $(kv "$tmp/h.out") KiB"
+plan --vram-budget 1 --gpu-backend vulkan >/dev/null 2>&1 && fail "--gpu-backend vulkan accepted"
+echo "ok: --gpu-backend cuda: $(grep -oE "fixed GPU part .*" "$tmp/g.out")"
 echo "ok: pictl model plan"
