@@ -111,8 +111,9 @@ rc=$?
 echo "test_cuda_backend rc=$rc ($(grep -c worst "$out/cuda_backend.txt") cases passed)"
 [ $rc = 0 ] || [ $rc = 124 ] || fails=$((fails + 1))
 # At most 8 files come back from a device call: everything but the summary, the tables and ncu.txt goes in logs.tgz.
-(cd "$out" && tar czf logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt \
-  --exclude=logs-all.tgz . && find . -maxdepth 1 -type f ! -name bench_device_warm.txt ! -name '*.md' ! -name ncu.txt \
-  ! -name logs-all.tgz -delete)
+# (The archive is written outside $out first: tar fails on a file that grows while it reads the folder.)
+(cd "$out" && tar czf /tmp/logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt . &&
+  mv /tmp/logs-all.tgz . && find . -maxdepth 1 -type f ! -name bench_device_warm.txt ! -name '*.md' \
+  ! -name ncu.txt ! -name logs-all.tgz -delete) || echo "archiving the logs failed: some may not come back"
 echo "bench_device_warm: $fails failures"
 exit $((fails > 0))
