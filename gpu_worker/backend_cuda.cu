@@ -1,14 +1,15 @@
 // The CUDA backend of the GPU worker (interface: backend.h). Weights stay on
-// the device in the model's own types (cuda_matvec.cuh: Q8_0/Q4_0 split into
-// quants and scales, same bytes), so device_bytes equals the plan's count:
-// weights outside the FFN, the fp16 KV cache, and per layer the hot neurons'
-// gate and up rows and down columns stored as rows (down^T, plan.h's types).
-// Products are our own kernels with fp32 accumulation (cuda_matvec.cu);
-// norms, RoPE and split-K attention are in cuda_attn.cu. For --ffn predicted
-// the predictors (fc1, fc2 in their types) are held too and the predict op
-// runs them (cuda_predict.cu). Scratch is sized at create; device_bytes
-// counts every allocation; the plan reserves predictors and scratch beside
-// its own count (plan_predictor_bytes; cuda_needs_scratch_bytes, term by term).
+// the device in the model's own types (cuda_matvec.cuh: Q8_0/Q4_0 and the
+// K-quants split into quants and scales, same bytes), so device_bytes equals
+// the plan's count: weights outside the FFN, the fp16 KV cache, and per
+// layer the hot neurons' gate and up rows and down columns stored as rows
+// (down^T, plan.h's types). Products are our own kernels with fp32
+// accumulation (cuda_matvec.cu); norms, RoPE (with llama.cpp's rope scaling)
+// and split-K attention are in cuda_attn.cu. For --ffn predicted the
+// predictors (fc1, fc2 in their types) are held too and the predict op runs
+// them (cuda_predict.cu). Scratch is sized at create; device_bytes counts
+// every allocation; the plan reserves predictors and scratch beside its own
+// count (plan_predictor_bytes; cuda_needs_scratch_bytes, term by term).
 //
 // Two ways to run a step. Layer by layer (the ops the worker calls per
 // layer; the host waits where data leaves the GPU), or run_step: the whole
@@ -126,7 +127,7 @@ struct gpu_backend {
     // logit rows, then the step parameters, then the timestamps. Uploaded
     // with one copy before a step.
     char *d_blk, *h_blk;
-    size_t blk_bytes, off_rows, off_params, off_stamps, off_peers;
+    size_t blk_bytes, off_rows, off_params, off_stamps, off_peers, off_rope;
     gpu_entry *d_entries;
     uint32_t *d_rows;
     cuda_step_params *d_params;
@@ -285,22 +286,20 @@ static int upload_norm(gpu_backend *b, float **dst, const pi_tensor *t, const ch
 }
 
 // Rows rows[0..nr) of t (rows NULL: [0, nr)) into h in the layout of
-// cuda_mat: nr * t->row_bytes bytes (block types: quants, then scales).
+// cuda_mat: nr * t->row_bytes bytes (block types: quant parts, then scale parts).
 static void stage_rows(const pi_tensor *t, const int32_t *rows, uint32_t nr, unsigned char *h)
 {
-    int blocks = t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0;
-    size_t nb = t->cols / 32, qb = t->type == PI_TYPE_Q8_0 ? 32 : 16, bb = qb + 2, qrow = nb * qb;
-    for (uint32_t r = 0; r < nr; r++) {
-        const unsigned char *src = (const unsigned char *)pi_tensor_row(t, rows ? (uint64_t)rows[r] : r);
-        if (!blocks) {
-            memcpy(h + (size_t)r * t->row_bytes, src, t->row_bytes);
-            continue;
-        }
-        for (size_t k = 0; k < nb; k++) {
-            memcpy(h + (size_t)r * qrow + k * qb, src + k * bb + 2, qb);
-            memcpy(h + (size_t)nr * qrow + ((size_t)r * nb + k) * 2, src + k * bb, 2);
-        }
-    }
+    size_t qrow = cuda_mat_quant_bytes(t->type, (uint32_t)t->cols), srow = t->row_bytes - qrow;
+    for (uint32_t r = 0; r < nr; r++)
+        cuda_mat_stage_row(t->type, pi_tensor_row(t, rows ? (uint64_t)rows[r] : r), (uint32_t)t->cols,
+                           h + (size_t)r * qrow, h + (size_t)nr * qrow + (size_t)r * srow);
+}
+
+// Where the scale parts of a part of nr rows at base start (NULL for float types).
+static const uint16_t *scales_of(const pi_tensor *t, const unsigned char *base, uint32_t nr)
+{
+    size_t qrow = cuda_mat_quant_bytes(t->type, (uint32_t)t->cols);
+    return qrow < t->row_bytes ? (const uint16_t *)(base + (size_t)nr * qrow) : NULL;
 }
 
 // bytes of pinned host memory the kernels read through its mapping (warm
@@ -341,8 +340,7 @@ static int attach_warm(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const in
     d->rows = nr;
     d->nv = nv;
     d->hdata = dev;
-    if (t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0)
-        d->hscales = (const uint16_t *)(dev + (size_t)(nr - nv) * (t->cols / 32) * (t->type == PI_TYPE_Q8_0 ? 32 : 16));
+    d->hscales = scales_of(t, dev, nr - nv);
     return 0;
 }
 
@@ -353,7 +351,7 @@ static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const 
 {
     if (!cuda_mat_type_ok(t->type))
         return pi_error_set(err, "cuda backend: %s has type %d, which the CUDA kernels do not support "
-                            "(use f32, f16, bf16, q8_0 or q4_0)", what, (int)t->type);
+                            "(use f32, f16, bf16, q8_0, q4_0, q4_K, q5_K or q6_K)", what, (int)t->type);
     if (t->cols % cuda_mat_align(t->type) != 0)
         return pi_error_set(err, "cuda backend: %s has %llu columns, not a multiple of %u", what,
                             (unsigned long long)t->cols, cuda_mat_align(t->type));
@@ -368,13 +366,10 @@ static int upload_mat_as(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const 
     d->data = (const unsigned char *)p;
     if (nr == 0)
         return 0;
-    int blocks = t->type == PI_TYPE_Q8_0 || t->type == PI_TYPE_Q4_0;
-    size_t qb0 = t->type == PI_TYPE_Q8_0 ? 32 : 16;
-    if (blocks)
-        d->scales = (const uint16_t *)(d->data + (size_t)nr * (t->cols / 32) * qb0);
+    d->scales = scales_of(t, d->data, nr);
     if (kept(b, p))
         return 0;                   // a kept arena holds these bytes already
-    if (!blocks && !rows)
+    if (!d->scales && !rows)        // a float type's rows as they are
         return upload(b, p, t->data, bytes, err);
     unsigned char *h = (unsigned char *)malloc(bytes);
     if (!h)
@@ -413,13 +408,15 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
                             "not fit dim %u, n_ff %u", l, (unsigned long long)f1->rows,
                             (unsigned long long)f1->cols, (unsigned long long)f2->rows,
                             (unsigned long long)f2->cols, m->dim, m->n_ff);
-    if (!cuda_pred_type_ok(f2->type))
+    int fc2_mat = cuda_mat_type_ok(f2->type) && f2->cols % cuda_mat_align(f2->type) == 0;
+    if (!fc2_mat && !cuda_pred_type_ok(f2->type))
         return pi_error_set(err, "cuda backend: layer %u: fc2 has type %d, which the CUDA predictor does not "
-                            "support (use f32, f16, bf16, q8_0 or q4_0)", l, (int)f2->type);
+                            "support (use f32, f16, bf16, q8_0 or q4_0; a K-quant needs R a multiple of 256)", l,
+                            (int)f2->type);
     cuda_layer *L = &b->layers[l];
     if (upload_mat_as(b, &L->fc1, f1, NULL, (uint32_t)f1->rows, "fc1", MEM_PRED, err) != 0)
         return -1;
-    if (cuda_mat_type_ok(f2->type) && f2->cols % cuda_mat_align(f2->type) == 0)
+    if (fc2_mat)
         return upload_mat_as(b, &L->fc2m, f2, NULL, (uint32_t)f2->rows, "fc2", MEM_PRED, err);
     size_t bytes = (size_t)f2->rows * f2->row_bytes;
     void *p;
@@ -627,6 +624,20 @@ static int open_arena(gpu_backend *b, pi_error *err)
     return 0;
 }
 
+// The rope's pair frequencies with the model's scaling (rope_freq_scale,
+// rope_freqs): head_dim / 2 doubles at the step block's end, set once here
+// (a step's copies in and out leave them alone; cuda_needs.h's step bytes
+// hold them).
+static int upload_rope(gpu_backend *b, pi_error *err)
+{
+    const pi_model *m = b->m;
+    double *h = (double *)(b->h_blk + b->off_rope);
+    cuda_rope_inv_freqs(h, m->head_dim, m->rope_theta, m->rope_freq_scale, (const float *)m->rope_freqs.data);
+    CU(cudaMemcpy(b->d_blk + b->off_rope, h, (size_t)(m->head_dim / 2) * sizeof *h, cudaMemcpyHostToDevice));
+    b->ash.rope_inv = (const double *)(b->d_blk + b->off_rope);
+    return 0;
+}
+
 static int create_inner(gpu_backend *b, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -686,13 +697,14 @@ static int create_inner(gpu_backend *b, pi_error *err)
         dev_alloc(b, (void **)&b->d_lists, nb * m->n_ff * sizeof(int32_t), MEM_SCRATCH, err))
         return -1;
     CU(cudaMemset(b->attn_part, 0, attn_part * sizeof(float)));    // its split counters start at zero
-    // The step block: entries, logit rows | parameters | stamps | peers.
+    // The step block: entries, logit rows | parameters | stamps | peers | rope.
     b->off_rows = nb * sizeof(gpu_entry);
     b->off_params = (b->off_rows + nb * sizeof(uint32_t) + 63) / 64 * 64;
     b->off_stamps = b->off_params + 64;
     b->off_peers = b->off_stamps + ((size_t)m->n_layers * STAMPS_PER_LAYER + 8) * sizeof(unsigned long long);
     size_t n_peers = PLAN_MAX_SHARDS;
-    b->blk_bytes = b->off_peers + 2 * n_peers * sizeof(void *);
+    b->off_rope = b->off_peers + 2 * n_peers * sizeof(void *);
+    b->blk_bytes = b->off_rope + (size_t)(m->head_dim / 2) * sizeof(double);
     if (b->blk_bytes > nb * CUDA_NEEDS_ENTRY_BYTES + nb * sizeof(uint32_t) + CUDA_NEEDS_STEP_BYTES(m->n_layers))
         return pi_error_set(err, "cuda backend: the step block (%zu bytes) outgrew cuda_needs.h's reservation",
                             b->blk_bytes);
@@ -700,6 +712,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
         return -1;
     CU(cudaMallocHost((void **)&b->h_blk, b->blk_bytes));
     memset(b->h_blk, 0, b->blk_bytes);
+    if (upload_rope(b, err) != 0)
+        return -1;
     b->d_entries = (gpu_entry *)b->d_blk;
     b->d_rows = (uint32_t *)(b->d_blk + b->off_rows);
     b->d_params = (cuda_step_params *)(b->d_blk + b->off_params);
@@ -750,8 +764,13 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     }
     if (check_hot_sets(m, cfg, err) != 0)
         return NULL;
-    /* The kernels compute llama's graph only (model/arch.h lists the rest). */
-    if (const char *beyond = model_beyond_llama(m)) {
+    /* The kernels compute llama's graph only (model/arch.h lists the rest),
+     * with its rope scaling (cuda_rope_inv_freqs), which model_beyond_llama
+     * still names: it is asked about the model without it. */
+    pi_model unscaled = *m;
+    unscaled.rope_freq_scale = 1.0f;
+    unscaled.rope_freqs.data = NULL;
+    if (const char *beyond = model_beyond_llama(&unscaled)) {
         pi_error_set(err, "cuda backend: architecture %s needs %s, which the CUDA backend does not compute yet; "
                      "run it with --gpu-backend host", m->arch, beyond);
         return NULL;
@@ -764,7 +783,7 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     b->m = m;
     b->cfg = *cfg;
     b->kv_dim = m->n_kv_heads * m->head_dim;
-    b->ash = {m->n_layers, cfg->n_ctx, m->n_heads, m->n_kv_heads, m->head_dim, m->rope_theta};
+    b->ash = {m->n_layers, cfg->n_ctx, m->n_heads, m->n_kv_heads, m->head_dim, NULL};   // rope_inv: upload_rope
     b->xn_layer = -1;
     b->pred_layer = -1;
     if (create_inner(b, err) != 0 || write_manifest(b, err) != 0) {

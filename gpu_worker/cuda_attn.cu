@@ -71,6 +71,17 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_hos
         __threadfence_system();   // the CPU workers read it once the layer tick is published
 }
 
+// cos and sin of a rope angle (radians, >= 0) as floats. The angle is taken
+// in double, as the host takes it, and reduced to [-pi, pi] there, so a long
+// position keeps its digits; the float sincos of the rest agrees with the
+// host's double cos and sin to ~1e-7.
+__device__ __forceinline__ void rope_cos_sin(double ang, float &c, float &s)
+{
+    constexpr double TWO_PI = 6.283185307179586;
+    const double r = fma(-rint(ang * (1.0 / TWO_PI)), TWO_PI, ang);
+    sincosf((float)r, &s, &c);
+}
+
 // Block (entry n, head h), thread = a pair of the head: rotates q's pair,
 // and for kv heads k's pair too, then stores that pair of k and v into the
 // caches at [slot][layer][pos].
@@ -83,9 +94,8 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
     const size_t base = (((size_t)e[n].slot * sh.n_layers + layer) * sh.n_ctx + pos) * kv_dim;
     for (uint32_t d = 2 * threadIdx.x; d < hd; d += 2 * blockDim.x) {
         const uint32_t i = h * hd + d;
-        float freq = 1.0f / powf(sh.rope_theta, (float)d / (float)hd);
-        float val = (float)pos * freq;
-        float fcr = cosf(val), fci = sinf(val);
+        float fcr, fci;
+        rope_cos_sin((double)pos * sh.rope_inv[d / 2], fcr, fci);
         float *qv = q + (size_t)n * dim;
         float q0 = qv[i], q1 = qv[i + 1];
         qv[i] = q0 * fcr - q1 * fci;
@@ -290,11 +300,22 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
 {
     if (n == 0)
         return cudaSuccess;
+    if (!sh.rope_inv)
+        return cudaErrorInvalidValue;
     unsigned threads = (sh.head_dim / 2 + 31) / 32 * 32;
     if (threads > 256)
         threads = 256;
     PDL_LAUNCH(k_rope_store, dim3(n, sh.n_heads), threads, 0, s, q, k, v, k_cache, v_cache, e, layer, sh);
     return cudaGetLastError();
+}
+
+void cuda_rope_inv_freqs(double *out, uint32_t head_dim, float theta, float freq_scale, const float *freqs)
+{
+    for (uint32_t i = 0; i < head_dim / 2; i++) {
+        // ops_rope_angle's factors, in its order: scale, then theta's power, then / freqs[i]
+        double f = (double)freq_scale * pow((double)theta, -(double)(2 * i) / (double)head_dim);
+        out[i] = freqs ? f / (double)freqs[i] : f;
+    }
 }
 
 size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint32_t head_dim)

@@ -21,10 +21,18 @@ extern "C" {
 // Positions per split (backend_cuda.cu checks cuda_needs.h's copy).
 #define CUDA_ATTN_CHUNK 64
 
+// rope_inv: head_dim / 2 doubles in device memory (cuda_rope_inv_freqs), the
+// rope's pair frequencies with the model's scaling.
 struct cuda_attn_shape {
     uint32_t n_layers, n_ctx, n_heads, n_kv_heads, head_dim;
-    float rope_theta;
+    const double *rope_inv;
 };
+
+// out[i] = freq_scale * theta^(-2i / head_dim) / freqs[i] (freqs NULL: 1),
+// i < head_dim / 2, in double: pair i's angle at pos is pos * out[i], the
+// host's ops_rope_angle (llama.cpp's linear scaling and Llama 3's
+// rope_freqs) to a few double roundings.
+void cuda_rope_inv_freqs(double *out, uint32_t head_dim, float theta, float freq_scale, const float *freqs);
 
 // Chunks of n_ctx positions: the splits of one (entry, head).
 uint32_t cuda_attn_splits(uint32_t n_ctx);
@@ -43,8 +51,9 @@ size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint3
 cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, const float *add, const float *w,
                          uint32_t dim, float eps, uint32_t n);
 
-// Rotates q (all heads) and k (kv heads) of each entry by its position, then
-// stores k and v into the caches at [slot][layer][pos].
+// Rotates q (all heads) and k (kv heads) of each entry by its position
+// (pairs (2i, 2i + 1) of a head by pos * sh.rope_inv[i]), then stores k and v
+// into the caches at [slot][layer][pos].
 cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, __half *k_cache, __half *v_cache,
                             const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
 

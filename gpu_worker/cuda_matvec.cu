@@ -8,6 +8,8 @@
 #include <cuda_fp16.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "cuda_matvec.cuh"
 #include "cuda_pdl.cuh"
 
@@ -29,12 +31,16 @@ __device__ __forceinline__ float half_bits(uint16_t u)
 }
 
 // A chunk of a row as it sits in memory: 16 bytes (and, for the block
-// types, its fp16 scale). fetch(m, row, c) reads chunk c; expand turns it
-// into the E floats [c * E, c * E + E) of the row; load does both. Fetching
-// several chunks before expanding any keeps several loads in flight.
+// types, its scale d; for the K-quants also m, a sub-block's min or second
+// scale, and h, the high bits of Q5_K/Q6_K). fetch(m, row, c) reads chunk c;
+// expand turns it into the E floats [c * E, c * E + E) of the row; load does
+// both. Fetching several chunks before expanding any keeps several loads in
+// flight. (The fields a type does not use cost no registers: they are
+// never read.)
 struct chunk {
     uint4 q;
-    float d;
+    float d, m;
+    uint2 h;
 };
 
 template <int T> struct wt;
@@ -146,6 +152,128 @@ template <> struct wt<PI_TYPE_Q4_0> {
                 uint32_t q = (u[i] >> (8 * b)) & 0xffu;
                 w[4 * i + b] = (float)((int)(q & 15u) - 8) * k.d;
                 w[4 * i + b + 16] = (float)((int)(q >> 4) - 8) * k.d;
+            }
+    }
+};
+
+// The K-quants (super-blocks of 256; cuda_matvec.cuh gives the layout):
+// chunk c = the 32 elements of sub-block c % 8 of super-block c / 8 (Q6_K:
+// two sub-blocks of 16). Each value is the host's dequantization to the bit
+// (quant.c): the same fp32 products, never fused into an fma.
+
+// Where row's scale part starts, as bytes.
+__device__ __forceinline__ const unsigned char *kq_scales(const cuda_mat &m, const unsigned char *base, uint32_t row,
+                                                         uint32_t bytes_per_256)
+{
+    return reinterpret_cast<const unsigned char *>(mat_scales(m, base)) + (size_t)row * (m.cols / 256) * bytes_per_256;
+}
+
+// Q4_K/Q5_K: sub-block j's d * scale and dmin * min from the super-block's
+// header h (x: fp16 d, dmin; y, z, w: the 12 packed bytes p), as quant.c's
+// kq_scale_min: j < 4 takes the low 6 bits of p[j] and p[j + 4]; j >= 4 the
+// nibbles of p[j + 4] with the top 2 bits of p[j - 4] and p[j].
+__device__ __forceinline__ void kq_scale_min(const uint4 &h, uint32_t j, float &ds, float &ms)
+{
+    const uint32_t sh = 8 * (j & 3u);
+    const uint32_t a = (h.y >> sh) & 0xffu, b = (h.z >> sh) & 0xffu, c = (h.w >> sh) & 0xffu;
+    const uint32_t sc = j < 4 ? a & 63u : (c & 15u) | ((a >> 6) << 4);
+    const uint32_t mn = j < 4 ? b & 63u : (c >> 4) | ((b >> 6) << 4);
+    const float2 dd = half2_bits(h.x);
+    ds = __fmul_rn(dd.x, (float)sc);
+    ms = __fmul_rn(dd.y, (float)mn);
+}
+
+// Q4_K/Q5_K: element t of the chunk (quant v of 0..31) = ds * v - ms.
+__device__ __forceinline__ float kq_value(const chunk &k, uint32_t v)
+{
+    return __fsub_rn(__fmul_rn(k.d, (float)v), k.m);
+}
+
+template <> struct wt<PI_TYPE_Q4_K> {
+    static constexpr int E = 32;
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
+    {
+        const unsigned char *b = mat_base(m, row);
+        chunk k;
+        k.q = __ldg(reinterpret_cast<const uint4 *>(b + (size_t)row * (m.cols / 2)) + c);
+        const uint4 h = __ldg(reinterpret_cast<const uint4 *>(kq_scales(m, b, row, 16)) + c / 8);
+        kq_scale_min(h, c % 8, k.d, k.m);
+        k.h = make_uint2(0, 0);
+        return k;
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                uint32_t q = (u[i] >> (8 * b)) & 0xffu;
+                w[4 * i + b] = kq_value(k, q & 15u);
+                w[4 * i + b + 16] = kq_value(k, q >> 4);
+            }
+    }
+};
+
+// As Q4_K, with the fifth bit of element t at bit t of h.x.
+template <> struct wt<PI_TYPE_Q5_K> {
+    static constexpr int E = 32;
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
+    {
+        const unsigned char *b = mat_base(m, row);
+        const unsigned char *qr = b + (size_t)row * (m.cols / 2 + m.cols / 8);
+        chunk k;
+        k.q = __ldg(reinterpret_cast<const uint4 *>(qr) + c);
+        k.h = make_uint2(__ldg(reinterpret_cast<const unsigned int *>(qr + m.cols / 2) + c), 0);
+        const uint4 h = __ldg(reinterpret_cast<const uint4 *>(kq_scales(m, b, row, 16)) + c / 8);
+        kq_scale_min(h, c % 8, k.d, k.m);
+        return k;
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                const uint32_t t = 4 * i + b, q = (u[i] >> (8 * b)) & 0xffu;
+                w[t] = kq_value(k, (q & 15u) | (((k.h.x >> t) & 1u) << 4));
+                w[t + 16] = kq_value(k, (q >> 4) | (((k.h.x >> (t + 16)) & 1u) << 4));
+            }
+    }
+};
+
+// Low 4 bits as Q4_K, top 2 bits of element t at bits 2t of h (elements
+// 0..15 in h.x, 16..31 in h.y); d = d * scale of the first 16, m of the
+// second; element = scale * (q - 32).
+template <> struct wt<PI_TYPE_Q6_K> {
+    static constexpr int E = 32;
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
+    {
+        const unsigned char *b = mat_base(m, row);
+        const unsigned char *qr = b + (size_t)row * (m.cols / 2 + m.cols / 4);
+        const unsigned char *sb = kq_scales(m, b, row, 18) + (size_t)(c / 8) * 18;
+        chunk k;
+        k.q = __ldg(reinterpret_cast<const uint4 *>(qr) + c);
+        k.h = __ldg(reinterpret_cast<const uint2 *>(qr + m.cols / 2) + c);
+        const uint32_t sc = __ldg(reinterpret_cast<const unsigned short *>(sb) + c % 8);
+        const float d = half_bits(__ldg(reinterpret_cast<const unsigned short *>(sb + 16)));
+        k.d = __fmul_rn(d, (float)(int)(signed char)(sc & 0xffu));
+        k.m = __fmul_rn(d, (float)(int)(signed char)(sc >> 8));
+        return k;
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                const uint32_t t = 4 * i + b, q = (u[i] >> (8 * b)) & 0xffu;
+                const int lo = (int)((q & 15u) | (((k.h.x >> (2 * t)) & 3u) << 4));
+                const int hi = (int)((q >> 4) | (((k.h.y >> (2 * t)) & 3u) << 4));
+                w[t] = __fmul_rn(k.d, (float)(lo - 32));
+                w[t + 16] = __fmul_rn(k.m, (float)(hi - 32));
             }
     }
 };
@@ -690,11 +818,110 @@ cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2
     return cudaGetLastError();
 }
 
+// f(std::integral_constant<int, t>()) for a matrix type t (cuda_mat_type_ok):
+// one switch for every launcher that takes any of them.
+template <class F> cudaError_t for_mat_type(int t, F f)
+{
+    switch (t) {
+    case PI_TYPE_F32: return f(std::integral_constant<int, PI_TYPE_F32>());
+    case PI_TYPE_F16: return f(std::integral_constant<int, PI_TYPE_F16>());
+    case PI_TYPE_BF16: return f(std::integral_constant<int, PI_TYPE_BF16>());
+    case PI_TYPE_Q8_0: return f(std::integral_constant<int, PI_TYPE_Q8_0>());
+    case PI_TYPE_Q4_0: return f(std::integral_constant<int, PI_TYPE_Q4_0>());
+    case PI_TYPE_Q4_K: return f(std::integral_constant<int, PI_TYPE_Q4_K>());
+    case PI_TYPE_Q5_K: return f(std::integral_constant<int, PI_TYPE_Q5_K>());
+    case PI_TYPE_Q6_K: return f(std::integral_constant<int, PI_TYPE_Q6_K>());
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+// ---------------------------------------------------------------- host staging
+// The file's blocks (gguf/quant.c's layouts) into the device layout
+// (cuda_matvec.cuh). Each K-quant element's integer quant is read as quant.c's
+// dequantizers read it, then packed: byte t of a 32-element chunk holds
+// elements t and t + 16.
+
+// The 4-bit quant of element e (0..255) of a Q4_K/Q5_K super-block's qs: 4
+// groups of 64, low nibbles for the first 32 of a group, high for the next.
+uint32_t kq_nibble(const unsigned char *qs, uint32_t e)
+{
+    const uint32_t s = e / 32, l = e % 32;
+    return (qs[32 * (s / 2) + l] >> (4 * (s % 2))) & 15u;
+}
+
+// The 6-bit quant (0..63, before - 32) of element e of a Q6_K super-block b:
+// half h = e / 128; element 32k + l of it has its low 4 bits in the low (k <
+// 2) or high nibble of ql[64h + l + 32 (k % 2)], its top 2 at bit 2k of
+// qh[32h + l].
+uint32_t q6_quant(const unsigned char *b, uint32_t e)
+{
+    const uint32_t h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const uint32_t ql = b[64 * h + l + 32 * (k % 2)], qh = b[128 + 32 * h + l];
+    return ((k < 2 ? ql : ql >> 4) & 15u) | (((qh >> (2 * k)) & 3u) << 4);
+}
+
+// Packs 32 quants (their low 4 bits) into a chunk's 16 bytes.
+void pack_nibbles(const uint32_t *v, unsigned char *q)
+{
+    for (uint32_t t = 0; t < 16; t++)
+        q[t] = (unsigned char)((v[t] & 15u) | ((v[t + 16] & 15u) << 4));
+}
+
+// Bits [shift, shift + width) of v[t] at bits width * t of the little-endian
+// bytes out (32 values).
+void pack_bits(const uint32_t *v, uint32_t shift, uint32_t width, unsigned char *out)
+{
+    memset(out, 0, 4 * width);
+    for (uint32_t t = 0; t < 32; t++) {
+        const uint32_t bits = (v[t] >> shift) & ((1u << width) - 1u), at = width * t;
+        out[at / 8] |= (unsigned char)(bits << (at % 8));
+    }
+}
+
+// A K-quant row of cols elements: super-block by super-block, its 8 chunks'
+// nibbles (and Q5_K's fifth or Q6_K's top bits after the row's nibbles), and
+// its scale part as the file has it.
+void stage_kq_row(int t, const unsigned char *src, uint32_t cols, unsigned char *q, unsigned char *s)
+{
+    const size_t bb = t == PI_TYPE_Q4_K ? 144 : t == PI_TYPE_Q5_K ? 176 : 210;
+    const uint32_t width = t == PI_TYPE_Q5_K ? 1 : t == PI_TYPE_Q6_K ? 2 : 0;
+    unsigned char *hi = q + cols / 2;
+    for (uint32_t k = 0; k < cols / 256; k++) {
+        const unsigned char *b = src + k * bb;
+        for (uint32_t c = 0; c < 8; c++) {
+            uint32_t v[32];
+            for (uint32_t e = 0; e < 32; e++) {
+                const uint32_t i = 32 * c + e;
+                if (t == PI_TYPE_Q6_K)
+                    v[e] = q6_quant(b, i);
+                else if (t == PI_TYPE_Q5_K)     // qh[32] at 16, qs at 48; bit s of qh[l]: sub-block s
+                    v[e] = kq_nibble(b + 48, i) | (((b[16 + i % 32] >> (i / 32)) & 1u) << 4);
+                else                            // qs at 16
+                    v[e] = kq_nibble(b + 16, i);
+            }
+            const uint32_t chunk_no = 8 * k + c;
+            pack_nibbles(v, q + 16 * (size_t)chunk_no);
+            if (width)
+                pack_bits(v, 4, width, hi + (size_t)chunk_no * 4 * width);
+        }
+        if (t == PI_TYPE_Q6_K)
+            memcpy(s + (size_t)k * 18, b + 192, 18);    // scales[16], then fp16 d
+        else
+            memcpy(s + (size_t)k * 16, b, 16);          // fp16 d, dmin, scales[12]
+    }
+}
+
 } // namespace
 
 int cuda_mat_type_ok(int t)
 {
-    return t == PI_TYPE_F32 || t == PI_TYPE_F16 || t == PI_TYPE_BF16 || t == PI_TYPE_Q8_0 || t == PI_TYPE_Q4_0;
+    switch (t) {
+    case PI_TYPE_F32: case PI_TYPE_F16: case PI_TYPE_BF16: case PI_TYPE_Q8_0: case PI_TYPE_Q4_0:
+    case PI_TYPE_Q4_K: case PI_TYPE_Q5_K: case PI_TYPE_Q6_K:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 uint32_t cuda_mat_align(int t)
@@ -702,7 +929,36 @@ uint32_t cuda_mat_align(int t)
     switch (t) {
     case PI_TYPE_F32: return 4;
     case PI_TYPE_F16: case PI_TYPE_BF16: return 8;
+    case PI_TYPE_Q4_K: case PI_TYPE_Q5_K: case PI_TYPE_Q6_K: return 256;
     default: return 32;
+    }
+}
+
+size_t cuda_mat_quant_bytes(int t, uint32_t cols)
+{
+    switch (t) {
+    case PI_TYPE_F32: return (size_t)cols * 4;
+    case PI_TYPE_F16: case PI_TYPE_BF16: return (size_t)cols * 2;
+    case PI_TYPE_Q8_0: return cols;
+    case PI_TYPE_Q5_K: return (size_t)cols / 2 + cols / 8;
+    case PI_TYPE_Q6_K: return (size_t)cols / 2 + cols / 4;
+    default: return cols / 2;       // Q4_0, Q4_K
+    }
+}
+
+void cuda_mat_stage_row(int t, const void *src, uint32_t cols, unsigned char *q, unsigned char *s)
+{
+    const unsigned char *b = (const unsigned char *)src;
+    if (t == PI_TYPE_Q4_K || t == PI_TYPE_Q5_K || t == PI_TYPE_Q6_K) {
+        stage_kq_row(t, b, cols, q, s);
+    } else if (t == PI_TYPE_Q8_0 || t == PI_TYPE_Q4_0) {   // blocks of 32: fp16 d, then the quants
+        const size_t qb = t == PI_TYPE_Q8_0 ? 32 : 16;
+        for (size_t k = 0; k < cols / 32; k++) {
+            memcpy(q + k * qb, b + k * (qb + 2) + 2, qb);
+            memcpy(s + k * 2, b + k * (qb + 2), 2);
+        }
+    } else {
+        memcpy(q, b, cuda_mat_quant_bytes(t, cols));
     }
 }
 
@@ -726,14 +982,9 @@ cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float 
     }
     if (rows == 0)
         return cudaSuccess;
-    switch (set->w[0].type) {
-    case PI_TYPE_F32: return launch_matvec<PI_TYPE_F32>(s, *set, x, x_stride, n, relu);
-    case PI_TYPE_F16: return launch_matvec<PI_TYPE_F16>(s, *set, x, x_stride, n, relu);
-    case PI_TYPE_BF16: return launch_matvec<PI_TYPE_BF16>(s, *set, x, x_stride, n, relu);
-    case PI_TYPE_Q8_0: return launch_matvec<PI_TYPE_Q8_0>(s, *set, x, x_stride, n, relu);
-    case PI_TYPE_Q4_0: return launch_matvec<PI_TYPE_Q4_0>(s, *set, x, x_stride, n, relu);
-    default: return cudaErrorInvalidValue;
-    }
+    return for_mat_type(set->w[0].type, [&](auto t) {
+        return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, relu);
+    });
 }
 
 cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
@@ -752,15 +1003,10 @@ cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, con
 {
     if (n == 0)
         return cudaSuccess;
-    switch (table->type) {
-    case PI_TYPE_F32: PDL_LAUNCH(k_embed<PI_TYPE_F32>, n, 128, 0, s, x, *table, e); break;
-    case PI_TYPE_F16: PDL_LAUNCH(k_embed<PI_TYPE_F16>, n, 128, 0, s, x, *table, e); break;
-    case PI_TYPE_BF16: PDL_LAUNCH(k_embed<PI_TYPE_BF16>, n, 128, 0, s, x, *table, e); break;
-    case PI_TYPE_Q8_0: PDL_LAUNCH(k_embed<PI_TYPE_Q8_0>, n, 128, 0, s, x, *table, e); break;
-    case PI_TYPE_Q4_0: PDL_LAUNCH(k_embed<PI_TYPE_Q4_0>, n, 128, 0, s, x, *table, e); break;
-    default: return cudaErrorInvalidValue;
-    }
-    return cudaGetLastError();
+    return for_mat_type(table->type, [&](auto t) {
+        PDL_LAUNCH(k_embed<decltype(t)::value>, n, 128, 0, s, x, *table, e);
+        return cudaGetLastError();
+    });
 }
 
 cudaError_t cuda_ffn_gate_up(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
@@ -771,14 +1017,9 @@ cudaError_t cuda_ffn_gate_up(cudaStream_t s, float *coef, const cuda_mat *gate, 
     if (gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
         return cudaErrorInvalidValue;
     int skip = skip_dead && act != PI_ACT_SILU;
-    switch (gate->type) {
-    case PI_TYPE_F32: return launch_gate_up<PI_TYPE_F32>(s, coef, *gate, *up, x, n, act, skip);
-    case PI_TYPE_F16: return launch_gate_up<PI_TYPE_F16>(s, coef, *gate, *up, x, n, act, skip);
-    case PI_TYPE_BF16: return launch_gate_up<PI_TYPE_BF16>(s, coef, *gate, *up, x, n, act, skip);
-    case PI_TYPE_Q8_0: return launch_gate_up<PI_TYPE_Q8_0>(s, coef, *gate, *up, x, n, act, skip);
-    case PI_TYPE_Q4_0: return launch_gate_up<PI_TYPE_Q4_0>(s, coef, *gate, *up, x, n, act, skip);
-    default: return cudaErrorInvalidValue;
-    }
+    return for_mat_type(gate->type, [&](auto t) {
+        return launch_gate_up<decltype(t)::value>(s, coef, *gate, *up, x, n, act, skip);
+    });
 }
 
 cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
@@ -790,26 +1031,11 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
     if (n > CUDA_MAX_BATCH || gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
         return cudaErrorInvalidValue;
     dim3 grid(div_up(max_count, WARPS), n), block(WARPS * 32);
-    switch (gate->type) {
-    case PI_TYPE_F32:
-        PDL_LAUNCH(k_gate_up_active<PI_TYPE_F32>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
-        break;
-    case PI_TYPE_F16:
-        PDL_LAUNCH(k_gate_up_active<PI_TYPE_F16>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
-        break;
-    case PI_TYPE_BF16:
-        PDL_LAUNCH(k_gate_up_active<PI_TYPE_BF16>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
-        break;
-    case PI_TYPE_Q8_0:
-        PDL_LAUNCH(k_gate_up_active<PI_TYPE_Q8_0>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
-        break;
-    case PI_TYPE_Q4_0:
-        PDL_LAUNCH(k_gate_up_active<PI_TYPE_Q4_0>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff, act);
-        break;
-    default:
-        return cudaErrorInvalidValue;
-    }
-    return cudaGetLastError();
+    return for_mat_type(gate->type, [&](auto t) {
+        PDL_LAUNCH(k_gate_up_active<decltype(t)::value>, grid, block, 0, s, coef, *gate, *up, x, *lists, map, n_ff,
+                   act);
+        return cudaGetLastError();
+    });
 }
 
 cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
@@ -850,14 +1076,9 @@ cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *
         return cudaSuccess;
     if (gate->type != up->type || gate->rows != up->rows || gate->cols != up->cols)
         return cudaErrorInvalidValue;
-    switch (gate->type) {
-    case PI_TYPE_F32: return launch_gate_up_union<PI_TYPE_F32>(s, coef, *gate, *up, x, n, *u, map, act);
-    case PI_TYPE_F16: return launch_gate_up_union<PI_TYPE_F16>(s, coef, *gate, *up, x, n, *u, map, act);
-    case PI_TYPE_BF16: return launch_gate_up_union<PI_TYPE_BF16>(s, coef, *gate, *up, x, n, *u, map, act);
-    case PI_TYPE_Q8_0: return launch_gate_up_union<PI_TYPE_Q8_0>(s, coef, *gate, *up, x, n, *u, map, act);
-    case PI_TYPE_Q4_0: return launch_gate_up_union<PI_TYPE_Q4_0>(s, coef, *gate, *up, x, n, *u, map, act);
-    default: return cudaErrorInvalidValue;
-    }
+    return for_mat_type(gate->type, [&](auto t) {
+        return launch_gate_up_union<decltype(t)::value>(s, coef, *gate, *up, x, n, *u, map, act);
+    });
 }
 
 cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
@@ -896,12 +1117,7 @@ cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, 
         return cudaSuccess;
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
-    switch (fc2->type) {
-    case PI_TYPE_F32: return launch_pred_rows<PI_TYPE_F32>(s, mask, *fc2, hidden, n, threshold);
-    case PI_TYPE_F16: return launch_pred_rows<PI_TYPE_F16>(s, mask, *fc2, hidden, n, threshold);
-    case PI_TYPE_BF16: return launch_pred_rows<PI_TYPE_BF16>(s, mask, *fc2, hidden, n, threshold);
-    case PI_TYPE_Q8_0: return launch_pred_rows<PI_TYPE_Q8_0>(s, mask, *fc2, hidden, n, threshold);
-    case PI_TYPE_Q4_0: return launch_pred_rows<PI_TYPE_Q4_0>(s, mask, *fc2, hidden, n, threshold);
-    default: return cudaErrorInvalidValue;
-    }
+    return for_mat_type(fc2->type, [&](auto t) {
+        return launch_pred_rows<decltype(t)::value>(s, mask, *fc2, hidden, n, threshold);
+    });
 }

@@ -7,6 +7,7 @@
 #define PI_CUDA_MATVEC_CUH
 
 #include <cuda_runtime.h>
+#include <stddef.h>
 #include <stdint.h>
 
 extern "C" {
@@ -20,10 +21,23 @@ extern "C" {
 #define CUDA_DOWN_PART_ROWS 256
 
 // A rows x cols matrix on the device. F32/F16/BF16: rows of cols elements,
-// row-major. Q8_0/Q4_0 are split so every row's quants start 16-byte aligned:
-// first the quants of every row (cols or cols/2 bytes a row), then the fp16
-// scales of every row (cols/32 a row) at `scales`. Either way the allocation
-// is rows * the model's row bytes: the plan's count.
+// row-major. The block types are split so that every row's quants start
+// 16-byte aligned: first the quant part of every row (cuda_mat_quant_bytes a
+// row), then the scale part of every row (the rest of the model's row bytes)
+// at `scales`. Either way the allocation is rows * the model's row bytes:
+// the plan's count. Per 32 elements (a chunk: 16 bytes of nibbles hold
+// element t in the low and t + 16 in the high nibble of byte t, for Q4_0 and
+// the K-quants alike):
+//   Q8_0  quants 32 int8;                  scales fp16 d per 32
+//   Q4_0  quants 16 bytes of nibbles;      scales fp16 d per 32
+//   Q4_K  quants 16 bytes of nibbles;      scales per 256: the file's 16-byte
+//         header (fp16 d, dmin, 12 bytes of packed 6-bit scales and mins)
+//   Q5_K  quants as Q4_K, then (after the row's nibbles) 4 bytes per 32 of
+//         fifth bits (bit t = element t); scales as Q4_K
+//   Q6_K  quants as Q4_K (low 4 bits), then (after the row's nibbles) 8
+//         bytes per 32 of top 2 bits (bits 2t, 2t + 1 = element t);
+//         scales per 256: the file's 16 int8 scales and fp16 d (18 bytes)
+// (cuda_mat_stage_row writes this from the file's blocks.)
 //
 // Warm rows: when hdata is set, rows [nv, rows) live in pinned, mapped host
 // memory (hdata/hscales, laid out as above for rows - nv rows) and the
@@ -33,7 +47,7 @@ struct cuda_mat {
     int type;               // pi_type
     uint32_t rows, cols;
     const unsigned char *data;
-    const uint16_t *scales; // block types only
+    const uint16_t *scales; // block types only: the scale parts (bytes for the K-quants)
     uint32_t nv;            // rows at data when hdata is set
     const unsigned char *hdata;
     const uint16_t *hscales;
@@ -47,11 +61,20 @@ struct cuda_active {
 };
 
 // 1 when the kernels support t as a matrix type; cols must then be a
-// multiple of cuda_mat_align(t) elements (16-byte loads).
+// multiple of cuda_mat_align(t) elements (16-byte loads; a K-quant's 256).
 int cuda_mat_type_ok(int t);
 uint32_t cuda_mat_align(int t);
-// 1 when t can be a down^T matrix (F32, F16, BF16).
+// 1 when t can be a down^T matrix (F32, F16, BF16). A block-type model's
+// down^T, K-quants included, is held as F32 (plan_down_t_type: what the plan
+// counts for it), so down_t never needs a block type's wt<>.
 int cuda_down_type_ok(int t);
+
+// Bytes of one row's quant part in the device layout above (all of a float
+// type's row); the rest of the model's row bytes is its scale part.
+size_t cuda_mat_quant_bytes(int t, uint32_t cols);
+// One row of cols elements in the model file's layout (src) into the device
+// layout: its quant part at q, its scale part at s (nothing for float types).
+void cuda_mat_stage_row(int t, const void *src, uint32_t cols, unsigned char *q, unsigned char *s);
 
 // Up to CUDA_MV_MAX matrices of one type and width that read the same x
 // (Q, K and V): one launch computes y[k][i * ys[k] + r] = row r of w[k] . x_i.

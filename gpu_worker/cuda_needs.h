@@ -28,7 +28,9 @@
  * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).
  * Reserved inside the budget, so the process stays within --vram-budget. */
 #define CUDA_NEEDS_CONTEXT_BYTES (704ull << 20)
-/* Its per-step parameter block, status word and phase timestamps. */
+/* Its per-step parameter block, status word and phase timestamps, the CPU
+ * workers' addresses and the rope's frequencies (head_dim / 2 doubles: 1 KiB
+ * at the attention kernel's largest head_dim, 256). */
 #define CUDA_NEEDS_STEP_BYTES(n_layers) (8192u + (uint64_t)(n_layers) * 8u * sizeof(uint64_t))
 
 /* An upper bound of the CUDA backend's scratch (activations, attention

@@ -67,6 +67,29 @@ cuda_mat make_mat(uint32_t rows, uint32_t cols, uint32_t seed)
     return m;
 }
 
+// A rows x cols matrix of a block type in the device layout (cuda_matvec.cuh),
+// random bytes: only timed, never checked (a NaN costs what any float does).
+cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
+{
+    size_t rb = 0;
+    if (pi_row_bytes((pi_type)type, cols, &rb) < 0) {
+        fprintf(stderr, "bad shape for type %d\n", type);
+        exit(1);
+    }
+    __half *p;
+    CK(cudaMalloc(&p, (size_t)rows * rb));
+    k_fill_half<<<1024, 256>>>(p, (size_t)rows * rb / sizeof(__half), seed, 1.0f);
+    CK(cudaGetLastError());
+    cuda_mat m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.rows = rows;
+    m.cols = cols;
+    m.data = (const unsigned char *)p;
+    m.scales = (const uint16_t *)(m.data + (size_t)rows * cuda_mat_quant_bytes(type, cols));
+    return m;
+}
+
 float *make_floats(size_t n, uint32_t seed, float scale, float bias)
 {
     float *p;
@@ -156,11 +179,29 @@ int main(int argc, char **argv)
             }), 3 * mat);
     }
     row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
+    // The K-quants' chunks (a Q4_K_M file's two types) against F16's: the same products, fewer bytes.
+    for (int type : {(int)PI_TYPE_Q4_K, (int)PI_TYPE_Q6_K}) {
+        cuda_mat kq[COPIES];
+        for (uint32_t c = 0; c < COPIES; c++)
+            kq[c] = make_block_mat(type, 3 * DIM, DIM, 100 + c);
+        double kbytes = (double)3 * DIM * (double)(DIM / 256) * (type == PI_TYPE_Q4_K ? 144 : 210);
+        for (uint32_t n : {1u, 16u}) {
+            char name[64];
+            snprintf(name, sizeof name, "QKV-sized %s matvec, %u entr%s", pi_type_name(type), n, n == 1 ? "y" : "ies");
+            row(name, time_us(t, [&](int r) { CK(cuda_matvec(0, y, 3 * DIM, &kq[r % COPIES], x, DIM, n)); }), kbytes);
+        }
+        for (uint32_t c = 0; c < COPIES; c++)
+            CK(cudaFree((void *)kq[c].data));
+    }
 
     float *w = make_floats(DIM, 3, 0.1f, 1.0f), *h = make_floats(DIM, 4, 1.0f, 0.0f), *xb = make_floats(DIM, 5, 0, 0);
     row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1)); }), 3.0 * DIM * 4);
 
-    cuda_attn_shape sh = {1, CTX, HEADS, HEADS, HD, 10000.0f};
+    double inv[HD / 2], *d_inv;
+    cuda_rope_inv_freqs(inv, HD, 10000.0f, 1.0f, NULL);
+    CK(cudaMalloc(&d_inv, sizeof inv));
+    CK(cudaMemcpy(d_inv, inv, sizeof inv, cudaMemcpyHostToDevice));
+    cuda_attn_shape sh = {1, CTX, HEADS, HEADS, HD, d_inv};
     __half *kc, *vc;
     CK(cudaMalloc(&kc, (size_t)CTX * DIM * sizeof(__half)));
     CK(cudaMalloc(&vc, (size_t)CTX * DIM * sizeof(__half)));

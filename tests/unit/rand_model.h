@@ -1,8 +1,9 @@
 /* Test helper: writes a small LLaMA GGUF with random weights (fixed seed),
  * 2-D weights in a chosen type, norms f32, untied output. Optionally
  * ffn_down and output in another type (as llama.cpp's Q4_K_M mixes Q4_K
- * with Q6_K) and the tokenizer.* keys of another GGUF (so pid run can use
- * the model). */
+ * with Q6_K), the tokenizer.* keys of another GGUF (so pid run can use
+ * the model), sharper attention, rope scaling (linear and Llama 3's
+ * rope_freqs.weight) and a random f16 predictor (blk.N.fc1/fc2). */
 #include <string.h>
 
 #ifndef PI_TEST_RAND_MODEL_H
@@ -24,7 +25,12 @@ typedef struct rand_model_shape {
     uint32_t seed;
     int has_down_type;          /* 1: ffn_down and output.weight in down_type */
     pi_type down_type;
+    int mix_v;                  /* with has_down_type: even layers' attn_v in down_type too (as Q4_K_M) */
     const gguf_file *tokenizer; /* non-NULL: its tokenizer.* keys are copied */
+    float qk_scale;             /* attn_q and attn_k times this (0: 1); larger: positions matter more */
+    float rope_factor;          /* > 0: rope.scaling.type linear with this rope.scaling.factor */
+    int rope_freqs;             /* 1: rope_freqs.weight, head_dim / 2 divisors in [1, 8] */
+    uint32_t pred_hidden;       /* > 0: a random f16 predictor of this hidden size per layer */
 } rand_model_shape;
 
 static inline float rand_model_uniform(uint64_t *s)
@@ -80,6 +86,10 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
     rc |= gguf_writer_add_u32(w, "llama.attention.head_count", sh->n_heads);
     rc |= gguf_writer_add_u32(w, "llama.attention.head_count_kv", sh->n_kv_heads);
     rc |= gguf_writer_add_str(w, "pi.ffn_activation", pi_act_name(sh->act));
+    if (sh->rope_factor > 0.0f) {
+        rc |= gguf_writer_add_str(w, "llama.rope.scaling.type", "linear");
+        rc |= gguf_writer_add_f32(w, "llama.rope.scaling.factor", sh->rope_factor);
+    }
     for (size_t i = 0; sh->tokenizer && i < gguf_n_kv(sh->tokenizer); i++) {
         const gguf_kv *tk = gguf_kv_at(sh->tokenizer, i);
         if (tk->key.len > 10 && memcmp(tk->key.ptr, "tokenizer.", 10) == 0)
@@ -93,8 +103,11 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
         rc |= d_ ? gguf_writer_add_tensor(w, (name), (t), (rows) > 1 ? 2 : 1, ne_, d_) : -1;          \
     } while (0)
     float ws = 1.0f / sqrtf((float)sh->dim), fs = 1.0f / sqrtf((float)sh->n_ff);
+    float qs = ws * (sh->qk_scale > 0.0f ? sh->qk_scale : 1.0f);
     RM_ADD("token_embd.weight", sh->type, sh->n_vocab, sh->dim, 1.0f, 0.0f);
     RM_ADD("output_norm.weight", PI_TYPE_F32, 1, sh->dim, 0.1f, 1.0f);
+    if (sh->rope_freqs)
+        RM_ADD("rope_freqs.weight", PI_TYPE_F32, 1, hd / 2, 3.5f, 4.5f);
     RM_ADD("output.weight", down_t, sh->n_vocab, sh->dim, ws, 0.0f);
     for (uint32_t l = 0; l < sh->n_layers; l++) {
         char name[64];
@@ -102,14 +115,18 @@ static inline int rand_model_write(const char *path, const rand_model_shape *sh,
         snprintf(name, sizeof name, "blk.%u.%s.weight", l, suffix);            \
         RM_ADD(name, t, rows, cols, scale, bias)
         RM_L("attn_norm", PI_TYPE_F32, 1, sh->dim, 0.1f, 1.0f);
-        RM_L("attn_q", sh->type, sh->dim, sh->dim, ws, 0.0f);
-        RM_L("attn_k", sh->type, kv, sh->dim, ws, 0.0f);
-        RM_L("attn_v", sh->type, kv, sh->dim, ws, 0.0f);
+        RM_L("attn_q", sh->type, sh->dim, sh->dim, qs, 0.0f);
+        RM_L("attn_k", sh->type, kv, sh->dim, qs, 0.0f);
+        RM_L("attn_v", sh->mix_v && l % 2 == 0 ? down_t : sh->type, kv, sh->dim, ws, 0.0f);
         RM_L("attn_output", sh->type, sh->dim, sh->dim, ws, 0.0f);
         RM_L("ffn_norm", PI_TYPE_F32, 1, sh->dim, 0.1f, 1.0f);
         RM_L("ffn_gate", sh->type, sh->n_ff, sh->dim, ws, 0.0f);
         RM_L("ffn_up", sh->type, sh->n_ff, sh->dim, ws, 0.0f);
         RM_L("ffn_down", down_t, sh->dim, sh->n_ff, fs, 0.0f);
+        if (sh->pred_hidden) {
+            RM_L("fc1", PI_TYPE_F16, sh->pred_hidden, sh->dim, ws, 0.0f);
+            RM_L("fc2", PI_TYPE_F16, sh->n_ff, sh->pred_hidden, 1.0f, 0.0f);
+        }
 #undef RM_L
     }
 #undef RM_ADD

@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824). Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824). Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -859,18 +859,116 @@ static void run_synth(pi_type type, int wide, int full)
     remove(path);
 }
 
+/* Writes sh to a scratch file and opens it (remove(path) after model_close). */
+static pi_model *random_model(const rand_model_shape *sh, char *path, size_t cap)
+{
+    test_tmp("cuda_backend_random.gguf", path, cap);
+    pi_error err = {{0}};
+    CHECK(rand_model_write(path, sh, &err) == 0, "%s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    return m;
+}
+
 static void run_random(pi_type type, pi_act act, uint32_t seed)
 {
     char path[512], name[64];
     snprintf(name, sizeof name, "random %s %s", pi_type_name(type), pi_act_name(act));
-    test_tmp("cuda_backend_random.gguf", path, sizeof path);
     rand_model_shape sh = {.dim = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2, .n_ff = 96,
                            .n_vocab = 48, .n_ctx = 128, .type = type, .act = act, .seed = seed};
-    pi_error err = {{0}};
-    CHECK(rand_model_write(path, &sh, &err) == 0, "%s", err.msg);
-    pi_model *m = model_open(path, &err);
-    CHECK(m, "%s", err.msg);
+    pi_model *m = random_model(&sh, path, sizeof path);
     run_model(m, name, act != PI_ACT_SILU);
+    model_close(&m);
+    remove(path);
+}
+
+/* A K-quant model (super-blocks of 256: dim 256, n_ff 512; token_embd and
+ * every matrix in type, or Q4_K_M's mix: ffn_down, output and even layers'
+ * attn_v in down, so Q, K and V take separate launches), with a random f16
+ * predictor when pred: every path of run_model, the hot FFN's gate and up
+ * rows in the K-quant, down^T as F32. */
+static void run_kquant(pi_type type, pi_type down, pi_act act, int pred, uint32_t seed)
+{
+    char path[512], name[64];
+    snprintf(name, sizeof name, "random %s%s%s %s", pi_type_name(type), down != type ? "+" : "",
+             down != type ? pi_type_name(down) : "", pi_act_name(act));
+    rand_model_shape sh = {.dim = 256, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .n_ff = 512,
+                           .n_vocab = 48, .n_ctx = 128, .type = type, .act = act, .seed = seed,
+                           .has_down_type = down != type, .down_type = down, .mix_v = 1,
+                           .pred_hidden = pred ? 32 : 0};
+    pi_model *m = random_model(&sh, path, sizeof path);
+    CHECK(m->layers[0].wq.type == type && m->layers[0].ffn_gate.type == type && m->tok_embd.type == type &&
+          m->layers[0].ffn_down.type == down && m->layers[0].wv.type == down && m->output.type == down &&
+          m->has_predictor == pred, "%s: not the types asked for", name);
+    run_model(m, name, act != PI_ACT_SILU);
+    model_close(&m);
+    remove(path);
+}
+
+/* The largest relative logit error (as check_row measures it) of m's
+ * reference forward over o's tokens against o's logits. */
+static double oracle_miss(const pi_model *m, const oracle *o)
+{
+    pi_error err = {{0}};
+    double worst = 0;
+    for (int s = 0; s < N_SEQ; s++) {
+        forward_state *f = forward_new(m, o->n_pos, &err);
+        CHECK(f, "forward_new: %s", err.msg);
+        for (uint32_t p = 0; p < o->n_pos; p++) {
+            const float *lg = forward_token(f, o->tok[s][p], p);
+            const float *want = o->logits + ((size_t)s * o->n_pos + p) * m->n_vocab;
+            CHECK(lg, "forward_token at %u", p);
+            double dmax = 0, wmax = 0;
+            for (uint32_t v = 0; v < m->n_vocab; v++) {
+                dmax = fmax(dmax, fabs((double)lg[v] - want[v]));
+                wmax = fmax(wmax, fabs((double)want[v]));
+            }
+            worst = fmax(worst, dmax / (wmax > 0 ? wmax : 1));
+        }
+        forward_free(&f);
+    }
+    return worst;
+}
+
+/* Rope scaling as llama.cpp reads it (rope.scaling.factor 4: angles x 1/4;
+ * rope_freqs.weight: each pair's frequency divided by a factor in [1, 8]) on
+ * a random f16 model whose attention is sharp enough for positions to
+ * matter. The reference forward with the scaling left out, with either part
+ * of it left out, or with either part inverted, must miss the true logits
+ * by more than 10 TOL (checked here on the host), so a CUDA rope with any of
+ * those slips fails the comparisons of run_model. */
+static void run_rope_scaled(void)
+{
+    char path[512];
+    const char *name = "random f16 rope-scaled";
+    rand_model_shape sh = {.dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .n_ff = 128,
+                           .n_vocab = 48, .n_ctx = 128, .type = PI_TYPE_F16, .act = PI_ACT_SILU, .seed = 9,
+                           .qk_scale = 2.0f, .rope_factor = 4.0f, .rope_freqs = 1};
+    pi_model *m = random_model(&sh, path, sizeof path);
+    CHECK(m->rope_freq_scale == 0.25f && m->rope_freqs.data, "%s: rope scaling not read", name);
+    oracle o;
+    make_oracle(m, &o, N_POS);
+    const float *freqs = m->rope_freqs.data;
+    float inv[64];
+    CHECK(m->head_dim / 2 <= 64, "head_dim %u", m->head_dim);
+    for (uint32_t i = 0; i < m->head_dim / 2; i++)
+        inv[i] = 1.0f / freqs[i];
+    for (int k = 0; k < 5; k++) {
+        pi_model wrong = *m;
+        if (k == 0 || k == 1)
+            wrong.rope_freq_scale = 1.0f;
+        if (k == 0 || k == 2)
+            wrong.rope_freqs.data = NULL;
+        if (k == 3)
+            wrong.rope_freq_scale = 1.0f / m->rope_freq_scale;
+        if (k == 4)
+            wrong.rope_freqs.data = inv;
+        double d = oracle_miss(&wrong, &o);
+        CHECK(d > 10 * TOL, "%s: a wrong rope (case %d) misses the reference by only %.3g", name, k, d);
+        printf("%-44s wrong rope case %d: relative logit error %.3g\n", name, k, d);
+    }
+    free(o.logits);
+    run_model(m, name, 0);
     model_close(&m);
     remove(path);
 }
@@ -942,6 +1040,10 @@ int main(void)
     run_synth(PI_TYPE_F16, 1, 0);
     run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
     run_random(PI_TYPE_Q4_0, PI_ACT_SILU, 6);
+    run_kquant(PI_TYPE_Q4_K, PI_TYPE_Q6_K, PI_ACT_RELU, 1, 7);     /* Q4_K_M's mix */
+    run_kquant(PI_TYPE_Q6_K, PI_TYPE_Q6_K, PI_ACT_SILU, 0, 8);
+    run_kquant(PI_TYPE_Q5_K, PI_TYPE_Q5_K, PI_ACT_RELU_BOTH, 1, 9);
+    run_rope_scaled();
     run_real_width();
     return 0;
 }
