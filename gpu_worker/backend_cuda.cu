@@ -765,12 +765,8 @@ static gpu_backend *cuda_create(const pi_model *m, const gpu_backend_config *cfg
     if (check_hot_sets(m, cfg, err) != 0)
         return NULL;
     /* The kernels compute llama's graph only (model/arch.h lists the rest),
-     * with its rope scaling (cuda_rope_inv_freqs), which model_beyond_llama
-     * still names: it is asked about the model without it. */
-    pi_model unscaled = *m;
-    unscaled.rope_freq_scale = 1.0f;
-    unscaled.rope_freqs.data = NULL;
-    if (const char *beyond = model_beyond_llama(&unscaled)) {
+     * its rope scaling included (cuda_rope_inv_freqs). */
+    if (const char *beyond = model_beyond_llama(m)) {
         pi_error_set(err, "cuda backend: architecture %s needs %s, which the CUDA backend does not compute yet; "
                      "run it with --gpu-backend host", m->arch, beyond);
         return NULL;

@@ -471,8 +471,6 @@ const char *model_beyond_llama(const pi_model *m)
         return "LayerNorm with bias";
     if (m->rope != PI_ROPE_NORM)
         return m->rope == PI_ROPE_NEOX ? "NEOX rotary embedding" : "learned positions";
-    if (m->rope_freq_scale != 1.0f || m->rope_freqs.data)
-        return "rope scaling (rope.scaling.factor or rope_freqs.weight)";
     if (m->parallel)
         return "parallel attention and FFN";
     if (m->pos_embd.data)

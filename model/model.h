@@ -147,8 +147,9 @@ void model_close(pi_model **m);
 
 const char *pi_act_name(pi_act a);
 
-/* NULL when m computes exactly as a llama model (RMSNorm, NORM rope, no
- * biases, gated FFN, sequential blocks, no learned positions), else a short
+/* NULL when m computes exactly as a llama model (RMSNorm, NORM rope with or
+ * without llama.cpp's rope scaling, no biases, gated FFN, sequential blocks,
+ * no learned positions), else a short
  * phrase naming the first thing that differs ("Q/K/V biases", ...): what a
  * backend that runs only llama's graph (CUDA) must refuse. */
 const char *model_beyond_llama(const pi_model *m);
