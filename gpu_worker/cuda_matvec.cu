@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "cuda_matvec.cuh"
+#include "cuda_matvec_batch.cuh"
 #include "cuda_pdl.cuh"
 
 namespace {
@@ -740,6 +741,8 @@ cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
+    if (n >= 2 && cuda_mv_batch_on())
+        return mvb::launch_matvec_batch<wt<T>>(s, set, x, xs, n, relu);
     dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
     if (n == 1) {
         if constexpr (mv_cappable<T>())

@@ -125,6 +125,38 @@ void row(const char *name, double us, double bytes)
     printf("| %-44s | %9.2f | %8.0f |\n", name, us, bytes > 0 ? bytes / us / 1e3 : 0.0);
 }
 
+// The tiled product for several entries (PI_CUDA_MV_BATCH=1, cuda_matvec_batch.cuh) against the default
+// kernel: fn(y) runs the same product with the switch off into ya and on into yb (count floats, zeroed
+// first); exits 1 unless they agree to 1e-5 of the largest magnitude (they differ by summation order only).
+template <typename F> void batch_check(const char *name, uint32_t n, size_t count, float *ya, float *yb, F fn)
+{
+    CK(cudaMemset(ya, 0, count * sizeof(float)));
+    CK(cudaMemset(yb, 0, count * sizeof(float)));
+    unsetenv("PI_CUDA_MV_BATCH");
+    fn(ya);
+    setenv("PI_CUDA_MV_BATCH", "1", 1);
+    fn(yb);
+    unsetenv("PI_CUDA_MV_BATCH");
+    CK(cudaDeviceSynchronize());
+    std::vector<float> a(count), b(count);
+    CK(cudaMemcpy(a.data(), ya, count * sizeof(float), cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b.data(), yb, count * sizeof(float), cudaMemcpyDeviceToHost));
+    double dmax = 0, amax = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]))
+            bad++;
+        else
+            dmax = fmax(dmax, fabs((double)a[i] - b[i])), amax = fmax(amax, fabs((double)a[i]));
+    }
+    printf("tiled matvec check, %s, %u entries: largest difference %.2e of largest value %.3g, %zu not finite\n",
+           name, n, dmax, amax, bad);
+    if (bad || !(dmax <= 1e-5 * amax)) {
+        fprintf(stderr, "tiled matvec (PI_CUDA_MV_BATCH=1) differs from the default kernel: %s, %u entries\n", name, n);
+        exit(1);
+    }
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -178,6 +210,28 @@ int main(int argc, char **argv)
                 CK(cuda_matvec_set(0, &s, x, DIM, n, 0));
             }), 3 * mat);
     }
+    // The same at up to 64 entries, with the tiled kernel (PI_CUDA_MV_BATCH=1) beside the default one.
+    float *x64 = make_floats(64 * DIM, 14, 1.0f, 0.0f), *ya = make_floats(3 * 64 * DIM, 15, 0.0f, 0.0f),
+          *yb = make_floats(3 * 64 * DIM, 16, 0.0f, 0.0f);
+    auto qkv64 = [&](float *yy, uint32_t n, int r) {
+        cuda_mv_set s;
+        memset(&s, 0, sizeof s);
+        s.count = 3;
+        s.w[0] = wq[r % COPIES], s.w[1] = wk[r % COPIES], s.w[2] = wv[r % COPIES];
+        for (int k = 0; k < 3; k++)
+            s.y[k] = yy + (size_t)k * 64 * DIM, s.ys[k] = DIM;
+        CK(cuda_matvec_set(0, &s, x64, DIM, n, 0));
+    };
+    for (uint32_t n : {2u, 3u, 5u, 8u, 17u, 64u})
+        batch_check("QKV F16", n, 3 * 64 * DIM, ya, yb, [&](float *yy) { qkv64(yy, n, 0); });
+    row("QKV fused matvec, 64 entries", time_us(t, [&](int r) { qkv64(ya, 64, r); }), 3 * mat);
+    setenv("PI_CUDA_MV_BATCH", "1", 1);
+    for (uint32_t n : {4u, 16u, 64u}) {
+        char name[64];
+        snprintf(name, sizeof name, "QKV fused matvec tiled, %u entries", n);
+        row(name, time_us(t, [&](int r) { qkv64(ya, n, r); }), 3 * mat);
+    }
+    unsetenv("PI_CUDA_MV_BATCH");
     row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
     // The K-quants' chunks (a Q4_K_M file's two types) against F16's: the same products, fewer bytes.
     for (int type : {(int)PI_TYPE_Q4_K, (int)PI_TYPE_Q6_K}) {
@@ -190,6 +244,17 @@ int main(int argc, char **argv)
             snprintf(name, sizeof name, "QKV-sized %s matvec, %u entr%s", pi_type_name(type), n, n == 1 ? "y" : "ies");
             row(name, time_us(t, [&](int r) { CK(cuda_matvec(0, y, 3 * DIM, &kq[r % COPIES], x, DIM, n)); }), kbytes);
         }
+        for (uint32_t n : {5u, 17u, 64u})
+            batch_check(pi_type_name(type), n, 3 * 64 * DIM, ya, yb,
+                        [&](float *yy) { CK(cuda_matvec(0, yy, 3 * DIM, &kq[0], x64, DIM, n)); });
+        setenv("PI_CUDA_MV_BATCH", "1", 1);
+        for (uint32_t n : {16u, 64u}) {
+            char name[64];
+            snprintf(name, sizeof name, "QKV-sized %s matvec tiled, %u entries", pi_type_name(type), n);
+            row(name, time_us(t, [&](int r) { CK(cuda_matvec(0, ya, 3 * DIM, &kq[r % COPIES], x64, DIM, n)); }),
+                kbytes);
+        }
+        unsetenv("PI_CUDA_MV_BATCH");
         for (uint32_t c = 0; c < COPIES; c++)
             CK(cudaFree((void *)kq[c].data));
     }

@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824). Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -833,6 +833,30 @@ static void run_model(const pi_model *m, const char *name, int relu)
     free(o.logits);
 }
 
+/* The tiled matrix product for steps of several entries (PI_CUDA_MV_BATCH=1,
+ * cuda_matvec_batch.cuh; off by default): every product of 2..13 entries
+ * (Q, K and V, fused or not, wo and the output) through it, the logits
+ * against the reference as run_ref checks them, with every neuron hot and
+ * with hot+warm sets. */
+static void run_tiled(const pi_model *m, const char *name)
+{
+    char label[96];
+    snprintf(label, sizeof label, "%s tiled", name);
+    oracle o;
+    make_oracle(m, &o, N_POS);
+    hotcfg h;
+    CHECK(setenv("PI_CUDA_MV_BATCH", "1", 1) == 0, "setenv");
+    hot_uniform(m, m->n_ff, &h);
+    run_ref(m, &o, &h, PI_FFN_DENSE, label);
+    hot_free(m, &h);
+    hot_random(m, 0.4, 11, &h);
+    hot_warm(m, &h);
+    run_ref(m, &o, &h, PI_FFN_DENSE, label);
+    hot_free(m, &h);
+    CHECK(unsetenv("PI_CUDA_MV_BATCH") == 0, "unsetenv");
+    free(o.logits);
+}
+
 /* A synthetic model of type; wide: n_ff 28672 (the largest real n_ff, 896
  * mask words), only the predict lists checked; full: the whole model too. */
 static void run_synth(pi_type type, int wide, int full)
@@ -853,8 +877,10 @@ static void run_synth(pi_type type, int wide, int full)
     CHECK(m->act == PI_ACT_RELU && m->has_predictor, "synth model: ReLU with a predictor expected");
     run_predict_lists(m, 1, name);
     run_predict_lists(m, 0, name);
-    if (full)
+    if (full) {
         run_model(m, name, 1);
+        run_tiled(m, name);
+    }
     model_close(&m);
     remove(path);
 }
@@ -878,6 +904,7 @@ static void run_random(pi_type type, pi_act act, uint32_t seed)
                            .n_vocab = 48, .n_ctx = 128, .type = type, .act = act, .seed = seed};
     pi_model *m = random_model(&sh, path, sizeof path);
     run_model(m, name, act != PI_ACT_SILU);
+    run_tiled(m, name);
     model_close(&m);
     remove(path);
 }
@@ -901,6 +928,7 @@ static void run_kquant(pi_type type, pi_type down, pi_act act, int pred, uint32_
           m->layers[0].ffn_down.type == down && m->layers[0].wv.type == down && m->output.type == down &&
           m->has_predictor == pred, "%s: not the types asked for", name);
     run_model(m, name, act != PI_ACT_SILU);
+    run_tiled(m, name);
     model_close(&m);
     remove(path);
 }
@@ -1001,6 +1029,9 @@ static void run_real_width(void)
     hot_free(m, &h);
     hot_random(m, 0.3, 5, &h);
     run_ref(m, &o, &h, PI_FFN_EXACT, name);
+    CHECK(setenv("PI_CUDA_MV_BATCH", "1", 1) == 0, "setenv");     /* the tiled product over 80 slices a row */
+    run_ref(m, &o, &h, PI_FFN_EXACT, "real width f16 tiled");
+    CHECK(unsetenv("PI_CUDA_MV_BATCH") == 0, "unsetenv");
     run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
     hot_warm(m, &h);
     run_device(m, &o, &h, PI_FFN_PREDICTED, 1, name);
@@ -1026,6 +1057,7 @@ int main(void)
     CHECK(m, "model_open: %s", err.msg);
     run_rejects(m);
     run_model(m, "stories260K f32", 0);
+    run_tiled(m, "stories260K f32");
     model_close(&m);
     remove(out);
     if (getenv("PI_CUDA_TEST_QUICK")) {     /* a short device call: stories260K only */
