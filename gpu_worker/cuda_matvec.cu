@@ -6,7 +6,6 @@
 // the sums. The down product: each thread owns one 16-byte chunk of the
 // output for GROUP entries and walks the hot neurons of its slice.
 #include <cuda_fp16.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <type_traits>
@@ -191,6 +190,21 @@ __device__ __forceinline__ float kq_value(const chunk &k, uint32_t v)
     return __fsub_rn(__fmul_rn(k.d, (float)v), k.m);
 }
 
+// Q4_K/Q5_K: the chunk's 32 elements; k.h.x holds Q5_K's fifth bits (bit t
+// of element t), 0 for Q4_K.
+__device__ __forceinline__ void kq_expand(const chunk &k, float *w)
+{
+    uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const uint32_t t = 4 * i + b, q = (u[i] >> (8 * b)) & 0xffu;
+            w[t] = kq_value(k, (q & 15u) | (((k.h.x >> t) & 1u) << 4));
+            w[t + 16] = kq_value(k, (q >> 4) | (((k.h.x >> (t + 16)) & 1u) << 4));
+        }
+}
+
 template <> struct wt<PI_TYPE_Q4_K> {
     static constexpr int E = 32;
     __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
@@ -205,15 +219,7 @@ template <> struct wt<PI_TYPE_Q4_K> {
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
-        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int b = 0; b < 4; b++) {
-                uint32_t q = (u[i] >> (8 * b)) & 0xffu;
-                w[4 * i + b] = kq_value(k, q & 15u);
-                w[4 * i + b + 16] = kq_value(k, q >> 4);
-            }
+        kq_expand(k, w);
     }
 };
 
@@ -233,15 +239,7 @@ template <> struct wt<PI_TYPE_Q5_K> {
     }
     __device__ __forceinline__ static void expand(const chunk &k, float *w)
     {
-        uint32_t u[4] = {k.q.x, k.q.y, k.q.z, k.q.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int b = 0; b < 4; b++) {
-                const uint32_t t = 4 * i + b, q = (u[i] >> (8 * b)) & 0xffu;
-                w[t] = kq_value(k, (q & 15u) | (((k.h.x >> t) & 1u) << 4));
-                w[t + 16] = kq_value(k, (q >> 4) | (((k.h.x >> (t + 16)) & 1u) << 4));
-            }
+        kq_expand(k, w);
     }
 };
 
@@ -731,8 +729,7 @@ template <int T> constexpr bool mv_cappable()
 
 bool mv_occupancy()
 {
-    const char *v = getenv("PI_CUDA_MV_OCC");
-    return !(v && v[0] == '0');
+    return cuda_switch("PI_CUDA_MV_OCC", 1);
 }
 
 template <int T>

@@ -1,14 +1,12 @@
 // The switch and the thread split of the tiled product for several entries
 // (cuda_matvec_batch.cuh; its kernel is instantiated in cuda_matvec.cu, where
 // the chunk readers live).
-#include <stdlib.h>
-
 #include "cuda_matvec_batch.cuh"
+#include "cuda_switch.h"
 
 int cuda_mv_batch_on(void)
 {
-    const char *v = getenv("PI_CUDA_MV_BATCH");
-    return v && v[0] == '1' && v[1] == '\0';
+    return cuda_switch("PI_CUDA_MV_BATCH", 0);
 }
 
 uint32_t cuda_mv_batch_groups(uint32_t n)

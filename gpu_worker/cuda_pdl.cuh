@@ -15,8 +15,9 @@
 #define PI_CUDA_PDL_CUH
 
 #include <cuda_runtime.h>
-#include <stdlib.h>
 #include <utility>
+
+#include "cuda_switch.h"
 
 __device__ __forceinline__ void pdl_begin()
 {
@@ -44,8 +45,7 @@ __device__ __forceinline__ void prefetch_l2(const void *p, size_t bytes, unsigne
 // difference, or to rule PDL out when chasing a wrong result).
 static inline int pdl_enabled()
 {
-    const char *v = getenv("PI_CUDA_PDL");
-    return !(v && v[0] == '0');
+    return cuda_switch("PI_CUDA_PDL", 1);
 }
 
 template <typename... Params, typename... Args>

@@ -52,24 +52,10 @@ __global__ void k_fill_float(float *p, size_t n, uint32_t seed, float scale, flo
     }
 }
 
-cuda_mat make_mat(uint32_t rows, uint32_t cols, uint32_t seed)
-{
-    __half *p;
-    CK(cudaMalloc(&p, (size_t)rows * cols * sizeof(__half)));
-    k_fill_half<<<1024, 256>>>(p, (size_t)rows * cols, seed, 0.05f);
-    CK(cudaGetLastError());
-    cuda_mat m;
-    memset(&m, 0, sizeof m);
-    m.type = PI_TYPE_F16;
-    m.rows = rows;
-    m.cols = cols;
-    m.data = (const unsigned char *)p;
-    return m;
-}
-
-// A rows x cols matrix of a block type in the device layout (cuda_matvec.cuh),
-// random bytes: only timed, never checked (a NaN costs what any float does).
-cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
+// A rows x cols matrix of type in the device layout (cuda_matvec.cuh) filled
+// with random halves of +-scale (for block types random bytes: only timed,
+// never checked; a NaN costs what any float does).
+cuda_mat make_typed_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed, float scale)
 {
     size_t rb = 0;
     if (pi_row_bytes((pi_type)type, cols, &rb) < 0) {
@@ -78,7 +64,7 @@ cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
     }
     __half *p;
     CK(cudaMalloc(&p, (size_t)rows * rb));
-    k_fill_half<<<1024, 256>>>(p, (size_t)rows * rb / sizeof(__half), seed, 1.0f);
+    k_fill_half<<<1024, 256>>>(p, (size_t)rows * rb / sizeof(__half), seed, scale);
     CK(cudaGetLastError());
     cuda_mat m;
     memset(&m, 0, sizeof m);
@@ -86,8 +72,19 @@ cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
     m.rows = rows;
     m.cols = cols;
     m.data = (const unsigned char *)p;
-    m.scales = (const uint16_t *)(m.data + (size_t)rows * cuda_mat_quant_bytes(type, cols));
+    if (type != PI_TYPE_F16)
+        m.scales = (const uint16_t *)(m.data + (size_t)rows * cuda_mat_quant_bytes(type, cols));
     return m;
+}
+
+cuda_mat make_mat(uint32_t rows, uint32_t cols, uint32_t seed)
+{
+    return make_typed_mat(PI_TYPE_F16, rows, cols, seed, 0.05f);
+}
+
+cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
+{
+    return make_typed_mat(type, rows, cols, seed, 1.0f);
 }
 
 float *make_floats(size_t n, uint32_t seed, float scale, float bias)

@@ -1,0 +1,19 @@
+/* The CUDA backend's measurement switches: environment variables that turn
+ * one kernel choice on or off so a device call can compare both in one run
+ * (PI_CUDA_PDL, PI_CUDA_MV_OCC, PI_CUDA_MV_BATCH). Read at launch, so a
+ * step graph keeps the choice it was captured with. */
+#ifndef PI_CUDA_SWITCH_H
+#define PI_CUDA_SWITCH_H
+
+#include <stdlib.h>
+
+/* "0" -> 0, "1" -> 1, unset or anything else -> dflt. */
+static inline int cuda_switch(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    if (v && v[0] && !v[1] && (v[0] == '0' || v[0] == '1'))
+        return v[0] == '1';
+    return dflt;
+}
+
+#endif
