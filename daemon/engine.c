@@ -220,6 +220,23 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         pi_error_wrap(err, "placement for %s", o->model_path);
         goto fail;
     }
+    /* Every neuron in VRAM: CPU workers would compute nothing, yet every
+     * layer of every step would still publish to them and wait for their
+     * done counters (0.5 ms of a 6.6 ms token on the 13B shape, H200).
+     * PI_KEEP_IDLE_CPU_WORKERS=1 keeps them, to measure the difference. */
+    const char *keep = getenv("PI_KEEP_IDLE_CPU_WORKERS");
+    if (n_cpu > 0 && e->plan.cold_bytes == 0 && e->plan.warm_bytes == 0 && !(keep && !strcmp(keep, "1"))) {
+        fprintf(stderr, "pid: every neuron fits in the VRAM budget: no CPU workers started (they would hold "
+                "no cold neurons)\n");
+        plan_release(&e->plan);
+        n_cpu = 0;
+        pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem);
+        if (plan_make_for_model(e->model, o->model_path, &pp, o->rundir, copy, &e->plan, e->plan_path,
+                                sizeof e->plan_path, err) < 0) {
+            pi_error_wrap(err, "placement for %s", o->model_path);
+            goto fail;
+        }
+    }
     e->n_ctx = e->plan.n_ctx; /* the KV cache as the plan sized it */
     uint32_t max_seqs = e->plan.max_seqs;
     if (o->warm_share > 0 && !e->plan.layer_vram)   /* asked for, but an index-order plan has none */

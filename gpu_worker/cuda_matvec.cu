@@ -374,9 +374,10 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 
 // Warp per output row of the concatenated matrices of set (fused products
 // of one input, e.g. Q, K and V); relu applies max(0, .) to the outputs.
-// MINB: blocks an SM must hold (registers capped to fit; see launch_matvec).
-template <int T, int NT, int MINB = 1>
-__global__ void __launch_bounds__(WARPS * 32, MINB) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
+// (Capping registers for 5 blocks an SM instead of 4 was measured slower on
+// the H200: QKV 41.7 vs 38.7 us, wo 16.2 vs 15.5; docs/benchmarks.md.)
+template <int T, int NT>
+__global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
                                                        int relu)
 {
     uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32;
@@ -713,42 +714,18 @@ unsigned div_up(size_t a, size_t b)
 
 // Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
 // n, else groups of 8.
-// One entry: 5 blocks an SM instead of the 4 that 52 registers a thread
-// allow (ncu, H200: wo's 640 blocks ran in 1.2 waves of 528, its SMs busy
-// 30.6k of 45.1k cycles; QKV's 1920 in 3.6). Capped at 48 registers there is
-// no spill in the float, Q8_0 and Q4_0 types (ptxas -v; the K-quants would
-// spill, so they keep 4) and wo fits one wave of 660. Expected:
-// wo ~20 -> ~15 us, QKV ~42 -> ~40 (not yet measured); PI_CUDA_MV_OCC=0
-// launches the uncapped kernel, to measure the difference.
-constexpr int MV_MIN_BLOCKS = 5;
-
-template <int T> constexpr bool mv_cappable()
-{
-    return T != PI_TYPE_Q4_K && T != PI_TYPE_Q5_K && T != PI_TYPE_Q6_K;
-}
-
-bool mv_occupancy()
-{
-    return cuda_switch("PI_CUDA_MV_OCC", 1);
-}
-
 template <int T>
 cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int relu)
 {
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
-    if (n >= 2 && cuda_mv_batch_on())
+    if (cuda_mv_batch_use(n, T == PI_TYPE_Q4_K || T == PI_TYPE_Q5_K || T == PI_TYPE_Q6_K))
         return mvb::launch_matvec_batch<wt<T>>(s, set, x, xs, n, relu);
     dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
-    if (n == 1) {
-        if constexpr (mv_cappable<T>())
-            if (mv_occupancy()) {
-                PDL_LAUNCH(k_matvec<T, 1, MV_MIN_BLOCKS>, grid, block, 0, s, set, x, xs, n, relu);
-                return cudaGetLastError();
-            }
+    if (n == 1)
         PDL_LAUNCH(k_matvec<T, 1>, grid, block, 0, s, set, x, xs, n, relu);
-    } else if (n == 2)
+    else if (n == 2)
         PDL_LAUNCH(k_matvec<T, 2>, grid, block, 0, s, set, x, xs, n, relu);
     else if (n <= 4)
         PDL_LAUNCH(k_matvec<T, 4>, grid, block, 0, s, set, x, xs, n, relu);

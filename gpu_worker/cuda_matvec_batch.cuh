@@ -1,7 +1,8 @@
 // The matrix product for a step of several entries (cuda_matvec_set with
 // n >= 2) as a tiled product: weights are read from memory once per step,
-// not once per group of 8 entries. Off unless PI_CUDA_MV_BATCH=1 (compiled,
-// not yet run on a GPU; the one-warp-per-row k_matvec stays the default).
+// not once per group of 8 entries. Used from MVB_MIN entries (MVB_MIN_KQUANT
+// for the K-quants); PI_CUDA_MV_BATCH=1 uses it from 2, =0 never (the
+// one-warp-per-row k_matvec then takes every step).
 //
 // A block owns MVB_ROWS rows of the set's concatenated matrices and all
 // (up to MVB_ENTRIES) entries of the step, and walks the row in slices of
@@ -36,8 +37,12 @@
 #define MVB_THREADS 256
 #define MVB_PAD 4           // floats after each tile row: 16-byte aligned, spreads banks
 
-// 1 when PI_CUDA_MV_BATCH=1 (read at every launch, so a bench can switch it).
-int cuda_mv_batch_on(void);
+#define MVB_MIN 8           // from this many entries (F32, F16, BF16, Q8_0, Q4_0)
+#define MVB_MIN_KQUANT 2    // Q4_K, Q5_K, Q6_K
+
+// Whether a product of n entries takes the tiled kernel (PI_CUDA_MV_BATCH is
+// read at every launch, so a bench can switch it).
+int cuda_mv_batch_use(uint32_t n, int kquant);
 // Entry groups of 4 the kernel's threads split into for n entries of a block:
 // the power of two in 1..16 that covers min(n, MVB_ENTRIES) / 4.
 uint32_t cuda_mv_batch_groups(uint32_t n);

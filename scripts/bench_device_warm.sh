@@ -7,8 +7,13 @@
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
 #    "0.3 0.4"), PowerInfer at 12.6 GiB, pi with everything in VRAM (--timings);
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
-#  - with PI_AB="VAR=value ..." (e.g. PI_CUDA_PDL=0), the kernel bench and every pi run once more with that
-#    environment, its text compared with the first run's (greedy at 128 tokens: the same, or DIFFERENT);
+#  - with PI_AB="VAR=value ...[;VAR=value ...]" (e.g. PI_CUDA_PDL=0), the kernel bench (first variant) and
+#    every pi run once more with each variant's environment, its text compared with the first run's (greedy at
+#    128 tokens: the same, or DIFFERENT);
+#  - with PI_UNTIMED=1, every pi configuration once more without --timings (the step graph then has no
+#    stamp kernels: the tok/s a user gets);
+#  - with PI_LLAMA=1 (and PI_DENSE=1), llama.cpp built beside (build_llamacpp.sh) and run with llama-cli on the
+#    plain file at -ngl 20 (12.6 GiB, as bench_compare.sh's auto choice) and -ngl 99, the same prompt;
 #  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
 #    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
@@ -32,6 +37,10 @@ M=/dev/shm/m13/pwri.gguf; mkdir -p /dev/shm/m13
 ( python3 "$A/mk_powerinfer_gguf.py" "$gp" $M 13b "$shared/vocab/ggml-vocab-llama-spm.gguf" >"$out/mk.log" 2>&1 &&
   python3 "$A/freq_to_sidecar.py" $M /dev/shm/m13/activation/freq.npy scripts >>"$out/mk.log" 2>&1; echo "model rc=$?" >>"$out/mk.log" ) &
 jobs_bg+=($!)
+if [ -n "${PI_LLAMA:-}" ]; then
+  ( bash "$A/build_llamacpp.sh" /tmp/llamacpp >"$out/llama-build.log" 2>&1; echo "llama.cpp build rc=$?" >>"$out/llama-build.log" ) &
+  jobs_llama=$!
+fi
 P0=/dev/shm/m13/plain.gguf
 if [ -n "${PI_DENSE:-}" ]; then
   ( mkdir -p /tmp/lgp && tar xJf "$A/llama.cpp-c392e509.tar.xz" -C /tmp/lgp gguf-py &&
@@ -47,9 +56,11 @@ bin=build-dev/bin T0=$(date +%s)
 echo "pi build $((T0 - t0)) s"
 $bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
 grep -E "FAIL|position|union" "$out/kernels.md"
-if [ -n "${PI_AB:-}" ]; then
-  # shellcheck disable=SC2086  # PI_AB is a list of VAR=value words
-  env $PI_AB $bin/pi-bench-cuda-kernels 30 >"$out/kernels-ab.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels ($PI_AB)"; fails=$((fails + 1)); }
+IFS=';' read -r -a variants <<<"${PI_AB:-}"
+if [ ${#variants[@]} -gt 0 ]; then
+  # shellcheck disable=SC2086  # a variant is a list of VAR=value words
+  env ${variants[0]} $bin/pi-bench-cuda-kernels 30 >"$out/kernels-ab.md" 2>&1 ||
+    { echo "FAIL: pi-bench-cuda-kernels (${variants[0]})"; fails=$((fails + 1)); }
 fi
 if [ -n "${PI_NCU:-}" ]; then
   command -v ncu >/dev/null || PATH=$PATH:/usr/local/cuda/bin
@@ -77,22 +88,27 @@ for ws in 0 0.5; do
 done
 wait "${jobs_bg[@]}"; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
 P="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-pirun1() { # name env-words model ffn args...
-  local n=$1 e=$2 mf=$3 f=$4; shift 4
-  # shellcheck disable=SC2086  # e is a list of VAR=value words
-  timeout 100 env $e $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" --timings "$@" \
+pirun1() { # name env-words model ffn args... (--timings unless name ends in -untimed)
+  local n=$1 e=$2 mf=$3 f=$4 t=--timings; shift 4
+  [[ $n == *-untimed ]] && t=
+  # shellcheck disable=SC2086  # e is a list of VAR=value words; t is empty or one word
+  timeout 100 env $e $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" $t "$@" \
     >"$out/$n.txt" 2>"$out/$n.err"
-  echo "== pi $n rc=$? (${e:+$e }--ffn $f $*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
-  grep -E "pid run:   (gpu (attn|predict|hot|wait)|cpu)" "$out/$n.err"
+  echo "== pi $n rc=$? (${e:+$e }--ffn $f $t $*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
+  grep -E "pid run:   (gpu (attn|predict|publish|hot|wait|finish|worker)|pid|sampling|cpu)" "$out/$n.err"
 }
-pirun() { # name [--dense] args...: predicted on the PWRI file (--dense: dense on the plain file), and with PI_AB
-  local n=$1 mf=$M f=predicted; shift
+pirun() { # name [--dense] args...: predicted on the PWRI file (--dense: dense on the plain file), with PI_AB's variants
+  local n=$1 mf=$M f=predicted v; shift
   [ "${1:-}" = --dense ] && { mf=$P0 f=dense; shift; }
   pirun1 "$n" "" "$mf" "$f" "$@"
-  if [ -n "${PI_AB:-}" ]; then
-    pirun1 "$n-ab" "$PI_AB" "$mf" "$f" "$@"
-    same "$n: text with $PI_AB vs without" "$out/$n-ab.txt" "$out/$n.txt"
+  if [ -n "${PI_UNTIMED:-}" ]; then
+    pirun1 "$n-untimed" "" "$mf" "$f" "$@"
+    same "$n: text untimed vs timed" "$out/$n-untimed.txt" "$out/$n.txt"
   fi
+  for v in "${!variants[@]}"; do
+    pirun1 "$n-ab$v" "${variants[$v]}" "$mf" "$f" "$@"
+    same "$n: text with ${variants[$v]} vs without" "$out/$n-ab$v.txt" "$out/$n.txt"
+  done
 }
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
 ( cd /tmp && PYTHONPATH=$A/pyshim GGUF_PY=$gp timeout 100 /tmp/powerinfer/build/bin/main -m $M -n 128 -t 16 -s 1 -p "$P" \
@@ -102,6 +118,14 @@ pirun all-vram --vram-budget 40 --cpu-workers 1
 if [ -n "${PI_DENSE:-}" ]; then
   tail -1 "$out/mk-plain.log"
   pirun dense-all --dense --vram-budget 40 --cpu-workers 1
+fi
+if [ -n "${PI_LLAMA:-}" ] && [ -n "${PI_DENSE:-}" ]; then
+  wait "$jobs_llama"; tail -1 "$out/llama-build.log"
+  for ngl in 20 99; do
+    ( cd /tmp && timeout 150 /tmp/llamacpp/build/bin/llama-cli -m $P0 -ngl $ngl -n 128 -c 256 -t 16 -s 1 -p "$P" \
+        --ignore-eos -no-cnv </dev/null >"$out/llama-ngl$ngl.txt" 2>&1 )
+    echo "== llama.cpp -ngl $ngl rc=$?: $(grep -E ' eval time' "$out/llama-ngl$ngl.txt" | grep -v prompt | grep -oE '[0-9.]+ tokens per second' | tail -1)"
+  done
 fi
 (cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram*.txt dense-all*.txt)
 left=$((${PI_WARM_BUDGET_S:-330} - ($(date +%s) - T0)))

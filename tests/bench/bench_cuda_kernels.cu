@@ -122,18 +122,18 @@ void row(const char *name, double us, double bytes)
     printf("| %-44s | %9.2f | %8.0f |\n", name, us, bytes > 0 ? bytes / us / 1e3 : 0.0);
 }
 
-// The tiled product for several entries (PI_CUDA_MV_BATCH=1, cuda_matvec_batch.cuh) against the default
-// kernel: fn(y) runs the same product with the switch off into ya and on into yb (count floats, zeroed
+// The tiled product for several entries (PI_CUDA_MV_BATCH=1, cuda_matvec_batch.cuh) against the one-warp-a-row
+// kernel (=0): fn(y) runs the same product with the switch off into ya and on into yb (count floats, zeroed
 // first); exits 1 unless they agree to 1e-5 of the largest magnitude (they differ by summation order only).
 template <typename F> void batch_check(const char *name, uint32_t n, size_t count, float *ya, float *yb, F fn)
 {
     CK(cudaMemset(ya, 0, count * sizeof(float)));
     CK(cudaMemset(yb, 0, count * sizeof(float)));
-    unsetenv("PI_CUDA_MV_BATCH");
+    setenv("PI_CUDA_MV_BATCH", "0", 1);
     fn(ya);
     setenv("PI_CUDA_MV_BATCH", "1", 1);
     fn(yb);
-    unsetenv("PI_CUDA_MV_BATCH");
+    setenv("PI_CUDA_MV_BATCH", "0", 1);
     CK(cudaDeviceSynchronize());
     std::vector<float> a(count), b(count);
     CK(cudaMemcpy(a.data(), ya, count * sizeof(float), cudaMemcpyDeviceToHost));
@@ -169,6 +169,8 @@ int main(int argc, char **argv)
     }
     CK(cudaEventCreate(&t.a));
     CK(cudaEventCreate(&t.b));
+    setenv("PI_CUDA_MV_BATCH", "0", 1);     // the one-warp-per-row rows; the tiled ones switch it on
+
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("pi-bench-cuda-kernels: %s, %d SMs, L2 %d MiB; %d reps; GB/s = bytes the kernel must read / time\n\n",
@@ -228,7 +230,7 @@ int main(int argc, char **argv)
         snprintf(name, sizeof name, "QKV fused matvec tiled, %u entries", n);
         row(name, time_us(t, [&](int r) { qkv64(ya, n, r); }), 3 * mat);
     }
-    unsetenv("PI_CUDA_MV_BATCH");
+    setenv("PI_CUDA_MV_BATCH", "0", 1);
     row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
     // The K-quants' chunks (a Q4_K_M file's two types) against F16's: the same products, fewer bytes.
     for (int type : {(int)PI_TYPE_Q4_K, (int)PI_TYPE_Q6_K}) {
@@ -251,7 +253,7 @@ int main(int argc, char **argv)
             row(name, time_us(t, [&](int r) { CK(cuda_matvec(0, ya, 3 * DIM, &kq[r % COPIES], x64, DIM, n)); }),
                 kbytes);
         }
-        unsetenv("PI_CUDA_MV_BATCH");
+        setenv("PI_CUDA_MV_BATCH", "0", 1);
         for (uint32_t c = 0; c < COPIES; c++)
             CK(cudaFree((void *)kq[c].data));
     }
@@ -287,7 +289,7 @@ int main(int argc, char **argv)
             double worst = 0;
             for (int rep = 0; rep < 2; rep++) {
                 CK(cudaMemset(y, 0xff, DIM * sizeof(float)));     // NaN: every output must be written
-                CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1));
+                CK(cuda_attention(0, y, q, kc, vc, NULL, NULL, part, e, 0, sh, 1));
                 CK(cudaDeviceSynchronize());
                 CK(cudaMemcpy(got.data(), y, DIM * sizeof(float), cudaMemcpyDeviceToHost));
                 for (uint32_t h = 0; h < HEADS; h++) {
@@ -324,6 +326,55 @@ int main(int argc, char **argv)
             }
         }
     }
+    // Attention that rotates and stores the step's own k and v (k_new, v_new) against rope_store then
+    // attention: the same outputs and the same cache rows, at the first, a split's last and first positions.
+    {
+        __half *kc2, *vc2;
+        float *q2 = make_floats(DIM, 21, 0.0f, 0.0f), *k2 = make_floats(DIM, 22, 0.0f, 0.0f), *y2 = make_floats(DIM, 23, 0, 0);
+        CK(cudaMalloc(&kc2, (size_t)CTX * DIM * sizeof(__half)));
+        CK(cudaMalloc(&vc2, (size_t)CTX * DIM * sizeof(__half)));
+        std::vector<float> a(DIM), b(DIM);
+        std::vector<__half> ra(2 * DIM), rb(2 * DIM);
+        for (uint32_t pos : {0u, 100u, 255u, 256u, 1023u, 4000u}) {
+            gpu_entry he = {0, pos, 1, 1};
+            CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(kc2, kc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(vc2, vc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(q2, q, DIM * sizeof(float), cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(k2, k, DIM * sizeof(float), cudaMemcpyDeviceToDevice));
+            CK(cuda_rope_store(0, q2, k2, v, kc2, vc2, e, 0, sh, 1));
+            CK(cuda_attention(0, y2, q2, kc2, vc2, NULL, NULL, part, e, 0, sh, 1));
+            CK(cudaMemset(y, 0xff, DIM * sizeof(float)));
+            CK(cuda_attention(0, y, q, kc, vc, k, v, part, e, 0, sh, 1));
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpy(a.data(), y2, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(b.data(), y, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(ra.data(), kc2 + (size_t)pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(ra.data() + DIM, vc2 + (size_t)pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(rb.data(), kc + (size_t)pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(rb.data() + DIM, vc + (size_t)pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+            double worst = 0, big = 0;
+            for (uint32_t d = 0; d < DIM; d++) {
+                double df = fabs((double)a[d] - (double)b[d]);
+                if (!(df == df))
+                    df = 1e300;     // NaN: not written
+                worst = df > worst ? df : worst;
+                big = fabs(a[d]) > big ? fabs(a[d]) : big;
+            }
+            int rows_same = memcmp(ra.data(), rb.data(), ra.size() * sizeof(__half)) == 0;
+            printf("attention with rope and store, position %u: largest difference %.2e of %.2e; cache rows %s\n", pos,
+                   worst, big, rows_same ? "identical" : "DIFFERENT");
+            if (!(worst <= 1e-6 * big) || !rows_same) {
+                fprintf(stderr, "FAIL: attention with k_new/v_new differs from rope_store + attention at %u\n", pos);
+                return 1;
+            }
+        }
+        CK(cudaFree(kc2));
+        CK(cudaFree(vc2));
+        CK(cudaFree(q2));
+        CK(cudaFree(k2));
+        CK(cudaFree(y2));
+    }
     for (uint32_t pos : {127u, 1023u, 4000u}) {
         gpu_entry he = {0, pos, 1, 1};
         CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
@@ -331,7 +382,10 @@ int main(int argc, char **argv)
         if (pos == 127)
             row("rope + KV store, 1 entry", time_us(t, [&](int) { CK(cuda_rope_store(0, q, k, v, kc, vc, e, 0, sh, 1)); }), 0);
         snprintf(name, sizeof name, "attention (one launch, split-K), position %u", pos);
-        row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1)); }),
+        row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, NULL, NULL, part, e, 0, sh, 1)); }),
+            2.0 * (pos + 1) * DIM * sizeof(__half));
+        snprintf(name, sizeof name, "attention with rope and store, position %u", pos);
+        row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, k, v, part, e, 0, sh, 1)); }),
             2.0 * (pos + 1) * DIM * sizeof(__half));
     }
 

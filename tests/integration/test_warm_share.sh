@@ -4,7 +4,8 @@
 # neurons, and the CPU workers hold fewer neurons per layer than without warm; pid start passes the share to
 # restarted workers (the text stays the same after a CPU worker, then the GPU worker, is killed; the new GPU
 # worker takes the kept memory with its warm rows as it was); a share outside 0..1 is refused, and without a
-# sidecar (index-order plan) pid warns that the share has no effect.
+# sidecar (index-order plan) pid warns that the share has no effect; with every neuron within the budget pid
+# starts no CPU workers.
 # (The host backend holds warm rows like hot ones; on CUDA they sit in pinned host memory and the GPU reads
 # them over PCIe: test_cuda_backend's hot+warm cases.)
 set -u
@@ -38,6 +39,15 @@ timeout 120 "$B/pid" run -m "$D/bare/$MODEL_NAME" --temp 0 -n 8 -p "" --gpu-back
 grep -q "warm-share 0.5 has no effect: warm neurons need a placement" "$D/bare.err" ||
     fail "no warning that --warm-share needs a sidecar: $(grep -i warm "$D/bare.err")"
 echo "ok: without a sidecar pid warns: $(grep -o "warning: --warm-share.*" "$D/bare.err")"
+
+# Every neuron within the budget: pid starts no CPU workers (they would hold nothing and only be waited for
+# at every layer), and the text is the same.
+timeout 120 "$B/pid" run -m "$MODEL" --temp 0 -n 200 -p "" --gpu-backend host --cpu-workers 2 --vram-budget 8 \
+    >"$D/all.txt" 2>"$D/all.err" || fail "pid run with everything in the budget: $(tail -3 "$D/all.err")"
+grep -q "no CPU workers started" "$D/all.err" || fail "everything in the budget, but pid did not say it starts no CPU workers"
+grep -q "cold chunk" "$D/all.err" && fail "everything in the budget, but a CPU worker was started"
+cmp -s "$EXPECTED" "$D/all.txt" || fail "everything in the budget without CPU workers: the text differs from the reference"
+echo "ok: everything in the budget: $(grep -o "no CPU workers started.*" "$D/all.err"), reference text"
 
 timeout 30 "$B/pid" run -m "$MODEL" -n 1 --warm-share 1.5 >/dev/null 2>"$D/bad.err" && fail "--warm-share 1.5 accepted"
 grep -q "warm-share '1.5'" "$D/bad.err" || fail "--warm-share 1.5: $(cat "$D/bad.err")"
