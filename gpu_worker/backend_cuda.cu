@@ -70,7 +70,7 @@ enum mem_kind { MEM_SCRATCH, MEM_PLAN, MEM_PRED, MEM_HOST };
 // One captured step: a graph per batch shape.
 struct step_graph {
     uint32_t n, nrows;
-    int predicted, timed, fresh;
+    int predicted, timed;
     cudaGraphExec_t exec;
     uint64_t used;                  // last use (steps), for eviction
 };
@@ -140,9 +140,6 @@ struct gpu_backend {
     step_graph graphs[MAX_GRAPHS];
     uint64_t steps;
 
-    // The step's entries all have their own slot: attention rotates and
-    // stores the new k and v itself (cuda_attention's k_new), no rope kernel.
-    int fresh;
     // The layer and entry count of the xn in xb (set by attn; -1: none).
     int xn_layer;
     uint32_t xn_n;
@@ -642,15 +639,19 @@ static int upload_rope(gpu_backend *b, pi_error *err)
     return 0;
 }
 
-// PI_CUDA_SYNC=spin|yield|block (default block): how the host waits for a step.
-static unsigned sync_flag(void)
+// How the host waits for a step: spinning when no CPU worker shares the
+// cores (c->spin_wait), else asleep until the device's interrupt wakes it.
+// PI_CUDA_SYNC=spin|yield|block overrides, to measure the difference.
+static unsigned sync_flag(const gpu_backend_config *c)
 {
     const char *v = getenv("PI_CUDA_SYNC");
     if (v && !strcmp(v, "spin"))
         return cudaDeviceScheduleSpin;
     if (v && !strcmp(v, "yield"))
         return cudaDeviceScheduleYield;
-    return cudaDeviceScheduleBlockingSync;
+    if (v && !strcmp(v, "block"))
+        return cudaDeviceScheduleBlockingSync;
+    return c->spin_wait ? cudaDeviceScheduleSpin : cudaDeviceScheduleBlockingSync;
 }
 
 static int create_inner(gpu_backend *b, pi_error *err)
@@ -665,12 +666,12 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
     CU(cudaSetDevice(c->device));
-    // Waits for a step sleep by default instead of spinning: the CPU workers'
-    // pinned threads own the other cores, and a spinning waiter there would
-    // stall their per-layer barrier for a whole scheduler tick. PI_CUDA_SYNC=
-    // spin or yield measures the wake-up this costs. (Fails harmlessly when
-    // the context is already active, e.g. a second backend in a test.)
-    if (cudaSetDeviceFlags(sync_flag()) != cudaSuccess)
+    // With CPU workers a step's wait sleeps: their pinned threads own the
+    // other cores, and a spinning waiter there would stall their per-layer
+    // barrier for a whole scheduler tick (measured on the H200 with the
+    // cores busy: 22.8 -> 10.8 tok/s). (Fails harmlessly when the context is
+    // already active, e.g. a second backend in a test.)
+    if (cudaSetDeviceFlags(sync_flag(c)) != cudaSuccess)
         (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     if (c->arena_bytes && open_arena(b, err) != 0)
@@ -857,20 +858,6 @@ static int check_entries(const gpu_backend *b, const gpu_entry *e, uint32_t n, p
 // Each enq_* puts one phase of a step on the stream without waiting: the
 // layer-by-layer ops and the captured step (run_step) share them.
 
-// Whether no two of the n entries share a slot (then attention may do the
-// rope and the cache store itself: no entry reads another's new row).
-// PI_CUDA_FUSE_ROPE=0 keeps the rope kernel, to measure the difference.
-static int own_slots(const gpu_entry *e, uint32_t n)
-{
-    if (!cuda_switch("PI_CUDA_FUSE_ROPE", 1))
-        return 0;
-    for (uint32_t i = 0; i < n; i++)
-        for (uint32_t j = 0; j < i; j++)
-            if (e[i].slot == e[j].slot)
-                return 0;
-    return 1;
-}
-
 static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
 {
     CU(cuda_embed_rows(b->stream, b->x, &b->tok_embd, b->d_entries, n));
@@ -899,14 +886,8 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
     } else {
         CU(cuda_matvec_set(b->stream, &qkv, b->xb, dim, n, 0));
     }
-    if (b->fresh) {
-        CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->k, b->v, b->attn_part, b->d_entries, l,
-                          b->ash, n));
-    } else {
-        CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
-        CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, NULL, NULL, b->attn_part, b->d_entries, l,
-                          b->ash, n));
-    }
+    CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
+    CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     // x += wo . attention (fused into the norm), then the FFN's input
     CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n));
@@ -986,7 +967,6 @@ static int cuda_embed(gpu_backend *b, const gpu_entry *e, uint32_t n, pi_error *
         return -1;
     b->xn_layer = -1;
     b->pred_layer = -1;
-    b->fresh = own_slots(e, n);
     // h_blk is free: every step's attn and logits end with a synchronisation.
     memcpy(b->h_blk, e, n * sizeof *e);
     CU(cudaMemcpyAsync(b->d_entries, b->h_blk, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
@@ -1253,8 +1233,7 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
     step_graph *slot = &b->graphs[0];
     for (int g = 0; g < MAX_GRAPHS; g++) {
         step_graph *c = &b->graphs[g];
-        if (c->exec && c->n == n && c->nrows == nrows && c->predicted == predicted && c->timed == timed &&
-            c->fresh == b->fresh) {
+        if (c->exec && c->n == n && c->nrows == nrows && c->predicted == predicted && c->timed == timed) {
             c->used = ++b->steps;
             *exec = c->exec;
             return 0;
@@ -1281,7 +1260,7 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
         slot->exec = NULL;
         return pi_error_set(err, "cuda backend: instantiating the step graph failed: %s", cudaGetErrorString(e));
     }
-    *slot = {n, nrows, predicted, timed, b->fresh, slot->exec, ++b->steps};
+    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps};
     *exec = slot->exec;
     return 0;
 }
@@ -1358,7 +1337,6 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
         return -1;
     b->xn_layer = -1;
     b->pred_layer = -1;
-    b->fresh = own_slots(e, n);
     // Entries, logit rows and parameters: one upload.
     memcpy(b->h_blk, e, n * sizeof *e);
     uint32_t *rows = (uint32_t *)(b->h_blk + b->off_rows), nrows = 0;

@@ -82,13 +82,6 @@ __device__ __forceinline__ void rope_cos_sin(double ang, float &c, float &s)
     sincosf((float)r, &s, &c);
 }
 
-// A pair (a, b) rotated by the angle of (c, s), without contraction into
-// fma: rope_store and attention's own rotation give the same bits.
-__device__ __forceinline__ float2 rotate(float a, float b, float c, float s)
-{
-    return make_float2(__fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s)), __fadd_rn(__fmul_rn(a, s), __fmul_rn(b, c)));
-}
-
 // Block (entry n, head h), thread = a pair of the head: rotates q's pair,
 // and for kv heads k's pair too, then stores that pair of k and v into the
 // caches at [slot][layer][pos].
@@ -104,14 +97,14 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
         float fcr, fci;
         rope_cos_sin((double)pos * sh.rope_inv[d / 2], fcr, fci);
         float *qv = q + (size_t)n * dim;
-        const float2 qr = rotate(qv[i], qv[i + 1], fcr, fci);
-        qv[i] = qr.x;
-        qv[i + 1] = qr.y;
+        float q0 = qv[i], q1 = qv[i + 1];
+        qv[i] = q0 * fcr - q1 * fci;
+        qv[i + 1] = q0 * fci + q1 * fcr;
         if (h < sh.n_kv_heads) {
             float *kvp = k + (size_t)n * kv_dim;
             const float *vv = v + (size_t)n * kv_dim;
-            const float2 kr = rotate(kvp[i], kvp[i + 1], fcr, fci);
-            const float r0 = kr.x, r1 = kr.y;
+            float k0 = kvp[i], k1 = kvp[i + 1];
+            float r0 = k0 * fcr - k1 * fci, r1 = k0 * fci + k1 * fcr;
             kvp[i] = r0;
             kvp[i + 1] = r1;
             k_cache[base + i] = __float2half_rn(r0);
@@ -131,22 +124,14 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
 // CHUNK) writes out; several write their part (o, max, sum) and the last
 // block of the (entry, head) to finish, counted in cnt, merges the splits in
 // order and resets the count: one launch, any position.
-// FRESH (cuda_attention with fresh k and v): q and the step's own k are
-// rotated here (rope_store's arithmetic, so the same values), the step's own
-// position is scored from registers (k and v rounded to fp16 as the cache
-// holds them), and the first head of each kv group stores them into the
-// cache: one kernel fewer a layer. Only when no two entries share a slot.
-constexpr unsigned ATTN_WARPS = 8;
+constexpr unsigned ATTN_WARPS = 4;
 constexpr unsigned ATTN_PER_WARP = CUDA_ATTN_CHUNK / ATTN_WARPS;
 constexpr unsigned ATTN_MAX_HD = 256;   // 4 pairs a lane
 static_assert(CUDA_ATTN_CHUNK % ATTN_WARPS == 0, "whole positions per warp");
-static_assert(CUDA_ATTN_CHUNK <= ATTN_WARPS * 32, "a thread per position of a chunk in the softmax");
 
-template <bool FRESH>
 __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *part, uint32_t *cnt, const float *q,
-                                                          __half *kc, __half *vc, const float *kf_new,
-                                                          const float *vf_new, const gpu_entry *e, uint32_t layer,
-                                                          cuda_attn_shape sh)
+                                                          const __half *kc, const __half *vc, const gpu_entry *e,
+                                                          uint32_t layer, cuda_attn_shape sh)
 {
     extern __shared__ float fac[];          // the merge: one factor per split
     __shared__ float s_sc[CUDA_ATTN_CHUNK];
@@ -164,23 +149,12 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
         return;
     }
     const uint32_t t0 = s * CUDA_ATTN_CHUNK, len = min(pos + 1 - t0, (uint32_t)CUDA_ATTN_CHUNK);
-    const uint32_t kv_dim = sh.n_kv_heads * hd, group = sh.n_heads / sh.n_kv_heads, kvh = h / group;
+    const uint32_t kv_dim = sh.n_kv_heads * hd, kvh = h / (sh.n_heads / sh.n_kv_heads);
     const uint32_t lane = threadIdx.x & 31u, w = threadIdx.x >> 5, kd = (hd + 63) / 64;
     const size_t base = ((size_t)e[i].slot * sh.n_layers + layer) * sh.n_ctx * kv_dim + (size_t)kvh * hd +
                         (size_t)t0 * kv_dim;
     for (uint32_t j = threadIdx.x; j < 2 * len; j += blockDim.x)
         prefetch_l2((j < len ? kc : vc) + base + (size_t)(j % len) * kv_dim, hd * sizeof(__half), 0, 1);
-    // The step's own position: its cos/sin per pair of this lane (FRESH).
-    float2 cs[4];
-    if (FRESH) {
-#pragma unroll
-        for (uint32_t k = 0; k < 4; k++) {
-            const uint32_t d = 2 * lane + 64 * k;
-            cs[k] = make_float2(1.0f, 0.0f);
-            if (k < kd && d < hd)
-                rope_cos_sin((double)pos * sh.rope_inv[d / 2], cs[k].x, cs[k].y);
-        }
-    }
     pdl_begin();
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = q + ((size_t)i * sh.n_heads + h) * hd;
@@ -188,45 +162,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
 #pragma unroll
     for (uint32_t k = 0; k < 4; k++) {
         const uint32_t d = 2 * lane + 64 * k;
-        qv[k] = make_float2(0.0f, 0.0f);
-        if (k < kd && d < hd) {
-            float q0 = qh[d], q1 = qh[d + 1];
-            if (FRESH) {
-                const float2 r = rotate(q0, q1, cs[k].x, cs[k].y);
-                q0 = r.x;
-                q1 = r.y;
-            }
-            qv[k] = make_float2(q0 * scale, q1 * scale);
-        }
-    }
-    // FRESH: the warp holding the step's own position (the last of the last
-    // split) rotates its k; the first head of the group stores k and v.
-    const bool own = FRESH && s == used - 1;
-    const uint32_t own_j = len - 1, own_w = own_j % ATTN_WARPS;
-    const float *kn = FRESH ? kf_new + (size_t)i * kv_dim + (size_t)kvh * hd : nullptr;
-    const float *vn = FRESH ? vf_new + (size_t)i * kv_dim + (size_t)kvh * hd : nullptr;
-    float2 own_k[4], own_v[4];
-#pragma unroll
-    for (uint32_t k = 0; k < 4; k++)
-        own_k[k] = own_v[k] = make_float2(0.0f, 0.0f);
-    if (own && w == own_w) {
-        const bool store = h % group == 0;
-        __half *kd_row = kc + base + (size_t)own_j * kv_dim, *vd_row = vc + base + (size_t)own_j * kv_dim;
-#pragma unroll
-        for (uint32_t k = 0; k < 4; k++) {
-            const uint32_t d = 2 * lane + 64 * k;
-            if (k < kd && d < hd) {
-                const float2 r = rotate(kn[d], kn[d + 1], cs[k].x, cs[k].y);
-                const __half2 kh = __halves2half2(__float2half_rn(r.x), __float2half_rn(r.y));
-                const __half2 vh = __halves2half2(__float2half_rn(vn[d]), __float2half_rn(vn[d + 1]));
-                own_k[k] = __half22float2(kh);
-                own_v[k] = __half22float2(vh);
-                if (store) {
-                    reinterpret_cast<__half2 *>(kd_row)[d / 2] = kh;
-                    reinterpret_cast<__half2 *>(vd_row)[d / 2] = vh;
-                }
-            }
-        }
+        qv[k] = k < kd && d < hd ? make_float2(qh[d] * scale, qh[d + 1] * scale) : make_float2(0.0f, 0.0f);
     }
     float sc[ATTN_PER_WARP];
 #pragma unroll
@@ -235,12 +171,11 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
         float a = 0.0f;
         if (j < len) {
             const __half2 *kr = reinterpret_cast<const __half2 *>(kc + base + (size_t)j * kv_dim);
-            const bool mine = own && j == own_j;
 #pragma unroll
             for (uint32_t k = 0; k < 4; k++) {
                 const uint32_t d = 2 * lane + 64 * k;
                 if (k < kd && d < hd) {
-                    float2 kf = mine ? own_k[k] : __half22float2(kr[d / 2]);
+                    float2 kf = __half22float2(kr[d / 2]);
                     a = fmaf(qv[k].x, kf.x, fmaf(qv[k].y, kf.y, a));
                 }
             }
@@ -272,12 +207,11 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
         if (j < len) {
             const float wt = s_sc[j];
             const __half2 *vr = reinterpret_cast<const __half2 *>(vc + base + (size_t)j * kv_dim);
-            const bool mine = own && j == own_j;
 #pragma unroll
             for (uint32_t k = 0; k < 4; k++) {
                 const uint32_t d = 2 * lane + 64 * k;
                 if (k < kd && d < hd) {
-                    float2 vf = mine ? own_v[k] : __half22float2(vr[d / 2]);
+                    float2 vf = __half22float2(vr[d / 2]);
                     acc[k].x = fmaf(wt, vf.x, acc[k].x);
                     acc[k].y = fmaf(wt, vf.y, acc[k].y);
                 }
@@ -389,26 +323,18 @@ size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint3
     return CUDA_ATTN_COUNTERS(n_heads) + (size_t)n * n_heads * cuda_attn_splits(n_ctx) * (head_dim + 2);
 }
 
-cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, __half *k_cache, __half *v_cache,
-                           const float *k_new, const float *v_new, float *part, const gpu_entry *e, uint32_t layer,
-                           const cuda_attn_shape &sh, uint32_t n)
+cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
+                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n)
 {
     if (n == 0)
         return cudaSuccess;
-    if (sh.head_dim > ATTN_MAX_HD || sh.head_dim % 2 != 0 || sh.n_kv_heads == 0 || sh.n_heads % sh.n_kv_heads)
-        return cudaErrorInvalidValue;
-    if ((k_new != nullptr) != (v_new != nullptr) || (k_new && !sh.rope_inv))
+    if (sh.head_dim > ATTN_MAX_HD || sh.head_dim % 2 != 0)
         return cudaErrorInvalidValue;
     uint32_t splits = cuda_attn_splits(sh.n_ctx);
     if (n > CUDA_NEEDS_MAX_BATCH)
         return cudaErrorInvalidValue;
     uint32_t *cnt = reinterpret_cast<uint32_t *>(part);
-    const dim3 grid(splits, sh.n_heads, n);
-    if (k_new)
-        PDL_LAUNCH(k_attn<true>, grid, ATTN_WARPS * 32, splits * sizeof(float), s, out, part, cnt, q, k_cache,
-                   v_cache, k_new, v_new, e, layer, sh);
-    else
-        PDL_LAUNCH(k_attn<false>, grid, ATTN_WARPS * 32, splits * sizeof(float), s, out, part, cnt, q, k_cache,
-                   v_cache, k_new, v_new, e, layer, sh);
+    PDL_LAUNCH(k_attn, dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s, out, part, cnt, q, k_cache,
+                                                                                      v_cache, e, layer, sh);
     return cudaGetLastError();
 }

@@ -19,7 +19,7 @@ extern "C" {
 }
 
 // Positions per split (backend_cuda.cu checks cuda_needs.h's copy).
-#define CUDA_ATTN_CHUNK 256
+#define CUDA_ATTN_CHUNK 64
 
 // rope_inv: head_dim / 2 doubles in device memory (cuda_rope_inv_freqs), the
 // rope's pair frequencies with the model's scaling.
@@ -60,13 +60,7 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
 // out[i] = softmax(q_i . K / sqrt(head_dim)) V over positions 0..pos_i of the
 // entry's slot, per head (GQA: heads share kv heads in groups); head_dim
 // even, at most 256. part: cuda_attn_part_floats(n, ...) floats.
-// k_new, v_new NULL: q is rotated and the caches hold every position
-// (cuda_rope_store ran). Given (the step's k and v as the products wrote
-// them): cuda_rope_store's work is done here, with the same values (q and
-// k rotated, k and v stored into the caches at pos); only for steps in
-// which no two entries share a slot (an entry reads no other's new row).
-cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, __half *k_cache, __half *v_cache,
-                           const float *k_new, const float *v_new, float *part, const gpu_entry *e, uint32_t layer,
-                           const cuda_attn_shape &sh, uint32_t n);
+cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
+                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
 
 #endif

@@ -20,7 +20,7 @@
 /* Its KV cache holds fp16 (accumulation stays fp32); attention splits the
  * positions into chunks of this many (split-K, flash-decoding). */
 #define CUDA_NEEDS_KV_ELEM_BYTES 2
-#define CUDA_NEEDS_ATTN_CHUNK 256
+#define CUDA_NEEDS_ATTN_CHUNK 64
 /* The most entries a step may have (the kernels' CUDA_MAX_BATCH). */
 #define CUDA_NEEDS_MAX_BATCH 64
 /* What the GPU worker's process holds beyond its allocations: the CUDA

@@ -200,7 +200,8 @@ static int load(gworker *g, pi_error *err)
     gpu_backend_config cfg = {.n_hot = plan->n_hot, .hot = plan->hot_ids, .hot_count = plan->layer_hot,
                               .hot_vram = plan->layer_vram,
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
-                              .device = o->device, .ffn = o->ffn, .kept_fd = -1};
+                              .device = o->device, .ffn = o->ffn, .kept_fd = -1,
+                              .spin_wait = o->n_cpu_workers == 0};
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
     g->b = g->ops->create(g->m, &cfg, err);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the lent GPU machine, in one call (carry .deps: scripts/bench_compare.sh --stage prepare): builds pi
 # and PowerInfer, writes the anchors' 13B PWRI model to /dev/shm, then
-#  - pi-bench-cuda-kernels (its attention check against float64 at positions 0..4095 first);
+#  - pi-bench-cuda-kernels (its attention check against float64 at positions 0..4095 first; PI_NO_KERNELS=1
+#    skips it);
 #  - the greedy checks: stories260K with cuda (0 and 2 CPU workers) against expected.txt, the default model
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
@@ -13,7 +14,8 @@
 #  - with PI_UNTIMED=1, every pi configuration once more without --timings (the step graph then has no
 #    stamp kernels: the tok/s a user gets);
 #  - with PI_LLAMA=1 (and PI_DENSE=1), llama.cpp built beside (build_llamacpp.sh) and run with llama-cli on the
-#    plain file at -ngl 20 (12.6 GiB, as bench_compare.sh's auto choice) and -ngl 99, the same prompt;
+#    plain file at -ngl 20 (12.6 GiB, as bench_compare.sh's auto choice) and -ngl 99, the same prompt (its
+#    build takes every core for minutes: the pi and PowerInfer runs beside it measured a busy host, 2026-12-02);
 #  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
 #    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
@@ -54,8 +56,10 @@ cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test
   >"$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 bin=build-dev/bin T0=$(date +%s)
 echo "pi build $((T0 - t0)) s"
-$bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
-grep -E "FAIL|position|union" "$out/kernels.md"
+if [ -z "${PI_NO_KERNELS:-}" ]; then
+  $bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
+  grep -E "FAIL|position|union" "$out/kernels.md"
+fi
 IFS=';' read -r -a variants <<<"${PI_AB:-}"
 if [ ${#variants[@]} -gt 0 ]; then
   # shellcheck disable=SC2086  # a variant is a list of VAR=value words
@@ -129,11 +133,15 @@ if [ -n "${PI_LLAMA:-}" ] && [ -n "${PI_DENSE:-}" ]; then
 fi
 (cd "$out" && tar czf logs.tgz ./*.err ./*.txt ./*.log && rm -f ./*.err warm*.txt all-vram*.txt dense-all*.txt)
 left=$((${PI_WARM_BUDGET_S:-330} - ($(date +%s) - T0)))
-echo "test_cuda_backend with ${left} s"
-PI_SHARED=$shared PI_TMP=/tmp timeout $left $bin/test_cuda_backend >"$out/cuda_backend.txt" 2>&1
-rc=$?
-echo "test_cuda_backend rc=$rc ($(grep -c worst "$out/cuda_backend.txt") cases passed)"
-[ $rc = 0 ] || [ $rc = 124 ] || fails=$((fails + 1))
+if [ $left -ge 30 ]; then
+  echo "test_cuda_backend with ${left} s"
+  PI_SHARED=$shared PI_TMP=/tmp timeout $left $bin/test_cuda_backend >"$out/cuda_backend.txt" 2>&1
+  rc=$?
+  echo "test_cuda_backend rc=$rc ($(grep -c worst "$out/cuda_backend.txt") cases passed)"
+  [ $rc = 0 ] || [ $rc = 124 ] || fails=$((fails + 1))
+else
+  echo "test_cuda_backend skipped: ${left} s left of PI_WARM_BUDGET_S"
+fi
 # At most 8 files come back from a device call: everything but the summary, the tables and ncu.txt goes in logs.tgz.
 # (The archive is written outside $out first: tar fails on a file that grows while it reads the folder.)
 (cd "$out" && tar czf /tmp/logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt . &&

@@ -31,7 +31,7 @@ int main(void)
 }
 #else
 
-#define N_POS 100   /* one attention split (256 positions); pi-bench-cuda-kernels checks the merge of several to 4095 */
+#define N_POS 100   /* past 64: two attention splits */
 #define N_SEQ 2
 #define MAX_BATCH 16
 /* Both sides accumulate the same dequantized values in fp32, in different
@@ -1003,7 +1003,7 @@ static void run_rope_scaled(void)
 
 /* A 13B model's widths (dim 5120, 40 heads of 128, n_ff 13824; 2 layers,
  * F16, its synthetic predictor): the loop paths real models take. 66
- * positions per sequence. The whole model on the GPU
+ * positions per sequence (two attention splits). The whole model on the GPU
  * through run_step against the reference forward; hot sets with the cold part
  * on the CPU, layer by layer against the reference; predicted through
  * run_step against the layer-by-layer path. */
