@@ -18,6 +18,7 @@
 #include "cuda_needs.h"
 #include "gpu_probe.h"
 #include "model.h"
+#include "pm_qos.h"
 #include "segment.h"
 #include "sidecar.h"
 #include "stale.h"
@@ -63,6 +64,7 @@ struct engine {
     void *io_sock;
     engine_io_fn io_fn;
     void *io_ud;
+    pm_qos qos;                 /* shallow idle states while requests run */
 };
 
 static int numa_nodes_or_one(void)
@@ -143,6 +145,9 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->t_start = pi_now_ms();
     snprintf(e->model_path, sizeof e->model_path, "%s", o->model_path);
     snprintf(e->backend, sizeof e->backend, "%s", pick_backend(o->gpu_backend));
+    /* Held only while requests run (loop_once); with CUDA the host's wake-ups
+     * are a measurable part of a token, with the host backend they are not. */
+    pm_qos_init(&e->qos, !strcmp(e->backend, "cuda"));
     if (check_backend(e->backend, err) < 0) {
         free(e);
         return NULL;
@@ -335,6 +340,7 @@ void engine_free(engine **ep)
     engine *e = *ep;
     if (!e)
         return;
+    pm_qos_set(&e->qos, 0);
     if (e->ctl && supervisor_running(&e->sup)) {
         send_quit(e);
         double until = pi_now_ms() + QUIT_WAIT_MS;
@@ -678,6 +684,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
         if (!e->in_flight && supervisor_all_ready(&e->sup))
             start_step(e);
     }
+    pm_qos_set(&e->qos, scheduler_active(e->sched) + scheduler_queued(e->sched) > 0);
     return 0;
 }
 
