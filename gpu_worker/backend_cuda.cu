@@ -879,14 +879,22 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
     qkv.w[0] = L->wq, qkv.y[0] = b->q, qkv.ys[0] = dim;
     qkv.w[1] = L->wk, qkv.y[1] = b->k, qkv.ys[1] = b->kv_dim;
     qkv.w[2] = L->wv, qkv.y[2] = b->v, qkv.ys[2] = b->kv_dim;
-    if (L->wq.type != L->wk.type || L->wq.type != L->wv.type) {   // not one launch: one each
-        CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));
-        CU(cuda_matvec(b->stream, b->k, b->kv_dim, &L->wk, b->xb, dim, n));
-        CU(cuda_matvec(b->stream, b->v, b->kv_dim, &L->wv, b->xb, dim, n));
+    const int one_type = L->wq.type == L->wk.type && L->wq.type == L->wv.type;
+    if (one_type && cuda_qkv_rope_fusable(n, L->wq.type, dim, b->kv_dim, m->head_dim)) {
+        // the product, the rope and the cache store in one launch
+        cuda_qkv_rope rp = {b->d_entries, b->ash.rope_inv, b->k_cache, b->v_cache, m->head_dim, m->n_layers,
+                            b->cfg.n_ctx, l};
+        CU(cuda_matvec_qkv_rope(b->stream, &qkv, b->xb, dim, n, &rp));
     } else {
-        CU(cuda_matvec_set(b->stream, &qkv, b->xb, dim, n, 0));
+        if (!one_type) {    // not one launch: one each
+            CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));
+            CU(cuda_matvec(b->stream, b->k, b->kv_dim, &L->wk, b->xb, dim, n));
+            CU(cuda_matvec(b->stream, b->v, b->kv_dim, &L->wv, b->xb, dim, n));
+        } else {
+            CU(cuda_matvec_set(b->stream, &qkv, b->xb, dim, n, 0));
+        }
+        CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     }
-    CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     // x += wo . attention (fused into the norm), then the FFN's input

@@ -3,6 +3,7 @@
 
 #include "cuda_attn.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_rope.cuh"
 
 namespace {
 
@@ -71,17 +72,6 @@ __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_hos
         __threadfence_system();   // the CPU workers read it once the layer tick is published
 }
 
-// cos and sin of a rope angle (radians, >= 0) as floats. The angle is taken
-// in double, as the host takes it, and reduced to [-pi, pi] there, so a long
-// position keeps its digits; the float sincos of the rest agrees with the
-// host's double cos and sin to ~1e-7.
-__device__ __forceinline__ void rope_cos_sin(double ang, float &c, float &s)
-{
-    constexpr double TWO_PI = 6.283185307179586;
-    const double r = fma(-rint(ang * (1.0 / TWO_PI)), TWO_PI, ang);
-    sincosf((float)r, &s, &c);
-}
-
 // Block (entry n, head h), thread = a pair of the head: rotates q's pair,
 // and for kv heads k's pair too, then stores that pair of k and v into the
 // caches at [slot][layer][pos].
@@ -97,14 +87,14 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
         float fcr, fci;
         rope_cos_sin((double)pos * sh.rope_inv[d / 2], fcr, fci);
         float *qv = q + (size_t)n * dim;
-        float q0 = qv[i], q1 = qv[i + 1];
-        qv[i] = q0 * fcr - q1 * fci;
-        qv[i + 1] = q0 * fci + q1 * fcr;
+        const float2 qr = rope_rotate(qv[i], qv[i + 1], fcr, fci);
+        qv[i] = qr.x;
+        qv[i + 1] = qr.y;
         if (h < sh.n_kv_heads) {
             float *kvp = k + (size_t)n * kv_dim;
             const float *vv = v + (size_t)n * kv_dim;
-            float k0 = kvp[i], k1 = kvp[i + 1];
-            float r0 = k0 * fcr - k1 * fci, r1 = k0 * fci + k1 * fcr;
+            const float2 kr = rope_rotate(kvp[i], kvp[i + 1], fcr, fci);
+            const float r0 = kr.x, r1 = kr.y;
             kvp[i] = r0;
             kvp[i + 1] = r1;
             k_cache[base + i] = __float2half_rn(r0);

@@ -13,6 +13,8 @@
 #include "cuda_matvec.cuh"
 #include "cuda_matvec_batch.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_rope.cuh"
+#include "cuda_switch.h"
 
 namespace {
 
@@ -376,28 +378,72 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 // of one input, e.g. Q, K and V); relu applies max(0, .) to the outputs.
 // (Capping registers for 5 blocks an SM instead of 4 was measured slower on
 // the H200: QKV 41.7 vs 38.7 us, wo 16.2 vs 15.5; docs/benchmarks.md.)
-template <int T, int NT>
+// ROPE (set = Q, K, V; cuda_matvec_qkv_rope): the block's warps leave their
+// sums in shared memory, then each row of q and k is rotated with its pair's
+// other row (rows 2i and 2i + 1 of a head: adjacent warps of one block, as a
+// block starts at a multiple of WARPS and Q's and K's rows are even in
+// number) by its entry's position, and k's and v's rows are stored into the
+// fp16 caches: what k_rope_store does after the product, bit for bit.
+template <int T, int NT, bool ROPE = false>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
-                                                       int relu)
+                                                       int relu, cuda_qkv_rope rp)
 {
-    uint32_t row = blockIdx.x * WARPS + threadIdx.x / 32;
-    const uint32_t lane = threadIdx.x & 31u;
+    static_assert(WARPS % 2 == 0, "a rope pair's rows in one block");
+    __shared__ float s_acc[ROPE ? WARPS : 1][NT];
+    const uint32_t w = threadIdx.x / 32, lane = threadIdx.x & 31u;
+    uint32_t row = blockIdx.x * WARPS + w;
     int k = 0;
     while (k < set.count && row >= set.w[k].rows)
         row -= set.w[k++].rows;
     pdl_begin();
-    if (k == set.count)
+    const bool active = k < set.count;
+    if (!ROPE && !active)
         return; // the whole warp: rows are per warp
-    const cuda_mat &m = set.w[k];
-    float *y = set.y[k];
-    const uint32_t ys = set.ys[k];
+    const cuda_mat &m = set.w[active ? k : 0];
+    float *y = set.y[active ? k : 0];
+    const uint32_t ys = set.ys[active ? k : 0];
     for (uint32_t g0 = 0; g0 < n; g0 += NT) {
         float acc[NT];
-        row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
+        if (active)
+            row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
+        if constexpr (ROPE) {
+            // every lane holds the sums after row_dot's butterfly
+            if (active && lane == 0)
 #pragma unroll
-        for (int i = 0; i < NT; i++)
-            if (lane == (uint32_t)i && g0 + i < n)
-                y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
+                for (int i = 0; i < NT; i++)
+                    s_acc[w][i] = acc[i];
+            __syncthreads();
+            if (active) {
+                const uint32_t kv_dim = set.w[1].rows;
+#pragma unroll
+                for (int i = 0; i < NT; i++) {
+                    if (lane != (uint32_t)i || g0 + i >= n)
+                        continue;
+                    const gpu_entry en = rp.e[g0 + i];
+                    const size_t cache = (((size_t)en.slot * rp.n_layers + rp.layer) * rp.n_ctx + en.pos) * kv_dim;
+                    float v = acc[i];
+                    if (k < 2) {        // q or k: rotate with the pair's other row
+                        const bool first = row % 2 == 0;
+                        const float other = s_acc[w ^ 1u][i];
+                        float c, sn;
+                        rope_cos_sin((double)en.pos * rp.rope_inv[(row % rp.head_dim) / 2], c, sn);
+                        const float2 r = first ? rope_rotate(v, other, c, sn) : rope_rotate(other, v, c, sn);
+                        v = first ? r.x : r.y;
+                    }
+                    y[(size_t)(g0 + i) * ys + row] = v;
+                    if (k == 1)
+                        rp.k_cache[cache + row] = __float2half_rn(v);
+                    else if (k == 2)
+                        rp.v_cache[cache + row] = __float2half_rn(v);
+                }
+            }
+            __syncthreads();    // s_acc is rewritten by the next group
+        } else {
+#pragma unroll
+            for (int i = 0; i < NT; i++)
+                if (lane == (uint32_t)i && g0 + i < n)
+                    y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
+        }
     }
 }
 
@@ -714,23 +760,43 @@ unsigned div_up(size_t a, size_t b)
 
 // Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
 // n, else groups of 8.
+template <int T> constexpr int is_kquant()
+{
+    return T == PI_TYPE_Q4_K || T == PI_TYPE_Q5_K || T == PI_TYPE_Q6_K;
+}
+
+// rope: NULL for a plain product; else the Q, K, V set's rope epilogue (the
+// caller has checked that the one-warp-a-row kernel takes this step).
 template <int T>
-cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int relu)
+cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int relu,
+                          const cuda_qkv_rope *rope = nullptr)
 {
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
-    if (cuda_mv_batch_use(n, T == PI_TYPE_Q4_K || T == PI_TYPE_Q5_K || T == PI_TYPE_Q6_K))
+    if (!rope && cuda_mv_batch_use(n, is_kquant<T>()))
         return mvb::launch_matvec_batch<wt<T>>(s, set, x, xs, n, relu);
     dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
+    cuda_qkv_rope rp;
+    memset(&rp, 0, sizeof rp);
+    if (rope)
+        rp = *rope;
+#define PI_MV_LAUNCH(NT)                                                                        \
+    do {                                                                                        \
+        if (rope)                                                                               \
+            PDL_LAUNCH((k_matvec<T, NT, true>), grid, block, 0, s, set, x, xs, n, relu, rp);    \
+        else                                                                                    \
+            PDL_LAUNCH((k_matvec<T, NT, false>), grid, block, 0, s, set, x, xs, n, relu, rp);   \
+    } while (0)
     if (n == 1)
-        PDL_LAUNCH(k_matvec<T, 1>, grid, block, 0, s, set, x, xs, n, relu);
+        PI_MV_LAUNCH(1);
     else if (n == 2)
-        PDL_LAUNCH(k_matvec<T, 2>, grid, block, 0, s, set, x, xs, n, relu);
+        PI_MV_LAUNCH(2);
     else if (n <= 4)
-        PDL_LAUNCH(k_matvec<T, 4>, grid, block, 0, s, set, x, xs, n, relu);
+        PI_MV_LAUNCH(4);
     else
-        PDL_LAUNCH(k_matvec<T, GROUP>, grid, block, 0, s, set, x, xs, n, relu);
+        PI_MV_LAUNCH(GROUP);
+#undef PI_MV_LAUNCH
     return cudaGetLastError();
 }
 
@@ -988,6 +1054,31 @@ cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float 
         return cudaSuccess;
     return for_mat_type(set->w[0].type, [&](auto t) {
         return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, relu);
+    });
+}
+
+int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim)
+{
+    const int kq = type == PI_TYPE_Q4_K || type == PI_TYPE_Q5_K || type == PI_TYPE_Q6_K;
+    return cuda_switch("PI_CUDA_QKV_ROPE", 1) && n >= 1 && n <= CUDA_MAX_BATCH && !cuda_mv_batch_use(n, kq) &&
+           head_dim % 2 == 0 && head_dim > 0 && dim % head_dim == 0 && kv_dim % head_dim == 0;
+}
+
+cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride,
+                                 uint32_t n, const cuda_qkv_rope *rope)
+{
+    if (set->count != 3 || !rope || !rope->e || !rope->rope_inv || !rope->k_cache || !rope->v_cache)
+        return cudaErrorInvalidValue;
+    if (n == 0)
+        return cudaSuccess;
+    for (int k = 0; k < 3; k++)
+        if (set->w[k].type != set->w[0].type || set->w[k].cols != set->w[0].cols)
+            return cudaErrorInvalidValue;
+    if (set->w[1].rows != set->w[2].rows ||
+        !cuda_qkv_rope_fusable(n, set->w[0].type, set->w[0].rows, set->w[1].rows, rope->head_dim))
+        return cudaErrorNotSupported;
+    return for_mat_type(set->w[0].type, [&](auto t) {
+        return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, 0, rope);
     });
 }
 

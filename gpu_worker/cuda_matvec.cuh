@@ -6,6 +6,7 @@
 #ifndef PI_CUDA_MATVEC_CUH
 #define PI_CUDA_MATVEC_CUH
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +89,24 @@ struct cuda_mv_set {
 // relu: outputs max(0, .) (the predictor's hidden layer).
 cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride, uint32_t n,
                             int relu);
+
+// The rope epilogue of a Q, K, V product (cuda_matvec_qkv_rope).
+struct cuda_qkv_rope {
+    const gpu_entry *e;         // device: the step's entries (slot, position)
+    const double *rope_inv;     // device: head_dim / 2 pair frequencies (cuda_rope_inv_freqs)
+    __half *k_cache, *v_cache;  // [slot][layer][pos][kv_dim] fp16
+    uint32_t head_dim, n_layers, n_ctx, layer;
+};
+// 1 when cuda_matvec_qkv_rope takes a step of n entries of this type and
+// shape (the one-warp-a-row kernel; PI_CUDA_QKV_ROPE=0: never).
+int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim);
+// set = {Q, K, V} of one type: cuda_matvec_set's product, then q's and k's
+// rows rotated in pairs (2i, 2i + 1 of a head) by each entry's position and
+// k's and v's rows stored into the caches at [slot][layer][pos]: what
+// cuda_rope_store does after cuda_matvec_set, bit for bit, in one launch.
+// cudaErrorNotSupported when not cuda_qkv_rope_fusable (nothing launched).
+cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride,
+                                 uint32_t n, const cuda_qkv_rope *rope);
 
 // y[i * y_stride + r] = row r of w . x[i * x_stride ..], r < w.rows, i < n.
 cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,

@@ -15,7 +15,8 @@
 #    stamp kernels: the tok/s a user gets);
 #  - with PI_LLAMA=1 (and PI_DENSE=1), llama.cpp built beside (build_llamacpp.sh) and run with llama-cli on the
 #    plain file at -ngl 20 (12.6 GiB, as bench_compare.sh's auto choice) and -ngl 99, the same prompt (its
-#    build takes every core for minutes: the pi and PowerInfer runs beside it measured a busy host, 2026-12-02);
+#    build, ~2.5 min on every core, is waited for before anything is measured: runs beside it measured a busy
+#    host, 2026-12-02);
 #  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
 #    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
@@ -54,8 +55,12 @@ cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=ON -DCMAKE_CUDA_ARC
   -DPI_SHARED_DIR="$shared" >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
 cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test_cuda_backend pi-bench-cuda-kernels \
   >"$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
-bin=build-dev/bin T0=$(date +%s)
-echo "pi build $((T0 - t0)) s"
+bin=build-dev/bin
+echo "pi build $(($(date +%s) - t0)) s"
+if [ -n "${PI_LLAMA:-}" ]; then   # nothing is measured while llama.cpp compiles on every core
+  wait "$jobs_llama"; echo "$(tail -1 "$out/llama-build.log") after $(($(date +%s) - t0)) s"
+fi
+T0=$(date +%s)
 if [ -z "${PI_NO_KERNELS:-}" ]; then
   $bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
   grep -E "FAIL|position|union" "$out/kernels.md"
@@ -124,7 +129,6 @@ if [ -n "${PI_DENSE:-}" ]; then
   pirun dense-all --dense --vram-budget 40 --cpu-workers 1
 fi
 if [ -n "${PI_LLAMA:-}" ] && [ -n "${PI_DENSE:-}" ]; then
-  wait "$jobs_llama"; tail -1 "$out/llama-build.log"
   for ngl in 20 99; do
     ( cd /tmp && timeout 150 /tmp/llamacpp/build/bin/llama-cli -m $P0 -ngl $ngl -n 128 -c 256 -t 16 -s 1 -p "$P" \
         --ignore-eos -no-cnv </dev/null >"$out/llama-ngl$ngl.txt" 2>&1 )

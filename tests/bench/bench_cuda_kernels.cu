@@ -326,6 +326,72 @@ int main(int argc, char **argv)
             }
         }
     }
+    // The QKV product with its rope epilogue (cuda_matvec_qkv_rope) against the product then rope_store: the
+    // same q, k, v and the same cache rows, bit for bit, for 1 and 3 entries (exits 1 otherwise).
+    {
+        gpu_entry *e3;
+        CK(cudaMalloc(&e3, 3 * sizeof(gpu_entry)));
+        const gpu_entry he3[3] = {{0, 4000, 1, 1}, {0, 5, 2, 1}, {0, 300, 3, 1}};
+        CK(cudaMemcpy(e3, he3, sizeof he3, cudaMemcpyHostToDevice));
+        __half *kc2, *vc2;
+        CK(cudaMalloc(&kc2, (size_t)CTX * DIM * sizeof(__half)));
+        CK(cudaMalloc(&vc2, (size_t)CTX * DIM * sizeof(__half)));
+        float *ya = make_floats(3 * 3 * DIM, 0, 0.0f, 0.0f), *yb = make_floats(3 * 3 * DIM, 0, 0.0f, 0.0f);
+        auto set_into = [&](float *yy) {
+            cuda_mv_set st;
+            memset(&st, 0, sizeof st);
+            st.count = 3;
+            st.w[0] = wq[0], st.w[1] = wk[0], st.w[2] = wv[0];
+            for (int k = 0; k < 3; k++)
+                st.y[k] = yy + (size_t)k * 3 * DIM, st.ys[k] = DIM;
+            return st;
+        };
+        cuda_qkv_rope rp = {e3, d_inv, kc2, vc2, HD, 1, CTX, 0};
+        for (uint32_t n : {1u, 3u}) {
+            CK(cudaMemcpy(kc2, kc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(vc2, vc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
+            cuda_mv_set sa = set_into(ya), sb = set_into(yb);
+            CK(cuda_matvec_set(0, &sa, x, DIM, n, 0));
+            CK(cuda_rope_store(0, ya, ya + 3 * DIM, ya + 6 * DIM, kc, vc, e3, 0, sh, n));
+            CK(cuda_matvec_qkv_rope(0, &sb, x, DIM, n, &rp));
+            CK(cudaDeviceSynchronize());
+            std::vector<float> a(9 * DIM), b(9 * DIM);
+            CK(cudaMemcpy(a.data(), ya, a.size() * sizeof(float), cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(b.data(), yb, b.size() * sizeof(float), cudaMemcpyDeviceToHost));
+            int same = 1;
+            for (uint32_t k = 0; k < 3; k++)    // rows past n entries are not written by either
+                same &= memcmp(a.data() + (size_t)k * 3 * DIM, b.data() + (size_t)k * 3 * DIM, n * DIM * sizeof(float)) == 0;
+            std::vector<__half> ra(DIM), rb(DIM);
+            for (uint32_t i = 0; i < n; i++)
+                for (__half *c2 : {kc2, vc2}) {
+                    const __half *c1 = c2 == kc2 ? kc : vc;
+                    CK(cudaMemcpy(ra.data(), c1 + (size_t)he3[i].pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+                    CK(cudaMemcpy(rb.data(), c2 + (size_t)he3[i].pos * DIM, DIM * sizeof(__half), cudaMemcpyDeviceToHost));
+                    same &= memcmp(ra.data(), rb.data(), DIM * sizeof(__half)) == 0;
+                }
+            printf("QKV with rope and store in one launch, %u entr%s: q, k, v and cache rows %s\n", n, n == 1 ? "y" : "ies",
+                   same ? "identical to product + rope_store" : "DIFFERENT");
+            if (!same) {
+                fprintf(stderr, "FAIL: cuda_matvec_qkv_rope differs from cuda_matvec_set + cuda_rope_store (%u entries)\n", n);
+                return 1;
+            }
+        }
+        CK(cudaMemcpy(e3, he3 + 1, sizeof(gpu_entry), cudaMemcpyHostToDevice));    // position 5, as below
+        row("QKV + rope + KV store in one launch, 1 entry", time_us(t, [&](int r) {
+                cuda_mv_set st;
+                memset(&st, 0, sizeof st);
+                st.count = 3;
+                st.w[0] = wq[r % COPIES], st.w[1] = wk[r % COPIES], st.w[2] = wv[r % COPIES];
+                for (int k = 0; k < 3; k++)
+                    st.y[k] = yb + (size_t)k * 3 * DIM, st.ys[k] = DIM;
+                CK(cuda_matvec_qkv_rope(0, &st, x, DIM, 1, &rp));
+            }), 3 * mat);
+        CK(cudaFree(e3));
+        CK(cudaFree(kc2));
+        CK(cudaFree(vc2));
+        CK(cudaFree(ya));
+        CK(cudaFree(yb));
+    }
     for (uint32_t pos : {127u, 1023u, 4000u}) {
         gpu_entry he = {0, pos, 1, 1};
         CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
