@@ -13,6 +13,7 @@
 #include "cuda_matvec.cuh"
 #include "cuda_matvec_batch.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_pred_compact.cuh"
 #include "cuda_rope.cuh"
 #include "cuda_switch.h"
 
@@ -690,9 +691,11 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
 // The predictor's fc2 and threshold: block = 32 warps = 32 consecutive rows,
 // one word of each entry's bit mask; warp w reads row 32 * blockIdx.x + w
 // once for NT entries (grid.y: entry groups). hidden is already ReLU'd.
+// With a tail (tail.lists set; cuda_pred_tail), the last block to finish,
+// counted in *tail.blocks, compacts every entry's mask and publishes the tick.
 template <int T, int NT>
 __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2, const float *hidden, uint32_t n,
-                                                    float threshold)
+                                                    float threshold, cuda_pred_tail tail)
 {
     __shared__ uint32_t hit[NT][32];
     const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u, row = blockIdx.x * 32 + wid;
@@ -717,6 +720,30 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
             unsigned bits = __ballot_sync(0xffffffffu, hit[i][lane] != 0);
             if (lane == 0 && g0 + i < n)
                 mask[(size_t)(g0 + i) * words + blockIdx.x] = bits;
+        }
+    }
+    if (!tail.lists)
+        return;
+    __shared__ int last;
+    __threadfence();        // this block's mask words are visible before it is counted
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(tail.blocks, 1u) == gridDim.x * gridDim.y - 1;
+        if (last)
+            *tail.blocks = 0;   // ready for the next launch (only this block still uses it)
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    for (uint32_t i = 0; i < n; i++)
+        pred_compact_entry(i, tail.lists, tail.counts, mask, fc2.rows, tail.out);
+    if (tail.tick) {
+        __syncthreads();    // every thread's fenced list writes come before the tick
+        if (threadIdx.x == 0) {
+            __threadfence_system();
+            asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(tail.tick), "r"(*tail.tick0 + tail.layer)
+                         : "memory");
         }
     }
 }
@@ -874,17 +901,17 @@ cudaError_t launch_down_union(cudaStream_t s, float *part, const cuda_mat &dt, c
 
 template <int T>
 cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2, const float *hidden, uint32_t n,
-                             float thr)
+                             float thr, const cuda_pred_tail &tail)
 {
     unsigned gx = div_up(fc2.rows, 32);
     if (n == 1)
-        PDL_LAUNCH(k_pred_rows<T, 1>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 1>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr, tail);
     else if (n == 2)
-        PDL_LAUNCH(k_pred_rows<T, 2>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 2>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr, tail);
     else if (n <= 4)
-        PDL_LAUNCH(k_pred_rows<T, 4>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, 4>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr, tail);
     else
-        PDL_LAUNCH(k_pred_rows<T, GROUP>, dim3(gx, div_up(n, GROUP)), 1024, 0, s, mask, fc2, hidden, n, thr);
+        PDL_LAUNCH(k_pred_rows<T, GROUP>, dim3(gx, div_up(n, GROUP)), 1024, 0, s, mask, fc2, hidden, n, thr, tail);
     return cudaGetLastError();
 }
 
@@ -1205,14 +1232,22 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     return cudaGetLastError();
 }
 
+int cuda_pred_tail_on(uint32_t n)
+{
+    return n >= 1 && n <= CUDA_PRED_TAIL_MAX && cuda_switch("PI_CUDA_PRED_TAIL", 1);
+}
+
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
-                           float threshold)
+                           float threshold, const cuda_pred_tail *tail)
 {
     if (n == 0 || fc2->rows == 0)
         return cudaSuccess;
-    if (n > CUDA_MAX_BATCH)
+    if (n > CUDA_MAX_BATCH || (tail && (n > CUDA_PRED_TAIL_MAX || !tail->lists || !tail->counts || !tail->blocks ||
+                                        (tail->tick && !tail->tick0))))
         return cudaErrorInvalidValue;
+    cuda_pred_tail none;
+    memset(&none, 0, sizeof none);
     return for_mat_type(fc2->type, [&](auto t) {
-        return launch_pred_rows<decltype(t)::value>(s, mask, *fc2, hidden, n, threshold);
+        return launch_pred_rows<decltype(t)::value>(s, mask, *fc2, hidden, n, threshold, tail ? *tail : none);
     });
 }

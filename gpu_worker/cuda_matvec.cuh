@@ -142,8 +142,16 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
 // warp reads each row once, coalesced (fast at PowerInfer's R = 1024);
 // sums are in warp order, so a logit within rounding of the threshold may
 // decide differently from the host's row-order sum.
+// tail (optional, n <= CUDA_PRED_TAIL_MAX): the kernel's last block also
+// compacts the masks into lists and publishes the layer tick
+// (cuda_pred_tail, cuda_predict.cuh); PI_CUDA_PRED_TAIL=0 turns it off
+// (cuda_pred_tail_on), so callers launch cuda_pred_compact and
+// cuda_publish themselves.
+struct cuda_pred_tail;
+#define CUDA_PRED_TAIL_MAX 4
+int cuda_pred_tail_on(uint32_t n);
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
-                           float threshold);
+                           float threshold, const cuda_pred_tail *tail);
 
 // The hot neurons of one --ffn predicted step as device-side data (so a
 // captured graph replays for any prediction): list[0..*count) = ascending

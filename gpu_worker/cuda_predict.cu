@@ -9,12 +9,12 @@
 
 #include "cuda_predict.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_pred_compact.cuh"
 
 namespace {
 
 constexpr unsigned MASK_THREADS = 256;      // rows per block of k_pred_mask (whole warps)
-constexpr unsigned COMPACT_THREADS = 1024;  // threads per entry of k_pred_compact (<= 1024): a word or
-                                            // two each at n_ff 13824-28672
+constexpr unsigned COMPACT_THREADS = PRED_COMPACT_THREADS;  // k_union_compact's block
 
 // Element r of an fc2 row in the model's layout, as block_to_f32 gives it.
 template <int T> __device__ __forceinline__ float pred_elem(const unsigned char *row, uint32_t r);
@@ -89,65 +89,12 @@ __global__ void __launch_bounds__(MASK_THREADS) k_pred_mask(uint32_t *mask, cuda
     }
 }
 
-__global__ void __launch_bounds__(COMPACT_THREADS) k_pred_compact(int32_t *lists, int32_t *counts,
-                                                                  const uint32_t *mask, uint32_t rows,
-                                                                  cuda_pred_out out)
+__global__ void __launch_bounds__(PRED_COMPACT_THREADS) k_pred_compact(int32_t *lists, int32_t *counts,
+                                                                       const uint32_t *mask, uint32_t rows,
+                                                                       cuda_pred_out out)
 {
     pdl_begin();
-    __shared__ uint32_t warp_sums[32];
-    const uint32_t i = blockIdx.x, t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
-    const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
-    const uint32_t w0 = min(words, t * per), w1 = min(words, w0 + per);
-    const uint32_t *mrow = mask + (size_t)i * words;
-    uint32_t c = 0;
-    for (uint32_t w = w0; w < w1; w++)
-        c += (uint32_t)__popc(mrow[w]);
-    // Inclusive scan inside the warp, then over the warps' totals.
-    uint32_t v = c;
-#pragma unroll
-    for (uint32_t o = 1; o < 32; o <<= 1) {
-        uint32_t y = __shfl_up_sync(0xffffffffu, v, o);
-        if (lane >= o)
-            v += y;
-    }
-    if (lane == 31)
-        warp_sums[wid] = v;
-    __syncthreads();
-    if (wid == 0) {
-        uint32_t s = lane < n_warps ? warp_sums[lane] : 0;
-#pragma unroll
-        for (uint32_t o = 1; o < 32; o <<= 1) {
-            uint32_t y = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o)
-                s += y;
-        }
-        if (lane < n_warps)
-            warp_sums[lane] = s;
-    }
-    __syncthreads();
-    const uint32_t total = warp_sums[n_warps - 1];
-    uint32_t off = (wid ? warp_sums[wid - 1] : 0) + v - c;    // exclusive prefix of this run
-    int32_t *dl = lists + (size_t)i * rows;
-    for (uint32_t w = w0; w < w1; w++) {
-        uint32_t bits = mrow[w];
-        while (bits) {
-            uint32_t b = (uint32_t)__ffs((int)bits) - 1;
-            bits &= bits - 1;
-            dl[off++] = (int32_t)(w * 32 + b);
-        }
-    }
-    if (t == 0)
-        counts[i] = (int32_t)total;
-    int32_t *hl = out.list[i];
-    if (!hl && !out.counts)
-        return;
-    __syncthreads();    // the whole list is written (and visible to the block)
-    if (hl)
-        for (uint32_t k = t; k < total; k += blockDim.x)
-            hl[k] = dl[k];
-    if (t == 0 && out.counts)
-        out.counts[i] = (int32_t)total;
-    __threadfence_system();   // the CPU workers read them once the layer tick is published
+    pred_compact_entry(blockIdx.x, lists, counts, mask, rows, out);
 }
 
 // One block: the ascending ids whose bit is set in (OR over the n entries'
@@ -258,7 +205,7 @@ cudaError_t cuda_pred_compact(cudaStream_t s, int32_t *lists, int32_t *counts, c
         return cudaSuccess;
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
-    PDL_LAUNCH(k_pred_compact, n, COMPACT_THREADS, 0, s, lists, counts, mask, rows, *out);
+    PDL_LAUNCH(k_pred_compact, n, PRED_COMPACT_THREADS, 0, s, lists, counts, mask, rows, *out);
     return cudaGetLastError();
 }
 
