@@ -335,16 +335,17 @@ __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32
 // same chunks are added in the same order either way.
 constexpr int ROW_BATCH = 10;
 
+// [c0, c1): the row's chunks to take (a split row: one part of it), all by default.
 template <int T, int NT, int BATCH = 4>
 __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const float *x, uint32_t xs, uint32_t nv,
-                                        float *acc)
+                                        float *acc, uint32_t c0 = 0, uint32_t c1 = UINT32_MAX)
 {
     constexpr int E = wt<T>::E;
-    const uint32_t lane = threadIdx.x & 31u, nch = m.cols / E;
+    const uint32_t lane = threadIdx.x & 31u, nch = min(m.cols / E, c1);
 #pragma unroll
     for (int i = 0; i < NT; i++)
         acc[i] = 0.0f;
-    uint32_t c = lane;
+    uint32_t c = c0 + lane;
     for (; c + 32 * (BATCH - 1) < nch; c += 32 * BATCH) {
         chunk k[BATCH];
 #pragma unroll
@@ -385,65 +386,90 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 // block starts at a multiple of WARPS and Q's and K's rows are even in
 // number) by its entry's position, and k's and v's rows are stored into the
 // fp16 caches: what k_rope_store does after the product, bit for bit.
-template <int T, int NT, bool ROPE = false>
+// SPLIT > 1 (one entry; matrices of few rows, e.g. wo and the predictor's
+// fc1): SPLIT consecutive warps share a row, each over a contiguous part of
+// its chunks, and the first adds the parts in order, so a matrix of R rows
+// runs R * SPLIT warps: ncu showed wo's 5120 rows in 1.2 waves of the
+// machine's 4224 resident warps, most SMs idle in the second.
+template <int T, int NT, bool ROPE = false, int SPLIT = 1>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
                                                        int relu, cuda_qkv_rope rp)
 {
     static_assert(WARPS % 2 == 0, "a rope pair's rows in one block");
+    static_assert(SPLIT == 1 || (NT == 1 && !ROPE && WARPS % SPLIT == 0), "a split row: one entry, one block");
     __shared__ float s_acc[ROPE ? WARPS : 1][NT];
-    const uint32_t w = threadIdx.x / 32, lane = threadIdx.x & 31u;
-    uint32_t row = blockIdx.x * WARPS + w;
+    __shared__ float s_part[SPLIT > 1 ? WARPS : 1];
+    const uint32_t w = threadIdx.x / 32, lane = threadIdx.x & 31u, part = w % SPLIT;
+    uint32_t row = (blockIdx.x * WARPS + w) / SPLIT;
     int k = 0;
     while (k < set.count && row >= set.w[k].rows)
         row -= set.w[k++].rows;
     pdl_begin();
     const bool active = k < set.count;
-    if (!ROPE && !active)
+    if (!ROPE && SPLIT == 1 && !active)
         return; // the whole warp: rows are per warp
     const cuda_mat &m = set.w[active ? k : 0];
     float *y = set.y[active ? k : 0];
     const uint32_t ys = set.ys[active ? k : 0];
-    for (uint32_t g0 = 0; g0 < n; g0 += NT) {
-        float acc[NT];
-        if (active)
-            row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
-        if constexpr (ROPE) {
-            // every lane holds the sums after row_dot's butterfly
-            if (active && lane == 0)
+    if constexpr (SPLIT > 1) {     // n == 1
+        float acc = 0.0f;
+        if (active) {
+            const uint32_t nch = m.cols / wt<T>::E;
+            row_dot<T, 1>(m, row, x, xs, 1, &acc, nch * part / SPLIT, nch * (part + 1) / SPLIT);
+        }
+        if (lane == 0)
+            s_part[w] = acc;
+        __syncthreads();
+        if (active && part == 0 && lane == 0) {
+            float sum = s_part[w];
+#pragma unroll
+            for (int p = 1; p < SPLIT; p++)
+                sum += s_part[w + p];
+            y[row] = relu ? fmaxf(sum, 0.0f) : sum;
+        }
+    } else {
+        for (uint32_t g0 = 0; g0 < n; g0 += NT) {
+            float acc[NT];
+            if (active)
+                row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
+            if constexpr (ROPE) {
+                // every lane holds the sums after row_dot's butterfly
+                if (active && lane == 0)
+#pragma unroll
+                    for (int i = 0; i < NT; i++)
+                        s_acc[w][i] = acc[i];
+                __syncthreads();
+                if (active) {
+                    const uint32_t kv_dim = set.w[1].rows;
+#pragma unroll
+                    for (int i = 0; i < NT; i++) {
+                        if (lane != (uint32_t)i || g0 + i >= n)
+                            continue;
+                        const gpu_entry en = rp.e[g0 + i];
+                        const size_t cache = (((size_t)en.slot * rp.n_layers + rp.layer) * rp.n_ctx + en.pos) * kv_dim;
+                        float v = acc[i];
+                        if (k < 2) {        // q or k: rotate with the pair's other row
+                            const bool first = row % 2 == 0;
+                            const float other = s_acc[w ^ 1u][i];
+                            float c, sn;
+                            rope_cos_sin((double)en.pos * rp.rope_inv[(row % rp.head_dim) / 2], c, sn);
+                            const float2 r = first ? rope_rotate(v, other, c, sn) : rope_rotate(other, v, c, sn);
+                            v = first ? r.x : r.y;
+                        }
+                        y[(size_t)(g0 + i) * ys + row] = v;
+                        if (k == 1)
+                            rp.k_cache[cache + row] = __float2half_rn(v);
+                        else if (k == 2)
+                            rp.v_cache[cache + row] = __float2half_rn(v);
+                    }
+                }
+                __syncthreads();    // s_acc is rewritten by the next group
+            } else {
 #pragma unroll
                 for (int i = 0; i < NT; i++)
-                    s_acc[w][i] = acc[i];
-            __syncthreads();
-            if (active) {
-                const uint32_t kv_dim = set.w[1].rows;
-#pragma unroll
-                for (int i = 0; i < NT; i++) {
-                    if (lane != (uint32_t)i || g0 + i >= n)
-                        continue;
-                    const gpu_entry en = rp.e[g0 + i];
-                    const size_t cache = (((size_t)en.slot * rp.n_layers + rp.layer) * rp.n_ctx + en.pos) * kv_dim;
-                    float v = acc[i];
-                    if (k < 2) {        // q or k: rotate with the pair's other row
-                        const bool first = row % 2 == 0;
-                        const float other = s_acc[w ^ 1u][i];
-                        float c, sn;
-                        rope_cos_sin((double)en.pos * rp.rope_inv[(row % rp.head_dim) / 2], c, sn);
-                        const float2 r = first ? rope_rotate(v, other, c, sn) : rope_rotate(other, v, c, sn);
-                        v = first ? r.x : r.y;
-                    }
-                    y[(size_t)(g0 + i) * ys + row] = v;
-                    if (k == 1)
-                        rp.k_cache[cache + row] = __float2half_rn(v);
-                    else if (k == 2)
-                        rp.v_cache[cache + row] = __float2half_rn(v);
-                }
+                    if (lane == (uint32_t)i && g0 + i < n)
+                        y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
             }
-            __syncthreads();    // s_acc is rewritten by the next group
-        } else {
-#pragma unroll
-            for (int i = 0; i < NT; i++)
-                if (lane == (uint32_t)i && g0 + i < n)
-                    y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
         }
     }
 }
@@ -787,6 +813,20 @@ unsigned div_up(size_t a, size_t b)
 
 // Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
 // n, else groups of 8.
+// Warps a row of a one-entry product is split over: enough that the rows
+// fill the machine about four times over (132 SMs x 32 resident warps on the
+// H200; wo's 5120 rows -> 4, the predictor's 1024 -> 8), while each part
+// keeps at least 64 chunks (2 a lane). PI_CUDA_MV_SPLIT=0: never split.
+int mv_split(uint32_t rows, uint32_t chunks)
+{
+    const int on = cuda_switch("PI_CUDA_MV_SPLIT", 1);
+    constexpr uint32_t WANT = 4 * 132 * 32;
+    int split = 1;
+    while (on && split < 8 && (uint64_t)rows * split < WANT && chunks / (2u * split) >= 64)
+        split *= 2;
+    return split;
+}
+
 template <int T> constexpr int is_kquant()
 {
     return T == PI_TYPE_Q4_K || T == PI_TYPE_Q5_K || T == PI_TYPE_Q6_K;
@@ -808,6 +848,19 @@ cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x
     memset(&rp, 0, sizeof rp);
     if (rope)
         rp = *rope;
+    if (n == 1 && !rope) {
+        const int split = mv_split(rows, set.w[0].cols / wt<T>::E);
+        if (split > 1) {
+            dim3 sgrid(div_up((size_t)rows * split, WARPS));
+            if (split == 2)
+                PDL_LAUNCH((k_matvec<T, 1, false, 2>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+            else if (split == 4)
+                PDL_LAUNCH((k_matvec<T, 1, false, 4>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+            else
+                PDL_LAUNCH((k_matvec<T, 1, false, 8>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+            return cudaGetLastError();
+        }
+    }
 #define PI_MV_LAUNCH(NT)                                                                        \
     do {                                                                                        \
         if (rope)                                                                               \

@@ -231,6 +231,34 @@ int main(int argc, char **argv)
         row(name, time_us(t, [&](int r) { qkv64(ya, n, r); }), 3 * mat);
     }
     setenv("PI_CUDA_MV_BATCH", "0", 1);
+    // A row split over several warps (wo: 4) against one warp a row (PI_CUDA_MV_SPLIT=0): the same sums but
+    // for their order (exits 1 beyond 1e-5 of the largest), then both timed.
+    {
+        float *ya = make_floats(DIM, 0, 0.0f, 0.0f), *yb = make_floats(DIM, 0, 0.0f, 0.0f);
+        setenv("PI_CUDA_MV_SPLIT", "0", 1);
+        CK(cuda_matvec(0, ya, DIM, &wo[0], x, DIM, 1));
+        row("wo matvec, 1 entry, one warp a row", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
+        unsetenv("PI_CUDA_MV_SPLIT");
+        CK(cudaMemset(yb, 0xff, DIM * sizeof(float)));
+        CK(cuda_matvec(0, yb, DIM, &wo[0], x, DIM, 1));
+        CK(cudaDeviceSynchronize());
+        std::vector<float> a(DIM), b(DIM);
+        CK(cudaMemcpy(a.data(), ya, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(b.data(), yb, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+        double worst = 0, big = 0;
+        for (uint32_t r = 0; r < DIM; r++) {
+            double d = fabs((double)a[r] - (double)b[r]);
+            worst = !(d == d) ? 1e300 : d > worst ? d : worst;
+            big = fabs(a[r]) > big ? fabs(a[r]) : big;
+        }
+        printf("wo split over warps vs one warp a row: largest difference %.2e of %.2e\n", worst, big);
+        if (!(worst <= 1e-5 * big)) {
+            fprintf(stderr, "FAIL: the split-row product differs from one warp a row\n");
+            return 1;
+        }
+        CK(cudaFree(ya));
+        CK(cudaFree(yb));
+    }
     row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
     // The K-quants' chunks (a Q4_K_M file's two types) against F16's: the same products, fewer bytes.
     for (int type : {(int)PI_TYPE_Q4_K, (int)PI_TYPE_Q6_K}) {
@@ -412,6 +440,14 @@ int main(int argc, char **argv)
     float *hid = make_floats(R, 14, 0, 0);
     uint32_t *mask;
     CK(cudaMalloc(&mask, cuda_pred_words(NFF) * sizeof(uint32_t)));
+    setenv("PI_CUDA_MV_SPLIT", "0", 1);
+    row("predictor fc1 (1024 x 5120) + ReLU, one warp a row", time_us(t, [&](int r) {
+            cuda_mv_set s;
+            memset(&s, 0, sizeof s);
+            s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+            CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
+        }), (double)R * DIM * 2);
+    unsetenv("PI_CUDA_MV_SPLIT");
     row("predictor fc1 (1024 x 5120) + ReLU", time_us(t, [&](int r) {
             cuda_mv_set s;
             memset(&s, 0, sizeof s);
