@@ -816,10 +816,11 @@ unsigned div_up(size_t a, size_t b)
 // Warps a row of a one-entry product is split over: enough that the rows
 // fill the machine about four times over (132 SMs x 32 resident warps on the
 // H200; wo's 5120 rows -> 4, the predictor's 1024 -> 8), while each part
-// keeps at least 64 chunks (2 a lane). PI_CUDA_MV_SPLIT=0: never split.
+// keeps at least 64 chunks (2 a lane). Only with PI_CUDA_MV_SPLIT=1 until it
+// has run on a GPU (written in session 7).
 int mv_split(uint32_t rows, uint32_t chunks)
 {
-    const int on = cuda_switch("PI_CUDA_MV_SPLIT", 1);
+    const int on = cuda_switch("PI_CUDA_MV_SPLIT", 0);
     constexpr uint32_t WANT = 4 * 132 * 32;
     int split = 1;
     while (on && split < 8 && (uint64_t)rows * split < WANT && chunks / (2u * split) >= 64)
@@ -1140,7 +1141,7 @@ cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float 
 int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim)
 {
     const int kq = type == PI_TYPE_Q4_K || type == PI_TYPE_Q5_K || type == PI_TYPE_Q6_K;
-    return cuda_switch("PI_CUDA_QKV_ROPE", 1) && n >= 1 && n <= CUDA_MAX_BATCH && !cuda_mv_batch_use(n, kq) &&
+    return cuda_switch("PI_CUDA_QKV_ROPE", 0) && n >= 1 && n <= CUDA_MAX_BATCH && !cuda_mv_batch_use(n, kq) &&
            head_dim % 2 == 0 && head_dim > 0 && dim % head_dim == 0 && kv_dim % head_dim == 0;
 }
 
@@ -1287,7 +1288,7 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
 
 int cuda_pred_tail_on(uint32_t n)
 {
-    return n >= 1 && n <= CUDA_PRED_TAIL_MAX && cuda_switch("PI_CUDA_PRED_TAIL", 1);
+    return n >= 1 && n <= CUDA_PRED_TAIL_MAX && cuda_switch("PI_CUDA_PRED_TAIL", 0);
 }
 
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,

@@ -98,7 +98,8 @@ struct cuda_qkv_rope {
     uint32_t head_dim, n_layers, n_ctx, layer;
 };
 // 1 when cuda_matvec_qkv_rope takes a step of n entries of this type and
-// shape (the one-warp-a-row kernel; PI_CUDA_QKV_ROPE=0: never).
+// shape (the one-warp-a-row kernel) and PI_CUDA_QKV_ROPE=1 (off by default
+// until it has run on a GPU).
 int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim);
 // set = {Q, K, V} of one type: cuda_matvec_set's product, then q's and k's
 // rows rotated in pairs (2i, 2i + 1 of a head) by each entry's position and
@@ -144,9 +145,9 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
 // decide differently from the host's row-order sum.
 // tail (optional, n <= CUDA_PRED_TAIL_MAX): the kernel's last block also
 // compacts the masks into lists and publishes the layer tick
-// (cuda_pred_tail, cuda_predict.cuh); PI_CUDA_PRED_TAIL=0 turns it off
-// (cuda_pred_tail_on), so callers launch cuda_pred_compact and
-// cuda_publish themselves.
+// (cuda_pred_tail, cuda_predict.cuh). Callers use it when
+// cuda_pred_tail_on: PI_CUDA_PRED_TAIL=1 (off by default until it has run
+// on a GPU); otherwise they launch cuda_pred_compact and cuda_publish.
 struct cuda_pred_tail;
 #define CUDA_PRED_TAIL_MAX 4
 int cuda_pred_tail_on(uint32_t n);

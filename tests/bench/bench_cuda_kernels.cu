@@ -170,6 +170,9 @@ int main(int argc, char **argv)
     CK(cudaEventCreate(&t.a));
     CK(cudaEventCreate(&t.b));
     setenv("PI_CUDA_MV_BATCH", "0", 1);     // the one-warp-per-row rows; the tiled ones switch it on
+    // The kernels written in session 7, off by default until they have run on a GPU: checked and timed here.
+    setenv("PI_CUDA_QKV_ROPE", "1", 1);
+    setenv("PI_CUDA_PRED_TAIL", "1", 1);
 
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -238,7 +241,7 @@ int main(int argc, char **argv)
         setenv("PI_CUDA_MV_SPLIT", "0", 1);
         CK(cuda_matvec(0, ya, DIM, &wo[0], x, DIM, 1));
         row("wo matvec, 1 entry, one warp a row", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
-        unsetenv("PI_CUDA_MV_SPLIT");
+        setenv("PI_CUDA_MV_SPLIT", "1", 1);
         CK(cudaMemset(yb, 0xff, DIM * sizeof(float)));
         CK(cuda_matvec(0, yb, DIM, &wo[0], x, DIM, 1));
         CK(cudaDeviceSynchronize());
@@ -259,7 +262,8 @@ int main(int argc, char **argv)
         CK(cudaFree(ya));
         CK(cudaFree(yb));
     }
-    row("wo matvec, 1 entry", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
+    row("wo matvec, 1 entry, rows split over warps", time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &wo[r % COPIES], x, DIM, 1)); }), mat);
+    setenv("PI_CUDA_MV_SPLIT", "0", 1);
     // The K-quants' chunks (a Q4_K_M file's two types) against F16's: the same products, fewer bytes.
     for (int type : {(int)PI_TYPE_Q4_K, (int)PI_TYPE_Q6_K}) {
         cuda_mat kq[COPIES];
@@ -447,13 +451,14 @@ int main(int argc, char **argv)
             s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
             CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
         }), (double)R * DIM * 2);
-    unsetenv("PI_CUDA_MV_SPLIT");
-    row("predictor fc1 (1024 x 5120) + ReLU", time_us(t, [&](int r) {
+    setenv("PI_CUDA_MV_SPLIT", "1", 1);
+    row("predictor fc1 (1024 x 5120) + ReLU, rows split over warps", time_us(t, [&](int r) {
             cuda_mv_set s;
             memset(&s, 0, sizeof s);
             s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
             CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
         }), (double)R * DIM * 2);
+    setenv("PI_CUDA_MV_SPLIT", "0", 1);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f, NULL)); }), (double)NFF * R * 2);
     // fc2 whose last block compacts the lists and publishes the tick (cuda_pred_tail) against fc2, then
     // cuda_pred_compact: the same counts and lists, the tick stored, the block counter back at zero, twice.

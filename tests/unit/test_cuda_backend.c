@@ -1041,7 +1041,8 @@ static void run_real_width(void)
     remove(path);
 }
 
-/* PI_CUDA_TEST_ONLY=group,... (stories, synth, random, kquant, rope, real):
+/* PI_CUDA_TEST_ONLY=group,... (stories, synth, random, kquant, rope, real,
+ * session7):
  * only those groups, for a device call with little time left; unset: all. */
 static int want(const char *group)
 {
@@ -1102,6 +1103,19 @@ int main(void)
         run_rope_scaled();
     if (want("real"))
         run_real_width();
+    /* The kernels written in session 7, off by default until they have run on
+     * a GPU: the QKV product's rope epilogue, fc2's compaction + tick tail and
+     * rows split over warps, through a predictor model and the 13B widths. */
+    if (want("session7")) {
+        const char *sw[] = {"PI_CUDA_QKV_ROPE", "PI_CUDA_PRED_TAIL", "PI_CUDA_MV_SPLIT"};
+        for (int i = 0; i < 3; i++)
+            CHECK(setenv(sw[i], "1", 1) == 0, "setenv");
+        printf("session 7 kernels on (PI_CUDA_QKV_ROPE, PI_CUDA_PRED_TAIL, PI_CUDA_MV_SPLIT = 1):\n");
+        run_synth(PI_TYPE_F16, 0, 1);
+        run_real_width();
+        for (int i = 0; i < 3; i++)
+            CHECK(unsetenv(sw[i]) == 0, "unsetenv");
+    }
     return 0;
 }
 #endif
