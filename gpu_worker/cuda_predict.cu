@@ -98,14 +98,13 @@ __global__ void __launch_bounds__(PRED_COMPACT_THREADS) k_pred_compact(int32_t *
 }
 
 // One block: the ascending ids whose bit is set in (OR over the n entries'
-// masks) AND hot; the same two-pass scan as k_pred_compact.
+// masks) AND hot; the same scan as pred_compact_entry (block_exclusive_scan).
 __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list, int32_t *count,
                                                                    const uint32_t *mask, uint32_t n,
                                                                    const uint32_t *hot, uint32_t rows)
 {
     pdl_begin();
-    __shared__ uint32_t warp_sums[32];
-    const uint32_t t = threadIdx.x, lane = t & 31u, wid = t >> 5, n_warps = blockDim.x / 32;
+    const uint32_t t = threadIdx.x;
     const uint32_t words = (rows + 31) / 32, per = (words + blockDim.x - 1) / blockDim.x;
     const uint32_t w0 = min(words, t * per), w1 = min(words, w0 + per);
     uint32_t c = 0;
@@ -115,29 +114,8 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list
             u |= mask[(size_t)i * words + w];
         c += (uint32_t)__popc(u & hot[w]);
     }
-    uint32_t v = c;
-#pragma unroll
-    for (uint32_t o = 1; o < 32; o <<= 1) {
-        uint32_t y = __shfl_up_sync(0xffffffffu, v, o);
-        if (lane >= o)
-            v += y;
-    }
-    if (lane == 31)
-        warp_sums[wid] = v;
-    __syncthreads();
-    if (wid == 0) {
-        uint32_t s = lane < n_warps ? warp_sums[lane] : 0;
-#pragma unroll
-        for (uint32_t o = 1; o < 32; o <<= 1) {
-            uint32_t y = __shfl_up_sync(0xffffffffu, s, o);
-            if (lane >= o)
-                s += y;
-        }
-        if (lane < n_warps)
-            warp_sums[lane] = s;
-    }
-    __syncthreads();
-    uint32_t off = (wid ? warp_sums[wid - 1] : 0) + v - c;
+    uint32_t total;
+    uint32_t off = block_exclusive_scan(c, &total);
     for (uint32_t w = w0; w < w1; w++) {
         uint32_t u = 0;
         for (uint32_t i = 0; i < n; i++)
@@ -150,7 +128,7 @@ __global__ void __launch_bounds__(COMPACT_THREADS) k_union_compact(int32_t *list
         }
     }
     if (t == 0)
-        *count = (int32_t)warp_sums[n_warps - 1];
+        *count = (int32_t)total;
 }
 
 template <int T>

@@ -444,20 +444,17 @@ int main(int argc, char **argv)
     float *hid = make_floats(R, 14, 0, 0);
     uint32_t *mask;
     CK(cudaMalloc(&mask, cuda_pred_words(NFF) * sizeof(uint32_t)));
-    setenv("PI_CUDA_MV_SPLIT", "0", 1);
-    row("predictor fc1 (1024 x 5120) + ReLU, one warp a row", time_us(t, [&](int r) {
-            cuda_mv_set s;
-            memset(&s, 0, sizeof s);
-            s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
-            CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
-        }), (double)R * DIM * 2);
-    setenv("PI_CUDA_MV_SPLIT", "1", 1);
-    row("predictor fc1 (1024 x 5120) + ReLU, rows split over warps", time_us(t, [&](int r) {
-            cuda_mv_set s;
-            memset(&s, 0, sizeof s);
-            s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
-            CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
-        }), (double)R * DIM * 2);
+    for (const char *split : {"0", "1"}) {     // one warp a row, then rows split over warps
+        setenv("PI_CUDA_MV_SPLIT", split, 1);
+        row(split[0] == '0' ? "predictor fc1 (1024 x 5120) + ReLU, one warp a row"
+                            : "predictor fc1 (1024 x 5120) + ReLU, rows split over warps",
+            time_us(t, [&](int r) {
+                cuda_mv_set s;
+                memset(&s, 0, sizeof s);
+                s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+                CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
+            }), (double)R * DIM * 2);
+    }
     setenv("PI_CUDA_MV_SPLIT", "0", 1);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f, NULL)); }), (double)NFF * R * 2);
     // fc2 whose last block compacts the lists and publishes the tick (cuda_pred_tail) against fc2, then
