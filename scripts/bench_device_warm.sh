@@ -6,7 +6,7 @@
 #  - the greedy checks: stories260K with cuda (0 and 2 CPU workers) against expected.txt, the default model
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
-#    "0.3 0.4"), PowerInfer at 12.6 GiB, pi with everything in VRAM (--timings);
+#    "0.3 0.4"), PowerInfer at 12.6 GiB before and after them, pi with everything in VRAM (--timings);
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
 #  - with PI_AB="VAR=value ...[;VAR=value ...]" (e.g. PI_CUDA_PDL=0), the kernel bench (first variant) and
 #    every pi run once more with each variant's environment, its text compared with the first run's (greedy at
@@ -119,10 +119,16 @@ pirun() { # name [--dense] args...: predicted on the PWRI file (--dense: dense o
     same "$n: text with ${variants[$v]} vs without" "$out/$n-ab$v.txt" "$out/$n.txt"
   done
 }
+pwirun() { # name: PowerInfer at 12.6 GiB, its decode tok/s (the eval line, not the prompt's)
+  ( cd /tmp && PYTHONPATH=$A/pyshim GGUF_PY=$gp timeout 100 /tmp/powerinfer/build/bin/main -m $M -n 128 -t 16 -s 1 \
+      -p "$P" --ignore-eos --vram-budget 12.6 >"$out/$1.txt" 2>&1 )
+  echo "== PowerInfer 12.6 GiB ($1) rc=$?: $(grep -E ' eval time' "$out/$1.txt" | grep -v prompt | grep -oE '[0-9.]+ tokens per second')"
+}
+# PowerInfer before and after pi's 12.6 GiB runs: the host's memory bandwidth drifts within a call (2026-12-02:
+# PowerInfer 20.6 to 29.3 tok/s from call to call), so the ratio is taken against both.
+pwirun powerinfer
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
-( cd /tmp && PYTHONPATH=$A/pyshim GGUF_PY=$gp timeout 100 /tmp/powerinfer/build/bin/main -m $M -n 128 -t 16 -s 1 -p "$P" \
-    --ignore-eos --vram-budget 12.6 >"$out/powerinfer.txt" 2>&1 )
-echo "== PowerInfer 12.6 GiB rc=$?: $(grep -E ' eval time' "$out/powerinfer.txt" | grep -oE '[0-9.]+ tokens per second')"
+pwirun powerinfer-after
 pirun all-vram --vram-budget 40 --cpu-workers 1
 if [ -n "${PI_DENSE:-}" ]; then
   tail -1 "$out/mk-plain.log"
