@@ -87,6 +87,18 @@ cuda_mat make_block_mat(int type, uint32_t rows, uint32_t cols, uint32_t seed)
     return make_typed_mat(type, rows, cols, seed, 1.0f);
 }
 
+// The fused Q, K, V product's set: output k at y + k * per floats, an entry's outputs one matrix's rows apart.
+cuda_mv_set qkv_set(const cuda_mat &q, const cuda_mat &k, const cuda_mat &v, float *y, size_t per)
+{
+    cuda_mv_set s;
+    memset(&s, 0, sizeof s);
+    s.count = 3;
+    s.w[0] = q, s.w[1] = k, s.w[2] = v;
+    for (int i = 0; i < 3; i++)
+        s.y[i] = y + (size_t)i * per, s.ys[i] = s.w[i].rows;
+    return s;
+}
+
 float *make_floats(size_t n, uint32_t seed, float scale, float bias)
 {
     float *p;
@@ -203,12 +215,7 @@ int main(int argc, char **argv)
         char name[64];
         snprintf(name, sizeof name, "QKV fused matvec, %u entr%s", n, n == 1 ? "y" : "ies");
         row(name, time_us(t, [&](int r) {
-                cuda_mv_set s;
-                memset(&s, 0, sizeof s);
-                s.count = 3;
-                s.w[0] = wq[r % COPIES], s.y[0] = y, s.ys[0] = DIM;
-                s.w[1] = wk[r % COPIES], s.y[1] = y + 16 * DIM, s.ys[1] = DIM;
-                s.w[2] = wv[r % COPIES], s.y[2] = y + 32 * DIM, s.ys[2] = DIM;
+                cuda_mv_set s = qkv_set(wq[r % COPIES], wk[r % COPIES], wv[r % COPIES], y, 16 * DIM);
                 CK(cuda_matvec_set(0, &s, x, DIM, n, 0));
             }), 3 * mat);
     }
@@ -216,12 +223,7 @@ int main(int argc, char **argv)
     float *x64 = make_floats(64 * DIM, 14, 1.0f, 0.0f), *ya = make_floats(3 * 64 * DIM, 15, 0.0f, 0.0f),
           *yb = make_floats(3 * 64 * DIM, 16, 0.0f, 0.0f);
     auto qkv64 = [&](float *yy, uint32_t n, int r) {
-        cuda_mv_set s;
-        memset(&s, 0, sizeof s);
-        s.count = 3;
-        s.w[0] = wq[r % COPIES], s.w[1] = wk[r % COPIES], s.w[2] = wv[r % COPIES];
-        for (int k = 0; k < 3; k++)
-            s.y[k] = yy + (size_t)k * 64 * DIM, s.ys[k] = DIM;
+        cuda_mv_set s = qkv_set(wq[r % COPIES], wk[r % COPIES], wv[r % COPIES], yy, 64 * DIM);
         CK(cuda_matvec_set(0, &s, x64, DIM, n, 0));
     };
     for (uint32_t n : {2u, 3u, 5u, 8u, 17u, 64u})
@@ -369,20 +371,11 @@ int main(int argc, char **argv)
         CK(cudaMalloc(&kc2, (size_t)CTX * DIM * sizeof(__half)));
         CK(cudaMalloc(&vc2, (size_t)CTX * DIM * sizeof(__half)));
         float *ya = make_floats(3 * 3 * DIM, 0, 0.0f, 0.0f), *yb = make_floats(3 * 3 * DIM, 0, 0.0f, 0.0f);
-        auto set_into = [&](float *yy) {
-            cuda_mv_set st;
-            memset(&st, 0, sizeof st);
-            st.count = 3;
-            st.w[0] = wq[0], st.w[1] = wk[0], st.w[2] = wv[0];
-            for (int k = 0; k < 3; k++)
-                st.y[k] = yy + (size_t)k * 3 * DIM, st.ys[k] = DIM;
-            return st;
-        };
         cuda_qkv_rope rp = {e3, d_inv, kc2, vc2, HD, 1, CTX, 0};
         for (uint32_t n : {1u, 3u}) {
             CK(cudaMemcpy(kc2, kc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
             CK(cudaMemcpy(vc2, vc, (size_t)CTX * DIM * sizeof(__half), cudaMemcpyDeviceToDevice));
-            cuda_mv_set sa = set_into(ya), sb = set_into(yb);
+            cuda_mv_set sa = qkv_set(wq[0], wk[0], wv[0], ya, 3 * DIM), sb = qkv_set(wq[0], wk[0], wv[0], yb, 3 * DIM);
             CK(cuda_matvec_set(0, &sa, x, DIM, n, 0));
             CK(cuda_rope_store(0, ya, ya + 3 * DIM, ya + 6 * DIM, kc, vc, e3, 0, sh, n));
             CK(cuda_matvec_qkv_rope(0, &sb, x, DIM, n, &rp));
@@ -410,12 +403,7 @@ int main(int argc, char **argv)
         }
         CK(cudaMemcpy(e3, he3 + 1, sizeof(gpu_entry), cudaMemcpyHostToDevice));    // position 5, as below
         row("QKV + rope + KV store in one launch, 1 entry", time_us(t, [&](int r) {
-                cuda_mv_set st;
-                memset(&st, 0, sizeof st);
-                st.count = 3;
-                st.w[0] = wq[r % COPIES], st.w[1] = wk[r % COPIES], st.w[2] = wv[r % COPIES];
-                for (int k = 0; k < 3; k++)
-                    st.y[k] = yb + (size_t)k * 3 * DIM, st.ys[k] = DIM;
+                cuda_mv_set st = qkv_set(wq[r % COPIES], wk[r % COPIES], wv[r % COPIES], yb, 3 * DIM);
                 CK(cuda_matvec_qkv_rope(0, &st, x, DIM, 1, &rp));
             }), 3 * mat);
         CK(cudaFree(e3));
