@@ -19,6 +19,7 @@
 #include "gpu_probe.h"
 #include "model.h"
 #include "pm_qos.h"
+#include "spin_poll.h"
 #include "segment.h"
 #include "sidecar.h"
 #include "stale.h"
@@ -28,6 +29,7 @@
 #define WORKER_LOST_MS 30000.0 /* requests wait this long for a worker that will not come back */
 #define QUIT_WAIT_MS 3000.0
 #define GPU_PROBE_MS 30000.0   /* a driver that takes longer is stuck: pid says so */
+#define ENGINE_SPIN_US 20000L  /* longer than a decode step (13B all in VRAM: ~6 ms), then asleep */
 
 struct engine {
     char model_path[1024];
@@ -65,6 +67,7 @@ struct engine {
     engine_io_fn io_fn;
     void *io_ud;
     pm_qos qos;                 /* shallow idle states while requests run */
+    long spin_us;               /* a step's answer is awaited spinning this long (spin_poll.h) */
 };
 
 static int numa_nodes_or_one(void)
@@ -243,6 +246,9 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         }
     }
     e->n_ctx = e->plan.n_ctx; /* the KV cache as the plan sized it */
+    /* CUDA without CPU workers: the cores are free and a decode step takes a
+     * few ms, so pid awaits StepDone spinning rather than asleep. */
+    e->spin_us = spin_poll_us(!strcmp(e->backend, "cuda") && n_cpu == 0 ? ENGINE_SPIN_US : 0);
     uint32_t max_seqs = e->plan.max_seqs;
     if (o->warm_share > 0 && !e->plan.layer_vram)   /* asked for, but an index-order plan has none */
         fprintf(stderr, "pid: warning: --warm-share %g has no effect: warm neurons need a placement from "
@@ -665,7 +671,7 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
     double due = supervisor_next_due(&e->sup, pi_now_ms());
     if (due >= 0 && due < (double)timeout_ms)
         timeout_ms = (long)due + 1;
-    int r = zmq_poll(items, n_items, timeout_ms);
+    int r = spin_poll(items, n_items, timeout_ms, e->in_flight ? e->spin_us : 0);
     if (r < 0 && zmq_errno() != EINTR)
         return pi_error_set(err, "zmq_poll: %s", zmq_strerror(zmq_errno()));
     if (r > 0) {

@@ -727,7 +727,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
                             b->blk_bytes);
     if (dev_alloc(b, (void **)&b->d_blk, b->blk_bytes, MEM_SCRATCH, err))
         return -1;
-    CU(cudaMemset(b->d_blk, 0, b->blk_bytes));    // the parameters' pred_blocks counter starts at zero
+    CU(cudaMemset(b->d_blk, 0, b->blk_bytes));
     CU(cudaMallocHost((void **)&b->h_blk, b->blk_bytes));
     memset(b->h_blk, 0, b->blk_bytes);
     if (upload_rope(b, err) != 0)
@@ -906,13 +906,9 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
 // The predictor of layer l over the FFN input (or, for PowerInfer's own
 // LLaMA files, the residual stream before ffn_norm, as PowerInfer reads it):
 // each entry's mask, its ascending list (into p_lists, and out's mapped
-// destinations when given), and the step's hot union for the hot FFN. tick
-// (the mapped layer counter, or NULL): the lists' kernel may publish the
-// layer itself; *published says whether it did.
-static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_out *out, uint32_t *tick,
-                       int *published, pi_error *err)
+// destinations when given), and the step's hot union for the hot FFN.
+static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_out *out, pi_error *err)
 {
-    *published = 0;
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     const float *in = m->pred_input == PI_PRED_INPUT_RESIDUAL ? b->x : b->xb;
@@ -921,18 +917,11 @@ static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_o
     fc1.count = 1;
     fc1.w[0] = L->fc1, fc1.y[0] = b->p_hidden, fc1.ys[0] = L->fc1.rows;
     CU(cuda_matvec_set(b->stream, &fc1, in, m->dim, n, 1));
-    if (L->fc2m.data && cuda_pred_tail_on(n)) {   // fc2, the lists and the tick: one launch
-        cuda_pred_tail tail = {b->p_lists, b->p_counts, *out, &b->d_params->pred_blocks, tick,
-                               &b->d_params->tick0, l};
-        CU(cuda_pred_rows(b->stream, b->p_mask, &L->fc2m, b->p_hidden, n, m->sparse_threshold, &tail));
-        *published = tick != NULL;
-    } else {
-        if (L->fc2m.data)
-            CU(cuda_pred_rows(b->stream, b->p_mask, &L->fc2m, b->p_hidden, n, m->sparse_threshold, NULL));
-        else
-            CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
-        CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out));
-    }
+    if (L->fc2m.data)
+        CU(cuda_pred_rows(b->stream, b->p_mask, &L->fc2m, b->p_hidden, n, m->sparse_threshold));
+    else
+        CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
+    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out));
     if (n > 1)      // one entry: its own list is the union (step_union), cold ids skipped by the kernels
         CU(cuda_pred_union(b->stream, b->u_list, b->u_list + m->n_ff, b->p_mask, n, L->hot_bits, m->n_ff));
     return 0;
@@ -1120,8 +1109,7 @@ static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *
         for (uint32_t i = 0; i < n; i++)
             out.list[i] = dev_of(b, active[i]);
     }
-    int published;
-    if (enq_predict(b, l, n, &out, NULL, &published, err) != 0)
+    if (enq_predict(b, l, n, &out, err) != 0)
         return -1;
     if (!mapped) {
         // The counts first, then exactly the listed ids of each entry.
@@ -1223,13 +1211,11 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
         unsigned long long *st = b->d_stamps + (size_t)l * S;
         if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, W > 0 ? dev_of(b, k->xn) : NULL, err))
             return -1;
-        int published = 0;
-        if (predicted && (stamp(b, timed, l * S + ST_PRED, err) ||
-                          enq_predict(b, l, n, &out, W > 0 ? dev_of(b, k->layer_tick) : NULL, &published, err)))
+        if (predicted && (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, err)))
             return -1;
         if (stamp(b, timed, l * S + ST_PUB, err))
             return -1;
-        if (W > 0 && !published)
+        if (W > 0)
             CU(cuda_publish(b->stream, dev_of(b, k->layer_tick), b->d_params, l));
         // No CPU workers: the hot output goes straight into x (the same sum, one kernel fewer).
         if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, W == 0, err) ||
@@ -1367,7 +1353,7 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
         if (e[i].want_logits)
             rows[nrows++] = i;
     cuda_step_params *p = (cuda_step_params *)(b->h_blk + b->off_params);
-    *p = {tick0, abort_past, 0, 0};
+    *p = {tick0, abort_past, 0};
     int timed = times != NULL;
     cudaGraphExec_t exec;
     if (step_exec(b, n, nrows, predicted, timed, &exec, err) != 0)

@@ -98,8 +98,7 @@ struct cuda_qkv_rope {
     uint32_t head_dim, n_layers, n_ctx, layer;
 };
 // 1 when cuda_matvec_qkv_rope takes a step of n entries of this type and
-// shape (the one-warp-a-row kernel) and PI_CUDA_QKV_ROPE=1 (off by default
-// until it has run on a GPU).
+// shape (the one-warp-a-row kernel), unless PI_CUDA_QKV_ROPE=0.
 int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim);
 // set = {Q, K, V} of one type: cuda_matvec_set's product, then q's and k's
 // rows rotated in pairs (2i, 2i + 1 of a head) by each entry's position and
@@ -143,16 +142,8 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
 // warp reads each row once, coalesced (fast at PowerInfer's R = 1024);
 // sums are in warp order, so a logit within rounding of the threshold may
 // decide differently from the host's row-order sum.
-// tail (optional, n <= CUDA_PRED_TAIL_MAX): the kernel's last block also
-// compacts the masks into lists and publishes the layer tick
-// (cuda_pred_tail, cuda_predict.cuh). Callers use it when
-// cuda_pred_tail_on: PI_CUDA_PRED_TAIL=1 (off by default until it has run
-// on a GPU); otherwise they launch cuda_pred_compact and cuda_publish.
-struct cuda_pred_tail;
-#define CUDA_PRED_TAIL_MAX 4
-int cuda_pred_tail_on(uint32_t n);
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
-                           float threshold, const cuda_pred_tail *tail);
+                           float threshold);
 
 // The hot neurons of one --ffn predicted step as device-side data (so a
 // captured graph replays for any prediction): list[0..*count) = ascending

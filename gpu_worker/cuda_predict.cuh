@@ -28,18 +28,6 @@ struct cuda_pred_out {
     int32_t *counts;
 };
 
-// What the fc2 kernel's last block does after the mask (cuda_pred_rows with
-// a tail): cuda_pred_compact's work for every entry, then, when tick is
-// given, the layer tick (what cuda_publish does): two launches fewer a layer.
-struct cuda_pred_tail {
-    int32_t *lists, *counts;    // the device lists (n x rows ids) and counts
-    cuda_pred_out out;          // their mapped copies (optional, as cuda_pred_compact's)
-    uint32_t *blocks;           // a device word, zero before the first launch (the last block resets it)
-    uint32_t *tick;             // optional: the mapped layer counter's word, set to *tick0 + layer
-    const uint32_t *tick0;
-    uint32_t layer;
-};
-
 // 1 when fc2 may have type t (f32, f16, bf16, q8_0, q4_0).
 int cuda_pred_type_ok(int t);
 

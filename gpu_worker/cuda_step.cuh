@@ -17,7 +17,6 @@ struct cuda_step_params {
     uint32_t tick0;         // layer l's tick is tick0 + l
     uint32_t abort_past;    // a wait gives up once the abort counter passes this
     uint32_t status;        // set to 1 by the device when a wait gave up
-    uint32_t pred_blocks;   // the fc2 kernel's blocks done in this layer (cuda_pred_tail.blocks; back to 0 after)
 };
 
 // The CPU workers as the device sees them: device-readable arrays (in device

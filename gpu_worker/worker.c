@@ -30,10 +30,15 @@
 #include "segment.h"
 #include "seqcount.h"
 #include "sidecar.h"
+#include "spin_poll.h"
 #include "step_layout.h"
 #include "wire.h"
 
 #define HEARTBEAT_MS 500
+/* With the CUDA backend and no CPU workers (the cores are free), the next
+ * Step is awaited spinning for this long after a step: pid samples and sends
+ * it within ~0.1 ms in a decode. PI_ZMQ_SPIN_US overrides (spin_poll.h). */
+#define GPU_WORKER_SPIN_US 2000
 
 typedef struct gworker {
     const gpu_worker_opts *o;
@@ -465,7 +470,9 @@ static int serve(gworker *g, pi_error *err)
 {
     ctl_loop loop = {.sock = g->sock, .name = "gpu worker", .heartbeat_ms = HEARTBEAT_MS,
                      .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = g,
-                     .zctx = g->zctx, .ctl_endpoint = g->o->ctl, .routing_id = "gpu"};
+                     .zctx = g->zctx, .ctl_endpoint = g->o->ctl, .routing_id = "gpu",
+                     .spin_us = spin_poll_us(g->ops != &gpu_backend_host && g->o->n_cpu_workers == 0
+                                                 ? GPU_WORKER_SPIN_US : 0)};
     return ctl_loop_run(&loop, err);
 }
 

@@ -6,6 +6,7 @@
 
 #include "ctl_heartbeat.h"
 #include "pi_proc.h"
+#include "spin_poll.h"
 #include "wire.h"
 
 /* PI_TEST_STEP_DELAY_MS: tests make every step this much longer, to prove a
@@ -21,6 +22,7 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
 {
     const char *d = getenv("PI_TEST_STEP_DELAY_MS");
     long delay_ms = d ? strtol(d, NULL, 10) : 0;
+    int stepped = 0;    /* the last message was a step: the next one is likely close */
     for (;;) {
         double idle = pi_now_ms() - *l->last_sent_ms;
         if (idle >= l->heartbeat_ms) {
@@ -29,7 +31,8 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
             idle = 0;
         }
         zmq_pollitem_t it = {.socket = l->sock, .events = ZMQ_POLLIN};
-        int pr = zmq_poll(&it, 1, (long)(l->heartbeat_ms - idle) + 1);
+        int pr = spin_poll(&it, 1, (long)(l->heartbeat_ms - idle) + 1, stepped ? l->spin_us : 0);
+        stepped = 0;
         if (pr < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -51,6 +54,7 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
                 test_delay(delay_ms);
                 rc = l->on_step(l->ud, c->step, err);
                 ctl_heartbeat_step(hb, 0);
+                stepped = 1;
             }
             else if (c->kind_case == PI__CONTROL__KIND_QUIT)
                 quit = 1;

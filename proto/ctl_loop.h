@@ -17,6 +17,9 @@ typedef struct ctl_loop {
     int (*heartbeat)(void *ud, pi_error *err);
     int (*on_step)(void *ud, const Pi__Step *st, pi_error *err);
     void *ud;
+    /* After a step, wait for the next message spinning for up to this many
+     * us (spin_poll.h) before sleeping; 0: sleep at once. */
+    long spin_us;
     /* Set all three to beat from a thread while on_step runs
      * (ctl_heartbeat.h); zctx NULL: no such thread. */
     void *zctx;                 /* the context of sock */

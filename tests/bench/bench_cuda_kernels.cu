@@ -182,9 +182,6 @@ int main(int argc, char **argv)
     CK(cudaEventCreate(&t.a));
     CK(cudaEventCreate(&t.b));
     setenv("PI_CUDA_MV_BATCH", "0", 1);     // the one-warp-per-row rows; the tiled ones switch it on
-    // The kernels written in session 7, off by default until they have run on a GPU: checked and timed here.
-    setenv("PI_CUDA_QKV_ROPE", "1", 1);
-    setenv("PI_CUDA_PRED_TAIL", "1", 1);
 
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -444,72 +441,25 @@ int main(int argc, char **argv)
             }), (double)R * DIM * 2);
     }
     setenv("PI_CUDA_MV_SPLIT", "0", 1);
-    row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f, NULL)); }), (double)NFF * R * 2);
-    // fc2 whose last block compacts the lists and publishes the tick (cuda_pred_tail) against fc2, then
-    // cuda_pred_compact: the same counts and lists, the tick stored, the block counter back at zero, twice.
+    row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
+    // fc2 then the compaction of its mask into lists: the predictor's tail as the step runs it. (Session 7's
+    // one-launch tail, fc2's last block compacting and storing the tick, took 16.5 us against these two
+    // launches' 12.7 on the H200, session 8: removed.)
     {
-        const uint32_t words = cuda_pred_words(NFF);
         float *hid3 = make_floats(3 * R, 17, 1.0f, 0.0f);
-        uint32_t *ma, *mb, *dev_words;      // dev_words: blocks counter, tick, tick0
-        int32_t *la, *ca, *lb, *cb, *ob, *ocb;
-        CK(cudaMalloc(&ma, 3 * words * 4));
-        CK(cudaMalloc(&mb, 3 * words * 4));
-        CK(cudaMalloc(&dev_words, 3 * 4));
-        CK(cudaMemset(dev_words, 0, 3 * 4));
-        const uint32_t tick0 = 41;
-        CK(cudaMemcpy(dev_words + 2, &tick0, 4, cudaMemcpyHostToDevice));
-        for (int32_t **p : {&la, &lb, &ob})
-            CK(cudaMalloc(p, 3 * NFF * 4));
-        for (int32_t **p : {&ca, &cb, &ocb})
-            CK(cudaMalloc(p, 3 * 4));
-        cuda_pred_tail tail;
-        memset(&tail, 0, sizeof tail);
-        tail.lists = lb, tail.counts = cb, tail.blocks = dev_words, tail.tick = dev_words + 1, tail.tick0 = dev_words + 2;
-        tail.layer = 1, tail.out.counts = ocb;
-        for (uint32_t i = 0; i < 3; i++)
-            tail.out.list[i] = ob + (size_t)i * NFF;
+        uint32_t *ma;
+        int32_t *la, *ca;
+        CK(cudaMalloc(&ma, 3 * cuda_pred_words(NFF) * 4));
+        CK(cudaMalloc(&la, 3 * NFF * 4));
+        CK(cudaMalloc(&ca, 3 * 4));
         cuda_pred_out none;
         memset(&none, 0, sizeof none);
         const float thr = 0.6f;     // ~13% of the rows: sums of 1024 products of +-0.05 and +-1
-        for (uint32_t n : {1u, 3u, 1u}) {
-            CK(cudaMemset(dev_words + 1, 0, 4));
-            CK(cuda_pred_rows(0, ma, &fc2[0], hid3, n, thr, NULL));
-            CK(cuda_pred_compact(0, la, ca, ma, NFF, n, &none));
-            CK(cuda_pred_rows(0, mb, &fc2[0], hid3, n, thr, &tail));
-            CK(cudaDeviceSynchronize());
-            std::vector<int32_t> ha(3 * NFF), hb(3 * NFF), hob(3 * NFF), hca(3), hcb(3), hocb(3);
-            uint32_t hw[2];
-            CK(cudaMemcpy(ha.data(), la, ha.size() * 4, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hb.data(), lb, hb.size() * 4, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hob.data(), ob, hob.size() * 4, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hca.data(), ca, 12, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hcb.data(), cb, 12, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hocb.data(), ocb, 12, cudaMemcpyDeviceToHost));
-            CK(cudaMemcpy(hw, dev_words, 8, cudaMemcpyDeviceToHost));
-            int same = hw[0] == 0 && hw[1] == tick0 + 1;
-            for (uint32_t i = 0; i < n; i++) {
-                same &= hca[i] == hcb[i] && hcb[i] == hocb[i] && hca[i] >= 0 && (uint32_t)hca[i] <= NFF;
-                if (same)
-                    same &= memcmp(ha.data() + (size_t)i * NFF, hb.data() + (size_t)i * NFF, hca[i] * 4) == 0 &&
-                            memcmp(ha.data() + (size_t)i * NFF, hob.data() + (size_t)i * NFF, hca[i] * 4) == 0;
-            }
-            printf("predictor fc2 with the lists and the tick in one launch, %u entr%s: %d of %u active (entry 0); %s\n",
-                   n, n == 1 ? "y" : "ies", hca[0], NFF, same ? "lists, counts and tick as fc2 + compaction" : "DIFFERENT");
-            if (!same) {
-                fprintf(stderr, "FAIL: cuda_pred_rows with a tail differs from cuda_pred_rows + cuda_pred_compact "
-                        "(%u entries; counter %u, tick %u)\n", n, hw[0], hw[1]);
-                return 1;
-            }
-        }
         row("predictor fc2 + compaction (two launches)", time_us(t, [&](int r) {
-                CK(cuda_pred_rows(0, ma, &fc2[r % COPIES], hid3, 1, thr, NULL));
+                CK(cuda_pred_rows(0, ma, &fc2[r % COPIES], hid3, 1, thr));
                 CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none));
             }), (double)NFF * R * 2);
-        row("predictor fc2 + compaction + tick (one launch)", time_us(t, [&](int r) {
-                CK(cuda_pred_rows(0, mb, &fc2[r % COPIES], hid3, 1, thr, &tail));
-            }), (double)NFF * R * 2);
-        for (void *p : {(void *)hid3, (void *)ma, (void *)mb, (void *)dev_words, (void *)la, (void *)ca, (void *)lb,
-                        (void *)cb, (void *)ob, (void *)ocb})
+        for (void *p : {(void *)hid3, (void *)ma, (void *)la, (void *)ca})
             CK(cudaFree(p));
     }
 

@@ -8,12 +8,15 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "check.h"
 #include "endpoint.h"
+#include "pi_proc.h"
 #include "rpc.h"
+#include "spin_poll.h"
 #include "wire.h"
 
 typedef struct pair {
@@ -668,6 +671,50 @@ static void rpc_client_checks(void *ctx)
     unlink(path);
 }
 
+/* A message 3 ms after the call, inside a 200 ms spin window. */
+static void *send_later(void *dealer)
+{
+    struct timespec ts = {0, 3000000};
+    nanosleep(&ts, NULL);
+    CHECK(zmq_send(dealer, "x", 1, 0) == 1, "send");
+    return NULL;
+}
+
+/* spin_poll: what is queued comes at once, a message during the spin comes
+ * when it lands, nothing comes at the timeout (not at the end of the spin,
+ * not later); PI_ZMQ_SPIN_US overrides the window. */
+static void spin_poll_checks(void *ctx)
+{
+    pair p = pair_open(ctx, "inproc://spin-test");
+    zmq_pollitem_t it = {.socket = p.router, .events = ZMQ_POLLIN};
+    double t0 = pi_now_ms();
+    CHECK(spin_poll(&it, 1, 40, 0) == 0, "nothing queued, no spin");
+    double t1 = pi_now_ms();
+    CHECK(spin_poll(&it, 1, 40, 10000) == 0, "nothing queued, 10 ms spin");
+    double t2 = pi_now_ms();
+    CHECK(t1 - t0 >= 39 && t2 - t1 >= 39 && t2 - t1 < 2000, "timeouts: %.1f and %.1f ms", t1 - t0, t2 - t1);
+    CHECK(zmq_send(p.dealer, "x", 1, 0) == 1, "send");
+    t0 = pi_now_ms();
+    CHECK(spin_poll(&it, 1, 5000, 200000) == 1 && (it.revents & ZMQ_POLLIN), "queued");
+    char buf[16];
+    CHECK(zmq_recv(p.router, buf, sizeof buf, 0) > 0 && zmq_recv(p.router, buf, sizeof buf, 0) == 1, "recv");
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, send_later, p.dealer) == 0, "thread");
+    CHECK(spin_poll(&it, 1, 5000, 200000) == 1, "sent during the spin");
+    t1 = pi_now_ms();
+    pthread_join(th, NULL);
+    CHECK(t1 - t0 < 1000, "came after %.1f ms", t1 - t0);
+    CHECK(zmq_recv(p.router, buf, sizeof buf, 0) > 0 && zmq_recv(p.router, buf, sizeof buf, 0) == 1, "recv");
+    pair_close(&p);
+
+    CHECK(unsetenv("PI_ZMQ_SPIN_US") == 0 && spin_poll_us(70) == 70, "default");
+    CHECK(setenv("PI_ZMQ_SPIN_US", "0", 1) == 0 && spin_poll_us(70) == 0, "0: no spin");
+    CHECK(setenv("PI_ZMQ_SPIN_US", "150", 1) == 0 && spin_poll_us(0) == 150, "150");
+    CHECK(setenv("PI_ZMQ_SPIN_US", "1x", 1) == 0 && spin_poll_us(70) == 70, "not a number: default");
+    CHECK(unsetenv("PI_ZMQ_SPIN_US") == 0, "unsetenv");
+    printf("spin_poll: ok\n");
+}
+
 int main(void)
 {
     void *ctx = zmq_ctx_new();
@@ -690,6 +737,7 @@ int main(void)
     bodies();
     endpoints();
     rpc_client_checks(ctx);
+    spin_poll_checks(ctx);
     zmq_ctx_term(ctx);
     printf("test_wire: ok\n");
     return 0;
