@@ -841,8 +841,8 @@ if want_stage run; then
       local x=$1; shift
       pirun "pi-predicted-budget$x" "$pwri" predicted "$budget" "$@"
       pirun "pi-predicted-all$x" "$pwri" predicted "$all_budget" "$@"
+      pirun "pi-dense-all$x" "$plain" dense "$all_budget" "$@"   # before the slow one: a call cut short keeps it
       pirun "pi-dense-budget$x" "$plain" dense "$budget" "$@"
-      pirun "pi-dense-all$x" "$plain" dense "$all_budget" "$@"
     }
   fi
   if [ -z "$no_decode" ] && want pi; then
