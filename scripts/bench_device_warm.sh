@@ -19,6 +19,9 @@
 #    host, 2026-12-02);
 #  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
 #    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
+#  - with PI_NCU_RUN=1, Nsight Compute on `pid run` itself (its GPU worker's step graphs, 5 tokens, no
+#    --timings) all in VRAM and at 12.6 GiB: each kernel's duration in the last decode step, summed per kernel
+#    (scripts/ncu_step_kernels.py), into $OUT/ncu-run.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
 # Every line it prints also goes to $OUT/bench_device_warm.txt; the logs to $OUT/logs.tgz.
 # Exit status 1 when a check says DIFFERENT or FAIL. Figures: docs/benchmarks.md, "Warm neurons".
@@ -130,6 +133,19 @@ pwirun powerinfer
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
 pwirun powerinfer-after
 pirun all-vram --vram-budget 40 --cpu-workers 1
+if [ -n "${PI_NCU_RUN:-}" ]; then
+  command -v ncu >/dev/null || PATH=$PATH:/usr/local/cuda/bin
+  for cfg in "all-vram 40" "budget 12.6"; do
+    # shellcheck disable=SC2086  # "name budget"
+    set -- $cfg
+    timeout 150 ncu --target-processes all --clock-control none --metrics gpu__time_duration.sum --csv \
+      --page raw --print-units base --print-kernel-base function $bin/pid run -m $M -n 5 --temp 0 -p "$P" --gpu-backend cuda \
+      --ffn predicted --vram-budget "$2" --cpu-workers 1 >"$out/ncu-$1.csv" 2>"$out/ncu-$1.err"
+    echo "ncu pid run ($1) rc=$?" | tee -a "$out/ncu-run.txt"
+    python3 scripts/ncu_step_kernels.py "$out/ncu-$1.csv" 40 >>"$out/ncu-run.txt" 2>&1
+  done
+  grep -E "^(ncu|last step)|\| sum" "$out/ncu-run.txt"
+fi
 if [ -n "${PI_DENSE:-}" ]; then
   tail -1 "$out/mk-plain.log"
   pirun dense-all --dense --vram-budget 40 --cpu-workers 1
@@ -154,8 +170,8 @@ else
 fi
 # At most 8 files come back from a device call: everything but the summary, the tables and ncu.txt goes in logs.tgz.
 # (The archive is written outside $out first: tar fails on a file that grows while it reads the folder.)
-(cd "$out" && tar czf /tmp/logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt . &&
+(cd "$out" && tar czf /tmp/logs-all.tgz --exclude=bench_device_warm.txt --exclude='*.md' --exclude=ncu.txt --exclude=ncu-run.txt . &&
   mv /tmp/logs-all.tgz . && find . -maxdepth 1 -type f ! -name bench_device_warm.txt ! -name '*.md' \
-  ! -name ncu.txt ! -name logs-all.tgz -delete) || echo "archiving the logs failed: some may not come back"
+  ! -name ncu.txt ! -name ncu-run.txt ! -name logs-all.tgz -delete) || echo "archiving the logs failed: some may not come back"
 echo "bench_device_warm: $fails failures"
 exit $((fails > 0))
