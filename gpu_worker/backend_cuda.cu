@@ -946,6 +946,11 @@ static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, int in
     float *out = into_x ? b->x : b->hot;
     if (predicted) {
         cuda_union u = step_union(b, n);
+        if (cuda_ffn_union_fusable(n, &L->gate, &L->up, &L->down_t)) {
+            CU(cuda_ffn_union_fused(b->stream, out, b->part, &L->gate, &L->up, &L->down_t, b->xb, &u, L->map,
+                                    (int)b->m->act, into_x));
+            return 0;
+        }
         CU(cuda_ffn_gate_up_union(b->stream, b->coef, &L->gate, &L->up, b->xb, n, &u, L->map, (int)b->m->act));
         CU(cuda_ffn_down_union(b->stream, out, b->part, &L->down_t, b->coef, n, &u, L->map, into_x));
         return 0;

@@ -714,6 +714,102 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
     }
 }
 
+// The predicted hot FFN of one entry in one launch (cuda_ffn_union_fused):
+// block s of FUSED_SLICES takes an equal run of the union list (at most
+// `cap` ids: the list's capacity / FUSED_SLICES, rounded up). Its warps
+// compute the run's coefficients into shared memory as k_gate_up_union does
+// (the same sums, so the same values); then each thread adds coef x its
+// chunks of those neurons' down^T rows, in list order, B neurons' chunks
+// fetched before any is used; the slice's sum goes to part[s], and
+// k_down_sum adds the slices in order. The down rows of a slice are read as
+// soon as its own coefficients are known, not after every block's, and one
+// launch goes. (The two phases do not overlap, so the sums' registers are
+// not live during the row dots: 2 blocks an SM.)
+constexpr uint32_t FUSED_SLICES = 256;
+constexpr uint32_t FUSED_CH = 4;    // output chunks a thread owns: dim <= WARPS * 32 * FUSED_CH * E
+static_assert(FUSED_SLICES <= CUDA_DOWN_PART_ROWS, "a slice a row of part");
+
+template <int T>
+__global__ void __launch_bounds__(WARPS * 32, 2) k_ffn_union1(float *part, cuda_mat gate, cuda_mat up, cuda_mat dt,
+                                                              const float *x, cuda_union u, const int32_t *map,
+                                                              int act, uint32_t cap)
+{
+    constexpr int E = wt<T>::E;
+    constexpr int B = 2;
+    extern __shared__ float s_coef[];           // cap coefficients, then cap slots
+    int32_t *s_slot = reinterpret_cast<int32_t *>(s_coef + cap);
+    pdl_begin();
+    const uint32_t w = threadIdx.x / 32, lane = threadIdx.x & 31u;
+    const uint32_t K = gate.rows, nch = dt.cols / E;
+    const uint32_t count = (uint32_t)*u.count, per = min(cap, (count + gridDim.x - 1) / gridDim.x);
+    const uint32_t k0 = min(count, blockIdx.x * per), rn = min(count, k0 + per) - k0;
+    for (uint32_t j = w; j < rn; j += WARPS) {
+        const int32_t id = u.list[k0 + j], slot = hot_slot(map, id, K);
+        float c = 0.0f;
+        if (slot >= 0) {
+            float g, v;
+            row_dot<T, 1, ROW_BATCH>(gate, (uint32_t)slot, x, gate.cols, 1, &g);
+            if (mask_bit(u.mask, u.words, 0, id) && (act == PI_ACT_SILU || g > 0.0f)) {
+                row_dot<T, 1, ROW_BATCH>(up, (uint32_t)slot, x, gate.cols, 1, &v);
+                c = ffn_act(act, g, v);
+            }
+        }
+        if (lane == 0) {
+            s_coef[j] = c;
+            s_slot[j] = slot;
+        }
+    }
+    __syncthreads();
+    float acc[FUSED_CH][E];
+#pragma unroll
+    for (uint32_t q = 0; q < FUSED_CH; q++)
+#pragma unroll
+        for (int e = 0; e < E; e++)
+            acc[q][e] = 0.0f;
+    for (uint32_t j0 = 0; j0 < rn; j0 += B) {
+        float a[B];
+        chunk ch[B][FUSED_CH];
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            a[b] = j0 + b < rn ? s_coef[j0 + b] : 0.0f;     // the same for the whole block
+            if (a[b] == 0.0f)
+                continue;
+#pragma unroll
+            for (uint32_t q = 0; q < FUSED_CH; q++) {
+                const uint32_t c = threadIdx.x + q * blockDim.x;
+                if (c < nch)
+                    ch[b][q] = wt<T>::fetch(dt, (uint32_t)s_slot[j0 + b], c);
+            }
+        }
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            if (a[b] == 0.0f)
+                continue;
+#pragma unroll
+            for (uint32_t q = 0; q < FUSED_CH; q++) {
+                if (threadIdx.x + q * blockDim.x >= nch)
+                    continue;
+                float wv[E];
+                wt<T>::expand(ch[b][q], wv);
+#pragma unroll
+                for (int e = 0; e < E; e++)
+                    acc[q][e] = fmaf(a[b], wv[e], acc[q][e]);
+            }
+        }
+    }
+    float *o = part + (size_t)blockIdx.x * dt.cols;
+#pragma unroll
+    for (uint32_t q = 0; q < FUSED_CH; q++) {
+        const uint32_t c = threadIdx.x + q * blockDim.x;
+        if (c >= nch)
+            continue;
+        float4 *o4 = reinterpret_cast<float4 *>(o + (size_t)c * E);
+#pragma unroll
+        for (int e = 0; e < E / 4; e++)
+            o4[e] = make_float4(acc[q][4 * e], acc[q][4 * e + 1], acc[q][4 * e + 2], acc[q][4 * e + 3]);
+    }
+}
+
 // The predictor's fc2 and threshold: block = 32 warps = 32 consecutive rows,
 // one word of each entry's bit mask; warp w reads row 32 * blockIdx.x + w
 // once for NT entries (grid.y: entry groups). hidden is already ReLU'd.
@@ -1257,6 +1353,49 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     if (e != cudaSuccess)
         return e;
     PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices, add);
+    return cudaGetLastError();
+}
+
+int cuda_ffn_union_fusable(uint32_t n, const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t)
+{
+    const int t = gate->type;
+    if (n != 1 || !cuda_switch("PI_CUDA_FFN_FUSED", 0) || up->type != t || down_t->type != t)
+        return 0;
+    if (t != PI_TYPE_F32 && t != PI_TYPE_F16 && t != PI_TYPE_BF16)
+        return 0;
+    const uint32_t E = t == PI_TYPE_F32 ? 4 : 8;
+    return gate->rows == up->rows && gate->rows == down_t->rows && gate->cols == up->cols &&
+           gate->cols == down_t->cols && down_t->cols % E == 0 && down_t->cols / E <= WARPS * 32 * FUSED_CH;
+}
+
+cudaError_t cuda_ffn_union_fused(cudaStream_t s, float *out, float *part, const cuda_mat *gate, const cuda_mat *up,
+                                 const cuda_mat *down_t, const float *x, const cuda_union *u, const int32_t *map,
+                                 int act, int add)
+{
+    if (!cuda_ffn_union_fusable(1, gate, up, down_t))
+        return cudaErrorNotSupported;
+    const uint32_t dim = down_t->cols;
+    if (down_t->rows == 0)
+        return add ? cudaSuccess : cudaMemsetAsync(out, 0, dim * sizeof(float), s);
+    const dim3 grid(FUSED_SLICES), block(WARPS * 32);
+    const uint32_t cap = div_up((size_t)u->words * 32, FUSED_SLICES);    // the list holds at most words * 32 ids
+    const size_t smem = (size_t)cap * (sizeof(float) + sizeof(int32_t));
+    switch (gate->type) {
+    case PI_TYPE_F32:
+        PDL_LAUNCH(k_ffn_union1<PI_TYPE_F32>, grid, block, smem, s, part, *gate, *up, *down_t, x, *u, map, act, cap);
+        break;
+    case PI_TYPE_F16:
+        PDL_LAUNCH(k_ffn_union1<PI_TYPE_F16>, grid, block, smem, s, part, *gate, *up, *down_t, x, *u, map, act, cap);
+        break;
+    case PI_TYPE_BF16:
+        PDL_LAUNCH(k_ffn_union1<PI_TYPE_BF16>, grid, block, smem, s, part, *gate, *up, *down_t, x, *u, map, act, cap);
+        break;
+    default: return cudaErrorNotSupported;
+    }
+    cudaError_t e;
+    if ((e = cudaGetLastError()) != cudaSuccess)
+        return e;
+    PDL_LAUNCH(k_down_sum, div_up(dim, 256), 256, 0, s, out, part, (size_t)dim, FUSED_SLICES, add);
     return cudaGetLastError();
 }
 

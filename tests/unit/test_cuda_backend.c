@@ -1042,7 +1042,7 @@ static void run_real_width(void)
 }
 
 /* PI_CUDA_TEST_ONLY=group,... (stories, synth, random, kquant, rope, real,
- * switches):
+ * switches, fused):
  * only those groups, for a device call with little time left; unset: all. */
 static int want(const char *group)
 {
@@ -1118,6 +1118,17 @@ int main(void)
         run_real_width();
         for (int i = 0; i < 2; i++)
             CHECK(unsetenv(sw[i]) == 0, "unsetenv");
+    }
+    /* The hot FFN in one launch (PI_CUDA_FFN_FUSED=1, off by default until
+     * measured on a GPU): one-entry predicted steps of F16 and BF16 (dReLU)
+     * models and the 13B widths. */
+    if (want("fused")) {
+        CHECK(setenv("PI_CUDA_FFN_FUSED", "1", 1) == 0, "setenv");
+        printf("PI_CUDA_FFN_FUSED=1:\n");
+        run_synth(PI_TYPE_F16, 0, 1);
+        run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
+        run_real_width();
+        CHECK(unsetenv("PI_CUDA_FFN_FUSED") == 0, "unsetenv");
     }
     return 0;
 }
