@@ -13,7 +13,6 @@
 #include "cuda_matvec.cuh"
 #include "cuda_matvec_batch.cuh"
 #include "cuda_pdl.cuh"
-#include "cuda_pred_compact.cuh"
 #include "cuda_rope.cuh"
 #include "cuda_switch.h"
 
@@ -1356,23 +1355,27 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     return cudaGetLastError();
 }
 
-int cuda_ffn_union_fusable(uint32_t n, const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t)
+// Types and shapes k_ffn_union1 takes (the switch aside).
+static int ffn_union1_ok(const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t)
 {
     const int t = gate->type;
-    if (n != 1 || !cuda_switch("PI_CUDA_FFN_FUSED", 0) || up->type != t || down_t->type != t)
-        return 0;
-    if (t != PI_TYPE_F32 && t != PI_TYPE_F16 && t != PI_TYPE_BF16)
+    if (up->type != t || down_t->type != t || (t != PI_TYPE_F32 && t != PI_TYPE_F16 && t != PI_TYPE_BF16))
         return 0;
     const uint32_t E = t == PI_TYPE_F32 ? 4 : 8;
     return gate->rows == up->rows && gate->rows == down_t->rows && gate->cols == up->cols &&
            gate->cols == down_t->cols && down_t->cols % E == 0 && down_t->cols / E <= WARPS * 32 * FUSED_CH;
 }
 
+int cuda_ffn_union_fusable(uint32_t n, const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t)
+{
+    return n == 1 && cuda_switch("PI_CUDA_FFN_FUSED", 0) && ffn_union1_ok(gate, up, down_t);
+}
+
 cudaError_t cuda_ffn_union_fused(cudaStream_t s, float *out, float *part, const cuda_mat *gate, const cuda_mat *up,
                                  const cuda_mat *down_t, const float *x, const cuda_union *u, const int32_t *map,
                                  int act, int add)
 {
-    if (!cuda_ffn_union_fusable(1, gate, up, down_t))
+    if (!ffn_union1_ok(gate, up, down_t))
         return cudaErrorNotSupported;
     const uint32_t dim = down_t->cols;
     if (down_t->rows == 0)

@@ -174,10 +174,10 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
 // block computes the coefficients of its run of the list and adds their
 // down^T rows at once (k_ffn_union1). The coefficients are
 // cuda_ffn_gate_up_union's; the down sums are grouped in other slices, so
-// out equals the two launches' to rounding. Taken when
-// cuda_ffn_union_fusable: n = 1, gate, up and down^T of one type among
-// F32, F16 and BF16, and PI_CUDA_FFN_FUSED=1 (off until measured on a GPU);
-// cudaErrorNotSupported (nothing launched) otherwise.
+// out equals the two launches' to rounding. It takes gate, up and down^T of
+// one type among F32, F16 and BF16 (cudaErrorNotSupported, nothing
+// launched, otherwise); the step uses it when cuda_ffn_union_fusable: that,
+// n = 1 and PI_CUDA_FFN_FUSED=1 (off until measured on a GPU).
 int cuda_ffn_union_fusable(uint32_t n, const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t);
 cudaError_t cuda_ffn_union_fused(cudaStream_t s, float *out, float *part, const cuda_mat *gate, const cuda_mat *up,
                                  const cuda_mat *down_t, const float *x, const cuda_union *u, const int32_t *map,

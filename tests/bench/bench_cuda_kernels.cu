@@ -502,12 +502,11 @@ int main(int argc, char **argv)
     snprintf(name, sizeof name, "hot down over the union (%u of %u; ~half live)", active, K);
     row(name, time_us(t, [&](int r) { CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[r % COPIES], coef, 1, &u, d_map, 0)); }),
         0.5 * active * DIM * 2);
-    // The same FFN in one launch (PI_CUDA_FFN_FUSED; k_ffn_union1): the coefficients are the two launches',
-    // the down sums grouped in other slices, so the outputs agree to rounding (checked: 1e-5 of the largest
-    // output, exit 1 otherwise), then both timed with their slices' sum.
+    // The same FFN in one launch (k_ffn_union1; the step takes it with PI_CUDA_FFN_FUSED=1): the coefficients
+    // are the two launches', the down sums grouped in other slices, so the outputs agree to rounding (checked:
+    // 1e-5 of the largest output, exit 1 otherwise), then both timed with their slices' sum.
     {
         float *fused = make_floats(DIM, 18, 0, 0);
-        setenv("PI_CUDA_FFN_FUSED", "1", 1);
         CK(cuda_ffn_gate_up_union(0, coef, &gate[0], &up[0], x, 1, &u, d_map, PI_ACT_RELU));
         CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[0], coef, 1, &u, d_map, 0));
         CK(cuda_ffn_union_fused(0, fused, dpart, &gate[0], &up[0], &down_t[0], x, &u, d_map, PI_ACT_RELU, 0));
@@ -527,7 +526,6 @@ int main(int argc, char **argv)
                 CK(cuda_ffn_gate_up_union(0, coef, &gate[r % COPIES], &up[r % COPIES], x, 1, &u, d_map, PI_ACT_RELU));
                 CK(cuda_ffn_down_union(0, hotout, dpart, &down_t[r % COPIES], coef, 1, &u, d_map, 0));
             }), 2.5 * active * DIM * 2);
-        unsetenv("PI_CUDA_FFN_FUSED");
         CK(cudaFree(fused));
     }
     printf("\n(rows of 0 GB/s: latency-bound steps with no weight bytes to speak of)\n");
