@@ -20,7 +20,8 @@
 #  - with PI_NCU=1, Nsight Compute's speed-of-light, memory and warp-state sections of the main kernels
 #    (pi-bench-cuda-kernels 1) into $OUT/ncu.txt;
 #  - with PI_NCU_RUN=1, Nsight Compute on `pid run` itself (its GPU worker's step graphs, 5 tokens, no
-#    --timings) all in VRAM and at 12.6 GiB: each kernel's duration in the last decode step, summed per kernel
+#    --timings) all in VRAM and at 12.6 GiB (PI_NCU_CONFIGS="all-vram 40;budget 12.6" picks: name budget;...),
+#    each kernel's duration in the last decode step, summed per kernel
 #    (scripts/ncu_step_kernels.py), into $OUT/ncu-run.txt;
 #  - test_cuda_backend in the time left of PI_WARM_BUDGET_S (default 330 s after the build).
 # Every line it prints also goes to $OUT/bench_device_warm.txt; the logs to $OUT/logs.tgz.
@@ -135,10 +136,11 @@ pwirun powerinfer-after
 pirun all-vram --vram-budget 40 --cpu-workers 1
 if [ -n "${PI_NCU_RUN:-}" ]; then
   command -v ncu >/dev/null || PATH=$PATH:/usr/local/cuda/bin
-  for cfg in "all-vram 40" "budget 12.6"; do
+  IFS=';' read -r -a ncu_cfgs <<<"${PI_NCU_CONFIGS:-all-vram 40;budget 12.6}"
+  for cfg in "${ncu_cfgs[@]}"; do
     # shellcheck disable=SC2086  # "name budget"
     set -- $cfg
-    timeout 150 ncu --target-processes all --clock-control none --metrics gpu__time_duration.sum --csv \
+    timeout 120 ncu --target-processes all --clock-control none --metrics gpu__time_duration.sum --csv \
       --page raw --print-units base --print-kernel-base function $bin/pid run -m $M -n 5 --temp 0 -p "$P" --gpu-backend cuda \
       --ffn predicted --vram-budget "$2" --cpu-workers 1 >"$out/ncu-$1.csv" 2>"$out/ncu-$1.err"
     echo "ncu pid run ($1) rc=$?" | tee -a "$out/ncu-run.txt"
