@@ -1368,7 +1368,7 @@ static int ffn_union1_ok(const cuda_mat *gate, const cuda_mat *up, const cuda_ma
 
 int cuda_ffn_union_fusable(uint32_t n, const cuda_mat *gate, const cuda_mat *up, const cuda_mat *down_t)
 {
-    return n == 1 && cuda_switch("PI_CUDA_FFN_FUSED", 0) && ffn_union1_ok(gate, up, down_t);
+    return n == 1 && cuda_switch("PI_CUDA_FFN_FUSED", 1) && ffn_union1_ok(gate, up, down_t);
 }
 
 cudaError_t cuda_ffn_union_fused(cudaStream_t s, float *out, float *part, const cuda_mat *gate, const cuda_mat *up,
