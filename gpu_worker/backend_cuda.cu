@@ -867,19 +867,23 @@ static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
     return 0;
 }
 
-// The first MiB of the device rows of w, at most, as an L2 hint for the
-// kernel before w's product (var: PI_CUDA_PF_ATTN or PI_CUDA_PF_NORM, MiB;
-// 0 or no matrix: none).
-static cuda_l2_hint l2_hint(const cuda_mat *w, const char *var, unsigned dflt_mib)
+// The first MiB of the device rows of w, then of w2's, at most, as an L2
+// hint for the kernel before their products (var: PI_CUDA_PF_ATTN or
+// PI_CUDA_PF_NORM, MiB; 0 or no matrix: none).
+static cuda_l2_hint l2_hint(const cuda_mat *w, const cuda_mat *w2, const char *var, unsigned dflt_mib)
 {
-    cuda_l2_hint h = {NULL, 0};
-    const unsigned mib = cuda_switch_uint(var, dflt_mib, 1024);
-    if (!w || !w->data || mib == 0)
-        return h;
-    const size_t rows = w->hdata ? w->nv : w->rows, all = rows * cuda_mat_quant_bytes(w->type, w->cols);
-    const size_t cap = (size_t)mib << 20;
-    h.p = w->data;
-    h.bytes = all < cap ? all : cap;
+    cuda_l2_hint h = {{NULL, NULL}, {0, 0}};
+    size_t cap = (size_t)cuda_switch_uint(var, dflt_mib, 1024) << 20;
+    const cuda_mat *ws[2] = {w, w2};
+    for (int i = 0; i < 2; i++) {
+        if (!ws[i] || !ws[i]->data || cap == 0)
+            continue;
+        const size_t rows = ws[i]->hdata ? ws[i]->nv : ws[i]->rows;
+        const size_t all = rows * cuda_mat_quant_bytes(ws[i]->type, ws[i]->cols);
+        h.p[i] = ws[i]->data;
+        h.bytes[i] = all < cap ? all : cap;
+        cap -= h.bytes[i];
+    }
     return h;
 }
 
@@ -893,7 +897,7 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int 
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
     CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n,
-                    l2_hint(&L->wq, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
+                    l2_hint(&L->wq, NULL, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
     cuda_mv_set qkv;
     memset(&qkv, 0, sizeof qkv);
     qkv.count = 3;
@@ -917,11 +921,12 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int 
         CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     }
     CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n,
-                      l2_hint(&L->wo, "PI_CUDA_PF_ATTN", PF_ATTN_MIB)));
+                      l2_hint(&L->wo, NULL, "PI_CUDA_PF_ATTN", PF_ATTN_MIB)));
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     // x += wo . attention (fused into the norm), then the FFN's input
     CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n,
-                    l2_hint(predicted ? &L->fc1 : NULL, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
+                    l2_hint(predicted ? &L->fc1 : NULL, predicted ? &L->fc2m : NULL, "PI_CUDA_PF_NORM",
+                            PF_NORM_MIB)));
     return 0;
 }
 
@@ -991,7 +996,7 @@ static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
         return 0;
     CU(pdl_launch(k_gather_rows, nrows, 128, 0, b->stream, b->tmp, b->x, b->d_rows, m->dim));
     CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows,
-                    l2_hint(&b->output, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
+                    l2_hint(&b->output, NULL, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
     CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
     return 0;
 }

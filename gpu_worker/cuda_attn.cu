@@ -11,16 +11,24 @@ namespace {
 constexpr unsigned NORM_THREADS = 1024;  // one block per row: 5 floats a thread at dim 5120
 constexpr unsigned NORM_PF_BLOCKS = 32;  // the norm's extra blocks that only prefetch (cuda_l2_hint)
 
-// This block's share of the hint, a whole number of 128-byte lines, asked of
-// L2 by all its threads (block b of nb).
-__device__ __forceinline__ void hint_share(cuda_l2_hint pf, size_t b, size_t nb)
+// This block's share of the hint's ranges, whole 128-byte lines of each,
+// asked of L2 by all its threads (block b of nb).
+__device__ __forceinline__ void hint_share(const cuda_l2_hint &pf, size_t b, size_t nb)
 {
-    if (!pf.p || pf.bytes == 0)
-        return;
-    const size_t lines = (pf.bytes + 127) / 128, lo = lines * b / nb * 128,
-                 hi = min(lines * (b + 1) / nb * 128, pf.bytes);
-    if (hi > lo)
-        prefetch_l2(static_cast<const char *>(pf.p) + lo, hi - lo, threadIdx.x, blockDim.x);
+    const size_t l0 = (pf.bytes[0] + 127) / 128, lines = l0 + (pf.bytes[1] + 127) / 128;
+    const size_t lo = lines * b / nb, hi = lines * (b + 1) / nb;
+    for (int r = 0; r < 2; r++) {           // [lo, hi) within range r's lines [begin, end)
+        const size_t begin = r ? l0 : 0, end = r ? lines : l0, s = max(lo, begin), e = min(hi, end);
+        if (pf.p[r] && e > s) {
+            const size_t from = (s - begin) * 128, to = min((e - begin) * 128, pf.bytes[r]);
+            prefetch_l2(static_cast<const char *>(pf.p[r]) + from, to - from, threadIdx.x, blockDim.x);
+        }
+    }
+}
+
+__host__ __device__ inline bool hint_any(const cuda_l2_hint &pf)
+{
+    return (pf.p[0] && pf.bytes[0]) || (pf.p[1] && pf.bytes[1]);
 }
 
 __device__ __forceinline__ float warp_sum(float v)
@@ -307,7 +315,7 @@ cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, cons
 {
     if (n == 0)
         return cudaSuccess;
-    const uint32_t grid = n + (pf.p && pf.bytes ? NORM_PF_BLOCKS : 0);
+    const uint32_t grid = n + (hint_any(pf) ? NORM_PF_BLOCKS : 0);
     PDL_LAUNCH(k_rmsnorm, grid, NORM_THREADS, 0, s, y, y_host, x, add, w, dim, eps, n, pf);
     return cudaGetLastError();
 }

@@ -44,11 +44,11 @@ unsigned cuda_attn_chunk();
 
 // Bytes a kernel asks L2 to fetch on the side (prefetch.global.L2, a hint
 // that changes no result): the product after it, so its weights stream in
-// while this kernel's short dependent loads leave the memory idle.
-// {NULL, 0}: none.
+// while this kernel's short dependent loads leave the memory idle: bytes[0]
+// at p[0], then bytes[1] at p[1] (a second matrix; 0: none). All zero: none.
 struct cuda_l2_hint {
-    const void *p;
-    size_t bytes;
+    const void *p[2];
+    size_t bytes[2];
 };
 
 // The attention scratch (part): first one counter per (entry, head) for

@@ -288,7 +288,7 @@ int main(int argc, char **argv)
     }
 
     float *w = make_floats(DIM, 3, 0.1f, 1.0f), *h = make_floats(DIM, 4, 1.0f, 0.0f), *xb = make_floats(DIM, 5, 0, 0);
-    row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1, cuda_l2_hint{NULL, 0})); }), 3.0 * DIM * 4);
+    row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1, cuda_l2_hint{{NULL, NULL}, {0, 0}})); }), 3.0 * DIM * 4);
 
     double inv[HD / 2], *d_inv;
     cuda_rope_inv_freqs(inv, HD, 10000.0f, 1.0f, NULL);
@@ -306,7 +306,7 @@ int main(int argc, char **argv)
     float *q = make_floats(DIM, 11, 1.0f, 0.0f), *k = make_floats(DIM, 12, 1.0f, 0.0f), *v = make_floats(DIM, 13, 1.0f, 0.0f);
     // Correct at any position and chunk length: against a float64 reference over the same fp16 cache, twice
     // (the split counters must come back to zero), before any timing.
-    const cuda_l2_hint none = {NULL, 0};
+    const cuda_l2_hint none = {{NULL, NULL}, {0, 0}};
     for (const char *chunk : {"64", "128", "256"}) {
         setenv("PI_CUDA_ATTN_CHUNK", chunk, 1);
         std::vector<__half> hk((size_t)CTX * DIM), hv((size_t)CTX * DIM);
@@ -435,7 +435,7 @@ int main(int argc, char **argv)
             char name[80];
             snprintf(name, sizeof name, "attention (position 127) + wo, wo's first %u MiB prefetched", mib);
             row(name, time_us(t, [&](int r) {
-                    const cuda_l2_hint pf = {wo[r % COPIES].data, (size_t)mib << 20};
+                    const cuda_l2_hint pf = {{wo[r % COPIES].data, NULL}, {(size_t)mib << 20, 0}};
                     CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1, pf));
                     CK(cuda_matvec(0, y + DIM, DIM, &wo[r % COPIES], y, DIM, 1));
                 }), mat);
@@ -444,7 +444,7 @@ int main(int argc, char **argv)
             char name[80];
             snprintf(name, sizeof name, "rmsnorm + QKV, wq's first %u MiB prefetched", mib);
             row(name, time_us(t, [&](int r) {
-                    const cuda_l2_hint pf = {wq[r % COPIES].data, (size_t)mib << 20};
+                    const cuda_l2_hint pf = {{wq[r % COPIES].data, NULL}, {(size_t)mib << 20, 0}};
                     CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1, pf));
                     cuda_mv_set st = qkv_set(wq[r % COPIES], wk[r % COPIES], wv[r % COPIES], y, 3 * DIM);
                     CK(cuda_matvec_set(0, &st, xb, DIM, 1, 0));
@@ -472,6 +472,21 @@ int main(int argc, char **argv)
                 s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
                 CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
             }), (double)R * DIM * 2);
+    }
+    // The FFN's norm asking L2 for fc1's and fc2's first MiB (the step's l2_hint), then fc1 and fc2.
+    for (unsigned mib : {0u, 16u, 24u}) {
+        char name[80];
+        snprintf(name, sizeof name, "rmsnorm + fc1 + fc2, their first %u MiB prefetched", mib);
+        row(name, time_us(t, [&](int r) {
+                const size_t b1 = (size_t)R * DIM * 2, cap = (size_t)mib << 20, f1 = cap < b1 ? cap : b1;
+                const cuda_l2_hint pf = {{fc1[r % COPIES].data, fc2[r % COPIES].data}, {f1, cap - f1}};
+                CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1, pf));
+                cuda_mv_set s;
+                memset(&s, 0, sizeof s);
+                s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+                CK(cuda_matvec_set(0, &s, xb, DIM, 1, 1));
+                CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f));
+            }), (double)R * DIM * 2 + (double)NFF * R * 2);
     }
     setenv("PI_CUDA_MV_SPLIT", "0", 1);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
