@@ -76,8 +76,6 @@ struct step_graph {
 };
 
 constexpr int MAX_GRAPHS = 8;
-// L2 prefetch of the next product's weights (l2_hint), MiB: off until measured on a GPU.
-constexpr unsigned PF_ATTN_MIB = 0, PF_NORM_MIB = 0;
 // Stamps per layer (phase starts: attn, predict, publish, hot, wait, finish,
 // the end of the wait) and the step's own (embed, logits, end).
 constexpr uint32_t STAMPS_PER_LAYER = 8;
@@ -867,37 +865,15 @@ static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
     return 0;
 }
 
-// The first MiB of the device rows of w, then of w2's, at most, as an L2
-// hint for the kernel before their products (var: PI_CUDA_PF_ATTN or
-// PI_CUDA_PF_NORM, MiB; 0 or no matrix: none).
-static cuda_l2_hint l2_hint(const cuda_mat *w, const cuda_mat *w2, const char *var, unsigned dflt_mib)
-{
-    cuda_l2_hint h = {{NULL, NULL}, {0, 0}};
-    size_t cap = (size_t)cuda_switch_uint(var, dflt_mib, 1024) << 20;
-    const cuda_mat *ws[2] = {w, w2};
-    for (int i = 0; i < 2; i++) {
-        if (!ws[i] || !ws[i]->data || cap == 0)
-            continue;
-        const size_t rows = ws[i]->hdata ? ws[i]->nv : ws[i]->rows;
-        const size_t all = rows * cuda_mat_quant_bytes(ws[i]->type, ws[i]->cols);
-        h.p[i] = ws[i]->data;
-        h.bytes[i] = all < cap ? all : cap;
-        cap -= h.bytes[i];
-    }
-    return h;
-}
-
 // Attention of layer l and its residual add; xb = the FFN's input
 // (rmsnorm(x) * ffn_norm), also written to xn_host (a device pointer into
-// the mapped segment) when given. The kernels before each product ask L2
-// for its first bytes while they run (l2_hint).
-static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int predicted, pi_error *err)
+// the mapped segment) when given.
+static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_error *err)
 {
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
-    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n,
-                    l2_hint(&L->wq, NULL, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
     cuda_mv_set qkv;
     memset(&qkv, 0, sizeof qkv);
     qkv.count = 3;
@@ -920,13 +896,10 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int 
         }
         CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     }
-    CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n,
-                      l2_hint(&L->wo, NULL, "PI_CUDA_PF_ATTN", PF_ATTN_MIB)));
+    CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     // x += wo . attention (fused into the norm), then the FFN's input
-    CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n,
-                    l2_hint(predicted ? &L->fc1 : NULL, predicted ? &L->fc2m : NULL, "PI_CUDA_PF_NORM",
-                            PF_NORM_MIB)));
+    CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n));
     return 0;
 }
 
@@ -995,8 +968,7 @@ static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
     if (nrows == 0)
         return 0;
     CU(pdl_launch(k_gather_rows, nrows, 128, 0, b->stream, b->tmp, b->x, b->d_rows, m->dim));
-    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows,
-                    l2_hint(&b->output, NULL, "PI_CUDA_PF_NORM", PF_NORM_MIB)));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows));
     CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
     return 0;
 }
@@ -1022,7 +994,7 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         return -1;
     b->xn_layer = -1;   // xb is rewritten below
     b->pred_layer = -1;
-    if (enq_attn(b, l, n, NULL, 1, err) != 0)   // the predict op may follow: fc1 is worth prefetching
+    if (enq_attn(b, l, n, NULL, err) != 0)
         return -1;
     // Straight into the shared segment (registered by map_host, so the copy
     // engine writes it directly); the CPU workers read it once we publish.
@@ -1242,7 +1214,7 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
     }
     for (uint32_t l = 0; l < L; l++) {
         unsigned long long *st = b->d_stamps + (size_t)l * S;
-        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, W > 0 ? dev_of(b, k->xn) : NULL, predicted, err))
+        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, W > 0 ? dev_of(b, k->xn) : NULL, err))
             return -1;
         if (predicted && (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, err)))
             return -1;

@@ -4,32 +4,10 @@
 #include "cuda_attn.cuh"
 #include "cuda_pdl.cuh"
 #include "cuda_rope.cuh"
-#include "cuda_switch.h"
 
 namespace {
 
 constexpr unsigned NORM_THREADS = 1024;  // one block per row: 5 floats a thread at dim 5120
-constexpr unsigned NORM_PF_BLOCKS = 32;  // the norm's extra blocks that only prefetch (cuda_l2_hint)
-
-// This block's share of the hint's ranges, whole 128-byte lines of each,
-// asked of L2 by all its threads (block b of nb).
-__device__ __forceinline__ void hint_share(const cuda_l2_hint &pf, size_t b, size_t nb)
-{
-    const size_t l0 = (pf.bytes[0] + 127) / 128, lines = l0 + (pf.bytes[1] + 127) / 128;
-    const size_t lo = lines * b / nb, hi = lines * (b + 1) / nb;
-    for (int r = 0; r < 2; r++) {           // [lo, hi) within range r's lines [begin, end)
-        const size_t begin = r ? l0 : 0, end = r ? lines : l0, s = max(lo, begin), e = min(hi, end);
-        if (pf.p[r] && e > s) {
-            const size_t from = (s - begin) * 128, to = min((e - begin) * 128, pf.bytes[r]);
-            prefetch_l2(static_cast<const char *>(pf.p[r]) + from, to - from, threadIdx.x, blockDim.x);
-        }
-    }
-}
-
-__host__ __device__ inline bool hint_any(const cuda_l2_hint &pf)
-{
-    return (pf.p[0] && pf.bytes[0]) || (pf.p[1] && pf.bytes[1]);
-}
 
 __device__ __forceinline__ float warp_sum(float v)
 {
@@ -63,17 +41,10 @@ template <int MAX> __device__ float block_reduce(float v, float *red)
 }
 
 // One block per row; with add, the row first becomes x + add (the residual
-// add of the previous product, fused here to save a launch). Blocks past
-// the rows only prefetch their share of pf (the next product's first bytes)
-// while the previous product drains and this one runs.
+// add of the previous product, fused here to save a launch).
 __global__ void __launch_bounds__(NORM_THREADS) k_rmsnorm(float *y, float *y_host, float *x, const float *add,
-                                                          const float *w, uint32_t dim, float eps, uint32_t rows,
-                                                          cuda_l2_hint pf)
+                                                          const float *w, uint32_t dim, float eps)
 {
-    if (blockIdx.x >= rows) {
-        hint_share(pf, blockIdx.x - rows, gridDim.x - rows);
-        return;
-    }
     pdl_begin();
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
@@ -143,36 +114,31 @@ __global__ void k_rope_store(float *q, float *k, const float *v, __half *k_cache
 // CHUNK) writes out; several write their part (o, max, sum) and the last
 // block of the (entry, head) to finish, counted in cnt, merges the splits in
 // order and resets the count: one launch, any position.
-// CHUNK positions a block (64, 128 or 256: PI_CUDA_ATTN_CHUNK), ATTN_WARPS
-// warps. Every block first prefetches its share of pf (wo, the product
-// after this one) into L2: the memory is otherwise idle while attention's
-// short dependent loads run.
+constexpr unsigned ATTN_WARPS = 4;
+constexpr unsigned ATTN_PER_WARP = CUDA_ATTN_CHUNK / ATTN_WARPS;
 constexpr unsigned ATTN_MAX_HD = 256;   // 4 pairs a lane
+static_assert(CUDA_ATTN_CHUNK % ATTN_WARPS == 0, "whole positions per warp");
 
-template <unsigned CHUNK, unsigned ATTN_WARPS>
 __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *part, uint32_t *cnt, const float *q,
                                                           const __half *kc, const __half *vc, const gpu_entry *e,
-                                                          uint32_t layer, cuda_attn_shape sh, cuda_l2_hint pf)
+                                                          uint32_t layer, cuda_attn_shape sh)
 {
-    constexpr unsigned ATTN_PER_WARP = CHUNK / ATTN_WARPS;
-    static_assert(CHUNK % ATTN_WARPS == 0 && CHUNK <= ATTN_WARPS * 32, "whole positions per warp, a thread each");
     extern __shared__ float fac[];          // the merge: one factor per split
-    __shared__ float s_sc[CHUNK];
+    __shared__ float s_sc[CUDA_ATTN_CHUNK];
     __shared__ float s_o[ATTN_WARPS][ATTN_MAX_HD];
     __shared__ float red[32];
     __shared__ int last;
     const uint32_t s = blockIdx.x, h = blockIdx.y, i = blockIdx.z, splits = gridDim.x;
-    hint_share(pf, s + (size_t)splits * (h + (size_t)gridDim.y * i), (size_t)splits * gridDim.y * gridDim.z);
     // The entries come from the host before the step's first kernel, so they
     // may be read before pdl_begin(); so may the cache rows into L2 (a hint:
     // the row rope_store is writing now is read after the wait). Measured:
     // 65.2 -> 53.1 us at position 4000, no change at 127 or 1023.
-    const uint32_t pos = e[i].pos, used = pos / CHUNK + 1, hd = sh.head_dim;
+    const uint32_t pos = e[i].pos, used = pos / CUDA_ATTN_CHUNK + 1, hd = sh.head_dim;
     if (s >= used) {
         pdl_begin();
         return;
     }
-    const uint32_t t0 = s * CHUNK, len = min(pos + 1 - t0, (uint32_t)CHUNK);
+    const uint32_t t0 = s * CUDA_ATTN_CHUNK, len = min(pos + 1 - t0, (uint32_t)CUDA_ATTN_CHUNK);
     const uint32_t kv_dim = sh.n_kv_heads * hd, kvh = h / (sh.n_heads / sh.n_kv_heads);
     const uint32_t lane = threadIdx.x & 31u, w = threadIdx.x >> 5, kd = (hd + 63) / 64;
     const size_t base = ((size_t)e[i].slot * sh.n_layers + layer) * sh.n_ctx * kv_dim + (size_t)kvh * hd +
@@ -210,7 +176,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
     for (uint32_t u = 0; u < ATTN_PER_WARP; u++) {
         const float v = warp_sum(sc[u]);
         const uint32_t j = w + ATTN_WARPS * u;
-        if (lane == 0 && j < CHUNK)
+        if (lane == 0 && j < CUDA_ATTN_CHUNK)
             s_sc[j] = j < len ? v : -INFINITY;
     }
     __syncthreads();
@@ -218,7 +184,7 @@ __global__ void __launch_bounds__(ATTN_WARPS * 32) k_attn(float *out, float *par
     const float mx = block_reduce<1>(my, red);
     const float p = threadIdx.x < len ? expf(my - mx) : 0.0f;
     const float sum = block_reduce<0>(p, red);   // its barriers order the reads of s_sc above
-    if (threadIdx.x < CHUNK)
+    if (threadIdx.x < CUDA_ATTN_CHUNK)
         s_sc[threadIdx.x] = p;                  // now the weights
     __syncthreads();
     float2 acc[4];
@@ -311,12 +277,11 @@ uint32_t cuda_attn_splits(uint32_t n_ctx)
 }
 
 cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, const float *add, const float *w,
-                         uint32_t dim, float eps, uint32_t n, cuda_l2_hint pf)
+                         uint32_t dim, float eps, uint32_t n)
 {
     if (n == 0)
         return cudaSuccess;
-    const uint32_t grid = n + (hint_any(pf) ? NORM_PF_BLOCKS : 0);
-    PDL_LAUNCH(k_rmsnorm, grid, NORM_THREADS, 0, s, y, y_host, x, add, w, dim, eps, n, pf);
+    PDL_LAUNCH(k_rmsnorm, n, NORM_THREADS, 0, s, y, y_host, x, add, w, dim, eps);
     return cudaGetLastError();
 }
 
@@ -349,8 +314,7 @@ size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint3
 }
 
 cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
-                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n,
-                           cuda_l2_hint pf)
+                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n)
 {
     if (n == 0)
         return cudaSuccess;
@@ -360,24 +324,7 @@ cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __h
     if (n > CUDA_NEEDS_MAX_BATCH)
         return cudaErrorInvalidValue;
     uint32_t *cnt = reinterpret_cast<uint32_t *>(part);
-    // Longer chunks: fewer blocks and no merge below their length, longer serial work per warp.
-    const unsigned chunk = cuda_attn_chunk();
-    const uint32_t used = (sh.n_ctx + chunk - 1) / chunk;   // <= splits: the scratch fits
-    const dim3 grid(used, sh.n_heads, n);
-    if (chunk == 256)
-        PDL_LAUNCH((k_attn<256, 8>), grid, 8 * 32, used * sizeof(float), s, out, part, cnt, q, k_cache, v_cache, e, layer,
-                   sh, pf);
-    else if (chunk == 128)
-        PDL_LAUNCH((k_attn<128, 4>), grid, 4 * 32, used * sizeof(float), s, out, part, cnt, q, k_cache, v_cache, e, layer,
-                   sh, pf);
-    else
-        PDL_LAUNCH((k_attn<CUDA_ATTN_CHUNK, 4>), grid, 4 * 32, used * sizeof(float), s, out, part, cnt, q, k_cache, v_cache,
-                   e, layer, sh, pf);
+    PDL_LAUNCH(k_attn, dim3(splits, sh.n_heads, n), ATTN_WARPS * 32, splits * sizeof(float), s, out, part, cnt, q, k_cache,
+                                                                                      v_cache, e, layer, sh);
     return cudaGetLastError();
-}
-
-unsigned cuda_attn_chunk()
-{
-    const unsigned c = cuda_switch_uint("PI_CUDA_ATTN_CHUNK", CUDA_ATTN_CHUNK, 256);
-    return c == 128 || c == 256 ? c : CUDA_ATTN_CHUNK;
 }

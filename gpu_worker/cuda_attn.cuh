@@ -34,22 +34,8 @@ struct cuda_attn_shape {
 // rope_freqs) to a few double roundings.
 void cuda_rope_inv_freqs(double *out, uint32_t head_dim, float theta, float freq_scale, const float *freqs);
 
-// Chunks of n_ctx positions: the most splits of one (entry, head), at the
-// shortest chunk.
+// Chunks of n_ctx positions: the splits of one (entry, head).
 uint32_t cuda_attn_splits(uint32_t n_ctx);
-
-// The chunk length cuda_attention launches with: CUDA_ATTN_CHUNK, or 128 or
-// 256 with PI_CUDA_ATTN_CHUNK (read at launch).
-unsigned cuda_attn_chunk();
-
-// Bytes a kernel asks L2 to fetch on the side (prefetch.global.L2, a hint
-// that changes no result): the product after it, so its weights stream in
-// while this kernel's short dependent loads leave the memory idle: bytes[0]
-// at p[0], then bytes[1] at p[1] (a second matrix; 0: none). All zero: none.
-struct cuda_l2_hint {
-    const void *p[2];
-    size_t bytes[2];
-};
 
 // The attention scratch (part): first one counter per (entry, head) for
 // CUDA_MAX_BATCH entries, which must be zero when the buffer is made (each
@@ -61,9 +47,9 @@ size_t cuda_attn_part_floats(uint32_t n, uint32_t n_heads, uint32_t n_ctx, uint3
 // y[r] = x[r] / rms(x[r]) * w for r < n rows of dim, after x[r] += add[r]
 // when add is given (a residual add fused in); when y_host is given (a
 // device pointer into mapped host memory) the rows go there too, fenced for
-// the CPU (system scope) before the kernel ends. Extra blocks prefetch pf.
+// the CPU (system scope) before the kernel ends.
 cudaError_t cuda_rmsnorm(cudaStream_t s, float *y, float *y_host, float *x, const float *add, const float *w,
-                         uint32_t dim, float eps, uint32_t n, cuda_l2_hint pf);
+                         uint32_t dim, float eps, uint32_t n);
 
 // Rotates q (all heads) and k (kv heads) of each entry by its position
 // (pairs (2i, 2i + 1) of a head by pos * sh.rope_inv[i]), then stores k and v
@@ -73,10 +59,8 @@ cudaError_t cuda_rope_store(cudaStream_t s, float *q, float *k, const float *v, 
 
 // out[i] = softmax(q_i . K / sqrt(head_dim)) V over positions 0..pos_i of the
 // entry's slot, per head (GQA: heads share kv heads in groups); head_dim
-// even, at most 256. part: cuda_attn_part_floats(n, ...) floats. Its blocks
-// prefetch pf too.
+// even, at most 256. part: cuda_attn_part_floats(n, ...) floats.
 cudaError_t cuda_attention(cudaStream_t s, float *out, const float *q, const __half *k_cache, const __half *v_cache,
-                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n,
-                           cuda_l2_hint pf);
+                           float *part, const gpu_entry *e, uint32_t layer, const cuda_attn_shape &sh, uint32_t n);
 
 #endif

@@ -1,9 +1,8 @@
 /* The CUDA backend's measurement switches: environment variables that turn
  * one kernel choice on or off so a device call can compare both in one run
  * (PI_CUDA_PDL, PI_CUDA_MV_BATCH, PI_CUDA_MV_SPLIT, PI_CUDA_QKV_ROPE,
- * PI_CUDA_FFN_FUSED, PI_CUDA_ATTN_CHUNK, PI_CUDA_PF_ATTN, PI_CUDA_PF_NORM;
- * PI_CUDA_SYNC is read at create). Read at launch, so a step graph keeps the
- * choice it was captured with. */
+ * PI_CUDA_FFN_FUSED; PI_CUDA_SYNC is read at create). Read at launch, so a
+ * step graph keeps the choice it was captured with. */
 #ifndef PI_CUDA_SWITCH_H
 #define PI_CUDA_SWITCH_H
 
@@ -16,24 +15,6 @@ static inline int cuda_switch(const char *name, int dflt)
     if (v && v[0] && !v[1] && (v[0] == '0' || v[0] == '1'))
         return v[0] == '1';
     return dflt;
-}
-
-/* A number in [0, max] (decimal digits only) -> its value; unset or anything
- * else -> dflt. */
-static inline unsigned cuda_switch_uint(const char *name, unsigned dflt, unsigned max)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return dflt;
-    unsigned long r = 0;
-    for (const char *c = v; *c; c++) {
-        if (*c < '0' || *c > '9')
-            return dflt;
-        r = r * 10 + (unsigned long)(*c - '0');
-        if (r > max)
-            return dflt;
-    }
-    return (unsigned)r;
 }
 
 #endif

@@ -288,7 +288,7 @@ int main(int argc, char **argv)
     }
 
     float *w = make_floats(DIM, 3, 0.1f, 1.0f), *h = make_floats(DIM, 4, 1.0f, 0.0f), *xb = make_floats(DIM, 5, 0, 0);
-    row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1, cuda_l2_hint{{NULL, NULL}, {0, 0}})); }), 3.0 * DIM * 4);
+    row("rmsnorm + residual add, 1 row", time_us(t, [&](int) { CK(cuda_rmsnorm(0, xb, NULL, h, y, w, DIM, 1e-5f, 1)); }), 3.0 * DIM * 4);
 
     double inv[HD / 2], *d_inv;
     cuda_rope_inv_freqs(inv, HD, 10000.0f, 1.0f, NULL);
@@ -304,11 +304,9 @@ int main(int argc, char **argv)
     CK(cudaMalloc(&e, sizeof(gpu_entry)));
     float *part = make_floats(cuda_attn_part_floats(1, HEADS, CTX, HD), 9, 0, 0);   // zero: the split counters
     float *q = make_floats(DIM, 11, 1.0f, 0.0f), *k = make_floats(DIM, 12, 1.0f, 0.0f), *v = make_floats(DIM, 13, 1.0f, 0.0f);
-    // Correct at any position and chunk length: against a float64 reference over the same fp16 cache, twice
-    // (the split counters must come back to zero), before any timing.
-    const cuda_l2_hint none = {{NULL, NULL}, {0, 0}};
-    for (const char *chunk : {"64", "128", "256"}) {
-        setenv("PI_CUDA_ATTN_CHUNK", chunk, 1);
+    // Correct at any position: against a float64 reference over the same fp16 cache, twice (the split
+    // counters must come back to zero), before any timing.
+    {
         std::vector<__half> hk((size_t)CTX * DIM), hv((size_t)CTX * DIM);
         std::vector<float> hq(DIM), got(DIM);
         CK(cudaMemcpy(hk.data(), kc, hk.size() * sizeof(__half), cudaMemcpyDeviceToHost));
@@ -320,7 +318,7 @@ int main(int argc, char **argv)
             double worst = 0;
             for (int rep = 0; rep < 2; rep++) {
                 CK(cudaMemset(y, 0xff, DIM * sizeof(float)));     // NaN: every output must be written
-                CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1, none));
+                CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1));
                 CK(cudaDeviceSynchronize());
                 CK(cudaMemcpy(got.data(), y, DIM * sizeof(float), cudaMemcpyDeviceToHost));
                 for (uint32_t h = 0; h < HEADS; h++) {
@@ -350,15 +348,13 @@ int main(int argc, char **argv)
                     worst = rel > worst ? rel : worst;
                 }
             }
-            printf("attention check, chunk %s, position %u: worst relative error per head %.2e (two launches)\n", chunk,
-                   pos, worst);
+            printf("attention check, position %u: worst relative error per head %.2e (two launches)\n", pos, worst);
             if (!(worst < 1e-5)) {
-                fprintf(stderr, "FAIL: attention at chunk %s, position %u: relative error %.2e > 1e-5\n", chunk, pos, worst);
+                fprintf(stderr, "FAIL: attention at position %u: relative error %.2e > 1e-5\n", pos, worst);
                 return 1;
             }
         }
     }
-    unsetenv("PI_CUDA_ATTN_CHUNK");
     // The QKV product with its rope epilogue (cuda_matvec_qkv_rope) against the product then rope_store: the
     // same q, k, v and the same cache rows, bit for bit, for 1 and 3 entries (exits 1 otherwise).
     {
@@ -411,46 +407,15 @@ int main(int argc, char **argv)
         CK(cudaFree(ya));
         CK(cudaFree(yb));
     }
-    for (const char *chunk : {"64", "128", "256"}) {
-        setenv("PI_CUDA_ATTN_CHUNK", chunk, 1);
-        for (uint32_t pos : {127u, 1023u, 4000u}) {
-            gpu_entry he = {0, pos, 1, 1};
-            CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
-            char name[80];
-            if (pos == 127 && chunk[0] == '6')
-                row("rope + KV store, 1 entry", time_us(t, [&](int) { CK(cuda_rope_store(0, q, k, v, kc, vc, e, 0, sh, 1)); }), 0);
-            snprintf(name, sizeof name, "attention (one launch, split-K), chunk %s, position %u", chunk, pos);
-            row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1, none)); }),
-                2.0 * (pos + 1) * DIM * sizeof(__half));
-        }
-    }
-    unsetenv("PI_CUDA_ATTN_CHUNK");
-    // The L2 hints (cuda_l2_hint) as the step uses them, on the pairs they join: attention at position 127 asking
-    // for wo's first MiB, then wo; the norm asking for wq's, then QKV. The pair's time against no hint.
-    {
-        gpu_entry he = {0, 127, 1, 1};
+    for (uint32_t pos : {127u, 1023u, 4000u}) {
+        gpu_entry he = {0, pos, 1, 1};
         CK(cudaMemcpy(e, &he, sizeof he, cudaMemcpyHostToDevice));
-        setenv("PI_CUDA_MV_SPLIT", "1", 1);
-        for (unsigned mib : {0u, 16u, 32u, 48u}) {
-            char name[80];
-            snprintf(name, sizeof name, "attention (position 127) + wo, wo's first %u MiB prefetched", mib);
-            row(name, time_us(t, [&](int r) {
-                    const cuda_l2_hint pf = {{wo[r % COPIES].data, NULL}, {(size_t)mib << 20, 0}};
-                    CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1, pf));
-                    CK(cuda_matvec(0, y + DIM, DIM, &wo[r % COPIES], y, DIM, 1));
-                }), mat);
-        }
-        for (unsigned mib : {0u, 8u, 16u}) {
-            char name[80];
-            snprintf(name, sizeof name, "rmsnorm + QKV, wq's first %u MiB prefetched", mib);
-            row(name, time_us(t, [&](int r) {
-                    const cuda_l2_hint pf = {{wq[r % COPIES].data, NULL}, {(size_t)mib << 20, 0}};
-                    CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1, pf));
-                    cuda_mv_set st = qkv_set(wq[r % COPIES], wk[r % COPIES], wv[r % COPIES], y, 3 * DIM);
-                    CK(cuda_matvec_set(0, &st, xb, DIM, 1, 0));
-                }), 3 * mat);
-        }
-        setenv("PI_CUDA_MV_SPLIT", "0", 1);
+        char name[64];
+        if (pos == 127)
+            row("rope + KV store, 1 entry", time_us(t, [&](int) { CK(cuda_rope_store(0, q, k, v, kc, vc, e, 0, sh, 1)); }), 0);
+        snprintf(name, sizeof name, "attention (one launch, split-K), position %u", pos);
+        row(name, time_us(t, [&](int) { CK(cuda_attention(0, y, q, kc, vc, part, e, 0, sh, 1)); }),
+            2.0 * (pos + 1) * DIM * sizeof(__half));
     }
 
     // The predictor: fc1 (R x dim) with ReLU, fc2 (n_ff x R) thresholded.
@@ -472,21 +437,6 @@ int main(int argc, char **argv)
                 s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
                 CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
             }), (double)R * DIM * 2);
-    }
-    // The FFN's norm asking L2 for fc1's and fc2's first MiB (the step's l2_hint), then fc1 and fc2.
-    for (unsigned mib : {0u, 16u, 24u}) {
-        char name[80];
-        snprintf(name, sizeof name, "rmsnorm + fc1 + fc2, their first %u MiB prefetched", mib);
-        row(name, time_us(t, [&](int r) {
-                const size_t b1 = (size_t)R * DIM * 2, cap = (size_t)mib << 20, f1 = cap < b1 ? cap : b1;
-                const cuda_l2_hint pf = {{fc1[r % COPIES].data, fc2[r % COPIES].data}, {f1, cap - f1}};
-                CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1, pf));
-                cuda_mv_set s;
-                memset(&s, 0, sizeof s);
-                s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
-                CK(cuda_matvec_set(0, &s, xb, DIM, 1, 1));
-                CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f));
-            }), (double)R * DIM * 2 + (double)NFF * R * 2);
     }
     setenv("PI_CUDA_MV_SPLIT", "0", 1);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
