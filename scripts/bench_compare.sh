@@ -564,12 +564,13 @@ render() {
   local gpu cpu commit pb lb
   gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | head -1)
   cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-  if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-    git diff --quiet HEAD -- 2>/dev/null || commit="$commit (+ uncommitted changes)"
-  elif [ -n "${PI_COMMIT:-}" ]; then
+  # .deps/pi-commit first: the device's copy of the tree may carry a stale .git (seen: HEAD one commit behind)
+  if [ -n "${PI_COMMIT:-}" ]; then
     commit=$PI_COMMIT
   elif [ -s .deps/pi-commit ]; then
-    commit="$(cat .deps/pi-commit) (when --stage prepare ran; no .git here)"
+    commit="$(cat .deps/pi-commit) (when --stage prepare ran)"
+  elif commit=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD -- 2>/dev/null || commit="$commit (+ uncommitted changes)"
   else
     commit="unknown (no .git here; set PI_COMMIT)"
   fi
