@@ -865,10 +865,20 @@ static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
     return 0;
 }
 
-// Attention of layer l and its residual add; xb = the FFN's input
-// (rmsnorm(x) * ffn_norm), also written to xn_host (a device pointer into
-// the mapped segment) when given.
-static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_error *err)
+// 1 when a predicted step's FFN norm runs in the predictor's compaction
+// launch (norm_folded): the predictor reads the residual (PowerInfer's LLaMA
+// files), so nothing needs xb before the hot FFN. wo then adds straight into
+// x, the same add the norm kernel did, so x and xb keep their bits; one
+// launch a layer goes. PI_CUDA_NORM_FOLD=0: the norm kernel.
+static int norm_folded(const gpu_backend *b, int predicted)
+{
+    return predicted && b->m->pred_input == PI_PRED_INPUT_RESIDUAL && cuda_switch("PI_CUDA_NORM_FOLD", 1);
+}
+
+// Attention of layer l and its residual add; unless fold (norm_folded), xb =
+// the FFN's input (rmsnorm(x) * ffn_norm), also written to xn_host (a device
+// pointer into the mapped segment) when given.
+static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int fold, pi_error *err)
 {
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
@@ -897,6 +907,10 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
         CU(cuda_rope_store(b->stream, b->q, b->k, b->v, b->k_cache, b->v_cache, b->d_entries, l, b->ash, n));
     }
     CU(cuda_attention(b->stream, b->tmp, b->q, b->k_cache, b->v_cache, b->attn_part, b->d_entries, l, b->ash, n));
+    if (fold) {
+        CU(cuda_matvec_add(b->stream, b->x, dim, &L->wo, b->tmp, dim, n));   // x += wo . attention
+        return 0;
+    }
     CU(cuda_matvec(b->stream, b->q, dim, &L->wo, b->tmp, dim, n));
     // x += wo . attention (fused into the norm), then the FFN's input
     CU(cuda_rmsnorm(b->stream, b->xb, xn_host, b->x, b->q, L->ffn_norm, dim, m->norm_eps, n));
@@ -906,8 +920,11 @@ static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, pi_e
 // The predictor of layer l over the FFN input (or, for PowerInfer's own
 // LLaMA files, the residual stream before ffn_norm, as PowerInfer reads it):
 // each entry's mask, its ascending list (into p_lists, and out's mapped
-// destinations when given), and the step's hot union for the hot FFN.
-static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_out *out, pi_error *err)
+// destinations when given), and the step's hot union for the hot FFN. fold
+// (norm_folded): the FFN norm too, in the compaction's launch (xb, and
+// xn_host when given).
+static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_out *out, int fold, float *xn_host,
+                       pi_error *err)
 {
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
@@ -921,7 +938,8 @@ static int enq_predict(gpu_backend *b, uint32_t l, uint32_t n, const cuda_pred_o
         CU(cuda_pred_rows(b->stream, b->p_mask, &L->fc2m, b->p_hidden, n, m->sparse_threshold));
     else
         CU(cuda_pred_mask(b->stream, b->p_mask, &L->fc2, b->p_hidden, n, m->sparse_threshold));
-    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out));
+    const cuda_norm_job nj = {b->xb, xn_host, b->x, L->ffn_norm, m->dim, m->norm_eps};
+    CU(cuda_pred_compact(b->stream, b->p_lists, b->p_counts, b->p_mask, m->n_ff, n, out, fold ? &nj : NULL));
     if (n > 1)      // one entry: its own list is the union (step_union), cold ids skipped by the kernels
         CU(cuda_pred_union(b->stream, b->u_list, b->u_list + m->n_ff, b->p_mask, n, L->hot_bits, m->n_ff));
     return 0;
@@ -994,7 +1012,7 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         return -1;
     b->xn_layer = -1;   // xb is rewritten below
     b->pred_layer = -1;
-    if (enq_attn(b, l, n, NULL, err) != 0)
+    if (enq_attn(b, l, n, NULL, 0, err) != 0)
         return -1;
     // Straight into the shared segment (registered by map_host, so the copy
     // engine writes it directly); the CPU workers read it once we publish.
@@ -1114,7 +1132,7 @@ static int cuda_predict(gpu_backend *b, uint32_t l, uint32_t n, int32_t *const *
         for (uint32_t i = 0; i < n; i++)
             out.list[i] = dev_of(b, active[i]);
     }
-    if (enq_predict(b, l, n, &out, err) != 0)
+    if (enq_predict(b, l, n, &out, 0, NULL, err) != 0)
         return -1;
     if (!mapped) {
         // The counts first, then exactly the listed ids of each entry.
@@ -1212,11 +1230,14 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
         for (uint32_t i = 0; i < n; i++)
             out.list[i] = dev_of(b, k->active[i]);
     }
+    const int fold = norm_folded(b, predicted);
+    float *xn_host = W > 0 ? dev_of(b, k->xn) : NULL;
     for (uint32_t l = 0; l < L; l++) {
         unsigned long long *st = b->d_stamps + (size_t)l * S;
-        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, W > 0 ? dev_of(b, k->xn) : NULL, err))
+        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, xn_host, fold, err))
             return -1;
-        if (predicted && (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, err)))
+        if (predicted &&
+            (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, fold, xn_host, err)))
             return -1;
         if (stamp(b, timed, l * S + ST_PUB, err))
             return -1;

@@ -376,7 +376,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 }
 
 // Warp per output row of the concatenated matrices of set (fused products
-// of one input, e.g. Q, K and V); relu applies max(0, .) to the outputs.
+// of one input, e.g. Q, K and V); mode: what each output does (mv_out).
 // (Capping registers for 5 blocks an SM instead of 4 was measured slower on
 // the H200: QKV 41.7 vs 38.7 us, wo 16.2 vs 15.5; docs/benchmarks.md.)
 // ROPE (set = Q, K, V; cuda_matvec_qkv_rope): the block's warps leave their
@@ -392,7 +392,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 // machine's 4224 resident warps, most SMs idle in the second.
 template <int T, int NT, bool ROPE = false, int SPLIT = 1>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
-                                                       int relu, cuda_qkv_rope rp)
+                                                       int mode, cuda_qkv_rope rp)
 {
     static_assert(WARPS % 2 == 0, "a rope pair's rows in one block");
     static_assert(SPLIT == 1 || (NT == 1 && !ROPE && WARPS % SPLIT == 0), "a split row: one entry, one block");
@@ -424,7 +424,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const fl
 #pragma unroll
             for (int p = 1; p < SPLIT; p++)
                 sum += s_part[w + p];
-            y[row] = relu ? fmaxf(sum, 0.0f) : sum;
+            mvb::mv_out(y + row, sum, mode);
         }
     } else {
         for (uint32_t g0 = 0; g0 < n; g0 += NT) {
@@ -467,7 +467,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const fl
 #pragma unroll
                 for (int i = 0; i < NT; i++)
                     if (lane == (uint32_t)i && g0 + i < n)
-                        y[(size_t)(g0 + i) * ys + row] = relu ? fmaxf(acc[i], 0.0f) : acc[i];
+                        mvb::mv_out(y + (size_t)(g0 + i) * ys + row, acc[i], mode);
             }
         }
     }
@@ -720,7 +720,7 @@ __global__ void __launch_bounds__(128) k_down_union(float *part, cuda_mat dt, co
 // (the same sums, so the same values); then each thread adds coef x its
 // chunks of those neurons' down^T rows, in list order, B neurons' chunks
 // fetched before any is used; the slice's sum goes to part[s], and
-// k_down_sum adds the slices in order. The down rows of a slice are read as
+// k_down_sum adds the slices (a fixed order). The down rows of a slice are read as
 // soon as its own coefficients are known, not after every block's, and one
 // launch goes. (The two phases do not overlap, so the sums' registers are
 // not live during the row dots: 2 blocks an SM.)
@@ -843,17 +843,40 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
     }
 }
 
-// out[t] = part[0][t] + part[1][t] + ... in slice order, t < len = n * dim;
-// with add, out[t] += that sum.
-__global__ void k_down_sum(float *out, const float *part, size_t len, uint32_t slices, int add)
+// out[t] = the sum of part[0..slices)[t], t < len = n * dim; with add,
+// out[t] += it. A block takes SUM_COLS columns; its warp g sums the slices of
+// group g in slice order (a group: SUM_PER consecutive slices, all loads of
+// a thread in flight at once), then the first warp adds the groups in order:
+// a fixed order, so the same sum every launch. (One thread a column over all
+// slices left 256 dependent-latency loads per thread on 20 blocks.)
+constexpr uint32_t SUM_COLS = 32, SUM_GROUPS = 8, SUM_PER = 32;
+static_assert(CUDA_DOWN_PART_ROWS <= SUM_GROUPS * SUM_PER, "every slice in a group");
+
+__global__ void __launch_bounds__(SUM_COLS * SUM_GROUPS) k_down_sum(float *out, const float *part, size_t len,
+                                                                     uint32_t slices, int add)
 {
+    __shared__ float grp[SUM_GROUPS][SUM_COLS];
+    const uint32_t c = threadIdx.x % SUM_COLS, g = threadIdx.x / SUM_COLS;
+    const size_t t = (size_t)blockIdx.x * SUM_COLS + c;
     pdl_begin();
-    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= len)
-        return;
     float sum = 0.0f;
-    for (uint32_t s = 0; s < slices; s++)
-        sum += part[(size_t)s * len + t];
+    if (t < len) {
+        const uint32_t s0 = g * SUM_PER, s1 = min(slices, s0 + SUM_PER);
+        float v[SUM_PER];
+#pragma unroll
+        for (uint32_t k = 0; k < SUM_PER; k++)
+            v[k] = s0 + k < s1 ? part[(size_t)(s0 + k) * len + t] : 0.0f;
+#pragma unroll
+        for (uint32_t k = 0; k < SUM_PER; k++)
+            sum += v[k];
+    }
+    grp[g][c] = sum;
+    __syncthreads();
+    if (g != 0 || t >= len)
+        return;
+#pragma unroll
+    for (uint32_t k = 1; k < SUM_GROUPS; k++)
+        sum += grp[k][c];
     out[t] = add ? out[t] + sum : sum;
 }
 
@@ -878,6 +901,15 @@ __global__ void k_embed(float *x, cuda_mat table, const gpu_entry *e)
 unsigned div_up(size_t a, size_t b)
 {
     return (unsigned)((a + b - 1) / b);
+}
+
+cudaError_t launch_down_sum(cudaStream_t s, float *out, const float *part, size_t len, uint32_t slices,
+                                   int add)
+{
+    if (slices > SUM_GROUPS * SUM_PER)
+        return cudaErrorInvalidValue;
+    PDL_LAUNCH(k_down_sum, div_up(len, SUM_COLS), SUM_COLS * SUM_GROUPS, 0, s, out, part, len, slices, add);
+    return cudaGetLastError();
 }
 
 // Registers hold sums for NT entries: the smallest of 1, 2, 4, 8 that covers
@@ -905,14 +937,14 @@ template <int T> constexpr int is_kquant()
 // rope: NULL for a plain product; else the Q, K, V set's rope epilogue (the
 // caller has checked that the one-warp-a-row kernel takes this step).
 template <int T>
-cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int relu,
+cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int mode,
                           const cuda_qkv_rope *rope = nullptr)
 {
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
     if (!rope && cuda_mv_batch_use(n, is_kquant<T>()))
-        return mvb::launch_matvec_batch<wt<T>>(s, set, x, xs, n, relu);
+        return mvb::launch_matvec_batch<wt<T>>(s, set, x, xs, n, mode);
     dim3 grid(div_up(rows, WARPS)), block(WARPS * 32);
     cuda_qkv_rope rp;
     memset(&rp, 0, sizeof rp);
@@ -923,20 +955,20 @@ cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x
         if (split > 1) {
             dim3 sgrid(div_up((size_t)rows * split, WARPS));
             if (split == 2)
-                PDL_LAUNCH((k_matvec<T, 1, false, 2>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+                PDL_LAUNCH((k_matvec<T, 1, false, 2>), sgrid, block, 0, s, set, x, xs, n, mode, rp);
             else if (split == 4)
-                PDL_LAUNCH((k_matvec<T, 1, false, 4>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+                PDL_LAUNCH((k_matvec<T, 1, false, 4>), sgrid, block, 0, s, set, x, xs, n, mode, rp);
             else
-                PDL_LAUNCH((k_matvec<T, 1, false, 8>), sgrid, block, 0, s, set, x, xs, n, relu, rp);
+                PDL_LAUNCH((k_matvec<T, 1, false, 8>), sgrid, block, 0, s, set, x, xs, n, mode, rp);
             return cudaGetLastError();
         }
     }
 #define PI_MV_LAUNCH(NT)                                                                        \
     do {                                                                                        \
         if (rope)                                                                               \
-            PDL_LAUNCH((k_matvec<T, NT, true>), grid, block, 0, s, set, x, xs, n, relu, rp);    \
+            PDL_LAUNCH((k_matvec<T, NT, true>), grid, block, 0, s, set, x, xs, n, mode, rp);    \
         else                                                                                    \
-            PDL_LAUNCH((k_matvec<T, NT, false>), grid, block, 0, s, set, x, xs, n, relu, rp);   \
+            PDL_LAUNCH((k_matvec<T, NT, false>), grid, block, 0, s, set, x, xs, n, mode, rp);   \
     } while (0)
     if (n == 1)
         PI_MV_LAUNCH(1);
@@ -1188,7 +1220,7 @@ int cuda_down_type_ok(int t)
 }
 
 cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride, uint32_t n,
-                            int relu)
+                            int mode)
 {
     if (set->count < 1 || set->count > CUDA_MV_MAX)
         return cudaErrorInvalidValue;
@@ -1203,7 +1235,7 @@ cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float 
     if (rows == 0)
         return cudaSuccess;
     return for_mat_type(set->w[0].type, [&](auto t) {
-        return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, relu);
+        return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, mode);
     });
 }
 
@@ -1232,8 +1264,8 @@ cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const f
     });
 }
 
-cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
-                        uint32_t x_stride, uint32_t n)
+static cudaError_t matvec_one(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                              uint32_t x_stride, uint32_t n, int mode)
 {
     cuda_mv_set set;
     memset(&set, 0, sizeof set);
@@ -1241,7 +1273,19 @@ cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_
     set.w[0] = *w;
     set.y[0] = y;
     set.ys[0] = y_stride;
-    return cuda_matvec_set(s, &set, x, x_stride, n, 0);
+    return cuda_matvec_set(s, &set, x, x_stride, n, mode);
+}
+
+cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                        uint32_t x_stride, uint32_t n)
+{
+    return matvec_one(s, y, y_stride, w, x, x_stride, n, CUDA_MV_STORE);
+}
+
+cudaError_t cuda_matvec_add(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                            uint32_t x_stride, uint32_t n)
+{
+    return matvec_one(s, y, y_stride, w, x, x_stride, n, CUDA_MV_ADD);
 }
 
 cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, const gpu_entry *e, uint32_t n)
@@ -1310,8 +1354,7 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
     }
     if (e != cudaSuccess)
         return e;
-    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices, add);
-    return cudaGetLastError();
+    return launch_down_sum(s, out, part, len, slices, add);
 }
 
 cudaError_t cuda_ffn_gate_up_union(cudaStream_t s, float *coef, const cuda_mat *gate, const cuda_mat *up,
@@ -1351,8 +1394,7 @@ cudaError_t cuda_ffn_down_union(cudaStream_t s, float *out, float *part, const c
     }
     if (e != cudaSuccess)
         return e;
-    PDL_LAUNCH(k_down_sum, div_up(len, 256), 256, 0, s, out, part, len, slices, add);
-    return cudaGetLastError();
+    return launch_down_sum(s, out, part, len, slices, add);
 }
 
 // Types and shapes k_ffn_union1 takes (the switch aside).
@@ -1398,8 +1440,7 @@ cudaError_t cuda_ffn_union_fused(cudaStream_t s, float *out, float *part, const 
     cudaError_t e;
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    PDL_LAUNCH(k_down_sum, div_up(dim, 256), 256, 0, s, out, part, (size_t)dim, FUSED_SLICES, add);
-    return cudaGetLastError();
+    return launch_down_sum(s, out, part, (size_t)dim, FUSED_SLICES, add);
 }
 
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,

@@ -86,9 +86,11 @@ struct cuda_mv_set {
     float *y[CUDA_MV_MAX];
     uint32_t ys[CUDA_MV_MAX];
 };
-// relu: outputs max(0, .) (the predictor's hidden layer).
+// What a product does with each output: store it, store max(0, .) (the
+// predictor's hidden layer), or add it to what y holds (the residual add).
+enum { CUDA_MV_STORE = 0, CUDA_MV_RELU = 1, CUDA_MV_ADD = 2 };
 cudaError_t cuda_matvec_set(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride, uint32_t n,
-                            int relu);
+                            int mode);
 
 // The rope epilogue of a Q, K, V product (cuda_matvec_qkv_rope).
 struct cuda_qkv_rope {
@@ -111,6 +113,10 @@ cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const f
 // y[i * y_stride + r] = row r of w . x[i * x_stride ..], r < w.rows, i < n.
 cudaError_t cuda_matvec(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
                         uint32_t x_stride, uint32_t n);
+// The same, added: y[i * y_stride + r] += row r of w . x[..] (one add, as a
+// residual add after the product would do it).
+cudaError_t cuda_matvec_add(cudaStream_t s, float *y, uint32_t y_stride, const cuda_mat *w, const float *x,
+                            uint32_t x_stride, uint32_t n);
 
 // x[i * table.cols ..] = row e[i].token of table, dequantized, i < n.
 cudaError_t cuda_embed_rows(cudaStream_t s, float *x, const cuda_mat *table, const gpu_entry *e, uint32_t n);
@@ -131,7 +137,8 @@ cudaError_t cuda_ffn_gate_up_active(cudaStream_t s, float *coef, const cuda_mat 
 // out[i * dim + d] = sum_j coef[i * K + j] * down_t[j][d] (K = down_t.rows,
 // dim = down_t.cols), skipping j whose coefficients are all 0; split over
 // slices of j into part (CUDA_DOWN_PART_ROWS x dim floats), then summed in
-// slice order, so results do not depend on scheduling. add: out += that sum
+// a fixed order (groups of 32 slices in order, then the groups in order), so
+// results do not depend on scheduling. add: out += that sum
 // (the residual add, when no CPU worker's part joins it).
 cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_mat *down_t, const float *coef,
                           uint32_t n, int add);

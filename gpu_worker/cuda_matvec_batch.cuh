@@ -58,6 +58,12 @@ template <int E> __host__ __device__ constexpr int depth()
 
 // Row g of the set's concatenated rows: its matrix (count when past the end)
 // and the row within it.
+// One output of a product, as mode says (CUDA_MV_STORE, _RELU or _ADD).
+__device__ __forceinline__ void mv_out(float *y, float v, int mode)
+{
+    *y = mode == CUDA_MV_RELU ? fmaxf(v, 0.0f) : mode == CUDA_MV_ADD ? *y + v : v;
+}
+
 __device__ __forceinline__ int set_row(const cuda_mv_set &set, uint32_t &g)
 {
     int k = 0;
@@ -135,7 +141,7 @@ __device__ __forceinline__ void stage_x(const float *x, uint32_t xs, uint32_t n,
 // entries [64 blockIdx.y, + 64). g: cuda_mv_batch_groups(n).
 template <class W>
 __global__ void __launch_bounds__(MVB_THREADS, 2) k_matvec_batch(cuda_mv_set set, const float *x, uint32_t xs,
-                                                                 uint32_t n, uint32_t g, int relu)
+                                                                 uint32_t n, uint32_t g, int mode)
 {
     constexpr int E = W::E, D = depth<E>();
     constexpr uint32_t CPR = MVB_COLS / E, CPT = (MVB_ROWS * CPR + MVB_THREADS - 1) / MVB_THREADS;
@@ -226,20 +232,20 @@ __global__ void __launch_bounds__(MVB_THREADS, 2) k_matvec_batch(cuda_mv_set set
         float sum = red[(size_t)r * ne + e];
         for (uint32_t p = 1; p < splits; p++)
             sum += red[((size_t)p * MVB_ROWS + r) * ne + e];
-        set.y[k][(size_t)(e0 + e) * set.ys[k] + gr] = relu ? fmaxf(sum, 0.0f) : sum;
+        mv_out(set.y[k] + (size_t)(e0 + e) * set.ys[k] + gr, sum, mode);
     }
 }
 
 // The launch for n >= 2 entries (any n: blocks of 64 entries along y).
 template <class W>
 cudaError_t launch_matvec_batch(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n,
-                                int relu)
+                                int mode)
 {
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
     const dim3 grid((rows + MVB_ROWS - 1) / MVB_ROWS, (n + MVB_ENTRIES - 1) / MVB_ENTRIES);
-    PDL_LAUNCH(k_matvec_batch<W>, grid, dim3(MVB_THREADS), 0, s, set, x, xs, n, cuda_mv_batch_groups(n), relu);
+    PDL_LAUNCH(k_matvec_batch<W>, grid, dim3(MVB_THREADS), 0, s, set, x, xs, n, cuda_mv_batch_groups(n), mode);
     return cudaGetLastError();
 }
 

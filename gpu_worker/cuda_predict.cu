@@ -165,9 +165,15 @@ __global__ void __launch_bounds__(MASK_THREADS) k_pred_mask(uint32_t *mask, cuda
 
 __global__ void __launch_bounds__(PRED_COMPACT_THREADS) k_pred_compact(int32_t *lists, int32_t *counts,
                                                                        const uint32_t *mask, uint32_t rows,
-                                                                       cuda_pred_out out)
+                                                                       cuda_pred_out out, cuda_norm_job nj,
+                                                                       uint32_t n)
 {
     pdl_begin();
+    if (blockIdx.x >= n) {      // the norm's blocks (cuda_pred_compact's norm)
+        __shared__ float red[32];
+        norm_row(nj.y, nj.y_host, nj.x, nullptr, nj.w, nj.dim, nj.eps, blockIdx.x - n, red);
+        return;
+    }
     pred_compact_entry(blockIdx.x, lists, counts, mask, rows, out);
 }
 
@@ -251,13 +257,16 @@ cudaError_t cuda_pred_mask(cudaStream_t s, uint32_t *mask, const cuda_pred_fc2 *
 }
 
 cudaError_t cuda_pred_compact(cudaStream_t s, int32_t *lists, int32_t *counts, const uint32_t *mask,
-                              uint32_t rows, uint32_t n, const cuda_pred_out *out)
+                              uint32_t rows, uint32_t n, const cuda_pred_out *out, const cuda_norm_job *norm)
 {
     if (n == 0)
         return cudaSuccess;
     if (n > CUDA_MAX_BATCH)
         return cudaErrorInvalidValue;
-    PDL_LAUNCH(k_pred_compact, n, PRED_COMPACT_THREADS, 0, s, lists, counts, mask, rows, *out);
+    cuda_norm_job nj = {};
+    if (norm)
+        nj = *norm;
+    PDL_LAUNCH(k_pred_compact, norm ? 2 * n : n, PRED_COMPACT_THREADS, 0, s, lists, counts, mask, rows, *out, nj, n);
     return cudaGetLastError();
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "cuda_matvec.cuh"
+#include "cuda_norm.cuh"
 
 // fc2 on the device, rows x cols (cols = R), row r at data + r * row_bytes:
 // the model file's bytes (Q8_0/Q4_0 blocks unsplit).
@@ -45,8 +46,11 @@ cudaError_t cuda_pred_mask(cudaStream_t s, uint32_t *mask, const cuda_pred_fc2 *
 // pointers where given. One block per entry: each thread takes a contiguous
 // run of mask words, a block-wide exclusive scan of their bit counts gives
 // each run its place.
+// norm, when given: n more blocks of the same launch compute its rows'
+// norm (norm_row, the bits cuda_rmsnorm gives), so a norm that only later
+// kernels read costs no launch of its own.
 cudaError_t cuda_pred_compact(cudaStream_t s, int32_t *lists, int32_t *counts, const uint32_t *mask,
-                              uint32_t rows, uint32_t n, const cuda_pred_out *out);
+                              uint32_t rows, uint32_t n, const cuda_pred_out *out, const cuda_norm_job *norm);
 
 // list[0..*count) = the ascending ids j < rows whose bit is set in some
 // entry's mask (n entries, cuda_pred_words(rows) words each) and in hot

@@ -455,7 +455,33 @@ int main(int argc, char **argv)
         const float thr = 0.6f;     // ~13% of the rows: sums of 1024 products of +-0.05 and +-1
         row("predictor fc2 + compaction (two launches)", time_us(t, [&](int r) {
                 CK(cuda_pred_rows(0, ma, &fc2[r % COPIES], hid3, 1, thr));
-                CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none));
+                CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none, NULL));
+            }), (double)NFF * R * 2);
+        // The FFN norm as the step runs it when the predictor reads the residual: in the compaction's launch
+        // (PI_CUDA_NORM_FOLD, the default), against its own kernel after the two.
+        const cuda_norm_job nj = {xb, NULL, h, w, DIM, 1e-5f};
+        {   // the same bits as the norm kernel's (exit 1 otherwise)
+            std::vector<float> a(DIM), b(DIM);
+            CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1));
+            CK(cudaMemcpy(a.data(), xb, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+            CK(cudaMemset(xb, 0xff, DIM * sizeof(float)));
+            CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none, &nj));
+            CK(cudaMemcpy(b.data(), xb, DIM * sizeof(float), cudaMemcpyDeviceToHost));
+            const bool same = memcmp(a.data(), b.data(), DIM * sizeof(float)) == 0;
+            printf("FFN norm in the compaction's launch vs the norm kernel: %s\n", same ? "same bits" : "DIFFERENT");
+            if (!same) {
+                fprintf(stderr, "FAIL: the folded FFN norm differs from cuda_rmsnorm\n");
+                return 1;
+            }
+        }
+        row("fc2 + compaction, then the FFN norm (three launches)", time_us(t, [&](int r) {
+                CK(cuda_pred_rows(0, ma, &fc2[r % COPIES], hid3, 1, thr));
+                CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none, NULL));
+                CK(cuda_rmsnorm(0, xb, NULL, h, NULL, w, DIM, 1e-5f, 1));
+            }), (double)NFF * R * 2);
+        row("fc2 + compaction with the FFN norm in its launch", time_us(t, [&](int r) {
+                CK(cuda_pred_rows(0, ma, &fc2[r % COPIES], hid3, 1, thr));
+                CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none, &nj));
             }), (double)NFF * R * 2);
         for (void *p : {(void *)hid3, (void *)ma, (void *)la, (void *)ca})
             CK(cudaFree(p));

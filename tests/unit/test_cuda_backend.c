@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); a predictor reading the residual before ffn_norm (PowerInfer's files: run_step computes the FFN norm in the predictor's launch) against the layer-by-layer path, with and without that fold; the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -885,6 +885,46 @@ static void run_synth(pi_type type, int wide, int full)
     remove(path);
 }
 
+/* run_step's predicted paths against the layer-by-layer ones (run_device):
+ * hot sets with a CPU worker, hot+warm sets, then every neuron hot and no
+ * CPU worker. For models whose predictor reads the residual, where the host
+ * predictor checks of run_predicted (over the normed x) do not apply. */
+static void run_device_predicted(const pi_model *m, const oracle *o, double frac, const char *name)
+{
+    hotcfg h;
+    hot_random(m, frac, 5, &h);
+    run_device(m, o, &h, PI_FFN_PREDICTED, 1, name);
+    hot_warm(m, &h);
+    run_device(m, o, &h, PI_FFN_PREDICTED, 1, name);
+    hot_free(m, &h);
+    hot_uniform(m, m->n_ff, &h);
+    run_device(m, o, &h, PI_FFN_PREDICTED, 0, name);
+    hot_free(m, &h);
+}
+
+/* The tiny synthetic F16 model with its predictor reading the residual
+ * before ffn_norm (pred_input as a PWRI file sets it). */
+static void run_synth_residual(void)
+{
+    char path[512];
+    test_tmp("cuda_backend_synth_residual.gguf", path, sizeof path);
+    synth_options so;
+    synth_options_default(&so);
+    so.type = PI_TYPE_F16;
+    so.n_threads = 1;
+    pi_error err = {{0}};
+    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m && m->has_predictor, "%s", err.msg);
+    m->pred_input = PI_PRED_INPUT_RESIDUAL;
+    oracle o;
+    make_oracle(m, &o, N_POS);
+    run_device_predicted(m, &o, 0.4, "synth tiny f16, residual input");
+    free(o.logits);
+    model_close(&m);
+    remove(path);
+}
+
 /* Writes sh to a scratch file and opens it (remove(path) after model_close). */
 static pi_model *random_model(const rand_model_shape *sh, char *path, size_t cap)
 {
@@ -1006,8 +1046,11 @@ static void run_rope_scaled(void)
  * positions per sequence (two attention splits). The whole model on the GPU
  * through run_step against the reference forward; hot sets with the cold part
  * on the CPU, layer by layer against the reference; predicted through
- * run_step against the layer-by-layer path. */
-static void run_real_width(void)
+ * run_step against the layer-by-layer path. residual: the predictor reads
+ * the residual stream before ffn_norm, as in PowerInfer's files (run_step
+ * then computes the FFN norm in the predictor's compaction launch and wo adds
+ * straight into x; the layer-by-layer path keeps the norm kernel). */
+static void run_real_width(int residual)
 {
     char path[512];
     test_tmp("cuda_backend_real.gguf", path, sizeof path);
@@ -1020,10 +1063,19 @@ static void run_real_width(void)
     CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
     pi_model *m = model_open(path, &err);
     CHECK(m, "%s", err.msg);
-    const char *name = "real width f16";
+    if (residual)
+        m->pred_input = PI_PRED_INPUT_RESIDUAL;
+    const char *name = residual ? "real width f16, residual input" : "real width f16";
     oracle o;
     make_oracle(m, &o, 66);
     hotcfg h;
+    if (residual) {     /* the predicted paths only: the rest does not read pred_input */
+        run_device_predicted(m, &o, 0.3, name);
+        free(o.logits);
+        model_close(&m);
+        remove(path);
+        return;
+    }
     hot_uniform(m, m->n_ff, &h);
     run_device(m, &o, &h, PI_FFN_DENSE, 0, name);
     hot_free(m, &h);
@@ -1042,7 +1094,7 @@ static void run_real_width(void)
 }
 
 /* PI_CUDA_TEST_ONLY=group,... (stories, synth, random, kquant, rope, real,
- * switches, fused):
+ * switches, fused, residual):
  * only those groups, for a device call with little time left; unset: all. */
 static int want(const char *group)
 {
@@ -1105,7 +1157,7 @@ int main(void)
     if (want("rope"))
         run_rope_scaled();
     if (want("real"))
-        run_real_width();
+        run_real_width(0);
     /* The kernel choices' other side: the QKV product without its rope
      * epilogue (a rope kernel) and one warp a row, through a predictor model
      * and the 13B widths (the defaults ran above). */
@@ -1115,7 +1167,7 @@ int main(void)
             CHECK(setenv(sw[i], "0", 1) == 0, "setenv");
         printf("PI_CUDA_QKV_ROPE=0 PI_CUDA_MV_SPLIT=0:\n");
         run_synth(PI_TYPE_F16, 0, 1);
-        run_real_width();
+        run_real_width(0);
         for (int i = 0; i < 2; i++)
             CHECK(unsetenv(sw[i]) == 0, "unsetenv");
     }
@@ -1127,8 +1179,24 @@ int main(void)
         printf("PI_CUDA_FFN_FUSED=0:\n");
         run_synth(PI_TYPE_F16, 0, 1);
         run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
-        run_real_width();
+        run_real_width(0);
         CHECK(unsetenv("PI_CUDA_FFN_FUSED") == 0, "unsetenv");
+    }
+    /* A predictor that reads the residual (PowerInfer's files): run_step
+     * folds the FFN norm into the predictor's launch, with CPU workers (xn
+     * into the segment) and without; then the same with the norm kernel
+     * (PI_CUDA_NORM_FOLD=0). Against the layer-by-layer path, which never
+     * folds, and the host backend's predictor lists. */
+    if (want("residual")) {
+        for (int fold = 1; fold >= 0; fold--) {
+            if (!fold) {
+                CHECK(setenv("PI_CUDA_NORM_FOLD", "0", 1) == 0, "setenv");
+                printf("PI_CUDA_NORM_FOLD=0:\n");
+            }
+            run_synth_residual();
+            run_real_width(1);
+        }
+        CHECK(unsetenv("PI_CUDA_NORM_FOLD") == 0, "unsetenv");
     }
     return 0;
 }
