@@ -857,24 +857,34 @@ static void run_tiled(const pi_model *m, const char *name)
     free(o.logits);
 }
 
+/* Writes a synthetic model of type (shape: NULL for the default tiny one)
+ * to the scratch file `file` and opens it (remove(path) after model_close):
+ * ReLU with its predictor. */
+static pi_model *open_synth(const char *file, pi_type type, const synth_shape *shape, char *path, size_t cap)
+{
+    test_tmp(file, path, cap);
+    synth_options so;
+    synth_options_default(&so);
+    so.type = type;
+    so.n_threads = shape ? 0 : 1;
+    if (shape)
+        so.shape = *shape;
+    pi_error err = {{0}};
+    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    CHECK(m->act == PI_ACT_RELU && m->has_predictor, "synth model: ReLU with a predictor expected");
+    return m;
+}
+
 /* A synthetic model of type; wide: n_ff 28672 (the largest real n_ff, 896
  * mask words), only the predict lists checked; full: the whole model too. */
 static void run_synth(pi_type type, int wide, int full)
 {
     char path[512], name[64];
     snprintf(name, sizeof name, "synth %s %s", wide ? "wide" : "tiny", pi_type_name(type));
-    test_tmp("cuda_backend_synth.gguf", path, sizeof path);
-    synth_options so;
-    synth_options_default(&so);
-    so.type = type;
-    so.n_threads = 1;
-    if (wide)
-        so.shape = (synth_shape){"wide", 64, 2, 28672, 4, 4, 512, 512};
-    pi_error err = {{0}};
-    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
-    pi_model *m = model_open(path, &err);
-    CHECK(m, "%s", err.msg);
-    CHECK(m->act == PI_ACT_RELU && m->has_predictor, "synth model: ReLU with a predictor expected");
+    const synth_shape w = {"wide", 64, 2, 28672, 4, 4, 512, 512};
+    pi_model *m = open_synth("cuda_backend_synth.gguf", type, wide ? &w : NULL, path, sizeof path);
     run_predict_lists(m, 1, name);
     run_predict_lists(m, 0, name);
     if (full) {
@@ -907,15 +917,7 @@ static void run_device_predicted(const pi_model *m, const oracle *o, double frac
 static void run_synth_residual(void)
 {
     char path[512];
-    test_tmp("cuda_backend_synth_residual.gguf", path, sizeof path);
-    synth_options so;
-    synth_options_default(&so);
-    so.type = PI_TYPE_F16;
-    so.n_threads = 1;
-    pi_error err = {{0}};
-    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
-    pi_model *m = model_open(path, &err);
-    CHECK(m && m->has_predictor, "%s", err.msg);
+    pi_model *m = open_synth("cuda_backend_synth_residual.gguf", PI_TYPE_F16, NULL, path, sizeof path);
     m->pred_input = PI_PRED_INPUT_RESIDUAL;
     oracle o;
     make_oracle(m, &o, N_POS);
@@ -1053,16 +1055,8 @@ static void run_rope_scaled(void)
 static void run_real_width(int residual)
 {
     char path[512];
-    test_tmp("cuda_backend_real.gguf", path, sizeof path);
-    synth_options so;
-    synth_options_default(&so);
-    so.type = PI_TYPE_F16;
-    so.n_threads = 0;
-    so.shape = (synth_shape){"real", 5120, 2, 13824, 40, 40, 512, 512};
-    pi_error err = {{0}};
-    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
-    pi_model *m = model_open(path, &err);
-    CHECK(m, "%s", err.msg);
+    const synth_shape real = {"real", 5120, 2, 13824, 40, 40, 512, 512};
+    pi_model *m = open_synth("cuda_backend_real.gguf", PI_TYPE_F16, &real, path, sizeof path);
     if (residual)
         m->pred_input = PI_PRED_INPUT_RESIDUAL;
     const char *name = residual ? "real width f16, residual input" : "real width f16";
