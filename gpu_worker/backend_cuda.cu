@@ -869,10 +869,11 @@ static int enq_embed(gpu_backend *b, uint32_t n, pi_error *err)
 // launch (norm_folded): the predictor reads the residual (PowerInfer's LLaMA
 // files), so nothing needs xb before the hot FFN. wo then adds straight into
 // x, the same add the norm kernel did, so x and xb keep their bits; one
-// launch a layer goes. PI_CUDA_NORM_FOLD=0: the norm kernel.
+// launch a layer goes. Off until measured on a GPU: PI_CUDA_NORM_FOLD=1
+// turns it on (docs/benchmarks.md, session 10).
 static int norm_folded(const gpu_backend *b, int predicted)
 {
-    return predicted && b->m->pred_input == PI_PRED_INPUT_RESIDUAL && cuda_switch("PI_CUDA_NORM_FOLD", 1);
+    return predicted && b->m->pred_input == PI_PRED_INPUT_RESIDUAL && cuda_switch("PI_CUDA_NORM_FOLD", 0);
 }
 
 // Attention of layer l and its residual add; unless fold (norm_folded), xb =

@@ -1177,16 +1177,14 @@ int main(void)
         CHECK(unsetenv("PI_CUDA_FFN_FUSED") == 0, "unsetenv");
     }
     /* A predictor that reads the residual (PowerInfer's files): run_step
-     * folds the FFN norm into the predictor's launch, with CPU workers (xn
-     * into the segment) and without; then the same with the norm kernel
-     * (PI_CUDA_NORM_FOLD=0). Against the layer-by-layer path, which never
-     * folds, and the host backend's predictor lists. */
+     * with the FFN norm folded into the predictor's launch
+     * (PI_CUDA_NORM_FOLD=1), with CPU workers (xn into the segment) and
+     * without; then the same with the norm kernel (=0). Against the
+     * layer-by-layer path, which never folds. */
     if (want("residual")) {
         for (int fold = 1; fold >= 0; fold--) {
-            if (!fold) {
-                CHECK(setenv("PI_CUDA_NORM_FOLD", "0", 1) == 0, "setenv");
-                printf("PI_CUDA_NORM_FOLD=0:\n");
-            }
+            CHECK(setenv("PI_CUDA_NORM_FOLD", fold ? "1" : "0", 1) == 0, "setenv");
+            printf("PI_CUDA_NORM_FOLD=%d:\n", fold);
             run_synth_residual();
             run_real_width(1);
         }
