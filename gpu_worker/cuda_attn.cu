@@ -8,7 +8,7 @@
 
 namespace {
 
-constexpr unsigned NORM_THREADS = 1024;  // one block per row: 5 floats a thread at dim 5120
+constexpr unsigned NORM_THREADS = CUDA_NORM_THREADS;  // one block per row: 5 floats a thread at dim 5120
 
 // One block per row; with add, the row first becomes x + add (the residual
 // add of the previous product, fused here to save a launch).

@@ -12,7 +12,9 @@
 
 namespace {
 
-constexpr unsigned PRED_COMPACT_THREADS = 1024;   // a word or two each at n_ff 13824-28672
+// A word or two each at n_ff 13824-28672; the norm's block size, so the folded
+// FFN norm has the norm kernel's bits.
+constexpr unsigned PRED_COMPACT_THREADS = CUDA_NORM_THREADS;
 
 // The block-wide exclusive prefix of each thread's c, in thread order, and
 // (in *total, for every thread) their sum: a scan inside each warp, then
