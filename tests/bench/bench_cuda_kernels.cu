@@ -458,7 +458,7 @@ int main(int argc, char **argv)
                 CK(cuda_pred_compact(0, la, ca, ma, NFF, 1, &none, NULL));
             }), (double)NFF * R * 2);
         // The FFN norm as the step runs it when the predictor reads the residual: in the compaction's launch
-        // (PI_CUDA_NORM_FOLD=1; off until measured), against its own kernel after the two.
+        // (PI_CUDA_NORM_FOLD, on by default), against its own kernel after the two.
         const cuda_norm_job nj = {xb, NULL, h, w, DIM, 1e-5f};
         {   // the same bits as the norm kernel's (exit 1 otherwise)
             std::vector<float> a(DIM), b(DIM);
