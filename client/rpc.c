@@ -267,7 +267,8 @@ int rpc_call_cancellable(rpc_client *c, Pi__Request *req, rpc_handler fn, void *
         if (items[1].revents & ZMQ_POLLIN) {
             if (monitor_closed(c))
                 return pi_error_set(err, "the connection to pid at %s closed during %s "
-                                         "(pid exited?)", c->endpoint, wire_request_name(req));
+                                         "(pid exited, or did not answer for 5 s)", c->endpoint,
+                                    wire_request_name(req));
             continue;
         }
         if (!(items[0].revents & ZMQ_POLLIN))
