@@ -291,6 +291,16 @@ vram_stop() { # prefix -> sets peak_app (MiB, max over processes) and peak_gpu (
 }
 # run_one ID KIND CMD...: KIND eval|pi|llama-bench picks the parser; stdout and stderr go to logs/ID.log
 # (pi: the generated text to logs/ID.out). Writes results/ID.
+# A signal (e.g. an outer `timeout`) ends the run in flight too: `timeout` puts each run in its own process
+# group, which a signal to this script does not reach (2026-12-03: a pid run the wrapper's limit cut kept the
+# GPU and the CPU cores busy into the next measurements).
+run_tp='' vram_pids=()
+stop_run() {
+  [ -n "$run_tp" ] && kill -KILL -- "-$run_tp" 2>/dev/null
+  local p
+  for p in "${vram_pids[@]}"; do kill "$p" 2>/dev/null; done
+}
+trap 'stop_run; exit 143' INT TERM
 run_one() {
   local id=$1 kind=$2; shift 2
   local log=$logs/$id.log outf=$logs/$id.out
@@ -304,9 +314,10 @@ run_one() {
   else
     timeout -k 10 "$timeout_s" "$@" >"$log" 2>&1 </dev/null &
   fi
-  tp=$!
+  tp=$! run_tp=$!
   wait "$tp"; rc=$?
   kill -KILL -- "-$tp" 2>/dev/null   # anything the run left in timeout's process group (e.g. workers)
+  run_tp=
   local wall; wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   vram_stop "$logs/$id.vram"
   local tps ptps=
@@ -530,9 +541,10 @@ run_streams() {
     pt=$(printf %s "$prompt" | ntok) || pt=$plen   # bytes bound a prompt's tokens where pictl cannot count them
     c=$(((pt + tokens + 16 + 63) / 64 * 64))   # every KV position counts N times: no more than the streams use
     trap streams_daemon_stop EXIT
-    trap 'streams_daemon_stop; exit 130' INT TERM
+    trap 'streams_daemon_stop; stop_run; exit 130' INT TERM
     for n in ${streams//,/ }; do streams_pi "$n" "$c"; publish; done
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap 'stop_run; exit 143' INT TERM
   fi
   want llamacpp && streams_llamacpp
   want powerinfer && echo "PowerInfer --streams: not run (its build makes only main, which decodes one sequence)"
