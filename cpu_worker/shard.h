@@ -31,7 +31,8 @@ typedef struct cpu_shard {
     uint32_t begin, end;        /* range shards: neurons [begin, end) in every layer; list shards: 0, 0 */
     uint32_t n_layers, dim, n_ff;
     pi_act act;
-    int numa_node;              /* node the memory is on; -1: plain malloc */
+    int numa_node;              /* node the memory is on; -1: an anonymous map on any node */
+    int huge_pages;             /* 1: the kernel took the advice of transparent huge pages */
     uint64_t bytes;             /* weight bytes held (sum over layers of n x record_bytes) */
     cpu_shard_layer *layers;
     void *mem;                  /* one allocation holding every layer's records */
@@ -42,7 +43,7 @@ typedef struct cpu_shard {
 
 /* Copies neurons [begin, end) of every layer of m (which may be closed
  * afterwards). numa_node >= 0 allocates there with numa_alloc_onnode; -1, or
- * libnuma reporting NUMA unavailable, falls back to malloc. The caller owns
+ * libnuma reporting NUMA unavailable, maps anonymous memory. The caller owns
  * the result: cpu_shard_free. */
 cpu_shard *cpu_shard_new(const pi_model *m, uint32_t begin, uint32_t end, int numa_node, pi_error *err);
 

@@ -223,8 +223,9 @@ static int load(cworker *c, pi_error *err)
         return pi_error_wrap(err, "%s: segment %s", c->name, o->shm_name);
     if (make_pool(c, c->lay.p.max_batch, err) < 0)
         return -1;
-    snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
-             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)", pi_ffn_mode_name(o->ffn),
+    snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
+             c->shard->numa_node >= 0 ? "" : " (no NUMA placement)",
+             c->shard->bytes && !c->shard->huge_pages ? " (no huge pages)" : "", pi_ffn_mode_name(o->ffn),
              c->pool ? ", kernels " : "", c->pool ? ffn_pool_kernels(c->pool)->name : "");
     return 0;
 }

@@ -21,9 +21,11 @@
  * B x active rows; batched: the union's rows once). --block-kb K sets the
  * batched walk's block of rows (ffn_pool_set_batch_block).
  * Prints a markdown table (scripts/bench_ffn_sparse.sh, docs/benchmarks.md). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +45,7 @@ typedef struct opts {
     const char *batch;                /* NULL: one entry per call (the thread-count table) */
     double overlap;
     long block_kb;                    /* -1: the pool's default */
+    long huge;                        /* 1: the shard advised huge pages, as cpu_shard does */
 } opts;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -67,7 +70,8 @@ static int usage(const char *argv0)
     fprintf(stderr,
             "usage: %s [--dim N] [--n-ff N] [--active FRACTION] [--threads MAX]\n"
             "          [--seconds S] [--gap-us US] [--spin-us US] [--types f32,f16,bf16,q8_0,q4_0]\n"
-            "          [--variants plain,avx2,avx512] [--batch B1,B2,..] [--overlap F] [--block-kb K]\n",
+            "          [--variants plain,avx2,avx512] [--batch B1,B2,..] [--overlap F] [--block-kb K]\n"
+            "          [--huge 0|1]   (1, the default: the shard asks for huge pages, as cpu_shard does)\n",
             argv0);
     return 2;
 }
@@ -76,7 +80,7 @@ static int parse(int argc, char **argv, opts *o)
 {
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){5120, 6912, nproc > 0 ? (uint32_t)nproc : 1, 0.11, 0.5, 0.0, -1,
-                "f32,f16,q8_0,q4_0", "plain,avx2,avx512", NULL, 0.9, -1};
+                "f32,f16,q8_0,q4_0", "plain,avx2,avx512", NULL, 0.9, -1, 1};
     for (int i = 1; i < argc; i += 2) {   /* every flag takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -105,16 +109,18 @@ static int parse(int argc, char **argv, opts *o)
             o->overlap = strtod(v, NULL);
         else if (strcmp(a, "--block-kb") == 0)
             o->block_kb = strtol(v, NULL, 10);
+        else if (strcmp(a, "--huge") == 0)
+            o->huge = strtol(v, NULL, 10);
         else
             return -1;
     }
     if (o->dim == 0 || o->dim % 32 || o->n_ff == 0 || o->active <= 0 || o->active > 1 ||
         o->max_threads == 0 || o->seconds <= 0 || !(o->gap_us >= 0 && o->gap_us <= 1e6) ||
         o->spin_us < -1 || o->spin_us > 1000000 || !(o->overlap >= 0 && o->overlap <= 1) ||
-        o->block_kb == 0 || o->block_kb < -1 || o->block_kb > 1048576) {
+        o->block_kb == 0 || o->block_kb < -1 || o->block_kb > 1048576 || (o->huge != 0 && o->huge != 1)) {
         fprintf(stderr, "bench: dim must be a positive multiple of 32, n-ff > 0, "
                 "0 < active <= 1, threads > 0, seconds > 0, 0 <= gap-us and spin-us <= 1e6, "
-                "0 <= overlap <= 1, 1 <= block-kb <= 1048576\n");
+                "0 <= overlap <= 1, 1 <= block-kb <= 1048576, huge 0 or 1\n");
         return -1;
     }
     for (const char *p = o->batch; p && *p;) {
@@ -143,18 +149,22 @@ static int listed(const char *list, const char *name)
     return 0;
 }
 
-/* The shard in cpu_shard's layout: one record gate | up | down^T per neuron. */
+/* The shard in cpu_shard's layout: one record gate | up | down^T per neuron,
+ * in an anonymous map (huge pages advised with o->huge); free_shard frees it. */
 static char *make_shard(pi_type type, const opts *o, ffn_sparse_layer *l)
 {
     size_t rb;
     if (pi_row_bytes(type, o->dim, &rb) != 0)
         return NULL;
-    size_t rec = 3 * rb;
-    char *mem = malloc((size_t)o->n_ff * rec);
+    size_t rec = 3 * rb, bytes = (size_t)o->n_ff * rec;
+    char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return NULL;
+    if (o->huge && madvise(mem, bytes, MADV_HUGEPAGE) != 0)
+        fprintf(stderr, "bench: madvise(MADV_HUGEPAGE): %s (the shard keeps small pages)\n", strerror(errno));
     float *row = malloc(o->dim * sizeof *row);
-    if (!mem || !row) {
-        free(mem);
-        free(row);
+    if (!row) {
+        munmap(mem, bytes);
         return NULL;
     }
     for (uint32_t j = 0; j < o->n_ff; j++) {
@@ -172,6 +182,11 @@ static char *make_shard(pi_type type, const opts *o, ffn_sparse_layer *l)
         .gate_stride = rec, .up_stride = rec, .down_t_stride = rec,
     };
     return mem;
+}
+
+static void free_shard(char *mem, const opts *o, const ffn_sparse_layer *l)
+{
+    munmap(mem, (size_t)o->n_ff * l->gate_stride);   /* the whole map: cannot fail */
 }
 
 /* N_LISTS random active lists of n_act distinct neurons each, sorted (as a
@@ -465,7 +480,7 @@ static int run_batches(const opts *o, const uint32_t *threads, uint32_t n_thread
                 }
             }
         }
-        free(mem);
+        free_shard(mem, o, &l);
     }
     free(x);
     free(out);
@@ -551,7 +566,7 @@ int main(int argc, char **argv)
             }
             printf("\n");
         }
-        free(mem);
+        free_shard(mem, &o, &l);
     }
     free(lists);
     free(x);
