@@ -22,7 +22,9 @@
  * reads ~500 scattered 30 KiB records a layer out of gigabytes, and with 4
  * KiB pages (THP "madvise", the Debian/Ubuntu default) each record costs
  * ~8 TLB misses. *huge: whether the kernel took the advice (it may not:
- * THP "never", or no THP in the kernel; the memory works either way). */
+ * THP "never", or no THP in the kernel; the memory works either way).
+ * PI_CPU_HUGE_PAGES=0 leaves the pages small: a measurement switch, so one
+ * device call can compare both (docs/benchmarks.md). */
 static void *alloc_on(size_t bytes, int node, int *used_node, int *huge)
 {
     void *p;
@@ -37,7 +39,8 @@ static void *alloc_on(size_t bytes, int node, int *used_node, int *huge)
     }
     *huge = 0;
 #ifdef MADV_HUGEPAGE
-    if (p)
+    const char *sw = getenv("PI_CPU_HUGE_PAGES");
+    if (p && !(sw && strcmp(sw, "0") == 0))
         *huge = madvise(p, bytes, MADV_HUGEPAGE) == 0;
 #endif
     return p;

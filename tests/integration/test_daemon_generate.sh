@@ -28,6 +28,14 @@ for name in gpu cpu:0 cpu:1; do
 done
 [ "$(awk 'NR>1{print $2}' "$D/workers.txt" | sort -u | wc -l)" = 3 ] || fail "worker pids not distinct"
 echo "ok: three separate worker processes"
+# The cold shards asked for transparent huge pages (cpu_worker/shard.c), which the kernel takes unless THP is off.
+thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+if [ -n "$thp" ] && [[ $thp != *"[never]"* ]]; then
+    grep "^cpu:" "$D/workers.txt" | grep -q "(no huge pages)" && fail "a CPU worker's shard has no huge pages (THP: $thp)"
+    echo "ok: the CPU workers' shards advised huge pages (THP: $thp)"
+else
+    echo "note: transparent huge pages are off here ('${thp:-no THP}'): the huge-page check is skipped"
+fi
 
 "$B/pid" status --listen "$EP" >"$D/status.txt" || fail "pid status"
 cat "$D/status.txt"
