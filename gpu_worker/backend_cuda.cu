@@ -877,26 +877,15 @@ static int norm_folded(const gpu_backend *b, int predicted)
     return predicted && b->m->pred_input == PI_PRED_INPUT_RESIDUAL && cuda_switch("PI_CUDA_NORM_FOLD", 1);
 }
 
-// The attention norm of layer l + 1 in the launch that finishes layer l
-// (cuda_wait_finish's norm: the same bits, one launch a layer fewer), when a
-// CPU worker has a part. Off until measured on a GPU: PI_CUDA_FINISH_NORM=1
-// turns it on (docs/benchmarks.md, session 11).
-static int finish_normed(const gpu_backend *b)
-{
-    return b->peers.count > 0 && cuda_switch("PI_CUDA_FINISH_NORM", 0);
-}
-
 // Attention of layer l and its residual add; unless fold (norm_folded), xb =
 // the FFN's input (rmsnorm(x) * ffn_norm), also written to xn_host (a device
-// pointer into the mapped segment) when given. normed: xb already holds the
-// attention norm (finish_normed).
-static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int fold, int normed, pi_error *err)
+// pointer into the mapped segment) when given.
+static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int fold, pi_error *err)
 {
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
-    if (!normed)
-        CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
     cuda_mv_set qkv;
     memset(&qkv, 0, sizeof qkv);
     qkv.count = 3;
@@ -1025,7 +1014,7 @@ static int cuda_attn(gpu_backend *b, uint32_t l, const gpu_entry *e, uint32_t n,
         return -1;
     b->xn_layer = -1;   // xb is rewritten below
     b->pred_layer = -1;
-    if (enq_attn(b, l, n, NULL, 0, 0, err) != 0)
+    if (enq_attn(b, l, n, NULL, 0, err) != 0)
         return -1;
     // Straight into the shared segment (registered by map_host, so the copy
     // engine writes it directly); the CPU workers read it once we publish.
@@ -1243,11 +1232,11 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
         for (uint32_t i = 0; i < n; i++)
             out.list[i] = dev_of(b, k->active[i]);
     }
-    const int fold = norm_folded(b, predicted), fin_norm = finish_normed(b);
+    const int fold = norm_folded(b, predicted);
     float *xn_host = W > 0 ? dev_of(b, k->xn) : NULL;
     for (uint32_t l = 0; l < L; l++) {
         unsigned long long *st = b->d_stamps + (size_t)l * S;
-        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, xn_host, fold, fin_norm && l > 0, err))
+        if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, xn_host, fold, err))
             return -1;
         if (predicted &&
             (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, fold, xn_host, err)))
@@ -1260,12 +1249,9 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
         if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, W == 0, err) ||
             stamp(b, timed, l * S + ST_WAIT, err))
             return -1;
-        if (W > 0) {
-            const cuda_norm_job next = {b->xb, NULL, b->x, l + 1 < L ? b->layers[l + 1].attn_norm : NULL, m->dim,
-                                        m->norm_eps};
+        if (W > 0)
             CU(cuda_wait_finish(b->stream, b->x, b->hot, &b->peers, b->d_params, l, (size_t)n * m->dim,
-                                timed ? st + ST_WAITED : NULL, fin_norm && l + 1 < L ? &next : NULL));
-        }
+                                timed ? st + ST_WAITED : NULL));
         else if (stamp(b, timed, l * S + ST_WAITED, err))
             return -1;
         if (stamp(b, timed, l * S + ST_END, err))

@@ -54,24 +54,6 @@ template <int MAX> __device__ __forceinline__ float block_reduce(float v, float 
 // squares is added in the same order, so its norm has the same bits in each.
 #define CUDA_NORM_THREADS 1024u
 
-// The second half of a norm row: ss (this thread's part of the row's sum of
-// squares) summed over the block, then y[i] = w[i] * (x[i] * scale), also
-// into y_host (mapped host memory, fenced for the CPU) when given.
-__device__ __forceinline__ void norm_scale_row(float *yr, float *hr, const float *xr, const float *w, uint32_t dim,
-                                               float eps, float ss, float *red)
-{
-    ss = block_reduce<0>(ss, red);
-    float scale = 1.0f / sqrtf(ss / (float)dim + eps);
-    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) {
-        float v = w[i] * (xr[i] * scale);
-        yr[i] = v;
-        if (hr)
-            hr[i] = v;
-    }
-    if (hr)
-        __threadfence_system();   // the CPU workers read it once the layer tick is published
-}
-
 // Row r of the norm, by the whole block (CUDA_NORM_THREADS threads); with
 // add, x[r] first becomes x[r] + add[r] (a residual add fused in). red: 32
 // floats of shared memory.
@@ -89,7 +71,18 @@ __device__ __forceinline__ void norm_row(float *y, float *y_host, float *x, cons
         }
         ss += v * v;
     }
-    norm_scale_row(y + (size_t)r * dim, y_host ? y_host + (size_t)r * dim : nullptr, xr, w, dim, eps, ss, red);
+    ss = block_reduce<0>(ss, red);
+    float scale = 1.0f / sqrtf(ss / (float)dim + eps);
+    float *yr = y + (size_t)r * dim;
+    float *hr = y_host ? y_host + (size_t)r * dim : nullptr;
+    for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = w[i] * (xr[i] * scale);
+        yr[i] = v;
+        if (hr)
+            hr[i] = v;
+    }
+    if (hr)
+        __threadfence_system();   // the CPU workers read it once the layer tick is published
 }
 
 #endif

@@ -13,8 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cuda_norm.cuh"
-
 struct cuda_step_params {
     uint32_t tick0;         // layer l's tick is tick0 + l
     uint32_t abort_past;    // a wait gives up once the abort counter passes this
@@ -41,10 +39,7 @@ cudaError_t cuda_publish(cudaStream_t s, uint32_t *counter, const cuda_step_para
 // abort counter passed p->abort_past: p->status = 1), then
 // x[t] += hot[t] + partial_0[t] + ... + partial_{count-1}[t] in that order,
 // t < len (a multiple of 4). stamp (optional): the time the wait ended.
-// norm (optional, x = norm->x, no y_host): then norm->y = the rows' RMS
-// norm too (the next layer's attention norm), as cuda_rmsnorm would give it.
 cudaError_t cuda_wait_finish(cudaStream_t s, float *x, const float *hot, const cuda_peers *peers,
-                             cuda_step_params *p, uint32_t layer, size_t len, unsigned long long *stamp,
-                             const cuda_norm_job *norm);
+                             cuda_step_params *p, uint32_t layer, size_t len, unsigned long long *stamp);
 
 #endif

@@ -1178,19 +1178,17 @@ int main(void)
     }
     /* A predictor that reads the residual (PowerInfer's files): run_step
      * with the FFN norm folded into the predictor's launch
-     * (PI_CUDA_NORM_FOLD=1) and the next layer's attention norm into the
-     * finish (PI_CUDA_FINISH_NORM=1, with CPU workers), with CPU workers (xn
-     * into the segment) and without; then the same with the norm kernel
-     * (both 0). Against the layer-by-layer path, which never folds. */
+     * (PI_CUDA_NORM_FOLD=1), with CPU workers (xn into the segment) and
+     * without; then the same with the norm kernel (=0). Against the
+     * layer-by-layer path, which never folds. */
     if (want("residual")) {
         for (int fold = 1; fold >= 0; fold--) {
             CHECK(setenv("PI_CUDA_NORM_FOLD", fold ? "1" : "0", 1) == 0, "setenv");
-            CHECK(setenv("PI_CUDA_FINISH_NORM", fold ? "1" : "0", 1) == 0, "setenv");
-            printf("PI_CUDA_NORM_FOLD=%d PI_CUDA_FINISH_NORM=%d:\n", fold, fold);
+            printf("PI_CUDA_NORM_FOLD=%d:\n", fold);
             run_synth_residual();
             run_real_width(1);
         }
-        CHECK(unsetenv("PI_CUDA_NORM_FOLD") == 0 && unsetenv("PI_CUDA_FINISH_NORM") == 0, "unsetenv");
+        CHECK(unsetenv("PI_CUDA_NORM_FOLD") == 0, "unsetenv");
     }
     return 0;
 }
