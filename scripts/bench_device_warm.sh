@@ -7,6 +7,8 @@
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
 #    "0.3 0.4"), PowerInfer at 12.6 GiB before and after them, pi with everything in VRAM (--timings);
+#  - with PI_EXTRA_BUDGETS="GiB ...", pid run untimed at each of those budgets too (warm 0.4, each PI_AB variant);
+#    PI_NO_ALL_VRAM=1 leaves out the all-in-VRAM run;
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
 #  - with PI_AB="VAR=value ...[;VAR=value ...]" (e.g. PI_CUDA_PDL=0), the kernel bench (first variant) and
 #    every pi run once more with each variant's environment, its text compared with the first run's (greedy at
@@ -133,7 +135,16 @@ pwirun() { # name: PowerInfer at 12.6 GiB, its decode tok/s (the eval line, not 
 pwirun powerinfer
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
 pwirun powerinfer-after
-pirun all-vram --vram-budget 40 --cpu-workers 1
+# Other budgets (PI_EXTRA_BUDGETS="13.28 12.77", warm 0.4, untimed, with PI_AB's variants): what more VRAM would
+# give at 12.6 GiB's shape (e.g. a smaller predictor or CUDA context reserve) before it is written.
+for eb in ${PI_EXTRA_BUDGETS:-}; do
+  pirun1 "budget$eb-untimed" "" "$M" predicted --vram-budget "$eb" --cpu-workers 1 --warm-share 0.4
+  [ -f "$out/warm0.4.txt" ] && same "budget $eb: text vs warm0.4's" "$out/budget$eb-untimed.txt" "$out/warm0.4.txt"
+  for v in "${!variants[@]}"; do
+    pirun1 "budget$eb-ab$v-untimed" "${variants[$v]}" "$M" predicted --vram-budget "$eb" --cpu-workers 1 --warm-share 0.4
+  done
+done
+[ -n "${PI_NO_ALL_VRAM:-}" ] || pirun all-vram --vram-budget 40 --cpu-workers 1
 if [ -n "${PI_NCU_RUN:-}" ]; then
   command -v ncu >/dev/null || PATH=$PATH:/usr/local/cuda/bin
   IFS=';' read -r -a ncu_cfgs <<<"${PI_NCU_CONFIGS:-all-vram 40;budget 12.6}"
