@@ -34,8 +34,8 @@ static void start_usage(FILE *out)
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB] [--warm-share F]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--http HOST:PORT]\n"
             "                 [--token T] [--admin-token T] [--max-seqs N] [--max-batch N] [--max-queue N]\n"
-            "                 [-c|--ctx-size|--n-ctx N] [--ffn MODE] [--measure-recall] [--log-file F]\n"
-            "                 [--pid-file F] [--foreground] [--timings] [default sampling flags]\n\n"
+            "                 [-c|--ctx-size|--n-ctx N] [--ffn MODE] [--measure-recall] [--predictor-type T]\n"
+            "                 [--log-file F] [--pid-file F] [--foreground] [--timings] [default sampling flags]\n\n"
             "  Each flag but --config and --foreground is also a key of the settings file:\n"
             "  --max-seqs N is max_seqs = N.\n"
             "  A flag's value may follow '=' (--listen=E).\n"
@@ -62,6 +62,10 @@ static void start_usage(FILE *out)
             "                        sizes given are refused, saying what would fit\n"
             "  --ffn MODE            auto, dense, exact or predicted (as pid run --help says)\n"
             "  --measure-recall      with predicted: measure the predictor's recall (pictl status)\n"
+            "  --predictor-type T    file (default: as the model stores them) or q8_0: the predictors\n"
+            "                        held as q8_0, about half of f16's bytes, so the budget keeps more\n"
+            "                        hot neurons; a neuron within rounding of the threshold may be\n"
+            "                        predicted otherwise\n"
             "  --log-file F          the daemon's log (default: pid.log in the run folder)\n"
             "  --pid-file F          the daemon's pid file (default: pid.pid in the run folder)\n"
             "  --foreground          stay attached; log to stderr\n"
@@ -85,8 +89,8 @@ static void other_usage(const char *cmd, FILE *out)
             "  Every other pid start flag is accepted and ignored, so a start command line also\n"
             "  works here: -m --model --cpu-workers --vram-budget --warm-share --gpu-backend --http --token\n"
             "  --admin-token --max-seqs --max-batch --max-queue -c --ctx-size --n-ctx --ffn\n"
-            "  --measure-recall --log-file --foreground --timings, and the sampling flags -n\n"
-            "  --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed.\n",
+            "  --measure-recall --predictor-type --log-file --foreground --timings, and the sampling\n"
+            "  flags -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed.\n",
             cmd,
             !strcmp(cmd, "stop") ? "Asks the daemon to shut down and waits until it and its workers are gone."
                                  : "Prints the daemon's status: pid, model, placement, queue, workers.");
@@ -264,7 +268,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
     rpc_server_set_tokens(rpc, c->token, c->admin_token);
     sched_sink sink = rpc_server_sink(rpc);
     engine_opts o = {.model_path = c->model, .gpu_backend = c->gpu_backend, .ffn = c->ffn,
-                     .measure_recall = c->measure_recall, .timings = c->timings,
+                     .measure_recall = c->measure_recall, .timings = c->timings, .pred_q8 = c->pred_q8,
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
                      .warm_share = c->warm_share,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,

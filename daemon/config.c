@@ -3,6 +3,7 @@
 #include "config.h"
 #include "ffn_mode.h"
 #include "http_text.h"
+#include "pred_quant.h"
 #include "req_limits.h"
 #include "rpc_auth.h"
 
@@ -126,6 +127,13 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
         c->cpu_workers = (int)n;
         return 0;
     }
+    if (!strcmp(key, "predictor_type")) {
+        int t;
+        if (predictor_type_parse(v, &t, err) < 0)
+            return -1;
+        c->pred_q8 = t >= 0;
+        return 0;
+    }
     if (!strcmp(key, "warm_share")) {
         if (!strcmp(v, "auto"))
             c->warm_share = -1.0;
@@ -240,6 +248,7 @@ static const struct {
     {"--cpu-workers", NULL, "cpu_workers"},
     {"--vram-budget", NULL, "vram_budget"},
     {"--warm-share", NULL, "warm_share"},
+    {"--predictor-type", NULL, "predictor_type"},
     {"--gpu-backend", NULL, "gpu_backend"},
     {"--ffn", NULL, "ffn"},
     {"--max-seqs", NULL, "max_seqs"},

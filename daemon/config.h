@@ -23,6 +23,7 @@ typedef struct pid_config {
     char gpu_backend[16];           /* "auto", "cuda" or "host" */
     char ffn[16];                   /* "auto", "dense", "exact" or "predicted" */
     int measure_recall;             /* predicted: measure the predictor (a dense gate pass) */
+    int pred_q8;                    /* --predictor-type q8_0 (sparse/pred_quant.h); 0 = as the file holds it */
     uint32_t max_seqs;              /* 0 = auto: up to 8, as many as the budget fits */
     uint32_t max_batch;
     uint32_t max_queue;             /* requests waiting for a slot (req_limits.h) */

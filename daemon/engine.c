@@ -19,6 +19,7 @@
 #include "gpu_probe.h"
 #include "model.h"
 #include "pm_qos.h"
+#include "pred_quant.h"
 #include "segment.h"
 #include "sidecar.h"
 #include "spin_poll.h"
@@ -178,6 +179,11 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->model = model_open_sparse(o->model_path, err);
     if (!e->model)
         goto fail;
+    /* before the plan: it counts the predictors' bytes as the GPU worker will hold them */
+    if (o->pred_q8 && predictor_requant(e->model, PI_TYPE_Q8_0, err) < 0) {
+        pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
+        goto fail;
+    }
     e->tok = tokenizer_from_gguf(e->model->file, err);
     if (!e->tok) {
         pi_error_wrap(err, "tokenizer of %s", o->model_path);
@@ -301,7 +307,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .n_hot = e->plan.n_hot, .plan = e->plan_path,
                      .max_seqs = max_seqs, .max_batch = o->max_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
-                     .measure_recall = o->measure_recall, .warm_share = pp.warm_share};
+                     .measure_recall = o->measure_recall, .warm_share = pp.warm_share,
+                     .pred_q8 = o->pred_q8};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
     e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);

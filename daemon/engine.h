@@ -33,6 +33,8 @@ typedef struct engine_opts {
     int measure_recall;         /* predicted: the GPU worker also computes the true active
                                    sets and reports recall/precision (costs a dense gate pass) */
     int cpu_workers;            /* -1 = one per NUMA node */
+    int pred_q8;                /* the predictors held as q8_0 by pid's plan and the GPU worker
+                                   (sparse/pred_quant.h, --predictor-type); 0 = as in the file */
     double vram_budget_gib;     /* < 0 = automatic: PLAN_FREE_PCT% of the GPU's free memory
                                    (pi-gpu-worker --probe-memory), none on the host backend */
     double warm_share;          /* < 0 = automatic: ENGINE_WARM_SHARE_CUDA with a CUDA GPU and CPU

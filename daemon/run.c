@@ -13,6 +13,7 @@
 #include "forward.h"
 #include "gen_params.h"
 #include "model.h"
+#include "pred_quant.h"
 #include "run_workers.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -23,7 +24,8 @@ static void usage(FILE *out)
                  "               [--min-p M] [--repeat-penalty R] [--repeat-last-n N] [--seed S]\n"
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
                  "               [--ffn auto|dense|exact|predicted] [--measure-recall] [--timings]\n"
-                 "               [-c|--ctx-size N] [--warm-share F] [--reference]\n\n"
+                 "               [-c|--ctx-size N] [--warm-share F] [--predictor-type file|q8_0]\n"
+                 "               [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
                  "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
@@ -32,6 +34,10 @@ static void usage(FILE *out)
                  "  --warm-share F        CUDA with CPU workers: this share (0..1) of the cold neurons\n"
                  "                        is read by the GPU from pinned host memory over PCIe beside\n"
                  "                        the CPU workers (default: 0.4 with cuda and CPU workers)\n"
+                 "  --predictor-type T    file: the predictors as the model stores them (default);\n"
+                 "                        q8_0: held as q8_0 (about half of f16's bytes: more hot\n"
+                 "                        neurons in a budget; a neuron within rounding of the\n"
+                 "                        threshold may be predicted otherwise)\n"
                  "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
                  "                        model's trained context; more is allowed, with a warning)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
@@ -118,6 +124,14 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
             return 2;
         }
         o->ctx_size = (uint32_t)n;
+    } else if (!strcmp(a, "--predictor-type")) {
+        pi_error err = {{0}};
+        int t;
+        if (predictor_type_parse(v, &t, &err) < 0) {
+            fprintf(stderr, "pid run: --predictor-type: %s\n", err.msg);
+            return 2;
+        }
+        o->pred_q8 = t >= 0;
     } else if (!strcmp(a, "--warm-share")) {
         if (pi_parse_share(v, &o->warm_share) < 0) {
             fprintf(stderr, "pid run: --warm-share '%s' is not a share from 0 to 1\n", v);
@@ -155,7 +169,7 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
         }
         int valued = !strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") ||
                      !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn") || !strcmp(a, "--ctx-size") ||
-                     !strcmp(a, "-c") || !strcmp(a, "--warm-share");
+                     !strcmp(a, "-c") || !strcmp(a, "--warm-share") || !strcmp(a, "--predictor-type");
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {

@@ -90,7 +90,7 @@ int run_on_workers(const run_workers_opts *o)
     run_sink rs = {0};
     sched_sink sink = {.ud = &rs, .chunk = on_chunk, .done = on_done, .fail = on_fail};
     engine_opts eo = {.model_path = o->model_path, .gpu_backend = o->gpu_backend, .ffn = o->ffn,
-                      .measure_recall = o->measure_recall,
+                      .measure_recall = o->measure_recall, .pred_q8 = o->pred_q8,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
                       .warm_share = o->warm_share,
                       .max_seqs = 1, .max_batch = 64, .n_ctx = o->ctx_size ? o->ctx_size : ctx_needed(o),

@@ -16,6 +16,7 @@ typedef struct run_workers_opts {
     double warm_share;          /* < 0 = automatic (engine.h) */
     const char *ffn;            /* "auto", "dense", "exact", "predicted" */
     int measure_recall;         /* predicted: report the predictor's recall and precision */
+    int pred_q8;                /* --predictor-type q8_0 (engine.h) */
     int timings;                /* print where each decode step's time went (stderr) */
     uint32_t ctx_size;          /* -c: KV positions; 0 = what the run needs, at most the
                                    model's trained context */

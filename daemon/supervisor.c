@@ -140,6 +140,8 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
         if (c->measure_recall)
             bad |= argf(w, &used, &argc, "--measure-recall");
+        if (c->pred_q8)
+            bad |= argf(w, &used, &argc, "--predictor-type") | argf(w, &used, &argc, "q8_0");
     } else {
         bad |= argf(w, &used, &argc, "%s/pi-cpu-worker", c->bin_dir);
         bad |= argf(w, &used, &argc, "--index") | argf(w, &used, &argc, "%u", w->index);

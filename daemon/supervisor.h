@@ -54,6 +54,7 @@ typedef struct sup_config {
                                instead of --hot; NULL or "" = --hot n_hot */
     const char *ffn;        /* --ffn for every worker; NULL = the workers' default (dense) */
     int measure_recall;     /* --measure-recall for the GPU worker */
+    int pred_q8;            /* --predictor-type q8_0 for the GPU worker */
 } sup_config;
 
 typedef struct supervisor {

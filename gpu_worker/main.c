@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "pred_quant.h"
 #include "worker.h"
 
 #ifdef PI_HAVE_CUDA
@@ -26,7 +27,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K | --plan FILE] [--warm-share F] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
-               "       [--ffn dense|exact|predicted] [--measure-recall] [--vram-sock FD]\n"
+               "       [--ffn dense|exact|predicted] [--measure-recall] [--predictor-type file|q8_0] [--vram-sock FD]\n"
                "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n"
                "--probe-memory prints 'free F total T source S' (bytes of the device; S = cuda, pretend\n"
@@ -135,6 +136,15 @@ int main(int argc, char **argv)
             o.plan_path = v;
         else if (!strcmp(a, "--hot"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_hot = (int64_t)u;
+        else if (!strcmp(a, "--predictor-type")) {
+            pi_error perr = {{0}};
+            int t = -1;
+            if (predictor_type_parse(v, &t, &perr) < 0) {
+                fprintf(stderr, "pi-gpu-worker: --predictor-type: %s\n", perr.msg);
+                bad = -1;
+            }
+            o.pred_q8 = t >= 0;
+        }
         else if (!strcmp(a, "--warm-share")) {
             if (pi_parse_share(v, &o.warm_share) < 0) {
                 fprintf(stderr, "pi-gpu-worker: --warm-share '%s': expected a share from 0 to 1\n", v);

@@ -27,6 +27,7 @@
 #include "vram_arena.h"
 #include "model.h"
 #include "plan.h"
+#include "pred_quant.h"
 #include "segment.h"
 #include "seqcount.h"
 #include "sidecar.h"
@@ -190,6 +191,8 @@ static int load(gworker *g, pi_error *err)
         return -1;
     if (!(g->m = model_open_sparse(o->model_path, err)))
         return -1;
+    if (o->pred_q8 && predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
+        return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
     /* the backend's needs: its KV element sizes the plan's kv_bytes (take_kept) */
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
                       .warm_share = o->warm_share, .max_batch = o->max_batch,
@@ -221,7 +224,8 @@ static int load(gworker *g, pi_error *err)
     snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s%s", what, plan->max_seqs, plan->n_ctx,
              pi_ffn_mode_name(o->ffn),
              o->ffn != PI_FFN_PREDICTED ? ""
-             : !strcmp(g->ops->name, "cuda") ? " (predictor on the GPU)" : " (predictor on the host)", kept);
+             : !strcmp(g->ops->name, "cuda") ? (o->pred_q8 ? " (q8_0 predictor on the GPU)" : " (predictor on the GPU)")
+             : o->pred_q8 ? " (q8_0 predictor on the host)" : " (predictor on the host)", kept);
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))

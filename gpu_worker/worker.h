@@ -25,6 +25,7 @@ typedef struct gpu_worker_opts {
     int device;                 /* CUDA device ordinal */
     pi_ffn_mode ffn;
     int measure_recall;         /* predicted: also find the true active sets, count hits */
+    int pred_q8;                /* --predictor-type q8_0 (sparse/pred_quant.h), as pid's plan counted them */
     int vram_sock;              /* >= 0: pid's socket for the kept VRAM (fd_pass.h); -1: none */
 } gpu_worker_opts;
 

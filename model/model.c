@@ -505,6 +505,7 @@ void model_close(pi_model **mp)
     if (m->sidecar_free)
         m->sidecar_free(&m->sidecar);
     gguf_close(&m->file);
+    free(m->pred_owned);
     free(m->layers);
     free(m);
     *mp = NULL;

@@ -133,6 +133,10 @@ typedef struct pi_model {
      * model/ does not link sparse/. */
     struct pi_sidecar *sidecar;
     void (*sidecar_free)(struct pi_sidecar **s);
+    /* The predictors converted to another type (sparse/pred_quant.h,
+     * predictor_requant): the layers' pred_fc1/pred_fc2 point into it.
+     * Owned; model_close frees it. */
+    void *pred_owned;
 } pi_model;
 
 /* Opens and validates (every tensor present with the shape the

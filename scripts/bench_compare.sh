@@ -10,7 +10,7 @@
 #          [--prompt TEXT] [--only ENGINES] [--out DIR] [--ngl auto|N] [--timeout 180] [--no-timings]
 #          [--rebuild] [--model-dir /dev/shm/pi-bench] [--shape 13b|tiny] [--gpu-backend cuda|host]
 #          [--build-dir build-dev] [--anchors DIR] [--llama-tool cli|bench]
-#          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode]
+#          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode] [--pi-args "ARGS"]
 #        scripts/bench_compare.sh --parse eval|prompt|pi|llama-bench FILE   # the tok/s a saved log holds
 #        scripts/bench_compare.sh --parse prefill|pictl|batched-bench FILE   # the --ttft / --streams figures
 #        scripts/bench_compare.sh --table [--out DIR]     # the table from the results stored so far
@@ -30,6 +30,8 @@
 #           the same prompt, or llama-bench -p 0 -r 1 with --llama-tool bench) -ngl N (auto: as many layers as fit B with their KV, 0.5 GiB kept for buffers) and -ngl 99;
 #           pi run --ffn predicted (PWRI file) and --ffn dense (plain file) at B and ALL, --cpu-workers 1;
 #           then one more pi run per configuration with --timings when `pid run --help` lists it.
+#           --pi-args "ARGS": more flags for pi's --ffn predicted runs (e.g. --predictor-type q8_0), named in
+#           the table's row (give them to --table too).
 #           Each run is limited by --timeout; nvidia-smi samples the memory of the GPU's processes every
 #           100 ms. Results persist under MODEL_DIR, so `--stage run --only pi` after an earlier
 #           `--only powerinfer,llamacpp` still prints the whole table (rows from earlier calls are marked).
@@ -63,7 +65,7 @@ cmdline="scripts/bench_compare.sh$(printf ' %q' "$@")"
 stages=all budget=12.6 all_budget=40 tokens=128 only=pi,powerinfer,llamacpp out=${OUT:-bench-out} ngl=auto
 llama_tool=cli timeout_s=180 timings=1 rebuild='' mdir=/dev/shm/pi-bench shape=13b backend=cuda build_dir=build-dev anchors=''
 prompt="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode=''
+parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode='' pi_args=''
 abs() { case $1 in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }   # paths given relative to the caller's folder
 usage() { sed -n '/^# usage:/,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 bad() { echo "bench_compare: $*; see --help" >&2; exit 2; }
@@ -81,6 +83,7 @@ while [ $# -gt 0 ]; do
     --anchors) anchors=$(abs "$2"); shift 2 ;; --llama-tool) llama_tool=$2; shift 2 ;;
     --parse) parse_kind=$2; parse_file=$(abs "$3"); shift 3 ;; --table) table_only=1; shift ;;
     --ttft) ttft=$2; shift 2 ;; --streams) streams=$2; shift 2 ;; --no-decode) no_decode=1; shift ;;
+    --pi-args) pi_args=$2; shift 2 ;;
     -h|--help) usage ;;
     *) bad "unknown argument $1" ;;
   esac
@@ -600,7 +603,7 @@ render() {
   echo "|---|---|---|---|---|---|"
   echo "| PowerInfer (PWRI, --vram-budget $budget / $all_budget) | $(cell_tps powerinfer-budget) | $(cell_tps powerinfer-all) | $(cell_peak powerinfer-budget) | $(cell_peak powerinfer-all) | $(cell_ptps powerinfer-budget) |"
   echo "| llama.cpp dense (plain, -ngl $(ngl_used) / 99) | $(cell_tps llamacpp-budget) | $(cell_tps llamacpp-all) | $(cell_peak llamacpp-budget) | $(cell_peak llamacpp-all) | $(cell_ptps llamacpp-budget) |"
-  echo "| pi --ffn predicted (PWRI, --vram-budget $budget / $all_budget) | $(cell_tps pi-predicted-budget) | $(cell_tps pi-predicted-all) | $(cell_peak pi-predicted-budget) | $(cell_peak pi-predicted-all) | n/a |"
+  echo "| pi --ffn predicted${pi_args:+ $pi_args} (PWRI, --vram-budget $budget / $all_budget) | $(cell_tps pi-predicted-budget) | $(cell_tps pi-predicted-all) | $(cell_peak pi-predicted-budget) | $(cell_peak pi-predicted-all) | n/a |"
   echo "| pi --ffn dense (plain, --vram-budget $budget / $all_budget) | $(cell_tps pi-dense-budget) | $(cell_tps pi-dense-all) | $(cell_peak pi-dense-budget) | $(cell_peak pi-dense-all) | n/a |"
   echo
   echo "- pi predicted / PowerInfer @ $budget GiB: $(ratio pi-predicted-budget powerinfer-budget)"
@@ -844,10 +847,12 @@ if want_stage run; then
     done
   fi
   if want pi; then
-    pirun() { # id model mode budget extra...
-      local id=$1 m=$2 mode=$3 b=$4; shift 4
+    pirun() { # id model mode budget extra... (--pi-args: the predicted runs')
+      local id=$1 m=$2 mode=$3 b=$4 pa=(); shift 4
+      # shellcheck disable=SC2206  # --pi-args is a list of words
+      [ "$mode" = predicted ] && pa=($pi_args)
       run_one "$id" pi "$bin/pid" run -m "$m" -n "$tokens" --temp 0 -p "$prompt" --gpu-backend "$backend" \
-        --vram-budget "$b" --ffn "$mode" --cpu-workers 1 "$@"
+        --vram-budget "$b" --ffn "$mode" --cpu-workers 1 "${pa[@]}" "$@"
       publish
     }
     pi_all() { # id-suffix extra...

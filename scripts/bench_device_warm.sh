@@ -10,7 +10,8 @@
 #  - with PI_EXTRA_BUDGETS="GiB ...", pid run untimed at each of those budgets too (warm 0.4, each PI_AB variant);
 #    PI_NO_ALL_VRAM=1 leaves out the all-in-VRAM run;
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
-#  - with PI_AB="VAR=value ...[;VAR=value ...]" (e.g. PI_CUDA_PDL=0), the kernel bench (first variant) and
+#  - with PI_AB="VAR=value ...[;VAR=value ...]" (e.g. PI_CUDA_PDL=0; words that are not VAR=value, such as
+#    "--predictor-type q8_0", go to pid run as flags), the kernel bench (first variant) and
 #    every pi run once more with each variant's environment, its text compared with the first run's (greedy at
 #    128 tokens: the same, or DIFFERENT);
 #  - with PI_UNTIMED=1, every pi configuration once more without --timings (the step graph then has no
@@ -104,10 +105,13 @@ done
 wait "${jobs_bg[@]}"; tail -1 "$out/mk.log"; tail -1 "$out/pwi-build.log"
 P="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
 pirun1() { # name env-words model ffn args... (--timings unless name ends in -untimed)
-  local n=$1 e=$2 mf=$3 f=$4 t=--timings; shift 4
+  local n=$1 e=$2 mf=$3 f=$4 t=--timings ev=() av=() w; shift 4
   [[ $n == *-untimed ]] && t=
-  # shellcheck disable=SC2086  # e is a list of VAR=value words; t is empty or one word
-  timeout 100 env $e $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" $t "$@" \
+  for w in $e; do   # VAR=value words go to the environment, the rest (--flag value) to pid run
+    if [[ $w =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then ev+=("$w"); else av+=("$w"); fi
+  done
+  # shellcheck disable=SC2086  # t is empty or one word
+  timeout 100 env "${ev[@]}" $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" $t "${av[@]}" "$@" \
     >"$out/$n.txt" 2>"$out/$n.err"
   echo "== pi $n rc=$? (${e:+$e }--ffn $f $t $*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
   grep -E "pid run:   (gpu (attn|predict|publish|hot|wait|finish|worker)|pid|sampling|cpu)" "$out/$n.err"

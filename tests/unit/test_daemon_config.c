@@ -23,7 +23,7 @@ int main(void)
     write_file(path, "# a comment\n\nmodel = /m/x.gguf  # trailing\nlisten=ipc:///tmp/p.sock\n"
                      "cpu_workers = 3\nvram_budget = 1.5\ngpu_backend = host\nmax_seqs = 4\n"
                      "max_batch = 16\nn_ctx = 256\ntemp = 0\ntop_k = 7\nn_predict = 12\nseed = 42\n"
-                     "timings = true\n");
+                     "timings = true\npredictor_type = q8_0\n");
     pid_config_default(&c);
     CHECK(pid_config_load(&c, path, 1, &err) == 0, "%s", err.msg);
     CHECK(!strcmp(c.model, "/m/x.gguf"), "model '%s'", c.model);
@@ -31,6 +31,7 @@ int main(void)
     CHECK(c.cpu_workers == 3 && c.vram_budget_gib == 1.5 && !strcmp(c.gpu_backend, "host"), "workers");
     CHECK(c.max_seqs == 4 && c.max_batch == 16 && c.n_ctx == 256, "sizes");
     CHECK(c.timings == 1, "timings key");
+    CHECK(c.pred_q8 == 1, "predictor_type key");
     CHECK(c.sampling.temperature == 0 && c.sampling.top_k == 7 && c.sampling.n_predict == 12, "sampling");
     CHECK(c.sampling.has_seed && c.sampling.seed == 42, "seed");
 
@@ -54,6 +55,8 @@ int main(void)
           "bad value: %s", err.msg);
     write_file(path, "just words\n");
     CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, "key = value"), "%s", err.msg);
+    write_file(path, "predictor_type = q2\n");
+    CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, "q8_0") && strstr(err.msg, "'q2'"), "%s", err.msg);
     write_file(path, "gpu_backend = opencl\n");
     CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, "cuda"), "%s", err.msg);
     CHECK(pid_config_load(&c, "/nonexistent/pid.conf", 1, &err) < 0, "missing required file");
