@@ -16,6 +16,7 @@
 static const char usage[] =
     "usage: pictl model synth --shape tiny|7b|13b|40b|70b --type f16|q8_0|q4_0|f32|bf16 -o FILE.gguf\n"
     "                         [--active 0.11] [--skew 1.0] [--seed 1] [--layers N] [--plain] [--threads N]\n"
+    "                         [--pred-width R]\n"
     "                         [--sidecar | --no-sidecar]\n"
     "  Writes a LLaMA-shaped model with random weights whose FFN neurons fire with a\n"
     "  power-law skew, for benchmarks at real sizes.\n"
@@ -27,6 +28,8 @@ static const char usage[] =
     "  --skew    power-law exponent: neuron of rank r fires with probability ~ r^-skew\n"
     "  --layers  override the shape's layer count (quick benchmarks)\n"
     "  --plain   only llama.cpp's tensors and keys (no predictor, no ffn_down_t, no pi.* keys)\n"
+    "  --pred-width R  the predictor's hidden width (default 17); the units past 17 have zero\n"
+    "            weights and predict nothing different (32: a width --predictor-type q8_0 takes)\n"
     "  --threads generating threads (default: one per CPU); the bytes do not depend on it\n"
     "  --no-sidecar  do not write the sidecar below\n"
     "  --sidecar also write FILE.pi-sparse.gguf with every neuron's intended firing probability as\n"
@@ -130,7 +133,7 @@ int cmd_model_synth(int argc, char **argv)
     synth_options o;
     synth_options_default(&o);
     const char *shape = NULL, *type = NULL, *out = NULL;
-    uint64_t layers = 0, threads = 0;
+    uint64_t layers = 0, threads = 0, pred_width = 0;
     int sidecar = -1;   /* -1: on unless --plain */
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
@@ -161,6 +164,7 @@ int cmd_model_synth(int argc, char **argv)
         else if (!strcmp(a, "--seed")) bad = parse_u64(v, &o.seed);
         else if (!strcmp(a, "--layers")) bad = parse_u64(v, &layers) || layers == 0 || layers > 1024;
         else if (!strcmp(a, "--threads")) bad = parse_u64(v, &threads) || threads == 0 || threads > SYNTH_MAX_THREADS;
+        else if (!strcmp(a, "--pred-width")) bad = parse_u64(v, &pred_width) || pred_width < 17 || pred_width > 4096;
         else {
             fprintf(stderr, "pictl model synth: unknown option %s (see --help)\n", a);
             return 2;
@@ -185,6 +189,7 @@ int cmd_model_synth(int argc, char **argv)
     if (layers)
         o.shape.n_layers = (uint32_t)layers;
     o.n_threads = (uint32_t)threads;
+    o.pred_width = (uint32_t)pred_width;
 
     progress p = {.last_pct = -100, .step = isatty(2) ? 1 : 10};
     clock_gettime(CLOCK_MONOTONIC, &p.start);

@@ -332,7 +332,9 @@ static void gen_row(synth_ctx *c, const synth_tensor *t, uint64_t r, float *row)
             row[i] = down_weight(c, i, (uint32_t)r);
         break;
     case T_FC1:
-        /* rows 2k, 2k+1: +-u_k over the features; row 2K: dimension 0 */
+        /* rows 2k, 2k+1: +-u_k over the features; row 2K: dimension 0; rows past it (pred_width): 0 */
+        if (r > 2 * K)
+            break;
         if (r == 2 * K) {
             row[0] = 1.0f;
         } else {
@@ -445,6 +447,8 @@ static int check_options(const synth_options *o, pi_error *err)
         return pi_error_set(err, "synth: --active %g must be in (0, 0.9]", o->active);
     if (!(o->skew >= 0.0f && o->skew <= 4.0f))
         return pi_error_set(err, "synth: --skew %g must be in [0, 4]", o->skew);
+    if (o->pred_width && (o->pred_width < SYNTH_PRED_HIDDEN || o->pred_width > 4096))
+        return pi_error_set(err, "synth: --pred-width %u: use %d..4096", o->pred_width, SYNTH_PRED_HIDDEN);
     if (s->n_layers == 0 || s->n_layers > 1024)
         return pi_error_set(err, "synth: %u layers: use 1..1024", s->n_layers);
     if (s->dim < 64 || s->dim % 64 || s->n_ff < 32 || s->n_ff % 32 || s->n_heads == 0 || s->dim % s->n_heads ||
@@ -547,8 +551,9 @@ static size_t tensor_list(synth_ctx *c, synth_tensor *t)
         T(T_DOWN, l, w, s->dim, s->n_ff);
         if (!o->plain) {
             T(T_DOWN_T, l, w, s->n_ff, s->dim);
-            T(T_FC1, l, pred, SYNTH_PRED_HIDDEN, s->dim);
-            T(T_FC2, l, pred, s->n_ff, SYNTH_PRED_HIDDEN);
+            const uint32_t R = o->pred_width ? o->pred_width : SYNTH_PRED_HIDDEN;
+            T(T_FC1, l, pred, R, s->dim);
+            T(T_FC2, l, pred, s->n_ff, R);   /* columns past SYNTH_PRED_HIDDEN stay 0 */
         }
     }
     T(T_OUT_NORM, 0, PI_TYPE_F32, 1, s->dim);

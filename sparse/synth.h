@@ -28,6 +28,8 @@ typedef struct synth_options {
     uint64_t seed;
     int plain;          /* only llama.cpp's tensors and keys */
     uint32_t n_threads; /* generating threads; 0 = one per online CPU (at most SYNTH_MAX_THREADS) */
+    uint32_t pred_width; /* the predictor's hidden width R: 0 = SYNTH_PRED_HIDDEN; more adds units of zero
+                            weights (they predict the same), e.g. 32 for --predictor-type q8_0 */
 } synth_options;
 
 #define SYNTH_MAX_THREADS 64
