@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); a predictor reading the residual before ffn_norm (PowerInfer's files: run_step computes the FFN norm in the predictor's launch) against the layer-by-layer path, with and without that fold; the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, also with the predictor converted to q8_0 (--predictor-type q8_0), batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); a predictor reading the residual before ffn_norm (PowerInfer's files: run_step computes the FFN norm in the predictor's launch) against the layer-by-layer path, with and without that fold; the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "model.h"
 #include "ops.h"
 #include "plan.h"
+#include "pred_quant.h"
 #include "predictor.h"
 #include "quant.h"
 #include "rand_model.h"
@@ -895,6 +896,32 @@ static void run_synth(pi_type type, int wide, int full)
     remove(path);
 }
 
+/* --predictor-type q8_0 (sparse/pred_quant.h): the tiny synthetic F16
+ * model with a 32-wide predictor, its fc1 and fc2 converted to Q8_0 as pid
+ * and the GPU worker convert them: the predict op's lists against the host
+ * predictor over the same Q8_0 weights, then the whole model against the
+ * reference and the host backend. */
+static void run_synth_q8_predictor(void)
+{
+    char path[512];
+    test_tmp("cuda_backend_synth_q8pred.gguf", path, sizeof path);
+    synth_options so;
+    synth_options_default(&so);
+    so.n_threads = 1;
+    so.pred_width = 32;
+    pi_error err = {{0}};
+    CHECK(synth_write(path, &so, NULL, NULL, &err) == 0, "synth: %s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m && m->has_predictor, "%s", err.msg);
+    CHECK(predictor_requant(m, PI_TYPE_Q8_0, &err) == 0, "requant: %s", err.msg);
+    CHECK(m->layers[0].pred_fc2.type == PI_TYPE_Q8_0, "fc2 is q8_0");
+    run_predict_lists(m, 1, "synth tiny f16, q8_0 predictor");
+    run_predict_lists(m, 0, "synth tiny f16, q8_0 predictor");
+    run_model(m, "synth tiny f16, q8_0 predictor", 1);
+    model_close(&m);
+    remove(path);
+}
+
 /* run_step's predicted paths against the layer-by-layer ones (run_device):
  * hot sets with a CPU worker, hot+warm sets, then every neuron hot and no
  * CPU worker. For models whose predictor reads the residual, where the host
@@ -1087,8 +1114,8 @@ static void run_real_width(int residual)
     remove(path);
 }
 
-/* PI_CUDA_TEST_ONLY=group,... (stories, synth, random, kquant, rope, real,
- * switches, fused, residual):
+/* PI_CUDA_TEST_ONLY=group,... (stories, synth, q8pred, random, kquant, rope,
+ * real, switches, fused, residual):
  * only those groups, for a device call with little time left; unset: all. */
 static int want(const char *group)
 {
@@ -1139,6 +1166,8 @@ int main(void)
         run_synth(PI_TYPE_F32, 0, 0);   /* an f32 predictor */
         run_synth(PI_TYPE_F16, 1, 0);
     }
+    if (want("q8pred"))
+        run_synth_q8_predictor();
     if (want("random")) {
         run_random(PI_TYPE_BF16, PI_ACT_RELU_BOTH, 5);
         run_random(PI_TYPE_Q4_0, PI_ACT_SILU, 6);
