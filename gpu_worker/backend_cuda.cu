@@ -879,30 +879,25 @@ static int norm_folded(const gpu_backend *b, int predicted)
 
 // Attention of layer l and its residual add; unless fold (norm_folded), xb =
 // the FFN's input (rmsnorm(x) * ffn_norm), also written to xn_host (a device
-// pointer into the mapped segment) when given. The attention norm runs in
-// the QKV product's launch when cuda_qkv_norm_fusable (one entry), else as
-// a kernel of its own into xb: the same bits either way.
+// pointer into the mapped segment) when given.
 static int enq_attn(gpu_backend *b, uint32_t l, uint32_t n, float *xn_host, int fold, pi_error *err)
 {
     const pi_model *m = b->m;
     const cuda_layer *L = &b->layers[l];
     uint32_t dim = m->dim;
-    const int one_type = L->wq.type == L->wk.type && L->wq.type == L->wv.type;
-    const int rope_fused = one_type && cuda_qkv_rope_fusable(n, L->wq.type, dim, b->kv_dim, m->head_dim);
-    const int norm_fused = rope_fused && cuda_qkv_norm_fusable(n, dim);
-    if (!norm_fused)
-        CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
+    CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->x, NULL, L->attn_norm, dim, m->norm_eps, n));
     cuda_mv_set qkv;
     memset(&qkv, 0, sizeof qkv);
     qkv.count = 3;
     qkv.w[0] = L->wq, qkv.y[0] = b->q, qkv.ys[0] = dim;
     qkv.w[1] = L->wk, qkv.y[1] = b->k, qkv.ys[1] = b->kv_dim;
     qkv.w[2] = L->wv, qkv.y[2] = b->v, qkv.ys[2] = b->kv_dim;
-    if (rope_fused) {
-        // the product, the rope and the cache store in one launch (and the norm, norm_fused)
+    const int one_type = L->wq.type == L->wk.type && L->wq.type == L->wv.type;
+    if (one_type && cuda_qkv_rope_fusable(n, L->wq.type, dim, b->kv_dim, m->head_dim)) {
+        // the product, the rope and the cache store in one launch
         cuda_qkv_rope rp = {b->d_entries, b->ash.rope_inv, b->k_cache, b->v_cache, m->head_dim, m->n_layers,
-                            b->cfg.n_ctx, l, norm_fused ? L->attn_norm : NULL, m->norm_eps};
-        CU(cuda_matvec_qkv_rope(b->stream, &qkv, norm_fused ? b->x : b->xb, dim, n, &rp));
+                            b->cfg.n_ctx, l};
+        CU(cuda_matvec_qkv_rope(b->stream, &qkv, b->xb, dim, n, &rp));
     } else {
         if (!one_type) {    // not one launch: one each
             CU(cuda_matvec(b->stream, b->q, dim, &L->wq, b->xb, dim, n));

@@ -12,7 +12,6 @@
 
 #include "cuda_matvec.cuh"
 #include "cuda_matvec_batch.cuh"
-#include "cuda_norm.cuh"
 #include "cuda_pdl.cuh"
 #include "cuda_rope.cuh"
 #include "cuda_switch.h"
@@ -300,8 +299,7 @@ __device__ __forceinline__ float ffn_act(int act, float g, float u)
 // acc[i] = row . x[i * xs ..] for i < min(nv, NT), summed over the warp
 // (every lane ends with the same sums). The caller's warp must be whole.
 // acc[i] += w . x[i * xs + c * E ..] for the chunk's E elements, i < min(nv, NT).
-// SX: x is in shared memory (plain loads; __ldg reads only global memory).
-template <int T, int NT, bool SX = false>
+template <int T, int NT>
 __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32_t xs, uint32_t c, uint32_t nv,
                                           float *acc)
 {
@@ -314,7 +312,7 @@ __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32
             const float4 *xp = reinterpret_cast<const float4 *>(x + (size_t)i * xs + (size_t)c * E);
 #pragma unroll
             for (int q = 0; q < E / 4; q++) {
-                float4 xv = SX ? xp[q] : __ldg(xp + q);
+                float4 xv = __ldg(xp + q);
                 acc[i] = fmaf(w[4 * q], xv.x, acc[i]);
                 acc[i] = fmaf(w[4 * q + 1], xv.y, acc[i]);
                 acc[i] = fmaf(w[4 * q + 2], xv.z, acc[i]);
@@ -337,7 +335,7 @@ __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32
 constexpr int ROW_BATCH = 10;
 
 // [c0, c1): the row's chunks to take (a split row: one part of it), all by default.
-template <int T, int NT, int BATCH = 4, bool SX = false>
+template <int T, int NT, int BATCH = 4>
 __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const float *x, uint32_t xs, uint32_t nv,
                                         float *acc, uint32_t c0 = 0, uint32_t c1 = UINT32_MAX)
 {
@@ -354,7 +352,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
             k[b] = wt<T>::fetch(m, row, c + 32 * b);
 #pragma unroll
         for (int b = 0; b < BATCH; b++)
-            dot_chunk<T, NT, SX>(k[b], x, xs, c + 32 * b, nv, acc);
+            dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
     }
     if (BATCH > 4 && c < nch) {     // the rest of the row, also fetched before use
         chunk k[BATCH];
@@ -365,11 +363,11 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 #pragma unroll
         for (int b = 0; b < BATCH; b++)
             if (c + 32 * b < nch)
-                dot_chunk<T, NT, SX>(k[b], x, xs, c + 32 * b, nv, acc);
+                dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
         c = nch;
     }
     for (; c < nch; c += 32)
-        dot_chunk<T, NT, SX>(wt<T>::fetch(m, row, c), x, xs, c, nv, acc);
+        dot_chunk<T, NT>(wt<T>::fetch(m, row, c), x, xs, c, nv, acc);
 #pragma unroll
     for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -392,21 +390,14 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
 // its chunks, and the first adds the parts in order, so a matrix of R rows
 // runs R * SPLIT warps: ncu showed wo's 5120 rows in 1.2 waves of the
 // machine's 4224 resident warps, most SMs idle in the second.
-// NORM (ROPE, one entry; cuda_qkv_norm_fusable): x is the residual; each
-// block first writes x / rms(x) * rp.norm_w into shared memory (dynamic,
-// cols floats) with cuda_rmsnorm's bits and reads its input there, so the
-// attention norm needs no launch of its own.
-template <int T, int NT, bool ROPE = false, int SPLIT = 1, bool NORM = false>
+template <int T, int NT, bool ROPE = false, int SPLIT = 1>
 __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const float *x, uint32_t xs, uint32_t n,
                                                        int mode, cuda_qkv_rope rp)
 {
     static_assert(WARPS % 2 == 0, "a rope pair's rows in one block");
     static_assert(SPLIT == 1 || (NT == 1 && !ROPE && WARPS % SPLIT == 0), "a split row: one entry, one block");
-    static_assert(!NORM || (ROPE && NT == 1), "the normed x of one entry, with the rope epilogue");
     __shared__ float s_acc[ROPE ? WARPS : 1][NT];
     __shared__ float s_part[SPLIT > 1 ? WARPS : 1];
-    __shared__ float s_red[NORM ? 32 : 1];
-    extern __shared__ float s_xn[];     // NORM: the normed x
     const uint32_t w = threadIdx.x / 32, lane = threadIdx.x & 31u, part = w % SPLIT;
     uint32_t row = (blockIdx.x * WARPS + w) / SPLIT;
     int k = 0;
@@ -416,15 +407,6 @@ __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const fl
     const bool active = k < set.count;
     if (!ROPE && SPLIT == 1 && !active)
         return; // the whole warp: rows are per warp
-    if constexpr (NORM) {   // every warp: the norm takes the whole block
-        const uint32_t dim = set.w[0].cols;
-        const float scale = norm_scale_as_row(x, dim, rp.norm_eps, s_red);
-        for (uint32_t i = threadIdx.x; i < dim; i += blockDim.x)
-            s_xn[i] = rp.norm_w[i] * (x[i] * scale);    // norm_row's expression
-        __syncthreads();
-        x = s_xn;
-        xs = dim;
-    }
     const cuda_mat &m = set.w[active ? k : 0];
     float *y = set.y[active ? k : 0];
     const uint32_t ys = set.ys[active ? k : 0];
@@ -448,7 +430,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_matvec(cuda_mv_set set, const fl
         for (uint32_t g0 = 0; g0 < n; g0 += NT) {
             float acc[NT];
             if (active)
-                row_dot<T, NT, 4, NORM>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
+                row_dot<T, NT>(m, row, x + (size_t)g0 * xs, xs, n - g0, acc);
             if constexpr (ROPE) {
                 // every lane holds the sums after row_dot's butterfly
                 if (active && lane == 0)
@@ -981,11 +963,6 @@ cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x
             return cudaGetLastError();
         }
     }
-    if (rope && rope->norm_w) {     // cuda_qkv_norm_fusable: n == 1
-        PDL_LAUNCH((k_matvec<T, 1, true, 1, true>), grid, block, set.w[0].cols * sizeof(float), s, set, x, xs, n, mode,
-                   rp);
-        return cudaGetLastError();
-    }
 #define PI_MV_LAUNCH(NT)                                                                        \
     do {                                                                                        \
         if (rope)                                                                               \
@@ -1269,11 +1246,6 @@ int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, u
            head_dim % 2 == 0 && head_dim > 0 && dim % head_dim == 0 && kv_dim % head_dim == 0;
 }
 
-int cuda_qkv_norm_fusable(uint32_t n, uint32_t dim)
-{
-    return cuda_switch("PI_CUDA_QKV_NORM", 1) && n == 1 && dim % 4 == 0 && dim > 0 && dim <= 12288;
-}
-
 cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const float *x, uint32_t x_stride,
                                  uint32_t n, const cuda_qkv_rope *rope)
 {
@@ -1285,8 +1257,7 @@ cudaError_t cuda_matvec_qkv_rope(cudaStream_t s, const cuda_mv_set *set, const f
         if (set->w[k].type != set->w[0].type || set->w[k].cols != set->w[0].cols)
             return cudaErrorInvalidValue;
     if (set->w[1].rows != set->w[2].rows ||
-        !cuda_qkv_rope_fusable(n, set->w[0].type, set->w[0].rows, set->w[1].rows, rope->head_dim) ||
-        (rope->norm_w && !cuda_qkv_norm_fusable(n, set->w[0].cols)))
+        !cuda_qkv_rope_fusable(n, set->w[0].type, set->w[0].rows, set->w[1].rows, rope->head_dim))
         return cudaErrorNotSupported;
     return for_mat_type(set->w[0].type, [&](auto t) {
         return launch_matvec<decltype(t)::value>(s, *set, x, x_stride, n, 0, rope);

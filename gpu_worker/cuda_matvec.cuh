@@ -98,19 +98,10 @@ struct cuda_qkv_rope {
     const double *rope_inv;     // device: head_dim / 2 pair frequencies (cuda_rope_inv_freqs)
     __half *k_cache, *v_cache;  // [slot][layer][pos][kv_dim] fp16
     uint32_t head_dim, n_layers, n_ctx, layer;
-    // Set (cuda_qkv_norm_fusable steps only): x is the residual and the
-    // launch first normalises it, x / rms(x) * norm_w, with the bits
-    // cuda_rmsnorm gives, into shared memory. NULL: x is already the input.
-    const float *norm_w;
-    float norm_eps;
 };
 // 1 when cuda_matvec_qkv_rope takes a step of n entries of this type and
 // shape (the one-warp-a-row kernel), unless PI_CUDA_QKV_ROPE=0.
 int cuda_qkv_rope_fusable(uint32_t n, int type, uint32_t dim, uint32_t kv_dim, uint32_t head_dim);
-// 1 when cuda_matvec_qkv_rope can also take the attention norm (its
-// norm_w): one entry, dim a multiple of 4 and at most 12288 (the normed x
-// lives in shared memory), unless PI_CUDA_QKV_NORM=0.
-int cuda_qkv_norm_fusable(uint32_t n, uint32_t dim);
 // set = {Q, K, V} of one type: cuda_matvec_set's product, then q's and k's
 // rows rotated in pairs (2i, 2i + 1 of a head) by each entry's position and
 // k's and v's rows stored into the caches at [slot][layer][pos]: what

@@ -85,33 +85,4 @@ __device__ __forceinline__ void norm_row(float *y, float *y_host, float *x, cons
         __threadfence_system();   // the CPU workers read it once the layer tick is published
 }
 
-// norm_row's scale of the row xr (dim floats), with the same bits, computed
-// by a block of blockDim.x threads: whole warps dividing CUDA_NORM_THREADS.
-// Each thread takes the parts of CUDA_NORM_THREADS / blockDim.x of
-// norm_row's threads (thread t + k * blockDim.x for k = 0, 1, ...), each
-// summed in norm_row's order and reduced over the same lanes, so the 32
-// warp sums and their final sum are norm_row's (a kernel of another block
-// size can then normalise its own input: cuda_matvec_qkv_rope). red: 32
-// floats of shared memory.
-__device__ __forceinline__ float norm_scale_as_row(const float *xr, uint32_t dim, float eps, float *red)
-{
-    static_assert(CUDA_NORM_THREADS == 32 * 32, "norm_row's block_reduce: 32 warps, one red slot each");
-    const unsigned lane = threadIdx.x & 31u, wid = threadIdx.x >> 5, nw = blockDim.x / 32;
-    const unsigned per = CUDA_NORM_THREADS / blockDim.x;
-    __syncthreads();    // red may still be read from a previous reduction
-    for (unsigned k = 0; k < per; k++) {
-        float ss = 0.0f;
-        for (uint32_t i = threadIdx.x + k * blockDim.x; i < dim; i += CUDA_NORM_THREADS) {
-            float v = xr[i];
-            ss += v * v;
-        }
-        ss = warp_sum(ss);
-        if (lane == 0)
-            red[wid + k * nw] = ss;    // norm_row's warp (threadIdx.x + k * blockDim.x) / 32
-    }
-    __syncthreads();
-    const float ss = warp_sum(red[lane]);
-    return 1.0f / sqrtf(ss / (float)dim + eps);
-}
-
 #endif
