@@ -440,6 +440,32 @@ int main(int argc, char **argv)
     }
     setenv("PI_CUDA_MV_SPLIT", "0", 1);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
+    {   // The same predictor held as Q8_0 (--predictor-type q8_0): 34 bytes a 32 weights. In a step on the H200 its
+        // phase took longer than F16's (session 12: 0.98 against 0.84 ms a token all in VRAM): these rows say which.
+        cuda_mat q1[COPIES], q2[COPIES];
+        for (uint32_t c = 0; c < COPIES; c++) {
+            q1[c] = make_block_mat(PI_TYPE_Q8_0, R, DIM, 55 + c);
+            q2[c] = make_block_mat(PI_TYPE_Q8_0, NFF, R, 65 + c);
+        }
+        for (const char *split : {"0", "1"}) {
+            setenv("PI_CUDA_MV_SPLIT", split, 1);
+            row(split[0] == '0' ? "predictor fc1 q8_0 (1024 x 5120) + ReLU, one warp a row"
+                                : "predictor fc1 q8_0 (1024 x 5120) + ReLU, rows split over warps",
+                time_us(t, [&](int r) {
+                    cuda_mv_set s;
+                    memset(&s, 0, sizeof s);
+                    s.count = 1, s.w[0] = q1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+                    CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
+                }), (double)R * DIM * 34 / 32);
+        }
+        setenv("PI_CUDA_MV_SPLIT", "0", 1);
+        row("predictor fc2 q8_0 (13824 x 1024), warp per row",
+            time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &q2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 34 / 32);
+        for (uint32_t c = 0; c < COPIES; c++) {
+            CK(cudaFree((void *)q1[c].data));
+            CK(cudaFree((void *)q2[c].data));
+        }
+    }
     // fc2 then the compaction of its mask into lists: the predictor's tail as the step runs it. (Session 7's
     // one-launch tail, fc2's last block compacting and storing the tick, took 16.5 us against these two
     // launches' 12.7 on the H200, session 8: removed.)
