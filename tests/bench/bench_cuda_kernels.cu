@@ -427,18 +427,23 @@ int main(int argc, char **argv)
     float *hid = make_floats(R, 14, 0, 0);
     uint32_t *mask;
     CK(cudaMalloc(&mask, cuda_pred_words(NFF) * sizeof(uint32_t)));
-    for (const char *split : {"0", "1"}) {     // one warp a row, then rows split over warps
-        setenv("PI_CUDA_MV_SPLIT", split, 1);
-        row(split[0] == '0' ? "predictor fc1 (1024 x 5120) + ReLU, one warp a row"
-                            : "predictor fc1 (1024 x 5120) + ReLU, rows split over warps",
-            time_us(t, [&](int r) {
-                cuda_mv_set s;
-                memset(&s, 0, sizeof s);
-                s.count = 1, s.w[0] = fc1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
-                CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
-            }), (double)R * DIM * 2);
-    }
-    setenv("PI_CUDA_MV_SPLIT", "0", 1);
+    // fc1 (F16, or Q8_0 below): one warp a row, then rows split over warps.
+    auto fc1_rows = [&](const cuda_mat *w, const char *type, double bytes) {
+        for (const char *split : {"0", "1"}) {
+            setenv("PI_CUDA_MV_SPLIT", split, 1);
+            char name[96];
+            snprintf(name, sizeof name, "predictor fc1%s (1024 x 5120) + ReLU, %s", type,
+                     split[0] == '0' ? "one warp a row" : "rows split over warps");
+            row(name, time_us(t, [&](int r) {
+                    cuda_mv_set s;
+                    memset(&s, 0, sizeof s);
+                    s.count = 1, s.w[0] = w[r % COPIES], s.y[0] = hid, s.ys[0] = R;
+                    CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
+                }), bytes);
+        }
+        setenv("PI_CUDA_MV_SPLIT", "0", 1);
+    };
+    fc1_rows(fc1, "", (double)R * DIM * 2);
     row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
     {   // The same predictor held as Q8_0 (--predictor-type q8_0): 34 bytes a 32 weights. In a step on the H200 its
         // phase took longer than F16's (session 12: 0.98 against 0.84 ms a token all in VRAM): these rows say which.
@@ -447,18 +452,7 @@ int main(int argc, char **argv)
             q1[c] = make_block_mat(PI_TYPE_Q8_0, R, DIM, 55 + c);
             q2[c] = make_block_mat(PI_TYPE_Q8_0, NFF, R, 65 + c);
         }
-        for (const char *split : {"0", "1"}) {
-            setenv("PI_CUDA_MV_SPLIT", split, 1);
-            row(split[0] == '0' ? "predictor fc1 q8_0 (1024 x 5120) + ReLU, one warp a row"
-                                : "predictor fc1 q8_0 (1024 x 5120) + ReLU, rows split over warps",
-                time_us(t, [&](int r) {
-                    cuda_mv_set s;
-                    memset(&s, 0, sizeof s);
-                    s.count = 1, s.w[0] = q1[r % COPIES], s.y[0] = hid, s.ys[0] = R;
-                    CK(cuda_matvec_set(0, &s, x, DIM, 1, 1));
-                }), (double)R * DIM * 34 / 32);
-        }
-        setenv("PI_CUDA_MV_SPLIT", "0", 1);
+        fc1_rows(q1, " q8_0", (double)R * DIM * 34 / 32);
         row("predictor fc2 q8_0 (13824 x 1024), warp per row",
             time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &q2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 34 / 32);
         for (uint32_t c = 0; c < COPIES; c++) {
