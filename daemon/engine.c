@@ -133,6 +133,7 @@ static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_
         /* CUDA: its fp16 KV cache, and its predictors, scratch and context out of the budget too */
         .backend = cuda ? cuda_needs() : NULL,
         .max_batch = cuda ? o->max_batch : 0,
+        .pred_q8 = o->pred_q8,
         .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
         .warm_share = o->warm_share >= 0 ? o->warm_share : cuda && n_cpu > 0 ? ENGINE_WARM_SHARE_CUDA : 0,
     };
@@ -179,8 +180,8 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->model = model_open_sparse(o->model_path, err);
     if (!e->model)
         goto fail;
-    /* before the plan: it counts the predictors' bytes as the GPU worker will hold them */
-    if (o->pred_q8 && predictor_requant(e->model, PI_TYPE_Q8_0, err) < 0) {
+    /* the GPU worker converts them (pid never predicts); the plan counts them as it will hold them */
+    if (o->pred_q8 && predictor_requant_check(e->model, PI_TYPE_Q8_0, err) < 0) {
         pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
         goto fail;
     }

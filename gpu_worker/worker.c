@@ -149,7 +149,7 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
     if (!cuda)
         layout += p->warm_bytes;    /* the host backend holds warm rows like hot ones */
     else
-        layout += g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0;
+        layout += g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m, g->o->pred_q8) : 0;
     cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
     fd_pass_msg msg;
     int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
@@ -195,7 +195,7 @@ static int load(gworker *g, pi_error *err)
         return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
     /* the backend's needs: its KV element sizes the plan's kv_bytes (take_kept) */
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
-                      .warm_share = o->warm_share, .max_batch = o->max_batch,
+                      .warm_share = o->warm_share, .max_batch = o->max_batch, .pred_q8 = o->pred_q8,
                       .backend = !strcmp(g->ops->name, "cuda") ? cuda_needs() : NULL};
     pi_plan *plan = &g->plan;
     int rc = o->plan_path ? plan_load_for_model(g->m, o->plan_path, &pp, plan, err)

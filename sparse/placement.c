@@ -360,20 +360,13 @@ uint64_t placement_fixed_bytes(const pi_model *m, const placement_params *p)
            p->scratch_bytes;
 }
 
-static uint64_t pred_bytes(const pi_tensor *a, const pi_tensor *b)
+uint64_t placement_predictor_bytes(const pi_model *m, const pi_sidecar *sc, int q8)
 {
-    return (a->data ? (uint64_t)a->rows * a->row_bytes : 0) + (b->data ? (uint64_t)b->rows * b->row_bytes : 0);
-}
-
-uint64_t placement_predictor_bytes(const pi_model *m, const pi_sidecar *sc)
-{
+    if (!(sc && sc->has_predictor))
+        return plan_predictor_bytes(m, q8);
     uint64_t b = 0;
-    for (uint32_t l = 0; l < m->n_layers; l++) {
-        if (sc && sc->has_predictor)
-            b += l < sc->n_layers ? pred_bytes(&sc->fc1[l], &sc->fc2[l]) : 0;
-        else if (m->has_predictor)
-            b += pred_bytes(&m->layers[l].pred_fc1, &m->layers[l].pred_fc2);
-    }
+    for (uint32_t l = 0; l < m->n_layers && l < sc->n_layers; l++)
+        b += plan_pred_tensor_bytes(&sc->fc1[l], q8) + plan_pred_tensor_bytes(&sc->fc2[l], q8);
     return b;
 }
 

@@ -72,8 +72,9 @@ typedef struct placement_params {
 } placement_params;
 
 /* Bytes of the predictors the GPU will hold: the sidecar's when it has
- * them, else the model file's own (PowerInfer fc1/fc2), else 0. */
-uint64_t placement_predictor_bytes(const pi_model *m, const pi_sidecar *sc);
+ * them, else the model file's own (PowerInfer fc1/fc2), else 0; q8: as
+ * plan_pred_tensor_bytes counts them. */
+uint64_t placement_predictor_bytes(const pi_model *m, const pi_sidecar *sc, int q8);
 /* GPU bytes of the fixed part: plan_weight_bytes + plan_kv_bytes + predictors + scratch. */
 uint64_t placement_fixed_bytes(const pi_model *m, const placement_params *p);
 /* freq: m->n_layers arrays of m->n_ff, or NULL for uniform. Sets model_hash. */

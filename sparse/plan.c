@@ -31,7 +31,7 @@ uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)
 {
     if (!p->backend)
         return 0;
-    return plan_predictor_bytes(m) + backend_scratch(m, p, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
+    return plan_predictor_bytes(m, p->pred_q8) + backend_scratch(m, p, p->n_ctx ? p->n_ctx : m->n_ctx, m->n_ff) +
            p->backend->context_bytes;
 }
 
@@ -221,7 +221,7 @@ static int plan_finish(pi_plan *out, uint32_t n_hot, pi_error *err)
  * noted in the summary. */
 static void reserve_finish(const pi_model *m, const plan_params *p, pi_plan *out)
 {
-    out->predictor_bytes = p->backend ? plan_predictor_bytes(m) : 0;
+    out->predictor_bytes = p->backend ? plan_predictor_bytes(m, p->pred_q8) : 0;
     out->scratch_bytes = backend_scratch(m, p, out->n_ctx, out->n_hot);
     out->context_bytes = p->backend ? p->backend->context_bytes : 0;
     out->reserved_bytes = out->gpu_bytes + out->predictor_bytes + out->scratch_bytes + out->context_bytes;
@@ -296,7 +296,7 @@ static uint64_t kv_of(const pi_model *m, const plan_params *q)
  * (placement_predictor_bytes). */
 static uint64_t kv_beside(const pi_model *m, const plan_params *q)
 {
-    return q->backend ? plan_reserve_bytes(m, q) : plan_predictor_bytes(m);
+    return q->backend ? plan_reserve_bytes(m, q) : plan_predictor_bytes(m, q->pred_q8);
 }
 
 /* What room bytes of KV cache hold: positions at q's sequences, sequences
@@ -726,10 +726,10 @@ placement_params plan_placement_params(const pi_model *m, const plan_params *pp,
                                        const pi_sidecar *sc)
 {
     placement_params lp = {.max_seqs = max_seqs, .n_ctx = n_ctx, .kv_elem_bytes = plan_kv_elem_bytes(pp),
-                           .predictor_bytes = placement_predictor_bytes(m, sc)};
+                           .predictor_bytes = placement_predictor_bytes(m, sc, pp->pred_q8)};
     if (pp->backend) {
         /* a GPU backend: the predictors it uploads (the model's own), its scratch and context */
-        uint64_t own = plan_predictor_bytes(m);
+        uint64_t own = plan_predictor_bytes(m, pp->pred_q8);
         lp.predictor_bytes = own > lp.predictor_bytes ? own : lp.predictor_bytes;
         lp.scratch_bytes = backend_scratch(m, pp, n_ctx ? n_ctx : m->n_ctx, m->n_ff) + pp->backend->context_bytes;
     }

@@ -83,6 +83,8 @@ typedef struct plan_params {
                                    budget; NULL: the host backend (fp32 KV, nothing beyond
                                    weights + KV + hot) */
     uint32_t max_batch;         /* entries per step: sizes the backend's scratch (with backend) */
+    int pred_q8;                /* the GPU worker holds the predictors as Q8_0 (--predictor-type
+                                   q8_0): counted so, whatever type the model here has */
     double warm_share;          /* in [0, 1]: with a placement and CPU workers, this share of
                                    each layer's cold neurons (every 1/share-th of its ascending
                                    cold list, so about that share of the cold activations)

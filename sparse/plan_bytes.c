@@ -35,13 +35,23 @@ uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx)
     return plan_kv_bytes_elem(m, max_seqs, n_ctx, sizeof(float));
 }
 
-uint64_t plan_predictor_bytes(const pi_model *m)
+uint64_t plan_pred_tensor_bytes(const pi_tensor *t, int q8)
+{
+    size_t rb;
+    if (!t->data)
+        return 0;
+    if (q8 && pi_row_bytes(PI_TYPE_Q8_0, t->cols, &rb) == 0)
+        return (uint64_t)t->rows * rb;
+    return tensor_bytes(t);
+}
+
+uint64_t plan_predictor_bytes(const pi_model *m, int q8)
 {
     if (!m->has_predictor)
         return 0;
     uint64_t b = 0;
     for (uint32_t l = 0; l < m->n_layers; l++)
-        b += tensor_bytes(&m->layers[l].pred_fc1) + tensor_bytes(&m->layers[l].pred_fc2);
+        b += plan_pred_tensor_bytes(&m->layers[l].pred_fc1, q8) + plan_pred_tensor_bytes(&m->layers[l].pred_fc2, q8);
     return b;
 }
 

@@ -15,9 +15,14 @@ uint64_t plan_weight_bytes(const pi_model *m);
 uint64_t plan_kv_bytes(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx);     /* fp32 (host backend) */
 uint64_t plan_kv_bytes_elem(const pi_model *m, uint32_t max_seqs, uint32_t n_ctx, uint32_t elem_bytes);
 
-/* Bytes of the model's predictors (fc1 + fc2 of every layer in their
- * types), which the CUDA backend holds for --ffn predicted; 0 without. */
-uint64_t plan_predictor_bytes(const pi_model *m);
+/* Bytes of one predictor tensor as the GPU worker holds it: in its type,
+ * or with q8 (--predictor-type q8_0, sparse/pred_quant.h) as Q8_0 when
+ * its width allows (predictor_requant_check refuses the others before). */
+uint64_t plan_pred_tensor_bytes(const pi_tensor *t, int q8);
+/* Bytes of the model's predictors (fc1 + fc2 of every layer, as
+ * plan_pred_tensor_bytes counts them), which the CUDA backend holds for
+ * --ffn predicted; 0 without. */
+uint64_t plan_predictor_bytes(const pi_model *m, int q8);
 
 /* ---- the neuron layout (shared by the host backend and the CPU shards) ---- */
 

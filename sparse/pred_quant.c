@@ -20,11 +20,6 @@ int predictor_type_parse(const char *s, int *type, pi_error *err)
     return 0;
 }
 
-const char *predictor_type_name(int type)
-{
-    return type == PI_TYPE_Q8_0 ? "q8_0" : "file";
-}
-
 /* Bytes of t as type, 0 when it stays as it is; -1 when its width does not fit. */
 static int64_t new_bytes(const pi_tensor *t, int type)
 {
@@ -79,47 +74,56 @@ static void *requant_thread(void *arg)
     return NULL;
 }
 
-int predictor_requant(pi_model *m, int type, pi_error *err)
+int predictor_requant_check(const pi_model *m, int type, pi_error *err)
 {
     if (type < 0 || !m->has_predictor)
         return 0;
     if (type != PI_TYPE_Q8_0)
         return pi_error_set(err, "predictor type %d: only q8_0 is supported", type);
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        for (int k = 0; k < 2; k++) {
+            const pi_tensor *t = k ? &m->layers[l].pred_fc2 : &m->layers[l].pred_fc1;
+            if (new_bytes(t, type) < 0)
+                return pi_error_set(err, "layer %u: the predictor's %s has %llu columns, not a multiple of 32: "
+                                         "it cannot be held as q8_0 (use --predictor-type file)", l,
+                                    k ? "fc2" : "fc1", (unsigned long long)t->cols);
+        }
+    return 0;
+}
+
+int predictor_requant(pi_model *m, int type, pi_error *err)
+{
+    if (predictor_requant_check(m, type, err) < 0)
+        return -1;
+    if (type < 0 || !m->has_predictor)
+        return 0;
     if (m->pred_owned)
         return pi_error_set(err, "the predictors were converted already");
+    /* where each layer's tensors go, in layer order; then the layers over threads (one thread takes ~0.2 s a
+     * 13B layer, ~9 s for 40); everything allocated before anything is converted */
+    uint64_t *offs = malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *offs);
+    if (!offs)
+        return pi_error_set(err, "out of memory");
     uint64_t total = 0, widest = 0;
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const pi_tensor *ts[2] = {&m->layers[l].pred_fc1, &m->layers[l].pred_fc2};
+        offs[l] = total;
         for (int k = 0; k < 2; k++) {
-            int64_t b = new_bytes(ts[k], type);
-            if (b < 0)
-                return pi_error_set(err, "layer %u: the predictor's %s has %llu columns, not a multiple of 32: "
-                                         "it cannot be held as q8_0 (use --predictor-type file)", l,
-                                    k ? "fc2" : "fc1", (unsigned long long)ts[k]->cols);
-            total += (uint64_t)b;
+            total += (uint64_t)new_bytes(ts[k], type);  /* >= 0: checked */
             widest = ts[k]->cols > widest ? ts[k]->cols : widest;
         }
     }
-    if (total == 0)
-        return 0;
-    /* where each layer's tensors go, in layer order, then the layers over threads (one thread takes ~0.2 s a
-     * 13B layer, ~9 s for 40); everything allocated before anything is converted */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint32_t nt = cpus < 1 ? 1 : cpus > REQUANT_MAX_THREADS ? REQUANT_MAX_THREADS : (uint32_t)cpus;
     nt = nt > m->n_layers ? (m->n_layers ? m->n_layers : 1) : nt;
-    unsigned char *buf = malloc(total);
-    uint64_t *offs = malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *offs);
+    unsigned char *buf = total ? malloc(total) : NULL;
     float *rows = malloc((size_t)nt * widest * sizeof *rows);
-    if (!buf || !offs || !rows) {
-        free(buf);
+    if (total == 0 || !buf || !rows) {
         free(offs);
+        free(buf);
         free(rows);
-        return pi_error_set(err, "out of memory for the q8_0 predictors (%llu bytes)", (unsigned long long)total);
-    }
-    uint64_t off = 0;
-    for (uint32_t l = 0; l < m->n_layers; l++) {
-        offs[l] = off;
-        off += (uint64_t)new_bytes(&m->layers[l].pred_fc1, type) + (uint64_t)new_bytes(&m->layers[l].pred_fc2, type);
+        return total == 0 ? 0 : pi_error_set(err, "out of memory for the q8_0 predictors (%llu bytes)",
+                                             (unsigned long long)total);
     }
     requant_job jobs[REQUANT_MAX_THREADS];
     pthread_t th[REQUANT_MAX_THREADS];

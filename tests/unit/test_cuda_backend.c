@@ -194,13 +194,13 @@ static gpu_backend *make_cuda(const pi_model *m, const hotcfg *h, pi_ffn_mode mo
     }
     uint64_t part, pred, scratch, total = gpu_backend_cuda.device_bytes(b);
     gpu_backend_cuda_bytes(b, &part, &pred, &scratch);
-    uint64_t want_pred = mode == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m) : 0;
+    uint64_t want_pred = mode == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m, 0) : 0;
     CHECK(part == want && pred == want_pred, "%s: device bytes %llu + predictors %llu, plan %llu + %llu", label,
           (unsigned long long)part, (unsigned long long)pred, (unsigned long long)want,
           (unsigned long long)want_pred);
     CHECK(total == part + pred + scratch, "%s: device_bytes %llu is not the sum of its parts", label,
           (unsigned long long)total);
-    CHECK(plan.predictor_bytes == plan_predictor_bytes(m) && want_pred <= plan.predictor_bytes &&
+    CHECK(plan.predictor_bytes == plan_predictor_bytes(m, 0) && want_pred <= plan.predictor_bytes &&
           scratch <= plan.scratch_bytes && total <= want + plan.predictor_bytes + plan.scratch_bytes &&
           total <= plan.reserved_bytes,
           "%s: device bytes %llu (scratch %llu) over the plan's reservation %llu (scratch %llu)", label,

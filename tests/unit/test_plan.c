@@ -323,7 +323,7 @@ static void check_reserve(const pi_model *m, uint64_t w, uint64_t kv)
                    8 * 96 * 4 /* lists */ + 3 * 96 * 4 /* lookup tables */ + CUDA_NEEDS_STEP_BYTES(3);
     CHECK(cuda->scratch_bytes(m, 8, 100, 10) == scr, "scratch %" PRIu64 " != %" PRIu64,
           cuda->scratch_bytes(m, 8, 100, 10), scr);
-    CHECK(cuda->scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m) == 0, "no steps: no scratch");
+    CHECK(cuda->scratch_bytes(m, 0, 100, 10) == 0 && plan_predictor_bytes(m, 0) == 0, "no steps: no scratch");
     plan_params pp = {.max_seqs = 4, .n_ctx = 100, .n_cpu_workers = 3, .max_batch = 8};
     CHECK(plan_reserve_bytes(m, &pp) == 0 && plan_kv_elem_bytes(&pp) == 4, "host: nothing reserved, fp32 KV");
     pp.backend = cuda;

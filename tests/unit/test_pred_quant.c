@@ -1,7 +1,7 @@
 /* --predictor-type q8_0 (sparse/pred_quant.h): predictor_requant turns a model's F16 fc1 and fc2 into Q8_0 in
  * memory the model owns; every weight stays within half a Q8_0 step of the F16 one (and the fp16 rounding of
- * the step: 127 / 2048 of it); the plan counts the Q8_0
- * bytes; predictor_active then lists exactly the neurons whose logit, computed here in float64 over the
+ * the step: 127 / 2048 of it); the plan counts the Q8_0 bytes, the same before the conversion (pid plans with
+ * plan_params.pred_q8 and never converts) as after it; predictor_active then lists exactly the neurons whose logit, computed here in float64 over the
  * dequantized Q8_0 weights, is above the threshold (but for logits within 1e-4 of it); a width that is not a
  * multiple of 32 is refused with a message naming the layer and the tensor; a second conversion is refused. */
 #include <math.h>
@@ -70,13 +70,19 @@ int main(void)
     CHECK(predictor_type_parse("file", &t, &err) == 0 && t == -1, "file parses");
     CHECK(predictor_type_parse("q4_0", &t, &err) < 0 && strstr(err.msg, "'q4_0'"), "q4_0 refused: %s", err.msg);
 
+    /* what pid plans with, before anything is converted: the bytes the GPU worker will hold */
+    CHECK(predictor_requant_check(m, PI_TYPE_Q8_0, &err) == 0, "check: %s", err.msg);
+    const uint64_t planned = plan_predictor_bytes(m, 1);
+    CHECK(planned < plan_predictor_bytes(m, 0), "q8_0 counts fewer bytes than f16");
     CHECK(predictor_requant(m, PI_TYPE_Q8_0, &err) == 0, "requant: %s", err.msg);
     CHECK(m->pred_owned != NULL, "the model owns the converted predictors");
     CHECK(memcmp(before, store, sizeof store) == 0, "the F16 source is left as it was");
     size_t rb1 = 0, rb2 = 0;
     CHECK(pi_row_bytes(PI_TYPE_Q8_0, DIM, &rb1) == 0 && pi_row_bytes(PI_TYPE_Q8_0, R, &rb2) == 0, "row bytes");
-    CHECK(plan_predictor_bytes(m) == (uint64_t)LAYERS * (R * rb1 + FF * rb2),
-          "the plan counts the q8_0 bytes: %llu", (unsigned long long)plan_predictor_bytes(m));
+    CHECK(plan_predictor_bytes(m, 0) == (uint64_t)LAYERS * (R * rb1 + FF * rb2),
+          "the plan counts the q8_0 bytes: %llu", (unsigned long long)plan_predictor_bytes(m, 0));
+    CHECK(planned == plan_predictor_bytes(m, 0) && plan_predictor_bytes(m, 1) == planned,
+          "planned as q8_0 (%llu) = held after the conversion", (unsigned long long)planned);
 
     /* every weight within half a step (d / 2, d = its block's absmax / 127) of the F16 one, plus what d's own
      * rounding to fp16 moves the largest quant (127 x 2^-11 d), and some moved */
@@ -147,7 +153,7 @@ int main(void)
         }
     }
     printf("ok: q8_0 predictors within half a step of f16 (worst %.2e); %u decisions equal to float64 over them; "
-           "plan bytes %llu\n", worst, checked, (unsigned long long)plan_predictor_bytes(m));
+           "plan bytes %llu\n", worst, checked, (unsigned long long)plan_predictor_bytes(m, 0));
 
     CHECK(predictor_requant(m, PI_TYPE_Q8_0, &err) < 0 && strstr(err.msg, "already"), "a second conversion: %s",
           err.msg);
@@ -156,6 +162,7 @@ int main(void)
     /* a width that is not a multiple of 32: refused, naming the layer and the tensor; nothing converted */
     static uint16_t odd[LAYERS * (17 * DIM + FF * 17)];
     m = pred_model(17, odd, &s);
+    CHECK(predictor_requant_check(m, PI_TYPE_Q8_0, &err) < 0, "R = 17 refused by the check pid runs");
     CHECK(predictor_requant(m, PI_TYPE_Q8_0, &err) < 0, "R = 17 refused");
     CHECK(strstr(err.msg, "layer 0") && strstr(err.msg, "fc2") && strstr(err.msg, "17 columns"), "message: %s",
           err.msg);
