@@ -89,6 +89,16 @@ static void cpu_list(const int *cpus, int n, char *out, size_t cap)
     }
 }
 
+/* CPUs of node 0 the CPU workers leave to the GPU worker and pid: 1, or
+ * PI_HOST_CPUS (0-8). */
+static int host_cpus(void)
+{
+    const char *v = getenv("PI_HOST_CPUS");
+    if (v && v[0] >= '0' && v[0] <= '8' && !v[1])
+        return v[0] - '0';
+    return 1;
+}
+
 /* Pins cpu worker `rank` of `of` on node to its share of the node's allowed CPUs. */
 static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
 {
@@ -111,11 +121,13 @@ static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
         numa_free_cpumask(bm);
     /* The first CPU of node 0 is left for the GPU worker's launch thread and
      * pid, so the CPU workers' pool threads, which spin between layers, never
-     * take it from them; only from 4 CPUs up, a small machine needs them all. */
-    int *mine = cpus;
-    if (node == 0 && n >= 4) {
-        mine++;
-        n--;
+     * take it from them; only from 4 CPUs up, a small machine needs them all.
+     * PI_HOST_CPUS=k leaves k (a measurement switch: one each for the GPU
+     * worker and pid lets both spin). */
+    int *mine = cpus, keep = host_cpus();
+    if (node == 0 && n >= 4 && keep < n) {
+        mine += keep;
+        n -= keep;
     }
     /* Contiguous chunks; a worker with no CPU of its own shares the node's. */
     int lo = (int)((uint64_t)n * rank / of), hi = (int)((uint64_t)n * (rank + 1) / of);

@@ -331,7 +331,9 @@ __device__ __forceinline__ void dot_chunk(const chunk &k, const float *x, uint32
 // the hot FFN's scattered rows take ROW_BATCH, so a warp has a whole F16
 // row of dim 5120 (20 chunks a lane) in flight in two round trips instead
 // of five (at one entry a group; more entries would spill registers). The
-// same chunks are added in the same order either way.
+// row's last chunks (fewer than BATCH a lane) are fetched together too: a
+// short row (a split part of 80 chunks, a Q8_0 fc2 row of 64) is all tail.
+// The same chunks are added in the same order either way.
 constexpr int ROW_BATCH = 10;
 
 // [c0, c1): the row's chunks to take (a split row: one part of it), all by default.
@@ -354,7 +356,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
         for (int b = 0; b < BATCH; b++)
             dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
     }
-    if (BATCH > 4 && c < nch) {     // the rest of the row, also fetched before use
+    if (c < nch) {      // the rest of the row (under BATCH chunks a lane), also fetched before use
         chunk k[BATCH];
 #pragma unroll
         for (int b = 0; b < BATCH; b++)
@@ -364,10 +366,7 @@ __device__ __forceinline__ void row_dot(const cuda_mat &m, uint32_t row, const f
         for (int b = 0; b < BATCH; b++)
             if (c + 32 * b < nch)
                 dot_chunk<T, NT>(k[b], x, xs, c + 32 * b, nv, acc);
-        c = nch;
     }
-    for (; c < nch; c += 32)
-        dot_chunk<T, NT>(wt<T>::fetch(m, row, c), x, xs, c, nv, acc);
 #pragma unroll
     for (int i = 0; i < NT; i++)
 #pragma unroll
@@ -843,6 +842,62 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
     }
 }
 
+// One entry (a decode step): the same sums, with more of each lane's loads
+// in flight. Warp w takes RPW consecutive rows of the block's 32 and fetches
+// CPL chunks of each (RPW * CPL at once) before using any; a lane adds its
+// chunks in k_pred_rows's order (lane, lane + 32, ...) and the same butterfly
+// follows, so the mask has k_pred_rows's bits. A Q8_0 row of R = 1024 is 64
+// chunks, two a lane: warp per row left a few 16-byte loads in flight per
+// lane and 1024-thread blocks that wait for their slowest warp.
+template <int T> struct pred_shape {
+    static constexpr int CPL = wt<T>::E <= 8 ? 4 : wt<T>::E == 16 ? 2 : 1;
+    static constexpr int RPW = 8 / CPL;
+};
+
+template <int T>
+__global__ void __launch_bounds__(1024 / pred_shape<T>::RPW) k_pred_rows1(uint32_t *mask, cuda_mat fc2,
+                                                                     const float *hidden, float threshold)
+{
+    constexpr int E = wt<T>::E, RPW = pred_shape<T>::RPW, CPL = pred_shape<T>::CPL;
+    __shared__ uint32_t hit[32];
+    const uint32_t wid = threadIdx.x / 32, lane = threadIdx.x & 31u;
+    const uint32_t row0 = blockIdx.x * 32 + wid * RPW, nch = fc2.cols / E;
+    pdl_begin();
+    float acc[RPW];
+#pragma unroll
+    for (int r = 0; r < RPW; r++)
+        acc[r] = 0.0f;
+    for (uint32_t c = lane; c < nch; c += 32 * CPL) {
+        chunk k[RPW][CPL];
+#pragma unroll
+        for (int r = 0; r < RPW; r++)
+#pragma unroll
+            for (int b = 0; b < CPL; b++)
+                if (row0 + r < fc2.rows && c + 32 * b < nch)
+                    k[r][b] = wt<T>::fetch(fc2, row0 + r, c + 32 * b);
+#pragma unroll
+        for (int r = 0; r < RPW; r++)
+#pragma unroll
+            for (int b = 0; b < CPL; b++)
+                if (row0 + r < fc2.rows && c + 32 * b < nch)
+                    dot_chunk<T, 1>(k[r][b], hidden, 0, c + 32 * b, 1, &acc[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < RPW; r++) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+            acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+        if (lane == 0)
+            hit[wid * RPW + r] = row0 + r < fc2.rows && acc[r] > threshold;
+    }
+    __syncthreads();
+    if (wid == 0) {
+        unsigned bits = __ballot_sync(0xffffffffu, hit[lane] != 0);
+        if (lane == 0)
+            mask[blockIdx.x] = bits;
+    }
+}
+
 // out[t] = the sum of part[0..slices)[t], t < len = n * dim; with add,
 // out[t] += it. A block takes SUM_COLS columns; its warp g sums the slices of
 // group g in slice order (a group: SUM_PER consecutive slices, all loads of
@@ -1059,7 +1114,9 @@ cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2
                              float thr)
 {
     unsigned gx = div_up(fc2.rows, 32);
-    if (n == 1)
+    if (n == 1 && cuda_switch("PI_CUDA_PRED_ROWS", 1))
+        PDL_LAUNCH(k_pred_rows1<T>, dim3(gx), 1024 / pred_shape<T>::RPW, 0, s, mask, fc2, hidden, thr);
+    else if (n == 1)
         PDL_LAUNCH(k_pred_rows<T, 1>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);
     else if (n == 2)
         PDL_LAUNCH(k_pred_rows<T, 2>, dim3(gx, 1), 1024, 0, s, mask, fc2, hidden, n, thr);

@@ -148,7 +148,9 @@ cudaError_t cuda_ffn_down(cudaStream_t s, float *out, float *part, const cuda_ma
 // (fc2_{32w+b} . hidden_i > threshold), hidden (n x R) already ReLU'd. A
 // warp reads each row once, coalesced (fast at PowerInfer's R = 1024);
 // sums are in warp order, so a logit within rounding of the threshold may
-// decide differently from the host's row-order sum.
+// decide differently from the host's row-order sum. One entry: a warp takes
+// several rows with all their loads in flight (the same bits;
+// PI_CUDA_PRED_ROWS=0 gives warp per row).
 cudaError_t cuda_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat *fc2, const float *hidden, uint32_t n,
                            float threshold);
 

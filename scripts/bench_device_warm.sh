@@ -2,7 +2,7 @@
 # On the lent GPU machine, in one call (carry .deps: scripts/bench_compare.sh --stage prepare): builds pi
 # and PowerInfer, writes the anchors' 13B PWRI model to /dev/shm, then
 #  - pi-bench-cuda-kernels (its attention check against float64 at positions 0..4095 first; PI_NO_KERNELS=1
-#    skips it);
+#    skips it), then test_cuda_pred_rows (the predictor's fc2 kernels against each other and float64);
 #  - the greedy checks: stories260K with cuda (0 and 2 CPU workers) against expected.txt, the default model
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
@@ -14,6 +14,8 @@
 #    "--predictor-type q8_0", go to pid run as flags), the kernel bench (first variant) and
 #    every pi run once more with each variant's environment, its text compared with the first run's (greedy at
 #    128 tokens: the same, or DIFFERENT);
+#    (PI_KERNELS_AB=0: not the kernel bench);
+#  - PI_RUN_ARGS="words": VAR=value words and flags for every pi run (e.g. "--predictor-type q8_0"), before a variant's;
 #  - with PI_UNTIMED=1, every pi configuration once more without --timings (the step graph then has no
 #    stamp kernels: the tok/s a user gets);
 #  - with PI_LLAMA=1 (and PI_DENSE=1), llama.cpp built beside (build_llamacpp.sh) and run with llama-cli on the
@@ -60,7 +62,7 @@ if [ -n "${PI_DENSE:-}" ]; then
 fi
 cmake -S . -B build-dev -DCMAKE_BUILD_TYPE=Release -DPI_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 "${PI_DEPS_CMAKE[@]}" \
   -DPI_SHARED_DIR="$shared" >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; exit 1; }
-cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test_cuda_backend pi-bench-cuda-kernels \
+cmake --build build-dev -j14 --target pid pi-gpu-worker pi-cpu-worker pictl test_cuda_backend test_cuda_pred_rows pi-bench-cuda-kernels \
   >"$out/build.log" 2>&1 || { grep -E "error" "$out/build.log" | head -30; exit 1; }
 bin=build-dev/bin
 echo "pi build $(($(date +%s) - t0)) s"
@@ -72,8 +74,10 @@ if [ -z "${PI_NO_KERNELS:-}" ]; then
   $bin/pi-bench-cuda-kernels 30 >"$out/kernels.md" 2>&1 || { echo "FAIL: pi-bench-cuda-kernels"; fails=$((fails + 1)); }
   grep -E "FAIL|position|union" "$out/kernels.md"
 fi
+$bin/test_cuda_pred_rows >"$out/cuda_pred_rows.txt" 2>&1 || { echo "FAIL: test_cuda_pred_rows"; fails=$((fails + 1)); }
+tail -1 "$out/cuda_pred_rows.txt"
 IFS=';' read -r -a variants <<<"${PI_AB:-}"
-if [ ${#variants[@]} -gt 0 ]; then
+if [ ${#variants[@]} -gt 0 ] && [ "${PI_KERNELS_AB:-1}" != 0 ]; then
   # shellcheck disable=SC2086  # a variant is a list of VAR=value words
   env ${variants[0]} $bin/pi-bench-cuda-kernels 30 >"$out/kernels-ab.md" 2>&1 ||
     { echo "FAIL: pi-bench-cuda-kernels (${variants[0]})"; fails=$((fails + 1)); }
@@ -107,7 +111,7 @@ P="Once upon a time, in a small village at the edge of a great forest, there liv
 pirun1() { # name env-words model ffn args... (--timings unless name ends in -untimed)
   local n=$1 e=$2 mf=$3 f=$4 t=--timings ev=() av=() w; shift 4
   [[ $n == *-untimed ]] && t=
-  for w in $e; do   # VAR=value words go to the environment, the rest (--flag value) to pid run
+  for w in ${PI_RUN_ARGS:-} $e; do   # VAR=value words go to the environment, the rest (--flag value) to pid run
     if [[ $w =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then ev+=("$w"); else av+=("$w"); fi
   done
   # shellcheck disable=SC2086  # t is empty or one word

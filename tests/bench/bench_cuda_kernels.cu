@@ -444,7 +444,18 @@ int main(int argc, char **argv)
         setenv("PI_CUDA_MV_SPLIT", "0", 1);
     };
     fc1_rows(fc1, "", (double)R * DIM * 2);
-    row("predictor fc2 (13824 x 1024), warp per row", time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &fc2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 2);
+    // fc2 (F16, or Q8_0 below): warp per row, then several rows a warp (PI_CUDA_PRED_ROWS).
+    auto fc2_rows = [&](const cuda_mat *w, const char *type, double bytes) {
+        for (const char *rows : {"0", "1"}) {
+            setenv("PI_CUDA_PRED_ROWS", rows, 1);
+            char name[96];
+            snprintf(name, sizeof name, "predictor fc2%s (13824 x 1024), %s", type,
+                     rows[0] == '0' ? "warp per row" : "rows a warp");
+            row(name, time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &w[r % COPIES], hid, 1, 0.0f)); }), bytes);
+        }
+        unsetenv("PI_CUDA_PRED_ROWS");
+    };
+    fc2_rows(fc2, "", (double)NFF * R * 2);
     {   // The same predictor held as Q8_0 (--predictor-type q8_0): 34 bytes a 32 weights. In a step on the H200 its
         // phase took longer than F16's (session 12: 0.98 against 0.84 ms a token all in VRAM): these rows say which.
         cuda_mat q1[COPIES], q2[COPIES];
@@ -453,8 +464,7 @@ int main(int argc, char **argv)
             q2[c] = make_block_mat(PI_TYPE_Q8_0, NFF, R, 65 + c);
         }
         fc1_rows(q1, " q8_0", (double)R * DIM * 34 / 32);
-        row("predictor fc2 q8_0 (13824 x 1024), warp per row",
-            time_us(t, [&](int r) { CK(cuda_pred_rows(0, mask, &q2[r % COPIES], hid, 1, 0.0f)); }), (double)NFF * R * 34 / 32);
+        fc2_rows(q2, " q8_0", (double)NFF * R * 34 / 32);
         for (uint32_t c = 0; c < COPIES; c++) {
             CK(cudaFree((void *)q1[c].data));
             CK(cudaFree((void *)q2[c].data));
