@@ -23,6 +23,7 @@
 #include "segment.h"
 #include "sidecar.h"
 #include "spin_poll.h"
+#include "step_bell.h"
 #include "stale.h"
 #include "step_layout.h"
 #include "wire.h"
@@ -69,6 +70,8 @@ struct engine {
     void *io_ud;
     pm_qos qos;                 /* shallow idle states while requests run */
     long spin_us;               /* a step's answer is awaited spinning this long (spin_poll.h) */
+    step_bell *bell;            /* the step bell (step_bell.h); NULL: off (PI_STEP_BELL=0) */
+    step_answer answer;         /* what the bell said of the step in flight */
 };
 
 static int numa_nodes_or_one(void)
@@ -283,6 +286,10 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         goto fail;
     e->base = shm_segment_base(e->seg);
     step_header_write(e->base, &e->lay);
+    /* Steps start and end through the bell wherever a side spins; PI_STEP_BELL=0
+     * leaves only the ZeroMQ messages (a measurement switch). */
+    const char *bell = getenv("PI_STEP_BELL");
+    e->bell = bell && !strcmp(bell, "0") ? NULL : step_bell_at(e->base, &e->lay);
 
     e->zctx = zmq_ctx_new();
     e->ctl = e->zctx ? zmq_socket(e->zctx, ZMQ_ROUTER) : NULL;
@@ -486,6 +493,10 @@ static void on_signals(engine *e)
  * where the step's time went. */
 static void step_complete(engine *e, const Pi__StepDone *d, double now)
 {
+    e->in_flight = 0;
+    e->pred_tp += d->pred_true_pos;
+    e->pred_fn += d->pred_false_neg;
+    e->pred_fp += d->pred_false_pos;
     timings_done(e->tm, now, d->timings);
     for (uint32_t w = 0; w < e->lay.p.n_cpu_workers; w++)
         timings_cpu_stats(e->tm, w, step_cpu_stats_at(e->base, &e->lay, w));
@@ -556,12 +567,8 @@ static void on_control(engine *e, const wire_msg *m)
     case PI__CONTROL__KIND_STEP_DONE: {
         const Pi__StepDone *d = c->step_done;
         if (!w->is_gpu || !e->in_flight || d->step_no != e->step_no)
-            break; /* stale: a step already given up */
+            break; /* stale: a step already given up, or one the bell ended */
         if (d->ok && !e->aborted) {
-            e->in_flight = 0;
-            e->pred_tp += d->pred_true_pos;
-            e->pred_fn += d->pred_false_neg;
-            e->pred_fp += d->pred_false_pos;
             step_complete(e, d, now);
         } else {
             if (!e->aborted)
@@ -612,6 +619,8 @@ static void start_step(engine *e)
     e->step_no++;
     cmd->step_id = e->step_no;
     cmd->n_seq = n;
+    cmd->abort_epoch = e->abort_epoch;
+    cmd->flags = e->want_timings ? STEP_CMD_TIMINGS : 0;
     for (uint32_t i = 0; i < n; i++)
         cmd->seq[i] = (step_seq){.slot = e->entries[i].slot, .token = e->entries[i].token,
                                  .pos = e->entries[i].pos, .want_logits = e->entries[i].want_logits};
@@ -625,6 +634,8 @@ static void start_step(engine *e)
     c.step = &st;
     e->in_flight = 1;
     e->aborted = 0;
+    if (e->bell)   /* a spinning worker starts now; the messages follow */
+        step_bell_post(e->bell, e->step_no);
     /* The GPU worker last: CPU workers are then already waiting. */
     for (uint32_t i = 1; i < e->sup.n; i++)
         send_ctl(e, &e->sup.w[i], &c);
@@ -667,6 +678,36 @@ void engine_stop(engine *e, double grace_s)
 
 int engine_stopping(const engine *e) { return e->stopping; }
 
+/* spin_poll_until's look at the bell: 1 when the step in flight is over and
+ * went well (a failed or aborted step is left to StepDone, which says why). */
+static int bell_answered(void *ud)
+{
+    engine *e = ud;
+    return e->in_flight && !e->aborted && step_bell_answered(e->bell, e->step_no, &e->answer) && e->answer.ok;
+}
+
+/* The step in flight, ended through the bell: as its StepDone would end it
+ * (which, when it comes, is stale). */
+static void bell_complete(engine *e, double now)
+{
+    const step_answer *a = &e->answer;
+    Pi__StepTimings tm = PI__STEP_TIMINGS__INIT;
+    double *f[STEP_ANSWER_TIMINGS] = {&tm.embed_us, &tm.attn_us, &tm.predict_us, &tm.publish_us, &tm.hot_us,
+                                      &tm.wait_cpu_us, &tm.finish_us, &tm.logits_us, &tm.control_us,
+                                      &tm.gpu_step_us};
+    for (int i = 0; i < STEP_ANSWER_TIMINGS; i++)
+        *f[i] = a->timings[i];
+    Pi__StepDone d = PI__STEP_DONE__INIT;
+    d.step_no = a->step_no;
+    d.ok = 1;
+    d.pred_true_pos = a->pred_true_pos;
+    d.pred_false_neg = a->pred_false_neg;
+    d.pred_false_pos = a->pred_false_pos;
+    d.timings = a->has_timings ? &tm : NULL;
+    timings_bell(e->tm);
+    step_complete(e, &d, now);
+}
+
 /* One pass of the loop: wait up to timeout_ms, handle what arrived. */
 static int loop_once(engine *e, long timeout_ms, pi_error *err)
 {
@@ -679,7 +720,12 @@ static int loop_once(engine *e, long timeout_ms, pi_error *err)
     double due = supervisor_next_due(&e->sup, pi_now_ms());
     if (due >= 0 && due < (double)timeout_ms)
         timeout_ms = (long)due + 1;
-    int r = spin_poll(items, n_items, timeout_ms, e->in_flight ? e->spin_us : 0);
+    int r = spin_poll_until(items, n_items, timeout_ms, e->in_flight ? e->spin_us : 0,
+                            e->bell ? bell_answered : NULL, e);
+    if (r == SPIN_POLL_READY) {
+        bell_complete(e, pi_now_ms());
+        r = 0;
+    }
     if (r < 0 && zmq_errno() != EINTR)
         return pi_error_set(err, "zmq_poll: %s", zmq_strerror(zmq_errno()));
     if (r > 0) {

@@ -91,6 +91,8 @@ void timings_done(timings *t, double now_ms, const Pi__StepTimings *g)
     t->has_gpu = 1;
 }
 
+void timings_bell(timings *t) { t->cur.bell = 1; }
+
 void timings_cpu_stats(timings *t, uint32_t w, const step_cpu_stats *s)
 {
     if (w >= t->n_cpu || !s || s->step_no != t->cur.step_no || !s->layers)
@@ -117,6 +119,7 @@ static void step_add(timings *t, const timings_step *s)
     a->n += 1;
     a->entries += s->entries;
     a->round_trip += s->round_trip;
+    a->bell += s->bell;
     a->sched += s->sched;
     a->sampling += s->sampling;
     a->wall += s->wall;
@@ -221,9 +224,11 @@ void timings_print(const timings *t, FILE *out, const char *prefix)
     fprintf(out, "%s  %-40s %10s %7s\n", prefix, "phase", "ms", "of wall");
     for (int i = 0; i < TM_GPU_N; i++)
         row(out, prefix, k_gpu_rows[i], a->gpu[i], a->n_gpu, wall_us);
-    row(out, prefix, "pid zeromq (round trip - gpu step)", a->zmq, a->n_gpu, wall_us);
+    row(out, prefix, "pid control (round trip - gpu step)", a->zmq, a->n_gpu, wall_us);
     row(out, prefix, "pid scheduling (loop, build, send, read)", a->sched, a->n, wall_us);
     row(out, prefix, "sampling (sample, detokenize, stream)", a->sampling, a->n, wall_us);
+    fprintf(out, "%s  (%llu of the %llu steps ended on the step bell, the rest by StepDone over ZeroMQ)\n", prefix,
+            (unsigned long long)a->bell, (unsigned long long)a->n);
     if (a->n_gpu) {
         double wg = a->wall_gpu / (double)a->n_gpu, sum = t->sum_gpu / (double)a->n_gpu;
         if (a->n_gpu != a->n)

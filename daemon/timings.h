@@ -34,7 +34,8 @@ typedef struct timings_step {
     uint32_t entries;
     double gpu[TM_GPU_N];       /* summed over the n_gpu steps */
     double gpu_step;            /* the GPU worker's whole step, over the n_gpu steps */
-    double zmq;                 /* round trip beyond gpu_step (ZeroMQ, wake-ups), n_gpu steps */
+    double zmq;                 /* round trip beyond gpu_step (the bell or ZeroMQ, wake-ups), n_gpu steps */
+    uint64_t bell;              /* of the n steps, those whose end pid saw on the step bell */
     double round_trip;          /* Step sent -> StepDone received */
     double sched;               /* pid: previous step's end (or this build) -> Step sent,
                                    and StepDone received -> sampling */
@@ -57,6 +58,8 @@ void timings_begin(timings *t, double now_ms, uint64_t step_no, uint32_t entries
 void timings_sent(timings *t, double now_ms);
 /* StepDone arrived; g is its timings (NULL when the GPU worker sent none). */
 void timings_done(timings *t, double now_ms, const Pi__StepTimings *g);
+/* Before timings_done: the step's end was seen on the step bell (step_bell.h). */
+void timings_bell(timings *t);
 /* CPU worker w's stats line; ignored unless it is for this step. */
 void timings_cpu_stats(timings *t, uint32_t w, const step_cpu_stats *s);
 void timings_sampling(timings *t, double now_ms);

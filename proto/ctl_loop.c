@@ -18,6 +18,29 @@ static void test_delay(long ms)
         ;
 }
 
+/* spin_poll_until's look at the bell: the step it announces lands in st. */
+typedef struct bell_look {
+    const ctl_loop *l;
+    Pi__Step st;
+} bell_look;
+
+static int bell_rang(void *p)
+{
+    bell_look *b = p;
+    b->st = (Pi__Step)PI__STEP__INIT;
+    return b->l->bell(b->l->ud, &b->st);
+}
+
+/* One step through on_step, with the heartbeat thread beating meanwhile. */
+static int step(const ctl_loop *l, ctl_heartbeat *hb, const Pi__Step *st, long delay_ms, pi_error *err)
+{
+    ctl_heartbeat_step(hb, 1);
+    test_delay(delay_ms);
+    int rc = l->on_step(l->ud, st, err);
+    ctl_heartbeat_step(hb, 0);
+    return rc;
+}
+
 static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
 {
     const char *d = getenv("PI_TEST_STEP_DELAY_MS");
@@ -31,8 +54,16 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
             idle = 0;
         }
         zmq_pollitem_t it = {.socket = l->sock, .events = ZMQ_POLLIN};
-        int pr = spin_poll(&it, 1, (long)(l->heartbeat_ms - idle) + 1, stepped ? l->spin_us : 0);
+        bell_look look = {.l = l};
+        int pr = spin_poll_until(&it, 1, (long)(l->heartbeat_ms - idle) + 1, stepped ? l->spin_us : 0,
+                                 l->bell ? bell_rang : NULL, &look);
         stepped = 0;
+        if (pr == SPIN_POLL_READY) {
+            if (step(l, hb, &look.st, delay_ms, err) < 0)
+                return -1;
+            stepped = 1;
+            continue;
+        }
         if (pr < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -50,10 +81,7 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
         if (r == WIRE_OK) {
             const Pi__Control *c = msg.control;
             if (c->kind_case == PI__CONTROL__KIND_STEP) {
-                ctl_heartbeat_step(hb, 1);
-                test_delay(delay_ms);
-                rc = l->on_step(l->ud, c->step, err);
-                ctl_heartbeat_step(hb, 0);
+                rc = step(l, hb, c->step, delay_ms, err);
                 stepped = 1;
             }
             else if (c->kind_case == PI__CONTROL__KIND_QUIT)

@@ -20,6 +20,11 @@ typedef struct ctl_loop {
     /* After a step, wait for the next message spinning for up to this many
      * us (spin_poll.h) before sleeping; 0: sleep at once. */
     long spin_us;
+    /* Optional: while it spins, a step announced in shared memory (the step
+     * bell, step_bell.h) is run at once: bell fills st and returns 1. Its
+     * Step message, when it comes, goes to on_step too (which drops a step
+     * it has run). */
+    int (*bell)(void *ud, Pi__Step *st);
     /* Set all three to beat from a thread while on_step runs
      * (ctl_heartbeat.h); zctx NULL: no such thread. */
     void *zctx;                 /* the context of sock */

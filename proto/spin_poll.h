@@ -13,6 +13,13 @@
  * timeout_ms < 0 waits without end. */
 int spin_poll(zmq_pollitem_t *items, int n, long timeout_ms, long spin_us);
 
+/* The same, and with spin_us > 0 it also asks ready(ud) (a look at shared
+ * memory, such as the step bell) before each poll and after the last:
+ * SPIN_POLL_READY as soon as that returns 1 (messages that came meanwhile
+ * stay queued for the next poll). */
+#define SPIN_POLL_READY (-2)
+int spin_poll_until(zmq_pollitem_t *items, int n, long timeout_ms, long spin_us, int (*ready)(void *ud), void *ud);
+
 /* The spin window in us: PI_ZMQ_SPIN_US when set to a number (0: never
  * spin), else dflt. */
 long spin_poll_us(long dflt);

@@ -54,6 +54,7 @@ int step_layout_compute(const step_params *p, step_layout *out, pi_error *err)
     l.off_abort_seq = take(&c, LINE, sizeof(seq_counter));
     l.off_done_seq = take(&c, LINE, bytes3(&c, p->n_cpu_workers, 1, sizeof(seq_counter)));
     l.off_cpu_stats = take(&c, LINE, bytes3(&c, p->n_cpu_workers, 1, sizeof(step_cpu_stats)));
+    l.off_bell = take(&c, LINE, sizeof(step_bell));
     l.off_cmd = take(&c, LINE, sizeof(step_cmd) + bytes3(&c, p->max_batch, 1, sizeof(step_seq)));
     l.off_active_counts = take(&c, LINE, bytes3(&c, p->max_batch, 1, sizeof(int32_t)));
     l.off_x = take(&c, STEP_BUF_ALIGN, bytes3(&c, p->max_batch, p->dim, sizeof(float)));
@@ -98,6 +99,7 @@ void step_header_write(void *base, const step_layout *l)
     h->partial_stride = l->partial_stride;
     h->off_logits = l->off_logits;
     h->off_cpu_stats = l->off_cpu_stats;
+    h->off_bell = l->off_bell;
 }
 
 static int check_param(const char *what, uint32_t seg, uint32_t mine, pi_error *err)
@@ -141,7 +143,7 @@ int step_header_check(const void *base, size_t mapped_bytes, const step_params *
         h->off_cmd != l.off_cmd || h->off_active_counts != l.off_active_counts ||
         h->off_x != l.off_x || h->off_active_idx != l.off_active_idx ||
         h->off_partial != l.off_partial || h->partial_stride != l.partial_stride ||
-        h->off_logits != l.off_logits || h->off_cpu_stats != l.off_cpu_stats)
+        h->off_logits != l.off_logits || h->off_cpu_stats != l.off_cpu_stats || h->off_bell != l.off_bell)
         return pi_error_set(err, "step segment: its offsets differ from the ones this worker "
                                  "computes for the same shape: pid and the worker come from "
                                  "different builds; install one build");
@@ -200,4 +202,9 @@ step_cpu_stats *step_cpu_stats_at(void *base, const step_layout *l, uint32_t wor
     if (worker >= l->p.n_cpu_workers)
         return NULL;
     return (step_cpu_stats *)at(base, l->off_cpu_stats) + worker;
+}
+
+step_bell *step_bell_at(void *base, const step_layout *l)
+{
+    return (step_bell *)at(base, l->off_bell);
 }

@@ -13,7 +13,7 @@
 #include "seqcount.h"
 
 #define STEP_MAGIC "PISTEP01" /* 8 bytes, no terminator in the header */
-#define STEP_VERSION 2u /* 2: per-CPU-worker stats lines (off_cpu_stats) */
+#define STEP_VERSION 3u /* 3: the step bell (off_bell), abort epoch and flags in the command */
 #define STEP_BUF_ALIGN 4096u  /* data buffers: page-aligned (mbind, host-register) */
 
 typedef struct step_params {
@@ -31,7 +31,7 @@ typedef struct step_header {
     uint64_t total_bytes;
     uint64_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
     uint64_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
-    uint64_t off_cpu_stats;
+    uint64_t off_cpu_stats, off_bell;
 } step_header;
 
 /* One sequence of the batch in this step. */
@@ -43,13 +43,38 @@ typedef struct step_seq {
                              want_logits entries, in entry order) */
 } step_seq;
 
-/* Written by pid before it starts a step; read by the workers. */
+#define STEP_CMD_TIMINGS 1u  /* flags: the GPU worker measures the phases (Step.timings) */
+
+/* Written by pid before it starts a step; read by the workers. The fields
+ * repeat the Step message's, so a worker that sees the step bell ring can
+ * run the step before that message arrives. */
 typedef struct step_cmd {
     uint64_t step_id;
     uint32_t n_seq;        /* <= max_batch */
+    uint32_t abort_epoch;  /* Step.abort_epoch */
+    uint32_t flags;        /* STEP_CMD_* */
     uint32_t reserved;
     step_seq seq[];        /* max_batch entries */
 } step_cmd;
+
+/* The GPU worker's outcome of a step, as its StepDone carries it (a failed
+ * step's error text only rides StepDone). */
+#define STEP_ANSWER_TIMINGS 10 /* StepTimings' fields, in its order: embed .. control, gpu_step */
+typedef struct step_answer {
+    uint64_t step_no;
+    uint32_t ok, has_timings;
+    uint64_t pred_true_pos, pred_false_neg, pred_false_pos;
+    double timings[STEP_ANSWER_TIMINGS];
+} step_answer;
+
+/* The step bell (step_bell.h): pid publishes `posted` once a step's command
+ * is written, the GPU worker publishes `answered` once `answer` holds the
+ * step's outcome; both values are the step number's low 32 bits. */
+typedef struct step_bell {
+    seq_counter posted;     /* pid writes */
+    seq_counter answered;   /* the GPU worker writes */
+    step_answer answer;     /* the GPU worker writes, before answered */
+} step_bell;
 
 /* CPU worker w's figures for the last step it completed, on its own 64-byte
  * line (one writer per line, no false sharing). The worker writes them before
@@ -73,7 +98,7 @@ typedef struct step_layout {
     size_t total_bytes;
     size_t off_layer_seq, off_abort_seq, off_done_seq, off_cmd, off_active_counts;
     size_t off_x, off_active_idx, off_partial, partial_stride, off_logits;
-    size_t off_cpu_stats;
+    size_t off_cpu_stats, off_bell;
 } step_layout;
 
 /* Computes the layout; -1 with a message if a parameter is 0 (n_cpu_workers
@@ -103,6 +128,7 @@ float *step_logits(void *base, const step_layout *l);          /* max_batch x n_
 float *step_partial(void *base, const step_layout *l, uint32_t worker); /* max_batch x dim */
 seq_counter *step_done_seq(void *base, const step_layout *l, uint32_t worker);
 step_cpu_stats *step_cpu_stats_at(void *base, const step_layout *l, uint32_t worker);
+step_bell *step_bell_at(void *base, const step_layout *l);
 
 /* The value the layer and done counters take when layer `layer` (0-based) of
  * step step_no is complete: ticks grow by one per layer across steps and may

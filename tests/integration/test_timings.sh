@@ -1,5 +1,5 @@
 #!/bin/bash
-# Proves `pid run --timings` (host GPU backend, 2 CPU workers) keeps the greedy text and prints where each decode step's time went: every row, both CPU workers' non-zero cold FFN and their wait, the wall, and the sum within 5% of it once the GPU worker sends its phases (else n/a, said so); and that pictl status shows the last decode step of `pid start --timings`.
+# Proves `pid run --timings` (host GPU backend, 2 CPU workers) keeps the greedy text and prints where each decode step's time went (and how many steps ended on the step bell, all of them where pid spins): every row, both CPU workers' non-zero cold FFN and their wait, the wall, and the sum within 5% of it once the GPU worker sends its phases (else n/a, said so); and that pictl status shows the last decode step of `pid start --timings`.
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup timings
@@ -17,7 +17,7 @@ grep -q "^pid run: timings per decode step, ms (199 steps, 1.00 tokens each; pre
 val() { awk -v r="$1" 'index($0, "pid run:   " r " ") == 1 { s = substr($0, length("pid run:   " r) + 1);
                                                             split(s, f, " "); print f[1]; exit }' "$D/run.err"; }
 rows=("gpu embed" "gpu attn" "gpu predict" "gpu publish" "gpu hot ffn" "gpu wait for cpu" "gpu finish"
-      "gpu logits" "gpu worker host control" "pid zeromq (round trip - gpu step)"
+      "gpu logits" "gpu worker host control" "pid control (round trip - gpu step)"
       "pid scheduling (loop, build, send, read)" "sampling (sample, detokenize, stream)" "sum" "wall"
       "sum / wall" "cpu:0 cold ffn" "cpu:0 wait for gpu" "cpu:1 cold ffn" "cpu:1 wait for gpu")
 for r in "${rows[@]}"; do
@@ -36,7 +36,7 @@ echo "ok: table with both CPU workers (cold $(val "cpu:0 cold ffn"), $(val "cpu:
 
 if [ "$(val "gpu attn")" = n/a ]; then
     echo "case: GPU phases ABSENT (this GPU worker sends no StepDone.timings): checking n/a and the known parts"
-    for r in "gpu embed" "gpu hot ffn" "gpu worker host control" "pid zeromq (round trip - gpu step)" sum "sum / wall"; do
+    for r in "gpu embed" "gpu hot ffn" "gpu worker host control" "pid control (round trip - gpu step)" sum "sum / wall"; do
         [ "$(val "$r")" = n/a ] || fail "row '$r' should be n/a without GPU phases"
     done
     positive "$(val "round trip (gpu worker + zeromq, not split)")" || fail "no round trip row without GPU phases"
@@ -46,6 +46,23 @@ else
     echo "case: GPU phases PRESENT: sum / wall = $ratio (want 95%..105%)"
     awk -v x="${ratio%\%}" 'BEGIN { exit !(x >= 95 && x <= 105) }' || fail "sum / wall is $ratio, not within 5%"
 fi
+
+# 1b. The step bell (shm/step_bell.h): where pid and the workers spin between steps (PI_ZMQ_SPIN_US; on the
+# GPU machine pid and the GPU worker do so by default without CPU workers), steps start and end through the
+# segment before their ZeroMQ messages land. The text is the same, every decode step ends on the bell, and
+# PI_STEP_BELL=0 leaves only the messages.
+bell_steps() { sed -n 's/^pid run:   (\([0-9]*\) of the \([0-9]*\) steps ended on the step bell.*/\1 \2/p' "$1"; }
+[ "$(bell_steps "$D/run.err")" = "0 199" ] || fail "without spinning no step should end on the bell: $(bell_steps "$D/run.err")"
+PI_ZMQ_SPIN_US=20000 timeout 300 "$B/pid" run "${common[@]}" --timings >"$D/bell.out" 2>"$D/bell.err" \
+    || { cat "$D/bell.err" >&2; fail "pid run with PI_ZMQ_SPIN_US"; }
+same_as_expected "$D/bell.out" || { diff "$D/bell.out" "$EXPECTED" | head; fail "the step bell changed the text"; }
+[ "$(bell_steps "$D/bell.err")" = "199 199" ] || fail "spinning: want all 199 steps ended on the bell, got $(bell_steps "$D/bell.err")"
+PI_STEP_BELL=0 PI_ZMQ_SPIN_US=20000 timeout 300 "$B/pid" run "${common[@]}" --timings >"$D/nobell.out" 2>"$D/nobell.err" \
+    || { cat "$D/nobell.err" >&2; fail "pid run with PI_STEP_BELL=0"; }
+same_as_expected "$D/nobell.out" || fail "PI_STEP_BELL=0 changed the text"
+[ "$(bell_steps "$D/nobell.err")" = "0 199" ] || fail "PI_STEP_BELL=0: $(bell_steps "$D/nobell.err") steps on the bell"
+echo "ok: the step bell ends all 199 steps where pid spins ($(grep -h "tok/s" "$D/bell.err" | grep -oE '[0-9.]+ tok/s'))," \
+     "none with PI_STEP_BELL=0 ($(grep -h "tok/s" "$D/nobell.err" | grep -oE '[0-9.]+ tok/s')); the same text"
 
 # 2. --timings needs the workers.
 "$B/pid" run -m "$MODEL" -n 5 --reference --timings >/dev/null 2>"$D/ref.err" && fail "--reference --timings accepted"

@@ -13,6 +13,7 @@
 #include "check.h"
 #include "segment.h"
 #include "seqcount.h"
+#include "step_bell.h"
 #include "step_layout.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -427,6 +428,7 @@ static void test_layout(void)
         {l.off_abort_seq, 64, 64, "abort seq"},
         {l.off_done_seq, 64 * 3, 64, "done seqs"},
         {l.off_cpu_stats, 64 * 3, 64, "cpu stats"},
+        {l.off_bell, sizeof(step_bell), 64, "bell"},
         {l.off_cmd, sizeof(step_cmd) + 8 * sizeof(step_seq), 64, "cmd"},
         {l.off_active_counts, 8 * 4, 64, "active counts"},
         {l.off_x, 8 * 5120 * 4, 4096, "x"},
@@ -631,6 +633,87 @@ static void test_step_flow(void)
     shm_segment_destroy(&s);
 }
 
+/* The other side of test_step_bell: a "GPU worker" that runs what the bell
+ * posts (as its control loop does) and answers each step. */
+typedef struct bell_job {
+    void *base;
+    const step_layout *l;
+    uint64_t start, last_step;  /* the command's step_id when it attached; run until last_step */
+    int rc;
+} bell_job;
+
+static void *bell_worker(void *arg)
+{
+    bell_job *j = arg;
+    step_bell *bell = step_bell_at(j->base, j->l);
+    const step_cmd *cmd = step_command(j->base, j->l);
+    uint64_t last = j->start, deadline = now_ns() + 10000000000u;
+    j->rc = -1;
+    while (last < j->last_step && now_ns() < deadline) {
+        uint64_t no;
+        uint32_t n, epoch, flags;
+        if (!step_bell_posted(bell, cmd, last, &no, &n, &epoch, &flags))
+            continue;
+        if (no != last + 1 || n != (uint32_t)(no % 2 + 1) || epoch != (uint32_t)no * 3u ||
+            flags != (no % 2 ? STEP_CMD_TIMINGS : 0u))
+            return NULL;   /* a step skipped, seen twice, or with another step's fields */
+        last = no;
+        step_answer a = {.step_no = no, .ok = 1, .pred_true_pos = n, .timings = {[9] = (double)no}};
+        step_bell_answer(bell, &a);
+    }
+    j->rc = last == j->last_step ? 0 : -1;
+    return NULL;
+}
+
+/* The step bell: every posted step is seen once, with its command's fields,
+ * and pid reads each answer for that step only, across the 2^32 wrap of the
+ * counters (the step numbers start just below it). */
+static void test_step_bell(void)
+{
+    step_params p = {.n_layers = 2, .dim = 8, .n_ff = 16, .n_vocab = 10, .max_batch = 2, .n_cpu_workers = 0};
+    pi_error err;
+    step_layout l;
+    CHECK(step_layout_compute(&p, &l, &err) == 0, "%s", err.msg);
+    char name[64];
+    seg_name(name, sizeof name, "bell");
+    shm_segment *s = shm_segment_create(name, l.total_bytes, &err);
+    CHECK(s, "%s", err.msg);
+    void *b = shm_segment_base(s);
+    step_header_write(b, &l);
+    step_bell *bell = step_bell_at(b, &l);
+    step_cmd *cmd = step_command(b, &l);
+    const uint64_t first = 0xfffffff0u, last = first + 40;
+    cmd->step_id = first - 1;   /* the last command written: a worker starting now does not run it */
+    step_bell_post(bell, first - 1);
+    uint64_t no;
+    uint32_t n, epoch, flags;
+    CHECK(!step_bell_posted(bell, cmd, first - 1, &no, &n, &epoch, &flags), "the last command taken as new");
+    step_answer a;
+    CHECK(!step_bell_answered(bell, first, &a), "an answer before the step");
+    bell_job job = {.base = b, .l = &l, .start = cmd->step_id, .last_step = last};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, bell_worker, &job) == 0, "pthread_create");
+    uint64_t deadline = now_ns() + 10000000000u;
+    for (uint64_t st = first; st <= last; st++) {
+        cmd->step_id = st;
+        cmd->n_seq = (uint32_t)(st % 2 + 1);
+        cmd->abort_epoch = (uint32_t)st * 3u;
+        cmd->flags = st % 2 ? STEP_CMD_TIMINGS : 0u;
+        step_bell_post(bell, st);
+        while (!step_bell_answered(bell, st, &a) && now_ns() < deadline)
+            ;
+        CHECK(a.step_no == st && a.ok && a.pred_true_pos == cmd->n_seq && a.timings[9] == (double)st,
+              "step %llu: answer for step %llu", (unsigned long long)st, (unsigned long long)a.step_no);
+        if (st + 1 <= last)
+            CHECK(!step_bell_answered(bell, st + 1, &a), "step %llu answered before it was posted",
+                  (unsigned long long)(st + 1));
+    }
+    CHECK(pthread_join(t, NULL) == 0, "join");
+    CHECK(job.rc == 0, "the worker side skipped, repeated or misread a step");
+    printf("step bell: %llu steps across the counter's wrap, each seen once\n", (unsigned long long)(last - first + 1));
+    shm_segment_destroy(&s);
+}
+
 int main(void)
 {
     /* Fork only while single-threaded: TSan supports nothing else. */
@@ -644,6 +727,7 @@ int main(void)
     test_layout();
     test_header_check();
     test_step_flow();
+    test_step_bell();
     test_ping_pong();
     printf("test_shm: ok\n");
     return 0;
