@@ -136,6 +136,32 @@ template <> struct wt<PI_TYPE_Q8_0> {
     }
 };
 
+// Q8_0 read a word (4 quants) a lane instead of 16 bytes (PI_CUDA_Q8_NARROW,
+// on by default for one-entry products and the predictor's fc2): chunk c =
+// elements 4c..4c+3, scale of block c / 8. A warp's quant loads and its x
+// loads are then both contiguous; with 16 elements a lane, each lane's float4
+// of x lay 64 bytes from the next lane's, four times F16's L1 wavefronts per
+// weight byte (the predictor's Q8_0 products ran at ~0.7-1.1 TB/s on the
+// H200, session 13). The same dequantized values, summed by other lanes.
+constexpr int PI_Q8N = 0x1008;  // a kernel tag, not a pi_type
+template <> struct wt<PI_Q8N> {
+    static constexpr int E = 4;
+    __device__ __forceinline__ static chunk fetch(const cuda_mat &m, uint32_t row, uint32_t c)
+    {
+        const unsigned char *b = mat_base(m, row);
+        chunk k;
+        k.q.x = __ldg(reinterpret_cast<const uint32_t *>(b + (size_t)row * m.cols) + c);
+        k.d = half_bits(__ldg(mat_scales(m, b) + (size_t)row * (m.cols / 32) + c / 8));
+        return k;
+    }
+    __device__ __forceinline__ static void expand(const chunk &k, float *w)
+    {
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+            w[b] = (float)(int)(signed char)((k.q.x >> (8 * b)) & 0xffu) * k.d;
+    }
+};
+
 // Chunk c = block c: byte t holds element t (low nibble) and t + 16 (high).
 template <> struct wt<PI_TYPE_Q4_0> {
     static constexpr int E = 32;
@@ -850,8 +876,8 @@ __global__ void __launch_bounds__(1024) k_pred_rows(uint32_t *mask, cuda_mat fc2
 // chunks, two a lane: warp per row left a few 16-byte loads in flight per
 // lane and 1024-thread blocks that wait for their slowest warp.
 template <int T> struct pred_shape {
-    static constexpr int CPL = wt<T>::E <= 8 ? 4 : wt<T>::E == 16 ? 2 : 1;
-    static constexpr int RPW = 8 / CPL;
+    static constexpr int CPL = T == PI_Q8N ? 8 : wt<T>::E <= 8 ? 4 : wt<T>::E == 16 ? 2 : 1;
+    static constexpr int RPW = T == PI_Q8N ? 2 : 8 / CPL;
 };
 
 template <int T>
@@ -991,10 +1017,16 @@ template <int T> constexpr int is_kquant()
 
 // rope: NULL for a plain product; else the Q, K, V set's rope epilogue (the
 // caller has checked that the one-warp-a-row kernel takes this step).
+int q8_narrow() { return cuda_switch("PI_CUDA_Q8_NARROW", 1); }
+
 template <int T>
 cudaError_t launch_matvec(cudaStream_t s, const cuda_mv_set &set, const float *x, uint32_t xs, uint32_t n, int mode,
                           const cuda_qkv_rope *rope = nullptr)
 {
+    if constexpr (T == PI_TYPE_Q8_0) {
+        if (n == 1 && !rope && q8_narrow())
+            return launch_matvec<PI_Q8N>(s, set, x, xs, n, mode);
+    }
     uint32_t rows = 0;
     for (int k = 0; k < set.count; k++)
         rows += set.w[k].rows;
@@ -1113,6 +1145,10 @@ template <int T>
 cudaError_t launch_pred_rows(cudaStream_t s, uint32_t *mask, const cuda_mat &fc2, const float *hidden, uint32_t n,
                              float thr)
 {
+    if constexpr (T == PI_TYPE_Q8_0) {
+        if (q8_narrow())
+            return launch_pred_rows<PI_Q8N>(s, mask, fc2, hidden, n, thr);
+    }
     unsigned gx = div_up(fc2.rows, 32);
     if (n == 1 && cuda_switch("PI_CUDA_PRED_ROWS", 1))
         PDL_LAUNCH(k_pred_rows1<T>, dim3(gx), 1024 / pred_shape<T>::RPW, 0, s, mask, fc2, hidden, thr);

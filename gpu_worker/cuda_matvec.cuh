@@ -77,6 +77,10 @@ size_t cuda_mat_quant_bytes(int t, uint32_t cols);
 // layout: its quant part at q, its scale part at s (nothing for float types).
 void cuda_mat_stage_row(int t, const void *src, uint32_t cols, unsigned char *q, unsigned char *s);
 
+// One-entry Q8_0 products (not the QKV with its rope epilogue) and the
+// predictor's Q8_0 fc2 read a word of quants a lane, so x is read
+// contiguously (PI_CUDA_Q8_NARROW=0: 16 bytes a lane, as the other kernels).
+
 // Up to CUDA_MV_MAX matrices of one type and width that read the same x
 // (Q, K and V): one launch computes y[k][i * ys[k] + r] = row r of w[k] . x_i.
 #define CUDA_MV_MAX 3

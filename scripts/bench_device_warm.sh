@@ -6,7 +6,8 @@
 #  - the greedy checks: stories260K with cuda (0 and 2 CPU workers) against expected.txt, the default model
 #    with cuda (warm shares 0 and 0.5) against pid run --reference;
 #  - pid run --ffn predicted at 12.6 GiB with --timings for each warm share in PI_WARM_SHARES (default
-#    "0.3 0.4"), PowerInfer at 12.6 GiB before and after them, pi with everything in VRAM (--timings);
+#    "0.3 0.4"), PowerInfer at 12.6 GiB before and after them (not with PI_NO_POWERINFER=1), pi with
+#    everything in VRAM (--timings);
 #  - with PI_EXTRA_BUDGETS="GiB ...", pid run untimed at each of those budgets too (warm 0.4, each PI_AB variant);
 #    PI_NO_ALL_VRAM=1 leaves out the all-in-VRAM run;
 #  - with PI_DENSE=1, also the plain llama file (written beside) and pi --ffn dense with everything in VRAM;
@@ -140,9 +141,9 @@ pwirun() { # name: PowerInfer at 12.6 GiB, its decode tok/s (the eval line, not 
 }
 # PowerInfer before and after pi's 12.6 GiB runs: the host's memory bandwidth drifts within a call (2026-12-02:
 # PowerInfer 20.6 to 29.3 tok/s from call to call), so the ratio is taken against both.
-pwirun powerinfer
+[ -n "${PI_NO_POWERINFER:-}" ] || pwirun powerinfer
 for ws in ${PI_WARM_SHARES:-0.3 0.4}; do pirun "warm$ws" --vram-budget 12.6 --cpu-workers 1 --warm-share "$ws"; done
-pwirun powerinfer-after
+[ -n "${PI_NO_POWERINFER:-}" ] || pwirun powerinfer-after
 # Other budgets (PI_EXTRA_BUDGETS="13.28 12.77", warm 0.4, untimed, with PI_AB's variants): what more VRAM would
 # give at 12.6 GiB's shape (e.g. a smaller predictor or CUDA context reserve) before it is written.
 for eb in ${PI_EXTRA_BUDGETS:-}; do

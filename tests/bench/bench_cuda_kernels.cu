@@ -463,11 +463,28 @@ int main(int argc, char **argv)
             q1[c] = make_block_mat(PI_TYPE_Q8_0, R, DIM, 55 + c);
             q2[c] = make_block_mat(PI_TYPE_Q8_0, NFF, R, 65 + c);
         }
-        fc1_rows(q1, " q8_0", (double)R * DIM * 34 / 32);
-        fc2_rows(q2, " q8_0", (double)NFF * R * 34 / 32);
+        // 16 bytes of quants a lane (PI_CUDA_Q8_NARROW=0), then a word a lane (the default), and a wo-sized
+        // Q8_0 product (rows split over warps) both ways.
+        cuda_mat qw[COPIES];
+        for (uint32_t c = 0; c < COPIES; c++)
+            qw[c] = make_block_mat(PI_TYPE_Q8_0, DIM, DIM, 75 + c);
+        for (const char *narrow : {"0", "1"}) {
+            setenv("PI_CUDA_Q8_NARROW", narrow, 1);
+            const char *how = narrow[0] == '0' ? " q8_0 16 B a lane" : " q8_0 a word a lane";
+            fc1_rows(q1, how, (double)R * DIM * 34 / 32);
+            fc2_rows(q2, how, (double)NFF * R * 34 / 32);
+            setenv("PI_CUDA_MV_SPLIT", "1", 1);
+            char name[96];
+            snprintf(name, sizeof name, "wo-sized%s matvec, 1 entry, split", how);
+            row(name, time_us(t, [&](int r) { CK(cuda_matvec(0, y, DIM, &qw[r % COPIES], x, DIM, 1)); }),
+                (double)DIM * DIM * 34 / 32);
+            setenv("PI_CUDA_MV_SPLIT", "0", 1);
+        }
+        unsetenv("PI_CUDA_Q8_NARROW");
         for (uint32_t c = 0; c < COPIES; c++) {
             CK(cudaFree((void *)q1[c].data));
             CK(cudaFree((void *)q2[c].data));
+            CK(cudaFree((void *)qw[c].data));
         }
     }
     // fc2 then the compaction of its mask into lists: the predictor's tail as the step runs it. (Session 7's

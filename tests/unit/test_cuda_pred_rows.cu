@@ -1,8 +1,9 @@
 // The predictor's fc2 kernels (cuda_pred_rows) on the device: the one-entry
 // kernel that takes several rows a warp (the default) sets the same mask bits
 // as warp per row (PI_CUDA_PRED_ROWS=0), bit for bit, for every fc2 type and
-// for row counts that end inside a block; and both agree with a float64 sum
-// over the same dequantized weights except within rounding of the threshold.
+// for row counts that end inside a block; and they (and Q8_0 read 16 bytes a
+// lane, PI_CUDA_Q8_NARROW=0) agree with a float64 sum over the same
+// dequantized weights except within rounding of the threshold.
 // Skipped (77) with no CUDA device.
 #include <cuda_runtime.h>
 #include <math.h>
@@ -91,9 +92,13 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
     m.data = d_w;
     if (qb < rb)
         m.scales = (const uint16_t *)(d_w + (size_t)rows * qb);
-    std::vector<uint32_t> mask[2];
-    for (int v = 0; v < 2; v++) {
+    // 0: warp per row, 1: rows a warp (the default); Q8_0 also 2: rows a warp reading 16 bytes of quants a
+    // lane (PI_CUDA_Q8_NARROW=0; 0 and 1 read a word a lane), which sums in another order.
+    const int variants = t == PI_TYPE_Q8_0 ? 3 : 2;
+    std::vector<uint32_t> mask[3];
+    for (int v = 0; v < variants; v++) {
         CU(setenv("PI_CUDA_PRED_ROWS", v ? "1" : "0", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
+        CU(setenv("PI_CUDA_Q8_NARROW", v == 2 ? "0" : "1", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
         CU(cudaMemset(d_mask, 0xa5, words * sizeof(uint32_t)));
         CU(cuda_pred_rows(0, d_mask, &m, d_h, 1, thr));
         CU(cudaDeviceSynchronize());
@@ -101,9 +106,11 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
         CU(cudaMemcpy(mask[v].data(), d_mask, words * sizeof(uint32_t), cudaMemcpyDeviceToHost));
     }
     unsetenv("PI_CUDA_PRED_ROWS");
+    unsetenv("PI_CUDA_Q8_NARROW");
     uint32_t differ = 0, wrong = 0, borderline = 0, set = 0;
     for (uint32_t j = 0; j < rows; j++) {
         const int a = (int)(mask[0][j / 32] >> (j % 32) & 1u), b = (int)(mask[1][j / 32] >> (j % 32) & 1u);
+        const int c = variants > 2 ? (int)(mask[2][j / 32] >> (j % 32) & 1u) : b;
         differ += a != b;
         double s = 0, mag = 0;
         for (uint32_t c = 0; c < R; c++) {
@@ -116,7 +123,7 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
         if (fabs(s - thr) <= mag * R * 1.2e-7)
             borderline++;
         else
-            wrong += b != want;
+            wrong += (b != want) + (c != want);
     }
     // Bits past the last row of a partial word are 0 in both.
     const uint32_t tail = rows % 32 ? ~0u << (rows % 32) : 0u;
