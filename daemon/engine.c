@@ -636,11 +636,13 @@ static void start_step(engine *e)
     e->aborted = 0;
     if (e->bell)   /* a spinning worker starts now; the messages follow */
         step_bell_post(e->bell, e->step_no);
+    /* The step is out from here: a worker may start it from the bell while
+     * the messages are sent, so their sending counts in the round trip. */
+    timings_sent(e->tm, pi_now_ms());
     /* The GPU worker last: CPU workers are then already waiting. */
     for (uint32_t i = 1; i < e->sup.n; i++)
         send_ctl(e, &e->sup.w[i], &c);
     send_ctl(e, &e->sup.w[0], &c);
-    timings_sent(e->tm, pi_now_ms());
 }
 
 /* Requests cannot wait forever for a worker that keeps failing to start. */

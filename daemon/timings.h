@@ -1,6 +1,6 @@
 /* timings: where pid's steps spend their time (docs/architecture.md,
  * "Timings"). The engine reports each step's moments on pid's monotonic
- * clock (begin, Step sent, StepDone received, sampling begun, end), the GPU
+ * clock (begin, step out, its end seen, sampling begun, end), the GPU
  * worker's phases from StepDone.timings when it sent them, and each CPU
  * worker's stats line from the step segment. Decode steps (one generated
  * token per sequence) are summed for `pid run --timings`'s table and the
@@ -36,8 +36,8 @@ typedef struct timings_step {
     double gpu_step;            /* the GPU worker's whole step, over the n_gpu steps */
     double zmq;                 /* round trip beyond gpu_step (the bell or ZeroMQ, wake-ups), n_gpu steps */
     uint64_t bell;              /* of the n steps, those whose end pid saw on the step bell */
-    double round_trip;          /* Step sent -> StepDone received */
-    double sched;               /* pid: previous step's end (or this build) -> Step sent,
+    double round_trip;          /* step out (bell rung, before its messages) -> its end seen */
+    double sched;               /* pid: previous step's end (or this build) -> step out,
                                    and StepDone received -> sampling */
     double sampling;            /* sampler, detokenizing, handing the text to the sink */
     double wall;                /* previous step's end (or this build) -> tokens sampled */
