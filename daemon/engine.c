@@ -319,6 +319,15 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .pred_q8 = o->pred_q8};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
+    /* CPUs of its own (PI_HOST_CPUS, supervisor.h): pid goes there with every
+     * thread it has (libzmq's too) and awaits steps spinning, as without CPU
+     * workers; the GPU worker is started there. */
+    if (e->sup.host_own) {
+        int bad = pi_pin_threads(&e->sup.host_set, sizeof e->sup.host_set);
+        if (bad)
+            fprintf(stderr, "pid: warning: %d of its threads could not be moved to the CPUs left to it\n", bad);
+        e->spin_us = spin_poll_us(!strcmp(e->backend, "cuda") ? ENGINE_SPIN_US : 0);
+    }
     e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);
     if (e->sched && o->max_queue)
         scheduler_set_max_queue(e->sched, o->max_queue);

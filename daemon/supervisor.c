@@ -99,15 +99,15 @@ static int host_cpus(void)
     return 1;
 }
 
-/* Pins cpu worker `rank` of `of` on node to its share of the node's allowed CPUs. */
-static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
+/* The allowed CPUs of node, ascending, into cpus (CPU_SETSIZE); their count. */
+static int node_cpus(int node, int *cpus)
 {
     cpu_set_t allowed;
     CPU_ZERO(&allowed);
     if (sched_getaffinity(0, sizeof allowed, &allowed) < 0)
         for (int c = 0; c < CPU_SETSIZE; c++)
             CPU_SET(c, &allowed);
-    int cpus[CPU_SETSIZE], n = 0;
+    int n = 0;
     struct bitmask *bm = numa_available() >= 0 ? numa_allocate_cpumask() : NULL;
     if (bm && numa_node_to_cpus(node, bm) < 0) {
         numa_free_cpumask(bm);
@@ -119,6 +119,13 @@ static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
             cpus[n++] = c;
     if (bm)
         numa_free_cpumask(bm);
+    return n;
+}
+
+/* Pins cpu worker `rank` of `of` on node to its share of the node's allowed CPUs. */
+static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
+{
+    int cpus[CPU_SETSIZE], n = node_cpus(node, cpus);
     /* The first CPU of node 0 is left for the GPU worker's launch thread and
      * pid, so the CPU workers' pool threads, which spin between layers, never
      * take it from them; only from 4 CPUs up, a small machine needs them all.
@@ -140,7 +147,7 @@ static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
         snprintf(w->cpus, sizeof w->cpus, "0");
 }
 
-static int build_argv(sup_worker *w, const sup_config *c)
+static int build_argv(sup_worker *w, const sup_config *c, int own_cpus)
 {
     size_t used = 0, argc = 0;
     int bad = 0;
@@ -152,6 +159,8 @@ static int build_argv(sup_worker *w, const sup_config *c)
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
         if (c->measure_recall)
             bad |= argf(w, &used, &argc, "--measure-recall");
+        if (own_cpus)
+            bad |= argf(w, &used, &argc, "--own-cpus");
         if (c->pred_q8)
             bad |= argf(w, &used, &argc, "--predictor-type") | argf(w, &used, &argc, "q8_0");
     } else {
@@ -193,6 +202,13 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
         nodes = 1;
     s->n = c->n_cpu + 1;
     s->shm_fd = c->shm_fd;
+    int cpus0[CPU_SETSIZE], n0 = node_cpus(0, cpus0), keep = host_cpus();
+    if (c->n_cpu > 0 && keep >= 2 && n0 >= 4 && keep < n0) {
+        s->host_own = 1;
+        CPU_ZERO(&s->host_set);
+        for (int i = 0; i < keep; i++)
+            CPU_SET(cpus0[i], &s->host_set);
+    }
     for (uint32_t i = 0; i < s->n; i++) {
         sup_worker *w = &s->w[i];
         w->is_gpu = i == 0;
@@ -211,7 +227,7 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
             uint32_t of = (c->n_cpu - (uint32_t)w->numa_node + (uint32_t)nodes - 1) / (uint32_t)nodes;
             assign_cpus(w, w->numa_node, rank, of ? of : 1);
         }
-        if (build_argv(w, c) < 0)
+        if (build_argv(w, c, w->is_gpu && s->host_own) < 0)
             return pi_error_set(err, "worker %s: command line too long (model path or endpoint)", w->name);
     }
     return 0;
@@ -304,6 +320,8 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         }
         if (vram >= 0 && dup2(vram, SUP_VRAM_FD) < 0)
             _exit(126);
+        if (w->is_gpu && s->host_own)   /* a plain syscall; unpinned on failure */
+            (void)sched_setaffinity(0, sizeof s->host_set, &s->host_set);
         execv(w->argv[0], w->argv);
         static const char m1[] = "pid: cannot exec ", m2[] = " (the worker binaries belong next to pid)\n";
         ssize_t r = write(2, m1, sizeof m1 - 1);

@@ -28,6 +28,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
                "       [--hot K | --plan FILE] [--warm-share F] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
                "       [--ffn dense|exact|predicted] [--measure-recall] [--predictor-type file|q8_0] [--vram-sock FD]\n"
+               "       [--own-cpus]   (pid pinned it to CPUs no CPU worker uses: it waits spinning)\n"
                "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n"
                "--probe-memory prints 'free F total T source S' (bytes of the device; S = cuda, pretend\n"
@@ -110,6 +111,10 @@ int main(int argc, char **argv)
         }
         if (!strcmp(a, "--measure-recall")) {
             o.measure_recall = 1;
+            continue;
+        }
+        if (!strcmp(a, "--own-cpus")) {
+            o.own_cpus = 1;
             continue;
         }
         if (!strcmp(a, "--probe-memory")) {

@@ -212,7 +212,7 @@ static int load(gworker *g, pi_error *err)
                               .hot_vram = plan->layer_vram,
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
                               .device = o->device, .ffn = o->ffn, .kept_fd = -1,
-                              .spin_wait = o->n_cpu_workers == 0};
+                              .spin_wait = o->n_cpu_workers == 0 || o->own_cpus};
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
     g->b = g->ops->create(g->m, &cfg, err);
@@ -505,8 +505,8 @@ static int serve(gworker *g, pi_error *err)
                      .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step,
                      .bell = on_bell, .ud = g,
                      .zctx = g->zctx, .ctl_endpoint = g->o->ctl, .routing_id = "gpu",
-                     .spin_us = spin_poll_us(g->ops != &gpu_backend_host && g->o->n_cpu_workers == 0
-                                                 ? GPU_WORKER_SPIN_US : 0)};
+                     .spin_us = spin_poll_us(g->ops != &gpu_backend_host &&
+                                             (g->o->n_cpu_workers == 0 || g->o->own_cpus) ? GPU_WORKER_SPIN_US : 0)};
     return ctl_loop_run(&loop, err);
 }
 

@@ -23,7 +23,9 @@ int step_bell_posted(step_bell *b, const step_cmd *cmd, uint64_t last, uint64_t 
 /* The GPU worker, when a step is over (its logits written). */
 void step_bell_answer(step_bell *b, const step_answer *a);
 
-/* pid: 1 and *out when the answer to step_no is there, else 0. */
+/* pid: 1 and *out when the answer to step_no is there, else 0. The answer
+ * is read only once `answered` has reached step_no, which must therefore
+ * trail it by less than 2^31 (it does: it holds the last step answered). */
 int step_bell_answered(step_bell *b, uint64_t step_no, step_answer *out);
 
 #endif
