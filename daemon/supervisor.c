@@ -89,14 +89,17 @@ static void cpu_list(const int *cpus, int n, char *out, size_t cap)
     }
 }
 
-/* CPUs of node 0 the CPU workers leave to the GPU worker and pid: 1, or
- * PI_HOST_CPUS (0-8). */
-static int host_cpus(void)
+/* CPUs of node 0 (n allowed) the CPU workers leave to the GPU worker and
+ * pid: from 12 CPUs 3, where both spin (a CPU each and one for their other
+ * threads: on the H200 host at 12.6 GiB this took control + sync from ~17 to
+ * 9.7 us a layer and decode from 76-89 to 92 tok/s, session 13), else 1,
+ * which they share asleep. PI_HOST_CPUS (0-8) overrides. */
+static int host_cpus(int n)
 {
     const char *v = getenv("PI_HOST_CPUS");
     if (v && v[0] >= '0' && v[0] <= '8' && !v[1])
         return v[0] - '0';
-    return 1;
+    return n >= 12 ? 3 : 1;
 }
 
 /* The allowed CPUs of node, ascending, into cpus (CPU_SETSIZE); their count. */
@@ -126,12 +129,10 @@ static int node_cpus(int node, int *cpus)
 static void assign_cpus(sup_worker *w, int node, uint32_t rank, uint32_t of)
 {
     int cpus[CPU_SETSIZE], n = node_cpus(node, cpus);
-    /* The first CPU of node 0 is left for the GPU worker's launch thread and
+    /* The first CPUs of node 0 (host_cpus) are left for the GPU worker and
      * pid, so the CPU workers' pool threads, which spin between layers, never
-     * take it from them; only from 4 CPUs up, a small machine needs them all.
-     * PI_HOST_CPUS=k leaves k (a measurement switch: one each for the GPU
-     * worker and pid lets both spin). */
-    int *mine = cpus, keep = host_cpus();
+     * take them from them; only from 4 CPUs up, a small machine needs them all. */
+    int *mine = cpus, keep = host_cpus(n);
     if (node == 0 && n >= 4 && keep < n) {
         mine += keep;
         n -= keep;
@@ -202,7 +203,7 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
         nodes = 1;
     s->n = c->n_cpu + 1;
     s->shm_fd = c->shm_fd;
-    int cpus0[CPU_SETSIZE], n0 = node_cpus(0, cpus0), keep = host_cpus();
+    int cpus0[CPU_SETSIZE], n0 = node_cpus(0, cpus0), keep = host_cpus(n0);
     if (c->n_cpu > 0 && keep >= 2 && n0 >= 4 && keep < n0) {
         s->host_own = 1;
         CPU_ZERO(&s->host_set);

@@ -67,9 +67,10 @@ typedef struct supervisor {
     int vram_sock, kept_fd;
     uint64_t kept_bytes;
     char kept_backend[16];
-    /* PI_HOST_CPUS=k >= 2 with CPU workers: the k CPUs of node 0 they leave
-     * (host_set) hold the GPU worker, pinned there, and pid (engine.c), so
-     * both may spin without preempting the CPU workers' pinned threads. */
+    /* With CPU workers on a node 0 of 12 CPUs or more (or PI_HOST_CPUS=k >=
+     * 2): the CPUs they leave (host_set, 3 by default) hold the GPU worker,
+     * pinned there, and pid (engine.c), so both may spin without preempting
+     * the CPU workers' pinned threads. */
     int host_own;
     cpu_set_t host_set;
     sup_worker w[SUP_MAX_WORKERS];
