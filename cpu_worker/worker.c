@@ -29,7 +29,6 @@
 #include "seqcount.h"
 #include "shard.h"
 #include "spin_poll.h"
-#include "step_bell.h"
 #include "step_layout.h"
 #include "wire.h"
 
@@ -63,7 +62,7 @@ typedef struct cworker {
     step_layout lay;
     char detail[256];
     double last_sent_ms;
-    uint64_t last_step;     /* the last step run (from the bell or its Step message) */
+    uint64_t first_step;    /* the command's step_id when it attached (ctl_loop.h) */
 } cworker;
 
 int cpu_list_parse(const char *s, cpu_set_t *set, pi_error *err)
@@ -224,7 +223,7 @@ static int load(cworker *c, pi_error *err)
         sp.max_batch = step_header_at(c->base)->params.max_batch;
     if (step_header_check(c->base, shm_segment_size(c->seg), &sp, &c->lay, err) < 0)
         return pi_error_wrap(err, "%s: segment %s", c->name, o->shm_name);
-    c->last_step = step_command(c->base, &c->lay)->step_id;   /* a restart does not rerun a step */
+    c->first_step = step_command(c->base, &c->lay)->step_id;   /* before Ready: pid posts none yet */
     if (make_pool(c, c->lay.p.max_batch, err) < 0)
         return -1;
     snprintf(c->detail, sizeof c->detail, "%s, %.1f MiB%s%s; ffn %s%s%s", what, (double)c->shard->bytes / (1 << 20),
@@ -386,27 +385,16 @@ static int on_heartbeat(void *ud, pi_error *err)
 
 static int on_step(void *ud, const Pi__Step *st, pi_error *err)
 {
-    cworker *c = ud;
-    if (st->step_no <= c->last_step)
-        return 0;   /* the Step message of a step the bell started */
-    c->last_step = st->step_no;
-    return run_step(c, st, err);
-}
-
-static int on_bell(void *ud, Pi__Step *st)
-{
-    cworker *c = ud;
-    uint32_t flags;
-    return step_bell_posted(step_bell_at(c->base, &c->lay), step_command(c->base, &c->lay), c->last_step,
-                            &st->step_no, &st->n_entries, &st->abort_epoch, &flags);
+    return run_step(ud, st, err);
 }
 
 /* Serves until Quit: 0; -1 on a socket failure or a bad step. */
 static int serve(cworker *c, pi_error *err)
 {
     ctl_loop loop = {.sock = c->sock, .name = c->name, .heartbeat_ms = HEARTBEAT_MS,
-                     .last_sent_ms = &c->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step,
-                     .bell = on_bell, .ud = c, .zctx = c->zctx, .ctl_endpoint = c->o->ctl, .routing_id = c->name,
+                     .last_sent_ms = &c->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = c,
+                     .bell = step_bell_at(c->base, &c->lay), .cmd = step_command(c->base, &c->lay),
+                     .first_step = c->first_step, .zctx = c->zctx, .ctl_endpoint = c->o->ctl, .routing_id = c->name,
                      /* its cores spin inside a step; between steps only when asked (PI_ZMQ_SPIN_US) */
                      .spin_us = spin_poll_us(0)};
     return ctl_loop_run(&loop, err);

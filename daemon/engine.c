@@ -256,9 +256,6 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         }
     }
     e->n_ctx = e->plan.n_ctx; /* the KV cache as the plan sized it */
-    /* CUDA without CPU workers: the cores are free and a decode step takes a
-     * few ms, so pid awaits StepDone spinning rather than asleep. */
-    e->spin_us = spin_poll_us(!strcmp(e->backend, "cuda") && n_cpu == 0 ? ENGINE_SPIN_US : 0);
     uint32_t max_seqs = e->plan.max_seqs;
     if (o->warm_share > 0 && !e->plan.layer_vram)   /* asked for, but an index-order plan has none */
         fprintf(stderr, "pid: warning: --warm-share %g has no effect: warm neurons need a placement from "
@@ -319,15 +316,16 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .pred_q8 = o->pred_q8};
     if (supervisor_init(&e->sup, &sc, err) < 0)
         goto fail;
-    /* CPUs of its own (PI_HOST_CPUS, supervisor.h): pid goes there with every
-     * thread it has (libzmq's too) and awaits steps spinning, as without CPU
-     * workers; the GPU worker is started there. */
+    /* CPUs of its own (supervisor.h): pid goes there with every thread it has
+     * (libzmq's too); the GPU worker is started there. */
     if (e->sup.host_own) {
         int bad = pi_pin_threads(&e->sup.host_set, sizeof e->sup.host_set);
         if (bad)
             fprintf(stderr, "pid: warning: %d of its threads could not be moved to the CPUs left to it\n", bad);
-        e->spin_us = spin_poll_us(!strcmp(e->backend, "cuda") ? ENGINE_SPIN_US : 0);
     }
+    /* CUDA where no CPU worker shares its CPUs (none run, or it has its own):
+     * a decode step takes a few ms, so pid awaits its end spinning. */
+    e->spin_us = spin_poll_us(!strcmp(e->backend, "cuda") && (n_cpu == 0 || e->sup.host_own) ? ENGINE_SPIN_US : 0);
     e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);
     if (e->sched && o->max_queue)
         scheduler_set_max_queue(e->sched, o->max_queue);

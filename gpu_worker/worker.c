@@ -67,8 +67,7 @@ typedef struct gworker {
     uint64_t copied;            /* bytes copied into the backend's memory at load */
     int memory_kept;            /* it took the arena pid kept as it was */
     double last_sent_ms;
-    step_bell *bell;            /* in the segment (step_bell.h) */
-    uint64_t last_step;         /* the last step run (from the bell or its Step message) */
+    uint64_t first_step;        /* the command's step_id when it attached (ctl_loop.h) */
 } gworker;
 
 static int send_ctl(gworker *g, Pi__Control *c, pi_error *err)
@@ -240,10 +239,7 @@ static int load(gworker *g, pi_error *err)
         return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
     if (g->ops->map_host && g->ops->map_host(g->b, g->base, shm_segment_size(g->seg), err) < 0)
         return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
-    g->bell = step_bell_at(g->base, &g->lay);
-    /* Steps up to the last command pid wrote are over (or given up): a
-     * restarted worker must not run the step it was killed in. */
-    g->last_step = step_command(g->base, &g->lay)->step_id;
+    g->first_step = step_command(g->base, &g->lay)->step_id;   /* before Ready: pid posts none yet */
     g->entries = calloc(o->max_batch, sizeof *g->entries);
     g->partials = calloc(o->n_cpu_workers ? o->n_cpu_workers : 1, sizeof *g->partials);
     if (!g->entries || !g->partials)
@@ -466,7 +462,7 @@ static int answer_step(gworker *g, const Pi__Step *st, pi_error *err)
                      .pred_false_pos = d.pred_false_pos,
                      .timings = {tm.embed_us, tm.attn_us, tm.predict_us, tm.publish_us, tm.hot_us, tm.wait_cpu_us,
                                  tm.finish_us, tm.logits_us, tm.control_us, tm.gpu_step_us}};
-    step_bell_answer(g->bell, &a);
+    step_bell_answer(step_bell_at(g->base, &g->lay), &a);
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_STEP_DONE;
     c.step_done = &d;
@@ -480,30 +476,16 @@ static int on_heartbeat(void *ud, pi_error *err)
 
 static int on_step(void *ud, const Pi__Step *st, pi_error *err)
 {
-    gworker *g = ud;
-    if (st->step_no <= g->last_step)
-        return 0;   /* the Step message of a step the bell started: answered */
-    g->last_step = st->step_no;
-    return answer_step(g, st, err);
-}
-
-static int on_bell(void *ud, Pi__Step *st)
-{
-    gworker *g = ud;
-    uint32_t flags = 0;
-    if (!step_bell_posted(g->bell, step_command(g->base, &g->lay), g->last_step, &st->step_no, &st->n_entries,
-                          &st->abort_epoch, &flags))
-        return 0;
-    st->timings = (flags & STEP_CMD_TIMINGS) != 0;
-    return 1;
+    return answer_step(ud, st, err);
 }
 
 /* Serves until Quit: 0; -1 on a socket failure. */
 static int serve(gworker *g, pi_error *err)
 {
     ctl_loop loop = {.sock = g->sock, .name = "gpu worker", .heartbeat_ms = HEARTBEAT_MS,
-                     .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step,
-                     .bell = on_bell, .ud = g,
+                     .last_sent_ms = &g->last_sent_ms, .heartbeat = on_heartbeat, .on_step = on_step, .ud = g,
+                     .bell = step_bell_at(g->base, &g->lay), .cmd = step_command(g->base, &g->lay),
+                     .first_step = g->first_step,
                      .zctx = g->zctx, .ctl_endpoint = g->o->ctl, .routing_id = "gpu",
                      .spin_us = spin_poll_us(g->ops != &gpu_backend_host &&
                                              (g->o->n_cpu_workers == 0 || g->o->own_cpus) ? GPU_WORKER_SPIN_US : 0)};

@@ -7,6 +7,7 @@
 #include "ctl_heartbeat.h"
 #include "pi_proc.h"
 #include "spin_poll.h"
+#include "step_bell.h"
 #include "wire.h"
 
 /* PI_TEST_STEP_DELAY_MS: tests make every step this much longer, to prove a
@@ -18,17 +19,23 @@ static void test_delay(long ms)
         ;
 }
 
-/* spin_poll_until's look at the bell: the step it announces lands in st. */
+/* spin_poll_until's look at the bell: a step after `last` lands in st. */
 typedef struct bell_look {
     const ctl_loop *l;
+    uint64_t last;
     Pi__Step st;
 } bell_look;
 
 static int bell_rang(void *p)
 {
     bell_look *b = p;
+    uint32_t flags;
     b->st = (Pi__Step)PI__STEP__INIT;
-    return b->l->bell(b->l->ud, &b->st);
+    if (!step_bell_posted(b->l->bell, b->l->cmd, b->last, &b->st.step_no, &b->st.n_entries, &b->st.abort_epoch,
+                          &flags))
+        return 0;
+    b->st.timings = (flags & STEP_CMD_TIMINGS) != 0;
+    return 1;
 }
 
 /* One step through on_step, with the heartbeat thread beating meanwhile. */
@@ -46,6 +53,7 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
     const char *d = getenv("PI_TEST_STEP_DELAY_MS");
     long delay_ms = d ? strtol(d, NULL, 10) : 0;
     int stepped = 0;    /* the last message was a step: the next one is likely close */
+    bell_look look = {.l = l, .last = l->first_step};   /* .last: the last step run */
     for (;;) {
         double idle = pi_now_ms() - *l->last_sent_ms;
         if (idle >= l->heartbeat_ms) {
@@ -54,11 +62,11 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
             idle = 0;
         }
         zmq_pollitem_t it = {.socket = l->sock, .events = ZMQ_POLLIN};
-        bell_look look = {.l = l};
         int pr = spin_poll_until(&it, 1, (long)(l->heartbeat_ms - idle) + 1, stepped ? l->spin_us : 0,
                                  l->bell ? bell_rang : NULL, &look);
         stepped = 0;
         if (pr == SPIN_POLL_READY) {
+            look.last = look.st.step_no;
             if (step(l, hb, &look.st, delay_ms, err) < 0)
                 return -1;
             stepped = 1;
@@ -81,7 +89,10 @@ static int loop(const ctl_loop *l, ctl_heartbeat *hb, pi_error *err)
         if (r == WIRE_OK) {
             const Pi__Control *c = msg.control;
             if (c->kind_case == PI__CONTROL__KIND_STEP) {
-                rc = step(l, hb, c->step, delay_ms, err);
+                if (!l->bell || c->step->step_no > look.last) {   /* else the bell ran it */
+                    look.last = c->step->step_no;
+                    rc = step(l, hb, c->step, delay_ms, err);
+                }
                 stepped = 1;
             }
             else if (c->kind_case == PI__CONTROL__KIND_QUIT)

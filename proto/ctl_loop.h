@@ -6,8 +6,11 @@
 #ifndef PI_CTL_LOOP_H
 #define PI_CTL_LOOP_H
 
+#include <stdint.h>
+
 #include "pi.pb-c.h"
 #include "pi_error.h"
+#include "step_layout.h"
 
 typedef struct ctl_loop {
     void *sock;                 /* the worker's DEALER */
@@ -20,11 +23,14 @@ typedef struct ctl_loop {
     /* After a step, wait for the next message spinning for up to this many
      * us (spin_poll.h) before sleeping; 0: sleep at once. */
     long spin_us;
-    /* Optional: while it spins, a step announced in shared memory (the step
-     * bell, step_bell.h) is run at once: bell fills st and returns 1. Its
-     * Step message, when it comes, goes to on_step too (which drops a step
-     * it has run). */
-    int (*bell)(void *ud, Pi__Step *st);
+    /* Optional: the step segment's bell and command (step_bell.h). While it
+     * spins, a step the bell announces is run at once; its Step message,
+     * when it comes, is dropped, as is any Step of a step up to first_step
+     * (the command's step_id when the worker attached: a restarted worker
+     * never reruns the step it died in). */
+    step_bell *bell;
+    const step_cmd *cmd;
+    uint64_t first_step;
     /* Set all three to beat from a thread while on_step runs
      * (ctl_heartbeat.h); zctx NULL: no such thread. */
     void *zctx;                 /* the context of sock */
