@@ -21,6 +21,7 @@
 #include "vram_arena.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -49,24 +50,50 @@ typedef struct oracle {
     float *logits;  /* [seq][pos][n_vocab] */
 } oracle;
 
+/* One sequence of the oracle: greedy from its start token. */
+typedef struct oracle_job {
+    const pi_model *m;
+    oracle *o;
+    int s;
+} oracle_job;
+
+static void *oracle_seq(void *arg)
+{
+    oracle_job *j = arg;
+    const pi_model *m = j->m;
+    oracle *o = j->o;
+    uint32_t n_pos = o->n_pos;
+    int s = j->s;
+    pi_error err = {{0}};
+    forward_state *f = forward_new(m, n_pos, &err);
+    CHECK(f, "forward_new: %s", err.msg);
+    for (uint32_t p = 0; p < n_pos; p++) {
+        const float *lg = forward_token(f, o->tok[s][p], p);
+        CHECK(lg, "forward_token at %u", p);
+        memcpy(o->logits + ((size_t)s * n_pos + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
+        o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
+    }
+    forward_free(&f);
+    return NULL;
+}
+
+/* The reference forward's logits and greedy tokens, the sequences in
+ * threads of their own (the 13B-width model's reference is the slow part
+ * of a device call). */
 static void make_oracle(const pi_model *m, oracle *o, uint32_t n_pos)
 {
     o->n_pos = n_pos;
-    pi_error err = {{0}};
     const int32_t start[N_SEQ] = {1, 7};
     CHECK(o->logits = malloc((size_t)N_SEQ * n_pos * m->n_vocab * sizeof(float)), "oom");
+    oracle_job jobs[N_SEQ];
+    pthread_t th[N_SEQ];
     for (int s = 0; s < N_SEQ; s++) {
-        forward_state *f = forward_new(m, n_pos, &err);
-        CHECK(f, "forward_new: %s", err.msg);
         o->tok[s][0] = start[s];
-        for (uint32_t p = 0; p < n_pos; p++) {
-            const float *lg = forward_token(f, o->tok[s][p], p);
-            CHECK(lg, "forward_token at %u", p);
-            memcpy(o->logits + ((size_t)s * n_pos + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
-            o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
-        }
-        forward_free(&f);
+        jobs[s] = (oracle_job){m, o, s};
+        CHECK(pthread_create(&th[s], NULL, oracle_seq, &jobs[s]) == 0, "pthread_create");
     }
+    for (int s = 0; s < N_SEQ; s++)
+        CHECK(pthread_join(th[s], NULL) == 0, "pthread_join");
 }
 
 /* Step k: sequence 0 prefills 12 positions in step 0, then both decode one
@@ -1114,6 +1141,22 @@ static void run_real_width(int residual)
     remove(path);
 }
 
+/* Each group's wall time, said when the next starts and at the end, so a
+ * device call's log shows where its minutes went. */
+static int group_start(const char *group)
+{
+    static const char *cur;         /* main's thread only: the group running and its start */
+    static double t0;
+    struct timespec ts;
+    CHECK(clock_gettime(CLOCK_MONOTONIC, &ts) == 0, "clock_gettime");
+    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (cur)
+        printf("== group %s: %.1f s\n", cur, now - t0);
+    cur = group;
+    t0 = now;
+    return 1;
+}
+
 /* PI_CUDA_TEST_ONLY=group,... (stories, synth, q8pred, random, kquant, rope,
  * real, switches, fused, residual):
  * only those groups, for a device call with little time left; unset: all. */
@@ -1121,11 +1164,11 @@ static int want(const char *group)
 {
     const char *only = getenv("PI_CUDA_TEST_ONLY");
     if (!only || !*only)
-        return 1;
+        return group_start(group);
     size_t n = strlen(group);
     for (const char *p = only; (p = strstr(p, group)) != NULL; p += n)
         if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
-            return 1;
+            return group_start(group);
     return 0;
 }
 
@@ -1157,6 +1200,7 @@ int main(void)
     }
     if (getenv("PI_CUDA_TEST_QUICK")) {     /* a short device call: stories260K only */
         printf("PI_CUDA_TEST_QUICK: the synthetic, random and 13B-width models skipped\n");
+        group_start(NULL);
         return 0;
     }
     if (want("synth")) {
@@ -1219,6 +1263,7 @@ int main(void)
         }
         CHECK(unsetenv("PI_CUDA_NORM_FOLD") == 0, "unsetenv");
     }
+    group_start(NULL);
     return 0;
 }
 #endif
