@@ -35,7 +35,7 @@ typedef struct sup_worker {
     char backend[16];
     int numa_node;
     char cpus[256];         /* CPU list it is pinned to (cpu workers) */
-    char detail[256];       /* from Ready */
+    char detail[640];       /* from Ready */
     char last_error[512];   /* its Error message or how it exited */
     double last_seen_ms;    /* its last message of any kind */
     double main_seen_ms;    /* its last message from its main thread */

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ struct gpu_backend {
     void **warm;                    // pinned, mapped host allocations of warm rows
     size_t n_warm, cap_warm;
     uint64_t warm_bytes;
+    double warm_pin_ms, warm_fill_ms;   // create's time pinning and filling them
     // cfg.arena_bytes > 0: weights, predictors, KV and hot rows in one VMM
     // allocation pid can keep (vram_arena.h); attached: a kept one that
     // holds all of it already. copied: bytes uploaded into it (or, with no
@@ -303,6 +305,13 @@ static const uint16_t *scales_of(const pi_tensor *t, const unsigned char *base, 
     return qrow < t->row_bytes ? (const uint16_t *)(base + (size_t)nr * qrow) : NULL;
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
 // bytes of pinned host memory the kernels read through its mapping (warm
 // rows): *h to write it, *dev for the kernels.
 static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **dev, size_t bytes, pi_error *err)
@@ -310,7 +319,9 @@ static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **d
     if (ptr_room(&b->warm, b->n_warm, &b->cap_warm, err) != 0)
         return -1;
     void *p = NULL;
+    double t0 = now_ms();
     cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined);
+    b->warm_pin_ms += now_ms() - t0;
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return pi_error_set(err, "cuda backend: cannot pin %zu bytes of host memory for warm rows (%.1f MiB "
@@ -337,7 +348,9 @@ static int attach_warm(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const in
     const unsigned char *dev;
     if (warm_alloc(b, &h, &dev, (size_t)(nr - nv) * t->row_bytes, err) != 0)
         return -1;
+    double t0 = now_ms();
     stage_rows(t, rows ? rows + nv : NULL, nr - nv, h);
+    b->warm_fill_ms += now_ms() - t0;
     d->rows = nr;
     d->nv = nv;
     d->hdata = dev;
@@ -456,9 +469,12 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
         const unsigned char *dev;
         if (!hot)
             return pi_error_set(err, "cuda backend: warm rows need hot sets");
-        if (warm_alloc(b, &hw, &dev, (size_t)(K - nv) * dim * es, err) != 0 ||
-            plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
+        if (warm_alloc(b, &hw, &dev, (size_t)(K - nv) * dim * es, err) != 0)
             return -1;
+        double t0 = now_ms();
+        if (plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
+            return -1;
+        b->warm_fill_ms += now_ms() - t0;
         d->nv = nv;
         d->hdata = dev;
     }
@@ -665,6 +681,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     }
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
+    double t0 = now_ms();
     CU(cudaSetDevice(c->device));
     // With CPU workers a step's wait sleeps: their pinned threads own the
     // other cores, and a spinning waiter there would stall their per-layer
@@ -674,8 +691,10 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (cudaSetDeviceFlags(sync_flag(c)) != cudaSuccess)
         (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    double t_ctx = now_ms();
     if (c->arena_bytes && open_arena(b, err) != 0)
         return -1;
+    double t_arena = now_ms();
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.
     b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
@@ -698,6 +717,12 @@ static int create_inner(gpu_backend *b, pi_error *err)
     for (uint32_t l = 0; l < m->n_layers; l++)
         if (load_layer(b, l, err) != 0)
             return pi_error_wrap(err, "layer %u", l);
+    // Where a start's time goes (pid's log): a restart that takes a kept
+    // arena should spend it on the context and the warm rows alone.
+    fprintf(stderr, "cuda backend: context %.0f ms, arena %.0f ms (%s), layers %.0f ms (warm rows: %.1f MiB "
+            "pinned in %.0f ms, filled in %.0f ms)\n", t_ctx - t0, t_arena - t_ctx,
+            b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", now_ms() - t_arena,
+            (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms);
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))

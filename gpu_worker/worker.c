@@ -63,7 +63,7 @@ typedef struct gworker {
     gpu_step_links links;       /* its view of the segment */
     const uint32_t **done_words;    /* the CPU workers' done counter words */
     gpu_step_times times;       /* this step's phases (Step.timings) */
-    char detail[512];           /* Ready.detail: placement, shape, ffn mode, kept VRAM */
+    char detail[768];           /* Ready.detail: placement, shape, ffn mode, kept VRAM */
     uint64_t copied;            /* bytes copied into the backend's memory at load */
     int memory_kept;            /* it took the arena pid kept as it was */
     double last_sent_ms;
@@ -191,10 +191,10 @@ static int load(gworker *g, pi_error *err)
     const gpu_worker_opts *o = g->o;
     if (!(g->ops = pick_backend(o->backend, err)))
         return -1;
+    double t0 = pi_now_ms();
     if (!(g->m = model_open_sparse(o->model_path, err)))
         return -1;
-    if (o->pred_q8 && predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
-        return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
+    double t_model = pi_now_ms();
     /* the backend's needs: its KV element sizes the plan's kv_bytes (take_kept) */
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
                       .warm_share = o->warm_share, .max_batch = o->max_batch, .pred_q8 = o->pred_q8,
@@ -214,20 +214,53 @@ static int load(gworker *g, pi_error *err)
                               .spin_wait = o->n_cpu_workers == 0 || o->own_cpus};
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
+    double t_plan = pi_now_ms();
+    /* q8_0 predictors: converted on the CPU (seconds at 13B), but for a kept
+     * CUDA arena, which holds them converted already: their shapes only */
+    int layout_only = 0;
+    if (o->pred_q8 && cfg.kept_fd >= 0 && !strcmp(g->ops->name, "cuda")) {
+        int r = predictor_requant_layout(g->m, PI_TYPE_Q8_0, err);
+        if (r < 0)
+            return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
+        layout_only = r == 0;
+    }
+    if (o->pred_q8 && !layout_only && predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
+        return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
+    double t_pred = pi_now_ms();
     g->b = g->ops->create(g->m, &cfg, err);
     if (cfg.kept_fd >= 0)
         close(cfg.kept_fd);         /* the backend mapped what it needed */
+    if (g->b && layout_only && g->ops->copied_bytes && g->ops->copied_bytes(g->b) > 0) {
+        /* the kept arena was not taken (another layout): its predictors went in unconverted; again, converted */
+        fprintf(stderr, "gpu worker: the kept VRAM was not taken; converting the predictors and loading afresh\n");
+        g->ops->destroy(&g->b);
+        model_close(&g->m);
+        if (!(g->m = model_open_sparse(o->model_path, err)))
+            return -1;
+        if (predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
+            return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
+        cfg.kept_fd = -1;
+        cfg.kept_bytes = 0;
+        g->b = g->ops->create(g->m, &cfg, err);
+    }
     if (!g->b)
         return -1;
+    double t_backend = pi_now_ms();
     char what[200], kept[96] = "";
     plan_describe_hot(plan, what, sizeof what);
     if (o->vram_sock >= 0 && give_kept(g, kept, sizeof kept, err) < 0)
         return -1;
-    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s%s", what, plan->max_seqs, plan->n_ctx,
+    /* where the load's time went: a restart should spend little beyond the backend */
+    char took[160];
+    snprintf(took, sizeof took, "; loaded in %.2f s (model %.2f, plan %.2f, predictor %s %.2f, backend %.2f)",
+             (t_backend - t0) / 1e3, (t_model - t0) / 1e3, (t_plan - t_model) / 1e3,
+             !o->pred_q8 ? "as stored" : layout_only ? "q8_0 kept" : "q8_0 converted", (t_pred - t_plan) / 1e3,
+             (t_backend - t_pred) / 1e3);
+    snprintf(g->detail, sizeof g->detail, "%s; %u seqs x %u ctx; ffn %s%s%s%s", what, plan->max_seqs, plan->n_ctx,
              pi_ffn_mode_name(o->ffn),
              o->ffn != PI_FFN_PREDICTED ? ""
              : !strcmp(g->ops->name, "cuda") ? (o->pred_q8 ? " (q8_0 predictor on the GPU)" : " (predictor on the GPU)")
-             : o->pred_q8 ? " (q8_0 predictor on the host)" : " (predictor on the host)", kept);
+             : o->pred_q8 ? " (q8_0 predictor on the host)" : " (predictor on the host)", kept, took);
 
     /* The step segment: refuse one made for another shape. */
     if (!(g->seg = shm_segment_attach(o->shm_name, err)))

@@ -2,6 +2,7 @@
 #include "pred_quant.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,7 +114,9 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
             widest = ts[k]->cols > widest ? ts[k]->cols : widest;
         }
     }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    /* the CPUs this process may run on (a pinned GPU worker has 3), not all online */
+    cpu_set_t set;
+    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     uint32_t nt = cpus < 1 ? 1 : cpus > REQUANT_MAX_THREADS ? REQUANT_MAX_THREADS : (uint32_t)cpus;
     nt = nt > m->n_layers ? (m->n_layers ? m->n_layers : 1) : nt;
     unsigned char *buf = total ? malloc(total) : NULL;
@@ -149,5 +152,38 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
         sc->fc2[l] = m->layers[l].pred_fc2;
     }
     m->pred_owned = buf;
+    return 0;
+}
+
+int predictor_requant_layout(pi_model *m, int type, pi_error *err)
+{
+    if (predictor_requant_check(m, type, err) < 0)
+        return -1;
+    if (type < 0 || !m->has_predictor)
+        return 0;
+    if (m->pred_owned)
+        return pi_error_set(err, "the predictors were converted already");
+    /* only where the new bytes are no more than the file's: whatever reads them then stays inside the file */
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const pi_tensor *ts[2] = {&m->layers[l].pred_fc1, &m->layers[l].pred_fc2};
+        for (int k = 0; k < 2; k++)
+            if (new_bytes(ts[k], type) > (int64_t)(ts[k]->rows * ts[k]->row_bytes))
+                return 1;
+    }
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        pi_tensor *ts[2] = {&m->layers[l].pred_fc1, &m->layers[l].pred_fc2};
+        for (int k = 0; k < 2; k++) {
+            int64_t b = new_bytes(ts[k], type);
+            if (b > 0) {
+                ts[k]->type = (pi_type)type;
+                ts[k]->row_bytes = (size_t)b / ts[k]->rows;
+            }
+        }
+    }
+    pi_sidecar *sc = m->sidecar;
+    for (uint32_t l = 0; sc && sc->has_predictor && l < m->n_layers && l < sc->n_layers; l++) {
+        sc->fc1[l] = m->layers[l].pred_fc1;
+        sc->fc2[l] = m->layers[l].pred_fc2;
+    }
     return 0;
 }

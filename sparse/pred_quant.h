@@ -26,4 +26,13 @@ int predictor_requant_check(const pi_model *m, int type, pi_error *err);
  * first (predictor_requant_check): on an error nothing is converted. */
 int predictor_requant(pi_model *m, int type, pi_error *err);
 
+/* The shapes predictor_requant gives (each converted tensor's type and
+ * row_bytes), its bytes not converted: data still points at the file's,
+ * which must then never be read as the new type. For a GPU worker that
+ * takes a kept CUDA arena holding the converted predictors already (a
+ * restart: seconds of CPU saved); if that arena is not taken after all,
+ * the model must be opened again and converted for real. 1 (nothing
+ * changed) where a new type would take more bytes than the file's. */
+int predictor_requant_layout(pi_model *m, int type, pi_error *err);
+
 #endif

@@ -3,7 +3,9 @@
  * the step: 127 / 2048 of it); the plan counts the Q8_0 bytes, the same before the conversion (pid plans with
  * plan_params.pred_q8 and never converts) as after it; predictor_active then lists exactly the neurons whose logit, computed here in float64 over the
  * dequantized Q8_0 weights, is above the threshold (but for logits within 1e-4 of it); a width that is not a
- * multiple of 32 is refused with a message naming the layer and the tensor; a second conversion is refused. */
+ * multiple of 32 is refused with a message naming the layer and the tensor; a second conversion is refused;
+ * predictor_requant_layout gives the conversion's shapes and plan bytes, converts nothing, and refuses a source of
+ * fewer bytes than Q8_0's. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +159,35 @@ int main(void)
 
     CHECK(predictor_requant(m, PI_TYPE_Q8_0, &err) < 0 && strstr(err.msg, "already"), "a second conversion: %s",
           err.msg);
+
+    /* the shapes alone (a GPU worker taking a kept arena): the same types, row sizes and plan bytes as the
+     * conversion's, nothing converted, the bytes left where they were */
+    static uint16_t store2[LAYERS * (R * DIM + FF * R)];
+    uint64_t s2 = 777;
+    pi_model *m2 = pred_model(R, store2, &s2);
+    CHECK(predictor_requant_layout(m2, PI_TYPE_Q8_0, &err) == 0, "layout: %s", err.msg);
+    CHECK(m2->pred_owned == NULL && memcmp(before, store2, sizeof store2) == 0, "layout: nothing converted");
+    for (uint32_t l = 0; l < LAYERS; l++)
+        for (int k = 0; k < 2; k++) {
+            const pi_tensor *a = k ? &m->layers[l].pred_fc2 : &m->layers[l].pred_fc1;
+            const pi_tensor *b = k ? &m2->layers[l].pred_fc2 : &m2->layers[l].pred_fc1;
+            CHECK(a->type == b->type && a->row_bytes == b->row_bytes && a->rows == b->rows && a->cols == b->cols,
+                  "layer %u fc%d: layout %d/%zu, converted %d/%zu", l, k + 1, (int)b->type, b->row_bytes,
+                  (int)a->type, a->row_bytes);
+            CHECK(b->data == (const void *)(store2 + (size_t)l * (R * DIM + FF * R) + (k ? (size_t)R * DIM : 0)),
+                  "layer %u fc%d: the file's bytes, where they were", l, k + 1);
+        }
+    CHECK(plan_predictor_bytes(m2, 0) == plan_predictor_bytes(m, 0), "layout: the plan counts the q8_0 bytes");
+    /* a type of fewer bytes than q8_0's: refused (1), nothing changed, since a reader would run past the file's */
+    pi_tensor *t1 = &m2->layers[0].pred_fc1;
+    pi_tensor keep = *t1;
+    t1->type = PI_TYPE_Q4_0;
+    CHECK(pi_row_bytes(PI_TYPE_Q4_0, DIM, &t1->row_bytes) == 0, "q4_0 row bytes");
+    CHECK(predictor_requant_layout(m2, PI_TYPE_Q8_0, &err) == 1, "layout from q4_0 refused");
+    CHECK(t1->type == PI_TYPE_Q4_0 && m2->layers[0].pred_fc2.type == PI_TYPE_Q8_0, "nothing changed");
+    *t1 = keep;
+    printf("ok: the layout alone gives the conversion's shapes and plan bytes, and leaves the bytes as they were\n");
+    model_close(&m2);
     model_close(&m);
 
     /* a width that is not a multiple of 32: refused, naming the layer and the tensor; nothing converted */
