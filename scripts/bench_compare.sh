@@ -10,7 +10,7 @@
 #          [--prompt TEXT] [--only ENGINES] [--out DIR] [--ngl auto|N] [--timeout 180] [--no-timings]
 #          [--rebuild] [--model-dir /dev/shm/pi-bench] [--shape 13b|tiny] [--gpu-backend cuda|host]
 #          [--build-dir build-dev] [--anchors DIR] [--llama-tool cli|bench]
-#          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode] [--pi-args "ARGS"]
+#          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode] [--pi-args "ARGS"] [--reps N]
 #        scripts/bench_compare.sh --parse eval|prompt|pi|llama-bench FILE   # the tok/s a saved log holds
 #        scripts/bench_compare.sh --parse prefill|pictl|batched-bench FILE   # the --ttft / --streams figures
 #        scripts/bench_compare.sh --table [--out DIR]     # the table from the results stored so far
@@ -51,6 +51,10 @@
 #           llama.cpp: llama-batched-bench if bench-engines/ holds one (build_llamacpp.sh builds only
 #           llama-bench and llama-cli, so "not built" otherwise); PowerInfer: no run (its build has only main,
 #           which decodes one sequence).
+#   --reps N  the contested pair at --budget, PowerInfer and pi --ffn predicted, N times in all, alternating
+#           after the other runs (-rK results); their cells then give the median, with every run's figure in the
+#           notes. The host's memory bandwidth moved by a quarter within one call (session 14), which one run an
+#           engine cannot tell from a change. Default 1: one run each, as before.
 #   --no-decode  skip the batch-1 decode runs (the table keeps what earlier calls stored), so a call can be
 #           spent on --ttft / --streams alone within the device's 10-minute limit.
 # OUT (default $OUT, else bench-out): bench_compare.md and bench_compare-logs.tgz (every log), both
@@ -65,7 +69,7 @@ cmdline="scripts/bench_compare.sh$(printf ' %q' "$@")"
 stages=all budget=12.6 all_budget=40 tokens=128 only=pi,powerinfer,llamacpp out=${OUT:-bench-out} ngl=auto
 llama_tool=cli timeout_s=180 timings=1 rebuild='' mdir=/dev/shm/pi-bench shape=13b backend=cuda build_dir=build-dev anchors=''
 prompt="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode='' pi_args=''
+parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode='' pi_args='' reps=1
 abs() { case $1 in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }   # paths given relative to the caller's folder
 usage() { sed -n '/^# usage:/,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 bad() { echo "bench_compare: $*; see --help" >&2; exit 2; }
@@ -83,6 +87,7 @@ while [ $# -gt 0 ]; do
     --anchors) anchors=$(abs "$2"); shift 2 ;; --llama-tool) llama_tool=$2; shift 2 ;;
     --parse) parse_kind=$2; parse_file=$(abs "$3"); shift 3 ;; --table) table_only=1; shift ;;
     --ttft) ttft=$2; shift 2 ;; --streams) streams=$2; shift 2 ;; --no-decode) no_decode=1; shift ;;
+    --reps) reps=$2; shift 2 ;;
     --pi-args) pi_args=$2; shift 2 ;;
     -h|--help) usage ;;
     *) bad "unknown argument $1" ;;
@@ -100,6 +105,7 @@ done
 case $shape in 13b) lshape=13b ;; tiny) lshape=small ;; *) bad "--shape 13b|tiny" ;; esac
 case $llama_tool in cli|bench) ;; *) bad "--llama-tool cli|bench" ;; esac
 case $ngl in auto|[0-9]|[0-9][0-9]|[0-9][0-9][0-9]) ;; *) bad "--ngl auto|N" ;; esac
+[[ $reps =~ ^[1-9]$ ]] || bad "--reps takes 1 to 9"
 # A list of counts, each a positive integer: sorted and without repeats, so results stored under one
 # spelling are found under another.
 counts() { # option value -> prints the sorted list, comma-separated
@@ -346,6 +352,22 @@ run_one() {
   fi
 }
 get() { sed -n "s/^$2=//p" "$res/$1" 2>/dev/null | tail -1; }
+# --reps: results/ID's tps becomes the median of its own run (tps_first) and this call's ID-rK repeats that
+# succeeded; tps_runs lists them all in the order they ran.
+median_into() { # id
+  local id=$1 v=() r t
+  [ "$(get "$id" status)" = ok ] || return 0
+  t=$(get "$id" tps_first); [ -n "$t" ] || t=$(get "$id" tps)
+  v+=("$t")
+  for ((r = 2; r <= reps; r++)); do
+    have "$id-r$r" && [ "$(get "$id-r$r" status)" = ok ] && [ "$(get "$id-r$r" when)" -ge "$this_call" ] &&
+      v+=("$(get "$id-r$r" tps)")
+  done
+  [ ${#v[@]} -gt 1 ] || return 0
+  local med; med=$(printf '%s\n' "${v[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+  { echo "tps_first=$t"; echo "tps=$med"; echo "tps_runs=${v[*]}"; } >>"$res/$id"
+  echo "$id: median $med tok/s of ${#v[@]} runs (${v[*]})"
+}
 # What a result must have been measured with to count in this call's table: the same model shape, budgets,
 # tokens and prompt (results of other settings stay on disk but are left out).
 params="$shape|$budget|$all_budget|$tokens|$(printf %s "$prompt" | cksum | cut -d' ' -f1)"
@@ -560,7 +582,8 @@ cell_tps() { # id
   local s; s=$(get "$1" status)
   if [ "$s" != ok ]; then echo "FAILED"; return; fi
   local m=""; [ "$(get "$1" when)" -lt "$this_call" ] && m=" †"
-  echo "$(get "$1" tps)$m"
+  local n; n=$(get "$1" tps_runs | wc -w)
+  echo "$(get "$1" tps)$([ "$n" -gt 1 ] && echo " (median of $n)")$m"
 }
 cell_peak() { # id [params]
   have "$1" "${2:-}" || { echo "–"; return; }
@@ -617,6 +640,9 @@ render() {
   echo "  above its value before the run, where no process was visible). † = measured, with the same settings, by an"
   echo "  earlier invocation of this script on this machine (results persist in $mdir while it stays warm)."
   local id
+  for id in powerinfer-budget pi-predicted-budget; do
+    have "$id" && [ -n "$(get "$id" tps_runs)" ] && echo "- $id, every run in the order they ran (--reps): $(get "$id" tps_runs) tok/s"
+  done
   for id in pi-predicted-budget pi-dense-budget; do
     have "$id" && grep -m1 "placement:" "$logs/$id.log" | sed "s/^pid run: placement: /- $id placement: /"
   done
@@ -820,16 +846,16 @@ fi
 
 if want_stage run; then
   echo "== run ($(date -u +%H:%M:%S)): $only, $tokens tokens, budget $budget GiB / all $all_budget GiB, timeout ${timeout_s} s per run"
+  pwi_run() { # id budget
+    rm -f "$pwri.generated.gpuidx"   # PowerInfer reuses a split solved for another budget
+    run_one "$1" eval "${engine_env[@]}" PYTHONPATH="$anchors/pyshim" \
+      GGUF_PY="$(gguf_py powerinfer powerinfer-d3ebd7c.tar.xz)" "$pinf/build/bin/main" -m "$pwri" \
+      -n "$tokens" -c "$ctx" -t "$nthreads" -s 1 -p "$prompt" --ignore-eos --vram-budget "$2"
+    publish
+  }
   if [ -z "$no_decode" ] && want powerinfer; then
-    for cfg in "budget $budget" "all $all_budget"; do
-      # shellcheck disable=SC2086  # "name value"
-      set -- $cfg
-      rm -f "$pwri.generated.gpuidx"   # PowerInfer reuses a split solved for another budget
-      run_one "powerinfer-$1" eval "${engine_env[@]}" PYTHONPATH="$anchors/pyshim" \
-        GGUF_PY="$(gguf_py powerinfer powerinfer-d3ebd7c.tar.xz)" "$pinf/build/bin/main" -m "$pwri" \
-        -n "$tokens" -c "$ctx" -t "$nthreads" -s 1 -p "$prompt" --ignore-eos --vram-budget "$2"
-      publish
-    done
+    pwi_run powerinfer-budget "$budget"
+    pwi_run powerinfer-all "$all_budget"
   fi
   if [ -z "$no_decode" ] && want llamacpp; then
     llama_ngl "$ctx"; n=$ngl_n
@@ -872,6 +898,16 @@ if want_stage run; then
         echo "pid run --help lists no --timings: no timing runs"
       fi
     fi
+  fi
+  if [ -z "$no_decode" ] && [ "$reps" -gt 1 ]; then
+    echo "== repeats ($(date -u +%H:%M:%S)): PowerInfer and pi --ffn predicted at $budget GiB, $reps runs each in all"
+    for ((r = 2; r <= reps; r++)); do
+      want powerinfer && pwi_run "powerinfer-budget-r$r" "$budget"
+      want pi && pirun "pi-predicted-budget-r$r" "$pwri" predicted "$budget"
+    done
+    want powerinfer && median_into powerinfer-budget
+    want pi && median_into pi-predicted-budget
+    publish
   fi
   [ -z "$ttft" ] || run_ttft
   [ -z "$streams" ] || run_streams
