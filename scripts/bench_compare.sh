@@ -45,9 +45,10 @@
 #           and dense run `pid run --timings` and report its "prefill excluded: S steps, T tokens, M ms"
 #           (pid run prints no first-token time of its own). 8 tokens decoded, -c the prompt + 8 + 16.
 #   --streams N1,N2..  aggregate decode at --budget with N concurrent streams: pi --ffn predicted as a
-#           daemon (`pid start --max-seqs N`, one start per N; without it, pid sizing its KV cache, where pid
-#           refuses N sequences at the budget), N `pictl generate` clients of --tokens
-#           tokens on --prompt at once, tok/s = tokens generated / wall time of the N clients; then pid stop.
+#           daemon (`pid start --max-seqs N --timings` with --pi-args, one start per N; without --max-seqs, pid
+#           sizing its KV cache, where pid refuses N sequences at the budget), N `pictl generate` clients of
+#           --tokens tokens on --prompt at once, tok/s = tokens generated / wall time of the N clients; then
+#           `pictl status` (the steps' phases) into the notes, and pid stop.
 #           llama.cpp: llama-batched-bench if bench-engines/ holds one (build_llamacpp.sh builds only
 #           llama-bench and llama-cli, so "not built" otherwise); PowerInfer: no run (its build has only main,
 #           which decodes one sequence).
@@ -489,8 +490,12 @@ streams_pi() { # N ctx
   rm -rf "$d" && mkdir -p "$d" || return 1
   printf %s "$prompt" >"$d/prompt.txt"
   local mb=(); [ "$n" -gt 32 ] && mb=(--max-batch "$n")   # a step holds one entry of every stream (default 32)
+  local pa=()
+  # shellcheck disable=SC2206  # --pi-args is a list of words
+  pa=($pi_args)
   local cmd=("$bin/pid" start -m "$pwri" --ffn predicted --gpu-backend "$backend" --vram-budget "$budget" \
-    --cpu-workers 1 "${mb[@]}" -c "$c" --listen "ipc://$d/pid.sock" --pid-file "$d/pid.pid" --log-file "$d/pid.log")
+    --cpu-workers 1 "${mb[@]}" "${pa[@]}" --timings -c "$c" --listen "ipc://$d/pid.sock" --pid-file "$d/pid.pid" \
+    --log-file "$d/pid.log")
   local shown; shown=$(printf ' %q' "${cmd[@]}" --max-seqs "$n"); shown=${shown# }
   echo "$shown" >"$logs/$id.log.cmd"
   vram_start "$logs/$id.vram"
@@ -513,6 +518,8 @@ streams_pi() { # N ctx
     done
     for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
     wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    # where the steps of N entries spent their time (pid start --timings: the GPU worker's phases)
+    timeout 10 "$bin/pictl" status --endpoint "ipc://$d/pid.sock" >"$logs/$id.status" 2>&1
   else
     st="FAILED (pid start)"
   fi
@@ -564,7 +571,8 @@ run_streams() {
   if want pi; then
     local pt c
     pt=$(printf %s "$prompt" | ntok) || pt=$plen   # bytes bound a prompt's tokens where pictl cannot count them
-    c=$(((pt + tokens + 16 + 63) / 64 * 64))   # every KV position counts N times: no more than the streams use
+    c=$(((pt + tokens + 16 + 15) / 16 * 16))   # every KV position counts N times: no more than the streams use
+    # (in 64s, 16 sequences of 192 missed 12.6 GiB by 0.01 GiB in session 14, and 8 ran at once)
     trap streams_daemon_stop EXIT
     trap 'streams_daemon_stop; stop_run; exit 130' INT TERM
     for n in ${streams//,/ }; do streams_pi "$n" "$c"; publish; done
@@ -774,7 +782,7 @@ render_streams() {
   echo
   echo "Notes (--streams):"
   echo "- pi: for each count N, \`pid start -m $(basename "$pwri") --ffn predicted --vram-budget $budget --cpu-workers 1 --max-seqs N"
-  echo "  -c C\` (C: the prompt's tokens + $tokens + 16, in 64s; the KV cache of N sequences comes out of the budget, so"
+  echo "  ${pi_args:+$pi_args }--timings -c C\` (C: the prompt's tokens + $tokens + 16, in 16s; the KV cache of N sequences comes out of the budget, so"
   echo "  the hot set shrinks as N grows; where pid refuses it, pid sizes the cache itself without --max-seqs, and"
   echo "  \"(M at once)\" says how many sequences it decoded together, the other clients waiting in its queue), then N"
   echo "  \`pictl generate --temp 0 -n $tokens\` clients on --prompt, started together; generated / wall: the tokens they"
@@ -789,6 +797,11 @@ render_streams() {
   for n in ${list//,/ }; do
     have "pi-streams-$n" "$(streams_params "$n")" && grep -m1 '^pid [0-9]*: hot ' "$logs/pi-streams-$n.pid.log" 2>/dev/null \
       | sed "s/^pid [0-9]*: /- pi-streams-$n placement: /; s/; starting workers$//"
+  done
+  for n in ${list//,/ }; do
+    if ! have "pi-streams-$n" "$(streams_params "$n")" || [ ! -s "$logs/pi-streams-$n.status" ]; then continue; fi
+    echo "- pi-streams-$n: \`pictl status\` after the clients (the steps' phases, pid start --timings):"
+    echo '  ```'; sed 's/^/  /' "$logs/pi-streams-$n.status"; echo '  ```'
   done
   for n in ${list//,/ }; do fail_notes "$(streams_params "$n")" "pi-streams-$n"; done
   fail_notes "$(streams_params batched)" llamacpp-streams
