@@ -516,10 +516,16 @@ streams_pi() { # N ctx
         -f "$d/prompt.txt" >"$d/out-$i" 2>"$d/err-$i" </dev/null &
       pids+=($!)
     done
+    # where steps of N entries spend their time: the status's "last step" line (pid start --timings: the GPU
+    # worker's phases), sampled every 0.5 s while the clients run
+    ( while :; do
+        timeout 5 "$bin/pictl" status --endpoint "ipc://$d/pid.sock" 2>/dev/null | grep "last step:"
+        sleep 0.5
+      done >"$logs/$id.steps" ) &
+    local sampler=$!
     for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
     wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-    # where the steps of N entries spent their time (pid start --timings: the GPU worker's phases)
-    timeout 10 "$bin/pictl" status --endpoint "ipc://$d/pid.sock" >"$logs/$id.status" 2>&1
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
   else
     st="FAILED (pid start)"
   fi
@@ -799,9 +805,13 @@ render_streams() {
       | sed "s/^pid [0-9]*: /- pi-streams-$n placement: /; s/; starting workers$//"
   done
   for n in ${list//,/ }; do
-    if ! have "pi-streams-$n" "$(streams_params "$n")" || [ ! -s "$logs/pi-streams-$n.status" ]; then continue; fi
-    echo "- pi-streams-$n: \`pictl status\` after the clients (the steps' phases, pid start --timings):"
-    echo '  ```'; sed 's/^/  /' "$logs/pi-streams-$n.status"; echo '  ```'
+    if ! have "pi-streams-$n" "$(streams_params "$n")" || [ ! -s "$logs/pi-streams-$n.steps" ]; then continue; fi
+    echo "- pi-streams-$n: the step of the most tokens among \`pictl status\`'s \"last step\" lines sampled every 0.5 s"
+    echo "  while the clients ran ($(wc -l <"$logs/pi-streams-$n.steps") samples; ms, pid start --timings):"
+    echo '  ```'
+    sort -t, -k2 -n -s "$logs/pi-streams-$n.steps" | awk -F, '{ split($2, a, " "); if (a[1] + 0 >= m) { m = a[1] + 0; l = $0 } } END { print l }' \
+      | sed 's/^ */  /'
+    echo '  ```'
   done
   for n in ${list//,/ }; do fail_notes "$(streams_params "$n")" "pi-streams-$n"; done
   fail_notes "$(streams_params batched)" llamacpp-streams
