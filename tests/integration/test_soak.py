@@ -17,10 +17,16 @@ from fault_lib import Daemon, daemon_env, fail  # noqa: E402
 # issue's 10-minute run.
 SECONDS = float(os.environ.get("PI_SOAK_SECONDS", "30"))
 SEED = int(os.environ.get("PI_SOAK_SEED", str(int(time.time()))))
+# On the GPU machine (issue 10's 8 minutes with the 13B model): PI_SOAK_MODEL=FILE and PI_SOAK_ARGS="--gpu-backend
+# cuda --vram-budget 12.6 --cpu-workers 1 ..." replace the model and pid start's flags; the GPU's memory is then
+# sampled beside pid's RSS (nvidia-smi) and must stay flat too.
+MODEL = os.environ.get("PI_SOAK_MODEL", "")
+START_ARGS = os.environ.get("PI_SOAK_ARGS", "--cpu-workers 2 --gpu-backend host --max-seqs 4").split()
 CLIENTS = 5
 PROMPTS = ["", "Once upon a time", "The little dog", "Lily and Ben went to the park", "One day"]
-FULL = 200
+FULL = int(os.environ.get("PI_SOAK_FULL", "200"))
 RSS_SLACK_KIB = 6 * 1024
+VRAM_SLACK_MIB = 64
 TOKEN = "soak-token-%d-0123456789" % os.getpid()
 ADMIN = "soak-admin-%d-0123456789" % os.getpid()
 
@@ -31,6 +37,18 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def gpu_mib():
+    """MiB the GPU's processes hold (nvidia-smi), None without a GPU."""
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-compute-apps=used_memory", "--format=csv,noheader,nounits"],
+                           capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return None
+    return sum(int(x) for x in r.stdout.split() if x.isdigit())
 
 
 def main():
@@ -45,9 +63,13 @@ def main():
         f.write("token = %s\nadmin_token = %s\npid_file = %s/pid.pid\nlog_file = %s\n" %
                 (TOKEN, ADMIN, d.dir, d.log))
     try:
-        r = subprocess.run([os.path.join(d.bin, "pid"), "start", "--config", conf, "-m", d.model,
-                            "--cpu-workers", "2", "--gpu-backend", "host", "--max-seqs", "4",
-                            "--listen", d.ep], capture_output=True, text=True, timeout=180,
+        if "--cpu-workers" in START_ARGS[:-1]:     # the count wait_ready expects
+            d.cpu_workers = int(START_ARGS[START_ARGS.index("--cpu-workers") + 1])
+        if MODEL:
+            d.model = MODEL
+            print("model %s, pid start %s (PI_SOAK_MODEL, PI_SOAK_ARGS)" % (MODEL, " ".join(START_ARGS)))
+        r = subprocess.run([os.path.join(d.bin, "pid"), "start", "--config", conf, "-m", d.model] + START_ARGS +
+                           ["--listen", d.ep], capture_output=True, text=True, timeout=300,
                            env=daemon_env())
         if r.returncode != 0:
             fail("pid start: " + r.stdout + r.stderr, d.log)
@@ -87,9 +109,11 @@ def main():
             # echoes the prompt first): by then pictl reads SIGINT through its signalfd (before
             # that, SIGINT would simply kill it).
             fmt = [] if kind == "cancel" else ["--json"]
+            # a streamed text is the model's bytes (a random model's need not be UTF-8); --json's must be
             g = subprocess.Popen([d.pictl, "generate", "--endpoint", d.ep, "-n", str(n)] + fmt +
                                  (["--temp", "0"] if kind != "sampled" else []) + extra + [p],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 errors="replace" if kind == "cancel" else "strict")
             if kind == "cancel":
                 g.stdout.read(len(p) + 1)
                 time.sleep(rnd.uniform(0.0, 0.2))
@@ -123,7 +147,10 @@ def main():
         def client(i):
             rnd = random.Random(SEED * 100 + i)
             while time.time() < stop_at:
-                e = one(rnd)
+                try:
+                    e = one(rnd)
+                except Exception as x:  # noqa: BLE001  a client that dies is a failure, not a quiet thread
+                    e = "client %d: %s: %s" % (i, type(x).__name__, x)
                 if e:
                     with lock:
                         errors.append(e)
@@ -134,9 +161,12 @@ def main():
         for t in ths:
             t.start()
         time.sleep(min(10.0, SECONDS / 4))
-        rss_warm, fds_warm = d.rss_kib(), d.fds()
+        rss_warm, fds_warm, vram_warm = d.rss_kib(), d.fds(), gpu_mib()
+        vram = []
         while any(t.is_alive() for t in ths):
             rss.append(d.rss_kib())
+            if vram_warm is not None:
+                vram.append(gpu_mib())
             time.sleep(1.0)
         for t in ths:
             t.join()
@@ -151,6 +181,12 @@ def main():
         print("pid RSS: %d KiB after warm-up, at each quarter %s, max %d, end %d; fds %d after "
               "warm-up, %d at the end" % (rss_warm, quarters, max(rss) if rss else rss_end, rss_end,
                                           fds_warm, fds_end), flush=True)
+        if vram_warm is not None and vram:
+            vq = [vram[min(len(vram) - 1, len(vram) * q // 4)] for q in (1, 2, 3)]
+            print("GPU memory of its processes: %d MiB after warm-up, at each quarter %s, max %d, end %d" %
+                  (vram_warm, vq, max(vram), vram[-1]), flush=True)
+            if vram[-1] > vram_warm + VRAM_SLACK_MIB:
+                fail("the GPU memory grew from %d MiB to %d MiB" % (vram_warm, vram[-1]), d.log)
         if rss_end > rss_warm + RSS_SLACK_KIB:
             fail("pid's RSS grew from %d KiB to %d KiB" % (rss_warm, rss_end), d.log)
         if fds_end > fds_warm:
