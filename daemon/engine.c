@@ -551,8 +551,11 @@ static void on_control(engine *e, const wire_msg *m)
         snprintf(w->detail, sizeof w->detail, "%s", r->detail ? r->detail : "");
         fprintf(stderr, "pid: worker %s ready (pid %d%s%s)\n", w->name, (int)w->pid,
                 w->detail[0] ? ", " : "", w->detail);
-        uint64_t kept = w->is_gpu ? supervisor_take_vram(&e->sup) : 0;
-        if (kept)
+        uint64_t warm = 0, kept = w->is_gpu ? supervisor_take_vram(&e->sup, &warm) : 0;
+        if (kept && warm)
+            fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB, and %.1f MiB of host memory for its "
+                    "warm rows) for its restarts\n", (double)kept / 1048576.0, (double)warm / 1048576.0);
+        else if (kept)
             fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB) for its restarts\n",
                     (double)kept / 1048576.0);
         /* Its KV cache survived with the rest: no replay. */

@@ -195,7 +195,9 @@ static int build_argv(sup_worker *w, const sup_config *c, int own_cpus)
 int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
 {
     memset(s, 0, sizeof *s);
-    s->vram_sock = s->kept_fd = -1;
+    s->vram_sock = -1;
+    for (uint32_t k = 0; k < FD_PASS_KINDS; k++)
+        s->kept[k].fd = -1;
     if (c->n_cpu + 1 > SUP_MAX_WORKERS)
         return pi_error_set(err, "%u CPU workers: at most %d", c->n_cpu, SUP_MAX_WORKERS - 1);
     int nodes = numa_available() >= 0 ? numa_num_configured_nodes() : 1;
@@ -235,45 +237,87 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
 }
 
 /* A new socket to the GPU worker about to start, with pid's offer already
- * in it: the kept arena, or none. *child = the worker's end. */
+ * in it: what it keeps (the arena, the warm rows' memory), then the end.
+ * *child = the worker's end. */
 static int vram_offer(supervisor *s, int *child, pi_error *err)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return pi_error_set(err, "worker gpu: socketpair: %s", strerror(errno));
-    fd_pass_msg m = {.magic = FD_PASS_MAGIC, .kind = s->kept_fd >= 0 ? FD_PASS_VRAM : FD_PASS_NONE,
-                     .bytes = s->kept_bytes};
-    snprintf(m.backend, sizeof m.backend, "%s", s->kept_backend);
-    if (fd_pass_send(sv[0], &m, s->kept_fd, err) < 0) {
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
+    for (uint32_t k = FD_PASS_VRAM; k < FD_PASS_KINDS; k++) {
+        if (s->kept[k].fd < 0)
+            continue;
+        fd_pass_msg m = {.magic = FD_PASS_MAGIC, .kind = k, .bytes = s->kept[k].bytes};
+        snprintf(m.backend, sizeof m.backend, "%s", s->kept[k].backend);
+        if (fd_pass_send(sv[0], &m, s->kept[k].fd, err) < 0)
+            goto fail;
     }
+    fd_pass_msg end = {.magic = FD_PASS_MAGIC, .kind = FD_PASS_NONE};
+    if (fd_pass_send(sv[0], &end, -1, err) < 0)
+        goto fail;
     if (s->vram_sock >= 0)
         close(s->vram_sock);
     s->vram_sock = sv[0];
     *child = sv[1];
     return 0;
+fail:
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
 }
 
-uint64_t supervisor_take_vram(supervisor *s)
+static void kept_drop(struct sup_kept *k)
 {
-    fd_pass_msg m;
-    int fd = -1;
-    pi_error e;
-    if (s->vram_sock < 0 || fd_pass_recv(s->vram_sock, 1, &m, &fd, &e) != 1)
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+    k->bytes = 0;
+    k->backend[0] = '\0';
+}
+
+uint64_t supervisor_take_vram(supervisor *s, uint64_t *warm)
+{
+    *warm = 0;
+    if (s->vram_sock < 0)
         return 0;
-    if (m.kind != FD_PASS_VRAM || fd < 0) {
-        if (fd >= 0)
-            close(fd);
+    /* the worker's whole set, up to its end: it replaces what was kept (a
+     * worker that kept no warm memory lets the old one go) */
+    struct sup_kept got[FD_PASS_KINDS];
+    for (uint32_t k = 0; k < FD_PASS_KINDS; k++)
+        got[k] = (struct sup_kept){.fd = -1};
+    int ended = 0;
+    for (;;) {
+        fd_pass_msg m;
+        int fd = -1;
+        pi_error e;
+        if (fd_pass_recv(s->vram_sock, 1, &m, &fd, &e) != 1)
+            break;
+        if (m.kind == FD_PASS_NONE) {
+            if (fd >= 0)
+                close(fd);
+            ended = 1;
+            break;
+        }
+        if (m.kind >= FD_PASS_KINDS || fd < 0) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        kept_drop(&got[m.kind]);
+        got[m.kind] = (struct sup_kept){.fd = fd, .bytes = m.bytes};
+        snprintf(got[m.kind].backend, sizeof got[m.kind].backend, "%s", m.backend);
+    }
+    if (!ended) {   /* nothing handed over (or a broken set): keep what was kept */
+        for (uint32_t k = 0; k < FD_PASS_KINDS; k++)
+            kept_drop(&got[k]);
         return 0;
     }
-    if (s->kept_fd >= 0)
-        close(s->kept_fd);
-    s->kept_fd = fd;
-    s->kept_bytes = m.bytes;
-    snprintf(s->kept_backend, sizeof s->kept_backend, "%s", m.backend);
-    return m.bytes;
+    for (uint32_t k = 0; k < FD_PASS_KINDS; k++) {
+        kept_drop(&s->kept[k]);
+        s->kept[k] = got[k];
+    }
+    *warm = s->kept[FD_PASS_WARM].bytes;
+    return s->kept[FD_PASS_VRAM].bytes;
 }
 
 void supervisor_close(supervisor *s)
@@ -282,9 +326,9 @@ void supervisor_close(supervisor *s)
         return;     /* never initialised: its fds are not set */
     if (s->vram_sock >= 0)
         close(s->vram_sock);
-    if (s->kept_fd >= 0)
-        close(s->kept_fd);
-    s->vram_sock = s->kept_fd = -1;
+    s->vram_sock = -1;
+    for (uint32_t k = 0; k < FD_PASS_KINDS; k++)
+        kept_drop(&s->kept[k]);
 }
 
 int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)

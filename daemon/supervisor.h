@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fd_pass.h"
+
 #include "pi_error.h"
 
 #define SUP_MAX_WORKERS 65
@@ -61,12 +63,16 @@ typedef struct sup_config {
 typedef struct supervisor {
     uint32_t n;             /* workers[0] is "gpu", then "cpu:0".."cpu:N-1" */
     int shm_fd;             /* from sup_config */
-    /* The GPU worker's VRAM kept across its restarts (docs/reliability.md):
-     * pid's end of the socket to the current GPU worker (-1: none), and the
-     * arena it last handed over (kept_fd -1: none) with its size and backend. */
-    int vram_sock, kept_fd;
-    uint64_t kept_bytes;
-    char kept_backend[16];
+    /* The GPU worker's memory kept across its restarts (docs/reliability.md):
+     * pid's end of the socket to the current GPU worker (-1: none), and what
+     * it last handed over, by fd_pass kind (VRAM, WARM; fd -1: none), each
+     * with its size and backend. */
+    int vram_sock;
+    struct sup_kept {
+        int fd;
+        uint64_t bytes;
+        char backend[16];
+    } kept[FD_PASS_KINDS];
     /* With CPU workers on a node 0 of 12 CPUs or more (or PI_HOST_CPUS=k >=
      * 2): the CPUs they leave (host_set, 3 by default) hold the GPU worker,
      * pinned there, and pid (engine.c), so both may spin without preempting
@@ -83,9 +89,10 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err);
 /* Closes the kept VRAM and the socket (the memory is freed with the last fd). */
 void supervisor_close(supervisor *s);
 
-/* After the GPU worker's Ready: takes the arena it handed over, if any (then
- * kept, the one before it let go). Returns its size in bytes, 0 when none. */
-uint64_t supervisor_take_vram(supervisor *s);
+/* After the GPU worker's Ready: takes what it handed over (then kept, what
+ * was kept before let go). Returns the VRAM arena's bytes (0: none) and, in
+ * *warm, the warm rows' host memory's. */
+uint64_t supervisor_take_vram(supervisor *s, uint64_t *warm);
 
 /* The folder of the running binary (/proc/self/exe). */
 int supervisor_bin_dir(char *buf, size_t cap, pi_error *err);

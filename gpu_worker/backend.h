@@ -53,6 +53,14 @@ typedef struct gpu_backend_config {
     uint64_t arena_bytes;
     uint64_t kept_bytes;
     int kept_fd;
+    /* The same for the warm rows' pinned host memory (CUDA with an arena,
+     * PI_CUDA_KEEP_WARM=1): warm_bytes > 0 puts them in one memfd of about
+     * that size that keep_warm_fd can hand to pid; kept_warm_bytes > 0
+     * offers kept_warm_fd, one kept from an earlier worker, pinned again as
+     * it is when its manifest matches (nothing gathered from the file). */
+    uint64_t warm_bytes;
+    uint64_t kept_warm_bytes;
+    int kept_warm_fd;
     /* 1: no CPU worker shares the machine's cores, so the host may spin
      * while the device runs a step instead of sleeping until it wakes it
      * (CUDA; measured 0.41 -> 0.10 ms of host control a token). */
@@ -144,6 +152,9 @@ typedef struct gpu_backend_ops {
     /* Optional: bytes copied into the arena at create; 0 when a kept arena
      * was taken as it was. */
     uint64_t (*copied_bytes)(const gpu_backend *b);
+    /* Optional: like keep_fd, for the warm rows' host memory
+     * (cfg.warm_bytes); -1 when they are not in one. */
+    int (*keep_warm_fd)(gpu_backend *b, uint64_t *bytes);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -100,6 +101,14 @@ struct gpu_backend {
     size_t n_warm, cap_warm;
     uint64_t warm_bytes;
     double warm_pin_ms, warm_fill_ms;   // create's time pinning and filling them
+    // cfg.warm_bytes > 0 and PI_CUDA_KEEP_WARM=1: the warm rows in one memfd
+    // (wr_fd) pid keeps, mapped at wr_base and pinned by cudaHostRegister
+    // (wr_dev: the kernels' address); wr_taken: a kept one whose manifest
+    // matched, its rows already there.
+    int wr_fd, wr_on, wr_taken;
+    unsigned char *wr_base;
+    const unsigned char *wr_dev;
+    uint64_t wr_cap, wr_used;
     // cfg.arena_bytes > 0: weights, predictors, KV and hot rows in one VMM
     // allocation pid can keep (vram_arena.h); attached: a kept one that
     // holds all of it already. copied: bytes uploaded into it (or, with no
@@ -305,6 +314,12 @@ static const uint16_t *scales_of(const pi_tensor *t, const unsigned char *base, 
     return qrow < t->row_bytes ? (const uint16_t *)(base + (size_t)nr * qrow) : NULL;
 }
 
+// Warm rows at h are there already: a kept region whose manifest matched.
+static int warm_kept(const gpu_backend *b, const unsigned char *h)
+{
+    return b->wr_taken && h >= b->wr_base && h < b->wr_base + b->wr_cap;
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -316,6 +331,13 @@ static double now_ms(void)
 // rows): *h to write it, *dev for the kernels.
 static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **dev, size_t bytes, pi_error *err)
 {
+    uint64_t at;
+    if (b->wr_on && (at = vram_arena_take(&b->wr_used, b->wr_cap, bytes)) != 0) {
+        *h = b->wr_base + at;
+        *dev = b->wr_dev + at;
+        b->warm_bytes += bytes;
+        return 0;
+    }
     if (ptr_room(&b->warm, b->n_warm, &b->cap_warm, err) != 0)
         return -1;
     void *p = NULL;
@@ -349,7 +371,8 @@ static int attach_warm(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const in
     if (warm_alloc(b, &h, &dev, (size_t)(nr - nv) * t->row_bytes, err) != 0)
         return -1;
     double t0 = now_ms();
-    stage_rows(t, rows ? rows + nv : NULL, nr - nv, h);
+    if (!warm_kept(b, h))
+        stage_rows(t, rows ? rows + nv : NULL, nr - nv, h);
     b->warm_fill_ms += now_ms() - t0;
     d->rows = nr;
     d->nv = nv;
@@ -472,7 +495,7 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
         if (warm_alloc(b, &hw, &dev, (size_t)(K - nv) * dim * es, err) != 0)
             return -1;
         double t0 = now_ms();
-        if (plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
+        if (!warm_kept(b, hw) && plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
             return -1;
         b->warm_fill_ms += now_ms() - t0;
         d->nv = nv;
@@ -513,6 +536,11 @@ static void free_all(gpu_backend *b)
     cuda_vmm_close(&b->vmm);
     if (b->attached && b->kept_fd >= 0)
         close(b->kept_fd);
+    if (b->wr_on) {
+        cudaHostUnregister(b->wr_base);
+        munmap(b->wr_base, b->wr_cap);
+        close(b->wr_fd);
+    }
     cudaFreeHost(b->h_blk);
     cudaFreeHost(b->h_lists);
     cudaFreeHost(b->h_pcounts);
@@ -641,6 +669,64 @@ static int open_arena(gpu_backend *b, pi_error *err)
     return 0;
 }
 
+// The warm rows' region (cfg.warm_bytes, PI_CUDA_KEEP_WARM=1, with an
+// arena): the kept one when its manifest matches, else a new memfd; pinned
+// and mapped for the kernels. A failure leaves wr_on 0: the rows then go
+// to cudaHostAlloc memory as without it.
+static void open_warm(gpu_backend *b)
+{
+    const gpu_backend_config *c = &b->cfg;
+    if (!c->warm_bytes || !b->arena_on || !cuda_switch("PI_CUDA_KEEP_WARM", 0))
+        return;
+    double t0 = now_ms();
+    const uint64_t huge = (uint64_t)2 << 20;    // whole huge pages: what a kernel may back it with
+    uint64_t cap = (c->warm_bytes + huge - 1) / huge * huge;
+    int fd = -1;
+    void *p = MAP_FAILED;
+    if (c->kept_warm_bytes >= VRAM_ARENA_HEADER && c->kept_warm_fd >= 0) {
+        p = mmap(NULL, c->kept_warm_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, c->kept_warm_fd, 0);
+        if (p != MAP_FAILED &&
+            vram_manifest_ok((const vram_manifest *)p, b->signature, c->kept_warm_bytes - VRAM_ARENA_HEADER) &&
+            (fd = fcntl(c->kept_warm_fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+            cap = c->kept_warm_bytes;
+            b->wr_taken = 1;
+        } else if (p != MAP_FAILED) {
+            munmap(p, c->kept_warm_bytes);      // another model or config: a new one
+            p = MAP_FAILED;
+        }
+    }
+    if (!b->wr_taken) {     // a zero header: not complete until write_manifest
+        fd = memfd_create("pi-warm", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, (off_t)cap) != 0 ||
+            (p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+            fprintf(stderr, "cuda backend: no memfd of %llu bytes for the warm rows (%s); they will not be kept\n",
+                    (unsigned long long)cap, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return;
+        }
+    }
+    void *d = NULL;
+    cudaError_t e = cudaHostRegister(p, cap, cudaHostRegisterPortable | cudaHostRegisterMapped);
+    if (e == cudaSuccess && (e = cudaHostGetDevicePointer(&d, p, 0)) != cudaSuccess)
+        cudaHostUnregister(p);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        fprintf(stderr, "cuda backend: cannot pin the warm rows' memfd (%s); they will not be kept\n",
+                cudaGetErrorString(e));
+        munmap(p, cap);
+        close(fd);
+        b->wr_taken = 0;
+        return;
+    }
+    b->wr_fd = fd;
+    b->wr_base = (unsigned char *)p;
+    b->wr_dev = (const unsigned char *)d;
+    b->wr_cap = cap;
+    b->wr_on = 1;
+    b->warm_pin_ms += now_ms() - t0;
+}
+
 // The rope's pair frequencies with the model's scaling (rope_freq_scale,
 // rope_freqs): head_dim / 2 doubles at the step block's end, set once here
 // (a step's copies in and out leave them alone; cuda_needs.h's step bytes
@@ -694,6 +780,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     double t_ctx = now_ms();
     if (c->arena_bytes && open_arena(b, err) != 0)
         return -1;
+    open_warm(b);
     double t_arena = now_ms();
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.
@@ -720,9 +807,10 @@ static int create_inner(gpu_backend *b, pi_error *err)
     // Where a start's time goes (pid's log): a restart that takes a kept
     // arena should spend it on the context and the warm rows alone.
     fprintf(stderr, "cuda backend: context %.0f ms, arena %.0f ms (%s), layers %.0f ms (warm rows: %.1f MiB "
-            "pinned in %.0f ms, filled in %.0f ms)\n", t_ctx - t0, t_arena - t_ctx,
+            "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, t_arena - t_ctx,
             b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", now_ms() - t_arena,
-            (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms);
+            (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
+            b->wr_taken ? "; kept, taken as they were" : b->wr_on ? "; in a memfd pid keeps" : "");
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
@@ -783,6 +871,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
 // checks before it takes the arena as it is.
 static int write_manifest(gpu_backend *b, pi_error *err)
 {
+    if (b->wr_on && !b->wr_taken)
+        vram_manifest_fill((vram_manifest *)b->wr_base, b->signature, b->wr_used);
     if (!b->arena_on || b->attached)
         return 0;
     vram_manifest h;
@@ -1469,8 +1559,16 @@ static uint64_t cuda_copied_bytes(const gpu_backend *b)
     return b->copied;
 }
 
+static int cuda_keep_warm_fd(gpu_backend *b, uint64_t *bytes)
+{
+    if (!b->wr_on)
+        return -1;
+    *bytes = b->wr_cap;
+    return fcntl(b->wr_fd, F_DUPFD_CLOEXEC, 0);
+}
+
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
     cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host, cuda_predict,
-    cuda_run_step, cuda_keep_fd, cuda_copied_bytes,
+    cuda_run_step, cuda_keep_fd, cuda_copied_bytes, cuda_keep_warm_fd,
 };

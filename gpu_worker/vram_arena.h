@@ -34,7 +34,8 @@ static inline uint64_t vram_fnv(uint64_t h, const void *p, size_t n)
 }
 
 /* What the arena's layout and contents depend on: the model file, the
- * backend, the hot sets and the KV cache's shape. */
+ * backend, the hot sets (and their VRAM / warm split) and the KV cache's
+ * shape. The warm rows' memory carries the same signature. */
 static inline uint64_t vram_signature(const pi_model *m, const gpu_backend_config *cfg, const char *backend)
 {
     uint64_t h = 0xcbf29ce484222325ull, mh = placement_model_hash(m);
@@ -46,6 +47,8 @@ static inline uint64_t vram_signature(const pi_model *m, const gpu_backend_confi
     for (uint32_t l = 0; cfg->hot && l < m->n_layers; l++) {
         h = vram_fnv(h, &cfg->hot_count[l], sizeof cfg->hot_count[l]);
         h = vram_fnv(h, cfg->hot[l], (size_t)cfg->hot_count[l] * sizeof cfg->hot[l][0]);
+        if (cfg->hot_vram)  /* where VRAM ends and the warm rows begin */
+            h = vram_fnv(h, &cfg->hot_vram[l], sizeof cfg->hot_vram[l]);
     }
     return h;
 }

@@ -153,36 +153,63 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
     else
         layout += g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m, g->o->pred_q8) : 0;
     cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
-    fd_pass_msg msg;
-    int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
-    if (rc < 0)
-        return pi_error_wrap(err, "gpu worker: the kept VRAM");
-    if (rc == 1 && msg.kind == FD_PASS_VRAM && fd >= 0 && !strcmp(msg.backend, g->ops->name)) {
-        cfg->kept_fd = fd;
-        cfg->kept_bytes = msg.bytes;
-    } else if (fd >= 0) {
-        close(fd);
+    /* cuda: the warm rows' host memory, a region per tensor a layer at most */
+    cfg->warm_bytes = cuda && p->warm_bytes ? vram_arena_size(p->warm_bytes, m->n_layers) : 0;
+    /* pid's set: a message a descriptor it keeps, then the end */
+    for (;;) {
+        fd_pass_msg msg;
+        int fd = -1, rc = fd_pass_recv(g->o->vram_sock, 1, &msg, &fd, err);
+        if (rc < 0)
+            return pi_error_wrap(err, "gpu worker: the kept VRAM");
+        if (rc == 0)
+            return 0;   /* pid wrote the set before the fork: nothing waiting is its end */
+        if (msg.kind == FD_PASS_NONE) {
+            if (fd >= 0)
+                close(fd);
+            return 0;
+        }
+        int ours = fd >= 0 && !strcmp(msg.backend, g->ops->name);
+        if (ours && msg.kind == FD_PASS_VRAM && cfg->kept_fd < 0) {
+            cfg->kept_fd = fd;
+            cfg->kept_bytes = msg.bytes;
+        } else if (ours && msg.kind == FD_PASS_WARM && cfg->kept_warm_fd < 0) {
+            cfg->kept_warm_fd = fd;
+            cfg->kept_warm_bytes = msg.bytes;
+        } else if (fd >= 0) {
+            close(fd);
+        }
     }
-    return 0;
 }
 
-/* Hands pid this arena to keep (a new descriptor), and says in out what was
- * copied in at create. */
+/* Hands pid what it is to keep (a message a new descriptor: the arena, the
+ * warm rows' memory; then the end), and says in out what was copied in at
+ * create. */
 static int give_kept(gworker *g, char *out, size_t cap, pi_error *err)
 {
-    uint64_t bytes = 0, copied = g->ops->copied_bytes ? g->ops->copied_bytes(g->b) : 0;
+    uint64_t bytes = 0, wbytes = 0, copied = g->ops->copied_bytes ? g->ops->copied_bytes(g->b) : 0;
     int fd = g->ops->keep_fd ? g->ops->keep_fd(g->b, &bytes) : -1;
-    fd_pass_msg msg = {.magic = FD_PASS_MAGIC, .kind = fd >= 0 ? FD_PASS_VRAM : FD_PASS_NONE, .bytes = bytes};
+    int wfd = fd >= 0 && g->ops->keep_warm_fd ? g->ops->keep_warm_fd(g->b, &wbytes) : -1;
+    fd_pass_msg msg = {.magic = FD_PASS_MAGIC, .kind = FD_PASS_VRAM, .bytes = bytes};
     snprintf(msg.backend, sizeof msg.backend, "%s", g->ops->name);
-    int rc = fd_pass_send(g->o->vram_sock, &msg, fd, err);
+    int rc = fd < 0 ? 0 : fd_pass_send(g->o->vram_sock, &msg, fd, err);
+    msg.kind = FD_PASS_WARM;
+    msg.bytes = wbytes;
+    if (rc == 0 && wfd >= 0)
+        rc = fd_pass_send(g->o->vram_sock, &msg, wfd, err);
+    fd_pass_msg end = {.magic = FD_PASS_MAGIC, .kind = FD_PASS_NONE};
+    if (rc == 0)
+        rc = fd_pass_send(g->o->vram_sock, &end, -1, err);
     if (fd >= 0)
         close(fd);
+    if (wfd >= 0)
+        close(wfd);
     if (rc < 0)
         return pi_error_wrap(err, "gpu worker: handing pid the VRAM to keep");
     g->copied = copied;
     g->memory_kept = fd >= 0 && copied == 0;
-    snprintf(out, cap, "; %.1f MiB copied in, %s", (double)copied / 1048576.0,
-             fd < 0 ? "memory not kept" : copied ? "kept by pid" : "kept memory taken as it was");
+    snprintf(out, cap, "; %.1f MiB copied in, %s%s", (double)copied / 1048576.0,
+             fd < 0 ? "memory not kept" : copied ? "kept by pid" : "kept memory taken as it was",
+             wfd >= 0 ? " (warm rows' host memory too)" : "");
     return 0;
 }
 
@@ -210,7 +237,7 @@ static int load(gworker *g, pi_error *err)
     gpu_backend_config cfg = {.n_hot = plan->n_hot, .hot = plan->hot_ids, .hot_count = plan->layer_hot,
                               .hot_vram = plan->layer_vram,
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
-                              .device = o->device, .ffn = o->ffn, .kept_fd = -1,
+                              .device = o->device, .ffn = o->ffn, .kept_fd = -1, .kept_warm_fd = -1,
                               .spin_wait = o->n_cpu_workers == 0 || o->own_cpus};
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
@@ -230,6 +257,8 @@ static int load(gworker *g, pi_error *err)
     g->b = g->ops->create(g->m, &cfg, err);
     if (cfg.kept_fd >= 0)
         close(cfg.kept_fd);         /* the backend mapped what it needed */
+    if (cfg.kept_warm_fd >= 0)
+        close(cfg.kept_warm_fd);
     if (g->b && layout_only && g->ops->copied_bytes && g->ops->copied_bytes(g->b) > 0) {
         /* the kept arena was not taken (another layout): its predictors went in unconverted; again, converted */
         fprintf(stderr, "gpu worker: the kept VRAM was not taken; converting the predictors and loading afresh\n");
@@ -239,8 +268,8 @@ static int load(gworker *g, pi_error *err)
             return -1;
         if (predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
             return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
-        cfg.kept_fd = -1;
-        cfg.kept_bytes = 0;
+        cfg.kept_fd = cfg.kept_warm_fd = -1;
+        cfg.kept_bytes = cfg.kept_warm_bytes = 0;
         g->b = g->ops->create(g->m, &cfg, err);
     }
     if (!g->b)

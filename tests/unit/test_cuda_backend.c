@@ -21,6 +21,7 @@
 #include "vram_arena.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -815,6 +816,78 @@ static void run_kept(const pi_model *m, const oracle *o, const char *name)
     hot_free(m, &h);
 }
 
+/* The warm rows' host memory kept too (PI_CUDA_KEEP_WARM=1, fd_pass WARM):
+ * half of each layer's hot set warm; a backend in an arena and a warm memfd
+ * hands out both, and a new one given them copies nothing in, fills no warm
+ * row and computes the same logits; with the kept warm rows zeroed behind
+ * its manifest, a new one computes other logits: it read the kept rows, it
+ * did not gather them again. */
+static void run_kept_warm(const pi_model *m, const oracle *o, const char *name)
+{
+    CHECK(setenv("PI_CUDA_KEEP_WARM", "1", 1) == 0, "setenv");
+    hotcfg h;
+    hot_random(m, 0.4, 12, &h);
+    hot_warm(m, &h);
+    pi_error err = {{0}};
+    gpu_backend_config cfg = {.n_hot = h.n_hot, .hot = (const int32_t *const *)h.sets, .hot_count = h.count,
+                              .hot_vram = h.vram, .max_seqs = N_SEQ, .n_ctx = N_POS, .max_batch = MAX_BATCH,
+                              .device = 0, .ffn = PI_FFN_DENSE, .kept_fd = -1, .kept_warm_fd = -1};
+    gpu_backend *plain = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(plain, "%s kept warm: create: %s", name, err.msg);
+    uint64_t part, pred, scratch;
+    gpu_backend_cuda_bytes(plain, &part, &pred, &scratch);
+    uint64_t none = 0;
+    CHECK(gpu_backend_cuda.keep_warm_fd(plain, &none) < 0, "%s kept warm: warm memory kept without an arena", name);
+    float *want = malloc(m->n_vocab * sizeof(float)), *got = malloc(m->n_vocab * sizeof(float));
+    CHECK(want && got, "oom");
+    kept_step(plain, m, o, &h, want);
+    gpu_backend_cuda.destroy(&plain);
+
+    cfg.arena_bytes = vram_arena_size(part + pred, m->n_layers);
+    cfg.warm_bytes = vram_arena_size((uint64_t)3 * m->n_layers * m->n_ff * m->dim * 4, m->n_layers);
+    gpu_backend *a = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(a, "%s kept warm: create: %s", name, err.msg);
+    kept_step(a, m, o, &h, got);
+    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept warm: the memfd changed the logits", name);
+    uint64_t bytes = 0, wbytes = 0;
+    int fd = gpu_backend_cuda.keep_fd(a, &bytes), wfd = gpu_backend_cuda.keep_warm_fd(a, &wbytes);
+    CHECK(fd >= 0 && wfd >= 0 && wbytes >= cfg.warm_bytes, "%s kept warm: keep_fd %d, keep_warm_fd %d (%llu bytes)",
+          name, fd, wfd, (unsigned long long)wbytes);
+    gpu_backend_cuda.destroy(&a);
+
+    cfg.kept_fd = fd;
+    cfg.kept_bytes = bytes;
+    cfg.kept_warm_fd = wfd;
+    cfg.kept_warm_bytes = wbytes;
+    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(b, "%s kept warm: create from the kept memory: %s", name, err.msg);
+    CHECK(gpu_backend_cuda.copied_bytes(b) == 0, "%s kept warm: %llu bytes copied in again", name,
+          (unsigned long long)gpu_backend_cuda.copied_bytes(b));
+    kept_step(b, m, o, &h, got);
+    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept warm: logits from the kept memory differ", name);
+    gpu_backend_cuda.destroy(&b);
+
+    /* the kept warm rows zeroed behind the manifest: a restart that reads them computes something else */
+    unsigned char *w = mmap(NULL, wbytes, PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+    CHECK(w != MAP_FAILED, "mmap of the kept warm memory");
+    memset(w + VRAM_ARENA_HEADER, 0, wbytes - VRAM_ARENA_HEADER);
+    munmap(w, wbytes);
+    b = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(b, "%s kept warm: create again: %s", name, err.msg);
+    kept_step(b, m, o, &h, got);
+    CHECK(memcmp(got, want, m->n_vocab * sizeof(float)) != 0,
+          "%s kept warm: zeroed kept rows gave the same logits: the rows were gathered again", name);
+    gpu_backend_cuda.destroy(&b);
+    close(fd);
+    close(wfd);
+    printf("%-44s kept warm memory of %llu bytes: nothing copied or gathered after the restart, logits equal; "
+           "zeroed kept rows change them\n", name, (unsigned long long)wbytes);
+    free(want);
+    free(got);
+    hot_free(m, &h);
+    CHECK(unsetenv("PI_CUDA_KEEP_WARM") == 0, "unsetenv");
+}
+
 static void run_model(const pi_model *m, const char *name, int relu)
 {
     oracle o;
@@ -858,6 +931,7 @@ static void run_model(const pi_model *m, const char *name, int relu)
         hot_free(m, &h);
     }
     run_kept(m, &o, name);
+    run_kept_warm(m, &o, name);
     free(o.logits);
 }
 
