@@ -92,7 +92,9 @@ int predictor_requant_check(const pi_model *m, int type, pi_error *err)
     return 0;
 }
 
-int predictor_requant(pi_model *m, int type, pi_error *err)
+/* 1 when m's predictors are to become type, 0 when nothing is to be done,
+ * -1 with err when they cannot (a width) or were converted already. */
+static int requant_wanted(const pi_model *m, int type, pi_error *err)
 {
     if (predictor_requant_check(m, type, err) < 0)
         return -1;
@@ -100,6 +102,24 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
         return 0;
     if (m->pred_owned)
         return pi_error_set(err, "the predictors were converted already");
+    return 1;
+}
+
+/* A sidecar's predictor: the placement counts its tensors, which the layer's copied. */
+static void sidecar_follow(pi_model *m)
+{
+    pi_sidecar *sc = m->sidecar;
+    for (uint32_t l = 0; sc && sc->has_predictor && l < m->n_layers && l < sc->n_layers; l++) {
+        sc->fc1[l] = m->layers[l].pred_fc1;
+        sc->fc2[l] = m->layers[l].pred_fc2;
+    }
+}
+
+int predictor_requant(pi_model *m, int type, pi_error *err)
+{
+    int want = requant_wanted(m, type, err);
+    if (want <= 0)
+        return want;
     /* where each layer's tensors go, in layer order; then the layers over threads (one thread takes ~0.2 s a
      * 13B layer, ~9 s for 40); everything allocated before anything is converted */
     uint64_t *offs = malloc((size_t)(m->n_layers ? m->n_layers : 1) * sizeof *offs);
@@ -145,24 +165,16 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
     }
     free(offs);
     free(rows);
-    pi_sidecar *sc = m->sidecar;
-    for (uint32_t l = 0; sc && sc->has_predictor && l < m->n_layers && l < sc->n_layers; l++) {
-        /* a sidecar's predictor: the placement counts its tensors, which the layer's copied */
-        sc->fc1[l] = m->layers[l].pred_fc1;
-        sc->fc2[l] = m->layers[l].pred_fc2;
-    }
+    sidecar_follow(m);
     m->pred_owned = buf;
     return 0;
 }
 
 int predictor_requant_layout(pi_model *m, int type, pi_error *err)
 {
-    if (predictor_requant_check(m, type, err) < 0)
-        return -1;
-    if (type < 0 || !m->has_predictor)
-        return 0;
-    if (m->pred_owned)
-        return pi_error_set(err, "the predictors were converted already");
+    int want = requant_wanted(m, type, err);
+    if (want <= 0)
+        return want;
     /* only where the new bytes are no more than the file's: whatever reads them then stays inside the file */
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const pi_tensor *ts[2] = {&m->layers[l].pred_fc1, &m->layers[l].pred_fc2};
@@ -180,10 +192,6 @@ int predictor_requant_layout(pi_model *m, int type, pi_error *err)
             }
         }
     }
-    pi_sidecar *sc = m->sidecar;
-    for (uint32_t l = 0; sc && sc->has_predictor && l < m->n_layers && l < sc->n_layers; l++) {
-        sc->fc1[l] = m->layers[l].pred_fc1;
-        sc->fc2[l] = m->layers[l].pred_fc2;
-    }
+    sidecar_follow(m);
     return 0;
 }

@@ -754,6 +754,21 @@ static void kept_step(gpu_backend *b, const pi_model *m, const oracle *o, const 
     free(idx);
 }
 
+/* A backend made from kept memory (cfg's kept descriptors): nothing copied
+ * in, the logits of kept_step equal to want. */
+static gpu_backend *kept_again(const pi_model *m, const oracle *o, const hotcfg *h, const gpu_backend_config *cfg,
+                               const float *want, float *got, const char *label)
+{
+    pi_error err = {{0}};
+    gpu_backend *b = gpu_backend_cuda.create(m, cfg, &err);
+    CHECK(b, "%s: create from the kept memory: %s", label, err.msg);
+    CHECK(gpu_backend_cuda.copied_bytes(b) == 0, "%s: %llu bytes copied in again", label,
+          (unsigned long long)gpu_backend_cuda.copied_bytes(b));
+    kept_step(b, m, o, h, got);
+    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s: logits from the kept memory differ", label);
+    return b;
+}
+
 /* VRAM kept across a restart (vram_arena.h): a backend in an arena hands out
  * a descriptor, is destroyed, and a new one given that descriptor copies
  * nothing in and computes the same logits; a config the arena was not made
@@ -790,12 +805,9 @@ static void run_kept(const pi_model *m, const oracle *o, const char *name)
 
     cfg.kept_fd = fd;
     cfg.kept_bytes = bytes;
-    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
-    CHECK(b, "%s kept: create from the kept arena: %s", name, err.msg);
-    CHECK(gpu_backend_cuda.copied_bytes(b) == 0, "%s kept: %llu bytes copied in again", name,
-          (unsigned long long)gpu_backend_cuda.copied_bytes(b));
-    kept_step(b, m, o, &h, got);
-    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept: logits from the kept arena differ", name);
+    char label[160];
+    snprintf(label, sizeof label, "%s kept", name);
+    gpu_backend *b = kept_again(m, o, &h, &cfg, want, got, label);
     int again = gpu_backend_cuda.keep_fd(b, &bytes);   /* an attached arena is handed on too */
     CHECK(again >= 0, "%s kept: the attached backend has no descriptor to hand on", name);
     close(again);
@@ -859,12 +871,9 @@ static void run_kept_warm(const pi_model *m, const oracle *o, const char *name)
     cfg.kept_bytes = bytes;
     cfg.kept_warm_fd = wfd;
     cfg.kept_warm_bytes = wbytes;
-    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
-    CHECK(b, "%s kept warm: create from the kept memory: %s", name, err.msg);
-    CHECK(gpu_backend_cuda.copied_bytes(b) == 0, "%s kept warm: %llu bytes copied in again", name,
-          (unsigned long long)gpu_backend_cuda.copied_bytes(b));
-    kept_step(b, m, o, &h, got);
-    CHECK(!memcmp(got, want, m->n_vocab * sizeof(float)), "%s kept warm: logits from the kept memory differ", name);
+    char label[160];
+    snprintf(label, sizeof label, "%s kept warm", name);
+    gpu_backend *b = kept_again(m, o, &h, &cfg, want, got, label);
     gpu_backend_cuda.destroy(&b);
 
     /* the kept warm rows zeroed behind the manifest: a restart that reads them computes something else */
