@@ -1,12 +1,11 @@
 /* Predictors in another type (pred_quant.h). */
 #include "pred_quant.h"
 
-#include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "pi_parallel.h"
 #include "quant.h"
 #include "sidecar.h"
 
@@ -135,9 +134,8 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
         }
     }
     /* the CPUs this process may run on (a pinned GPU worker has 3), not all online */
-    cpu_set_t set;
-    long cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
-    uint32_t nt = cpus < 1 ? 1 : cpus > REQUANT_MAX_THREADS ? REQUANT_MAX_THREADS : (uint32_t)cpus;
+    uint32_t cpus = pi_cpus_usable();
+    uint32_t nt = cpus > REQUANT_MAX_THREADS ? REQUANT_MAX_THREADS : cpus;
     nt = nt > m->n_layers ? (m->n_layers ? m->n_layers : 1) : nt;
     unsigned char *buf = total ? malloc(total) : NULL;
     float *rows = malloc((size_t)nt * widest * sizeof *rows);
@@ -149,20 +147,9 @@ int predictor_requant(pi_model *m, int type, pi_error *err)
                                              (unsigned long long)total);
     }
     requant_job jobs[REQUANT_MAX_THREADS];
-    pthread_t th[REQUANT_MAX_THREADS];
-    int started[REQUANT_MAX_THREADS] = {0};
-    for (uint32_t t = 0; t < nt; t++) {
+    for (uint32_t t = 0; t < nt; t++)
         jobs[t] = (requant_job){m, type, buf, offs, t, nt, rows + (size_t)t * widest};
-        /* thread 0 is this one; a thread that cannot start leaves its layers to this one */
-        started[t] = t > 0 && pthread_create(&th[t], NULL, requant_thread, &jobs[t]) == 0;
-    }
-    requant_thread(&jobs[0]);
-    for (uint32_t t = 1; t < nt; t++) {
-        if (!started[t])
-            requant_thread(&jobs[t]);
-        else if (pthread_join(th[t], NULL) != 0)
-            abort();    /* a joinable thread we started: cannot fail; its tensors would be half written */
-    }
+    pi_parallel(requant_thread, jobs, sizeof jobs[0], nt);
     free(offs);
     free(rows);
     sidecar_follow(m);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "forward.h"
+#include "pi_parallel.h"
 
 extern char **environ;
 
@@ -337,8 +338,8 @@ static void *run_window(void *arg)
 
 static uint32_t profile_threads(const profile_opts *o)
 {
-    long n = o->threads ? (long)o->threads : sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1u : n > 64 ? 64u : (uint32_t)n;
+    uint32_t n = o->threads ? o->threads : pi_cpus_usable();
+    return n < 1 ? 1u : n > 64 ? 64u : n;
 }
 
 int profile_run(const pi_model *m, const int32_t *ids, size_t n_ids, const profile_opts *o, pi_sidecar *sc,

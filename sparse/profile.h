@@ -43,7 +43,7 @@ typedef struct profile_opts {
     uint64_t max_tokens;        /* forward passes (BOS included) to run; 0 = every corpus token */
     const char *pairs_path;     /* training pairs file, NULL = none */
     uint32_t pairs_per_layer;   /* tokens sampled evenly over the run for pairs; 0 = none */
-    uint32_t threads;           /* windows run at once, each on its own thread; 0 = the online CPUs.
+    uint32_t threads;           /* windows run at once, each on its own thread; 0 = the CPUs it may use.
                                    The result does not depend on it. */
     profile_progress_fn progress;
     void *progress_ud;

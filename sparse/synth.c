@@ -21,13 +21,12 @@
 #include "synth.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gguf.h"
+#include "pi_parallel.h"
 #include "synth_vocab.h"
 
 #define SYNTH_C 4.0f        /* residual dimension 0; above any other embedding entry (sqrt 3) */
@@ -395,19 +394,9 @@ static int fill_tensor(void *ctx, void *dst, size_t size, pi_error *err)
         layer_prepare(c, t->layer);   /* before the threads: they only read it */
     uint32_t n = t->rows >= 64 ? c->n_threads : 1;
     fill_job jobs[SYNTH_MAX_THREADS];
-    pthread_t tid[SYNTH_MAX_THREADS];
-    int started[SYNTH_MAX_THREADS] = {0};
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++)
         jobs[i] = (fill_job){t, dst, rb, t->rows * i / n, t->rows * (i + 1) / n, c->rows + (size_t)i * c->row_cap};
-        if (i + 1 < n)
-            started[i] = pthread_create(&tid[i], NULL, fill_rows, &jobs[i]) == 0;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        if (!started[i])
-            fill_rows(&jobs[i]);   /* the last share, or one a thread could not take */
-    for (uint32_t i = 0; i < n; i++)
-        if (started[i])
-            pthread_join(tid[i], NULL);
+    pi_parallel(fill_rows, jobs, sizeof jobs[0], n);
     c->done += size;
     if (c->progress)
         c->progress(c->ud, c->done, c->total);
@@ -486,8 +475,7 @@ static synth_ctx *ctx_new(const synth_options *o, pi_error *err)
     c->nf = c->dim - c->f0;
     c->layer = UINT32_MAX;
     size_t wide = c->dim > c->n_ff ? c->dim : c->n_ff;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    c->n_threads = o->n_threads ? o->n_threads : cpus > 0 ? (uint32_t)cpus : 1;
+    c->n_threads = o->n_threads ? o->n_threads : pi_cpus_usable();
     if (c->n_threads > SYNTH_MAX_THREADS)
         c->n_threads = SYNTH_MAX_THREADS;
     c->row_cap = wide > 2 * K + 1 ? wide : 2 * K + 1;
