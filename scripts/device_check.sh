@@ -47,7 +47,9 @@ echo "== test_cuda_backend's groups ($groups) beside ctest"
 t_tests=$(date +%s)
 group_pids=()
 for g in ${groups//,/ }; do
-  PI_CUDA_TEST_ONLY=$g PI_SHARED=$shared PI_TMP=/tmp $bin/test_cuda_backend >"$out/cuda_backend-$g.txt" 2>&1 &
+  # a folder each: the groups write model files of the same names (the 13B-width one in four of them)
+  mkdir -p "/tmp/cuda_backend-$g"
+  PI_CUDA_TEST_ONLY=$g PI_SHARED=$shared PI_TMP="/tmp/cuda_backend-$g" $bin/test_cuda_backend >"$out/cuda_backend-$g.txt" 2>&1 &
   group_pids+=("$g:$!")
 done
 echo "== ctest"
