@@ -61,6 +61,10 @@ typedef struct gpu_backend_config {
     uint64_t warm_bytes;
     uint64_t kept_warm_bytes;
     int kept_warm_fd;
+    /* 1: the model's predictors have their converted shapes but not their
+     * bytes (pred_quant.h, predictor_requant_layout): create fails unless a
+     * kept arena holds them (CUDA), and the caller converts and tries again. */
+    int pred_shapes_only;
     /* 1: no CPU worker shares the machine's cores, so the host may spin
      * while the device runs a step instead of sleeping until it wakes it
      * (CUDA; measured 0.41 -> 0.10 ms of host control a token). */

@@ -450,6 +450,9 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
         return pi_error_set(err, "cuda backend: layer %u: fc2 has type %d, which the CUDA predictor does not "
                             "support (use f32, f16, bf16, q8_0 or q4_0; a K-quant needs R a multiple of 256)", l,
                             (int)f2->type);
+    if (b->cfg.pred_shapes_only && !b->attached)
+        return pi_error_set(err, "cuda backend: layer %u: the predictors are not converted and no kept arena "
+                            "holds them", l);
     cuda_layer *L = &b->layers[l];
     if (upload_mat_as(b, &L->fc1, f1, NULL, (uint32_t)f1->rows, "fc1", MEM_PRED, err) != 0)
         return -1;

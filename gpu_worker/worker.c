@@ -254,15 +254,15 @@ static int load(gworker *g, pi_error *err)
     if (o->pred_q8 && !layout_only && predictor_requant(g->m, PI_TYPE_Q8_0, err) < 0)
         return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
     double t_pred = pi_now_ms();
+    cfg.pred_shapes_only = layout_only;
     g->b = g->ops->create(g->m, &cfg, err);
     if (cfg.kept_fd >= 0)
         close(cfg.kept_fd);         /* the backend mapped what it needed */
     if (cfg.kept_warm_fd >= 0)
         close(cfg.kept_warm_fd);
-    if (g->b && layout_only && g->ops->copied_bytes && g->ops->copied_bytes(g->b) > 0) {
-        /* the kept arena was not taken (another layout): its predictors went in unconverted; again, converted */
-        fprintf(stderr, "gpu worker: the kept VRAM was not taken; converting the predictors and loading afresh\n");
-        g->ops->destroy(&g->b);
+    if (!g->b && layout_only) {
+        /* the kept arena was not taken (or create failed otherwise): converted for real, loaded afresh */
+        fprintf(stderr, "gpu worker: %s; converting the predictors and loading afresh\n", err->msg);
         model_close(&g->m);
         if (!(g->m = model_open_sparse(o->model_path, err)))
             return -1;
@@ -270,6 +270,7 @@ static int load(gworker *g, pi_error *err)
             return pi_error_wrap(err, "%s: --predictor-type q8_0", o->model_path);
         cfg.kept_fd = cfg.kept_warm_fd = -1;
         cfg.kept_bytes = cfg.kept_warm_bytes = 0;
+        cfg.pred_shapes_only = layout_only = 0;
         g->b = g->ops->create(g->m, &cfg, err);
     }
     if (!g->b)
