@@ -24,7 +24,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +39,7 @@
 
 extern "C" {
 #include "cuda_needs.h"
+#include "pi_proc.h"
 #include "plan.h"
 #include "vram_arena.h"
 }
@@ -320,13 +320,6 @@ static int warm_kept(const gpu_backend *b, const unsigned char *h)
     return b->wr_taken && h >= b->wr_base && h < b->wr_base + b->wr_cap;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
 // bytes of pinned host memory the kernels read through its mapping (warm
 // rows): *h to write it, *dev for the kernels.
 static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **dev, size_t bytes, pi_error *err)
@@ -341,9 +334,9 @@ static int warm_alloc(gpu_backend *b, unsigned char **h, const unsigned char **d
     if (ptr_room(&b->warm, b->n_warm, &b->cap_warm, err) != 0)
         return -1;
     void *p = NULL;
-    double t0 = now_ms();
+    double t0 = pi_now_ms();
     cudaError_t e = cudaHostAlloc(&p, bytes, cudaHostAllocMapped | cudaHostAllocWriteCombined);
-    b->warm_pin_ms += now_ms() - t0;
+    b->warm_pin_ms += pi_now_ms() - t0;
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         return pi_error_set(err, "cuda backend: cannot pin %zu bytes of host memory for warm rows (%.1f MiB "
@@ -370,10 +363,10 @@ static int attach_warm(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const in
     const unsigned char *dev;
     if (warm_alloc(b, &h, &dev, (size_t)(nr - nv) * t->row_bytes, err) != 0)
         return -1;
-    double t0 = now_ms();
+    double t0 = pi_now_ms();
     if (!warm_kept(b, h))
         stage_rows(t, rows ? rows + nv : NULL, nr - nv, h);
-    b->warm_fill_ms += now_ms() - t0;
+    b->warm_fill_ms += pi_now_ms() - t0;
     d->rows = nr;
     d->nv = nv;
     d->hdata = dev;
@@ -497,10 +490,10 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
             return pi_error_set(err, "cuda backend: warm rows need hot sets");
         if (warm_alloc(b, &hw, &dev, (size_t)(K - nv) * dim * es, err) != 0)
             return -1;
-        double t0 = now_ms();
+        double t0 = pi_now_ms();
         if (!warm_kept(b, hw) && plan_write_down_t_set(m, l, (plan_set){hot + nv, 0, K - nv}, hw, dim * es, err) != 0)
             return -1;
-        b->warm_fill_ms += now_ms() - t0;
+        b->warm_fill_ms += pi_now_ms() - t0;
         d->nv = nv;
         d->hdata = dev;
     }
@@ -681,7 +674,7 @@ static void open_warm(gpu_backend *b)
     const gpu_backend_config *c = &b->cfg;
     if (!c->warm_bytes || !b->arena_on || !cuda_switch("PI_CUDA_KEEP_WARM", 0))
         return;
-    double t0 = now_ms();
+    double t0 = pi_now_ms();
     const uint64_t huge = (uint64_t)2 << 20;    // whole huge pages: what a kernel may back it with
     uint64_t cap = (c->warm_bytes + huge - 1) / huge * huge;
     int fd = -1;
@@ -727,7 +720,7 @@ static void open_warm(gpu_backend *b)
     b->wr_dev = (const unsigned char *)d;
     b->wr_cap = cap;
     b->wr_on = 1;
-    b->warm_pin_ms += now_ms() - t0;
+    b->warm_pin_ms += pi_now_ms() - t0;
 }
 
 // The rope's pair frequencies with the model's scaling (rope_freq_scale,
@@ -770,7 +763,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     }
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
-    double t0 = now_ms();
+    double t0 = pi_now_ms();
     CU(cudaSetDevice(c->device));
     // With CPU workers a step's wait sleeps: their pinned threads own the
     // other cores, and a spinning waiter there would stall their per-layer
@@ -780,11 +773,11 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (cudaSetDeviceFlags(sync_flag(c)) != cudaSuccess)
         (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
-    double t_ctx = now_ms();
+    double t_ctx = pi_now_ms();
     if (c->arena_bytes && open_arena(b, err) != 0)
         return -1;
     open_warm(b);
-    double t_arena = now_ms();
+    double t_arena = pi_now_ms();
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.
     b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
@@ -811,7 +804,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     // arena should spend it on the context and the warm rows alone.
     fprintf(stderr, "cuda backend: context %.0f ms, arena %.0f ms (%s), layers %.0f ms (warm rows: %.1f MiB "
             "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, t_arena - t_ctx,
-            b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", now_ms() - t_arena,
+            b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", pi_now_ms() - t_arena,
             (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
             b->wr_taken ? "; kept, taken as they were" : b->wr_on ? "; in a memfd pid keeps" : "");
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);

@@ -16,15 +16,7 @@
 #include "cuda_attn.cuh"
 #include "cuda_matvec.cuh"
 #include "cuda_predict.cuh"
-
-#define CK(call)                                                                                   \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "../cuda_check.cuh"
 
 namespace {
 

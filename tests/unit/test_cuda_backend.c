@@ -11,6 +11,7 @@
 #include "model.h"
 #include "ops.h"
 #include "plan.h"
+#include "pi_proc.h"
 #include "pred_quant.h"
 #include "predictor.h"
 #include "quant.h"
@@ -22,7 +23,6 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -1230,9 +1230,7 @@ static int group_start(const char *group)
 {
     static const char *cur;         /* main's thread only: the group running and its start */
     static double t0;
-    struct timespec ts;
-    CHECK(clock_gettime(CLOCK_MONOTONIC, &ts) == 0, "clock_gettime");
-    double now = (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    double now = pi_now_ms() / 1e3;
     if (cur)
         printf("== group %s: %.1f s\n", cur, now - t0);
     cur = group;

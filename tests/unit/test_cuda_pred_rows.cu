@@ -14,6 +14,7 @@
 
 #include "cuda_matvec.cuh"
 #include "cuda_predict.cuh"
+#include "../cuda_check.cuh"
 
 extern "C" {
 #include "quant.h"
@@ -31,15 +32,6 @@ int failures = 0;
             fprintf(stderr, "\n");                        \
             failures++;                                   \
         }                                                 \
-    } while (0)
-
-#define CU(call)                                                                              \
-    do {                                                                                      \
-        cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess) {                                                              \
-            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            exit(1);                                                                          \
-        }                                                                                     \
     } while (0)
 
 uint32_t rng_state = 12345u;
@@ -79,11 +71,11 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
     float *d_h;
     uint32_t *d_mask;
     const uint32_t words = cuda_pred_words(rows);
-    CU(cudaMalloc(&d_w, dev.size()));
-    CU(cudaMalloc(&d_h, R * sizeof(float)));
-    CU(cudaMalloc(&d_mask, words * sizeof(uint32_t)));
-    CU(cudaMemcpy(d_w, dev.data(), dev.size(), cudaMemcpyHostToDevice));
-    CU(cudaMemcpy(d_h, hid.data(), R * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMalloc(&d_w, dev.size()));
+    CK(cudaMalloc(&d_h, R * sizeof(float)));
+    CK(cudaMalloc(&d_mask, words * sizeof(uint32_t)));
+    CK(cudaMemcpy(d_w, dev.data(), dev.size(), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(d_h, hid.data(), R * sizeof(float), cudaMemcpyHostToDevice));
     cuda_mat m;
     memset(&m, 0, sizeof m);
     m.type = t;
@@ -97,13 +89,13 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
     const int variants = t == PI_TYPE_Q8_0 ? 3 : 2;
     std::vector<uint32_t> mask[3];
     for (int v = 0; v < variants; v++) {
-        CU(setenv("PI_CUDA_PRED_ROWS", v ? "1" : "0", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
-        CU(setenv("PI_CUDA_Q8_NARROW", v == 2 ? "0" : "1", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
-        CU(cudaMemset(d_mask, 0xa5, words * sizeof(uint32_t)));
-        CU(cuda_pred_rows(0, d_mask, &m, d_h, 1, thr));
-        CU(cudaDeviceSynchronize());
+        CK(setenv("PI_CUDA_PRED_ROWS", v ? "1" : "0", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
+        CK(setenv("PI_CUDA_Q8_NARROW", v == 2 ? "0" : "1", 1) == 0 ? cudaSuccess : cudaErrorUnknown);
+        CK(cudaMemset(d_mask, 0xa5, words * sizeof(uint32_t)));
+        CK(cuda_pred_rows(0, d_mask, &m, d_h, 1, thr));
+        CK(cudaDeviceSynchronize());
         mask[v].resize(words);
-        CU(cudaMemcpy(mask[v].data(), d_mask, words * sizeof(uint32_t), cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(mask[v].data(), d_mask, words * sizeof(uint32_t), cudaMemcpyDeviceToHost));
     }
     unsetenv("PI_CUDA_PRED_ROWS");
     unsetenv("PI_CUDA_Q8_NARROW");
@@ -135,9 +127,9 @@ void run_case(int t, uint32_t rows, uint32_t R, float thr)
     CHECK(wrong == 0, "type %d rows %u R %u: %u decisions differ from float64", t, rows, R, wrong);
     CHECK(set > rows / 10 && set < rows - rows / 10, "type %d: %u of %u set: the threshold tests nothing", t, set,
           rows);
-    CU(cudaFree(d_w));
-    CU(cudaFree(d_h));
-    CU(cudaFree(d_mask));
+    CK(cudaFree(d_w));
+    CK(cudaFree(d_h));
+    CK(cudaFree(d_mask));
 }
 
 } // namespace

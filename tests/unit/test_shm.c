@@ -579,19 +579,28 @@ static void *cpu_worker(void *arg)
     return NULL;
 }
 
+/* A new step segment for p with its header written: *l its layout, *base
+ * its mapping. */
+static shm_segment *step_segment(const step_params *p, const char *tag, step_layout *l, void **base)
+{
+    pi_error err;
+    CHECK(step_layout_compute(p, l, &err) == 0, "%s", err.msg);
+    char name[64];
+    seg_name(name, sizeof name, tag);
+    shm_segment *s = shm_segment_create(name, l->total_bytes, &err);
+    CHECK(s, "%s", err.msg);
+    *base = shm_segment_base(s);
+    step_header_write(*base, l);
+    return s;
+}
+
 static void test_step_flow(void)
 {
     step_params p = {.n_layers = 4, .dim = 64, .n_ff = 128, .n_vocab = 100, .max_batch = 2,
                      .n_cpu_workers = 2};
-    pi_error err;
     step_layout l;
-    CHECK(step_layout_compute(&p, &l, &err) == 0, "%s", err.msg);
-    char name[64];
-    seg_name(name, sizeof name, "flow");
-    shm_segment *s = shm_segment_create(name, l.total_bytes, &err);
-    CHECK(s, "%s", err.msg);
-    void *b = shm_segment_base(s);
-    step_header_write(b, &l);
+    void *b;
+    shm_segment *s = step_segment(&p, "flow", &l, &b);
     cpu_job jobs[2];
     pthread_t t[2];
     for (uint32_t w = 0; w < 2; w++) {
@@ -671,15 +680,9 @@ static void *bell_worker(void *arg)
 static void test_step_bell(void)
 {
     step_params p = {.n_layers = 2, .dim = 8, .n_ff = 16, .n_vocab = 10, .max_batch = 2, .n_cpu_workers = 0};
-    pi_error err;
     step_layout l;
-    CHECK(step_layout_compute(&p, &l, &err) == 0, "%s", err.msg);
-    char name[64];
-    seg_name(name, sizeof name, "bell");
-    shm_segment *s = shm_segment_create(name, l.total_bytes, &err);
-    CHECK(s, "%s", err.msg);
-    void *b = shm_segment_base(s);
-    step_header_write(b, &l);
+    void *b;
+    shm_segment *s = step_segment(&p, "bell", &l, &b);
     step_bell *bell = step_bell_at(b, &l);
     step_cmd *cmd = step_command(b, &l);
     const uint64_t first = 0xfffffff0u, last = first + 40;
