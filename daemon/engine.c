@@ -549,8 +549,8 @@ static void on_control(engine *e, const wire_msg *m)
         if (!w->is_gpu)
             w->numa_node = r->numa_node;
         snprintf(w->detail, sizeof w->detail, "%s", r->detail ? r->detail : "");
-        fprintf(stderr, "pid: worker %s ready (pid %d%s%s)\n", w->name, (int)w->pid,
-                w->detail[0] ? ", " : "", w->detail);
+        fprintf(stderr, "pid: worker %s ready (pid %d%s%s), %.0f ms after its start\n", w->name, (int)w->pid,
+                w->detail[0] ? ", " : "", w->detail, now - w->spawned_ms);
         uint64_t warm = 0, kept = w->is_gpu ? supervisor_take_vram(&e->sup, &warm) : 0;
         if (kept && warm)
             fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB, and %.1f MiB of host memory for its "

@@ -379,7 +379,7 @@ int supervisor_spawn(supervisor *s, sup_worker *w, double now, pi_error *err)
         close(vram_child);
     w->pid = p;
     w->state = SUP_STARTING;
-    w->last_seen_ms = w->main_seen_ms = now;
+    w->last_seen_ms = w->main_seen_ms = w->spawned_ms = now;
     w->rss_bytes = w->device_bytes = 0;
     return 0;
 }

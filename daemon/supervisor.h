@@ -42,6 +42,7 @@ typedef struct sup_worker {
     double last_seen_ms;    /* its last message of any kind */
     double main_seen_ms;    /* its last message from its main thread */
     double restart_at_ms;
+    double spawned_ms;      /* when it was last started (pid's log: how long until Ready) */
     uint32_t backoff_ms;
     char *argv[32];         /* built once, before any fork */
     char argbuf[4096];

@@ -54,7 +54,7 @@ typedef struct gpu_backend_config {
     uint64_t kept_bytes;
     int kept_fd;
     /* The same for the warm rows' pinned host memory (CUDA with an arena,
-     * PI_CUDA_KEEP_WARM=1): warm_bytes > 0 puts them in one memfd of about
+     * unless PI_CUDA_KEEP_WARM=0): warm_bytes > 0 puts them in one memfd of about
      * that size that keep_warm_fd can hand to pid; kept_warm_bytes > 0
      * offers kept_warm_fd, one kept from an earlier worker, pinned again as
      * it is when its manifest matches (nothing gathered from the file). */

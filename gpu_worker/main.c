@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+#include "pi_proc.h"
 #include "pred_quant.h"
 #include "worker.h"
 
@@ -101,7 +102,8 @@ int main(int argc, char **argv)
 {
     /* pid gone = nothing left to serve */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    gpu_worker_opts o = {.backend = "host", .n_hot = -1, .max_seqs = 1, .max_batch = 1, .vram_sock = -1};
+    gpu_worker_opts o = {.backend = "host", .n_hot = -1, .max_seqs = 1, .max_batch = 1, .vram_sock = -1,
+                         .started_ms = pi_now_ms()};
     int probe = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -67,6 +67,7 @@ typedef struct gworker {
     uint64_t copied;            /* bytes copied into the backend's memory at load */
     int memory_kept;            /* it took the arena pid kept as it was */
     double last_sent_ms;
+    double load_ms;             /* pi_now_ms() when load began */
     uint64_t first_step;        /* the command's step_id when it attached (ctl_loop.h) */
 } gworker;
 
@@ -216,6 +217,7 @@ static int give_kept(gworker *g, char *out, size_t cap, pi_error *err)
 static int load(gworker *g, pi_error *err)
 {
     const gpu_worker_opts *o = g->o;
+    g->load_ms = pi_now_ms();
     if (!(g->ops = pick_backend(o->backend, err)))
         return -1;
     double t0 = pi_now_ms();
@@ -584,7 +586,16 @@ int gpu_worker_run(const gpu_worker_opts *o, pi_error *err)
     int rc = -1;
     if (connect_ctl(&g, err) < 0)
         goto out;
-    if (load(&g, err) < 0 || send_ready(&g, err) < 0) {
+    int loaded = load(&g, err);
+    if (loaded == 0 && o->started_ms > 0) {
+        /* the rest of a start: ZeroMQ and Hello before the load, the device
+         * probe, then the step segment's mapping and registration after it */
+        size_t len = strlen(g.detail);
+        double now = pi_now_ms();
+        snprintf(g.detail + len, sizeof g.detail - len, "; ready %.2f s after main (%.2f before the load)",
+                 (now - o->started_ms) / 1e3, (g.load_ms - o->started_ms) / 1e3);
+    }
+    if (loaded < 0 || send_ready(&g, err) < 0) {
         /* Tell pid why before exiting; the load error is what matters. */
         Pi__Error e = PI__ERROR__INIT;
         e.code = PI__ERROR__CODE__INTERNAL;

@@ -28,6 +28,7 @@ typedef struct gpu_worker_opts {
     int pred_q8;                /* --predictor-type q8_0 (sparse/pred_quant.h), as pid's plan counted them */
     int vram_sock;              /* >= 0: pid's socket for the kept VRAM (fd_pass.h); -1: none */
     int own_cpus;               /* --own-cpus: no CPU worker runs on its CPUs, so it may spin */
+    double started_ms;          /* pi_now_ms() at main's start: Ready says where a start's time went */
 } gpu_worker_opts;
 
 /* Runs until Quit (returns 0) or a fatal error (-1 with err; pid was sent a

@@ -828,7 +828,7 @@ static void run_kept(const pi_model *m, const oracle *o, const char *name)
     hot_free(m, &h);
 }
 
-/* The warm rows' host memory kept too (PI_CUDA_KEEP_WARM=1, fd_pass WARM):
+/* The warm rows' host memory kept too (the default; PI_CUDA_KEEP_WARM=1 set anyway, fd_pass WARM):
  * half of each layer's hot set warm; a backend in an arena and a warm memfd
  * hands out both, and a new one given them copies nothing in, fills no warm
  * row and computes the same logits; with the kept warm rows zeroed behind
