@@ -2,7 +2,8 @@
 # On the lent GPU machine (no network, no ZeroMQ/protobuf-c installed): unpack
 # the offline .debs carried in .deps/ (scripts/device_env.sh), build Release with
 # CUDA, run the test suite, compare the CUDA backend with the host backend and the
-# expected text, and run the sync benchmark. Logs go to $OUT (or ./device-out).
+# expected text, and run the sync benchmark. Logs go to $OUT (or ./device-out), packed at the end into
+# one archive, device_check-logs.tgz (the device brings back at most 8 files from $OUT).
 # Carry: .deps (offline-debs/ and shared/{models,vocab,corpus} copied from ../shared:
 # `scripts/bench_compare.sh --stage prepare` writes it, the corpus cut to its first 2 MB).
 # Exit status: 1 when anything failed (the build, ctest, test_cuda_backend, a pid
@@ -11,6 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-device-out}; mkdir -p "$out"
+mapfile -t out_before < <(ls -A "$out")     # the caller's files there stay as they are
 . scripts/device_env.sh
 pi_device_env .deps/offline-debs || { echo "device_check: unpacking .deps/offline-debs failed"; exit 1; }
 # CUDA budgets include the 0.6875 GiB the plan reserves for the CUDA context (CUDA_NEEDS_CONTEXT_BYTES, gpu_worker/cuda_needs.h).
@@ -22,7 +24,21 @@ fail() { # what
   failures=$((failures + 1)); failed+=("$1")
   echo "FAILED: $1"
 }
+# Every log this run wrote into one archive, the loose ones removed: the device brings back at most 8
+# files from $OUT and left the groups' logs behind (session 15).
+pack_logs() {
+  local f mine=()
+  for f in "$out"/*; do
+    [ -f "$f" ] || continue
+    [[ " ${out_before[*]} " == *" ${f##*/} "* || ${f##*/} == device_check-logs.tgz ]] || mine+=("${f##*/}")
+  done
+  [ ${#mine[@]} -gt 0 ] || return 0
+  tar czf "$out/device_check-logs.tgz" -C "$out" "${mine[@]}" && (cd "$out" && rm -f "${mine[@]}") \
+    && echo "device_check: ${#mine[@]} logs in $out/device_check-logs.tgz"
+}
+
 summary() {
+  pack_logs
   echo "== summary"
   local f
   for f in "${failed[@]}"; do echo "  failed: $f"; done
