@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -106,6 +107,32 @@ static int try_huge(shm_segment *s, size_t size)
     return 0;
 }
 
+/* bytes as "N KiB" below a MiB, "N.N MiB" above */
+static void size_text(char *out, size_t cap, double bytes)
+{
+    if (bytes < 1048576.0)
+        snprintf(out, cap, "%.0f KiB", bytes / 1024.0);
+    else
+        snprintf(out, cap, "%.1f MiB", bytes / 1048576.0);
+}
+
+/* What a full /dev/shm looks like to the user, with what to do about it. */
+static int shm_full_error(const char *name, size_t need, pi_error *err)
+{
+    struct statvfs v;
+    char room[96] = "", want[32], avail[32], total[32];
+    size_text(want, sizeof want, (double)need);
+    if (statvfs("/dev/shm", &v) == 0) {
+        size_text(avail, sizeof avail, (double)v.f_bavail * (double)v.f_frsize);
+        size_text(total, sizeof total, (double)v.f_blocks * (double)v.f_frsize);
+        snprintf(room, sizeof room, " (%s free of %s)", avail, total);
+    }
+    return pi_error_set(err, "shm segment '%s': /dev/shm has no room for its %s%s; free space there "
+                             "(df -h /dev/shm; stale pi-step-* segments of a killed pid are swept by the next "
+                             "pid start) or make it larger (mount -o remount,size=... /dev/shm)",
+                        name, want, room);
+}
+
 static int make_named(shm_segment *s, size_t size, pi_error *err)
 {
     size_t sz = round_up(size, page_size());
@@ -128,6 +155,14 @@ static int make_named(shm_segment *s, size_t size, pi_error *err)
         return pi_error_set(err, "shm segment '%s': ftruncate(%zu) failed: %s (is /dev/shm "
                                  "large enough?)",
                             s->name, sz, strerror(errno));
+    /* tmpfs gives a page at its first touch, and a full /dev/shm answers
+     * that touch with SIGBUS (pid died of "Bus error" at 1 MiB free): take
+     * every page now, where a shortage is an error that can be reported. */
+    int e = posix_fallocate(fd, 0, (off_t)sz);
+    if (e == ENOSPC || e == EFBIG)
+        return shm_full_error(s->name, sz, err);
+    if (e != 0 && e != EOPNOTSUPP && e != EINVAL)
+        return pi_error_set(err, "shm segment '%s': posix_fallocate(%zu) failed: %s", s->name, sz, strerror(e));
     void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         return pi_error_set(err, "shm segment '%s': mmap(%zu) failed: %s", s->name, sz,
