@@ -9,13 +9,11 @@
 
 struct timings {
     uint32_t n_cpu;
-    timings_step cur, last, sum;    /* each with its own n_cpu array */
+    timings_step cur, last, sum, pre;   /* each with its own n_cpu array; sum: decode, pre: prefill */
     double t_start, t_sent, t_done, t_sampling;
     double prev_end;                /* the last good step's end; < 0: none */
     int decode, has_gpu;
-    double sum_gpu;                 /* sum of the parts over the sum's n_gpu steps */
-    uint64_t pre_steps, pre_entries;
-    double pre_wall_us;
+    double sum_gpu, pre_gpu;        /* sum of the parts over sum's / pre's n_gpu steps */
 };
 
 timings *timings_new(uint32_t n_cpu, pi_error *err)
@@ -26,13 +24,14 @@ timings *timings_new(uint32_t n_cpu, pi_error *err)
         t->cur.cpu = calloc(n, sizeof(timings_cpu));
         t->last.cpu = calloc(n, sizeof(timings_cpu));
         t->sum.cpu = calloc(n, sizeof(timings_cpu));
+        t->pre.cpu = calloc(n, sizeof(timings_cpu));
     }
-    if (!t || !t->cur.cpu || !t->last.cpu || !t->sum.cpu) {
+    if (!t || !t->cur.cpu || !t->last.cpu || !t->sum.cpu || !t->pre.cpu) {
         timings_free(&t);
         pi_error_set(err, "out of memory for the step timings of %u CPU workers", n_cpu);
         return NULL;
     }
-    t->n_cpu = t->cur.n_cpu = t->last.n_cpu = t->sum.n_cpu = n_cpu;
+    t->n_cpu = t->cur.n_cpu = t->last.n_cpu = t->sum.n_cpu = t->pre.n_cpu = n_cpu;
     t->prev_end = -1;
     return t;
 }
@@ -45,6 +44,7 @@ void timings_free(timings **tp)
     free(t->cur.cpu);
     free(t->last.cpu);
     free(t->sum.cpu);
+    free(t->pre.cpu);
     free(t);
     *tp = NULL;
 }
@@ -111,10 +111,9 @@ static double parts_us(const timings_step *s)
     return p;
 }
 
-/* Adds one step into the sum. */
-static void step_add(timings *t, const timings_step *s)
+/* Adds one step into a (the decode or the prefill sum; parts: its sum_gpu). */
+static void step_add(const timings *t, timings_step *a, double *parts, const timings_step *s)
 {
-    timings_step *a = &t->sum;
     a->step_no = s->step_no;
     a->n += 1;
     a->entries += s->entries;
@@ -130,7 +129,7 @@ static void step_add(timings *t, const timings_step *s)
         a->gpu_step += s->gpu_step;
         a->zmq += s->zmq;
         a->wall_gpu += s->wall;
-        t->sum_gpu += parts_us(s);
+        *parts += parts_us(s);
     }
     for (uint32_t w = 0; w < t->n_cpu; w++) {
         a->cpu[w].cold_us += s->cpu[w].cold_us;
@@ -149,12 +148,10 @@ void timings_end(timings *t, double now_ms)
         s->wall_gpu = s->wall;
     t->prev_end = now_ms;
     if (!t->decode) {
-        t->pre_steps++;
-        t->pre_entries += s->entries;
-        t->pre_wall_us += s->wall;
+        step_add(t, &t->pre, &t->pre_gpu, s);
         return;
     }
-    step_add(t, s);
+    step_add(t, &t->sum, &t->sum_gpu, s);
     timings_cpu *keep = t->last.cpu;
     t->last = *s;
     t->last.cpu = keep;
@@ -168,9 +165,9 @@ const timings_step *timings_decode_sum(const timings *t) { return &t->sum; }
 
 void timings_prefill(const timings *t, uint64_t *steps, uint64_t *entries, double *wall_ms)
 {
-    *steps = t->pre_steps;
-    *entries = t->pre_entries;
-    *wall_ms = t->pre_wall_us / 1e3;
+    *steps = t->pre.n;
+    *entries = t->pre.entries;
+    *wall_ms = t->pre.wall / 1e3;
 }
 
 /* One row: name, milliseconds (or n/a when n is 0), share of wall_us. */
@@ -186,9 +183,8 @@ static void row(FILE *out, const char *prefix, const char *name, double total_us
             wall_us > 0 ? 100.0 * us / wall_us : 0.0);
 }
 
-static void print_cpu(const timings *t, FILE *out, const char *prefix, double wall_us)
+static void print_cpu(const timings *t, const timings_step *a, FILE *out, const char *prefix, double wall_us)
 {
-    const timings_step *a = &t->sum;
     for (uint32_t w = 0; w < t->n_cpu; w++) {
         char name[64];
         snprintf(name, sizeof name, "cpu:%u cold ffn", w);
@@ -208,19 +204,10 @@ static const char *const k_gpu_rows[TM_GPU_N] = {
     "gpu embed", "gpu attn", "gpu predict", "gpu publish", "gpu hot ffn",
     "gpu wait for cpu", "gpu finish", "gpu logits", "gpu worker host control"};
 
-void timings_print(const timings *t, FILE *out, const char *prefix)
+/* The rows of a (n > 0 steps) and their sum against the wall; parts: its sum_gpu. */
+static void print_rows(const timings *t, const timings_step *a, double parts, FILE *out, const char *prefix)
 {
-    const timings_step *a = &t->sum;
-    if (!a->n) {
-        fprintf(out, "%stimings: no decode step ran (%llu prefill steps)\n", prefix,
-                (unsigned long long)t->pre_steps);
-        return;
-    }
     double wall_us = a->wall / (double)a->n;
-    fprintf(out, "%stimings per decode step, ms (%llu steps, %.2f tokens each; prefill excluded: %llu "
-                 "steps, %llu tokens, %.3f ms)\n", prefix, (unsigned long long)a->n,
-            (double)a->entries / (double)a->n, (unsigned long long)t->pre_steps,
-            (unsigned long long)t->pre_entries, t->pre_wall_us / 1e3);
     fprintf(out, "%s  %-40s %10s %7s\n", prefix, "phase", "ms", "of wall");
     for (int i = 0; i < TM_GPU_N; i++)
         row(out, prefix, k_gpu_rows[i], a->gpu[i], a->n_gpu, wall_us);
@@ -230,7 +217,7 @@ void timings_print(const timings *t, FILE *out, const char *prefix)
     fprintf(out, "%s  (%llu of the %llu steps ended on the step bell, the rest by StepDone over ZeroMQ)\n", prefix,
             (unsigned long long)a->bell, (unsigned long long)a->n);
     if (a->n_gpu) {
-        double wg = a->wall_gpu / (double)a->n_gpu, sum = t->sum_gpu / (double)a->n_gpu;
+        double wg = a->wall_gpu / (double)a->n_gpu, sum = parts / (double)a->n_gpu;
         if (a->n_gpu != a->n)
             fprintf(out, "%s  (gpu rows and the sum: the %llu of %llu steps whose StepDone carried "
                          "timings)\n", prefix, (unsigned long long)a->n_gpu, (unsigned long long)a->n);
@@ -244,5 +231,25 @@ void timings_print(const timings *t, FILE *out, const char *prefix)
         fprintf(out, "%s  %-40s %10.4f\n", prefix, "wall", wall_us / 1e3);
         fprintf(out, "%s  %-40s %10s\n", prefix, "sum / wall", "n/a");
     }
-    print_cpu(t, out, prefix, wall_us);
+    print_cpu(t, a, out, prefix, wall_us);
+}
+
+void timings_print(const timings *t, FILE *out, const char *prefix)
+{
+    const timings_step *a = &t->sum, *p = &t->pre;
+    if (!a->n) {
+        fprintf(out, "%stimings: no decode step ran (%llu prefill steps)\n", prefix, (unsigned long long)p->n);
+    } else {
+        fprintf(out, "%stimings per decode step, ms (%llu steps, %.2f tokens each; prefill excluded: %llu "
+                     "steps, %llu tokens, %.3f ms)\n", prefix, (unsigned long long)a->n,
+                (double)a->entries / (double)a->n, (unsigned long long)p->n, (unsigned long long)p->entries,
+                p->wall / 1e3);
+        print_rows(t, a, t->sum_gpu, out, prefix);
+    }
+    /* The prompt's steps apart: their phases say where the time to the first token goes. */
+    if (p->n) {
+        fprintf(out, "%stimings per prefill step, ms (%llu steps, %.2f entries each, %.3f ms in all)\n", prefix,
+                (unsigned long long)p->n, (double)p->entries / (double)p->n, p->wall / 1e3);
+        print_rows(t, p, t->pre_gpu, out, prefix);
+    }
 }

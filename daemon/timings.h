@@ -4,7 +4,8 @@
  * worker's phases from StepDone.timings when it sent them, and each CPU
  * worker's stats line from the step segment. Decode steps (one generated
  * token per sequence) are summed for `pid run --timings`'s table and the
- * last one is kept for `pictl status`; prefill steps are only counted.
+ * last one is kept for `pictl status`; prefill steps are summed apart, for
+ * a second table (where the time to the first token goes).
  * Everything is allocated by timings_new: a step allocates nothing. */
 #ifndef PI_DAEMON_TIMINGS_H
 #define PI_DAEMON_TIMINGS_H
@@ -75,8 +76,9 @@ const timings_step *timings_last(const timings *t);
 const timings_step *timings_decode_sum(const timings *t);
 void timings_prefill(const timings *t, uint64_t *steps, uint64_t *entries, double *wall_ms);
 
-/* Prints the per-decode-step table (docs/architecture.md, "Timings"), each
- * line starting with prefix. */
+/* Prints the per-decode-step table (docs/architecture.md, "Timings"), then
+ * the per-prefill-step one when a prefill step ran, each line starting with
+ * prefix. */
 void timings_print(const timings *t, FILE *out, const char *prefix);
 
 #endif

@@ -668,8 +668,9 @@ render() {
   done
   for id in pi-predicted-budget pi-predicted-all pi-dense-budget pi-dense-all; do
     have "$id-timings" || continue
-    echo "- $id --timings ($(get "$id-timings" status), $(get "$id-timings" tps) tok/s), stderr, last 20 lines:"
-    echo '  ```'; tail -20 "$logs/$id-timings.log" | sed 's/^/  /'; echo '  ```'
+    echo "- $id --timings ($(get "$id-timings" status), $(get "$id-timings" tps) tok/s), stderr, the decode table:"
+    # the decode steps' table (pid run prints the prefill steps' one after it: its header only here)
+    echo '  ```'; sed '/timings per prefill step/q' "$logs/$id-timings.log" | tail -22 | sed 's/^/  /'; echo '  ```'
   done
   render_ttft
   render_streams
@@ -749,6 +750,14 @@ render_ttft() {
   echo "  --timings adds). None counts loading, tokenizing or sampling the first token. prompt tok/s = tokens / TTFT."
   for L in ${list//,/ }; do
     fail_notes "$(ttft_params "$L")" "powerinfer-ttft-$L" "llamacpp-ttft-$L" "pi-predicted-ttft-$L" "pi-dense-ttft-$L"
+  done
+  # where pi's time to the first token went: its prefill steps' phases (pid run --timings, this call's logs)
+  for L in ${list//,/ }; do
+    for id in pi-predicted-ttft-$L pi-dense-ttft-$L; do
+      grep -q "timings per prefill step" "$logs/$id.log" 2>/dev/null || continue
+      echo "- $id, the prefill steps' table:"
+      echo '  ```'; sed -n '/timings per prefill step/,$p' "$logs/$id.log" | sed 's/^/  /'; echo '  ```'
+    done
   done
 }
 stream_cells_pi() { # N -> generated / wall | decode summed | first token mean / max | peak VRAM

@@ -119,7 +119,8 @@ pirun1() { # name env-words model ffn args... (--timings unless name ends in -un
   timeout 100 env "${ev[@]}" $bin/pid run -m "$mf" -n 128 --temp 0 -p "$P" --gpu-backend cuda --ffn "$f" $t "${av[@]}" "$@" \
     >"$out/$n.txt" 2>"$out/$n.err"
   echo "== pi $n rc=$? (${e:+$e }--ffn $f $t $*): $(grep -oE '[0-9.]+ tok/s' "$out/$n.err" | tail -1)"
-  grep -E "pid run:   (gpu (attn|predict|publish|hot|wait|finish|worker)|pid|sampling|cpu)" "$out/$n.err"
+  sed '/timings per prefill step/,$d' "$out/$n.err" |     # the decode table's rows
+    grep -E "pid run:   (gpu (attn|predict|publish|hot|wait|finish|worker)|pid|sampling|cpu)"
 }
 pirun() { # name [--dense] args...: predicted on the PWRI file (--dense: dense on the plain file), with PI_AB's variants
   local n=$1 mf=$M f=predicted v; shift

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Proves `pid run --timings` (host GPU backend, 2 CPU workers) keeps the greedy text and prints where each decode step's time went (and how many steps ended on the step bell, all of them where pid spins): every row, both CPU workers' non-zero cold FFN and their wait, the wall, and the sum within 5% of it once the GPU worker sends its phases (else n/a, said so); and that pictl status shows the last decode step of `pid start --timings`.
+# Proves `pid run --timings` (host GPU backend, 2 CPU workers) keeps the greedy text and prints where each decode step's time went, then the prefill steps' (and how many steps ended on the step bell, all of them where pid spins): every row, both CPU workers' non-zero cold FFN and their wait, the wall, and the sum within 5% of it once the GPU worker sends its phases (else n/a, said so); and that pictl status shows the last decode step of `pid start --timings`.
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup timings
@@ -47,11 +47,31 @@ else
     awk -v x="${ratio%\%}" 'BEGIN { exit !(x >= 95 && x <= 105) }' || fail "sum / wall is $ratio, not within 5%"
 fi
 
+# 1a. The prompt's steps get a table of their own after the decode one (where the time to the first token
+# goes): its header counts the one prefill step, every GPU row is there, and its sum meets its wall as the
+# decode table's does.
+pre=$D/prefill.txt
+sed -n '/^pid run: timings per prefill step/,$p' "$D/run.err" >"$pre"
+grep -q "^pid run: timings per prefill step, ms (1 steps, 1.00 entries each, [0-9.]* ms in all)" "$pre" ||
+    fail "no prefill table for the one prefill step"
+pval() { awk -v r="$1" 'index($0, "pid run:   " r " ") == 1 { s = substr($0, length("pid run:   " r) + 1);
+                                                             split(s, f, " "); print f[1]; exit }' "$pre"; }
+for r in "${rows[@]}"; do
+    [ -n "$(pval "$r")" ] || fail "prefill table: row '$r' missing"
+done
+positive "$(pval wall)" || fail "prefill table: wall is '$(pval wall)'"
+if [ "$(pval "gpu attn")" != n/a ]; then
+    r=$(pval "sum / wall")
+    awk -v x="${r%\%}" 'BEGIN { exit !(x >= 95 && x <= 105) }' || fail "prefill table: sum / wall is $r, not within 5%"
+fi
+echo "ok: prefill table (1 step, wall $(pval wall) ms, sum / wall $(pval "sum / wall"))"
+
 # 1b. The step bell (shm/step_bell.h): where pid and the workers spin between steps (PI_ZMQ_SPIN_US; on the
 # GPU machine pid and the GPU worker do so by default without CPU workers), steps start and end through the
 # segment before their ZeroMQ messages land. The text is the same, every decode step ends on the bell, and
 # PI_STEP_BELL=0 leaves only the messages.
-bell_steps() { sed -n 's/^pid run:   (\([0-9]*\) of the \([0-9]*\) steps ended on the step bell.*/\1 \2/p' "$1"; }
+bell_steps() { sed '/^pid run: timings per prefill step/,$d' "$1" |     # the decode table's line
+                 sed -n 's/^pid run:   (\([0-9]*\) of the \([0-9]*\) steps ended on the step bell.*/\1 \2/p'; }
 [ "$(bell_steps "$D/run.err")" = "0 199" ] || fail "without spinning no step should end on the bell: $(bell_steps "$D/run.err")"
 PI_ZMQ_SPIN_US=20000 timeout 300 "$B/pid" run "${common[@]}" --timings >"$D/bell.out" 2>"$D/bell.err" \
     || { cat "$D/bell.err" >&2; fail "pid run with PI_ZMQ_SPIN_US"; }
