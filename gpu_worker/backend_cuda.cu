@@ -753,6 +753,42 @@ static unsigned sync_flag(const gpu_backend_config *c)
     return c->spin_wait ? cudaDeviceScheduleSpin : cudaDeviceScheduleBlockingSync;
 }
 
+// What the context holds on the device (the plan reserves
+// CUDA_NEEDS_CONTEXT_BYTES for it, measured once with nvidia-smi), as the
+// device's memory in use right after it was made: this process's alone when
+// no other uses the GPU. PI_CUDA_STACK_BYTES=N sets the threads' stack limit
+// (cudaLimitStackSize, 1 KiB by default; the kernels' deepest frame is 264
+// bytes and the driver grows the limit for a launch that needs more) and
+// says what that gave back, to measure whether the context can be smaller.
+static void context_memory(char *out, size_t cap)
+{
+    size_t fr = 0, tot = 0;
+    out[0] = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    double used = (double)(tot - fr) / 1048576.0;
+    const char *v = getenv("PI_CUDA_STACK_BYTES");
+    char *end = NULL;
+    unsigned long want = v && *v ? strtoul(v, &end, 10) : 0;
+    if (!v || !*v || *end) {
+        snprintf(out, cap, " (%.0f MiB of the device in use after it%s)", used,
+                 v && *v ? "; PI_CUDA_STACK_BYTES is not a number: ignored" : "");
+        return;
+    }
+    size_t before = 0, after = 0;
+    (void)cudaDeviceGetLimit(&before, cudaLimitStackSize);
+    if (cudaDeviceSetLimit(cudaLimitStackSize, want) != cudaSuccess ||
+        cudaDeviceGetLimit(&after, cudaLimitStackSize) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(out, cap, " (%.0f MiB of the device in use after it; the stack limit not set)", used);
+        return;
+    }
+    snprintf(out, cap, " (%.0f MiB of the device in use after it; stack limit %zu -> %zu bytes: %.0f MiB)", used,
+             before, after, (double)(tot - fr) / 1048576.0);
+}
+
 static int create_inner(gpu_backend *b, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -775,6 +811,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
         (void)cudaGetLastError();
     CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
     double t_ctx = pi_now_ms();
+    char ctx_mem[160];
+    context_memory(ctx_mem, sizeof ctx_mem);
     if (c->arena_bytes && open_arena(b, err) != 0)
         return -1;
     open_warm(b);
@@ -803,8 +841,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
             return pi_error_wrap(err, "layer %u", l);
     // Where a start's time goes (pid's log): a restart that takes a kept
     // arena should spend it on the context and the warm rows alone.
-    fprintf(stderr, "cuda backend: context %.0f ms, arena %.0f ms (%s), layers %.0f ms (warm rows: %.1f MiB "
-            "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, t_arena - t_ctx,
+    fprintf(stderr, "cuda backend: context %.0f ms%s, arena %.0f ms (%s), layers %.0f ms (warm rows: %.1f MiB "
+            "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, ctx_mem, t_arena - t_ctx,
             b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", pi_now_ms() - t_arena,
             (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
             b->wr_taken ? "; kept, taken as they were" : b->wr_on ? "; in a memfd pid keeps" : "");
