@@ -657,8 +657,23 @@ static int open_arena(gpu_backend *b, pi_error *err)
             fprintf(stderr, "cuda backend: the kept VRAM could not be imported (%s); loading afresh\n", e2.msg);
         }
     }
-    if (cuda_vmm_open(&b->vmm, c->device, c->arena_bytes, -1, err) != 0)
-        return pi_error_wrap(err, "cuda backend: an arena of %llu bytes", (unsigned long long)c->arena_bytes);
+    if (cuda_vmm_open(&b->vmm, c->device, c->arena_bytes, -1, err) != 0) {
+        // Out of device memory here: the plan counted on memory that is not
+        // free (another process took it since pid's probe, or the budget was
+        // given larger than what is free): say what is free and what to do.
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+            (void)cudaGetLastError();
+            return pi_error_wrap(err, "cuda backend: an arena of %llu bytes", (unsigned long long)c->arena_bytes);
+        }
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return pi_error_set(err, "cuda backend: the plan's arena of %.1f MiB (weights, KV cache, hot neurons) with "
+                            "%.1f MiB of the GPU's %.1f MiB free now (%s); give a smaller --vram-budget, or free "
+                            "the GPU (nvidia-smi shows who holds it) and start again",
+                            (double)c->arena_bytes / 1048576.0, (double)fr / 1048576.0, (double)tot / 1048576.0,
+                            why);
+    }
     b->arena = (char *)b->vmm.ptr;
     b->arena_cap = b->vmm.size;
     b->arena_on = 1;
@@ -789,6 +804,15 @@ static void context_memory(char *out, size_t cap)
              before, after, (double)(tot - fr) / 1048576.0);
 }
 
+// The context itself did not fit: the GPU's memory is held elsewhere.
+static int context_oom(int device, pi_error *err)
+{
+    (void)cudaGetLastError();
+    return pi_error_set(err, "cuda backend: out of device memory for a CUDA context on device %d (about %.2f GiB); "
+                        "another process holds the GPU's memory (nvidia-smi shows which): free it and start again",
+                        device, (double)CUDA_NEEDS_CONTEXT_BYTES / 1073741824.0);
+}
+
 static int create_inner(gpu_backend *b, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -801,7 +825,10 @@ static int create_inner(gpu_backend *b, pi_error *err)
     if (c->device < 0 || c->device >= n_dev)
         return pi_error_set(err, "cuda backend: device %d does not exist (%d present)", c->device, n_dev);
     double t0 = pi_now_ms();
-    CU(cudaSetDevice(c->device));
+    cudaError_t ce = cudaSetDevice(c->device);
+    if (ce == cudaErrorMemoryAllocation)
+        return context_oom(c->device, err);
+    CU(ce);
     // With CPU workers a step's wait sleeps: their pinned threads own the
     // other cores, and a spinning waiter there would stall their per-layer
     // barrier for a whole scheduler tick (measured on the H200 with the
@@ -809,7 +836,10 @@ static int create_inner(gpu_backend *b, pi_error *err)
     // already active, e.g. a second backend in a test.)
     if (cudaSetDeviceFlags(sync_flag(c)) != cudaSuccess)
         (void)cudaGetLastError();
-    CU(cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking));
+    ce = cudaStreamCreateWithFlags(&b->stream, cudaStreamNonBlocking);     // the context, if not made yet
+    if (ce == cudaErrorMemoryAllocation)
+        return context_oom(c->device, err);
+    CU(ce);
     double t_ctx = pi_now_ms();
     char ctx_mem[160];
     context_memory(ctx_mem, sizeof ctx_mem);

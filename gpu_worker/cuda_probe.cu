@@ -32,6 +32,11 @@ extern "C" int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *tota
     size_t f = 0, t = 0;
     if (e == cudaSuccess)
         e = cudaMemGetInfo(&f, &t);
+    if (e == cudaErrorMemoryAllocation) {   // not even a context fits
+        snprintf(why, cap, "CUDA device %d: out of device memory for a CUDA context; another process holds the "
+                 "GPU's memory (nvidia-smi shows which): free it and start again", device);
+        return -1;
+    }
     if (e != cudaSuccess) {
         snprintf(why, cap, "CUDA device %d: cudaMemGetInfo: %s", device, cudaGetErrorString(e));
         return -1;

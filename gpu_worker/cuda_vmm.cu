@@ -57,7 +57,8 @@ CUmemAllocationProp prop_of(int device)
         CUresult r_ = (call);                                                                    \
         if (r_ != CUDA_SUCCESS) {                                                                \
             cuda_vmm_close(v);                                                                   \
-            return pi_error_set(err, "cuda vmm: %s failed (CUresult %d)", what, (int)r_);        \
+            return pi_error_set(err, "cuda vmm: %s failed (CUresult %d%s)", what, (int)r_,        \
+                                r_ == CUDA_ERROR_OUT_OF_MEMORY ? ": out of device memory" : "");           \
         }                                                                                        \
     } while (0)
 

@@ -119,6 +119,34 @@ for f in dense exact predicted; do
   [ "$r" = SAME ] || fail "synth tiny q4_0 --ffn $f: cuda DIFFERENT from host"
 done
 
+echo "== device out of memory: another process holds the GPU's memory"
+# A PyTorch process (the device's /opt/torch) takes all but HOG_LEFT MiB, less than a CUDA context needs; pid run
+# on CUDA must then end with one clear error (exit 1, "out of device memory", what to do), not a crash or a hang.
+py=/opt/torch/.venv/bin/python; [ -x $py ] || py=python3
+hog_left=${HOG_LEFT:-256}
+if $py -c "import torch" 2>/dev/null; then
+  $py -c "import torch, time
+f, t = torch.cuda.mem_get_info()
+x = torch.empty(f - $hog_left * 2**20, dtype=torch.uint8, device='cuda')
+print('held', x.numel() >> 20, 'MiB', flush=True)
+time.sleep(300)" >"$out/hog.txt" 2>&1 &
+  hog=$!
+  for _ in $(seq 120); do grep -q held "$out/hog.txt" && break; sleep 0.5; done
+  if grep -q held "$out/hog.txt"; then
+    timeout 120 $bin/pid run -m $m -n 8 --temp 0 --gpu-backend cuda --cpu-workers 0 >/tmp/oom.out 2>/tmp/oom.err
+    rc=$?
+    echo "pid run with $hog_left MiB of the GPU free: exit $rc: $(tail -2 /tmp/oom.err | tr '\n' ' ')" | tee "$out/oom.txt"
+    if [ $rc -eq 0 ] || [ $rc -ge 124 ]; then fail "device out of memory: pid run exit $rc, want a clear error"
+    elif ! grep -q "out of device memory\|device memory" /tmp/oom.err; then fail "device out of memory: the error does not say so"
+    fi
+  else
+    fail "device out of memory: the PyTorch process did not take the memory: $(tail -2 "$out/hog.txt")"
+  fi
+  kill $hog 2>/dev/null; wait $hog 2>/dev/null
+else
+  echo "SKIP: device out of memory: no PyTorch here to hold the GPU's memory"
+fi
+
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
 if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.6937 --listen $ep >"$out/pid-start.txt" 2>&1; then
