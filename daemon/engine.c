@@ -29,6 +29,7 @@
 #include "wire.h"
 
 #define WORKER_LOST_MS 30000.0 /* requests wait this long for a worker that will not come back */
+#define START_FAILS_LOST 2u    /* its own failed starts in a row that say it cannot come back now */
 #define QUIT_WAIT_MS 3000.0
 #define GPU_PROBE_MS 30000.0   /* a driver that takes longer is stuck: pid says so */
 #define ENGINE_SPIN_US 20000L  /* longer than a decode step (13B all in VRAM: ~6 ms), then asleep */
@@ -664,11 +665,22 @@ static void check_lost_workers(engine *e, double now)
     }
     if (!e->not_ready_since)
         e->not_ready_since = now;
-    if (now - e->not_ready_since < WORKER_LOST_MS ||
+    /* A worker whose own starts keep failing (its binary gone, its load
+     * failing) will not be back soon: its requests fail now, with its error,
+     * not after WORKER_LOST_MS, which is sized for a slow load. pid goes on
+     * restarting it (back-off up to 5 s), so it serves again once it can. */
+    const sup_worker *failing = NULL;
+    for (uint32_t i = 0; i < e->sup.n && !failing; i++)
+        if (e->sup.w[i].state != SUP_READY && e->sup.w[i].failed_starts >= START_FAILS_LOST)
+            failing = &e->sup.w[i];
+    if ((!failing && now - e->not_ready_since < WORKER_LOST_MS) ||
         scheduler_active(e->sched) + scheduler_queued(e->sched) == 0)
         return;
     char msg[700] = "workers unavailable";
-    for (uint32_t i = 0; i < e->sup.n; i++)
+    if (failing)
+        snprintf(msg, sizeof msg, "worker %s cannot start (%u starts in a row failed): %s", failing->name,
+                 failing->failed_starts, failing->last_error[0] ? failing->last_error : "no reason given");
+    for (uint32_t i = 0; i < e->sup.n && !failing; i++)
         if (e->sup.w[i].state != SUP_READY) {
             snprintf(msg, sizeof msg, "worker %s is not running: %s", e->sup.w[i].name,
                      e->sup.w[i].last_error[0] ? e->sup.w[i].last_error : "still starting");

@@ -405,6 +405,9 @@ sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, in
         } else if (!len) {
             snprintf(w->last_error, sizeof w->last_error, "%s", how);
         }
+        /* its own exit while starting (not a kill: a fault or the hang check) */
+        if (w->state == SUP_STARTING && WIFEXITED(status))
+            w->failed_starts++;
         w->pid = 0;
         w->rss_bytes = 0;
         if (stopping) {
@@ -462,6 +465,7 @@ void supervisor_tick(supervisor *s, double now)
             w->restarts++;
             w->last_error[0] = 0;
             if (supervisor_spawn(s, w, now, &e) < 0) {
+                w->failed_starts++;
                 snprintf(w->last_error, sizeof w->last_error, "%s", e.msg);
                 w->restart_at_ms = now + w->backoff_ms;
             }
@@ -498,6 +502,7 @@ void supervisor_ready(sup_worker *w, double now)
 {
     w->state = SUP_READY;
     w->ever_ready = 1;
+    w->failed_starts = 0;
     w->backoff_ms = BACKOFF_FIRST_MS;
     w->last_seen_ms = w->main_seen_ms = now;
     w->last_error[0] = 0;

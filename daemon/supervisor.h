@@ -32,6 +32,7 @@ typedef struct sup_worker {
     pid_t pid;              /* 0 when not running */
     sup_state state;
     uint32_t restarts;
+    uint32_t failed_starts; /* starts in a row that ended in its own exit before Ready (exec or load failed) */
     int ever_ready;
     uint64_t rss_bytes, device_bytes;
     char backend[16];
