@@ -18,8 +18,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BACKOFF_FIRST_MS 100u
+/* A worker that dies after it was ready is restarted at once (a GPU worker's
+ * restart has 2 s, issue 10); one that dies again before it is ready waits
+ * 100 ms, then twice as long each time, up to 5 s. */
+#define BACKOFF_FIRST_MS 0u
+#define BACKOFF_SECOND_MS 100u
 #define BACKOFF_MAX_MS 5000u
+
+static uint32_t next_backoff(uint32_t ms)
+{
+    return !ms ? BACKOFF_SECOND_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
 
 const char *sup_state_name(sup_state st)
 {
@@ -415,7 +424,7 @@ sup_worker *supervisor_reap(supervisor *s, pid_t pid, int status, double now, in
         } else {
             w->state = SUP_RESTARTING;
             w->restart_at_ms = now + w->backoff_ms;
-            w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
+            w->backoff_ms = next_backoff(w->backoff_ms);
         }
         return w;
     }
@@ -467,6 +476,7 @@ void supervisor_tick(supervisor *s, double now)
             if (supervisor_spawn(s, w, now, &e) < 0) {
                 w->failed_starts++;
                 snprintf(w->last_error, sizeof w->last_error, "%s", e.msg);
+                w->backoff_ms = next_backoff(w->backoff_ms);    /* never 0 here: no tight loop of failing forks */
                 w->restart_at_ms = now + w->backoff_ms;
             }
         } else if ((w->state == SUP_READY || w->state == SUP_STARTING) && w->pid > 0 &&

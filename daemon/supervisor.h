@@ -1,7 +1,7 @@
 /* supervisor: the worker processes of one pid. Spawns them (fork + exec from
  * the folder of pid's own binary, flags of docs/architecture.md), tracks
- * their state, restarts the dead with backoff (100 ms doubling to 5 s, reset
- * once a worker is ready) and kills the hung: SUP_HANG_MS without a word
+ * their state, restarts the dead with backoff (at once, then 100 ms doubling
+ * to 5 s, reset once a worker is ready) and kills the hung: SUP_HANG_MS without a word
  * (workers beat every 500 ms, from a second thread during a step, so a long
  * step is not a hang), SUP_STOPPED_MS when /proc says the process is stopped
  * (SIGSTOP; also while it starts), or SUP_STEP_MAX_MS without a word from its main thread while its
