@@ -158,7 +158,9 @@ static int make_named(shm_segment *s, size_t size, pi_error *err)
     /* tmpfs gives a page at its first touch, and a full /dev/shm answers
      * that touch with SIGBUS (pid died of "Bus error" at 1 MiB free): take
      * every page now, where a shortage is an error that can be reported. */
-    int e = posix_fallocate(fd, 0, (off_t)sz);
+    int e;
+    while ((e = posix_fallocate(fd, 0, (off_t)sz)) == EINTR)
+        ;
     if (e == ENOSPC || e == EFBIG)
         return shm_full_error(s->name, sz, err);
     if (e != 0 && e != EOPNOTSUPP && e != EINVAL)
