@@ -668,9 +668,9 @@ static int open_arena(gpu_backend *b, pi_error *err)
         }
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
-        return pi_error_set(err, "cuda backend: the plan's arena of %.1f MiB (weights, KV cache, hot neurons) with "
-                            "%.1f MiB of the GPU's %.1f MiB free now (%s); give a smaller --vram-budget, or free "
-                            "the GPU (nvidia-smi shows who holds it) and start again",
+        return pi_error_set(err, "cuda backend: no room for the plan's arena of %.1f MiB (weights, KV cache, hot "
+                            "neurons): %.1f MiB of the GPU's %.1f MiB are free now (%s); give a smaller --vram-budget, "
+                            "or free the GPU (nvidia-smi shows who holds it) and start again",
                             (double)c->arena_bytes / 1048576.0, (double)fr / 1048576.0, (double)tot / 1048576.0,
                             why);
     }
