@@ -1,4 +1,4 @@
-/* The scheduler's batched, interleaved greedy outputs equal sequential runs, also across failed steps (retried) and a lost KV cache (replayed); a step failing 3 times fails its requests. */
+/* The scheduler's batched, interleaved greedy outputs equal sequential runs, also across failed steps (retried) and a lost KV cache (replayed); a step failing 3 times fails its requests; a long prompt prefilled in chunks beside a decoding sequence gives it a token every step. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +154,82 @@ static int run_batched(const pi_model *m, const tokenizer *t, out_buf *o, int fa
     return steps;
 }
 
+/* A long prompt that arrives while another sequence decodes does not stall
+ * it (issue 12, "no stream starves while a long prompt is prefilled"): every
+ * step until the prompt is in the cache carries the decoder's one token, and
+ * the prompt goes in chunks of the rest of the batch. The decoder's text is
+ * the one it has alone. */
+static void test_long_prompt_no_starving(const pi_model *m, const tokenizer *t, const char *want, size_t want_len)
+{
+    enum { BATCH = 8, LONG = 150 };
+    _Static_assert((LONG + BATCH - 2) / (BATCH - 1) < MAX_TOK - 1, "A must outlive B's prefill");
+    pi_error err;
+    static out_buf o;
+    memset(&o, 0, sizeof o);
+    sched_sink sink = {.ud = &o, .chunk = on_chunk, .done = on_done, .fail = on_fail};
+    scheduler *s = scheduler_new(t, m->n_vocab, 2, BATCH, 256, &sink, &err);
+    CHECK(s, "%s", err.msg);
+    sched_request a = {.tag = "x", .tag_len = 1, .id = 0, .prompt = prompts[0], .prompt_len = strlen(prompts[0]),
+                       .max_tokens = MAX_TOK, .sampling = {.temperature = 0, .top_p = 1, .repeat_penalty = 1}};
+    CHECK(scheduler_submit(s, &a, &err) == SCHED_OK, "%s", err.msg);
+    int32_t ids[LONG];
+    for (int i = 0; i < LONG; i++)
+        ids[i] = 3 + (i * 7) % ((int)m->n_vocab - 3);   /* any tokens: only their count matters here */
+    forward_state *slots[2];
+    for (int i = 0; i < 2; i++) {
+        slots[i] = forward_new(m, 256, &err);
+        CHECK(slots[i], "%s", err.msg);
+    }
+    sched_entry e[BATCH];
+    float *logits = malloc((size_t)BATCH * m->n_vocab * sizeof *logits);
+    CHECK(logits, "oom");
+    int submitted = 0, a_slot = -1, steps_with_b = 0;
+    uint32_t b_fed = 0, n;
+    while ((n = scheduler_build(s, e)) > 0) {
+        uint32_t rows = 0, a_decode = 0, b_here = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (a_slot < 0)
+                a_slot = (int)e[i].slot;        /* the first step holds A alone */
+            if ((int)e[i].slot == a_slot)
+                a_decode += e[i].decode;
+            else
+                b_here += !e[i].decode;
+            const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
+            CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
+            if (e[i].want_logits)
+                memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
+        }
+        if (b_here) {
+            steps_with_b++;
+            b_fed += b_here;
+            /* A (MAX_TOK tokens) decodes through all of B's prefill (fewer steps) */
+            CHECK(a_decode == 1, "a step of the long prompt's prefill (%u of its entries) left the decoding "
+                  "sequence out", b_here);
+            CHECK(b_here == BATCH - 1 || b_fed == LONG, "the prefill took %u entries of a step with room for %d",
+                  b_here, BATCH - 1);
+        }
+        scheduler_complete(s, logits, m->n_vocab);
+        /* the long prompt comes once the first sequence decodes */
+        if (!submitted && o.len[0] > 0) {
+            sched_request b = {.tag = "x", .tag_len = 1, .id = 1, .tokens = ids, .n_tokens = LONG, .max_tokens = 2,
+                               .sampling = {.temperature = 0, .top_p = 1, .repeat_penalty = 1}};
+            CHECK(scheduler_submit(s, &b, &err) == SCHED_OK, "%s", err.msg);
+            submitted = 1;
+        }
+    }
+    CHECK(submitted && b_fed == LONG, "the long prompt was fed %u of its %d tokens", b_fed, LONG);
+    CHECK(steps_with_b == (LONG + BATCH - 2) / (BATCH - 1), "the prefill took %d steps, want %d", steps_with_b,
+          (LONG + BATCH - 2) / (BATCH - 1));
+    CHECK(o.done[0] && o.done[1] && !o.failed[0] && !o.failed[1], "both finished");
+    CHECK(o.len[0] == want_len && !memcmp(o.text[0], want, want_len), "the decoder's text changed beside the prefill");
+    for (int i = 0; i < 2; i++)
+        forward_free(&slots[i]);
+    free(logits);
+    scheduler_free(&s);
+    printf("scheduler: a %d-token prompt went in %d steps of %d beside a decoding sequence, which got a token "
+           "in each\n", LONG, steps_with_b, BATCH - 1);
+}
+
 int main(void)
 {
     char ck[1024], tk[1024], path[1024];
@@ -232,6 +308,8 @@ int main(void)
     CHECK(scheduler_cancel(s, "a", 1, 2) == 0, "cancelled twice");
     CHECK(scheduler_build(s, ent) == 0, "nothing left to run");
     scheduler_free(&s);
+
+    test_long_prompt_no_starving(m, t, want[0], want_len[0]);
 
     tokenizer_free(&t);
     model_close(&m);
