@@ -2,6 +2,8 @@
  * the model's shapes, no CUDA runtime. */
 #include "cuda_needs.h"
 
+#include <stdlib.h>
+
 _Static_assert(CUDA_NEEDS_KV_ELEM_BYTES >= PLAN_KV_ELEM_LEAST, "plan.h's least KV element");
 
 /* cudaMalloc'd floats: backend_cuda.cu allocates at least one. */
@@ -53,5 +55,19 @@ const plan_backend *cuda_needs(void)
         .context_bytes = CUDA_NEEDS_CONTEXT_BYTES,
         .scratch_bytes = cuda_needs_scratch_bytes,
     };
-    return &needs;
+    /* PI_CUDA_CONTEXT_MIB=N: another reserve for the context, to measure on
+     * the GPU machine what a smaller context (PI_CUDA_STACK_BYTES, backend_
+     * cuda.cu) gives the hot set; bench_compare's nvidia-smi peak says
+     * whether the process still stays within the budget. pid and its GPU
+     * worker read the same environment, so they plan alike. (Written before
+     * any thread plans; the same value each time.) */
+    static plan_backend measured;
+    const char *v = getenv("PI_CUDA_CONTEXT_MIB");
+    char *end = NULL;
+    unsigned long long mib = v && *v ? strtoull(v, &end, 10) : 0;
+    if (!v || !*v || *end || mib == 0 || mib > 65536)
+        return &needs;
+    measured = needs;
+    measured.context_bytes = (uint64_t)mib << 20;
+    return &measured;
 }
