@@ -774,40 +774,37 @@ static unsigned sync_flag(const gpu_backend_config *c)
     return c->spin_wait ? cudaDeviceScheduleSpin : cudaDeviceScheduleBlockingSync;
 }
 
-// What the context holds on the device (the plan reserves
-// CUDA_NEEDS_CONTEXT_BYTES for it, measured once with nvidia-smi), as the
-// device's memory in use right after it was made: this process's alone when
-// no other uses the GPU. PI_CUDA_STACK_BYTES=N sets the threads' stack limit
-// (cudaLimitStackSize, 1 KiB by default; the kernels' deepest frame is 264
-// bytes and the driver grows the limit for a launch that needs more) and
-// says what that gave back, to measure whether the context can be smaller.
+// The threads' stack limit (CUDA_STACK_BYTES, or PI_CUDA_STACK_BYTES=N to
+// measure another; the driver grows it for a launch that needs more), set
+// before any launch: the driver reserves it for every resident thread, so
+// the 1 KiB default held 264 MiB of an H200 the plan can give to hot
+// neurons (cuda_needs.h). Writes what the context holds on the device after
+// it, the device's memory in use: this process's alone when no other uses it.
 static void context_memory(char *out, size_t cap)
 {
-    size_t fr = 0, tot = 0;
+    size_t fr = 0, tot = 0, before = 0, after = 0;
     out[0] = 0;
+    const char *v = getenv("PI_CUDA_STACK_BYTES");
+    char *end = NULL;
+    unsigned long want = v && *v ? strtoul(v, &end, 10) : CUDA_STACK_BYTES;
+    const char *note = "";
+    if (v && *v && (*end || want > (1ul << 20))) {
+        want = CUDA_STACK_BYTES;
+        note = "; PI_CUDA_STACK_BYTES is not a number of bytes up to 1 MiB: ignored";
+    }
+    (void)cudaDeviceGetLimit(&before, cudaLimitStackSize);
+    if (cudaDeviceSetLimit(cudaLimitStackSize, want) != cudaSuccess ||
+        cudaDeviceGetLimit(&after, cudaLimitStackSize) != cudaSuccess) {
+        (void)cudaGetLastError();
+        note = "; the stack limit not set";
+        after = before;
+    }
     if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
         (void)cudaGetLastError();
         return;
     }
-    double used = (double)(tot - fr) / 1048576.0;
-    const char *v = getenv("PI_CUDA_STACK_BYTES");
-    char *end = NULL;
-    unsigned long want = v && *v ? strtoul(v, &end, 10) : 0;
-    if (!v || !*v || *end) {
-        snprintf(out, cap, " (%.0f MiB of the device in use after it%s)", used,
-                 v && *v ? "; PI_CUDA_STACK_BYTES is not a number: ignored" : "");
-        return;
-    }
-    size_t before = 0, after = 0;
-    (void)cudaDeviceGetLimit(&before, cudaLimitStackSize);
-    if (cudaDeviceSetLimit(cudaLimitStackSize, want) != cudaSuccess ||
-        cudaDeviceGetLimit(&after, cudaLimitStackSize) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
-        (void)cudaGetLastError();
-        snprintf(out, cap, " (%.0f MiB of the device in use after it; the stack limit not set)", used);
-        return;
-    }
-    snprintf(out, cap, " (%.0f MiB of the device in use after it; stack limit %zu -> %zu bytes: %.0f MiB)", used,
-             before, after, (double)(tot - fr) / 1048576.0);
+    snprintf(out, cap, " (%.0f MiB of the device in use after it, stack limit %zu -> %zu bytes%s)",
+             (double)(tot - fr) / 1048576.0, before, after, note);
 }
 
 // The context itself did not fit: the GPU's memory is held elsewhere.

@@ -24,10 +24,16 @@
 /* The most entries a step may have (the kernels' CUDA_MAX_BATCH). */
 #define CUDA_NEEDS_MAX_BATCH 64
 /* What the GPU worker's process holds beyond its allocations: the CUDA
- * context, the loaded kernels and the step graphs (measured 0.62 GiB on an
- * H200 with CUDA 13: nvidia-smi's figure for the process minus device_bytes).
- * Reserved inside the budget, so the process stays within --vram-budget. */
-#define CUDA_NEEDS_CONTEXT_BYTES (704ull << 20)
+ * context, the loaded kernels and the step graphs. With the driver's default
+ * stack limit (1 KiB a thread) that measured 0.62 GiB on an H200 with CUDA 13
+ * (nvidia-smi's figure for the process minus device_bytes), 264 MiB of it the
+ * threads' stacks (1 KiB x 132 SMs x 2048 threads); the backend sets the
+ * limit to CUDA_STACK_BYTES (the kernels' deepest frame is 264 bytes), which
+ * gives back ~180 MiB of that (session 16: 527 MiB in use after the context
+ * was made with 1 KiB, 263 with none, 329 with 256 bytes). Reserved inside
+ * the budget, so the process stays within --vram-budget. */
+#define CUDA_NEEDS_CONTEXT_BYTES (544ull << 20)
+#define CUDA_STACK_BYTES 320
 /* Its per-step parameter block, status word and phase timestamps, the CPU
  * workers' addresses and the rope's frequencies (head_dim / 2 doubles: 1 KiB
  * at the attention kernel's largest head_dim, 256). */

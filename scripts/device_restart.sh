@@ -22,7 +22,9 @@ now_ms() { date +%s%3N; }
 field() { "$b/pictl" workers --endpoint $ep 2>/dev/null | awk -v n="$1" -v f="$2" '$1==n{print $f}'; }
 [ -f "$model" ] || { echo "device_restart: no model at $model (run scripts/bench_compare.sh --stage models first)"; exit 1; }
 [ -x "$b/pid" ] || { echo "device_restart: no $b/pid (run scripts/bench_compare.sh --stage build first)"; exit 1; }
-trap '"$b/pid" stop --listen $ep >/dev/null 2>&1; cp -f $log "$out/pid-restart.log" 2>/dev/null' EXIT
+# Its files in one archive at the end (the device returns a few files a call).
+trap '"$b/pid" stop --listen $ep >/dev/null 2>&1; cp -f $log "$out/pid-restart.log" 2>/dev/null
+  tar -czf /tmp/restart-logs.tgz -C "$out" --exclude restart-logs.tgz . 2>/dev/null && mv /tmp/restart-logs.tgz "$out/"' EXIT
 rm -f $log
 t0=$(now_ms)
 timeout 300 "$b/pid" start -m "$model" --vram-budget "$budget" "${flags[@]}" --listen $ep --log-file $log \
@@ -32,6 +34,13 @@ timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/
   || { cat "$out/ref.err"; echo "device_restart: the reference generation failed"; exit 1; }
 [ -s "$out/ref.txt" ] || { echo "device_restart: the reference text is empty"; exit 1; }
 echo "reference: $(tail -1 "$out/ref.err")"
+# Where a text parts from the reference (cmp's first differing byte), to tell a fault's change from a run's.
+differs() { echo "$(cmp "$out/ref.txt" "$1" 2>&1 | head -1); $(wc -c <"$out/ref.txt") and $(wc -c <"$1") bytes"; }
+# The same request again without a fault: the reference must repeat, or no restart can be judged by it.
+timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/again.txt" 2>"$out/again.err" \
+  || fail "the second generation without a fault failed: $(tail -1 "$out/again.err")"
+if cmp -s "$out/ref.txt" "$out/again.txt"; then echo "again, no fault: SAME as the reference"
+else fail "again, no fault: text DIFFERENT from the reference ($(differs "$out/again.txt"))"; fi
 for how in kill restart; do
   old=$(field gpu 2)
   [ -n "$old" ] || { fail "$how: no GPU worker pid"; continue; }
@@ -52,7 +61,8 @@ for how in kill restart; do
   [ "$ms" -le 2000 ] || fail "$how: back after $ms ms, not within 2 s"
   wait $gen || fail "$how: the generation failed: $(tail -1 "$out/$how.err")"
   echo "  generation: $(tail -1 "$out/$how.err")"
-  if cmp -s "$out/ref.txt" "$out/$how.txt"; then echo "  text: SAME as the reference"; else fail "$how: text DIFFERENT from the reference"; fi
+  if cmp -s "$out/ref.txt" "$out/$how.txt"; then echo "  text: SAME as the reference"
+  else fail "$how: text DIFFERENT from the reference ($(differs "$out/$how.txt"))"; fi
   ready=$(grep "worker gpu ready (pid $new," $log | tail -1)
   echo "  ${ready#pid: }"
   grep -B3 "worker gpu ready (pid $new," $log | grep "cuda backend:" | tail -1 | sed 's/^/  /'
