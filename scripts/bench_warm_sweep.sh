@@ -26,7 +26,7 @@ prompt="Once upon a time, in a small village at the edge of a great forest, ther
 [ -x "$bin/pid" ] || { echo "bench_warm_sweep: no $bin/pid (scripts/bench_compare.sh --stage build first)"; exit 1; }
 rm -rf "$logs"; mkdir -p "$logs"
 # The first value of a row of --timings' decode table (it comes before the prefill table).
-phase() { awk -v n="$2" 'index($0, n) == 3 { sub(/^ +/, ""); $0 = substr($0, length(n) + 1); print $1; exit }' "$1"; }
+phase() { awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = substr($0, length(n) + 1); print $1; exit }' "$1"; }
 summary=$logs/summary
 : >"$summary"
 for ((r = 1; r <= reps; r++)); do

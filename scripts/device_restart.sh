@@ -10,6 +10,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}; mkdir -p "$out"
+# Its lines also to $out/device_restart.txt. (Session 16 sent them to $out/restart.txt, the file the
+# restart case's text is written to, and the two writers garbled the comparison: texts are text-*.txt now.)
+exec > >(tee "$out/device_restart.txt") 2>&1
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh; pi_device_env .deps/offline-debs
 model=${1:-/dev/shm/pi-bench/pwri-13b/13b-pwri.gguf} budget=${2:-12.6}
@@ -30,21 +33,21 @@ t0=$(now_ms)
 timeout 300 "$b/pid" start -m "$model" --vram-budget "$budget" "${flags[@]}" --listen $ep --log-file $log \
   >"$out/start.txt" 2>&1 || { cat "$out/start.txt"; echo "device_restart: pid start failed"; exit 1; }
 echo "pid start: $(( $(now_ms) - t0 )) ms"
-timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/ref.txt" 2>"$out/ref.err" \
+timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/text-ref.txt" 2>"$out/ref.err" \
   || { cat "$out/ref.err"; echo "device_restart: the reference generation failed"; exit 1; }
-[ -s "$out/ref.txt" ] || { echo "device_restart: the reference text is empty"; exit 1; }
+[ -s "$out/text-ref.txt" ] || { echo "device_restart: the reference text is empty"; exit 1; }
 echo "reference: $(tail -1 "$out/ref.err")"
 # Where a text parts from the reference (cmp's first differing byte), to tell a fault's change from a run's.
-differs() { echo "$(cmp "$out/ref.txt" "$1" 2>&1 | head -1); $(wc -c <"$out/ref.txt") and $(wc -c <"$1") bytes"; }
+differs() { echo "$(cmp "$out/text-ref.txt" "$1" 2>&1 | head -1); $(wc -c <"$out/text-ref.txt") and $(wc -c <"$1") bytes"; }
 # The same request again without a fault: the reference must repeat, or no restart can be judged by it.
-timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/again.txt" 2>"$out/again.err" \
+timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/text-again.txt" 2>"$out/again.err" \
   || fail "the second generation without a fault failed: $(tail -1 "$out/again.err")"
-if cmp -s "$out/ref.txt" "$out/again.txt"; then echo "again, no fault: SAME as the reference"
-else fail "again, no fault: text DIFFERENT from the reference ($(differs "$out/again.txt"))"; fi
+if cmp -s "$out/text-ref.txt" "$out/text-again.txt"; then echo "again, no fault: SAME as the reference"
+else fail "again, no fault: text DIFFERENT from the reference ($(differs "$out/text-again.txt"))"; fi
 for how in kill restart; do
   old=$(field gpu 2)
   [ -n "$old" ] || { fail "$how: no GPU worker pid"; continue; }
-  timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/$how.txt" 2>"$out/$how.err" &
+  timeout 120 "$b/pictl" generate --endpoint $ep --temp 0 -n 256 "$prompt" >"$out/text-$how.txt" 2>"$out/$how.err" &
   gen=$!
   sleep 1.5
   t=$(now_ms)
@@ -61,8 +64,8 @@ for how in kill restart; do
   [ "$ms" -le 2000 ] || fail "$how: back after $ms ms, not within 2 s"
   wait $gen || fail "$how: the generation failed: $(tail -1 "$out/$how.err")"
   echo "  generation: $(tail -1 "$out/$how.err")"
-  if cmp -s "$out/ref.txt" "$out/$how.txt"; then echo "  text: SAME as the reference"
-  else fail "$how: text DIFFERENT from the reference ($(differs "$out/$how.txt"))"; fi
+  if cmp -s "$out/text-ref.txt" "$out/text-$how.txt"; then echo "  text: SAME as the reference"
+  else fail "$how: text DIFFERENT from the reference ($(differs "$out/text-$how.txt"))"; fi
   ready=$(grep "worker gpu ready (pid $new," $log | tail -1)
   echo "  ${ready#pid: }"
   grep -B3 "worker gpu ready (pid $new," $log | grep "cuda backend:" | tail -1 | sed 's/^/  /'
