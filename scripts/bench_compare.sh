@@ -11,6 +11,7 @@
 #          [--rebuild] [--model-dir /dev/shm/pi-bench] [--shape 13b|tiny] [--gpu-backend cuda|host]
 #          [--build-dir build-dev] [--anchors DIR] [--llama-tool cli|bench]
 #          [--ttft 128,512,2048] [--streams 1,4,16,32] [--no-decode] [--pi-args "ARGS"] [--reps N]
+#          [--warm-sweep "0.33 0.4 0.47"]
 #        scripts/bench_compare.sh --parse eval|prompt|pi|llama-bench FILE   # the tok/s a saved log holds
 #        scripts/bench_compare.sh --parse prefill|pictl|batched-bench FILE   # the --ttft / --streams figures
 #        scripts/bench_compare.sh --table [--out DIR]     # the table from the results stored so far
@@ -56,6 +57,11 @@
 #           after the other runs (-rK results); their cells then give the median, with every run's figure in the
 #           notes. The host's memory bandwidth moved by a quarter within one call (session 14), which one run an
 #           engine cannot tell from a change. Default 1: one run each, as before.
+#   --warm-sweep "W1 W2.."  before pi's decode runs, pi --ffn predicted at --budget once with each --warm-share
+#           (--timings; -sweep-wW results), and every pi --ffn predicted run of the table then with the fastest
+#           share, named in its row: the best split between the GPU's PCIe reads and the CPU worker moves with
+#           the host's memory bandwidth (0.33 to 0.47 in sessions 14-16), as a user would tune it on that host.
+#           The sweep's runs are not the table's; the notes list them with their phases.
 #   --no-decode  skip the batch-1 decode runs (the table keeps what earlier calls stored), so a call can be
 #           spent on --ttft / --streams alone within the device's 10-minute limit.
 # OUT (default $OUT, else bench-out): bench_compare.md and bench_compare-logs.tgz (every log), both
@@ -70,7 +76,7 @@ cmdline="scripts/bench_compare.sh$(printf ' %q' "$@")"
 stages=all budget=12.6 all_budget=40 tokens=128 only=pi,powerinfer,llamacpp out=${OUT:-bench-out} ngl=auto
 llama_tool=cli timeout_s=180 timings=1 rebuild='' mdir=/dev/shm/pi-bench shape=13b backend=cuda build_dir=build-dev anchors=''
 prompt="Once upon a time, in a small village at the edge of a great forest, there lived a young girl who"
-parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode='' pi_args='' reps=1
+parse_kind='' parse_file='' table_only='' ttft='' streams='' no_decode='' pi_args='' reps=1 warm_sweep=''
 abs() { case $1 in /*) echo "$1" ;; *) echo "$here/$1" ;; esac; }   # paths given relative to the caller's folder
 usage() { sed -n '/^# usage:/,/^# Exit status/p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
 bad() { echo "bench_compare: $*; see --help" >&2; exit 2; }
@@ -90,6 +96,7 @@ while [ $# -gt 0 ]; do
     --ttft) ttft=$2; shift 2 ;; --streams) streams=$2; shift 2 ;; --no-decode) no_decode=1; shift ;;
     --reps) reps=$2; shift 2 ;;
     --pi-args) pi_args=$2; shift 2 ;;
+    --warm-sweep) warm_sweep=$2; shift 2 ;;
     -h|--help) usage ;;
     *) bad "unknown argument $1" ;;
   esac
@@ -107,6 +114,8 @@ case $shape in 13b) lshape=13b ;; tiny) lshape=small ;; *) bad "--shape 13b|tiny
 case $llama_tool in cli|bench) ;; *) bad "--llama-tool cli|bench" ;; esac
 case $ngl in auto|[0-9]|[0-9][0-9]|[0-9][0-9][0-9]) ;; *) bad "--ngl auto|N" ;; esac
 [[ $reps =~ ^[1-9]$ ]] || bad "--reps takes 1 to 9"
+for w in $warm_sweep; do [[ $w =~ ^(0(\.[0-9]+)?|1)$ ]] || bad "--warm-sweep takes shares from 0 to 1, e.g. \"0.33 0.4 0.47\""; done
+[ -z "$warm_sweep" ] || [[ " $pi_args " != *" --warm-share "* ]] || bad "--warm-sweep chooses --warm-share: leave it out of --pi-args"
 # A list of counts, each a positive integer: sorted and without repeats, so results stored under one
 # spelling are found under another.
 counts() { # option value -> prints the sorted list, comma-separated
@@ -122,6 +131,8 @@ counts() { # option value -> prints the sorted list, comma-separated
 parse_eval() { sed -n 's/.*[^t] eval time *=.*[ (,]\([0-9][0-9.]*\) tokens per second.*/\1/p' "$1" | tail -1; }
 parse_prompt() { sed -n 's/.*prompt eval time *=.*[ (,]\([0-9][0-9.]*\) tokens per second.*/\1/p' "$1" | tail -1; }
 # pid run: "pid run: prompt 12 tokens, generated 128 tokens in 3.500 s (36.6 tok/s), seed 1"
+# A row of `pid run --timings`' decode table: its milliseconds (the table before the prefill steps' one).
+phase_ms() { sed '/timings per prefill step/q' "$1" | awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = substr($0, length(n) + 1); print $1; exit }'; }
 parse_pi() { sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$1" | tail -1; }
 # llama-bench -o md: the t/s column ("7.07 ± 0.01") of the tgN row.
 parse_llama_bench() {
@@ -305,6 +316,9 @@ vram_stop() { # prefix -> sets peak_app (MiB, max over processes) and peak_gpu (
 # group, which a signal to this script does not reach (2026-12-03: a pid run the wrapper's limit cut kept the
 # GPU and the CPU cores busy into the next measurements).
 run_tp='' vram_pids=()
+# CPU seconds the hypervisor gave to others (/proc/stat's steal, all CPUs): a run's share of it says whether
+# a slow run met a host busy elsewhere rather than a slower engine.
+steal_s() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat 2>/dev/null; }
 stop_run() {
   [ -n "$run_tp" ] && kill -KILL -- "-$run_tp" 2>/dev/null
   local p
@@ -318,7 +332,7 @@ run_one() {
   [ "$1" = env ] && shown=$(printf ' %q' "${@:$((${#engine_env[@]} + 1))}") && shown=${shown# }
   echo "$shown" >"$log.cmd"
   vram_start "$logs/$id.vram"
-  local t0 rc tp; t0=$(date +%s.%N)
+  local t0 rc tp st0; t0=$(date +%s.%N) st0=$(steal_s)
   if [ "$kind" = pi ]; then
     timeout -k 10 "$timeout_s" "$@" >"$outf" 2>"$log" </dev/null &
   else
@@ -329,6 +343,7 @@ run_one() {
   kill -KILL -- "-$tp" 2>/dev/null   # anything the run left in timeout's process group (e.g. workers)
   run_tp=
   local wall; wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  local steal; steal=$(awk -v a="$st0" -v b="$(steal_s)" 'BEGIN { if (a != "" && b != "") printf "%.2f", b - a }')
   vram_stop "$logs/$id.vram"
   local tps ptps=
   case $kind in
@@ -344,10 +359,11 @@ run_one() {
   fi
   {
     echo "status=$status"; echo "rc=$rc"; echo "tps=$tps"; echo "ptps=$ptps"; echo "peak_app=$peak_app"
-    echo "peak_gpu=$peak_gpu"; echo "wall=$wall"; echo "when=$(date +%s)"; echo "params=$params"; echo "cmd=$shown"
+    echo "peak_gpu=$peak_gpu"; echo "wall=$wall"; echo "steal=$steal"; echo "when=$(date +%s)"; echo "params=$params"
+    echo "cmd=$shown"
   } >"$res/$id"
   if [ "$status" = ok ]; then
-    echo "$id: $tps tok/s$([ -n "$ptps" ] && echo ", prompt $ptps tok/s"), peak VRAM (GiB) $(cell_peak "$id"), ${wall} s"
+    echo "$id: $tps tok/s$([ -n "$ptps" ] && echo ", prompt $ptps tok/s"), peak VRAM (GiB) $(cell_peak "$id"), ${wall} s${steal:+, CPU time stolen by the hypervisor $steal s}"
   else
     failed "$id: $status (rc $rc); last lines of $id.log:"; tail -6 "$log" | sed 's/^/    /'
   fi
@@ -660,6 +676,14 @@ render() {
   for id in pi-predicted-budget pi-dense-budget; do
     have "$id" && grep -m1 "placement:" "$logs/$id.log" | sed "s/^pid run: placement: /- $id placement: /"
   done
+  local w f
+  for w in $warm_sweep; do   # the sweep's runs (this call's): tok/s and the decode table's main rows
+    f=$logs/pi-sweep-w$w.log
+    if ! have "pi-sweep-w$w" || [ ! -f "$f" ]; then continue; fi
+    echo "- --warm-sweep, --warm-share $w: $(get "pi-sweep-w$w" tps) tok/s ($(get "pi-sweep-w$w" status)); ms a token:" \
+      "attn $(phase_ms "$f" "gpu attn"), predict $(phase_ms "$f" "gpu predict"), hot ffn $(phase_ms "$f" "gpu hot ffn")," \
+      "wait for cpu $(phase_ms "$f" "gpu wait for cpu"), CPU cold ffn $(phase_ms "$f" "cpu:0 cold ffn"), wall $(phase_ms "$f" wall)"
+  done
   for id in powerinfer-budget powerinfer-all llamacpp-budget llamacpp-all pi-predicted-budget pi-predicted-all pi-dense-budget pi-dense-all; do
     have "$id" || continue
     [ "$(get "$id" status)" = ok ] && continue
@@ -920,6 +944,21 @@ if want_stage run; then
       pirun "pi-dense-all$x" "$plain" dense "$all_budget" "$@"   # before the slow one: a call cut short keeps it
       pirun "pi-dense-budget$x" "$plain" dense "$budget" "$@"
     }
+  fi
+  if [ -z "$no_decode" ] && want pi && [ -n "$warm_sweep" ]; then
+    best='' best_tps=0
+    for w in $warm_sweep; do
+      pirun "pi-sweep-w$w" "$pwri" predicted "$budget" --warm-share "$w" --timings
+      t=$(get "pi-sweep-w$w" tps)
+      [ "$(get "pi-sweep-w$w" status)" = ok ] && awk -v a="$t" -v b="$best_tps" 'BEGIN { exit !(a > b) }' &&
+        best=$w best_tps=$t
+    done
+    if [ -n "$best" ]; then
+      echo "warm sweep: --warm-share $best was the fastest ($best_tps tok/s): every pi --ffn predicted run takes it"
+      pi_args="${pi_args:+$pi_args }--warm-share $best"
+    else
+      failed "warm sweep: no run succeeded; pi's runs keep the default share"
+    fi
   fi
   if [ -z "$no_decode" ] && want pi; then
     pi_all ""

@@ -39,6 +39,7 @@ for ((r = 1; r <= reps; r++)); do
         if [[ $x =~ ^[A-Z_][A-Z0-9_]*= ]]; then env_words+=("$x"); else flags+=("$x"); fi
       done
       id="v$vi-w$w-r$r" log=$logs/$id.log
+      st0=$(awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat)
       base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$log.gpu" 2>/dev/null &
       smi=$!
@@ -47,16 +48,17 @@ for ((r = 1; r <= reps; r++)); do
         "${flags[@]}" >"$logs/$id.out" 2>"$log" </dev/null
       rc=$?
       kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
+      steal=$(awk -v a="$st0" -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz - a; exit }' /proc/stat)
       tps=$(sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$log" | tail -1)
       peak=$(awk -v b="${base:-0}" '$1 ~ /^[0-9]+$/ && $1 > m { m = $1 } END { if (m) print m - b }' "$log.gpu")
       if [ "$rc" -ne 0 ] || [ -z "$tps" ]; then
         echo "FAIL: $id (rc $rc): $(tail -2 "$log" | tr '\n' ' ')"; fails=$((fails + 1)); continue
       fi
       sum=$(cksum <"$logs/$id.out" | cut -d' ' -f1)
-      printf '%s [%s] w %s: %s tok/s | attn %s pred %s hot %s wait %s | cpu cold %s | wall %s | peak %s MiB | text %s\n' \
+      printf '%s [%s] w %s: %s tok/s | attn %s pred %s hot %s wait %s | cpu cold %s | wall %s | peak %s MiB | stolen %s s | text %s\n' \
         "$id" "${variants[$vi]:-defaults}" "$w" "$tps" "$(phase "$log" "gpu attn")" "$(phase "$log" "gpu predict")" \
         "$(phase "$log" "gpu hot ffn")" "$(phase "$log" "gpu wait for cpu")" "$(phase "$log" "cpu:0 cold ffn")" \
-        "$(phase "$log" "wall")" "${peak:-?}" "$sum"
+        "$(phase "$log" "wall")" "${peak:-?}" "$steal" "$sum"
       echo "$vi $w $tps" >>"$summary"
       grep -m1 "cuda backend: context" "$log" | sed 's/^/    /'
       grep -m1 -o "hot sets [^;]*" "$log" | sed "s/^/    /"
