@@ -15,7 +15,19 @@ out=${OUT:-device-out}; mkdir -p "$out"
 mapfile -t out_before < <(ls -A "$out")     # the caller's files there stay as they are
 . scripts/device_env.sh
 pi_device_env .deps/offline-debs || { echo "device_check: unpacking .deps/offline-debs failed"; exit 1; }
-# CUDA budgets include the 0.6875 GiB the plan reserves for the CUDA context (CUDA_NEEDS_CONTEXT_BYTES, gpu_worker/cuda_needs.h).
+# CUDA budgets are the plan's context reserve (CUDA_NEEDS_CONTEXT_BYTES, gpu_worker/cuda_needs.h, read from there)
+# plus what the small models' split needs: part of the FFN hot, the rest on the CPU workers. (When the reserve went
+# from 704 to 544 MiB, session 16's check ran with budgets written for 704: all of the FFN fit, and its "2 CPU
+# workers" runs had nothing cold.)
+ctx_mib=$(sed -n 's/^#define CUDA_NEEDS_CONTEXT_BYTES (\([0-9]*\)ull << 20).*/\1/p' gpu_worker/cuda_needs.h)
+[ -n "$ctx_mib" ] || { echo "device_check: no CUDA_NEEDS_CONTEXT_BYTES in gpu_worker/cuda_needs.h"; exit 1; }
+cuda_budget() { awk -v c="$ctx_mib" -v x="$1" 'BEGIN { printf "%.5f", c / 1024 + x }'; }   # GiB beyond the reserve
+# A run with CPU workers must have left part of the FFN to them: its plan line "placement: hot A/B neurons" with A < B.
+split_ok() { # stderr-of-pid-run what
+  local hb; hb=$(grep -m1 -o "placement: hot [0-9]*/[0-9]*" "$1" | grep -o "[0-9]*/[0-9]*")
+  if [ -z "$hb" ] || [ "${hb%/*}" -ge "${hb#*/}" ]; then fail "$2: no FFN neurons left to the CPU workers (placement: hot ${hb:-?})"
+  else echo "  ($2: hot $hb neurons, the rest on the CPU workers)"; fi
+}
 shared=$(pwd)/.deps/shared
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
@@ -90,13 +102,14 @@ printf '%s\n' "$(cat "$shared/models/stories260K.expected.txt")" >/tmp/expected.
 for cfg in "cuda 0" "cuda 2" "host 2"; do
   # shellcheck disable=SC2086  # "backend workers"
   set -- $cfg
-  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && echo 0.6890 || echo 0.00073)")
+  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && cuda_budget 0.0015 || echo 0.00073)")
   if $bin/pid run -m $m -n 200 --temp 0 --gpu-backend "$1" --cpu-workers "$2" "${budget[@]}" \
       >"/tmp/g-$1-$2.txt" 2>"/tmp/g-$1-$2.err"; then
     printf '%s\n' "$(cat "/tmp/g-$1-$2.txt")" >"/tmp/g-$1-$2.norm"
     if cmp -s /tmp/expected.txt "/tmp/g-$1-$2.norm"; then r=SAME; else r=DIFFERENT; fi
     echo "backend $1, $2 cpu workers: $r as expected.txt; $(tail -1 "/tmp/g-$1-$2.err")" | tee -a "$out/greedy.txt"
     [ "$r" = SAME ] || fail "stories260K backend $1, $2 cpu workers: DIFFERENT from expected.txt"
+    [ "$2" -eq 0 ] || split_ok "/tmp/g-$1-$2.err" "stories260K backend $1, $2 cpu workers"
   else
     echo "backend $1, $2 cpu workers: pid run failed:"; tail -3 "/tmp/g-$1-$2.err"
     fail "pid run stories260K backend $1, $2 cpu workers"
@@ -109,7 +122,7 @@ $bin/pictl model synth --shape tiny --type q4_0 --seed 3 -o $t >/dev/null 2>&1 |
 for f in dense exact predicted; do
   ok=1
   for b in host cuda; do
-    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget $([ $b = cuda ] && echo 0.68825 || echo 0.00075) \
+    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget "$([ "$b" = cuda ] && cuda_budget 0.00075 || echo 0.00075)" \
       --ffn $f >"/tmp/syn-$b-$f.out" 2>"/tmp/syn-$b-$f.err" \
       || { echo "pid run $b $f failed:"; tail -3 "/tmp/syn-$b-$f.err"; fail "pid run synth tiny $b --ffn $f"; ok=0; }
   done
@@ -149,7 +162,7 @@ fi
 
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
-if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget 0.6937 --listen $ep >"$out/pid-start.txt" 2>&1; then
+if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget "$(cuda_budget 0.0062)" --listen $ep >"$out/pid-start.txt" 2>&1; then
   $bin/pictl workers --endpoint $ep 2>&1 | tee "$out/workers.txt"
   if $bin/pictl generate --endpoint $ep --temp 0 -n 200 "" >/tmp/d.txt 2>/tmp/d.err; then
     printf '%s\n' "$(cat /tmp/d.txt)" >/tmp/d.norm
@@ -170,9 +183,10 @@ fi
 echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
 $bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
 for ws in 0 0.5; do
-  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget 0.75 \
+  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(cuda_budget 0.0625)" \
       --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
     echo "default model cuda, warm share $ws: SAME as --reference"
+    split_ok /tmp/d-cuda.err "default model cuda, warm share $ws"
   else
     echo "default model cuda, warm share $ws: DIFFERENT or failed: $(tail -1 /tmp/d-cuda.err)"
     fail "default model cuda --warm-share $ws"
