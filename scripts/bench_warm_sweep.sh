@@ -5,7 +5,7 @@
 # spreads over every configuration instead of landing on one.
 #   PI_SWEEP_SHARES="0.33 0.4 0.47"   warm shares (--warm-share)
 #   PI_SWEEP_VARIANTS="A;B"           ';'-separated: VAR=value words (environment) and flags; "" is the defaults
-#   PI_SWEEP_REPS=2                   rounds
+#   PI_SWEEP_REPS=2                   rounds (the even ones with the shares backwards)
 #   PI_SWEEP_BUDGET=12.6  PI_RUN_ARGS="--predictor-type q8_0"  (every run's flags, before a variant's)
 # Prints one line per run (tok/s, the phases of --timings' decode table, the CPU worker's cold FFN, the GPU's
 # memory peak above the baseline from nvidia-smi, the text's checksum) and a summary with each configuration's
@@ -30,8 +30,11 @@ phase() { awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = sub
 summary=$logs/summary
 : >"$summary"
 for ((r = 1; r <= reps; r++)); do
+  order=$shares   # even rounds run the shares backwards: a drift within the call then weighs on each alike
+  # shellcheck disable=SC2086  # one share a line
+  [ $((r % 2)) -eq 0 ] && order=$(printf '%s\n' $shares | tac | paste -sd' ' -)
   for vi in "${!variants[@]}"; do
-    for w in $shares; do
+    for w in $order; do
       env_words=() flags=()
       # shellcheck disable=SC2206  # words on purpose
       words=(${PI_RUN_ARGS:-} ${variants[$vi]})
