@@ -70,7 +70,7 @@ if [ -z "${PI_SKIP_TESTS:-}" ]; then
 # test_cuda_backend's groups (PI_CUDA_TEST_ONLY, default all) run as processes of their own beside ctest, which
 # leaves that test out: run one after another inside ctest and again here they did not fit a 10-minute call
 # (the 13B-width groups take minutes each, their reference forward on one core a sequence).
-groups=${PI_CUDA_TEST_ONLY:-stories,synth,q8pred,random,kquant,rope,real,switches,fused,residual}
+groups=${PI_CUDA_TEST_ONLY:-stories,synth,q8pred,random,kquant,rope,real,switches,fused,residual,residual_nofold}
 echo "== test_cuda_backend's groups ($groups) beside ctest"
 t_tests=$(date +%s)
 group_pids=()
