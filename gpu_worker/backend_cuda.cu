@@ -780,7 +780,7 @@ static unsigned sync_flag(const gpu_backend_config *c)
 // the 1 KiB default held 264 MiB of an H200 the plan can give to hot
 // neurons (cuda_needs.h). Writes what the context holds on the device after
 // it, the device's memory in use: this process's alone when no other uses it.
-static void context_memory(char *out, size_t cap)
+static void set_stack_limit(char *out, size_t cap)
 {
     size_t fr = 0, tot = 0, before = 0, after = 0;
     out[0] = 0;
@@ -845,7 +845,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     CU(ce);
     double t_ctx = pi_now_ms();
     char ctx_mem[160];
-    context_memory(ctx_mem, sizeof ctx_mem);
+    set_stack_limit(ctx_mem, sizeof ctx_mem);
     if (c->arena_bytes && open_arena(b, err) != 0)
         return -1;
     open_warm(b);
@@ -878,7 +878,10 @@ static int create_inner(gpu_backend *b, pi_error *err)
             "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, ctx_mem, t_arena - t_ctx,
             b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", pi_now_ms() - t_arena,
             (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
-            b->wr_taken ? "; kept, taken as they were" : !b->wr_on ? "" : b->wr_huge ? "; in a memfd pid keeps, huge pages asked" : "; in a memfd pid keeps");
+            b->wr_taken ? "; kept, taken as they were"
+            : !b->wr_on ? ""
+            : b->wr_huge ? "; in a memfd pid keeps, huge pages asked"
+                         : "; in a memfd pid keeps");
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
