@@ -114,11 +114,12 @@ static int learn_device(const char *backend, const engine_opts *o, const char *b
                         pi_error *err)
 {
     pi_error perr = {{0}};
-    if (gpu_probe_memory(bin_dir, backend, GPU_PROBE_MS, mem, &perr) == 0)
+    int rc = gpu_probe_memory(bin_dir, backend, GPU_PROBE_MS, mem, &perr);
+    if (rc == 0)
         return 0;
     /* Out of device memory: a budget would not help, the worker's context
      * would not fit either; the probe's message says what to do. */
-    if (!strcmp(backend, "cuda") && strstr(perr.msg, "out of device memory"))
+    if (rc == GPU_PROBE_OOM)
         return pi_error_set(err, "%s", perr.msg);
     if (!strcmp(backend, "cuda") && !(o->vram_budget_gib > 0))
         return pi_error_set(err, "%s; give --vram-budget GiB to start without the GPU's free memory", perr.msg);

@@ -72,11 +72,16 @@ static int read_line(int fd, char *buf, size_t cap, double deadline_ms)
     return 0;
 }
 
-/* The probe's line: "free F total T source S" or "error MESSAGE". */
+/* The probe's line: "free F total T source S", "error MESSAGE" or "oom
+ * MESSAGE" (out of device memory). */
 static int parse_line(const char *line, int status, gpu_memory *out, pi_error *err)
 {
     if (!strncmp(line, "error ", 6))
         return pi_error_set(err, "gpu probe: %s", line + 6);
+    if (!strncmp(line, "oom ", 4)) {
+        pi_error_set(err, "gpu probe: %s", line + 4);
+        return GPU_PROBE_OOM;
+    }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return pi_error_set(err, "gpu probe: pi-gpu-worker --probe-memory %s %d without a result",
                             WIFEXITED(status) ? "exited with status" : "was killed by signal",

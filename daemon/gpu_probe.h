@@ -18,7 +18,9 @@ typedef struct gpu_memory {
 
 /* Runs bin_dir/pi-gpu-worker --probe-memory --backend backend and reads its
  * line, waiting at most timeout_ms. -1 with err naming what went wrong (the
- * probe's own message when it gave one). */
+ * probe's own message when it gave one); GPU_PROBE_OOM when the device has
+ * not even the memory for a CUDA context (held by another process). */
+#define GPU_PROBE_OOM (-2)
 int gpu_probe_memory(const char *bin_dir, const char *backend, double timeout_ms, gpu_memory *out, pi_error *err);
 
 #endif

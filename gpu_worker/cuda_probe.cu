@@ -19,7 +19,8 @@ extern "C" int pi_cuda_device_count(void)
 }
 
 // Free and total bytes of the device, as cudaMemGetInfo sees them from this
-// process (whose own context is not in "free"); -1 with why on failure.
+// process (whose own context is not in "free"); -1 with why on failure, -2
+// when not even a context fits (the device's memory is held elsewhere).
 extern "C" int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *total_bytes, char *why, size_t cap)
 {
     int n = pi_cuda_device_count();
@@ -35,7 +36,7 @@ extern "C" int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *tota
     if (e == cudaErrorMemoryAllocation) {   // not even a context fits
         snprintf(why, cap, "CUDA device %d: out of device memory for a CUDA context; another process holds the "
                  "GPU's memory (nvidia-smi shows which): free it and start again", device);
-        return -1;
+        return -2;
     }
     if (e != cudaSuccess) {
         snprintf(why, cap, "CUDA device %d: cudaMemGetInfo: %s", device, cudaGetErrorString(e));

@@ -15,7 +15,7 @@
 #include "worker.h"
 
 #ifdef PI_HAVE_CUDA
-/* cuda_probe.cu */
+/* cuda_probe.cu: -1 on failure, -2 out of device memory (why says which) */
 int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *total_bytes, char *why, size_t cap);
 #endif
 
@@ -33,9 +33,9 @@ static void usage(FILE *f)
                "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
                "Started by pid; serves the GPU part of each step (docs/architecture.md).\n"
                "--probe-memory prints 'free F total T source S' (bytes of the device; S = cuda, pretend\n"
-               "or none: the host backend has no device) or 'error MESSAGE' (exit 1); pid runs it to\n"
-               "size its VRAM budget without a CUDA context of its own. " PRETEND_ENV "=FREE[,TOTAL]\n"
-               "(bytes) stands in for the device.\n");
+               "or none: the host backend has no device), 'error MESSAGE' or 'oom MESSAGE' (no room for\n"
+               "a CUDA context; both exit 1); pid runs it to size its VRAM budget without a CUDA context\n"
+               "of its own. " PRETEND_ENV "=FREE[,TOTAL] (bytes) stands in for the device.\n");
 }
 
 /* PRETEND_ENV's value: FREE, or FREE,TOTAL with TOTAL >= FREE > 0. */
@@ -71,8 +71,9 @@ static int probe_memory(const char *backend, int device)
     } else if (!strcmp(backend, "cuda")) {
 #ifdef PI_HAVE_CUDA
         char why[300];
-        if (pi_cuda_mem_info(device, &f, &t, why, sizeof why) < 0) {
-            printf("error %s\n", why);
+        int rc = pi_cuda_mem_info(device, &f, &t, why, sizeof why);
+        if (rc < 0) {
+            printf("%s %s\n", rc == -2 ? "oom" : "error", why);
             return 1;
         }
         source = "cuda";
