@@ -25,16 +25,6 @@
 #define BACKOFF_SECOND_MS 100u
 #define BACKOFF_MAX_MS 5000u
 
-/* PI_RESTART_FIRST_MS=N: another first back-off, to measure a restart
- * against the old 100 ms on the GPU machine (read at each death). */
-static uint32_t first_backoff(void)
-{
-    const char *v = getenv("PI_RESTART_FIRST_MS");
-    char *end = NULL;
-    unsigned long ms = v && *v ? strtoul(v, &end, 10) : BACKOFF_FIRST_MS;
-    return v && *v && !*end && ms <= BACKOFF_MAX_MS ? (uint32_t)ms : BACKOFF_FIRST_MS;
-}
-
 static uint32_t next_backoff(uint32_t ms)
 {
     return !ms ? BACKOFF_SECOND_MS : ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
@@ -236,7 +226,7 @@ int supervisor_init(supervisor *s, const sup_config *c, pi_error *err)
         w->is_gpu = i == 0;
         w->index = i ? i - 1 : 0;
         w->state = SUP_DEAD;
-        w->backoff_ms = first_backoff();
+        w->backoff_ms = BACKOFF_FIRST_MS;
         if (w->is_gpu) {
             snprintf(w->name, sizeof w->name, "gpu");
             snprintf(w->backend, sizeof w->backend, "%s", c->backend);
@@ -523,7 +513,7 @@ void supervisor_ready(sup_worker *w, double now)
     w->state = SUP_READY;
     w->ever_ready = 1;
     w->failed_starts = 0;
-    w->backoff_ms = first_backoff();
+    w->backoff_ms = BACKOFF_FIRST_MS;
     w->last_seen_ms = w->main_seen_ms = now;
     w->last_error[0] = 0;
 }

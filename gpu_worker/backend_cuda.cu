@@ -105,7 +105,7 @@ struct gpu_backend {
     // (wr_fd) pid keeps, mapped at wr_base and pinned by cudaHostRegister
     // (wr_dev: the kernels' address); wr_taken: a kept one whose manifest
     // matched, its rows already there.
-    int wr_fd, wr_on, wr_taken, wr_huge;    // wr_huge: MADV_HUGEPAGE taken on a new memfd
+    int wr_fd, wr_on, wr_taken;
     unsigned char *wr_base;
     const unsigned char *wr_dev;
     uint64_t wr_cap, wr_used;
@@ -720,8 +720,8 @@ static void open_warm(gpu_backend *b)
 #ifdef MADV_HUGEPAGE
         // Huge pages where the kernel gives them to shmem (shmem_enabled
         // "advise"): fewer pages for the GPU's PCIe reads to translate. A
-        // hint: small pages where it says no.
-        b->wr_huge = madvise(p, cap, MADV_HUGEPAGE) == 0;
+        // hint: small pages where it says no (the H200 host's shmem: "never").
+        (void)madvise(p, cap, MADV_HUGEPAGE);
 #endif
     }
     void *d = NULL;
@@ -878,10 +878,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
             "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, ctx_mem, t_arena - t_ctx,
             b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", pi_now_ms() - t_arena,
             (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
-            b->wr_taken ? "; kept, taken as they were"
-            : !b->wr_on ? ""
-            : b->wr_huge ? "; in a memfd pid keeps, huge pages asked"
-                         : "; in a memfd pid keeps");
+            b->wr_taken ? "; kept, taken as they were" : b->wr_on ? "; in a memfd pid keeps" : "");
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
