@@ -71,6 +71,8 @@ set -uo pipefail
 here=$(pwd)
 cd "$(dirname "$0")/.." || exit 1
 root=$(pwd)
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
 cmdline="scripts/bench_compare.sh$(printf ' %q' "$@")"
 
 stages=all budget=12.6 all_budget=40 tokens=128 only=pi,powerinfer,llamacpp out=${OUT:-bench-out} ngl=auto
@@ -131,8 +133,6 @@ counts() { # option value -> prints the sorted list, comma-separated
 parse_eval() { sed -n 's/.*[^t] eval time *=.*[ (,]\([0-9][0-9.]*\) tokens per second.*/\1/p' "$1" | tail -1; }
 parse_prompt() { sed -n 's/.*prompt eval time *=.*[ (,]\([0-9][0-9.]*\) tokens per second.*/\1/p' "$1" | tail -1; }
 # pid run: "pid run: prompt 12 tokens, generated 128 tokens in 3.500 s (36.6 tok/s), seed 1"
-# A row of `pid run --timings`' decode table: its milliseconds (the table before the prefill steps' one).
-phase_ms() { sed '/timings per prefill step/q' "$1" | awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = substr($0, length(n) + 1); print $1; exit }'; }
 parse_pi() { sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$1" | tail -1; }
 # llama-bench -o md: the t/s column ("7.07 ± 0.01") of the tgN row.
 parse_llama_bench() {
@@ -316,9 +316,6 @@ vram_stop() { # prefix -> sets peak_app (MiB, max over processes) and peak_gpu (
 # group, which a signal to this script does not reach (2026-12-03: a pid run the wrapper's limit cut kept the
 # GPU and the CPU cores busy into the next measurements).
 run_tp='' vram_pids=()
-# CPU seconds the hypervisor gave to others (/proc/stat's steal, all CPUs): a run's share of it says whether
-# a slow run met a host busy elsewhere rather than a slower engine.
-steal_s() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat 2>/dev/null; }
 stop_run() {
   [ -n "$run_tp" ] && kill -KILL -- "-$run_tp" 2>/dev/null
   local p
@@ -332,7 +329,7 @@ run_one() {
   [ "$1" = env ] && shown=$(printf ' %q' "${@:$((${#engine_env[@]} + 1))}") && shown=${shown# }
   echo "$shown" >"$log.cmd"
   vram_start "$logs/$id.vram"
-  local t0 rc tp st0; t0=$(date +%s.%N) st0=$(steal_s)
+  local t0 rc tp st0; t0=$(date +%s.%N) st0=$(pi_steal_s)
   if [ "$kind" = pi ]; then
     timeout -k 10 "$timeout_s" "$@" >"$outf" 2>"$log" </dev/null &
   else
@@ -343,7 +340,7 @@ run_one() {
   kill -KILL -- "-$tp" 2>/dev/null   # anything the run left in timeout's process group (e.g. workers)
   run_tp=
   local wall; wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-  local steal; steal=$(awk -v a="$st0" -v b="$(steal_s)" 'BEGIN { if (a != "" && b != "") printf "%.2f", b - a }')
+  local steal; steal=$(awk -v a="$st0" -v b="$(pi_steal_s)" 'BEGIN { if (a != "" && b != "") printf "%.2f", b - a }')
   vram_stop "$logs/$id.vram"
   local tps ptps=
   case $kind in
@@ -681,8 +678,8 @@ render() {
     f=$logs/pi-sweep-w$w.log
     if ! have "pi-sweep-w$w" || [ ! -f "$f" ]; then continue; fi
     echo "- --warm-sweep, --warm-share $w: $(get "pi-sweep-w$w" tps) tok/s ($(get "pi-sweep-w$w" status)); ms a token:" \
-      "attn $(phase_ms "$f" "gpu attn"), predict $(phase_ms "$f" "gpu predict"), hot ffn $(phase_ms "$f" "gpu hot ffn")," \
-      "wait for cpu $(phase_ms "$f" "gpu wait for cpu"), CPU cold ffn $(phase_ms "$f" "cpu:0 cold ffn"), wall $(phase_ms "$f" wall)"
+      "attn $(pi_timings_ms "$f" "gpu attn"), predict $(pi_timings_ms "$f" "gpu predict"), hot ffn $(pi_timings_ms "$f" "gpu hot ffn")," \
+      "wait for cpu $(pi_timings_ms "$f" "gpu wait for cpu"), CPU cold ffn $(pi_timings_ms "$f" "cpu:0 cold ffn"), wall $(pi_timings_ms "$f" wall)"
   done
   for id in powerinfer-budget powerinfer-all llamacpp-budget llamacpp-all pi-predicted-budget pi-predicted-all pi-dense-budget pi-dense-all; do
     have "$id" || continue

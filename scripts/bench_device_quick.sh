@@ -11,6 +11,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}; mkdir -p $out
 source scripts/device_env.sh; pi_device_env .deps/offline-debs
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 shared=$(pwd)/.deps/shared; A=$shared/anchors
 t0=$(date +%s)
 ( bash $A/build_powerinfer.sh /tmp/powerinfer > $out/pwi-build.log 2>&1; echo "powerinfer build rc=$?" >> $out/pwi-build.log ) &
@@ -28,7 +30,7 @@ m=/tmp/stories260K.gguf
 $bin/pictl model import-llama2c --checkpoint $shared/models/stories260K.bin --tokenizer $shared/models/tok512.bin -o $m >/dev/null
 printf '%s\n' "$(cat $shared/models/stories260K.expected.txt)" >/tmp/expected.txt
 for cfg in "0 0" "2 0" "2 1"; do set -- $cfg
-  PI_LAYER_STEPS=$2 timeout 60 $bin/pid run -m $m -n 200 --temp 0 --gpu-backend cuda --cpu-workers $1 $([ $1 -gt 0 ] && echo --vram-budget "$(awk -v c="$(sed -n 's/^#define CUDA_NEEDS_CONTEXT_BYTES (\([0-9]*\)ull << 20).*/\1/p' gpu_worker/cuda_needs.h)" 'BEGIN { printf "%.5f", c / 1024 + 0.0015 }')") >/tmp/g.txt 2>/tmp/g.err
+  PI_LAYER_STEPS=$2 timeout 60 $bin/pid run -m $m -n 200 --temp 0 --gpu-backend cuda --cpu-workers $1 $([ $1 -gt 0 ] && echo --vram-budget "$(pi_cuda_budget 0.0015)") >/tmp/g.txt 2>/tmp/g.err
   printf '%s\n' "$(cat /tmp/g.txt)" >/tmp/g.norm
   cmp -s /tmp/expected.txt /tmp/g.norm && r=SAME || r=DIFFERENT
   echo "stories cuda cpu=$1 layer_steps=$2: $r; $(tail -1 /tmp/g.err)"

@@ -38,6 +38,8 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 exec > >(tee "$out/bench_device_warm.txt") 2>&1
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh; pi_device_env .deps/offline-debs
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 shared=$(pwd)/.deps/shared A=$shared/anchors fails=0
 t0=$(date +%s)
 # Background jobs are waited for by pid: a bare `wait` also waits for the tee above (bash >= 5.1) and hangs.
@@ -96,7 +98,7 @@ same() { # name file reference
   if cmp -s "$2" "$3"; then echo "$1: SAME"; else echo "$1: DIFFERENT"; fails=$((fails + 1)); fi
 }
 for w in 0 2; do
-  budget=(); [ $w -gt 0 ] && budget=(--vram-budget "$(awk -v c="$(sed -n 's/^#define CUDA_NEEDS_CONTEXT_BYTES (\([0-9]*\)ull << 20).*/\1/p' gpu_worker/cuda_needs.h)" 'BEGIN { printf "%.5f", c / 1024 + 0.0015 }')")
+  budget=(); [ $w -gt 0 ] && budget=(--vram-budget "$(pi_cuda_budget 0.0015)")
   timeout 60 $bin/pid run -m $m -n 200 --temp 0 --gpu-backend cuda --cpu-workers $w "${budget[@]}" >/tmp/g.txt 2>/tmp/g.err
   printf '%s\n' "$(cat /tmp/g.txt)" >/tmp/g.norm
   same "stories260K cuda, $w CPU workers, vs expected.txt" /tmp/g.norm /tmp/expected.txt

@@ -16,6 +16,8 @@ cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-/tmp/out}; mkdir -p "$out"
 # shellcheck source=scripts/device_env.sh
 source scripts/device_env.sh; pi_device_env .deps/offline-debs
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 model=${PI_SWEEP_MODEL:-/dev/shm/pi-bench/pwri-13b/13b-pwri.gguf} budget=${PI_SWEEP_BUDGET:-12.6}
 shares=${PI_SWEEP_SHARES:-0.33 0.4 0.47} reps=${PI_SWEEP_REPS:-2}
 IFS=';' read -r -a variants <<<"${PI_SWEEP_VARIANTS:-}"
@@ -25,8 +27,6 @@ prompt="Once upon a time, in a small village at the edge of a great forest, ther
 [ -f "$model" ] || { echo "bench_warm_sweep: no model at $model (scripts/bench_compare.sh --stage models first)"; exit 1; }
 [ -x "$bin/pid" ] || { echo "bench_warm_sweep: no $bin/pid (scripts/bench_compare.sh --stage build first)"; exit 1; }
 rm -rf "$logs"; mkdir -p "$logs"
-# The first value of a row of --timings' decode table (it comes before the prefill table).
-phase() { awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = substr($0, length(n) + 1); print $1; exit }' "$1"; }
 summary=$logs/summary
 : >"$summary"
 for ((r = 1; r <= reps; r++)); do
@@ -42,7 +42,7 @@ for ((r = 1; r <= reps; r++)); do
         if [[ $x =~ ^[A-Z_][A-Z0-9_]*= ]]; then env_words+=("$x"); else flags+=("$x"); fi
       done
       id="v$vi-w$w-r$r" log=$logs/$id.log
-      st0=$(awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat)
+      st0=$(pi_steal_s)
       base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$log.gpu" 2>/dev/null &
       smi=$!
@@ -51,7 +51,7 @@ for ((r = 1; r <= reps; r++)); do
         "${flags[@]}" >"$logs/$id.out" 2>"$log" </dev/null
       rc=$?
       kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
-      steal=$(awk -v a="$st0" -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz - a; exit }' /proc/stat)
+      steal=$(awk -v a="$st0" -v b="$(pi_steal_s)" 'BEGIN { printf "%.2f", b - a }')
       tps=$(sed -n 's/.*generated [0-9]* tokens in [0-9.]* s (\([0-9.]*\) tok\/s).*/\1/p' "$log" | tail -1)
       peak=$(awk -v b="${base:-0}" '$1 ~ /^[0-9]+$/ && $1 > m { m = $1 } END { if (m) print m - b }' "$log.gpu")
       if [ "$rc" -ne 0 ] || [ -z "$tps" ]; then
@@ -59,9 +59,9 @@ for ((r = 1; r <= reps; r++)); do
       fi
       sum=$(cksum <"$logs/$id.out" | cut -d' ' -f1)
       printf '%s [%s] w %s: %s tok/s | attn %s pred %s hot %s wait %s | cpu cold %s | wall %s | peak %s MiB | stolen %s s | text %s\n' \
-        "$id" "${variants[$vi]:-defaults}" "$w" "$tps" "$(phase "$log" "gpu attn")" "$(phase "$log" "gpu predict")" \
-        "$(phase "$log" "gpu hot ffn")" "$(phase "$log" "gpu wait for cpu")" "$(phase "$log" "cpu:0 cold ffn")" \
-        "$(phase "$log" "wall")" "${peak:-?}" "$steal" "$sum"
+        "$id" "${variants[$vi]:-defaults}" "$w" "$tps" "$(pi_timings_ms "$log" "gpu attn")" "$(pi_timings_ms "$log" "gpu predict")" \
+        "$(pi_timings_ms "$log" "gpu hot ffn")" "$(pi_timings_ms "$log" "gpu wait for cpu")" "$(pi_timings_ms "$log" "cpu:0 cold ffn")" \
+        "$(pi_timings_ms "$log" "wall")" "${peak:-?}" "$steal" "$sum"
       echo "$vi $w $tps" >>"$summary"
       grep -m1 "cuda backend: context" "$log" | sed 's/^/    /'
       grep -m1 -o "hot sets [^;]*" "$log" | sed "s/^/    /"

@@ -19,9 +19,9 @@ pi_device_env .deps/offline-debs || { echo "device_check: unpacking .deps/offlin
 # plus what the small models' split needs: part of the FFN hot, the rest on the CPU workers. (When the reserve went
 # from 704 to 544 MiB, session 16's check ran with budgets written for 704: all of the FFN fit, and its "2 CPU
 # workers" runs had nothing cold.)
-ctx_mib=$(sed -n 's/^#define CUDA_NEEDS_CONTEXT_BYTES (\([0-9]*\)ull << 20).*/\1/p' gpu_worker/cuda_needs.h)
-[ -n "$ctx_mib" ] || { echo "device_check: no CUDA_NEEDS_CONTEXT_BYTES in gpu_worker/cuda_needs.h"; exit 1; }
-cuda_budget() { awk -v c="$ctx_mib" -v x="$1" 'BEGIN { printf "%.5f", c / 1024 + x }'; }   # GiB beyond the reserve
+# shellcheck source=scripts/bench_lib.sh
+. scripts/bench_lib.sh
+pi_cuda_budget 0 >/dev/null || exit 1
 # A run with CPU workers must have left part of the FFN to them: its plan line "placement: hot A/B neurons" with A < B.
 split_ok() { # stderr-of-pid-run what
   local hb; hb=$(grep -m1 -o "placement: hot [0-9]*/[0-9]*" "$1" | grep -o "[0-9]*/[0-9]*")
@@ -102,7 +102,7 @@ printf '%s\n' "$(cat "$shared/models/stories260K.expected.txt")" >/tmp/expected.
 for cfg in "cuda 0" "cuda 2" "host 2"; do
   # shellcheck disable=SC2086  # "backend workers"
   set -- $cfg
-  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && cuda_budget 0.0015 || echo 0.00073)")
+  budget=(); [ "$2" -gt 0 ] && budget=(--vram-budget "$([ "$1" = cuda ] && pi_cuda_budget 0.0015 || echo 0.00073)")
   if $bin/pid run -m $m -n 200 --temp 0 --gpu-backend "$1" --cpu-workers "$2" "${budget[@]}" \
       >"/tmp/g-$1-$2.txt" 2>"/tmp/g-$1-$2.err"; then
     printf '%s\n' "$(cat "/tmp/g-$1-$2.txt")" >"/tmp/g-$1-$2.norm"
@@ -122,7 +122,7 @@ $bin/pictl model synth --shape tiny --type q4_0 --seed 3 -o $t >/dev/null 2>&1 |
 for f in dense exact predicted; do
   ok=1
   for b in host cuda; do
-    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget "$([ "$b" = cuda ] && cuda_budget 0.00075 || echo 0.00075)" \
+    $bin/pid run -m $t -n 64 --temp 0 -p "hello world" --gpu-backend $b --cpu-workers 2 --vram-budget "$([ "$b" = cuda ] && pi_cuda_budget 0.00075 || echo 0.00075)" \
       --ffn $f >"/tmp/syn-$b-$f.out" 2>"/tmp/syn-$b-$f.err" \
       || { echo "pid run $b $f failed:"; tail -3 "/tmp/syn-$b-$f.err"; fail "pid run synth tiny $b --ffn $f"; ok=0; }
   done
@@ -162,7 +162,7 @@ fi
 
 echo "== daemon with the CUDA backend"
 ep=ipc:///tmp/pi-dev.sock
-if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget "$(cuda_budget 0.0062)" --listen $ep >"$out/pid-start.txt" 2>&1; then
+if $bin/pid start -m $m --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0062)" --listen $ep >"$out/pid-start.txt" 2>&1; then
   $bin/pictl workers --endpoint $ep 2>&1 | tee "$out/workers.txt"
   if $bin/pictl generate --endpoint $ep --temp 0 -n 200 "" >/tmp/d.txt 2>/tmp/d.err; then
     printf '%s\n' "$(cat /tmp/d.txt)" >/tmp/d.norm
@@ -183,7 +183,7 @@ fi
 echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
 $bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
 for ws in 0 0.5; do
-  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(cuda_budget 0.0625)" \
+  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0625)" \
       --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
     echo "default model cuda, warm share $ws: SAME as --reference"
     split_ok /tmp/d-cuda.err "default model cuda, warm share $ws"
