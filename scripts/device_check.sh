@@ -183,7 +183,7 @@ fi
 echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
 $bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
 for ws in 0 0.5; do
-  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0625)" \
+  if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0215)" \
       --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
     echo "default model cuda, warm share $ws: SAME as --reference"
     split_ok /tmp/d-cuda.err "default model cuda, warm share $ws"
