@@ -182,6 +182,8 @@ fi
 fi
 echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
 $bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
+# reserve + 22 MiB: weights 7.3, scratch ~3.3, predictors ~1.7, KV ~1.9 MiB, and about half of the 15.2 MiB FFN
+# (at + 64 MiB all of it fit and the CPU workers had nothing: session 17).
 for ws in 0 0.5; do
   if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0215)" \
       --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
