@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +106,11 @@ struct gpu_backend {
     // (wr_fd) pid keeps, mapped at wr_base and pinned by cudaHostRegister
     // (wr_dev: the kernels' address); wr_taken: a kept one whose manifest
     // matched, its rows already there.
-    int wr_fd, wr_on, wr_taken;
+    // wr_vmm: instead of a memfd, host memory of the virtual memory API
+    // (cuda_vmm_open_at, in wvmm): the driver keeps it pinned while pid holds
+    // its descriptor, so a new worker maps it without pinning it again.
+    int wr_fd, wr_on, wr_taken, wr_vmm;
+    cuda_vmm wvmm;
     unsigned char *wr_base;
     const unsigned char *wr_dev;
     uint64_t wr_cap, wr_used;
@@ -532,7 +537,10 @@ static void free_all(gpu_backend *b)
     cuda_vmm_close(&b->vmm);
     if (b->attached && b->kept_fd >= 0)
         close(b->kept_fd);
-    if (b->wr_on) {
+    if (b->wr_on && b->wr_vmm) {
+        cuda_vmm_close(&b->wvmm);
+        close(b->wr_fd);
+    } else if (b->wr_on) {
         cudaHostUnregister(b->wr_base);
         munmap(b->wr_base, b->wr_cap);
         close(b->wr_fd);
@@ -685,6 +693,62 @@ static int open_arena(gpu_backend *b, pi_error *err)
 // pinned and mapped for the kernels. A failure leaves wr_on 0: the rows then
 // go to cudaHostAlloc memory as without it. On by default since a 13B
 // restart measured 1.4-1.8 s with it, 5.0-5.7 s without (docs/reliability.md).
+// The warm rows' region in host memory of the virtual memory API
+// (PI_CUDA_WARM_VMM=0 turns it off): the kept one (a descriptor that is not
+// a memfd) when its manifest matches, else a new one. 0 when it holds them;
+// -1 (and wr_on 0) to use a memfd: the driver cannot, or the CPU cannot
+// reach the mapping. Why: pinning a 5.75 GiB memfd again took a restarted
+// 13B worker 0.56-0.98 s, and unpinning it slowed a killed worker's exit.
+static int open_warm_vmm(gpu_backend *b, uint64_t cap)
+{
+    const gpu_backend_config *c = &b->cfg;
+    if (!cuda_switch("PI_CUDA_WARM_VMM", 1))
+        return -1;
+    int numa = 0;   // "0 where NUMA is not available" (cuMemCreate)
+    if (cudaDeviceGetAttribute(&numa, cudaDevAttrHostNumaId, c->device) != cudaSuccess || numa < 0) {
+        (void)cudaGetLastError();
+        numa = 0;
+    }
+    struct stat st;
+    pi_error e = {{0}};
+    unsigned char vec;
+    if (c->kept_warm_bytes >= VRAM_ARENA_HEADER && c->kept_warm_fd >= 0 && fstat(c->kept_warm_fd, &st) == 0 &&
+        !S_ISREG(st.st_mode) && cuda_vmm_open_at(&b->wvmm, c->device, numa, c->kept_warm_bytes, c->kept_warm_fd, &e) == 0) {
+        void *p = (void *)b->wvmm.ptr;
+        int fd = -1;
+        if (b->wvmm.size == c->kept_warm_bytes && mincore(p, 1, &vec) == 0 &&
+            vram_manifest_ok((const vram_manifest *)p, b->signature, b->wvmm.size - VRAM_ARENA_HEADER) &&
+            (fd = fcntl(c->kept_warm_fd, F_DUPFD_CLOEXEC, 0)) >= 0) {
+            b->wr_fd = fd;      // an imported handle cannot be exported again: pid's, duplicated
+            b->wr_taken = 1;
+        } else {
+            cuda_vmm_close(&b->wvmm);   // another model or config: a new one
+        }
+    }
+    if (!b->wr_taken) {
+        memset(&e, 0, sizeof e);
+        if (cuda_vmm_open_at(&b->wvmm, c->device, numa, cap, -1, &e) != 0) {
+            fprintf(stderr, "cuda backend: warm rows in a memfd (%s)\n", e.msg);
+            return -1;
+        }
+        // The CPU writes the rows through the same address; a driver that
+        // grants the access without mapping it for the CPU gets a memfd.
+        if (mincore((void *)b->wvmm.ptr, 1, &vec) != 0 || cuda_vmm_export(&b->wvmm, &b->wr_fd, &e) != 0 ||
+            fcntl(b->wr_fd, F_SETFD, FD_CLOEXEC) != 0) {
+            fprintf(stderr, "cuda backend: warm rows in a memfd (%s)\n",
+                    e.msg[0] ? e.msg : "the CPU cannot reach the driver's host mapping");
+            cuda_vmm_close(&b->wvmm);
+            return -1;
+        }
+        memset((void *)b->wvmm.ptr, 0, VRAM_ARENA_HEADER);  // not complete until write_manifest
+    }
+    b->wr_base = (unsigned char *)b->wvmm.ptr;
+    b->wr_dev = (const unsigned char *)b->wvmm.ptr;
+    b->wr_cap = b->wvmm.size;
+    b->wr_on = b->wr_vmm = 1;
+    return 0;
+}
+
 static void open_warm(gpu_backend *b)
 {
     const gpu_backend_config *c = &b->cfg;
@@ -693,6 +757,10 @@ static void open_warm(gpu_backend *b)
     double t0 = pi_now_ms();
     const uint64_t huge = (uint64_t)2 << 20;    // whole huge pages: what a kernel may back it with
     uint64_t cap = (c->warm_bytes + huge - 1) / huge * huge;
+    if (open_warm_vmm(b, cap) == 0) {
+        b->warm_pin_ms += pi_now_ms() - t0;
+        return;
+    }
     int fd = -1;
     void *p = MAP_FAILED;
     if (c->kept_warm_bytes >= VRAM_ARENA_HEADER && c->kept_warm_fd >= 0) {
@@ -878,7 +946,9 @@ static int create_inner(gpu_backend *b, pi_error *err)
             "pinned in %.0f ms, filled in %.0f ms%s)\n", t_ctx - t0, ctx_mem, t_arena - t_ctx,
             b->attached ? "kept, taken as it was" : c->arena_bytes ? "new" : "none", pi_now_ms() - t_arena,
             (double)b->warm_bytes / 1048576.0, b->warm_pin_ms, b->warm_fill_ms,
-            b->wr_taken ? "; kept, taken as they were" : b->wr_on ? "; in a memfd pid keeps" : "");
+            !b->wr_on ? "" : b->wr_vmm ? (b->wr_taken ? "; driver-pinned memory pid keeps, taken as it was"
+                                                       : "; in driver-pinned memory pid keeps")
+                        : b->wr_taken ? "; kept, taken as they were" : "; in a memfd pid keeps");
     size_t kv = (size_t)c->max_seqs * m->n_layers * c->n_ctx * b->kv_dim * sizeof(__half);
     if (dev_alloc(b, (void **)&b->k_cache, kv, MEM_PLAN, err) ||
         dev_alloc(b, (void **)&b->v_cache, kv, MEM_PLAN, err))
@@ -1417,27 +1487,36 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
     }
     const int fold = norm_folded(b, predicted);
     float *xn_host = W > 0 ? dev_of(b, k->xn) : NULL;
+    // Predicted with CPU workers: the compaction's last block publishes the
+    // tick (cuda_pred_out.tick), one kernel fewer on the CPU side's path.
+    const int pub_fused = predicted && W > 0;
+    if (pub_fused) {
+        out.tick = dev_of(b, k->layer_tick);
+        out.tick_base = &b->d_params->tick0;
+        out.arrive = &b->d_params->pub_arrive;
+    }
     for (uint32_t l = 0; l < L; l++) {
         unsigned long long *st = b->d_stamps + (size_t)l * S;
         if (stamp(b, timed, l * S + ST_ATTN, err) || enq_attn(b, l, n, xn_host, fold, err))
             return -1;
+        out.tick_add = l;
         if (predicted &&
             (stamp(b, timed, l * S + ST_PRED, err) || enq_predict(b, l, n, &out, fold, xn_host, err)))
             return -1;
-        if (stamp(b, timed, l * S + ST_PUB, err))
+        if (!pub_fused && stamp(b, timed, l * S + ST_PUB, err))
             return -1;
-        if (W > 0)
+        if (W > 0 && !pub_fused)
             CU(cuda_publish(b->stream, dev_of(b, k->layer_tick), b->d_params, l));
         // No CPU workers: the hot output goes straight into x (the same sum, one kernel fewer).
         if (stamp(b, timed, l * S + ST_HOT, err) || enq_hot(b, l, n, predicted, W == 0, err) ||
             stamp(b, timed, l * S + ST_WAIT, err))
             return -1;
+        // With CPU workers the finish kernel stamps the wait's end and its
+        // own (a stamp kernel after it would count its launch as finish).
         if (W > 0)
             CU(cuda_wait_finish(b->stream, b->x, b->hot, &b->peers, b->d_params, l, (size_t)n * m->dim,
-                                timed ? st + ST_WAITED : NULL));
-        else if (stamp(b, timed, l * S + ST_WAITED, err))
-            return -1;
-        if (stamp(b, timed, l * S + ST_END, err))
+                                timed ? st + ST_WAITED : NULL, timed ? st + ST_END : NULL));
+        else if (stamp(b, timed, l * S + ST_WAITED, err) || stamp(b, timed, l * S + ST_END, err))
             return -1;
     }
     if (stamp(b, timed, L * S + 1, err) || enq_logits(b, nrows, err) || stamp(b, timed, L * S + 2, err))
@@ -1524,7 +1603,9 @@ static double span_us(const unsigned long long *t, uint32_t a, uint32_t z)
     return t[z] > t[a] ? (double)(t[z] - t[a]) / 1000.0 : 0.0;
 }
 
-static void step_times(const gpu_backend *b, int predicted, gpu_step_times *o)
+// pub_fused: the compaction published the tick (no ST_PUB stamp): predict
+// runs to ST_HOT and publish is inside it.
+static void step_times(const gpu_backend *b, int predicted, int pub_fused, gpu_step_times *o)
 {
     const unsigned long long *t = (const unsigned long long *)(b->h_blk + b->off_stamps);
     const uint32_t L = b->m->n_layers, S = STAMPS_PER_LAYER;
@@ -1534,8 +1615,9 @@ static void step_times(const gpu_backend *b, int predicted, gpu_step_times *o)
         const unsigned long long *y = t + (size_t)l * S;
         o->attn += span_us(y, ST_ATTN, predicted ? ST_PRED : ST_PUB);
         if (predicted)
-            o->predict += span_us(y, ST_PRED, ST_PUB);
-        o->publish += span_us(y, ST_PUB, ST_HOT);
+            o->predict += span_us(y, ST_PRED, pub_fused ? ST_HOT : ST_PUB);
+        if (!pub_fused)
+            o->publish += span_us(y, ST_PUB, ST_HOT);
         o->hot += span_us(y, ST_HOT, ST_WAIT);
         o->wait_cpu += span_us(y, ST_WAIT, ST_WAITED);
         o->finish += span_us(y, ST_WAITED, ST_END);
@@ -1564,7 +1646,7 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
         if (e[i].want_logits)
             rows[nrows++] = i;
     cuda_step_params *p = (cuda_step_params *)(b->h_blk + b->off_params);
-    *p = {tick0, abort_past, 0};
+    *p = {tick0, abort_past, 0, 0, 0};
     int timed = times != NULL;
     cudaGraphExec_t exec;
     if (step_exec(b, n, nrows, predicted, timed, &exec, err) != 0)
@@ -1581,7 +1663,7 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
     if (p->status != 0)
         return pi_error_set(err, "aborted waiting for the CPU workers (a worker died)");
     if (timed)
-        step_times(b, predicted, times);
+        step_times(b, predicted, predicted && b->peers.count > 0, times);
     return 0;
 }
 

@@ -174,9 +174,21 @@ __global__ void __launch_bounds__(PRED_COMPACT_THREADS) k_pred_compact(int32_t *
     if (blockIdx.x >= n) {      // the norm's blocks (cuda_pred_compact's norm)
         __shared__ float red[32];
         norm_row(nj.y, nj.y_host, nj.x, nullptr, nj.w, nj.dim, nj.eps, blockIdx.x - n, red);
-        return;
+    } else {
+        pred_compact_entry(blockIdx.x, lists, counts, mask, rows, out);
     }
-    pred_compact_entry(blockIdx.x, lists, counts, mask, rows, out);
+    if (!out.tick)
+        return;
+    // Every thread's writes were fenced (system scope) by the paths above;
+    // the barrier puts them all before thread 0's arrival.
+    __threadfence_system();
+    __syncthreads();
+    if (threadIdx.x == 0 && atomicAdd(out.arrive, 1u) == gridDim.x - 1) {
+        *out.arrive = 0;        // the next launch's count starts at 0
+        __threadfence_system();
+        const uint32_t v = *out.tick_base + out.tick_add;
+        asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(out.tick), "r"(v) : "memory");
+    }
 }
 
 // One block: the ascending ids whose bit is set in (OR over the n entries'

@@ -27,6 +27,15 @@ struct cuda_pred_fc2 {
 struct cuda_pred_out {
     int32_t *list[CUDA_MAX_BATCH];
     int32_t *counts;
+    // The layer tick, when given (tick != NULL): once every block of the
+    // compaction has written and fenced its lists and norm rows, the last to
+    // finish stores *tick_base + tick_add into *tick (release, system scope),
+    // so the CPU workers start without a publish kernel after it. arrive: a
+    // device word that is 0 between launches (the last block resets it).
+    uint32_t *tick;
+    const uint32_t *tick_base;
+    uint32_t tick_add;
+    uint32_t *arrive;
 };
 
 // 1 when fc2 may have type t (f32, f16, bf16, q8_0, q4_0).

@@ -17,6 +17,8 @@ struct cuda_step_params {
     uint32_t tick0;         // layer l's tick is tick0 + l
     uint32_t abort_past;    // a wait gives up once the abort counter passes this
     uint32_t status;        // set to 1 by the device when a wait gave up
+    uint32_t pub_arrive;    // blocks of the compaction that published the tick (0 between launches)
+    uint32_t fin_arrive;    // blocks of a timed finish that are done (0 between launches)
 };
 
 // The CPU workers as the device sees them: device-readable arrays (in device
@@ -38,8 +40,10 @@ cudaError_t cuda_publish(cudaStream_t s, uint32_t *counter, const cuda_step_para
 // Waits until every peer's done counter reached p->tick0 + layer (or the
 // abort counter passed p->abort_past: p->status = 1), then
 // x[t] += hot[t] + partial_0[t] + ... + partial_{count-1}[t] in that order,
-// t < len (a multiple of 4). stamp (optional): the time the wait ended.
+// t < len (a multiple of 4). stamp (optional): the time the wait ended;
+// end_stamp (optional, with stamp): the time the last block finished.
 cudaError_t cuda_wait_finish(cudaStream_t s, float *x, const float *hot, const cuda_peers *peers,
-                             cuda_step_params *p, uint32_t layer, size_t len, unsigned long long *stamp);
+                             cuda_step_params *p, uint32_t layer, size_t len, unsigned long long *stamp,
+                             unsigned long long *end_stamp);
 
 #endif

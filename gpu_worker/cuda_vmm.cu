@@ -39,13 +39,13 @@ int load(cuda_vmm *v, pi_error *err)
     return 0;
 }
 
-CUmemAllocationProp prop_of(int device)
+CUmemAllocationProp prop_of(int device, int host_numa)
 {
     CUmemAllocationProp p;
     memset(&p, 0, sizeof p);
     p.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-    p.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    p.location.id = device;
+    p.location.type = host_numa >= 0 ? CU_MEM_LOCATION_TYPE_HOST_NUMA : CU_MEM_LOCATION_TYPE_DEVICE;
+    p.location.id = host_numa >= 0 ? host_numa : device;
     p.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
     return p;
 }
@@ -64,11 +64,16 @@ CUmemAllocationProp prop_of(int device)
 
 int cuda_vmm_open(cuda_vmm *v, int device, size_t size, int fd, pi_error *err)
 {
+    return cuda_vmm_open_at(v, device, -1, size, fd, err);
+}
+
+int cuda_vmm_open_at(cuda_vmm *v, int device, int host_numa, size_t size, int fd, pi_error *err)
+{
     memset(v, 0, sizeof *v);
     v->device = device;
     if (load(v, err) != 0)
         return -1;
-    CUmemAllocationProp prop = prop_of(device);
+    CUmemAllocationProp prop = prop_of(device, host_numa);
     size_t gran = 0;
     DRV(((gran_fn)v->fn[F_GRAN])(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM), "cuMemGetAllocationGranularity");
     if (gran == 0)
@@ -84,12 +89,17 @@ int cuda_vmm_open(cuda_vmm *v, int device, size_t size, int fd, pi_error *err)
     v->reserved = 1;
     DRV(((map_fn)v->fn[F_MAP])(v->ptr, v->size, 0, v->handle, 0), "cuMemMap");
     v->mapped = 1;
-    CUmemAccessDesc acc;
-    memset(&acc, 0, sizeof acc);
-    acc.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-    acc.location.id = device;
-    acc.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-    DRV(((access_fn)v->fn[F_ACCESS])(v->ptr, v->size, &acc, 1), "cuMemSetAccess");
+    // The device reads and writes it; host memory is also the CPU's, at
+    // the same address.
+    CUmemAccessDesc acc[2];
+    memset(acc, 0, sizeof acc);
+    acc[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    acc[0].location.id = device;
+    acc[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    acc[1].location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+    acc[1].location.id = host_numa;
+    acc[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+    DRV(((access_fn)v->fn[F_ACCESS])(v->ptr, v->size, acc, host_numa >= 0 ? 2 : 1), "cuMemSetAccess");
     return 0;
 }
 

@@ -679,7 +679,8 @@ render() {
     if ! have "pi-sweep-w$w" || [ ! -f "$f" ]; then continue; fi
     echo "- --warm-sweep, --warm-share $w: $(get "pi-sweep-w$w" tps) tok/s ($(get "pi-sweep-w$w" status)); ms a token:" \
       "attn $(pi_timings_ms "$f" "gpu attn"), predict $(pi_timings_ms "$f" "gpu predict"), hot ffn $(pi_timings_ms "$f" "gpu hot ffn")," \
-      "wait for cpu $(pi_timings_ms "$f" "gpu wait for cpu"), CPU cold ffn $(pi_timings_ms "$f" "cpu:0 cold ffn"), wall $(pi_timings_ms "$f" wall)"
+      "wait for cpu $(pi_timings_ms "$f" "gpu wait for cpu"), CPU cold ffn $(pi_timings_ms "$f" "cpu:0 cold ffn"), wall $(pi_timings_ms "$f" wall);" \
+      "control + sync $(pi_control "$f" "$(getmeta n_layer)")"
   done
   for id in powerinfer-budget powerinfer-all llamacpp-budget llamacpp-all pi-predicted-budget pi-predicted-all pi-dense-budget pi-dense-all; do
     have "$id" || continue
@@ -689,7 +690,8 @@ render() {
   done
   for id in pi-predicted-budget pi-predicted-all pi-dense-budget pi-dense-all; do
     have "$id-timings" || continue
-    echo "- $id --timings ($(get "$id-timings" status), $(get "$id-timings" tps) tok/s), stderr, the decode table:"
+    echo "- $id --timings ($(get "$id-timings" status), $(get "$id-timings" tps) tok/s), control + sync" \
+      "$(pi_control "$logs/$id-timings.log" "$(getmeta n_layer)"); stderr, the decode table:"
     # the decode steps' table (pid run prints the prefill steps' one after it: its header only here)
     echo '  ```'; sed '/timings per prefill step/q' "$logs/$id-timings.log" | tail -22 | sed 's/^/  /'; echo '  ```'
   done
@@ -934,12 +936,17 @@ if want_stage run; then
         --vram-budget "$b" --ffn "$mode" --cpu-workers 1 "${pa[@]}" "$@"
       publish
     }
-    pi_all() { # id-suffix extra...
-      local x=$1; shift
-      pirun "pi-predicted-budget$x" "$pwri" predicted "$budget" "$@"
-      pirun "pi-predicted-all$x" "$pwri" predicted "$all_budget" "$@"
-      pirun "pi-dense-all$x" "$plain" dense "$all_budget" "$@"   # before the slow one: a call cut short keeps it
-      pirun "pi-dense-budget$x" "$plain" dense "$budget" "$@"
+    # Each configuration, then (with --timings) its timed twin at once: a twin right after the slow dense run
+    # at the budget met a host still busy (session 17: the CPU worker's cold FFN 44.8 ms a token against 4.3).
+    pi_twins() { # timed id model mode budget
+      pirun "$2" "$3" "$4" "$5"
+      [ -z "$1" ] || pirun "$2-timings" "$3" "$4" "$5" --timings   # not a row of the table: notes
+    }
+    pi_all() { # timed (1 or '')
+      pi_twins "$1" pi-predicted-budget "$pwri" predicted "$budget"
+      pi_twins "$1" pi-predicted-all "$pwri" predicted "$all_budget"
+      pi_twins "$1" pi-dense-all "$plain" dense "$all_budget"
+      pi_twins "$1" pi-dense-budget "$plain" dense "$budget"    # the slow one last: a call cut short keeps the rest
     }
   fi
   if [ -z "$no_decode" ] && want pi && [ -n "$warm_sweep" ]; then
@@ -958,14 +965,12 @@ if want_stage run; then
     fi
   fi
   if [ -z "$no_decode" ] && want pi; then
-    pi_all ""
+    tm=''
     if [ -n "$timings" ]; then
-      if "$bin/pid" run --help 2>&1 | grep -q -- --timings; then
-        pi_all -timings --timings   # not rows of the table: the end of their logs goes into the notes
-      else
-        echo "pid run --help lists no --timings: no timing runs"
-      fi
+      if "$bin/pid" run --help 2>&1 | grep -q -- --timings; then tm=1
+      else echo "pid run --help lists no --timings: no timing runs"; fi
     fi
+    pi_all "$tm"
   fi
   if [ -z "$no_decode" ] && [ "$reps" -gt 1 ]; then
     echo "== repeats ($(date -u +%H:%M:%S)): PowerInfer and pi --ffn predicted at $budget GiB, $reps runs each in all"

@@ -19,6 +19,18 @@ pi_timings_ms() {
     awk -v n="$2" '{ sub(/^pid run: +/, "") } index($0, n) == 1 { $0 = substr($0, length(n) + 1); print $1; exit }'
 }
 
+# pi_control FILE LAYERS: issue 7's control + synchronisation from FILE's decode table: gpu publish + gpu finish +
+# gpu worker host control + pid control, in ms a token and us a layer.
+pi_control() {
+  local p f h c
+  p=$(pi_timings_ms "$1" "gpu publish") f=$(pi_timings_ms "$1" "gpu finish")
+  h=$(pi_timings_ms "$1" "gpu worker host control") c=$(pi_timings_ms "$1" "pid control")
+  awk -v p="$p" -v f="$f" -v h="$h" -v c="$c" -v l="$2" 'BEGIN {
+    if (p == "" || f == "" || h == "" || c == "" || l + 0 <= 0) { print "n/a"; exit }
+    t = p + f + h + c; printf "%.3f ms a token = %.1f us a layer (publish %s + finish %s + gpu worker host %s + pid %s)",
+      t, t * 1000 / l, p, f, h, c }'
+}
+
 # pi_steal_s: CPU seconds the hypervisor has given to others so far (/proc/stat's steal, all CPUs); the
 # difference over a run says whether a slow run met a host busy elsewhere rather than a slower engine.
 pi_steal_s() { awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%.2f", $9 / hz; exit }' /proc/stat 2>/dev/null; }

@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "check.h"
 #include "cuda_needs.h"
+#include "cuda_vmm.cuh"
 #include "forward.h"
 #include "llama2c.h"
 #include "model.h"
@@ -23,6 +24,7 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -876,11 +878,22 @@ static void run_kept_warm(const pi_model *m, const oracle *o, const char *name)
     gpu_backend *b = kept_again(m, o, &h, &cfg, want, got, label);
     gpu_backend_cuda.destroy(&b);
 
-    /* the kept warm rows zeroed behind the manifest: a restart that reads them computes something else */
-    unsigned char *w = mmap(NULL, wbytes, PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
-    CHECK(w != MAP_FAILED, "mmap of the kept warm memory");
-    memset(w + VRAM_ARENA_HEADER, 0, wbytes - VRAM_ARENA_HEADER);
-    munmap(w, wbytes);
+    /* the kept warm rows zeroed behind the manifest: a restart that reads them computes something else
+     * (a memfd through mmap, the driver's host memory through its own mapping) */
+    struct stat st;
+    CHECK(fstat(wfd, &st) == 0, "fstat of the kept warm descriptor");
+    const int is_memfd = S_ISREG(st.st_mode);
+    if (is_memfd) {
+        unsigned char *w = mmap(NULL, wbytes, PROT_READ | PROT_WRITE, MAP_SHARED, wfd, 0);
+        CHECK(w != MAP_FAILED, "mmap of the kept warm memory");
+        memset(w + VRAM_ARENA_HEADER, 0, wbytes - VRAM_ARENA_HEADER);
+        munmap(w, wbytes);
+    } else {
+        cuda_vmm v;
+        CHECK(cuda_vmm_open_at(&v, 0, 0, wbytes, wfd, &err) == 0, "%s kept warm: import: %s", name, err.msg);
+        memset((unsigned char *)(uintptr_t)v.ptr + VRAM_ARENA_HEADER, 0, wbytes - VRAM_ARENA_HEADER);
+        cuda_vmm_close(&v);
+    }
     b = gpu_backend_cuda.create(m, &cfg, &err);
     CHECK(b, "%s kept warm: create again: %s", name, err.msg);
     kept_step(b, m, o, &h, got);
@@ -889,8 +902,9 @@ static void run_kept_warm(const pi_model *m, const oracle *o, const char *name)
     gpu_backend_cuda.destroy(&b);
     close(fd);
     close(wfd);
-    printf("%-44s kept warm memory of %llu bytes: nothing copied or gathered after the restart, logits equal; "
-           "zeroed kept rows change them\n", name, (unsigned long long)wbytes);
+    printf("%-44s kept warm memory of %llu bytes (%s): nothing copied or gathered after the restart, logits "
+           "equal; zeroed kept rows change them\n", name, (unsigned long long)wbytes,
+           is_memfd ? "a memfd" : "driver-pinned host memory");
     free(want);
     free(got);
     hot_free(m, &h);
@@ -940,7 +954,12 @@ static void run_model(const pi_model *m, const char *name, int relu)
         hot_free(m, &h);
     }
     run_kept(m, &o, name);
+    /* both homes of kept warm rows: a memfd pinned by each worker, the driver's host memory */
+    CHECK(setenv("PI_CUDA_WARM_VMM", "0", 1) == 0, "setenv");
     run_kept_warm(m, &o, name);
+    CHECK(setenv("PI_CUDA_WARM_VMM", "1", 1) == 0, "setenv");
+    run_kept_warm(m, &o, name);
+    CHECK(unsetenv("PI_CUDA_WARM_VMM") == 0, "unsetenv");
     free(o.logits);
 }
 
