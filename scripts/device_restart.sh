@@ -51,9 +51,9 @@ for how in kill restart; do
   gen=$!
   sleep 1.5
   t=$(now_ms)
-  # When the old process had exited (a zombie or reaped): its exit's share of the time until it is back.
-  ( while st=$(awk '{ print $3 }' "/proc/$old/stat" 2>/dev/null) && [ "$st" != Z ]; do sleep 0.005; done
-    now_ms ) >"$out/exit-$how.ms" &
+  # When the old process was gone (reaped by pid, which SIGCHLD tells once every thread has exited: a zombie
+  # leader alone says nothing, its threads may still be tearing the process down): the exit's share of the time.
+  ( while [ -e "/proc/$old" ]; do sleep 0.005; done; now_ms ) >"$out/exit-$how.ms" &
   if [ $how = kill ]; then kill -9 "$old"; else "$b/pictl" restart-worker gpu --endpoint $ep >"$out/rw.txt" 2>&1 || fail "pictl restart-worker gpu: $(cat "$out/rw.txt")"; fi
   new='' st=''
   while [ $(( $(now_ms) - t )) -lt 60000 ]; do
