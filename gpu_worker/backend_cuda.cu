@@ -110,6 +110,7 @@ struct gpu_backend {
     // (cuda_vmm_open_at, in wvmm): the driver keeps it pinned while pid holds
     // its descriptor, so a new worker maps it without pinning it again.
     int wr_fd, wr_on, wr_taken, wr_vmm;
+    int pub_fused;                  // the step graphs' choice (PI_CUDA_PUB_FUSED, read at capture)
     cuda_vmm wvmm;
     unsigned char *wr_base;
     const unsigned char *wr_dev;
@@ -1488,8 +1489,11 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
     const int fold = norm_folded(b, predicted);
     float *xn_host = W > 0 ? dev_of(b, k->xn) : NULL;
     // Predicted with CPU workers: the compaction's last block publishes the
-    // tick (cuda_pred_out.tick), one kernel fewer on the CPU side's path.
-    const int pub_fused = predicted && W > 0;
+    // tick (cuda_pred_out.tick) instead of a kernel after it. Session 18
+    // measured no gain (predict + publish 1.008 -> 1.033 ms a 13B token at
+    // 12.6 GiB): PI_CUDA_PUB_FUSED=0 gives the publish kernel back for an A/B.
+    const int pub_fused = predicted && W > 0 && cuda_switch("PI_CUDA_PUB_FUSED", 1);
+    b->pub_fused = pub_fused;
     if (pub_fused) {
         out.tick = dev_of(b, k->layer_tick);
         out.tick_base = &b->d_params->tick0;
@@ -1663,7 +1667,7 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
     if (p->status != 0)
         return pi_error_set(err, "aborted waiting for the CPU workers (a worker died)");
     if (timed)
-        step_times(b, predicted, predicted && b->peers.count > 0, times);
+        step_times(b, predicted, b->pub_fused, times);
     return 0;
 }
 

@@ -24,7 +24,7 @@ pi_timings_ms() {
 pi_control() {
   local p f h c
   p=$(pi_timings_ms "$1" "gpu publish") f=$(pi_timings_ms "$1" "gpu finish")
-  h=$(pi_timings_ms "$1" "gpu worker host control") c=$(pi_timings_ms "$1" "pid control")
+  h=$(pi_timings_ms "$1" "gpu worker host control") c=$(pi_timings_ms "$1" "pid control (round trip - gpu step)")
   awk -v p="$p" -v f="$f" -v h="$h" -v c="$c" -v l="$2" 'BEGIN {
     if (p == "" || f == "" || h == "" || c == "" || l + 0 <= 0) { print "n/a"; exit }
     t = p + f + h + c; printf "%.3f ms a token = %.1f us a layer (publish %s + finish %s + gpu worker host %s + pid %s)",
