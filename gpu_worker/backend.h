@@ -54,10 +54,11 @@ typedef struct gpu_backend_config {
     uint64_t kept_bytes;
     int kept_fd;
     /* The same for the warm rows' pinned host memory (CUDA with an arena,
-     * unless PI_CUDA_KEEP_WARM=0): warm_bytes > 0 puts them in one memfd of about
-     * that size that keep_warm_fd can hand to pid; kept_warm_bytes > 0
-     * offers kept_warm_fd, one kept from an earlier worker, pinned again as
-     * it is when its manifest matches (nothing gathered from the file). */
+     * unless PI_CUDA_KEEP_WARM=0): warm_bytes > 0 puts them in one region of
+     * about that size (the driver's host memory, or a memfd) that
+     * keep_warm_fd can hand to pid; kept_warm_bytes > 0 offers kept_warm_fd,
+     * one kept from an earlier worker, mapped (a memfd: pinned again) as it
+     * is when its manifest matches (nothing gathered from the file). */
     uint64_t warm_bytes;
     uint64_t kept_warm_bytes;
     int kept_warm_fd;

@@ -102,13 +102,12 @@ struct gpu_backend {
     size_t n_warm, cap_warm;
     uint64_t warm_bytes;
     double warm_pin_ms, warm_fill_ms;   // create's time pinning and filling them
-    // cfg.warm_bytes > 0 (and not PI_CUDA_KEEP_WARM=0): the warm rows in one memfd
-    // (wr_fd) pid keeps, mapped at wr_base and pinned by cudaHostRegister
-    // (wr_dev: the kernels' address); wr_taken: a kept one whose manifest
-    // matched, its rows already there.
-    // wr_vmm: instead of a memfd, host memory of the virtual memory API
-    // (cuda_vmm_open_at, in wvmm): the driver keeps it pinned while pid holds
-    // its descriptor, so a new worker maps it without pinning it again.
+    // cfg.warm_bytes > 0 (and not PI_CUDA_KEEP_WARM=0): the warm rows in one
+    // region whose descriptor (wr_fd) pid keeps, at wr_base for the CPU and
+    // wr_dev for the kernels; wr_taken: a kept one whose manifest matched,
+    // its rows already there. wr_vmm: host memory of the virtual memory API
+    // (cuda_vmm_open_at, in wvmm), which the driver keeps pinned while pid
+    // holds its descriptor; else a memfd pinned by cudaHostRegister.
     int wr_fd, wr_on, wr_taken, wr_vmm;
     int pub_fused;                  // the step graphs' choice (PI_CUDA_PUB_FUSED, read at capture)
     cuda_vmm wvmm;
@@ -689,11 +688,6 @@ static int open_arena(gpu_backend *b, pi_error *err)
     return 0;
 }
 
-// The warm rows' region (cfg.warm_bytes, with an arena; PI_CUDA_KEEP_WARM=0
-// turns it off): the kept one when its manifest matches, else a new memfd;
-// pinned and mapped for the kernels. A failure leaves wr_on 0: the rows then
-// go to cudaHostAlloc memory as without it. On by default since a 13B
-// restart measured 1.4-1.8 s with it, 5.0-5.7 s without (docs/reliability.md).
 // The warm rows' region in host memory of the virtual memory API
 // (PI_CUDA_WARM_VMM=0 turns it off): the kept one (a descriptor that is not
 // a memfd) when its manifest matches, else a new one. 0 when it holds them;
@@ -750,6 +744,12 @@ static int open_warm_vmm(gpu_backend *b, uint64_t cap)
     return 0;
 }
 
+// The warm rows' region (cfg.warm_bytes, with an arena; PI_CUDA_KEEP_WARM=0
+// turns it off): the driver's host memory (open_warm_vmm), else the kept
+// memfd when its manifest matches, else a new memfd; pinned and mapped for
+// the kernels. A failure leaves wr_on 0: the rows then
+// go to cudaHostAlloc memory as without it. On by default since a 13B
+// restart measured 1.4-1.8 s with it, 5.0-5.7 s without (docs/reliability.md).
 static void open_warm(gpu_backend *b)
 {
     const gpu_backend_config *c = &b->cfg;

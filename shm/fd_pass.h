@@ -23,7 +23,7 @@ typedef struct fd_pass_msg {
 #define FD_PASS_MAGIC 0x4b565049u   /* "IPVK" */
 #define FD_PASS_NONE 0u
 #define FD_PASS_VRAM 1u
-#define FD_PASS_WARM 2u     /* the warm rows' host memory (a memfd the CUDA backend pins) */
+#define FD_PASS_WARM 2u     /* the warm rows' host memory (the CUDA driver's, or a memfd it pins) */
 #define FD_PASS_KINDS 3u
 
 /* Sends msg, and fd when fd >= 0 (the caller keeps its own copy). */
