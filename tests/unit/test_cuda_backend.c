@@ -6,7 +6,6 @@
 #include "backend.h"
 #include "check.h"
 #include "cuda_needs.h"
-#include "cuda_vmm.cuh"
 #include "forward.h"
 #include "llama2c.h"
 #include "model.h"
@@ -35,6 +34,8 @@ int main(void)
     return 77;
 }
 #else
+
+#include "cuda_vmm.cuh"     /* cuda.h: only where CUDA is */
 
 #define N_POS 100   /* past 64: two attention splits */
 #define N_SEQ 2
