@@ -43,7 +43,7 @@
 #           (else --prompt repeated), whitespace made single spaces, kept in MODEL_DIR so every engine and
 #           every later call reads the same text. PowerInfer (-f FILE) and llama.cpp (llama-cli -f FILE,
 #           -ngl at the budget for that context) report their `prompt eval time` line; pi --ffn predicted
-#           and dense run `pid run --timings` and report its "prefill excluded: S steps, T tokens, M ms"
+#           (with --pi-args) and dense run `pid run --timings` and report its "prefill excluded: S steps, T tokens, M ms"
 #           (pid run prints no first-token time of its own). 8 tokens decoded, -c the prompt + 8 + 16.
 #   --streams N1,N2..  aggregate decode at --budget with N concurrent streams: pi --ffn predicted as a
 #           daemon (`pid start --max-seqs N --timings` with --pi-args, one start per N; without --max-seqs, pid
@@ -468,8 +468,9 @@ run_ttft() {
     if want pi && [ -z "$pi_timings" ]; then
       failed "pi --ttft: \`pid run --help\` lists no --timings, so pid run prints no prefill time"
     elif want pi; then
+      # shellcheck disable=SC2086  # --pi-args is a list of words (the predicted runs' flags, as in the decode table)
       ttft_one "pi-predicted-ttft-$L" "$L" pi "$bin/pid" run -m "$pwri" -n "$ttft_gen" --temp 0 -p "$(cat "$f")" \
-        --gpu-backend "$backend" --vram-budget "$budget" --ffn predicted --cpu-workers 1 -c "$c" --timings
+        --gpu-backend "$backend" --vram-budget "$budget" --ffn predicted --cpu-workers 1 $pi_args -c "$c" --timings
       ttft_one "pi-dense-ttft-$L" "$L" pi "$bin/pid" run -m "$plain" -n "$ttft_gen" --temp 0 -p "$(cat "$f")" \
         --gpu-backend "$backend" --vram-budget "$budget" --ffn dense --cpu-workers 1 -c "$c" --timings
     fi
@@ -750,7 +751,7 @@ render_ttft() {
       case $e in
         powerinfer) name="PowerInfer (PWRI, --vram-budget $budget)" ;;
         llamacpp) name="llama.cpp dense (plain, llama-cli -ngl $(cmd_ngl "$id"))" ;;
-        pi-predicted) name="pi --ffn predicted (PWRI, --vram-budget $budget)" ;;
+        pi-predicted) name="pi --ffn predicted${pi_args:+ $pi_args} (PWRI, --vram-budget $budget)" ;;
         pi-dense) name="pi --ffn dense (plain, --vram-budget $budget)" ;;
       esac
       echo "| $L | $name | $(ttft_cells "$id" "$p") | $(cell_peak "$id" "$p") |"
