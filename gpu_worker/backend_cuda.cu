@@ -76,6 +76,7 @@ struct step_graph {
     int predicted, timed;
     cudaGraphExec_t exec;
     uint64_t used;                  // last use (steps), for eviction
+    int pub_fused;                  // enq_step's choice when it was captured
 };
 
 constexpr int MAX_GRAPHS = 8;
@@ -109,7 +110,7 @@ struct gpu_backend {
     // (cuda_vmm_open_at, in wvmm), which the driver keeps pinned while pid
     // holds its descriptor; else a memfd pinned by cudaHostRegister.
     int wr_fd, wr_on, wr_taken, wr_vmm;
-    int pub_fused;                  // the step graphs' choice (PI_CUDA_PUB_FUSED, read at capture)
+    int pub_fused;                  // the step graph being run publishes from the compaction
     cuda_vmm wvmm;
     unsigned char *wr_base;
     const unsigned char *wr_dev;
@@ -1538,6 +1539,7 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
         step_graph *c = &b->graphs[g];
         if (c->exec && c->n == n && c->nrows == nrows && c->predicted == predicted && c->timed == timed) {
             c->used = ++b->steps;
+            b->pub_fused = c->pub_fused;    // step_times reads the replayed graph's stamps
             *exec = c->exec;
             return 0;
         }
@@ -1563,7 +1565,7 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
         slot->exec = NULL;
         return pi_error_set(err, "cuda backend: instantiating the step graph failed: %s", cudaGetErrorString(e));
     }
-    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps};
+    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps, b->pub_fused};
     *exec = slot->exec;
     return 0;
 }
