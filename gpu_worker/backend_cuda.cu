@@ -748,9 +748,9 @@ static int open_warm_vmm(gpu_backend *b, uint64_t cap)
 // The warm rows' region (cfg.warm_bytes, with an arena; PI_CUDA_KEEP_WARM=0
 // turns it off): the driver's host memory (open_warm_vmm), else the kept
 // memfd when its manifest matches, else a new memfd; pinned and mapped for
-// the kernels. A failure leaves wr_on 0: the rows then
-// go to cudaHostAlloc memory as without it. On by default since a 13B
-// restart measured 1.4-1.8 s with it, 5.0-5.7 s without (docs/reliability.md).
+// the kernels. A failure leaves wr_on 0: the rows then go to cudaHostAlloc
+// memory as without it. On by default since a 13B restart measured 1.4-1.8 s
+// with it, 5.0-5.7 s without (docs/reliability.md).
 static void open_warm(gpu_backend *b)
 {
     const gpu_backend_config *c = &b->cfg;
