@@ -76,7 +76,6 @@ struct step_graph {
     int predicted, timed;
     cudaGraphExec_t exec;
     uint64_t used;                  // last use (steps), for eviction
-    int pub_fused;                  // enq_step's choice when it was captured
 };
 
 constexpr int MAX_GRAPHS = 8;
@@ -110,7 +109,6 @@ struct gpu_backend {
     // (cuda_vmm_open_at, in wvmm), which the driver keeps pinned while pid
     // holds its descriptor; else a memfd pinned by cudaHostRegister.
     int wr_fd, wr_on, wr_taken, wr_vmm;
-    int pub_fused;                  // the step graph being run publishes from the compaction
     cuda_vmm wvmm;
     unsigned char *wr_base;
     const unsigned char *wr_dev;
@@ -1490,11 +1488,9 @@ static int enq_step(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, i
     const int fold = norm_folded(b, predicted);
     float *xn_host = W > 0 ? dev_of(b, k->xn) : NULL;
     // Predicted with CPU workers: the compaction's last block publishes the
-    // tick (cuda_pred_out.tick) instead of a kernel after it. Session 18
-    // measured no gain (predict + publish 1.008 -> 1.033 ms a 13B token at
-    // 12.6 GiB): PI_CUDA_PUB_FUSED=0 gives the publish kernel back for an A/B.
-    const int pub_fused = predicted && W > 0 && cuda_switch("PI_CUDA_PUB_FUSED", 1);
-    b->pub_fused = pub_fused;
+    // tick (cuda_pred_out.tick) instead of a kernel after it (session 18:
+    // predict + publish 1.008 -> 1.033 ms a 13B token at 12.6 GiB, no gain).
+    const int pub_fused = predicted && W > 0;
     if (pub_fused) {
         out.tick = dev_of(b, k->layer_tick);
         out.tick_base = &b->d_params->tick0;
@@ -1539,7 +1535,6 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
         step_graph *c = &b->graphs[g];
         if (c->exec && c->n == n && c->nrows == nrows && c->predicted == predicted && c->timed == timed) {
             c->used = ++b->steps;
-            b->pub_fused = c->pub_fused;    // step_times reads the replayed graph's stamps
             *exec = c->exec;
             return 0;
         }
@@ -1565,7 +1560,7 @@ static int step_exec(gpu_backend *b, uint32_t n, uint32_t nrows, int predicted, 
         slot->exec = NULL;
         return pi_error_set(err, "cuda backend: instantiating the step graph failed: %s", cudaGetErrorString(e));
     }
-    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps, b->pub_fused};
+    *slot = {n, nrows, predicted, timed, slot->exec, ++b->steps};
     *exec = slot->exec;
     return 0;
 }
@@ -1669,7 +1664,7 @@ static int cuda_run_step(gpu_backend *b, const gpu_step_links *k, const gpu_entr
     if (p->status != 0)
         return pi_error_set(err, "aborted waiting for the CPU workers (a worker died)");
     if (timed)
-        step_times(b, predicted, b->pub_fused, times);
+        step_times(b, predicted, predicted && b->peers.count > 0, times);
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include "cuda_predict.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_sys.cuh"
 
 namespace {
 
@@ -186,8 +187,7 @@ __global__ void __launch_bounds__(PRED_COMPACT_THREADS) k_pred_compact(int32_t *
     if (threadIdx.x == 0 && atomicAdd(out.arrive, 1u) == gridDim.x - 1) {
         *out.arrive = 0;        // the next launch's count starts at 0
         __threadfence_system();
-        const uint32_t v = *out.tick_base + out.tick_add;
-        asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(out.tick), "r"(v) : "memory");
+        store_release_sys(out.tick, *out.tick_base + out.tick_add);
     }
 }
 

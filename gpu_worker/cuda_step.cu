@@ -1,22 +1,11 @@
 // Publish, wait and finish kernels of the device-driven step (cuda_step.cuh).
 #include "cuda_step.cuh"
 #include "cuda_pdl.cuh"
+#include "cuda_sys.cuh"
 
 namespace {
 
 constexpr unsigned FINISH_THREADS = 256;
-
-__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t *p)
-{
-    uint32_t v;
-    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ void store_release_sys(uint32_t *p, uint32_t v)
-{
-    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
 
 __device__ __forceinline__ unsigned long long global_timer()
 {
