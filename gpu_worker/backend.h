@@ -70,6 +70,9 @@ typedef struct gpu_backend_config {
      * while the device runs a step instead of sleeping until it wakes it
      * (CUDA; measured 0.41 -> 0.10 ms of host control a token). */
     int spin_wait;
+    /* > 0: solo steps (run_solo) of up to this many entries; the step
+     * segment then holds max(max_batch, solo_batch) entries. */
+    uint32_t solo_batch;
 } gpu_backend_config;
 
 typedef struct gpu_backend gpu_backend;
@@ -160,6 +163,15 @@ typedef struct gpu_backend_ops {
     /* Optional: like keep_fd, for the warm rows' host memory
      * (cfg.warm_bytes); -1 when they are not in one. */
     int (*keep_warm_fd)(gpu_backend *b, uint64_t *bytes);
+    /* Optional: a solo step (STEP_CMD_SOLO, docs/shm.md): every layer of the
+     * n entries (n <= solo_max) with every FFN neuron computed by this
+     * backend alone, no CPU worker involved; then the logits of the
+     * want_logits entries into logits (host memory, n_vocab floats a row, in
+     * entry order). Entries of one slot in position order, as in a step. */
+    int (*run_solo)(gpu_backend *b, const gpu_entry *e, uint32_t n, float *logits, pi_error *err);
+    /* Optional: the most entries run_solo takes; 0 when it takes none (no
+     * cfg.solo_batch, or a model whose FFN it cannot run alone). */
+    uint32_t (*solo_max)(const gpu_backend *b);
 } gpu_backend_ops;
 
 extern const gpu_backend_ops gpu_backend_host;

@@ -44,6 +44,11 @@ typedef struct step_seq {
 } step_seq;
 
 #define STEP_CMD_TIMINGS 1u  /* flags: the GPU worker measures the phases (Step.timings) */
+/* flags: a solo step: the GPU worker runs it alone, every FFN neuron on its
+ * side (gpu_backend_ops.run_solo: a long prompt's weights streamed to the
+ * device once instead of read from host memory by every entry); the CPU
+ * workers skip it (no layer ticks, no done ticks, no stats line). */
+#define STEP_CMD_SOLO 2u
 
 /* Written by pid before it starts a step; read by the workers. The fields
  * repeat the Step message's, so a worker that sees the step bell ring can

@@ -21,10 +21,13 @@ uint32_t plan_kv_elem_bytes(const plan_params *p)
 }
 
 /* The backend's scratch for q's steps at n_ctx positions and n_hot hot
- * neurons a layer; 0 on the host backend. */
+ * neurons a layer, solo steps' included; 0 on the host backend. */
 static uint64_t backend_scratch(const pi_model *m, const plan_params *q, uint32_t n_ctx, uint32_t n_hot)
 {
-    return q->backend && q->backend->scratch_bytes ? q->backend->scratch_bytes(m, q->max_batch, n_ctx, n_hot) : 0;
+    if (!q->backend)
+        return 0;
+    uint64_t s = q->backend->scratch_bytes ? q->backend->scratch_bytes(m, q->max_batch, n_ctx, n_hot) : 0;
+    return s + (q->backend->solo_bytes && q->solo_batch ? q->backend->solo_bytes(m, q->solo_batch) : 0);
 }
 
 uint64_t plan_reserve_bytes(const pi_model *m, const plan_params *p)

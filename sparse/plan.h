@@ -62,6 +62,9 @@ typedef struct plan_backend {
      * KV cache, hot rows and predictors) for steps of max_batch entries,
      * n_ctx positions and at most n_hot hot neurons in a layer. */
     uint64_t (*scratch_bytes)(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
+    /* Optional: its scratch for solo steps of solo_batch entries (0 when
+     * solo_batch is 0 or it runs none for this model), beside the above. */
+    uint64_t (*solo_bytes)(const pi_model *m, uint32_t solo_batch);
 } plan_backend;
 
 /* The narrowest KV cache element a backend keeps (fp16). A process that
@@ -83,6 +86,8 @@ typedef struct plan_params {
                                    budget; NULL: the host backend (fp32 KV, nothing beyond
                                    weights + KV + hot) */
     uint32_t max_batch;         /* entries per step: sizes the backend's scratch (with backend) */
+    uint32_t solo_batch;        /* entries of a solo step (gpu_backend_config.solo_batch): its
+                                   scratch is reserved too (with backend); 0: none */
     int pred_q8;                /* the GPU worker holds the predictors as Q8_0 (--predictor-type
                                    q8_0): counted so, whatever type the model here has */
     double warm_share;          /* in [0, 1]: with a placement and CPU workers, this share of
