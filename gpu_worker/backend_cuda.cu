@@ -34,6 +34,7 @@
 #include "cuda_matvec.cuh"
 #include "cuda_pdl.cuh"
 #include "cuda_predict.cuh"
+#include "cuda_solo.cuh"
 #include "cuda_step.cuh"
 #include "cuda_switch.h"
 #include "cuda_vmm.cuh"
@@ -64,6 +65,12 @@ struct cuda_layer {
     cuda_mat fc1;                   // predictor, R x dim (predicting only)
     cuda_pred_fc2 fc2;              // predictor, n_ff x R in the file's layout (R not aligned)
     cuda_mat fc2m;                  // the same as a cuda_mat when R is aligned (fast kernel)
+    // Solo steps: the s_n neurons not in VRAM (the warm ones first, in hot-slot
+    // order, then the cold ascending) as F16 gate, up and down^T rows in
+    // pinned host memory, device addresses; the warm rows of gate, up and
+    // down_t above point into them.
+    const __half *s_gate, *s_up, *s_down;
+    uint32_t s_n;
 };
 
 // What an allocation is, for device_bytes' parts.
@@ -171,6 +178,20 @@ struct gpu_backend {
     uint32_t pred_n;
     const int32_t *pred_host[CUDA_MAX_BATCH];
     int32_t pred_count[CUDA_MAX_BATCH];
+
+    // Solo steps (run_solo) of up to solo_cap entries; solo_on: this model
+    // runs them (cuda_needs_solo_ok, cuBLAS, cfg.solo_batch). Buffers are
+    // solo_cap rows (cuda_needs_solo_bytes counts them); s_stage: two chunks
+    // of CUDA_NEEDS_SOLO_CHUNK rows of gate, up and down^T, filled on
+    // s_copy while the other is read (s_copied: filled, s_used: read).
+    int solo_on;
+    uint32_t solo_cap;
+    float *s_x, *s_q, *s_k, *s_v, *s_att, *s_g, *s_u;
+    __half *s_xh, *s_h, *s_stage[2];
+    gpu_entry *s_entries;
+    cuda_blas *blas;
+    cudaStream_t s_copy;
+    cudaEvent_t s_copied[2], s_used[2];
 };
 
 #define CU(call)                                                                         \
@@ -420,11 +441,23 @@ static int upload_mat(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int
     return upload_mat_as(b, d, t, rows, nr, what, MEM_PLAN, err);
 }
 
-// Hot FFN rows: rows[0..nv) on the device, rows[nv..nr) warm (host).
+// Hot FFN rows: rows[0..nv) on the device, rows[nv..nr) warm (host): at
+// warm_at when given (a solo step's rows, F16, there already), else copied
+// into pinned memory of their own.
 static int upload_mat_hot(gpu_backend *b, cuda_mat *d, const pi_tensor *t, const int32_t *rows, uint32_t nr,
-                          uint32_t nv, const char *what, pi_error *err)
+                          uint32_t nv, const char *what, const __half *warm_at, pi_error *err)
 {
-    return upload_mat_as(b, d, t, rows, nv, what, MEM_PLAN, err) || attach_warm(b, d, t, rows, nr, nv, err);
+    if (upload_mat_as(b, d, t, rows, nv, what, MEM_PLAN, err) != 0)
+        return -1;
+    if (!warm_at)
+        return attach_warm(b, d, t, rows, nr, nv, err);
+    if (nr > nv) {
+        d->rows = nr;
+        d->nv = nv;
+        d->hdata = (const unsigned char *)warm_at;
+        d->hscales = NULL;
+    }
+    return 0;
 }
 
 // The predictor of layer l: fc1 as a cuda_mat (the matvec kernels); fc2 as
@@ -472,7 +505,7 @@ static int upload_predictor(gpu_backend *b, uint32_t l, pi_error *err)
 // (plan_write_down_t_set's values). PowerInfer files hold only ffn_down_t
 // (rows already): those rows are gathered as they are.
 static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t *hot, uint32_t K, uint32_t nv,
-                         pi_error *err)
+                         const __half *warm_at, pi_error *err)
 {
     const pi_model *m = b->m;
     const pi_layer *P = &m->layers[l];
@@ -487,7 +520,10 @@ static int upload_down_t(gpu_backend *b, cuda_mat *d, uint32_t l, const int32_t 
     d->type = dt;
     d->rows = K;
     d->cols = (uint32_t)dim;
-    if (nv < K) {                   // warm rows [nv, K): straight into pinned host memory
+    if (nv < K && warm_at) {        // warm rows [nv, K): a solo step's, there already
+        d->nv = nv;
+        d->hdata = (const unsigned char *)warm_at;
+    } else if (nv < K) {            // warm rows [nv, K): straight into pinned host memory
         unsigned char *hw;
         const unsigned char *dev;
         if (!hot)
@@ -524,6 +560,15 @@ static void free_all(gpu_backend *b)
     for (int g = 0; g < MAX_GRAPHS; g++)
         if (b->graphs[g].exec)
             cudaGraphExecDestroy(b->graphs[g].exec);
+    cuda_blas_destroy(&b->blas);
+    for (int i = 0; i < 2; i++) {
+        if (b->s_copied[i])
+            cudaEventDestroy(b->s_copied[i]);
+        if (b->s_used[i])
+            cudaEventDestroy(b->s_used[i]);
+    }
+    if (b->s_copy)
+        cudaStreamDestroy(b->s_copy);
     for (size_t i = 0; i < b->n_allocs; i++)
         cudaFree(b->allocs[i]);
     free(b->allocs);
@@ -587,6 +632,54 @@ static int check_hot_sets(const pi_model *m, const gpu_backend_config *c, pi_err
     return 0;
 }
 
+// Layer l's neurons outside VRAM for solo steps: hot[nv..K) (the warm ones,
+// in hot-slot order), then those not in hot[0..K) ascending (hot NULL: the
+// hot ones are [0, K)), as F16 gate, up and down^T rows in pinned host
+// memory (the warm rows' region when there is one, so pid keeps them too).
+static int solo_rows(gpu_backend *b, uint32_t l, const int32_t *hot, uint32_t K, uint32_t nv, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const pi_layer *P = &m->layers[l];
+    cuda_layer *L = &b->layers[l];
+    uint32_t n_ff = m->n_ff, ns = 0;
+    int32_t *ids = (int32_t *)malloc(n_ff * sizeof *ids);
+    unsigned char *in = (unsigned char *)calloc(n_ff, 1);
+    if (!ids || !in) {
+        free(ids);
+        free(in);
+        return pi_error_set(err, "cuda backend: out of host memory");
+    }
+    for (uint32_t s = 0; s < K; s++)
+        in[hot ? hot[s] : s] = 1;
+    for (uint32_t s = nv; s < K; s++)
+        ids[ns++] = hot ? hot[s] : (int32_t)s;
+    for (uint32_t j = 0; j < n_ff; j++)
+        if (!in[j])
+            ids[ns++] = (int32_t)j;
+    free(in);
+    size_t bytes = (size_t)ns * m->dim * sizeof(__half);
+    unsigned char *h[3];
+    const unsigned char *dev[3];
+    int rc = 0;
+    for (int t = 0; t < 3 && rc == 0; t++)
+        rc = warm_alloc(b, &h[t], &dev[t], bytes, err);
+    double t0 = pi_now_ms();
+    if (rc == 0 && ns > 0 && !warm_kept(b, h[0])) {
+        stage_rows(&P->ffn_gate, ids, ns, h[0]);
+        stage_rows(&P->ffn_up, ids, ns, h[1]);
+        rc = plan_write_down_t_set(m, l, (plan_set){ids, 0, ns}, h[2], (size_t)m->dim * sizeof(__half), err);
+    }
+    b->warm_fill_ms += pi_now_ms() - t0;
+    free(ids);
+    if (rc != 0)
+        return pi_error_wrap(err, "cuda backend: layer %u's rows for solo steps", l);
+    L->s_gate = (const __half *)dev[0];
+    L->s_up = (const __half *)dev[1];
+    L->s_down = (const __half *)dev[2];
+    L->s_n = ns;
+    return 0;
+}
+
 static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -596,15 +689,17 @@ static int load_layer(gpu_backend *b, uint32_t l, pi_error *err)
     const int32_t *hot = c->hot ? c->hot[l] : NULL;
     uint32_t K = c->hot ? c->hot_count[l] : c->n_hot, nv = hot_vram(c, l);
     b->hot_count[l] = K;
+    if (b->solo_on && solo_rows(b, l, hot, K, nv, err) != 0)
+        return -1;
     if (upload_norm(b, &L->attn_norm, &P->attn_norm, "attn_norm", err) ||
         upload_norm(b, &L->ffn_norm, &P->ffn_norm, "ffn_norm", err) ||
         upload_mat(b, &L->wq, &P->wq, NULL, (uint32_t)P->wq.rows, "attn_q", err) ||
         upload_mat(b, &L->wk, &P->wk, NULL, (uint32_t)P->wk.rows, "attn_k", err) ||
         upload_mat(b, &L->wv, &P->wv, NULL, (uint32_t)P->wv.rows, "attn_v", err) ||
         upload_mat(b, &L->wo, &P->wo, NULL, (uint32_t)P->wo.rows, "attn_output", err) ||
-        upload_mat_hot(b, &L->gate, &P->ffn_gate, hot, K, nv, "ffn_gate", err) ||
-        upload_mat_hot(b, &L->up, &P->ffn_up, hot, K, nv, "ffn_up", err) ||
-        upload_down_t(b, &L->down_t, l, hot, K, nv, err))
+        upload_mat_hot(b, &L->gate, &P->ffn_gate, hot, K, nv, "ffn_gate", L->s_gate, err) ||
+        upload_mat_hot(b, &L->up, &P->ffn_up, hot, K, nv, "ffn_up", L->s_up, err) ||
+        upload_down_t(b, &L->down_t, l, hot, K, nv, L->s_down, err))
         return -1;
     if (P->ffn_gate.type != P->ffn_up.type)
         return pi_error_set(err, "cuda backend: ffn_gate and ffn_up types differ (%d, %d)",
@@ -884,6 +979,35 @@ static int context_oom(int device, pi_error *err)
                         device, (double)CUDA_NEEDS_CONTEXT_BYTES / 1073741824.0);
 }
 
+// Solo steps' buffers (cuda_needs_solo_bytes counts them, term by term),
+// their copy stream and events, and cuBLAS on the step stream.
+static int solo_alloc(gpu_backend *b, pi_error *err)
+{
+    const pi_model *m = b->m;
+    size_t P = b->cfg.solo_batch, dim = m->dim, C = CUDA_NEEDS_SOLO_CHUNK;
+    void *ws = NULL;
+    if (scratch_floats(b, &b->s_x, P * dim, err) || scratch_floats(b, &b->s_q, P * dim, err) ||
+        scratch_floats(b, &b->s_att, P * dim, err) || scratch_floats(b, &b->s_k, P * b->kv_dim, err) ||
+        scratch_floats(b, &b->s_v, P * b->kv_dim, err) ||
+        dev_alloc(b, (void **)&b->s_xh, P * dim * sizeof(__half), MEM_SCRATCH, err) ||
+        scratch_floats(b, &b->s_g, P * C, err) || scratch_floats(b, &b->s_u, P * C, err) ||
+        dev_alloc(b, (void **)&b->s_h, P * C * sizeof(__half), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->s_stage[0], 3 * C * dim * sizeof(__half), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->s_stage[1], 3 * C * dim * sizeof(__half), MEM_SCRATCH, err) ||
+        dev_alloc(b, (void **)&b->s_entries, P * sizeof(gpu_entry), MEM_SCRATCH, err) ||
+        dev_alloc(b, &ws, CUDA_NEEDS_SOLO_WORKSPACE, MEM_SCRATCH, err))
+        return -1;
+    CU(cudaStreamCreateWithFlags(&b->s_copy, cudaStreamNonBlocking));
+    for (int i = 0; i < 2; i++) {
+        CU(cudaEventCreateWithFlags(&b->s_copied[i], cudaEventDisableTiming));
+        CU(cudaEventCreateWithFlags(&b->s_used[i], cudaEventDisableTiming));
+    }
+    if (cuda_blas_create(&b->blas, b->stream, ws, CUDA_NEEDS_SOLO_WORKSPACE, err) != 0)
+        return -1;
+    b->solo_cap = b->cfg.solo_batch;
+    return 0;
+}
+
 static int create_inner(gpu_backend *b, pi_error *err)
 {
     const pi_model *m = b->m;
@@ -921,6 +1045,7 @@ static int create_inner(gpu_backend *b, pi_error *err)
     CU(cudaEventCreateWithFlags(&b->lists_done, cudaEventDisableTiming));
     // The predictor only where the worker will call predict.
     b->predicting = c->ffn == PI_FFN_PREDICTED && m->has_predictor;
+    b->solo_on = c->solo_batch > 0 && cuda_blas_available() && cuda_needs_solo_ok(m);
 
     // An untied model reads one embedding row per token: the table stays in
     // host memory (mapped, read over the bus, as llama.cpp keeps it on the
@@ -988,6 +1113,8 @@ static int create_inner(gpu_backend *b, pi_error *err)
     b->d_params = (cuda_step_params *)(b->d_blk + b->off_params);
     b->d_stamps = (unsigned long long *)(b->d_blk + b->off_stamps);
     CU(cudaMallocHost((void **)&b->h_lists, nb * m->n_ff * sizeof(int32_t)));
+    if (b->solo_on && solo_alloc(b, err) != 0)
+        return -1;
     if (!b->predicting)
         return 0;
     uint32_t R = 0;
@@ -1234,16 +1361,22 @@ static int enq_hot(gpu_backend *b, uint32_t l, uint32_t n, int predicted, int in
     return 0;
 }
 
-// Final norm + lm_head of the nrows entries listed in d_rows, into logits.
-static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
+// Final norm + lm_head of the nrows rows of src (n x dim residuals) listed
+// in d_rows, into logits.
+static int enq_logits_of(gpu_backend *b, const float *src, uint32_t nrows, pi_error *err)
 {
     const pi_model *m = b->m;
     if (nrows == 0)
         return 0;
-    CU(pdl_launch(k_gather_rows, nrows, 128, 0, b->stream, b->tmp, b->x, b->d_rows, m->dim));
+    CU(pdl_launch(k_gather_rows, nrows, 128, 0, b->stream, b->tmp, src, b->d_rows, m->dim));
     CU(cuda_rmsnorm(b->stream, b->xb, NULL, b->tmp, NULL, b->output_norm, m->dim, m->norm_eps, nrows));
     CU(cuda_matvec(b->stream, b->logits, m->n_vocab, &b->output, b->xb, m->dim, nrows));
     return 0;
+}
+
+static int enq_logits(gpu_backend *b, uint32_t nrows, pi_error *err)
+{
+    return enq_logits_of(b, b->x, nrows, err);
 }
 
 // ---------------------------------------------------------------- layer-by-layer ops
@@ -1457,6 +1590,179 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
                        b->stream));
     CU(cudaStreamSynchronize(b->stream));
     return 0;
+}
+
+// ---------------------------------------------------------------- solo steps
+// A long prompt's step, run here alone: every neuron of every layer, the
+// ones outside VRAM streamed in once per step (chunks of gate, up and down^T
+// rows from pinned host memory on s_copy, two in flight) instead of read
+// from host memory once per entry as the CPU workers and warm kernels do;
+// products on tensor cores (cuBLAS, fp16 in, fp32 accumulation), attention
+// by the step kernels in groups of max_batch entries.
+
+// Chunk k of the step's streamed rows: layer and first row, in step order.
+struct solo_chunk {
+    uint32_t l, r0, n;
+};
+
+static solo_chunk solo_chunk_at(const gpu_backend *b, uint64_t k)
+{
+    const uint32_t C = CUDA_NEEDS_SOLO_CHUNK;
+    for (uint32_t l = 0; l < b->m->n_layers; l++) {
+        uint32_t nk = (b->layers[l].s_n + C - 1) / C;
+        if (k < nk) {
+            uint32_t r0 = (uint32_t)k * C, left = b->layers[l].s_n - r0;
+            return {l, r0, left < C ? left : C};
+        }
+        k -= nk;
+    }
+    return {0, 0, 0};
+}
+
+// Copies chunk k into stage k % 2 once the products reading it before are done.
+static int solo_fetch(gpu_backend *b, uint64_t k, pi_error *err)
+{
+    solo_chunk c = solo_chunk_at(b, k);
+    if (c.n == 0)
+        return 0;
+    const cuda_layer *L = &b->layers[c.l];
+    size_t dim = b->m->dim, C = CUDA_NEEDS_SOLO_CHUNK, bytes = (size_t)c.n * dim * sizeof(__half);
+    int i = (int)(k % 2);
+    __half *st = b->s_stage[i];
+    CU(cudaStreamWaitEvent(b->s_copy, b->s_used[i], 0));
+    CU(cudaMemcpyAsync(st, L->s_gate + (size_t)c.r0 * dim, bytes, cudaMemcpyDefault, b->s_copy));
+    CU(cudaMemcpyAsync(st + C * dim, L->s_up + (size_t)c.r0 * dim, bytes, cudaMemcpyDefault, b->s_copy));
+    CU(cudaMemcpyAsync(st + 2 * C * dim, L->s_down + (size_t)c.r0 * dim, bytes, cudaMemcpyDefault, b->s_copy));
+    CU(cudaEventRecord(b->s_copied[i], b->s_copy));
+    return 0;
+}
+
+// s_x += the FFN of k neurons whose rows are gate, up and down (k x dim each,
+// device memory), for the n entries' input s_xh; in pieces of the chunk size.
+static int solo_ffn_rows(gpu_backend *b, const __half *gate, const __half *up, const __half *down, uint32_t k,
+                         uint32_t n, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const uint32_t C = CUDA_NEEDS_SOLO_CHUNK, dim = m->dim;
+    for (uint32_t r0 = 0; r0 < k; r0 += C) {
+        uint32_t c = k - r0 < C ? k - r0 : C;
+        size_t off = (size_t)r0 * dim;
+        if (cuda_blas_rows(b->blas, b->s_g, c, gate + off, c, b->s_xh, n, dim, 0.0f, err) ||
+            cuda_blas_rows(b->blas, b->s_u, c, up + off, c, b->s_xh, n, dim, 0.0f, err))
+            return -1;
+        CU(cuda_act_half(b->stream, b->s_h, b->s_g, b->s_u, (size_t)n * c, (int)m->act));
+        if (cuda_blas_down(b->blas, b->s_x, down + off, b->s_h, c, n, dim, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+// Layer l's attention for the n entries, its residual add, then s_xh = the
+// FFN's input in fp16.
+static int solo_attn(gpu_backend *b, uint32_t l, uint32_t n, pi_error *err)
+{
+    const pi_model *m = b->m;
+    const cuda_layer *L = &b->layers[l];
+    uint32_t dim = m->dim, kvd = b->kv_dim;
+    size_t nd = (size_t)n * dim;
+    CU(cuda_rmsnorm(b->stream, b->s_att, NULL, b->s_x, NULL, L->attn_norm, dim, m->norm_eps, n));
+    CU(cuda_to_half(b->stream, b->s_xh, b->s_att, nd));
+    const __half *wq = (const __half *)L->wq.data, *wk = (const __half *)L->wk.data;
+    const __half *wv = (const __half *)L->wv.data, *wo = (const __half *)L->wo.data;
+    if (cuda_blas_rows(b->blas, b->s_q, dim, wq, dim, b->s_xh, n, dim, 0.0f, err) ||
+        cuda_blas_rows(b->blas, b->s_k, kvd, wk, kvd, b->s_xh, n, dim, 0.0f, err) ||
+        cuda_blas_rows(b->blas, b->s_v, kvd, wv, kvd, b->s_xh, n, dim, 0.0f, err))
+        return -1;
+    CU(cuda_rope_store(b->stream, b->s_q, b->s_k, b->s_v, b->k_cache, b->v_cache, b->s_entries, l, b->ash, n));
+    // every entry's K and V are stored: each group attends over its own prefix
+    for (uint32_t i0 = 0; i0 < n; i0 += b->cfg.max_batch) {
+        uint32_t g = n - i0 < b->cfg.max_batch ? n - i0 : b->cfg.max_batch;
+        CU(cuda_attention(b->stream, b->s_att + (size_t)i0 * dim, b->s_q + (size_t)i0 * dim, b->k_cache,
+                          b->v_cache, b->attn_part, b->s_entries + i0, l, b->ash, g));
+    }
+    CU(cuda_to_half(b->stream, b->s_xh, b->s_att, nd));
+    if (cuda_blas_rows(b->blas, b->s_x, dim, wo, dim, b->s_xh, n, dim, 1.0f, err) != 0)   // x += wo . attention
+        return -1;
+    CU(cuda_rmsnorm(b->stream, b->s_att, NULL, b->s_x, NULL, L->ffn_norm, dim, m->norm_eps, n));
+    CU(cuda_to_half(b->stream, b->s_xh, b->s_att, nd));
+    return 0;
+}
+
+// The logits of the want_logits entries, max_batch rows at a time through
+// the step's own buffers (x, d_rows, logits), into out in entry order.
+static int solo_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *out, pi_error *err)
+{
+    const pi_model *m = b->m;
+    uint32_t *h_rows = (uint32_t *)(b->h_blk + b->off_rows), rows = 0, done = 0;
+    for (uint32_t i = 0; i <= n; i++) {
+        if (i < n && e[i].want_logits)
+            h_rows[rows++] = i;
+        if (rows == 0 || (rows < b->cfg.max_batch && i < n))
+            continue;
+        CU(cudaMemcpyAsync(b->d_rows, h_rows, rows * sizeof(uint32_t), cudaMemcpyHostToDevice, b->stream));
+        if (enq_logits_of(b, b->s_x, rows, err) != 0)
+            return -1;
+        CU(cudaMemcpyAsync(out + (size_t)done * m->n_vocab, b->logits, (size_t)rows * m->n_vocab * sizeof(float),
+                           cudaMemcpyDeviceToHost, b->stream));
+        CU(cudaStreamSynchronize(b->stream));   // h_rows is reused
+        done += rows;
+        rows = 0;
+    }
+    return 0;
+}
+
+static int cuda_run_solo(gpu_backend *b, const gpu_entry *e, uint32_t n, float *logits, pi_error *err)
+{
+    const pi_model *m = b->m;
+    if (!b->solo_on || n == 0 || n > b->solo_cap)
+        return pi_error_set(err, "cuda backend: a solo step of %u entries (this backend runs %u at most)", n,
+                            b->solo_on ? b->solo_cap : 0);
+    for (uint32_t i = 0; i < n; i++)
+        if (e[i].slot >= b->cfg.max_seqs || e[i].pos >= b->cfg.n_ctx || e[i].token < 0 ||
+            (uint32_t)e[i].token >= m->n_vocab)
+            return pi_error_set(err, "cuda backend: entry %u out of range (slot %u, pos %u, token %d)", i,
+                                e[i].slot, e[i].pos, e[i].token);
+    b->xn_layer = -1;
+    b->pred_layer = -1;
+    CU(cudaMemcpyAsync(b->s_entries, e, n * sizeof *e, cudaMemcpyHostToDevice, b->stream));
+    CU(cuda_embed_rows(b->stream, b->s_x, &b->tok_embd, b->s_entries, n));
+    uint64_t chunks = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        chunks += (b->layers[l].s_n + CUDA_NEEDS_SOLO_CHUNK - 1) / CUDA_NEEDS_SOLO_CHUNK;
+    // the copy engine starts on the first two chunks while attention runs
+    if (solo_fetch(b, 0, err) != 0 || solo_fetch(b, 1, err) != 0)
+        return -1;
+    uint64_t k = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const cuda_layer *L = &b->layers[l];
+        if (solo_attn(b, l, n, err) != 0)
+            return pi_error_wrap(err, "solo step, layer %u", l);
+        const uint32_t nv = L->gate.hdata ? L->gate.nv : L->gate.rows;
+        if (solo_ffn_rows(b, (const __half *)L->gate.data, (const __half *)L->up.data,
+                          (const __half *)L->down_t.data, nv, n, err) != 0)
+            return pi_error_wrap(err, "solo step, layer %u", l);
+        for (; k < chunks && solo_chunk_at(b, k).l == l; k++) {
+            int i = (int)(k % 2);
+            solo_chunk c = solo_chunk_at(b, k);
+            const __half *st = b->s_stage[i];
+            const size_t C = CUDA_NEEDS_SOLO_CHUNK, dim = m->dim;
+            CU(cudaStreamWaitEvent(b->stream, b->s_copied[i], 0));
+            if (solo_ffn_rows(b, st, st + C * dim, st + 2 * C * dim, c.n, n, err) != 0)
+                return pi_error_wrap(err, "solo step, layer %u", l);
+            CU(cudaEventRecord(b->s_used[i], b->stream));
+            if (solo_fetch(b, k + 2, err) != 0)
+                return -1;
+        }
+    }
+    if (solo_logits(b, e, n, logits, err) != 0)
+        return -1;
+    CU(cudaStreamSynchronize(b->stream));
+    return 0;
+}
+
+static uint32_t cuda_solo_max(const gpu_backend *b)
+{
+    return b->solo_on ? b->solo_cap : 0;
 }
 
 // ---------------------------------------------------------------- the device-driven step
@@ -1721,5 +2027,5 @@ static int cuda_keep_warm_fd(gpu_backend *b, uint64_t *bytes)
 extern "C" const gpu_backend_ops gpu_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_device_bytes, cuda_embed,
     cuda_attn, cuda_ffn_hot, cuda_finish, cuda_logits, cuda_ffn_hot_active, cuda_map_host, cuda_predict,
-    cuda_run_step, cuda_keep_fd, cuda_copied_bytes, cuda_keep_warm_fd,
+    cuda_run_step, cuda_keep_fd, cuda_copied_bytes, cuda_keep_warm_fd, cuda_run_solo, cuda_solo_max,
 };

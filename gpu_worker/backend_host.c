@@ -9,7 +9,8 @@
  * neuron. Activation scratch and the global -> slot lookup tables are sized
  * at create and not counted (they are not in the plan either).
  * Every entry is computed on its own, row by row, so results do not depend
- * on how entries are batched. The predict op reads the predictor from the
+ * on how entries are batched. A solo step (run_solo, cfg.solo_batch) runs
+ * every FFN neuron from the model's own tensors, in parts of max_batch. The predict op reads the predictor from the
  * model's mapping, uncounted: the plan reserves predictor bytes only for
  * the CUDA backend. */
 #include <errno.h>
@@ -48,6 +49,7 @@ struct gpu_backend {
     float *hot;                     /* max_batch x dim: hot partial */
     float *xb, *xb2, *q, *att;      /* one entry: dim, dim, q_dim, n_heads x n_ctx */
     float *pred_hidden;             /* predictor hidden units (widest layer); NULL: no predict */
+    float *solo_h, *solo_out;       /* cfg.solo_batch: one entry's n_ff activations, its FFN output */
     /* The layer and entry count of the last attn while h and xn still hold
      * its result (-1 after embed and finish), so predict reads the right state. */
     int64_t attn_layer;
@@ -162,6 +164,8 @@ static void host_destroy(gpu_backend **bp)
     free(b->q);
     free(b->att);
     free(b->pred_hidden);
+    free(b->solo_h);
+    free(b->solo_out);
     free(b);
     *bp = NULL;
 }
@@ -365,6 +369,9 @@ static gpu_backend *host_create(const pi_model *m, const gpu_backend_config *cfg
         !(b->hot = scratch(cfg->max_batch, b->dim, err)) || !(b->xb = scratch(b->dim, 1, err)) ||
         !(b->xb2 = scratch(b->dim, 1, err)) || !(b->q = scratch(b->q_dim, 1, err)) ||
         !(b->att = scratch(m->n_heads, cfg->n_ctx, err)))
+        goto fail;
+    if (cfg->solo_batch &&
+        (!(b->solo_h = scratch(m->n_ff, 1, err)) || !(b->solo_out = scratch(b->dim, 1, err))))
         goto fail;
     if (cfg->ffn == PI_FFN_PREDICTED && m->has_predictor) {
         uint32_t R = 1;
@@ -610,6 +617,60 @@ static int host_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
     return 0;
 }
 
+/* Layer l's whole FFN, every neuron from the model's own tensors, for the n
+ * entries of the last attn (their xn), added into h as finish adds the hot
+ * part and the partials: fc2's bias joins the sum before the residual add. */
+static void solo_ffn(gpu_backend *b, uint32_t l, uint32_t n)
+{
+    const pi_layer *y = &b->m->layers[l];
+    const float *down_b = y->ffn_down_b.data;
+    uint32_t dim = b->dim;
+    for (uint32_t i = 0; i < n; i++) {
+        memset(b->solo_out, 0, dim * sizeof *b->solo_out);
+        ops_ffn_range(y, b->m->act, b->xn + (size_t)i * dim, 0, b->m->n_ff, b->solo_h, b->solo_out);
+        float *h = b->h + (size_t)i * dim;
+        for (uint32_t j = 0; j < dim; j++)
+            h[j] += down_b ? b->solo_out[j] + down_b[j] : b->solo_out[j];
+    }
+}
+
+/* n <= max_batch entries of a solo step through every layer, then their
+ * logits. attn's copy of xn goes to hot, unused here (the FFN reads xn). */
+static int solo_part(gpu_backend *b, const gpu_entry *e, uint32_t n, float *logits, pi_error *err)
+{
+    if (host_embed(b, e, n, err) < 0)
+        return -1;
+    for (uint32_t l = 0; l < b->m->n_layers; l++) {
+        if (host_attn(b, l, e, n, b->hot, err) < 0)
+            return -1;
+        solo_ffn(b, l, n);
+    }
+    b->attn_layer = -1;
+    return host_logits(b, e, n, logits, err);
+}
+
+/* A solo step in parts of max_batch entries, in order: a part's KV is
+ * written before the next part attends to it, as within a part. */
+static int host_run_solo(gpu_backend *b, const gpu_entry *e, uint32_t n, float *logits, pi_error *err)
+{
+    if (n > b->cfg.solo_batch)
+        return pi_error_set(err, "host backend: a solo step of %u entries; solo_batch is %u", n, b->cfg.solo_batch);
+    size_t row = 0;
+    for (uint32_t e0 = 0; e0 < n; e0 += b->cfg.max_batch) {
+        uint32_t k = n - e0 < b->cfg.max_batch ? n - e0 : b->cfg.max_batch;
+        if (solo_part(b, e + e0, k, logits + row * b->m->n_vocab, err) < 0)
+            return pi_error_wrap(err, "solo step, entries %u..%u", e0, e0 + k - 1);
+        for (uint32_t i = e0; i < e0 + k; i++)
+            row += e[i].want_logits != 0;
+    }
+    return 0;
+}
+
+static uint32_t host_solo_max(const gpu_backend *b)
+{
+    return b->cfg.solo_batch;
+}
+
 const gpu_backend_ops gpu_backend_host = {
     .name = "host",
     .create = host_create,
@@ -624,4 +685,6 @@ const gpu_backend_ops gpu_backend_host = {
     .predict = host_predict,
     .keep_fd = host_keep_fd,
     .copied_bytes = host_copied_bytes,
+    .run_solo = host_run_solo,
+    .solo_max = host_solo_max,
 };

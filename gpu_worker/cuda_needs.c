@@ -47,6 +47,46 @@ uint64_t cuda_needs_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_
     return s;
 }
 
+int cuda_needs_solo_ok(const pi_model *m)
+{
+    if (!pi_act_uses_up(m->act) || model_beyond_llama(m))
+        return 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const pi_layer *P = &m->layers[l];
+        const pi_tensor *t[] = {&P->wq, &P->wk, &P->wv, &P->wo, &P->ffn_gate, &P->ffn_up};
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+            if (t[i]->type != PI_TYPE_F16)
+                return 0;
+        if (pi_layer_down_type(P) != PI_TYPE_F16)
+            return 0;
+    }
+    return 1;
+}
+
+/* Term by term what backend_cuda.cu's solo_alloc allocates. */
+uint64_t cuda_needs_solo_bytes(const pi_model *m, uint32_t solo_batch)
+{
+    if (solo_batch == 0 || !cuda_needs_solo_ok(m))
+        return 0;
+    uint64_t P = solo_batch, dim = m->dim, kv_dim = (uint64_t)m->n_kv_heads * m->head_dim;
+    uint64_t C = CUDA_NEEDS_SOLO_CHUNK;
+    return 3 * dev_floats(P * dim)                  /* residual, q, attention out */
+           + 2 * dev_floats(P * kv_dim)             /* k, v */
+           + P * dim * 2                            /* fp16 product input */
+           + 2 * dev_floats(P * C) + P * C * 2      /* gate, up; fp16 coefficients */
+           + 2 * 3 * C * dim * 2                    /* two chunks of gate, up, down^T rows */
+           + P * CUDA_NEEDS_ENTRY_BYTES             /* entries */
+           + CUDA_NEEDS_SOLO_WORKSPACE;
+}
+
+uint64_t cuda_needs_solo_host_bytes(const pi_model *m, const uint32_t *hot_vram)
+{
+    uint64_t s = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        s += 3 * (uint64_t)(m->n_ff - (hot_vram ? hot_vram[l] : 0)) * m->dim * 2;
+    return s;
+}
+
 const plan_backend *cuda_needs(void)
 {
     static const plan_backend needs = {
@@ -54,6 +94,7 @@ const plan_backend *cuda_needs(void)
         .kv_elem_bytes = CUDA_NEEDS_KV_ELEM_BYTES,
         .context_bytes = CUDA_NEEDS_CONTEXT_BYTES,
         .scratch_bytes = cuda_needs_scratch_bytes,
+        .solo_bytes = cuda_needs_solo_bytes,
     };
     /* PI_CUDA_CONTEXT_MIB=N: another reserve for the context, to measure on
      * the GPU machine what a smaller context (PI_CUDA_STACK_BYTES, backend_

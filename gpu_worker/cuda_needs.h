@@ -46,6 +46,26 @@
  * max_batch is 0. */
 uint64_t cuda_needs_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_t n_ctx, uint32_t n_hot);
 
+/* Solo steps (gpu_backend_ops.run_solo): the FFN neurons not in VRAM are
+ * streamed to the device CUDA_NEEDS_SOLO_CHUNK at a time (gate, up and down^T
+ * rows), two chunks in flight; cuBLAS gets a workspace of its own. */
+#define CUDA_NEEDS_SOLO_CHUNK 1024
+#define CUDA_NEEDS_SOLO_WORKSPACE (16ull << 20)
+
+/* 1 when the CUDA backend runs solo steps for m: every layer's attention and
+ * FFN weights F16 (cuBLAS products over them), a gated FFN, the llama graph. */
+int cuda_needs_solo_ok(const pi_model *m);
+
+/* Device scratch of solo steps of solo_batch entries (0 when solo_batch is
+ * 0 or cuda_needs_solo_ok is not). */
+uint64_t cuda_needs_solo_bytes(const pi_model *m, uint32_t solo_batch);
+
+/* Pinned host memory of the neurons a solo step streams: per layer those of
+ * its n_ff not in VRAM (hot_vram[l] of them are; NULL: none), as F16 gate,
+ * up and down^T rows. The warm rows are among them (read there by decode
+ * steps), so this replaces the plan's warm bytes. */
+uint64_t cuda_needs_solo_host_bytes(const pi_model *m, const uint32_t *hot_vram);
+
 /* The CUDA backend's description for plan_params.backend (static, never
  * freed): "CUDA", fp16 KV, cuda_needs_scratch_bytes, CUDA_NEEDS_CONTEXT_BYTES. */
 const plan_backend *cuda_needs(void);

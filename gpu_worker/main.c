@@ -27,7 +27,7 @@ int pi_cuda_mem_info(int device, uint64_t *free_bytes, uint64_t *total_bytes, ch
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pi-gpu-worker --model PATH --ctl ENDPOINT --shm NAME [--backend host|cuda]\n"
-               "       [--hot K | --plan FILE] [--warm-share F] [--max-seqs S] [--max-batch B] [--n-ctx C] [--cpu-workers N] [--device D]\n"
+               "       [--hot K | --plan FILE] [--warm-share F] [--max-seqs S] [--max-batch B] [--solo-batch P] [--n-ctx C] [--cpu-workers N] [--device D]\n"
                "       [--ffn dense|exact|predicted] [--measure-recall] [--predictor-type file|q8_0] [--vram-sock FD]\n"
                "       [--own-cpus]   (pid pinned it to CPUs no CPU worker uses: it waits spinning)\n"
                "       pi-gpu-worker --probe-memory [--backend host|cuda] [--device D]\n"
@@ -168,6 +168,8 @@ int main(int argc, char **argv)
             bad = parse_u64(a, v, UINT32_MAX, &u), o.max_seqs = (uint32_t)u;
         else if (!strcmp(a, "--max-batch"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.max_batch = (uint32_t)u;
+        else if (!strcmp(a, "--solo-batch"))
+            bad = parse_u64(a, v, 65536, &u), o.solo_batch = (uint32_t)u;
         else if (!strcmp(a, "--n-ctx"))
             bad = parse_u64(a, v, UINT32_MAX, &u), o.n_ctx = (uint32_t)u;
         else if (!strcmp(a, "--cpu-workers"))

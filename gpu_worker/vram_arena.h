@@ -44,6 +44,8 @@ static inline uint64_t vram_signature(const pi_model *m, const gpu_backend_confi
     uint32_t shape[6] = {cfg->n_hot, cfg->max_seqs, cfg->n_ctx, cfg->max_batch, (uint32_t)cfg->device,
                          (uint32_t)cfg->ffn};
     h = vram_fnv(h, shape, sizeof shape);
+    if (cfg->solo_batch)    /* the warm rows' region holds every row outside VRAM */
+        h = vram_fnv(h, "solo", 4);
     for (uint32_t l = 0; cfg->hot && l < m->n_layers; l++) {
         h = vram_fnv(h, &cfg->hot_count[l], sizeof cfg->hot_count[l]);
         h = vram_fnv(h, cfg->hot[l], (size_t)cfg->hot_count[l] * sizeof cfg->hot[l][0]);

@@ -54,7 +54,9 @@ typedef struct gworker {
     shm_segment *seg;
     void *base;
     step_layout lay;
-    gpu_entry *entries;         /* max_batch */
+    gpu_entry *entries;         /* cap */
+    uint32_t cap;               /* entries the segment holds: max(max_batch, solo_batch) */
+    uint64_t solo_host;         /* cuda, solo steps: the pinned host bytes of their rows (warm ones among them) */
     const float **partials;     /* n_cpu_workers, into the segment */
     int32_t **active;           /* predicted: max_batch active lists, into the segment */
     float *pred_hidden;         /* predicted, host predictor: its hidden layer */
@@ -156,7 +158,8 @@ static int take_kept(gworker *g, gpu_backend_config *cfg, pi_error *err)
         layout += g->o->ffn == PI_FFN_PREDICTED && m->has_predictor ? plan_predictor_bytes(m, g->o->pred_q8) : 0;
     cfg->arena_bytes = vram_arena_size(layout, m->n_layers);
     /* cuda: the warm rows' host memory, a region per tensor a layer at most */
-    cfg->warm_bytes = cuda && p->warm_bytes ? vram_arena_size(p->warm_bytes, m->n_layers) : 0;
+    uint64_t warm = g->solo_host ? g->solo_host : p->warm_bytes;
+    cfg->warm_bytes = cuda && warm ? vram_arena_size(warm, m->n_layers) : 0;
     /* pid's set: a message a descriptor it keeps, then the end */
     for (;;) {
         fd_pass_msg msg;
@@ -232,6 +235,54 @@ static double drop_file_pages(gworker *g)
     return pi_now_ms() - t0;
 }
 
+/* MemAvailable of /proc/meminfo in bytes; 0 when unknown. */
+static uint64_t mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+/* The solo steps this worker offers (cfg->solo_batch; Ready.solo_max says
+ * what the backend took): the host backend any; CUDA an F16 llama whose rows
+ * outside VRAM fit in the host's available memory with room to spare, since
+ * they stay pinned (g->solo_host). Why not goes to stderr (pid's log). */
+static void solo_setup(gworker *g, gpu_backend_config *cfg)
+{
+    const gpu_worker_opts *o = g->o;
+    const pi_plan *p = &g->plan;
+    if (o->solo_batch == 0 || strcmp(g->ops->name, "cuda") != 0) {
+        cfg->solo_batch = o->solo_batch;
+        return;
+    }
+    if (!cuda_needs_solo_ok(g->m)) {
+        fprintf(stderr, "gpu worker: no solo steps: the CUDA backend runs them for F16 llama models only\n");
+        return;
+    }
+    uint32_t *nv = malloc(g->m->n_layers * sizeof *nv);
+    if (!nv)
+        return;
+    for (uint32_t l = 0; l < g->m->n_layers; l++)
+        nv[l] = p->layer_vram ? p->layer_vram[l] : p->layer_hot ? p->layer_hot[l] : p->n_hot;
+    uint64_t bytes = cuda_needs_solo_host_bytes(g->m, nv), avail = mem_available();
+    free(nv);
+    const uint64_t spare = 4ull << 30;     /* for the CPU workers' growth, pid, the page cache */
+    if (bytes > p->warm_bytes && avail && bytes - p->warm_bytes + spare > avail) {
+        fprintf(stderr, "gpu worker: no solo steps: their rows need %.1f GiB of pinned host memory, %.1f GiB "
+                "available (start with --solo-batch 0 to silence this)\n", (double)bytes / 1073741824.0,
+                (double)avail / 1073741824.0);
+        return;
+    }
+    cfg->solo_batch = o->solo_batch;
+    g->solo_host = bytes;
+}
+
 static int load(gworker *g, pi_error *err)
 {
     const gpu_worker_opts *o = g->o;
@@ -244,8 +295,8 @@ static int load(gworker *g, pi_error *err)
     double t_model = pi_now_ms();
     /* the backend's needs: its KV element sizes the plan's kv_bytes (take_kept) */
     plan_params pp = {.max_seqs = o->max_seqs, .n_ctx = o->n_ctx, .n_cpu_workers = o->n_cpu_workers,
-                      .warm_share = o->warm_share, .max_batch = o->max_batch, .pred_q8 = o->pred_q8,
-                      .backend = !strcmp(g->ops->name, "cuda") ? cuda_needs() : NULL};
+                      .warm_share = o->warm_share, .max_batch = o->max_batch, .solo_batch = o->solo_batch,
+                      .pred_q8 = o->pred_q8, .backend = !strcmp(g->ops->name, "cuda") ? cuda_needs() : NULL};
     pi_plan *plan = &g->plan;
     int rc = o->plan_path ? plan_load_for_model(g->m, o->plan_path, &pp, plan, err)
              : o->n_hot < 0 ? plan_make(g->m, &pp, plan, err)
@@ -259,6 +310,7 @@ static int load(gworker *g, pi_error *err)
                               .max_seqs = o->max_seqs, .n_ctx = plan->n_ctx, .max_batch = o->max_batch,
                               .device = o->device, .ffn = o->ffn, .kept_fd = -1, .kept_warm_fd = -1,
                               .spin_wait = o->n_cpu_workers == 0 || o->own_cpus};
+    solo_setup(g, &cfg);
     if (o->vram_sock >= 0 && take_kept(g, &cfg, err) < 0)
         return -1;
     double t_plan = pi_now_ms();
@@ -317,13 +369,13 @@ static int load(gworker *g, pi_error *err)
         return pi_error_wrap(err, "gpu worker");
     g->base = shm_segment_base(g->seg);
     step_params sp = {.n_layers = g->m->n_layers, .dim = g->m->dim, .n_ff = g->m->n_ff,
-                      .n_vocab = g->m->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = o->n_cpu_workers};
+                      .n_vocab = g->m->n_vocab, .max_batch = g->cap, .n_cpu_workers = o->n_cpu_workers};
     if (step_header_check(g->base, shm_segment_size(g->seg), &sp, &g->lay, err) < 0)
         return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
     if (g->ops->map_host && g->ops->map_host(g->b, g->base, shm_segment_size(g->seg), err) < 0)
         return pi_error_wrap(err, "gpu worker: segment %s", o->shm_name);
     g->first_step = step_command(g->base, &g->lay)->step_id;   /* before Ready: pid posts none yet */
-    g->entries = calloc(o->max_batch, sizeof *g->entries);
+    g->entries = calloc(g->cap, sizeof *g->entries);
     g->partials = calloc(o->n_cpu_workers ? o->n_cpu_workers : 1, sizeof *g->partials);
     if (!g->entries || !g->partials)
         return pi_error_set(err, "gpu worker: out of memory");
@@ -408,6 +460,7 @@ static int send_ready(gworker *g, pi_error *err)
     r.detail = g->detail;
     r.copied_bytes = g->copied;
     r.memory_kept = g->memory_kept;
+    r.solo_max = g->ops->solo_max ? g->ops->solo_max(g->b) : 0;
     Pi__Control c = PI__CONTROL__INIT;
     c.kind_case = PI__CONTROL__KIND_READY;
     c.ready = &r;
@@ -495,12 +548,20 @@ static int run_step(gworker *g, const Pi__Step *st, pi_error *err)
     if (cmd->step_id != st->step_no)
         return pi_error_set(err, "step %" PRIu64 ": the segment holds step %" PRIu64 "'s entries", st->step_no,
                             cmd->step_id);
-    if (n != st->n_entries || n > g->o->max_batch)
-        return pi_error_set(err, "step %" PRIu64 ": %u entries in the segment, %u in the message, max_batch %u",
-                            st->step_no, n, st->n_entries, g->o->max_batch);
+    int solo = (cmd->flags & STEP_CMD_SOLO) != 0;
+    uint32_t most = solo ? (g->ops->solo_max ? g->ops->solo_max(g->b) : 0) : g->o->max_batch;
+    if (n != st->n_entries || n > most)
+        return pi_error_set(err, "step %" PRIu64 ": %u entries in the segment, %u in the message, %s %u",
+                            st->step_no, n, st->n_entries, solo ? "solo steps of at most" : "max_batch", most);
     for (uint32_t i = 0; i < n; i++)
         g->entries[i] = (gpu_entry){.slot = cmd->seq[i].slot, .pos = cmd->seq[i].pos,
                                     .token = cmd->seq[i].token, .want_logits = cmd->seq[i].want_logits};
+    if (solo) {     /* every neuron here; the CPU workers skip the step */
+        double t0 = pi_now_ms();
+        int rc = g->ops->run_solo(g->b, g->entries, n, step_logits(g->base, &g->lay), err);
+        g->times.hot = (pi_now_ms() - t0) * 1000.0;
+        return rc;
+    }
     if (!g->device_steps) {
         return run_layers(g, st, n, &g->times, err);
     }
@@ -600,7 +661,7 @@ static void cleanup(gworker *g)
 
 int gpu_worker_run(const gpu_worker_opts *o, pi_error *err)
 {
-    gworker g = {.o = o};
+    gworker g = {.o = o, .cap = o->solo_batch > o->max_batch ? o->solo_batch : o->max_batch};
     int rc = -1;
     if (connect_ctl(&g, err) < 0)
         goto out;

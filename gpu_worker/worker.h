@@ -20,6 +20,8 @@ typedef struct gpu_worker_opts {
     const char *plan_path;      /* pid's plan cache (--plan): per-layer hot sets; overrides n_hot */
     double warm_share;          /* plan_params.warm_share (--warm-share; pid passes the same to every worker) */
     uint32_t max_seqs, max_batch;
+    uint32_t solo_batch;        /* --solo-batch: solo steps of up to this many entries (pid's; the segment holds
+                                   max(max_batch, solo_batch) entries); 0: none */
     uint32_t n_ctx;             /* 0 = the model's */
     uint32_t n_cpu_workers;
     int device;                 /* CUDA device ordinal */
