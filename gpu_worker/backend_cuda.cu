@@ -1005,6 +1005,19 @@ static int solo_alloc(gpu_backend *b, pi_error *err)
     if (cuda_blas_create(&b->blas, b->stream, ws, CUDA_NEEDS_SOLO_WORKSPACE, err) != 0)
         return -1;
     b->solo_cap = b->cfg.solo_batch;
+    // The products' kernels load on first use (lazy module loading): once
+    // here, at a full step's shapes, so a first prompt does not pay for it.
+    const __half *w = b->s_stage[0];
+    uint32_t n = b->solo_cap, c = (uint32_t)C, d = m->dim;
+    if (cuda_blas_rows(b->blas, b->s_q, d, (const __half *)b->layers[0].wq.data, d, b->s_xh, n, d, 0.0f, err) ||
+        cuda_blas_rows(b->blas, b->s_k, b->kv_dim, (const __half *)b->layers[0].wk.data, b->kv_dim, b->s_xh, n, d,
+                       0.0f, err) ||
+        cuda_blas_rows(b->blas, b->s_g, c, w, c, b->s_xh, n, d, 0.0f, err) ||
+        cuda_blas_down(b->blas, b->s_x, w, b->s_h, c, n, d, err))
+        return -1;
+    CU(cuda_act_half(b->stream, b->s_h, b->s_g, b->s_u, (size_t)n * c, (int)m->act));
+    CU(cuda_to_half(b->stream, b->s_xh, b->s_x, (size_t)n * d));
+    CU(cudaStreamSynchronize(b->stream));
     return 0;
 }
 

@@ -70,7 +70,7 @@ if [ -z "${PI_SKIP_TESTS:-}" ]; then
 # test_cuda_backend's groups (PI_CUDA_TEST_ONLY, default all) run as processes of their own beside ctest, which
 # leaves that test out: run one after another inside ctest and again here they did not fit a 10-minute call
 # (the 13B-width groups take minutes each, their reference forward on one core a sequence).
-groups=${PI_CUDA_TEST_ONLY:-stories,synth,q8pred,random,kquant,rope,real,switches,fused,residual,residual_nofold}
+groups=${PI_CUDA_TEST_ONLY:-stories,synth,q8pred,random,kquant,rope,real,switches,fused,residual,residual_nofold,solo}
 echo "== test_cuda_backend's groups ($groups) beside ctest"
 t_tests=$(date +%s)
 group_pids=()
@@ -89,7 +89,7 @@ echo "== cuda backend vs reference forward, by group"
 for gp in "${group_pids[@]}"; do
   g=${gp%%:*}
   if wait "${gp#*:}"; then r=passed; else r=FAILED; fail "test_cuda_backend group $g (see cuda_backend-$g.txt)"; fi
-  echo "group $g: $r, $(grep -c "worst relative error\|kept arena" "$out/cuda_backend-$g.txt") cases, $(( $(date +%s) - t_tests )) s since the start"
+  echo "group $g: $r, $(grep -c "worst relative error\|kept arena\|solo steps match" "$out/cuda_backend-$g.txt") cases, $(( $(date +%s) - t_tests )) s since the start"
   grep -E "FAIL|CHECK|== group" "$out/cuda_backend-$g.txt" | head -5
 done
 cat "$out"/cuda_backend-*.txt >"$out/cuda_backend.txt"

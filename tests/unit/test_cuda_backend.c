@@ -1,4 +1,4 @@
-/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, also with the predictor converted to q8_0 (--predictor-type q8_0), batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); a predictor reading the residual before ffn_norm (PowerInfer's files: run_step computes the FFN norm in the predictor's launch) against the layer-by-layer path, with and without that fold; the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
+/* Proves the CUDA backend computes the same model as the reference forward and the host backend, with weights kept in the model's types (stories260K f32 SiLU, synthetic f16/q8_0/q4_0 ReLU, random bf16 relu_both, random K-quant models: Q4_K_M-like q4_K with q6_K ffn_down, output and attn_v and a predictor, q6_K, q5_K; a random model with rope scaling, which the reference without it or with either part wrong misses by more than 10x the tolerance): uniform and per-layer hot sets (cold part added on the CPU), dense/exact ffn_hot, ffn_hot_active on predictor lists (copied, read in place from a mapped segment, or the device's own from predict) against the host backend, the predict op's lists equal to the host predictor's (but for logits within 1e-4 of the threshold) written zero-copy or copied, also with the predictor converted to q8_0 (--predictor-type q8_0), batches of 1..13 entries, device_bytes' weights part equal to the plan's count (+ predictors) and the whole within the plan's reservation; run_step (the device-driven step through a real step segment, a thread as the CPU worker) against the reference and the layer-by-layer path; a 13B-width model (dim 5120, n_ff 13824); a predictor reading the residual before ffn_norm (PowerInfer's files: run_step computes the FFN norm in the predictor's launch) against the layer-by-layer path, with and without that fold; solo steps (run_solo: many entries, every neuron on the device, the rows outside VRAM streamed, cuBLAS products) against the reference; the tiled matrix product for several entries (PI_CUDA_MV_BATCH=1, off by default) against the reference on every model and a 13B-width one. Skips without a GPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1244,6 +1244,103 @@ static void run_real_width(int residual)
     remove(path);
 }
 
+/* Solo steps (run_solo): each sequence's positions in two steps of many
+ * entries, both sequences in each, every neuron on the device: VRAM rows,
+ * warm rows and the cold rest streamed from pinned host memory. The
+ * products take fp16 activations (tensor cores), so the logits are checked
+ * to SOLO_TOL of their largest magnitude, and the greedy token as check_row
+ * does. Then a step past solo_max is refused. */
+#define SOLO_BATCH 160
+#define SOLO_TOL 1e-2
+static void run_solo(const pi_model *m, const oracle *o, const hotcfg *h, const char *name)
+{
+    pi_error err = {{0}};
+    gpu_backend_config cfg = {.n_hot = h->n_hot, .hot = (const int32_t *const *)h->sets, .hot_count = h->count,
+                              .hot_vram = h->vram, .max_seqs = N_SEQ, .n_ctx = N_POS, .max_batch = MAX_BATCH,
+                              .device = 0, .ffn = PI_FFN_PREDICTED, .solo_batch = SOLO_BATCH};
+    gpu_backend *b = gpu_backend_cuda.create(m, &cfg, &err);
+    CHECK(b, "%s solo: create: %s", name, err.msg);
+    CHECK(gpu_backend_cuda.solo_max(b) == SOLO_BATCH, "%s: solo_max %u, want %u", name,
+          gpu_backend_cuda.solo_max(b), SOLO_BATCH);
+    /* what it holds beyond the plan's own bytes fits in the plan's scratch with solo steps */
+    pi_plan plan;
+    plan_params pp = {.max_seqs = N_SEQ, .n_ctx = N_POS, .n_cpu_workers = 1, .max_batch = MAX_BATCH,
+                      .solo_batch = SOLO_BATCH, .backend = cuda_needs()};
+    CHECK(plan_make_fixed(m, &pp, h->n_hot, &plan, &err) == 0, "%s: plan: %s", name, err.msg);
+    uint64_t part, pred, scratch;
+    gpu_backend_cuda_bytes(b, &part, &pred, &scratch);
+    CHECK(scratch <= plan.scratch_bytes, "%s solo: scratch %llu over the plan's %llu", name,
+          (unsigned long long)scratch, (unsigned long long)plan.scratch_bytes);
+    uint32_t V = m->n_vocab, n_pos = o->n_pos, cut[N_SEQ] = {n_pos / 2, n_pos / 3}, next[N_SEQ] = {0, 0};
+    gpu_entry *e = malloc((size_t)N_SEQ * n_pos * sizeof *e);
+    float *lg = malloc((size_t)N_SEQ * n_pos * V * sizeof(float));
+    CHECK(e && lg, "oom");
+    double worst = 0;
+    for (int step = 0; step < 2; step++) {
+        uint32_t n = 0;
+        for (int s = 0; s < N_SEQ; s++)
+            for (uint32_t end = step ? n_pos : cut[s]; next[s] < end; next[s]++)
+                e[n++] = (gpu_entry){.slot = (uint32_t)s, .pos = next[s], .token = o->tok[s][next[s]],
+                                     .want_logits = 1};
+        CHECK(n <= SOLO_BATCH, "%s: %u entries", name, n);
+        double t0 = pi_now_ms();
+        CHECK(gpu_backend_cuda.run_solo(b, e, n, lg, &err) == 0, "%s: run_solo: %s", name, err.msg);
+        double ms = pi_now_ms() - t0;
+        for (uint32_t i = 0; i < n; i++) {
+            const float *want = o->logits + ((size_t)e[i].slot * n_pos + e[i].pos) * V;
+            const float *got = lg + (size_t)i * V;
+            double dmax = 0, wmax = 0;
+            for (uint32_t v = 0; v < V; v++) {
+                dmax = fmax(dmax, fabs((double)got[v] - want[v]));
+                wmax = fmax(wmax, fabs((double)want[v]));
+            }
+            double rel = dmax / (wmax > 0 ? wmax : 1);
+            worst = fmax(worst, rel);
+            CHECK(rel <= SOLO_TOL, "%s solo: seq %u pos %u: relative logit error %.3g > %.0e", name, e[i].slot,
+                  e[i].pos, rel, SOLO_TOL);
+            uint32_t a = test_argmax(got, V), c = test_argmax(want, V);
+            CHECK(a == c || (double)want[c] - want[a] <= 2 * SOLO_TOL * wmax,
+                  "%s solo: seq %u pos %u: greedy token %u != %u", name, e[i].slot, e[i].pos, a, c);
+        }
+        printf("%s: solo step of %u entries in %.1f ms\n", name, n, ms);
+    }
+    printf("%s: solo steps match the reference (worst relative logit error %.2g)\n", name, worst);
+    CHECK(gpu_backend_cuda.run_solo(b, e, SOLO_BATCH + 1, lg, &err) != 0 && strstr(err.msg, "at most"),
+          "%s: a solo step past solo_max: %s", name, err.msg);
+    free(e);
+    free(lg);
+    gpu_backend_cuda.destroy(&b);
+}
+
+static void run_solo_models(void)
+{
+    char path[512];
+    pi_model *m = open_synth("cuda_backend_solo.gguf", PI_TYPE_F16, NULL, path, sizeof path);
+    oracle o;
+    make_oracle(m, &o, N_POS);
+    hotcfg h;
+    hot_random(m, 0.3, 11, &h);
+    hot_warm(m, &h);
+    run_solo(m, &o, &h, "synth tiny f16");
+    hot_free(m, &h);
+    hot_uniform(m, m->n_ff, &h);    /* all in VRAM: nothing streamed */
+    run_solo(m, &o, &h, "synth tiny f16, all in VRAM");
+    hot_free(m, &h);
+    free(o.logits);
+    model_close(&m);
+    remove(path);
+    const synth_shape real = {"real", 5120, 2, 13824, 40, 40, 512, 512};
+    m = open_synth("cuda_backend_solo_real.gguf", PI_TYPE_F16, &real, path, sizeof path);
+    make_oracle(m, &o, 66);
+    hot_random(m, 0.2, 12, &h);
+    hot_warm(m, &h);
+    run_solo(m, &o, &h, "real width f16");
+    hot_free(m, &h);
+    free(o.logits);
+    model_close(&m);
+    remove(path);
+}
+
 /* Each group's wall time, said when the next starts and at the end, so a
  * device call's log shows where its minutes went. */
 static int group_start(const char *group)
@@ -1259,7 +1356,7 @@ static int group_start(const char *group)
 }
 
 /* PI_CUDA_TEST_ONLY=group,... (stories, synth, q8pred, random, kquant, rope,
- * real, switches, fused, residual, residual_nofold):
+ * real, switches, fused, residual, residual_nofold, solo):
  * only those groups, for a device call with little time left; unset: all. */
 static int want(const char *group)
 {
@@ -1324,6 +1421,8 @@ int main(void)
     }
     if (want("rope"))
         run_rope_scaled();
+    if (want("solo"))
+        run_solo_models();
     if (want("real"))
         run_real_width(0);
     /* The kernel choices' other side: the QKV product without its rope
