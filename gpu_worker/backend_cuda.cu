@@ -658,10 +658,10 @@ static int solo_rows(gpu_backend *b, uint32_t l, const int32_t *hot, uint32_t K,
             ids[ns++] = (int32_t)j;
     free(in);
     size_t bytes = (size_t)ns * m->dim * sizeof(__half);
-    unsigned char *h[3];
-    const unsigned char *dev[3];
+    unsigned char *h[3] = {NULL, NULL, NULL};
+    const unsigned char *dev[3] = {NULL, NULL, NULL};
     int rc = 0;
-    for (int t = 0; t < 3 && rc == 0; t++)
+    for (int t = 0; t < 3 && rc == 0 && ns > 0; t++)
         rc = warm_alloc(b, &h[t], &dev[t], bytes, err);
     double t0 = pi_now_ms();
     if (rc == 0 && ns > 0 && !warm_kept(b, h[0])) {
