@@ -181,17 +181,17 @@ struct gpu_backend {
 
     // Solo steps (run_solo) of up to solo_cap entries; solo_on: this model
     // runs them (cuda_needs_solo_ok, cuBLAS, cfg.solo_batch). Buffers are
-    // solo_cap rows (cuda_needs_solo_bytes counts them); s_stage: two chunks
+    // solo_cap rows (cuda_needs_solo_bytes counts them); s_stage: chunks
     // of CUDA_NEEDS_SOLO_CHUNK rows of gate, up and down^T, filled on
-    // s_copy while the other is read (s_copied: filled, s_used: read).
+    // s_copy while the others are read (s_copied: filled, s_used: read).
     int solo_on;
     uint32_t solo_cap;
     float *s_x, *s_q, *s_k, *s_v, *s_att, *s_g, *s_u;
-    __half *s_xh, *s_h, *s_stage[2];
+    __half *s_xh, *s_h, *s_stage[CUDA_NEEDS_SOLO_STAGES];
     gpu_entry *s_entries;
     cuda_blas *blas;
     cudaStream_t s_copy;
-    cudaEvent_t s_copied[2], s_used[2];
+    cudaEvent_t s_copied[CUDA_NEEDS_SOLO_STAGES], s_used[CUDA_NEEDS_SOLO_STAGES];
 };
 
 #define CU(call)                                                                         \
@@ -561,7 +561,7 @@ static void free_all(gpu_backend *b)
         if (b->graphs[g].exec)
             cudaGraphExecDestroy(b->graphs[g].exec);
     cuda_blas_destroy(&b->blas);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < CUDA_NEEDS_SOLO_STAGES; i++) {
         if (b->s_copied[i])
             cudaEventDestroy(b->s_copied[i]);
         if (b->s_used[i])
@@ -992,13 +992,14 @@ static int solo_alloc(gpu_backend *b, pi_error *err)
         dev_alloc(b, (void **)&b->s_xh, P * dim * sizeof(__half), MEM_SCRATCH, err) ||
         scratch_floats(b, &b->s_g, P * C, err) || scratch_floats(b, &b->s_u, P * C, err) ||
         dev_alloc(b, (void **)&b->s_h, P * C * sizeof(__half), MEM_SCRATCH, err) ||
-        dev_alloc(b, (void **)&b->s_stage[0], 3 * C * dim * sizeof(__half), MEM_SCRATCH, err) ||
-        dev_alloc(b, (void **)&b->s_stage[1], 3 * C * dim * sizeof(__half), MEM_SCRATCH, err) ||
         dev_alloc(b, (void **)&b->s_entries, P * sizeof(gpu_entry), MEM_SCRATCH, err) ||
         dev_alloc(b, &ws, CUDA_NEEDS_SOLO_WORKSPACE, MEM_SCRATCH, err))
         return -1;
+    for (int i = 0; i < CUDA_NEEDS_SOLO_STAGES; i++)
+        if (dev_alloc(b, (void **)&b->s_stage[i], 3 * C * dim * sizeof(__half), MEM_SCRATCH, err) != 0)
+            return -1;
     CU(cudaStreamCreateWithFlags(&b->s_copy, cudaStreamNonBlocking));
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < CUDA_NEEDS_SOLO_STAGES; i++) {
         CU(cudaEventCreateWithFlags(&b->s_copied[i], cudaEventDisableTiming));
         CU(cudaEventCreateWithFlags(&b->s_used[i], cudaEventDisableTiming));
     }
@@ -1611,7 +1612,8 @@ static int cuda_logits(gpu_backend *b, const gpu_entry *e, uint32_t n, float *ou
 // rows from pinned host memory on s_copy, two in flight) instead of read
 // from host memory once per entry as the CPU workers and warm kernels do;
 // products on tensor cores (cuBLAS, fp16 in, fp32 accumulation), attention
-// by the step kernels in groups of max_batch entries.
+// by the step kernels in groups of max_batch entries. Stages beyond two keep
+// the copy engine busy through each layer's attention.
 
 // Chunk k of the step's streamed rows: layer and first row, in step order.
 struct solo_chunk {
@@ -1632,7 +1634,7 @@ static solo_chunk solo_chunk_at(const gpu_backend *b, uint64_t k)
     return {0, 0, 0};
 }
 
-// Copies chunk k into stage k % 2 once the products reading it before are done.
+// Copies chunk k into its stage once the products reading it before are done.
 static int solo_fetch(gpu_backend *b, uint64_t k, pi_error *err)
 {
     solo_chunk c = solo_chunk_at(b, k);
@@ -1640,7 +1642,7 @@ static int solo_fetch(gpu_backend *b, uint64_t k, pi_error *err)
         return 0;
     const cuda_layer *L = &b->layers[c.l];
     size_t dim = b->m->dim, C = CUDA_NEEDS_SOLO_CHUNK, bytes = (size_t)c.n * dim * sizeof(__half);
-    int i = (int)(k % 2);
+    int i = (int)(k % CUDA_NEEDS_SOLO_STAGES);
     __half *st = b->s_stage[i];
     CU(cudaStreamWaitEvent(b->s_copy, b->s_used[i], 0));
     CU(cudaMemcpyAsync(st, L->s_gate + (size_t)c.r0 * dim, bytes, cudaMemcpyDefault, b->s_copy));
@@ -1742,9 +1744,10 @@ static int cuda_run_solo(gpu_backend *b, const gpu_entry *e, uint32_t n, float *
     uint64_t chunks = 0;
     for (uint32_t l = 0; l < m->n_layers; l++)
         chunks += (b->layers[l].s_n + CUDA_NEEDS_SOLO_CHUNK - 1) / CUDA_NEEDS_SOLO_CHUNK;
-    // the copy engine starts on the first two chunks while attention runs
-    if (solo_fetch(b, 0, err) != 0 || solo_fetch(b, 1, err) != 0)
-        return -1;
+    // the copy engine starts on the first chunks while attention runs
+    for (uint64_t k = 0; k < CUDA_NEEDS_SOLO_STAGES; k++)
+        if (solo_fetch(b, k, err) != 0)
+            return -1;
     uint64_t k = 0;
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const cuda_layer *L = &b->layers[l];
@@ -1755,7 +1758,7 @@ static int cuda_run_solo(gpu_backend *b, const gpu_entry *e, uint32_t n, float *
                           (const __half *)L->down_t.data, nv, n, err) != 0)
             return pi_error_wrap(err, "solo step, layer %u", l);
         for (; k < chunks && solo_chunk_at(b, k).l == l; k++) {
-            int i = (int)(k % 2);
+            int i = (int)(k % CUDA_NEEDS_SOLO_STAGES);
             solo_chunk c = solo_chunk_at(b, k);
             const __half *st = b->s_stage[i];
             const size_t C = CUDA_NEEDS_SOLO_CHUNK, dim = m->dim;
@@ -1763,7 +1766,7 @@ static int cuda_run_solo(gpu_backend *b, const gpu_entry *e, uint32_t n, float *
             if (solo_ffn_rows(b, st, st + C * dim, st + 2 * C * dim, c.n, n, err) != 0)
                 return pi_error_wrap(err, "solo step, layer %u", l);
             CU(cudaEventRecord(b->s_used[i], b->stream));
-            if (solo_fetch(b, k + 2, err) != 0)
+            if (solo_fetch(b, k + CUDA_NEEDS_SOLO_STAGES, err) != 0)
                 return -1;
         }
     }

@@ -74,7 +74,7 @@ uint64_t cuda_needs_solo_bytes(const pi_model *m, uint32_t solo_batch)
            + 2 * dev_floats(P * kv_dim)             /* k, v */
            + P * dim * 2                            /* fp16 product input */
            + 2 * dev_floats(P * C) + P * C * 2      /* gate, up; fp16 coefficients */
-           + 2 * 3 * C * dim * 2                    /* two chunks of gate, up, down^T rows */
+           + CUDA_NEEDS_SOLO_STAGES * 3 * C * dim * 2 /* chunks of gate, up, down^T rows */
            + P * CUDA_NEEDS_ENTRY_BYTES             /* entries */
            + CUDA_NEEDS_SOLO_WORKSPACE;
 }

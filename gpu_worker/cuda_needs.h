@@ -48,8 +48,10 @@ uint64_t cuda_needs_scratch_bytes(const pi_model *m, uint32_t max_batch, uint32_
 
 /* Solo steps (gpu_backend_ops.run_solo): the FFN neurons not in VRAM are
  * streamed to the device CUDA_NEEDS_SOLO_CHUNK at a time (gate, up and down^T
- * rows), two chunks in flight; cuBLAS gets a workspace of its own. */
+ * rows), CUDA_NEEDS_SOLO_STAGES chunks in flight; cuBLAS gets a workspace of
+ * its own. */
 #define CUDA_NEEDS_SOLO_CHUNK 1024
+#define CUDA_NEEDS_SOLO_STAGES 3
 #define CUDA_NEEDS_SOLO_WORKSPACE (16ull << 20)
 
 /* 1 when the CUDA backend runs solo steps for m: every layer's attention and
