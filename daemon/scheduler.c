@@ -46,8 +46,10 @@ struct scheduler {
     sched_seq *seqs;
     uint64_t next_order;
     uint32_t rr;                /* round-robin start among decoding sequences */
+    uint32_t solo_batch;        /* entries of a solo step; 0: none (scheduler_set_solo) */
+    uint32_t solo_min;          /* prompt tokens left that make a step solo */
     uint32_t step_n;            /* entries in the step built last (0: none pending) */
-    uint32_t *step_seq;         /* max_batch: the slot of each entry */
+    int step_solo;              /* it is a solo step */
     uint32_t n_want;            /* want_logits entries in it */
     uint32_t failures;          /* consecutive failures of the pending step */
     float *scratch;             /* n_vocab: the sampler modifies its logits */
@@ -88,9 +90,8 @@ scheduler *scheduler_new(const tokenizer *tok, uint32_t n_vocab, uint32_t max_se
     s->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     s->sink = *sink;
     s->seqs = calloc(max_seqs, sizeof *s->seqs);
-    s->step_seq = calloc(max_batch, sizeof *s->step_seq);
     s->scratch = malloc((size_t)n_vocab * sizeof *s->scratch);
-    if (!s->seqs || !s->step_seq || !s->scratch)
+    if (!s->seqs || !s->scratch)
         goto oom;
     for (uint32_t i = 0; i < max_seqs; i++) {
         s->seqs[i].tokens = malloc(((size_t)n_ctx + 1) * sizeof(int32_t));
@@ -120,7 +121,6 @@ void scheduler_free(scheduler **sp)
             free(s->seqs[i].tokens);
         }
     free(s->seqs);
-    free(s->step_seq);
     free(s->scratch);
     free(s);
     *sp = NULL;
@@ -263,12 +263,52 @@ static void add_entries(scheduler *s, sched_entry *out, uint32_t *n, uint32_t sl
                                 .want_logits = pos + 1 == q->n_tokens ||
                                                (q->req->score && pos + 1 < q->n_prompt),
                                 .decode = k == 1 && pos >= q->n_prompt && pos + 1 == q->n_tokens};
-        s->step_seq[*n] = slot;
         if (out[*n].want_logits)
             q->want_row = (int32_t)s->n_want++;
         (*n)++;
     }
     q->in_step = k;
+}
+
+/* Decoders: exactly one token not yet in the cache; at most max_batch of
+ * them, round-robin. Returns the entry count. */
+static uint32_t add_decoders(scheduler *s, sched_entry *out)
+{
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < s->max_seqs && n < s->max_batch; k++) {
+        uint32_t i = (s->rr + k) % s->max_seqs;
+        sched_seq *q = &s->seqs[i];
+        if (q->active && q->n_tokens - q->cached == 1)
+            add_entries(s, out, &n, i, 1);
+    }
+    s->rr = (s->rr + 1) % s->max_seqs;
+    return n;
+}
+
+/* The oldest sequence with prompt (or replay) left to feed and not yet in
+ * this step; with no_score, score requests are passed over. NULL: none. */
+static sched_seq *oldest_prefill(scheduler *s, int no_score, uint32_t *slot)
+{
+    sched_seq *best = NULL;
+    for (uint32_t i = 0; i < s->max_seqs; i++) {
+        sched_seq *q = &s->seqs[i];
+        if (q->active && !q->in_step && q->n_tokens - q->cached > 1 && !(no_score && q->req->score) &&
+            (!best || q->order < best->order)) {
+            best = q;
+            *slot = i;
+        }
+    }
+    return best;
+}
+
+/* A solo step is worth it: the oldest prefilling sequence still has solo_min
+ * tokens to feed (a score request feeds one a step, so it never makes one),
+ * and the decoders leave room in it. */
+static int solo_due(scheduler *s, uint32_t n_decode)
+{
+    uint32_t slot = 0;
+    const sched_seq *q = s->solo_batch > n_decode ? oldest_prefill(s, 1, &slot) : NULL;
+    return q && q->n_tokens - q->cached >= s->solo_min;
 }
 
 uint32_t scheduler_build(scheduler *s, sched_entry *out)
@@ -279,36 +319,30 @@ uint32_t scheduler_build(scheduler *s, sched_entry *out)
         s->seqs[i].want_row = -1;
     }
     s->n_want = 0;
-    uint32_t n = 0;
-    /* Decoders: exactly one token not yet in the cache. */
-    for (uint32_t k = 0; k < s->max_seqs && n < s->max_batch; k++) {
-        uint32_t i = (s->rr + k) % s->max_seqs;
-        sched_seq *q = &s->seqs[i];
-        if (q->active && q->n_tokens - q->cached == 1)
-            add_entries(s, out, &n, i, 1);
-    }
-    s->rr = (s->rr + 1) % s->max_seqs;
+    uint32_t n = add_decoders(s, out);
+    s->step_solo = solo_due(s, n);
+    uint32_t cap = s->step_solo ? s->solo_batch : s->max_batch;
     /* Prefill: oldest first, as many positions as fit. */
-    while (n < s->max_batch) {
-        sched_seq *best = NULL;
+    while (n < cap) {
         uint32_t bi = 0;
-        for (uint32_t i = 0; i < s->max_seqs; i++) {
-            sched_seq *q = &s->seqs[i];
-            if (q->active && !q->in_step && q->n_tokens - q->cached > 1 &&
-                (!best || q->order < best->order)) {
-                best = q;
-                bi = i;
-            }
-        }
+        sched_seq *best = oldest_prefill(s, 0, &bi);
         if (!best)
             break;
-        uint32_t k = best->n_tokens - best->cached, room = s->max_batch - n;
+        uint32_t k = best->n_tokens - best->cached, room = cap - n;
         if (best->req->score)
             k = 1; /* one logits row per sequence and step */
         add_entries(s, out, &n, bi, k < room ? k : room);
     }
     s->step_n = n;
     return n;
+}
+
+int scheduler_built_solo(const scheduler *s) { return s->step_n > 0 && s->step_solo; }
+
+void scheduler_set_solo(scheduler *s, uint32_t solo_batch, uint32_t solo_min)
+{
+    s->solo_batch = solo_batch;
+    s->solo_min = solo_min ? solo_min : 1;
 }
 
 static void finish(scheduler *s, uint32_t slot, const char *reason)

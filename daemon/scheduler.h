@@ -3,7 +3,9 @@
  * (prompt + generated), the length already in the KV cache, and its own
  * sampler. A step takes one decode entry from each decoding sequence
  * (round-robin when they exceed max_batch) and fills the rest with prefill of
- * the oldest prefilling sequences. Sequence state only advances when a step
+ * the oldest prefilling sequences. A long prompt makes a solo step instead
+ * (scheduler_set_solo): the same decode entries, then prefill up to the solo
+ * capacity, run by the GPU worker alone. Sequence state only advances when a step
  * completes, so a failed step is simply built again, and a lost KV cache is
  * rebuilt by replaying the history (docs/architecture.md). Knows nothing of
  * sockets or workers: results go out through a sink. */
@@ -93,9 +95,23 @@ void scheduler_free(scheduler **s);
  * prompt + max_tokens beyond n_ctx, a full queue); nothing is queued then. */
 int scheduler_submit(scheduler *s, const sched_request *r, pi_error *err);
 
-/* Builds the next step into out (max_batch entries): the entry count, 0 when
- * there is nothing to run. Replaces any step built before and not completed. */
+/* Builds the next step into out (room for max(max_batch, the solo_batch last
+ * given to scheduler_set_solo) entries): the entry count, 0 when there is
+ * nothing to run. Replaces any step built before and not completed. The step
+ * is solo (scheduler_built_solo) when solo steps are on, the oldest
+ * prefilling sequence (score requests aside) has at least solo_min tokens
+ * left to feed and the decode entries (at most max_batch, as in any step:
+ * no stream starves) are fewer than solo_batch; prefill then fills it up to
+ * solo_batch entries instead of max_batch. */
 uint32_t scheduler_build(scheduler *s, sched_entry *out);
+
+/* 1 when the step built last, still pending, is a solo step (STEP_CMD_SOLO). */
+int scheduler_built_solo(const scheduler *s);
+
+/* Solo steps of up to solo_batch entries (0: none, the default), for
+ * prompts with at least solo_min (>= 1; 0 counts as 1) tokens left. Set on
+ * every Ready of the GPU worker: a restarted one may take other sizes. */
+void scheduler_set_solo(scheduler *s, uint32_t solo_batch, uint32_t solo_min);
 
 /* The step built last completed: logits holds one row of n_vocab floats per
  * want_logits entry, in entry order, rows row_stride floats apart. Samples,

@@ -1,4 +1,4 @@
-/* The scheduler's batched, interleaved greedy outputs equal sequential runs, also across failed steps (retried) and a lost KV cache (replayed); a step failing 3 times fails its requests; a long prompt prefilled in chunks beside a decoding sequence gives it a token every step. */
+/* The scheduler's batched, interleaved greedy outputs equal sequential runs, also across failed steps (retried) and a lost KV cache (replayed); a step failing 3 times fails its requests; a long prompt prefilled in chunks beside a decoding sequence gives it a token every step; with a solo capacity a long prompt goes in solo steps of up to that many entries, each still carrying the decoder's token, until fewer than solo_min tokens are left; no solo step with capacity 0, below solo_min, or for a score request. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +230,110 @@ static void test_long_prompt_no_starving(const pi_model *m, const tokenizer *t, 
            "in each\n", LONG, steps_with_b, BATCH - 1);
 }
 
+static void ignore_score(void *ud, const void *tag, size_t tag_len, uint64_t id, uint32_t pos, const float *row)
+{
+    (void)ud, (void)tag, (void)tag_len, (void)id, (void)pos, (void)row;
+}
+
+/* Solo steps (scheduler_set_solo): a decoding sequence A, then a LONG-token
+ * prompt B (a score request when score). Counts B's solo steps and its
+ * ordinary prefill steps; checks every solo step's size and that each step
+ * of B's prefill carries A's token, and A's text. */
+static void solo_case(const pi_model *m, const tokenizer *t, const char *want, size_t want_len, uint32_t solo,
+                      uint32_t solo_min, int score, int *n_solo, int *n_plain)
+{
+    enum { BATCH = 8, LONG = 150, CAP = 64 };
+    pi_error err;
+    static out_buf o;
+    memset(&o, 0, sizeof o);
+    sched_sink sink = {.ud = &o, .chunk = on_chunk, .done = on_done, .fail = on_fail, .score = ignore_score};
+    scheduler *s = scheduler_new(t, m->n_vocab, 2, BATCH, 256, &sink, &err);
+    CHECK(s && solo <= CAP, "%s", err.msg);
+    scheduler_set_solo(s, solo, solo_min);
+    sched_request a = {.tag = "x", .tag_len = 1, .id = 0, .prompt = prompts[0], .prompt_len = strlen(prompts[0]),
+                       .max_tokens = MAX_TOK, .sampling = {.temperature = 0, .top_p = 1, .repeat_penalty = 1}};
+    CHECK(scheduler_submit(s, &a, &err) == SCHED_OK, "%s", err.msg);
+    int32_t ids[LONG];
+    for (int i = 0; i < LONG; i++)
+        ids[i] = 3 + (i * 7) % ((int)m->n_vocab - 3);
+    forward_state *slots[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(slots[i] = forward_new(m, 256, &err), "%s", err.msg);
+    sched_entry e[CAP];
+    float *logits = malloc((size_t)CAP * m->n_vocab * sizeof *logits);
+    CHECK(logits, "oom");
+    int submitted = 0, a_slot = -1;
+    uint32_t b_fed = 0, n;
+    *n_solo = *n_plain = 0;
+    while ((n = scheduler_build(s, e)) > 0) {
+        uint32_t rows = 0, a_decode = 0, b_here = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (a_slot < 0)
+                a_slot = (int)e[i].slot;
+            if ((int)e[i].slot == a_slot)
+                a_decode += e[i].decode;
+            else
+                b_here += !e[i].decode;
+            const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
+            CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
+            if (e[i].want_logits)
+                memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
+        }
+        int is_solo = scheduler_built_solo(s);
+        CHECK(!is_solo || b_here, "a solo step without the long prompt (A's prompt is shorter than solo_min)");
+        if (is_solo) {
+            uint32_t left = LONG - b_fed;   /* B's tokens to feed when the step was built */
+            CHECK(left >= solo_min, "a solo step with %u tokens left, solo_min %u", left, solo_min);
+            CHECK(n == (left < solo - 1 ? left + 1 : solo), "a solo step of %u entries (%u left, capacity %u)", n,
+                  left, solo);
+        } else {
+            CHECK(n <= BATCH, "an ordinary step of %u entries", n);
+        }
+        if (b_here) {
+            /* (a score request feeds one token a step: it outlives A) */
+            CHECK(a_decode == 1 || o.done[0], "a step of B's prefill left the decoding sequence out");
+            b_fed += b_here;
+            *(is_solo ? n_solo : n_plain) += 1;
+        }
+        scheduler_complete(s, logits, m->n_vocab);
+        CHECK(!scheduler_built_solo(s), "still solo after the step completed");
+        if (!submitted && o.len[0] > 0) {
+            sched_request b = {.tag = "x", .tag_len = 1, .id = 1, .tokens = ids, .n_tokens = LONG, .max_tokens = 2,
+                               .score = score, .sampling = {.temperature = 0, .top_p = 1, .repeat_penalty = 1}};
+            CHECK(scheduler_submit(s, &b, &err) == SCHED_OK, "%s", err.msg);
+            submitted = 1;
+        }
+    }
+    CHECK(submitted && b_fed == LONG, "the long prompt was fed %u of its %d tokens", b_fed, LONG);
+    CHECK(o.done[0] && o.done[1] && !o.failed[0] && !o.failed[1], "both finished");
+    CHECK(o.len[0] == want_len && !memcmp(o.text[0], want, want_len), "the decoder's text changed beside solo steps");
+    for (int i = 0; i < 2; i++)
+        forward_free(&slots[i]);
+    free(logits);
+    scheduler_free(&s);
+}
+
+static void test_solo_steps(const pi_model *m, const tokenizer *t, const char *want, size_t want_len)
+{
+    int solo, plain;
+    /* 150 tokens, capacity 64 with A's token: 63 + 63, then 24 < 30 left in ordinary steps of 7 */
+    solo_case(m, t, want, want_len, 64, 30, 0, &solo, &plain);
+    CHECK(solo == 2 && plain == 4, "solo 64 / min 30: %d solo and %d ordinary steps, want 2 and 4", solo, plain);
+    /* solo_min 20: the last 24 go solo too */
+    solo_case(m, t, want, want_len, 64, 20, 0, &solo, &plain);
+    CHECK(solo == 3 && plain == 0, "solo 64 / min 20: %d solo and %d ordinary steps, want 3 and 0", solo, plain);
+    /* capacity 0, a solo_min above the prompt, a score request: never solo */
+    solo_case(m, t, want, want_len, 0, 1, 0, &solo, &plain);
+    CHECK(solo == 0 && plain == 22, "solo off: %d solo and %d ordinary steps, want 0 and 22", solo, plain);
+    solo_case(m, t, want, want_len, 64, 151, 0, &solo, &plain);
+    CHECK(solo == 0 && plain == 22, "solo_min 151: %d solo and %d ordinary steps, want 0 and 22", solo, plain);
+    solo_case(m, t, want, want_len, 64, 20, 1, &solo, &plain);
+    CHECK(solo == 0 && plain == 150, "score: %d solo and %d ordinary steps, want 0 and 150", solo, plain);
+    printf("scheduler: a 150-token prompt went in solo steps of up to 64 entries beside a decoding sequence (each "
+           "with its token) while at least solo_min tokens were left; none with capacity 0, below solo_min, or "
+           "for scoring\n");
+}
+
 int main(void)
 {
     char ck[1024], tk[1024], path[1024];
@@ -310,6 +414,7 @@ int main(void)
     scheduler_free(&s);
 
     test_long_prompt_no_starving(m, t, want[0], want_len[0]);
+    test_solo_steps(m, t, want[0], want_len[0]);
 
     tokenizer_free(&t);
     model_close(&m);
