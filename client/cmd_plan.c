@@ -1,5 +1,5 @@
 /* pictl model plan -m MODEL --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]
- *                  [--gpu-backend host|cuda] [--max-batch B] [--no-cache]
+ *                  [--gpu-backend host|cuda] [--max-batch B] [--solo-batch P] [--no-cache]
  * Solves the placement (sparse/placement.h) for a VRAM budget, with the fixed
  * part the chosen backend needs as pid counts it (plan_placement_params: the
  * CUDA backend's fp16 KV cache, its scratch and context), and prints per
@@ -25,7 +25,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pictl model plan -m MODEL.gguf --vram-budget GIB [--freq SIDECAR] [--max-seqs S] [--n-ctx C]\n"
-            "                        [--gpu-backend host|cuda] [--max-batch B] [--no-cache]\n"
+            "                        [--gpu-backend host|cuda] [--max-batch B] [--solo-batch P] [--no-cache]\n"
             "  Chooses the hot FFN neurons of every layer that maximise the expected share of\n"
             "  activations served by the GPU within the budget (weights outside the FFN, predictors\n"
             "  and the KV cache first), and prints per layer the hot count, GPU share and bytes.\n"
@@ -39,6 +39,8 @@ static void usage(FILE *out)
             "                   fp32 KV cache; cuda: fp16 KV cache, and its predictors, scratch and\n"
             "                   CUDA context inside the budget, as pid plans it)\n"
             "  --max-batch B    entries per step the CUDA scratch is sized for (default 32, as pid start)\n"
+            "  --solo-batch P   entries of a solo step the CUDA scratch is sized for too (default 512,\n"
+            "                   as pid start; 0: no solo steps)\n"
             "  --no-cache       neither read nor write MODEL.pi-plan-<MiB>.gguf\n");
 }
 
@@ -109,7 +111,7 @@ int cmd_model_plan(int argc, char **argv)
 {
     const char *model_path = NULL, *freq_path = NULL, *budget_s = NULL, *backend = "host";
     placement_params pp = {.max_seqs = 8};
-    uint32_t max_batch = 32;
+    uint32_t max_batch = 32, solo_batch = 512;  /* pid start's defaults */
     int use_cache = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -140,6 +142,12 @@ int cmd_model_plan(int argc, char **argv)
             if (parse_u32(v, 1, &max_batch) < 0 || max_batch > CUDA_NEEDS_MAX_BATCH) {
                 fprintf(stderr, "pictl model plan: --max-batch '%s' is not a number from 1 to %d\n", v,
                         CUDA_NEEDS_MAX_BATCH);
+                return 2;
+            }
+        }
+        else if (!strcmp(a, "--solo-batch")) {
+            if (parse_u32(v, 0, &solo_batch) < 0 || solo_batch > 65536) {
+                fprintf(stderr, "pictl model plan: --solo-batch '%s' is not a number from 0 to 65536\n", v);
                 return 2;
             }
         }
@@ -203,7 +211,7 @@ int cmd_model_plan(int argc, char **argv)
     /* The fixed part as pid plans it for this backend (engine.c's plan_params). */
     int cuda = !strcmp(backend, "cuda");
     plan_params qp = {.max_seqs = pp.max_seqs, .n_ctx = pp.n_ctx, .backend = cuda ? cuda_needs() : NULL,
-                      .max_batch = cuda ? max_batch : 0};
+                      .max_batch = cuda ? max_batch : 0, .solo_batch = cuda ? solo_batch : 0};
     uint64_t budget = pp.budget_bytes;
     pp = plan_placement_params(m, &qp, pp.max_seqs, pp.n_ctx, sc);
     pp.budget_bytes = budget;

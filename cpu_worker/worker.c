@@ -7,7 +7,8 @@
  * batched kernels (ffn_sparse_run_batch: each neuron's rows read once for
  * all the entries that need it, each entry's result bit for bit its own
  * call's); a step of one entry through ffn_sparse_run. Waits inside a step
- * spin. The model file is closed once the shard is copied out: the worker
+ * spin. A solo step (STEP_CMD_SOLO) is skipped: no ticks, no stats line.
+ * The model file is closed once the shard is copied out: the worker
  * keeps only its rows. A step allocates nothing. */
 #include "worker.h"
 #include "ctl_loop.h"
@@ -340,6 +341,10 @@ static int run_step(cworker *c, const Pi__Step *st, pi_error *err)
         return pi_error_set(err, "%s: step %" PRIu64 ": the segment holds step %" PRIu64 " with %u entries "
                             "(message: %u, max_batch %u)", c->name, st->step_no, cmd->step_id, n,
                             st->n_entries, c->lay.p.max_batch);
+    /* A solo step is the GPU worker's alone: no layer tick comes for it and
+     * none is awaited from us; the next step's ticks are its own (step_tick). */
+    if (cmd->flags & STEP_CMD_SOLO)
+        return 0;
     /* Spin where cores are to spare: the GPU may store the layer counter
      * without a futex wake, and a hand-off should cost a cache-line transfer,
      * not a wake-up. On a small machine spinning workers would take the

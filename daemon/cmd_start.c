@@ -34,6 +34,7 @@ static void start_usage(FILE *out)
             "usage: pid start [--config FILE] [-m MODEL] [--cpu-workers N] [--vram-budget GiB] [--warm-share F]\n"
             "                 [--gpu-backend cuda|host|auto] [--listen ENDPOINT] [--http HOST:PORT]\n"
             "                 [--token T] [--admin-token T] [--max-seqs N] [--max-batch N] [--max-queue N]\n"
+            "                 [--solo-batch N] [--solo-min N]\n"
             "                 [-c|--ctx-size|--n-ctx N] [--ffn MODE] [--measure-recall] [--predictor-type T]\n"
             "                 [--log-file F] [--pid-file F] [--foreground] [--timings] [default sampling flags]\n\n"
             "  Each flag but --config and --foreground is also a key of the settings file:\n"
@@ -56,6 +57,11 @@ static void start_usage(FILE *out)
             "                        up to 8, as many as the VRAM budget fits)\n"
             "  --max-batch N         entries (tokens) per step, prefill included (default 32)\n"
             "  --max-queue N         requests that may wait for a slot; more are refused (default 256)\n"
+            "  --solo-batch N        most entries of a solo step: a long prompt's step the GPU worker\n"
+            "                        runs alone, every FFN neuron on its side (default 512; 0 = none;\n"
+            "                        the GPU worker may take fewer)\n"
+            "  --solo-min N          a step is solo while the oldest prompt being fed has at least N\n"
+            "                        tokens left (default 64)\n"
             "  -c, --ctx-size N      KV cache positions per slot (also --n-ctx; default: the\n"
             "                        model's trained context). A KV cache that does not fit the\n"
             "                        VRAM budget: the sizes not given are lowered, sequences first;\n"
@@ -88,9 +94,10 @@ static void other_usage(const char *cmd, FILE *out)
             "  --pid-file F          the daemon's pid file (default: pid.pid in the run folder)\n"
             "  Every other pid start flag is accepted and ignored, so a start command line also\n"
             "  works here: -m --model --cpu-workers --vram-budget --warm-share --gpu-backend --http --token\n"
-            "  --admin-token --max-seqs --max-batch --max-queue -c --ctx-size --n-ctx --ffn\n"
-            "  --measure-recall --predictor-type --log-file --foreground --timings, and the sampling\n"
-            "  flags -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n --seed.\n",
+            "  --admin-token --max-seqs --max-batch --max-queue --solo-batch --solo-min -c --ctx-size\n"
+            "  --n-ctx --ffn --measure-recall --predictor-type --log-file --foreground --timings, and the\n"
+            "  sampling flags -n --n-predict --temp --top-k --top-p --min-p --repeat-penalty --repeat-last-n\n"
+            "  --seed.\n",
             cmd,
             !strcmp(cmd, "stop") ? "Asks the daemon to shut down and waits until it and its workers are gone."
                                  : "Prints the daemon's status: pid, model, placement, queue, workers.");
@@ -272,6 +279,7 @@ static int serve(pid_config *c, const char *endpoint, const char *rundir, int no
                      .cpu_workers = c->cpu_workers, .vram_budget_gib = c->vram_budget_gib,
                      .warm_share = c->warm_share,
                      .max_seqs = c->max_seqs, .max_batch = c->max_batch, .n_ctx = c->n_ctx,
+                     .solo_batch = c->solo_batch, .solo_min = c->solo_min,
                      .max_queue = c->max_queue, .rundir = rundir};
     eng = engine_new(&o, &sink, &err);
     if (!eng)

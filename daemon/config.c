@@ -1,6 +1,7 @@
 /* pid.conf parsing and `pid start` flags. One table maps keys to setters so
  * the file and the flags accept the same names and ranges. */
 #include "config.h"
+#include "engine.h"
 #include "ffn_mode.h"
 #include "http_text.h"
 #include "pred_quant.h"
@@ -23,6 +24,8 @@ void pid_config_default(pid_config *c)
     snprintf(c->ffn, sizeof c->ffn, "auto");
     c->max_seqs = 0; /* auto: up to ENGINE_MAX_SEQS_DEFAULT, as many as the budget fits */
     c->max_batch = 32;
+    c->solo_batch = ENGINE_SOLO_BATCH_DEFAULT;
+    c->solo_min = ENGINE_SOLO_MIN_DEFAULT;
     c->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     c->n_ctx = 0;
     gen_params_default(&c->sampling);
@@ -165,6 +168,10 @@ int pid_config_set(pid_config *c, const char *key, const char *v, pi_error *err)
     }
     if (!strcmp(key, "max_batch"))
         return parse_u32(key, v, 1, 65536, &c->max_batch, err);
+    if (!strcmp(key, "solo_batch"))     /* 0: off */
+        return parse_u32(key, v, 0, ENGINE_SOLO_BATCH_MAX, &c->solo_batch, err);
+    if (!strcmp(key, "solo_min"))
+        return parse_u32(key, v, 1, ENGINE_SOLO_MIN_MAX, &c->solo_min, err);
     if (!strcmp(key, "max_queue"))
         return parse_u32(key, v, 1, REQ_LIMITS_MAX_QUEUE_MAX, &c->max_queue, err);
     if (!strcmp(key, "n_ctx"))
@@ -253,6 +260,8 @@ static const struct {
     {"--ffn", NULL, "ffn"},
     {"--max-seqs", NULL, "max_seqs"},
     {"--max-batch", NULL, "max_batch"},
+    {"--solo-batch", NULL, "solo_batch"},
+    {"--solo-min", NULL, "solo_min"},
     {"--max-queue", NULL, "max_queue"},
     {"--n-ctx", NULL, "n_ctx"},
     {"--ctx-size", "-c", "n_ctx"},   /* llama.cpp's name for the same */

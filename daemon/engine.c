@@ -42,6 +42,10 @@ struct engine {
     pi_plan plan;
     char plan_path[1200];       /* the plan cache the workers read (--plan), or "" */
     uint32_t n_ctx, max_batch;
+    uint32_t solo_batch, solo_min;  /* as configured (engine_opts) */
+    uint32_t solo_now;          /* solo capacity from the GPU worker's last Ready; 0: none */
+    int solo_told;              /* pid's log said whether solo steps are on */
+    uint64_t solo_steps;        /* solo steps started */
     shm_segment *seg;
     void *base;
     step_layout lay;
@@ -127,6 +131,13 @@ static int learn_device(const char *backend, const engine_opts *o, const char *b
     return 0;
 }
 
+/* Entries a step may hold: the step segment's and pid's entries array's
+ * capacity (a solo step may hold more than max_batch). */
+static uint32_t step_capacity(const engine *e)
+{
+    return e->solo_batch > e->max_batch ? e->solo_batch : e->max_batch;
+}
+
 /* The plan's parameters: the KV cache sizes not asked for may be lowered to
  * fit the budget, which is the one given or comes from the free memory. */
 static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_t n_cpu, int cuda,
@@ -142,6 +153,7 @@ static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_
         /* CUDA: its fp16 KV cache, and its predictors, scratch and context out of the budget too */
         .backend = cuda ? cuda_needs() : NULL,
         .max_batch = cuda ? o->max_batch : 0,
+        .solo_batch = cuda ? o->solo_batch : 0,
         .pred_q8 = o->pred_q8,
         .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
         .warm_share = o->warm_share >= 0 ? o->warm_share : cuda && n_cpu > 0 ? ENGINE_WARM_SHARE_CUDA : 0,
@@ -213,6 +225,13 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         fprintf(stderr, "pid: warning: --n-ctx %u is larger than the model's trained context (%u); "
                         "text past %u tokens may degrade\n", e->n_ctx, e->model->n_ctx, e->model->n_ctx);
     e->max_batch = o->max_batch;
+    if (o->solo_batch > ENGINE_SOLO_BATCH_MAX) {
+        pi_error_set(err, "--solo-batch %u: at most %u entries (0 turns solo steps off)", o->solo_batch,
+                     ENGINE_SOLO_BATCH_MAX);
+        goto fail;
+    }
+    e->solo_batch = o->solo_batch;
+    e->solo_min = o->solo_min ? o->solo_min : ENGINE_SOLO_MIN_DEFAULT;
     /* auto: predicted when the model has a predictor, else exact for
      * ReLU-family models (their zeros are free to skip), else dense. */
     pi_ffn_mode ffn = e->model->has_predictor ? PI_FFN_PREDICTED
@@ -271,7 +290,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                 o->warm_share);
 
     step_params sp = {.n_layers = e->model->n_layers, .dim = e->model->dim, .n_ff = e->model->n_ff,
-                      .n_vocab = e->model->n_vocab, .max_batch = o->max_batch, .n_cpu_workers = n_cpu};
+                      .n_vocab = e->model->n_vocab, .max_batch = step_capacity(e), .n_cpu_workers = n_cpu};
     if (step_layout_compute(&sp, &e->lay, err) < 0)
         goto fail;
     /* An earlier pid killed with SIGKILL left its segment and control socket. */
@@ -316,7 +335,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
                      .n_hot = e->plan.n_hot, .plan = e->plan_path,
-                     .max_seqs = max_seqs, .max_batch = o->max_batch,
+                     .max_seqs = max_seqs, .max_batch = o->max_batch, .solo_batch = o->solo_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
                      .measure_recall = o->measure_recall, .warm_share = pp.warm_share,
                      .pred_q8 = o->pred_q8};
@@ -335,7 +354,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     e->sched = scheduler_new(e->tok, e->model->n_vocab, max_seqs, o->max_batch, e->n_ctx, sink, err);
     if (e->sched && o->max_queue)
         scheduler_set_max_queue(e->sched, o->max_queue);
-    e->entries = calloc(o->max_batch, sizeof *e->entries);
+    e->entries = calloc(step_capacity(e), sizeof *e->entries);
     if (!e->sched || !e->entries) {
         if (e->sched)
             pi_error_set(err, "out of memory");
@@ -518,6 +537,19 @@ static void step_complete(engine *e, const Pi__StepDone *d, double now)
     timings_end(e->tm, pi_now_ms());
 }
 
+/* The GPU worker's Ready said how many entries its solo steps take (0:
+ * none): solo steps of at most that and the configured solo_batch. */
+static void apply_solo(engine *e, uint32_t solo_max)
+{
+    uint32_t solo = e->solo_batch < solo_max ? e->solo_batch : solo_max;
+    if (e->solo_batch && (solo != e->solo_now || !e->solo_told))
+        fprintf(stderr, "pid: solo steps %s (solo_batch %u, the GPU worker takes %u)\n",
+                solo ? "on" : "off", e->solo_batch, solo_max);
+    e->solo_told = 1;
+    e->solo_now = solo;
+    scheduler_set_solo(e->sched, solo, e->solo_min);
+}
+
 /* A worker's in-step heartbeat thread speaks as "NAME/hb" (ctl_heartbeat.h):
  * proof that its process runs, nothing more. Returns 1 when m was one. */
 static int on_step_heartbeat(engine *e, const wire_msg *m)
@@ -564,6 +596,8 @@ static void on_control(engine *e, const wire_msg *m)
         else if (kept)
             fprintf(stderr, "pid: keeping the GPU worker's memory (%.1f MiB) for its restarts\n",
                     (double)kept / 1048576.0);
+        if (w->is_gpu)
+            apply_solo(e, r->solo_max);
         /* Its KV cache survived with the rest: no replay. */
         uint32_t resumed = w->is_gpu && r->memory_kept ? scheduler_restore_kv(e->sched) : 0;
         if (resumed)
@@ -630,13 +664,18 @@ static void start_step(engine *e)
     uint32_t n = scheduler_build(e->sched, e->entries);
     if (!n)
         return;
+    int solo = scheduler_built_solo(e->sched);
     timings_begin(e->tm, t0, e->step_no + 1, n, is_decode(e->entries, n));
+    if (solo) {     /* the CPU workers sit it out: no stats lines to read */
+        timings_solo(e->tm);
+        e->solo_steps++;
+    }
     step_cmd *cmd = step_command(e->base, &e->lay);
     e->step_no++;
     cmd->step_id = e->step_no;
     cmd->n_seq = n;
     cmd->abort_epoch = e->abort_epoch;
-    cmd->flags = e->want_timings ? STEP_CMD_TIMINGS : 0;
+    cmd->flags = (e->want_timings ? STEP_CMD_TIMINGS : 0) | (solo ? STEP_CMD_SOLO : 0);
     for (uint32_t i = 0; i < n; i++)
         cmd->seq[i] = (step_seq){.slot = e->entries[i].slot, .token = e->entries[i].token,
                                  .pos = e->entries[i].pos, .want_logits = e->entries[i].want_logits};
@@ -890,6 +929,9 @@ void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_
     *fn = e->pred_fn;
     *fp = e->pred_fp;
 }
+
+uint64_t engine_solo_steps(const engine *e) { return e->solo_steps; }
+uint32_t engine_solo_batch(const engine *e) { return e->solo_now; }
 
 const timings *engine_timings(const engine *e) { return e->tm; }
 int engine_timings_asked(const engine *e) { return e->want_timings; }

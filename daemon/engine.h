@@ -25,6 +25,13 @@
  * 0.4 left the GPU waiting 0.7 ms a token, 0.3 3.4 ms (docs/benchmarks.md). */
 #define ENGINE_WARM_SHARE_CUDA 0.4
 #define ENGINE_MAX_SEQS_DEFAULT 8
+/* Solo steps (docs/shm.md): a step of up to solo_batch entries the GPU
+ * worker runs alone, every FFN neuron on its side, taken once the oldest
+ * prefilling prompt has solo_min tokens or more left to feed. */
+#define ENGINE_SOLO_BATCH_DEFAULT 512
+#define ENGINE_SOLO_BATCH_MAX 65536
+#define ENGINE_SOLO_MIN_DEFAULT 64
+#define ENGINE_SOLO_MIN_MAX (1u << 24)
 
 typedef struct engine_opts {
     const char *model_path;
@@ -43,6 +50,11 @@ typedef struct engine_opts {
     uint32_t max_seqs;          /* KV cache slots; 0 = up to ENGINE_MAX_SEQS_DEFAULT, as
                                    many as fit the budget (plan.h, PLAN_FIT_SEQS) */
     uint32_t max_batch;
+    uint32_t solo_batch;        /* most entries of a solo step, at most ENGINE_SOLO_BATCH_MAX
+                                   (the GPU worker's Ready.solo_max may lower it); 0 = none.
+                                   The step segment holds max(max_batch, solo_batch) entries */
+    uint32_t solo_min;          /* prompt tokens left that make a step solo; 0 =
+                                   ENGINE_SOLO_MIN_DEFAULT */
     uint32_t max_queue;         /* 0 = REQ_LIMITS_MAX_QUEUE_DEFAULT */
     uint32_t n_ctx;             /* 0 = the model's, lowered to fit the budget (PLAN_FIT_CTX) */
     int n_ctx_bound;            /* n_ctx is only what a run could need: capped at the model's
@@ -107,6 +119,10 @@ uint32_t engine_n_vocab(const engine *e);          /* the model's logits per row
 pi_ffn_mode engine_ffn(const engine *e);
 /* Predictor decisions measured since start (all 0 unless measure_recall). */
 void engine_predictor_stats(const engine *e, uint64_t *tp, uint64_t *fn, uint64_t *fp);
+/* Solo steps run since start (STEP_CMD_SOLO), and the solo capacity now
+ * (min(solo_batch, the GPU worker's Ready.solo_max); 0: none). */
+uint64_t engine_solo_steps(const engine *e);
+uint32_t engine_solo_batch(const engine *e);
 /* Where the steps' time went: the last decode step, the decode steps summed. */
 const timings *engine_timings(const engine *e);
 int engine_timings_asked(const engine *e);  /* Step.timings is set (--timings) */

@@ -324,8 +324,12 @@ static void on_status(rpc_server *s, const wire_msg *m)
             plan_describe_shard(plan, w->index, held, sizeof held);
         /* A ready worker's own description already says what it holds. */
         const char *what = w->detail[0] ? w->detail : held;
+        char solo[96] = "";
+        if (w->is_gpu && engine_solo_batch(s->eng) + engine_solo_steps(s->eng) > 0)
+            snprintf(solo, sizeof solo, "; solo steps of up to %u entries, %llu run", engine_solo_batch(s->eng),
+                     (unsigned long long)engine_solo_steps(s->eng));
         if (w->is_gpu)
-            snprintf(details[i], sizeof details[i], "%s%s", what, w->last_error[0] ? "; last error: " : "");
+            snprintf(details[i], sizeof details[i], "%s%s%s", what, solo, w->last_error[0] ? "; last error: " : "");
         else
             snprintf(details[i], sizeof details[i], "cpus %s; %s%s", w->cpus, what,
                      w->last_error[0] ? "; last error: " : "");

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "default_model.h"
+#include "engine.h"
 #include "forward.h"
 #include "gen_params.h"
 #include "model.h"
@@ -25,7 +26,7 @@ static void usage(FILE *out)
                  "               [--cpu-workers N] [--gpu-backend auto|cuda|host] [--vram-budget GIB]\n"
                  "               [--ffn auto|dense|exact|predicted] [--measure-recall] [--timings]\n"
                  "               [-c|--ctx-size N] [--warm-share F] [--predictor-type file|q8_0]\n"
-                 "               [--reference]\n\n"
+                 "               [--solo-batch N] [--solo-min N] [--reference]\n\n"
                  "  -m, --model MODEL     GGUF model file\n"
                  "  -p, --prompt PROMPT   text to continue (default: empty, BOS only)\n"
                  "  --cpu-workers N       CPU worker processes (default: one per NUMA node)\n"
@@ -40,6 +41,10 @@ static void usage(FILE *out)
                  "                        threshold may be predicted otherwise)\n"
                  "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
                  "                        model's trained context; more is allowed, with a warning)\n"
+                 "  --solo-batch N        most entries of a solo step: a prompt step the GPU worker runs\n"
+                 "                        alone, every FFN neuron on its side (default 512; 0 = none)\n"
+                 "  --solo-min N          solo steps while the prompt has at least N tokens left to feed\n"
+                 "                        (default 64)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
                  "                        is <= 0 (same result); predicted: only the neurons the\n"
                  "                        model's predictor names; auto: predicted if the model has\n"
@@ -97,6 +102,20 @@ static int emit(run_ctx *r, int32_t prev, int32_t tok)
     return fflush(stdout) == 0 ? 0 : -1;
 }
 
+/* --solo-batch (0..ENGINE_SOLO_BATCH_MAX) or --solo-min (>= 1): 0, or 2 after saying why. */
+static int parse_solo(run_workers_opts *o, const char *a, const char *v)
+{
+    int batch = !strcmp(a, "--solo-batch");
+    uint64_t lo = batch ? 0 : 1, hi = batch ? ENGINE_SOLO_BATCH_MAX : ENGINE_SOLO_MIN_MAX, n = 0;
+    if (pi_parse_u64(v, hi, &n) < 0 || n < lo) {
+        fprintf(stderr, "pid run: %s '%s' is not a number in %llu..%llu%s\n", a, v, (unsigned long long)lo,
+                (unsigned long long)hi, batch ? " (0: no solo steps)" : "");
+        return 2;
+    }
+    *(batch ? &o->solo_batch : &o->solo_min) = (uint32_t)n;
+    return 0;
+}
+
 /* A flag with a value (--cpu-workers, --gpu-backend, --vram-budget, --ffn):
  * 0, or 2 after saying why. */
 static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
@@ -124,6 +143,8 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
             return 2;
         }
         o->ctx_size = (uint32_t)n;
+    } else if (!strcmp(a, "--solo-batch") || !strcmp(a, "--solo-min")) {
+        return parse_solo(o, a, v);
     } else if (!strcmp(a, "--predictor-type")) {
         pi_error err = {{0}};
         int t;
@@ -151,7 +172,8 @@ static int parse_value_flag(run_workers_opts *o, const char *a, const char *v)
 static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference)
 {
     *o = (run_workers_opts){.prompt = "", .gpu_backend = "auto", .ffn = "auto", .cpu_workers = -1,
-                            .vram_budget_gib = -1.0, .warm_share = -1.0};
+                            .vram_budget_gib = -1.0, .warm_share = -1.0,
+                            .solo_batch = ENGINE_SOLO_BATCH_DEFAULT, .solo_min = ENGINE_SOLO_MIN_DEFAULT};
     gen_params_default(&o->gen);
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {
@@ -169,7 +191,8 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
         }
         int valued = !strcmp(a, "--cpu-workers") || !strcmp(a, "--gpu-backend") ||
                      !strcmp(a, "--vram-budget") || !strcmp(a, "--ffn") || !strcmp(a, "--ctx-size") ||
-                     !strcmp(a, "-c") || !strcmp(a, "--warm-share") || !strcmp(a, "--predictor-type");
+                     !strcmp(a, "-c") || !strcmp(a, "--warm-share") || !strcmp(a, "--predictor-type") ||
+                     !strcmp(a, "--solo-batch") || !strcmp(a, "--solo-min");
         int is_model = !strcmp(a, "-m") || !strcmp(a, "--model");
         if (valued || is_model || !strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (i + 1 >= argc) {

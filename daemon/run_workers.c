@@ -93,7 +93,8 @@ int run_on_workers(const run_workers_opts *o)
                       .measure_recall = o->measure_recall, .pred_q8 = o->pred_q8,
                       .cpu_workers = o->cpu_workers, .vram_budget_gib = o->vram_budget_gib,
                       .warm_share = o->warm_share,
-                      .max_seqs = 1, .max_batch = 64, .n_ctx = o->ctx_size ? o->ctx_size : ctx_needed(o),
+                      .max_seqs = 1, .max_batch = 64, .solo_batch = o->solo_batch, .solo_min = o->solo_min,
+                      .n_ctx = o->ctx_size ? o->ctx_size : ctx_needed(o),
                       .n_ctx_bound = !o->ctx_size, .rundir = rundir,
                       .timings = o->timings};
     int rc = 1;
@@ -125,6 +126,9 @@ int run_on_workers(const run_workers_opts *o)
     fprintf(stderr, "pid run: prompt %u tokens, generated %u tokens in %.3f s (%.1f tok/s), seed %llu%s\n",
             rs.st.prompt_tokens, rs.st.generated_tokens, tps > 0 ? rs.st.generated_tokens / tps : 0.0, tps,
             (unsigned long long)rs.st.seed, rs.st.retried_steps ? " (steps retried after a worker restart)" : "");
+    if (engine_solo_steps(e))
+        fprintf(stderr, "pid run: %llu solo steps (the GPU worker alone, up to %u entries each)\n",
+                (unsigned long long)engine_solo_steps(e), engine_solo_batch(e));
     if (o->timings)
         timings_print(engine_timings(e), stderr, "pid run: ");
     uint64_t tp, fn, fp;

@@ -18,6 +18,8 @@ typedef struct run_workers_opts {
     int measure_recall;         /* predicted: report the predictor's recall and precision */
     int pred_q8;                /* --predictor-type q8_0 (engine.h) */
     int timings;                /* print where each decode step's time went (stderr) */
+    uint32_t solo_batch;        /* most entries of a solo step (engine.h); 0 = none */
+    uint32_t solo_min;          /* prompt tokens left that make a step solo */
     uint32_t ctx_size;          /* -c: KV positions; 0 = what the run needs, at most the
                                    model's trained context */
 } run_workers_opts;

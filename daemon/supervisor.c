@@ -165,6 +165,8 @@ static int build_argv(sup_worker *w, const sup_config *c, int own_cpus)
         bad |= argf(w, &used, &argc, "%s/pi-gpu-worker", c->bin_dir);
         bad |= argf(w, &used, &argc, "--backend") | argf(w, &used, &argc, "%s", c->backend);
         bad |= argf(w, &used, &argc, "--max-batch") | argf(w, &used, &argc, "%u", c->max_batch);
+        if (c->solo_batch)
+            bad |= argf(w, &used, &argc, "--solo-batch") | argf(w, &used, &argc, "%u", c->solo_batch);
         bad |= argf(w, &used, &argc, "--vram-sock") | argf(w, &used, &argc, "%d", SUP_VRAM_FD);
         bad |= argf(w, &used, &argc, "--cpu-workers") | argf(w, &used, &argc, "%u", c->n_cpu);
         if (c->measure_recall)

@@ -45,7 +45,7 @@ typedef struct sup_worker {
     double restart_at_ms;
     double spawned_ms;      /* when it was last started (pid's log: how long until Ready) */
     uint32_t backoff_ms;
-    char *argv[32];         /* built once, before any fork */
+    char *argv[40];         /* built once, before any fork */
     char argbuf[4096];
 } sup_worker;
 
@@ -54,6 +54,8 @@ typedef struct sup_config {
     const char *model, *ctl, *shm_name, *backend;
     int shm_fd;             /* > 0: handed to workers as fd 3 ("--shm fd:3"); else by name */
     uint32_t n_hot, max_seqs, max_batch, n_ctx, n_cpu;
+    uint32_t solo_batch;    /* > 0: --solo-batch for the GPU worker (solo steps; the step
+                               segment holds max(max_batch, solo_batch) entries) */
     double warm_share;      /* --warm-share for every worker (plan.h), 0 = none */
     const char *plan;       /* plan cache with per-layer sets: --plan for every worker
                                instead of --hot; NULL or "" = --hot n_hot */

@@ -93,8 +93,17 @@ void timings_done(timings *t, double now_ms, const Pi__StepTimings *g)
 
 void timings_bell(timings *t) { t->cur.bell = 1; }
 
+void timings_solo(timings *t)
+{
+    t->cur.solo = 1;
+    for (uint32_t w = 0; w < t->n_cpu; w++)
+        t->cur.cpu[w] = (timings_cpu){.n = 1};
+}
+
 void timings_cpu_stats(timings *t, uint32_t w, const step_cpu_stats *s)
 {
+    if (t->cur.solo)
+        return; /* the workers sat it out: their lines are an earlier step's */
     if (w >= t->n_cpu || !s || s->step_no != t->cur.step_no || !s->layers)
         return; /* a stale line: the worker did not finish this step */
     t->cur.cpu[w] = (timings_cpu){.cold_us = (double)s->cold_ns / 1e3,
@@ -119,6 +128,7 @@ static void step_add(const timings *t, timings_step *a, double *parts, const tim
     a->entries += s->entries;
     a->round_trip += s->round_trip;
     a->bell += s->bell;
+    a->solo += s->solo;
     a->sched += s->sched;
     a->sampling += s->sampling;
     a->wall += s->wall;
@@ -195,6 +205,10 @@ static void print_cpu(const timings *t, const timings_step *a, FILE *out, const 
             fprintf(out, "%s  (cpu:%u: stats of %llu of the %llu steps; the rest were stale)\n", prefix,
                     w, (unsigned long long)a->cpu[w].n, (unsigned long long)a->n);
     }
+    if (t->n_cpu && a->solo)
+        fprintf(out, "%s  (%llu of the %llu steps were solo: the GPU worker computed every neuron, the CPU "
+                     "workers' rows count 0 for them)\n", prefix, (unsigned long long)a->solo,
+                (unsigned long long)a->n);
     if (t->n_cpu)
         fprintf(out, "%s  (the CPU workers' cold ffn and wait run beside gpu hot ffn + wait for cpu: "
                      "not in the sum)\n", prefix);
@@ -248,8 +262,11 @@ void timings_print(const timings *t, FILE *out, const char *prefix)
     }
     /* The prompt's steps apart: their phases say where the time to the first token goes. */
     if (p->n) {
-        fprintf(out, "%stimings per prefill step, ms (%llu steps, %.2f entries each, %.3f ms in all)\n", prefix,
-                (unsigned long long)p->n, (double)p->entries / (double)p->n, p->wall / 1e3);
+        char solo[48] = "";
+        if (p->solo)
+            snprintf(solo, sizeof solo, "; %llu of them solo", (unsigned long long)p->solo);
+        fprintf(out, "%stimings per prefill step, ms (%llu steps, %.2f entries each, %.3f ms in all%s)\n", prefix,
+                (unsigned long long)p->n, (double)p->entries / (double)p->n, p->wall / 1e3, solo);
         print_rows(t, p, t->pre_gpu, out, prefix);
     }
 }

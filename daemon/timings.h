@@ -37,6 +37,7 @@ typedef struct timings_step {
     double gpu_step;            /* the GPU worker's whole step, over the n_gpu steps */
     double zmq;                 /* round trip beyond gpu_step (the bell or ZeroMQ, wake-ups), n_gpu steps */
     uint64_t bell;              /* of the n steps, those whose end pid saw on the step bell */
+    uint64_t solo;              /* of the n steps, solo ones (STEP_CMD_SOLO: no CPU worker in them) */
     double round_trip;          /* step out (bell rung, before its messages) -> its end seen */
     double sched;               /* pid: previous step's end (or this build) -> step out,
                                    and StepDone received -> sampling */
@@ -61,6 +62,10 @@ void timings_sent(timings *t, double now_ms);
 void timings_done(timings *t, double now_ms, const Pi__StepTimings *g);
 /* Before timings_done: the step's end was seen on the step bell (step_bell.h). */
 void timings_bell(timings *t);
+/* After timings_begin: a solo step. The CPU workers write no stats line for
+ * it, so each counts this step with 0 cold and wait time (their lines,
+ * stale, are not read). */
+void timings_solo(timings *t);
 /* CPU worker w's stats line; ignored unless it is for this step. */
 void timings_cpu_stats(timings *t, uint32_t w, const step_cpu_stats *s);
 void timings_sampling(timings *t, double now_ms);

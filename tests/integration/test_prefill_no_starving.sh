@@ -4,13 +4,14 @@
 # streaming, then a request B with a prompt of a few hundred tokens. B's prompt goes in chunks of 7 beside A's one
 # token a step (daemon/scheduler.c), so A keeps receiving tokens between B's submission and B's first token: at
 # least half as many as B's prefill steps (a count, not a speed: the steps are 10 ms longer here,
-# PI_TEST_STEP_DELAY_MS, so A's tokens arrive one by one). A's text is the reference text all the same.
+# PI_TEST_STEP_DELAY_MS, so A's tokens arrive one by one). A's text is the reference text all the same. Solo steps are
+# off (--solo-batch 0): this is the chunked prefill; test_solo_steps.sh has B's prompt in solo steps beside A.
 set -u
 . "$(dirname "$0")/daemon_lib.sh"
 daemon_setup prefill_no_starving
 
 PI_TEST_STEP_DELAY_MS=10 timeout 120 "$B/pid" start -m "$MODEL" --cpu-workers 1 --gpu-backend "$GPU_BACKEND" \
-    --max-seqs 2 --max-batch 8 --listen "$EP" >"$D/start.out" 2>&1 || { cat "$D/start.out"; fail "pid start"; }
+    --max-seqs 2 --max-batch 8 --solo-batch 0 --listen "$EP" >"$D/start.out" 2>&1 || { cat "$D/start.out"; fail "pid start"; }
 remember_pids
 
 # B's prompt: about the trained context less 64 tokens (counted with the model's own tokenizer)

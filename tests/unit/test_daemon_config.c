@@ -1,4 +1,4 @@
-/* pid.conf parsing: values land in their settings, flags override the file, and bad keys or values name file:line. */
+/* pid.conf parsing: values land in their settings, flags override the file, and bad keys or values name file:line; solo_batch (0..65536, default 512) and solo_min (>= 1, default 64) as key and flag. */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +42,21 @@ int main(void)
           "flags override");
     CHECK(c.sampling.temperature == 0.5f, "sampling flag");
     CHECK(!strcmp(pid_config_find_path(11, argv), path), "find --config");
+
+    /* solo steps: defaults, the keys, the flags, their ranges */
+    pid_config_default(&c);
+    CHECK(c.solo_batch == 512 && c.solo_min == 64, "solo defaults %u / %u", c.solo_batch, c.solo_min);
+    write_file(path, "solo_batch = 0\nsolo_min = 1\n");
+    CHECK(pid_config_load(&c, path, 1, &err) == 0 && c.solo_batch == 0 && c.solo_min == 1, "solo keys: %s", err.msg);
+    char *solo[] = {"start", "--solo-batch", "65536", "--solo-min=200"};
+    CHECK(pid_config_parse_args(&c, 4, solo, &err) == 0 && c.solo_batch == 65536 && c.solo_min == 200,
+          "solo flags: %s", err.msg);
+    const char *bad_solo[] = {"solo_batch = 65537\n", "solo_batch = -1\n", "solo_min = 0\n", "solo_min = x\n"};
+    for (int i = 0; i < 4; i++) {
+        write_file(path, bad_solo[i]);
+        CHECK(pid_config_load(&c, path, 1, &err) < 0 && strstr(err.msg, bad_solo[i][5] == 'b' ? "solo_batch" : "solo_min"),
+              "'%s' accepted: %s", bad_solo[i], err.msg);
+    }
 
     write_file(path, "model = a\nbogus_key = 1\n");
     pid_config_default(&c);

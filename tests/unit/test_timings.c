@@ -1,4 +1,4 @@
-/* Proves pid's step accounting: decode steps are summed and prefill only counted, pid's parts add up to the wall, the GPU worker's phases and the CPU workers' stats lines land where they belong (stale lines ignored), a failed step does not stretch the next one's wall, and the table says n/a without GPU phases. */
+/* Proves pid's step accounting: decode steps are summed and prefill only counted, pid's parts add up to the wall, the GPU worker's phases and the CPU workers' stats lines land where they belong (stale lines ignored), a failed step does not stretch the next one's wall, the table says n/a without GPU phases, and a solo step counts its CPU workers with 0 time and no stale line, the prefill table saying how many of its steps were solo. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,10 +142,46 @@ static void test_no_gpu_phases(void)
     timings_free(&t);
 }
 
+/* A solo prefill step (the CPU workers skip it), then an ordinary one. */
+static void test_solo(void)
+{
+    pi_error err;
+    timings *t = timings_new(2, &err);
+    CHECK(t, "%s", err.msg);
+    step_cpu_stats line = {.step_no = 1, .cold_ns = 700000, .wait_ns = 100000, .layers = 5};
+    timings_begin(t, 10.0, 2, 64, 0);
+    timings_solo(t);
+    timings_sent(t, 10.1);
+    timings_done(t, 12.1, NULL);
+    timings_cpu_stats(t, 0, &line);     /* an earlier step's: not read */
+    line.step_no = 2;                   /* even one that claims this step's number */
+    timings_cpu_stats(t, 1, &line);
+    timings_sampling(t, 12.2);
+    timings_end(t, 12.3);
+    timings_begin(t, 20.0, 3, 8, 0);
+    timings_sent(t, 20.1);
+    timings_done(t, 21.1, NULL);
+    line.step_no = 3;
+    timings_cpu_stats(t, 0, &line);
+    timings_cpu_stats(t, 1, &line);
+    timings_sampling(t, 21.2);
+    timings_end(t, 21.3);
+    char *s = table(t);
+    CHECK(strstr(s, "T: timings per prefill step, ms (2 steps, 36.00 entries each, 3.600 ms in all; 1 of them solo)"),
+          "prefill header:\n%s", s);
+    CHECK(strstr(s, "(1 of the 2 steps were solo: the GPU worker computed every neuron"), "solo note:\n%s", s);
+    CHECK(!strstr(s, "were stale"), "a solo step counted as a stale line:\n%s", s);
+    /* cold ffn averages over both steps: 700 us in the ordinary one, 0 in the solo one */
+    CHECK(strstr(s, "cpu:0 cold ffn                               0.3500"), "cpu rows:\n%s", s);
+    free(s);
+    timings_free(&t);
+}
+
 int main(void)
 {
     test_decode_sum();
     test_no_gpu_phases();
+    test_solo();
     printf("ok: step timings\n");
     return 0;
 }
