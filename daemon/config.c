@@ -24,7 +24,7 @@ void pid_config_default(pid_config *c)
     snprintf(c->ffn, sizeof c->ffn, "auto");
     c->max_seqs = 0; /* auto: up to ENGINE_MAX_SEQS_DEFAULT, as many as the budget fits */
     c->max_batch = 32;
-    c->solo_batch = ENGINE_SOLO_BATCH_DEFAULT;
+    c->solo_batch = ENGINE_SOLO_BATCH_AUTO;
     c->solo_min = ENGINE_SOLO_MIN_DEFAULT;
     c->max_queue = REQ_LIMITS_MAX_QUEUE_DEFAULT;
     c->n_ctx = 0;

@@ -26,7 +26,8 @@ typedef struct pid_config {
     int pred_q8;                    /* --predictor-type q8_0 (sparse/pred_quant.h); 0 = as the file holds it */
     uint32_t max_seqs;              /* 0 = auto: up to 8, as many as the budget fits */
     uint32_t max_batch;
-    uint32_t solo_batch;            /* entries of a solo step (engine.h); 0 = no solo steps */
+    uint32_t solo_batch;            /* entries of a solo step (engine.h); 0 = no solo steps;
+                                       ENGINE_SOLO_BATCH_AUTO: by backend */
     uint32_t solo_min;              /* prompt tokens left that make a step solo, >= 1 */
     uint32_t max_queue;             /* requests waiting for a slot (req_limits.h) */
     uint32_t n_ctx;                 /* 0 = the model's, lowered to fit the budget */

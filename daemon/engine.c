@@ -141,7 +141,7 @@ static uint32_t step_capacity(const engine *e)
 /* The plan's parameters: the KV cache sizes not asked for may be lowered to
  * fit the budget, which is the one given or comes from the free memory. */
 static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_t n_cpu, int cuda,
-                                   const gpu_memory *mem)
+                                   const gpu_memory *mem, uint32_t solo_batch)
 {
     return (plan_params){
         .max_seqs = o->max_seqs ? o->max_seqs : ENGINE_MAX_SEQS_DEFAULT,
@@ -153,7 +153,7 @@ static plan_params plan_params_for(const engine_opts *o, uint32_t n_ctx, uint32_
         /* CUDA: its fp16 KV cache, and its predictors, scratch and context out of the budget too */
         .backend = cuda ? cuda_needs() : NULL,
         .max_batch = cuda ? o->max_batch : 0,
-        .solo_batch = cuda ? o->solo_batch : 0,
+        .solo_batch = cuda ? solo_batch : 0,
         .pred_q8 = o->pred_q8,
         .fit = (o->max_seqs ? 0 : PLAN_FIT_SEQS) | (o->n_ctx ? 0 : PLAN_FIT_CTX),
         .warm_share = o->warm_share >= 0 ? o->warm_share : cuda && n_cpu > 0 ? ENGINE_WARM_SHARE_CUDA : 0,
@@ -225,12 +225,14 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
         fprintf(stderr, "pid: warning: --n-ctx %u is larger than the model's trained context (%u); "
                         "text past %u tokens may degrade\n", e->n_ctx, e->model->n_ctx, e->model->n_ctx);
     e->max_batch = o->max_batch;
-    if (o->solo_batch > ENGINE_SOLO_BATCH_MAX) {
+    if (o->solo_batch > ENGINE_SOLO_BATCH_MAX && o->solo_batch != ENGINE_SOLO_BATCH_AUTO) {
         pi_error_set(err, "--solo-batch %u: at most %u entries (0 turns solo steps off)", o->solo_batch,
                      ENGINE_SOLO_BATCH_MAX);
         goto fail;
     }
-    e->solo_batch = o->solo_batch;
+    e->solo_batch = o->solo_batch != ENGINE_SOLO_BATCH_AUTO ? o->solo_batch
+                    : !strcmp(e->backend, "cuda")   ? ENGINE_SOLO_BATCH_DEFAULT
+                                                     : 0;
     e->solo_min = o->solo_min ? o->solo_min : ENGINE_SOLO_MIN_DEFAULT;
     /* auto: predicted when the model has a predictor, else exact for
      * ReLU-family models (their zeros are free to skip), else dense. */
@@ -252,7 +254,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
     gpu_memory mem;
     if (supervisor_bin_dir(bin_dir, sizeof bin_dir, err) < 0 || learn_device(e->backend, o, bin_dir, &mem, err) < 0)
         goto fail;
-    plan_params pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem);
+    plan_params pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem, e->solo_batch);
     /* The workers read a copy of the plan private to this pid: the cache
      * beside the model may be rewritten (another budget setup) while
      * workers restart. */
@@ -273,7 +275,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                 "no cold neurons)\n");
         plan_release(&e->plan);
         n_cpu = 0;
-        pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem);
+        pp = plan_params_for(o, e->n_ctx, n_cpu, !strcmp(e->backend, "cuda"), &mem, e->solo_batch);
         if (plan_make_for_model(e->model, o->model_path, &pp, o->rundir, copy, &e->plan, e->plan_path,
                                 sizeof e->plan_path, err) < 0) {
             pi_error_wrap(err, "placement for %s", o->model_path);
@@ -335,7 +337,7 @@ engine *engine_new(const engine_opts *o, const sched_sink *sink, pi_error *err)
                      .shm_name = shm_segment_name(e->seg), .shm_fd = shm_segment_fd(e->seg),
                      .backend = e->backend,
                      .n_hot = e->plan.n_hot, .plan = e->plan_path,
-                     .max_seqs = max_seqs, .max_batch = o->max_batch, .solo_batch = o->solo_batch,
+                     .max_seqs = max_seqs, .max_batch = o->max_batch, .solo_batch = e->solo_batch,
                      .n_ctx = e->n_ctx, .n_cpu = n_cpu, .ffn = pi_ffn_mode_name(ffn),
                      .measure_recall = o->measure_recall, .warm_share = pp.warm_share,
                      .pred_q8 = o->pred_q8};

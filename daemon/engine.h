@@ -29,6 +29,10 @@
  * worker runs alone, every FFN neuron on its side, taken once the oldest
  * prefilling prompt has solo_min tokens or more left to feed. */
 #define ENGINE_SOLO_BATCH_DEFAULT 512
+/* solo_batch not given: ENGINE_SOLO_BATCH_DEFAULT on the CUDA backend, none
+ * on the host backend (its GPU worker would compute every neuron on one core
+ * while the CPU workers' threads idle; give --solo-batch to have them). */
+#define ENGINE_SOLO_BATCH_AUTO UINT32_MAX
 #define ENGINE_SOLO_BATCH_MAX 65536
 #define ENGINE_SOLO_MIN_DEFAULT 64
 #define ENGINE_SOLO_MIN_MAX (1u << 24)
@@ -51,7 +55,8 @@ typedef struct engine_opts {
                                    many as fit the budget (plan.h, PLAN_FIT_SEQS) */
     uint32_t max_batch;
     uint32_t solo_batch;        /* most entries of a solo step, at most ENGINE_SOLO_BATCH_MAX
-                                   (the GPU worker's Ready.solo_max may lower it); 0 = none.
+                                   (the GPU worker's Ready.solo_max may lower it); 0 = none;
+                                   ENGINE_SOLO_BATCH_AUTO: by backend.
                                    The step segment holds max(max_batch, solo_batch) entries */
     uint32_t solo_min;          /* prompt tokens left that make a step solo; 0 =
                                    ENGINE_SOLO_MIN_DEFAULT */

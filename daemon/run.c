@@ -42,7 +42,8 @@ static void usage(FILE *out)
                  "  -c, --ctx-size N      KV cache positions (default: what the run needs, at most the\n"
                  "                        model's trained context; more is allowed, with a warning)\n"
                  "  --solo-batch N        most entries of a solo step: a prompt step the GPU worker runs\n"
-                 "                        alone, every FFN neuron on its side (default 512; 0 = none)\n"
+                 "                        alone, every FFN neuron on its side (default 512 on cuda,\n"
+                 "                        none on host; 0 = none)\n"
                  "  --solo-min N          solo steps while the prompt has at least N tokens left to feed\n"
                  "                        (default 64)\n"
                  "  --ffn MODE            dense: every neuron; exact: skip neurons whose ReLU gate\n"
@@ -173,7 +174,7 @@ static int parse_args(int argc, char **argv, run_workers_opts *o, int *reference
 {
     *o = (run_workers_opts){.prompt = "", .gpu_backend = "auto", .ffn = "auto", .cpu_workers = -1,
                             .vram_budget_gib = -1.0, .warm_share = -1.0,
-                            .solo_batch = ENGINE_SOLO_BATCH_DEFAULT, .solo_min = ENGINE_SOLO_MIN_DEFAULT};
+                            .solo_batch = ENGINE_SOLO_BATCH_AUTO, .solo_min = ENGINE_SOLO_MIN_DEFAULT};
     gen_params_default(&o->gen);
     pi_error err = {{0}};
     for (int i = 1; i < argc; i++) {

@@ -183,10 +183,11 @@ fi
 echo "== the default model on cuda (untied embeddings in host memory; warm neurons) vs pid run --reference"
 $bin/pid run --reference -n 200 --temp 0 -p "" >/tmp/d-ref.txt 2>/dev/null || fail "pid run --reference (default model)"
 # reserve + 22 MiB: weights 7.3, scratch ~3.3, predictors ~1.7, KV ~1.9 MiB, and about half of the 15.2 MiB FFN
-# (at + 64 MiB all of it fit and the CPU workers had nothing: session 17).
+# (at + 64 MiB all of it fit and the CPU workers had nothing: session 17). No solo steps: their scratch (~22 MiB
+# at 512 entries, most of it cuBLAS's workspace and the streamed chunks) would take the FFN's half.
 for ws in 0 0.5; do
   if timeout 120 $bin/pid run -n 200 --temp 0 -p "" --gpu-backend cuda --cpu-workers 2 --vram-budget "$(pi_cuda_budget 0.0215)" \
-      --warm-share $ws >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
+      --warm-share $ws --solo-batch 0 >/tmp/d-cuda.txt 2>/tmp/d-cuda.err && cmp -s /tmp/d-ref.txt /tmp/d-cuda.txt; then
     echo "default model cuda, warm share $ws: SAME as --reference"
     split_ok /tmp/d-cuda.err "default model cuda, warm share $ws"
   else
@@ -194,6 +195,21 @@ for ws in 0 0.5; do
     fail "default model cuda --warm-share $ws"
   fi
 done
+# Solo steps on the device (issue 12): a prompt of ~160 tokens in solo steps of 128 (every FFN neuron on the GPU,
+# the half of the FFN outside VRAM streamed from pinned host memory; the CPU workers skip them), then 32 tokens
+# decoded as usual: the same text as pid run --reference (the default model's margins leave its greedy text alone
+# under the products' fp16 inputs; a wrong row or layer changes it within a few tokens).
+solo_p=$(printf 'the old house on the hill %.0s' $(seq 25))
+$bin/pid run --reference -n 32 --temp 0 -p "$solo_p" >/tmp/d-sref.txt 2>/dev/null || fail "pid run --reference (solo prompt)"
+if timeout 120 $bin/pid run -n 32 --temp 0 -p "$solo_p" --gpu-backend cuda --cpu-workers 2 \
+    --vram-budget "$(pi_cuda_budget 0.045)" --solo-batch 128 --solo-min 16 >/tmp/d-solo.txt 2>/tmp/d-solo.err &&
+    cmp -s /tmp/d-sref.txt /tmp/d-solo.txt && grep -q "^pid run: [1-9][0-9]* solo steps" /tmp/d-solo.err; then
+  echo "default model cuda, a prompt in solo steps: SAME as --reference; $(grep "^pid run: [0-9]* solo steps" /tmp/d-solo.err)"
+  split_ok /tmp/d-solo.err "default model cuda, solo steps"
+else
+  echo "default model cuda, solo steps: DIFFERENT or failed: $(grep "solo steps" /tmp/d-solo.err | head -2) $(tail -1 /tmp/d-solo.err)"
+  fail "default model cuda --solo-batch 128"
+fi
 
 echo "== CUDA kernels: attention checked against float64 at positions 0..4095, then timed"
 $bin/pi-bench-cuda-kernels 10 >"$out/kernels.md" 2>&1 || fail "pi-bench-cuda-kernels (see kernels.md)"

@@ -1,9 +1,10 @@
-/* pid.conf parsing: values land in their settings, flags override the file, and bad keys or values name file:line; solo_batch (0..65536, default 512) and solo_min (>= 1, default 64) as key and flag. */
+/* pid.conf parsing: values land in their settings, flags override the file, and bad keys or values name file:line; solo_batch (0..65536, default "by backend", ENGINE_SOLO_BATCH_AUTO) and solo_min (>= 1, default 64) as key and flag. */
 #include <stdio.h>
 #include <string.h>
 
 #include "check.h"
 #include "config.h"
+#include "engine.h"
 
 static void write_file(const char *path, const char *text)
 {
@@ -45,7 +46,7 @@ int main(void)
 
     /* solo steps: defaults, the keys, the flags, their ranges */
     pid_config_default(&c);
-    CHECK(c.solo_batch == 512 && c.solo_min == 64, "solo defaults %u / %u", c.solo_batch, c.solo_min);
+    CHECK(c.solo_batch == ENGINE_SOLO_BATCH_AUTO && c.solo_min == 64, "solo defaults %u / %u", c.solo_batch, c.solo_min);
     write_file(path, "solo_batch = 0\nsolo_min = 1\n");
     CHECK(pid_config_load(&c, path, 1, &err) == 0 && c.solo_batch == 0 && c.solo_min == 1, "solo keys: %s", err.msg);
     char *solo[] = {"start", "--solo-batch", "65536", "--solo-min=200"};
