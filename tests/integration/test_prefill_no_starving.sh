@@ -22,43 +22,16 @@ per=$("$B/pictl" tokenize -m "$MODEL" --no-bos "once upon a time" | wc -w)
 # A: 200 tokens for stories260K (context 512), 150 for the default model (256); B comes after A's 5th token
 n_a=$(( MODEL_CTX == 512 ? 200 : 150 ))
 
-/usr/bin/python3 - "$B/pictl" "$EP" "$D" "$n_a" <<'PY' || fail "see above"
-import json, subprocess, sys, threading, time
+/usr/bin/python3 - "$B/pictl" "$EP" "$D" "$n_a" "$(dirname "$0")" <<'PY' || fail "see above"
+import sys
 pictl, ep, d, n_a = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-a = subprocess.Popen([pictl, "generate", "--endpoint", ep, "--temp", "0", "-n", str(n_a), ""],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-chunks = []   # (time, bytes) of A's stream, as they arrive
-
-def read_a():
-    while True:
-        b = a.stdout.read1(65536)
-        if not b:
-            return
-        chunks.append((time.monotonic(), b))
-
-t = threading.Thread(target=read_a)
-t.start()
-deadline = time.monotonic() + 60
-while len(chunks) < 5 and time.monotonic() < deadline:
-    time.sleep(0.005)
-if len(chunks) < 5:
-    print("FAIL: A produced %d chunks in 60 s" % len(chunks)); sys.exit(1)
-t_b = time.monotonic()
-b = subprocess.run([pictl, "generate", "--endpoint", ep, "--temp", "0", "-n", "2", "--json", "-f", d + "/long.txt"],
-                   capture_output=True, text=True, timeout=120)
-if b.returncode != 0:
-    print("FAIL: B: " + b.stderr); sys.exit(1)
-st = json.loads(b.stdout)
-stats = st.get("stats", st)
-prompt, ttft = stats.get("prompt_tokens"), stats.get("time_to_first_token_ms")
-if not prompt or ttft is None:
-    print("FAIL: B's JSON has no prompt_tokens / time_to_first_token_ms: " + b.stdout[:300]); sys.exit(1)
-t.join(timeout=120)
-a.wait(timeout=120)
-if a.returncode != 0:
-    print("FAIL: A: " + a.stderr.read().decode()); sys.exit(1)
+sys.path.insert(0, sys.argv[5])
+from beside_lib import during, stream_beside
+chunks, t_b, out = stream_beside(pictl, ep, n_a, d + "/long.txt", 2)
+stats = out.get("stats", out)
+prompt, ttft = stats["prompt_tokens"], stats["time_to_first_token_ms"]
 steps = (prompt + 6) // 7
-window = [c for c in chunks if t_b <= c[0] <= t_b + ttft / 1000.0]
+window = during(chunks, t_b, ttft)
 print("B: %d prompt tokens in %d steps of 7, first token after %.0f ms; A received %d chunks meanwhile"
       % (prompt, steps, ttft, len(window)))
 if len(window) < steps // 2:

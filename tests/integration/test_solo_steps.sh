@@ -52,39 +52,14 @@ want=$(( MODEL_CTX - 64 ))
 # (no newline at its end: pid run -p "$(cat ...)" gets the same prompt)
 /usr/bin/python3 -c "print(' '.join(['once upon a time'] * ($want // $per)), end='')" >"$D/long.txt"
 
-/usr/bin/python3 - "$B/pictl" "$EP" "$D" <<'PY' || fail "see above"
-import json, subprocess, sys, threading, time
+/usr/bin/python3 - "$B/pictl" "$EP" "$D" "$(dirname "$0")" <<'PY' || fail "see above"
+import sys
 pictl, ep, d = sys.argv[1], sys.argv[2], sys.argv[3]
-a = subprocess.Popen([pictl, "generate", "--endpoint", ep, "--temp", "0", "-n", "200", ""],
-                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-chunks = []   # (time, bytes) of A's stream, as they arrive
-
-def read_a():
-    while True:
-        b = a.stdout.read1(65536)
-        if not b:
-            return
-        chunks.append((time.monotonic(), b))
-
-t = threading.Thread(target=read_a)
-t.start()
-deadline = time.monotonic() + 60
-while len(chunks) < 5 and time.monotonic() < deadline:
-    time.sleep(0.005)
-if len(chunks) < 5:
-    print("FAIL: A produced %d chunks in 60 s" % len(chunks)); sys.exit(1)
-t_b = time.monotonic()
-b = subprocess.run([pictl, "generate", "--endpoint", ep, "--temp", "0", "-n", "16", "--json", "-f", d + "/long.txt"],
-                   capture_output=True, text=True, timeout=120)
-if b.returncode != 0:
-    print("FAIL: B: " + b.stderr); sys.exit(1)
-st = json.loads(b.stdout)
+sys.path.insert(0, sys.argv[4])
+from beside_lib import during, stream_beside
+chunks, t_b, st = stream_beside(pictl, ep, 200, d + "/long.txt", 16)
 prompt, ttft = st["prompt_tokens"], st["time_to_first_token_ms"]
-t.join(timeout=120)
-a.wait(timeout=120)
-if a.returncode != 0:
-    print("FAIL: A: " + a.stderr.read().decode()); sys.exit(1)
-window = [c for c in chunks if t_b <= c[0] <= t_b + ttft / 1000.0]
+window = during(chunks, t_b, ttft)
 print("B: %d prompt tokens, first token after %.0f ms; A received %d chunks meanwhile" % (prompt, ttft, len(window)))
 # every solo step of B's (prompt // 63 of them at least, less the last one's) carried A's token
 if len(window) < 2:

@@ -159,6 +159,27 @@ static int run_batched(const pi_model *m, const tokenizer *t, out_buf *o, int fa
  * step until the prompt is in the cache carries the decoder's one token, and
  * the prompt goes in chunks of the rest of the batch. The decoder's text is
  * the one it has alone. */
+
+/* The reference forward of a step's entries, each in its slot's own state; the want_logits rows into
+ * logits. *a_slot (A's, set from the first entry seen when < 0) counts A's decode entries into *a_decode,
+ * every other slot's prompt entries into *b_here. */
+static void step_forward(const pi_model *m, forward_state **slots, const sched_entry *e, uint32_t n, int *a_slot,
+                         float *logits, uint32_t *a_decode, uint32_t *b_here)
+{
+    uint32_t rows = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (*a_slot < 0)
+            *a_slot = (int)e[i].slot;           /* the first step holds A alone */
+        if ((int)e[i].slot == *a_slot)
+            *a_decode += e[i].decode;
+        else
+            *b_here += !e[i].decode;
+        const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
+        CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
+        if (e[i].want_logits)
+            memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
+    }
+}
 static void test_long_prompt_no_starving(const pi_model *m, const tokenizer *t, const char *want, size_t want_len)
 {
     enum { BATCH = 8, LONG = 150 };
@@ -186,19 +207,8 @@ static void test_long_prompt_no_starving(const pi_model *m, const tokenizer *t, 
     int submitted = 0, a_slot = -1, steps_with_b = 0;
     uint32_t b_fed = 0, n;
     while ((n = scheduler_build(s, e)) > 0) {
-        uint32_t rows = 0, a_decode = 0, b_here = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            if (a_slot < 0)
-                a_slot = (int)e[i].slot;        /* the first step holds A alone */
-            if ((int)e[i].slot == a_slot)
-                a_decode += e[i].decode;
-            else
-                b_here += !e[i].decode;
-            const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
-            CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
-            if (e[i].want_logits)
-                memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
-        }
+        uint32_t a_decode = 0, b_here = 0;
+        step_forward(m, slots, e, n, &a_slot, logits, &a_decode, &b_here);
         if (b_here) {
             steps_with_b++;
             b_fed += b_here;
@@ -266,19 +276,8 @@ static void solo_case(const pi_model *m, const tokenizer *t, const char *want, s
     uint32_t b_fed = 0, n;
     *n_solo = *n_plain = 0;
     while ((n = scheduler_build(s, e)) > 0) {
-        uint32_t rows = 0, a_decode = 0, b_here = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            if (a_slot < 0)
-                a_slot = (int)e[i].slot;
-            if ((int)e[i].slot == a_slot)
-                a_decode += e[i].decode;
-            else
-                b_here += !e[i].decode;
-            const float *lg = forward_token(slots[e[i].slot], e[i].token, e[i].pos);
-            CHECK(lg, "forward slot %u pos %u", e[i].slot, e[i].pos);
-            if (e[i].want_logits)
-                memcpy(logits + (size_t)rows++ * m->n_vocab, lg, m->n_vocab * sizeof *lg);
-        }
+        uint32_t a_decode = 0, b_here = 0;
+        step_forward(m, slots, e, n, &a_slot, logits, &a_decode, &b_here);
         int is_solo = scheduler_built_solo(s);
         CHECK(!is_solo || b_here, "a solo step without the long prompt (A's prompt is shorter than solo_min)");
         if (is_solo) {
