@@ -7,6 +7,8 @@
 
 #include "backend.h"
 #include "check.h"
+#include "ops.h"
+#include "quant.h"
 #include "cuda_needs.h"
 #include "placement.h"
 #include "plan.h"
@@ -125,6 +127,52 @@ static void check_backend_bytes(const pi_model *m, const pi_plan *p)
     gpu_backend_host.destroy(&b);
 }
 
+/* Down^T rows of float models, element by element against the down tensor
+ * itself (ops_tensor_get): a set in any order and a range, with dim 40 (a
+ * band of 32 rows and a short one) and a destination stride beyond a row. */
+static void check_down_t_float(pi_type type)
+{
+    char path[512];
+    test_tmp("plan_down_t.gguf", path, sizeof path);
+    rand_model_shape sh = {.dim = 40, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .n_ff = 72, .n_vocab = 32,
+                           .n_ctx = 16, .type = type, .act = PI_ACT_RELU, .seed = 3};
+    pi_error err = {{0}};
+    CHECK(rand_model_write(path, &sh, &err) == 0, "%s", err.msg);
+    pi_model *m = model_open(path, &err);
+    CHECK(m, "%s", err.msg);
+    const pi_tensor *d = &m->layers[1].ffn_down;
+    CHECK(d->data && d->type == type, "down of type %d", (int)d->type);
+    const int32_t ids[] = {71, 0, 33, 5, 32, 64, 31};
+    uint32_t n = sizeof ids / sizeof ids[0], es = type == PI_TYPE_F32 ? 4 : 2, stride = 48 * es;
+    unsigned char *a = calloc(72, stride);
+    CHECK(a, "oom");
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t cnt = pass ? 72 - 10 : n;
+        if (pass)
+            plan_write_down_t(m, 1, 10, 72, a, stride);
+        else
+            CHECK(plan_write_down_t_set(m, 1, (plan_set){ids, 0, n}, a, stride, &err) == 0, "%s", err.msg);
+        for (uint32_t k = 0; k < cnt; k++)
+            for (uint32_t i = 0; i < m->dim; i++) {
+                uint32_t j = pass ? 10 + k : (uint32_t)ids[k];
+                const unsigned char *e = a + (size_t)k * stride + (size_t)i * es;
+                uint16_t h;
+                float got;
+                if (es == 4) {
+                    memcpy(&got, e, 4);
+                } else {
+                    memcpy(&h, e, 2);
+                    got = type == PI_TYPE_BF16 ? pi_bf16_to_fp32(h) : pi_fp16_to_fp32(h);
+                }
+                CHECK(got == ops_tensor_get(d, i, j), "%s down^T %s: neuron %u element %u: %g, want %g",
+                      pi_type_name(type), pass ? "range" : "set", j, i, got, ops_tensor_get(d, i, j));
+            }
+    }
+    free(a);
+    model_close(&m);
+    remove(path);
+}
+
 /* Sets' down^T rows equal the range writer's, neuron by neuron (Q8_0: dequantized). */
 static void check_down_t_set(const pi_model *m)
 {
@@ -160,6 +208,9 @@ static void check_from_placement(const pi_model *m, const char *model_path)
         }
     }
     check_down_t_set(m);
+    check_down_t_float(PI_TYPE_F16);
+    check_down_t_float(PI_TYPE_BF16);
+    check_down_t_float(PI_TYPE_F32);
     uint64_t fixed = plan_weight_bytes(m) + plan_kv_bytes(m, 2, 64);
     uint64_t nb = plan_neuron_bytes_layer(m, 0);
     for (uint32_t shards = 0; shards <= 4; shards++)
