@@ -10,9 +10,9 @@
  * at create and not counted (they are not in the plan either).
  * Every entry is computed on its own, row by row, so results do not depend
  * on how entries are batched. A solo step (run_solo, cfg.solo_batch) runs
- * every FFN neuron from the model's own tensors, in parts of max_batch. The predict op reads the predictor from the
- * model's mapping, uncounted: the plan reserves predictor bytes only for
- * the CUDA backend. */
+ * every FFN neuron from the model's own tensors, in parts of max_batch.
+ * The predict op reads the predictor from the model's mapping, uncounted:
+ * the plan reserves predictor bytes only for the CUDA backend. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

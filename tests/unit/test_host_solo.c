@@ -6,6 +6,7 @@
 #include "backend.h"
 #include "check.h"
 #include "forward.h"
+#include "greedy_oracle.h"
 #include "rand_model.h"
 
 #define N_TOK 64
@@ -22,21 +23,10 @@ typedef struct oracle {
 /* Greedy continuation of each start token by the reference forward. */
 static void make_oracle(const pi_model *m, oracle *o)
 {
-    pi_error err = {{0}};
     const int32_t start[2] = {1, 7};
     CHECK(o->logits = malloc((size_t)2 * N_TOK * m->n_vocab * sizeof(float)), "oom");
-    for (int s = 0; s < 2; s++) {
-        forward_state *f = forward_new(m, N_TOK, &err);
-        CHECK(f, "%s", err.msg);
-        o->tok[s][0] = start[s];
-        for (uint32_t p = 0; p < N_TOK; p++) {
-            const float *lg = forward_token(f, o->tok[s][p], p);
-            CHECK(lg, "forward_token");
-            memcpy(o->logits + ((size_t)s * N_TOK + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
-            o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
-        }
-        forward_free(&f);
-    }
+    for (int s = 0; s < 2; s++)
+        greedy_oracle(m, start[s], N_TOK, o->tok[s], o->logits + (size_t)s * N_TOK * m->n_vocab);
 }
 
 /* Appends positions [p0, p1) of sequence s to e (teacher-forced tokens); some want no logits. */

@@ -8,6 +8,7 @@
 #include "ffn_cold.h"
 #include "ffn_pool.h"
 #include "forward.h"
+#include "greedy_oracle.h"
 #include "llama2c.h"
 #include "ops.h"
 #include "plan.h"
@@ -31,21 +32,10 @@ typedef struct oracle {
 /* Greedy continuation of each start token by the reference forward. */
 static void make_oracle(const pi_model *m, const int32_t *start, oracle *o)
 {
-    pi_error err = {{0}};
     o->logits = malloc((size_t)N_SEQ * N_TOK * m->n_vocab * sizeof(float));
     CHECK(o->logits, "oom");
-    for (int s = 0; s < N_SEQ; s++) {
-        forward_state *f = forward_new(m, N_TOK, &err);
-        CHECK(f, "%s", err.msg);
-        o->tok[s][0] = start[s];
-        for (uint32_t p = 0; p < N_TOK; p++) {
-            const float *lg = forward_token(f, o->tok[s][p], p);
-            CHECK(lg, "forward_token");
-            memcpy(o->logits + ((size_t)s * N_TOK + p) * m->n_vocab, lg, m->n_vocab * sizeof(float));
-            o->tok[s][p + 1] = (int32_t)test_argmax(lg, m->n_vocab);
-        }
-        forward_free(&f);
-    }
+    for (int s = 0; s < N_SEQ; s++)
+        greedy_oracle(m, start[s], N_TOK, o->tok[s], o->logits + (size_t)s * N_TOK * m->n_vocab);
 }
 
 /* Step k: a few positions of each sequence, interleaved (entries of one slot
